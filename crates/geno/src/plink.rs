@@ -1,0 +1,312 @@
+//! PLINK 1 binary filesets (`.bed` + `.bim` + `.fam`): our own packed reader
+//! and writer. The `.bed` is SNP-major after the magic bytes 6c 1b 01, 2 bits
+//! per call with the first individual in the low bits: 00 homozygous A1,
+//! 01 missing, 10 heterozygous, 11 homozygous A2.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{GenoError, Result};
+use crate::packed::{pack_subset, Individual, Marker, PackedGenotypes};
+use crate::textio::{open_text, split_fields, to_string, AtomicFile, Delimiter, LineReader};
+
+/// The magic bytes of a SNP-major PLINK 1 `.bed` file.
+pub const BED_MAGIC: [u8; 3] = [0x6c, 0x1b, 0x01];
+
+/// The three paths of a PLINK fileset.
+#[derive(Clone, Debug)]
+pub struct PlinkPaths {
+    pub bed: PathBuf,
+    pub bim: PathBuf,
+    pub fam: PathBuf,
+}
+
+impl PlinkPaths {
+    /// The fileset of `path`, which may be the prefix or any of the three files.
+    pub fn new(path: &Path) -> Self {
+        let prefix = match path.extension().and_then(|e| e.to_str()) {
+            Some("bed" | "bim" | "fam") => path.with_extension(""),
+            _ => path.to_path_buf(),
+        };
+        let with = |ext: &str| {
+            let mut s = prefix.clone().into_os_string();
+            s.push(".");
+            s.push(ext);
+            PathBuf::from(s)
+        };
+        PlinkPaths {
+            bed: with("bed"),
+            bim: with("bim"),
+            fam: with("fam"),
+        }
+    }
+}
+
+/// Reads a `.bim` file: six whitespace-separated columns per line.
+pub fn read_bim(path: &Path) -> Result<Vec<Marker>> {
+    let mut lines = LineReader::new(open_text(path, "a PLINK .bim file")?, path);
+    let mut markers = Vec::new();
+    while lines.next_line()? {
+        let f = split_fields(&lines.buf, Delimiter::Whitespace);
+        if f.is_empty() {
+            continue;
+        }
+        if f.len() != 6 {
+            return Err(GenoError::Ragged {
+                path: path.into(),
+                line: lines.line_no(),
+                found: f.len(),
+                expected: 6,
+                why: "a .bim line holds chromosome, marker ID, cM, base-pair position, A1 and A2"
+                    .into(),
+            });
+        }
+        let position = std::str::from_utf8(f[3])
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or_else(|| {
+                GenoError::parse(
+                    path,
+                    lines.line_no(),
+                    4,
+                    format!(
+                        "expected an integer base-pair position, found '{}'",
+                        to_string(f[3])
+                    ),
+                )
+            })?;
+        markers.push(Marker {
+            chromosome: to_string(f[0]),
+            id: to_string(f[1]),
+            cm: to_string(f[2]),
+            position,
+            a1: to_string(f[4]),
+            a2: to_string(f[5]),
+        });
+    }
+    if markers.is_empty() {
+        return Err(GenoError::Empty {
+            path: path.into(),
+            expected: "a PLINK .bim file with one line per marker",
+        });
+    }
+    Ok(markers)
+}
+
+/// One `.fam` line: the individual and the columns after the sixth' start
+/// (the phenotype column and any extra ones, as text).
+pub struct FamRow {
+    pub individual: Individual,
+    /// Column 6 onwards: the phenotype and any further phenotype columns.
+    pub phenotypes: Vec<String>,
+}
+
+/// Reads a `.fam` file: at least six whitespace-separated columns, the same
+/// number on every line, with unique individual IDs (column 2).
+pub fn read_fam(path: &Path) -> Result<Vec<FamRow>> {
+    let mut lines = LineReader::new(open_text(path, "a PLINK .fam file")?, path);
+    let mut rows = Vec::new();
+    let mut width = 0;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    while lines.next_line()? {
+        let f = split_fields(&lines.buf, Delimiter::Whitespace);
+        if f.is_empty() {
+            continue;
+        }
+        if f.len() < 6 || (width != 0 && f.len() != width) {
+            return Err(GenoError::Ragged {
+                path: path.into(),
+                line: lines.line_no(),
+                found: f.len(),
+                expected: if width == 0 { 6 } else { width },
+                why: if width == 0 {
+                    "a .fam line holds family ID, individual ID, father, mother, sex and phenotype"
+                        .into()
+                } else {
+                    "every .fam line must have as many columns as the first".into()
+                },
+            });
+        }
+        width = f.len();
+        let iid = to_string(f[1]);
+        if let Some(&first) = seen.get(&iid) {
+            return Err(GenoError::DuplicateId {
+                path: path.into(),
+                id: iid,
+                first,
+                second: lines.line_no(),
+            });
+        }
+        seen.insert(iid.clone(), lines.line_no());
+        rows.push(FamRow {
+            individual: Individual {
+                fid: to_string(f[0]),
+                iid,
+                father: to_string(f[2]),
+                mother: to_string(f[3]),
+                sex: to_string(f[4]),
+                phenotype: to_string(f[5]),
+            },
+            phenotypes: f[5..].iter().map(|s| to_string(s)).collect(),
+        });
+    }
+    if rows.is_empty() {
+        return Err(GenoError::Empty {
+            path: path.into(),
+            expected: "a PLINK .fam file with one line per individual",
+        });
+    }
+    Ok(rows)
+}
+
+/// Reads a whole PLINK fileset into the packed store, checking the magic
+/// bytes and that the `.bed` size fits the `.bim` × `.fam` counts.
+pub fn read_plink(path: &Path) -> Result<PackedGenotypes> {
+    let paths = PlinkPaths::new(path);
+    for p in [&paths.bed, &paths.bim, &paths.fam] {
+        if !p.exists() {
+            return Err(GenoError::invalid(
+                p,
+                "file not found; a PLINK 1 binary fileset needs .bed, .bim and .fam side by side",
+            ));
+        }
+    }
+    let markers = read_bim(&paths.bim)?;
+    let individuals: Vec<Individual> = read_fam(&paths.fam)?
+        .into_iter()
+        .map(|r| r.individual)
+        .collect();
+    let (n, m) = (individuals.len(), markers.len());
+    let stride = n.div_ceil(4);
+
+    let mut file = File::open(&paths.bed).map_err(|e| GenoError::io(&paths.bed, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| GenoError::io(&paths.bed, e))?
+        .len();
+    let mut magic = [0u8; 3];
+    let got = read_up_to(&mut file, &mut magic).map_err(|e| GenoError::io(&paths.bed, e))?;
+    if got < 3 || magic != BED_MAGIC {
+        let found = magic[..got]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let found = if got == 0 {
+            "missing (the file is empty)".to_string()
+        } else if magic[..2] == BED_MAGIC[..2] && got == 3 && magic[2] == 0 {
+            format!("{found} (an individual-major .bed; convert it with plink1.9 --make-bed)")
+        } else {
+            found
+        };
+        return Err(GenoError::BadMagic {
+            path: paths.bed.clone(),
+            found,
+        });
+    }
+    let expected = 3 + (m as u64) * (stride as u64);
+    if size != expected {
+        let mut message = format!(
+            "the file has {size} bytes, but {m} markers ({}) × {n} individuals ({}) need {expected} bytes (3 + {m} × {stride})",
+            paths.bim.display(),
+            paths.fam.display()
+        );
+        if size > 3 && (size - 3) % (m as u64) == 0 {
+            let s = (size - 3) / m as u64;
+            message.push_str(&format!(
+                "; the size fits {m} markers with {}–{} individuals, so the .fam may not belong to this .bed",
+                4 * s - 3,
+                4 * s
+            ));
+        } else if size > 3 && (size - 3) % (stride as u64) == 0 {
+            message.push_str(&format!(
+                "; the size fits {} markers of {n} individuals, so the .bim may not belong to this .bed",
+                (size - 3) / stride as u64
+            ));
+        }
+        return Err(GenoError::BedSize {
+            path: paths.bed.clone(),
+            message,
+        });
+    }
+    let mut data = vec![0u8; m * stride];
+    file.read_exact(&mut data)
+        .map_err(|e| GenoError::io(&paths.bed, e))?;
+    Ok(PackedGenotypes::from_packed(individuals, markers, data))
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read(&mut buf[got..])? {
+            0 => break,
+            k => got += k,
+        }
+    }
+    Ok(got)
+}
+
+/// Writes a PLINK fileset for the chosen individuals and markers (all when
+/// `None`), each file atomically. `path` may be the prefix or the `.bed` path.
+pub fn write_plink(
+    g: &PackedGenotypes,
+    path: &Path,
+    rows: Option<&[usize]>,
+    cols: Option<&[usize]>,
+) -> Result<()> {
+    let paths = PlinkPaths::new(path);
+    let all_rows: Vec<usize>;
+    let rows = match rows {
+        Some(r) => r,
+        None => {
+            all_rows = (0..g.n_individuals()).collect();
+            &all_rows
+        }
+    };
+    let cols: Box<dyn Iterator<Item = usize>> = match cols {
+        Some(c) => Box::new(c.iter().copied()),
+        None => Box::new(0..g.n_markers()),
+    };
+    let identity = rows.len() == g.n_individuals() && rows.iter().enumerate().all(|(k, &i)| k == i);
+
+    let mut bed = AtomicFile::create(&paths.bed)?;
+    let mut bim = AtomicFile::create(&paths.bim)?;
+    bed.write_all(&BED_MAGIC)?;
+    let mut buf = vec![0u8; rows.len().div_ceil(4)];
+    let mut line = String::new();
+    for j in cols {
+        if identity {
+            bed.write_all(g.snp(j))?;
+        } else {
+            pack_subset(g.snp(j), rows, &mut buf);
+            bed.write_all(&buf)?;
+        }
+        let mk = &g.markers()[j];
+        line.clear();
+        line.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\n",
+            mk.chromosome, mk.id, mk.cm, mk.position, mk.a1, mk.a2
+        ));
+        bim.write_all(line.as_bytes())?;
+    }
+    let mut fam = AtomicFile::create(&paths.fam)?;
+    for &i in rows {
+        let ind = &g.individuals()[i];
+        writeln!(
+            fam.writer(),
+            "{} {} {} {} {} {}",
+            ind.fid,
+            ind.iid,
+            ind.father,
+            ind.mother,
+            ind.sex,
+            ind.phenotype
+        )
+        .map_err(|e| GenoError::io(&paths.fam, e))?;
+    }
+    bed.commit()?;
+    bim.commit()?;
+    fam.commit()
+}

@@ -1,0 +1,135 @@
+//! Choosing a genotype format from a path, and reading or writing any of them.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::delim::{read_delimited, read_raw, write_delimited, write_raw, DelimitedOptions};
+use crate::error::{GenoError, Result};
+use crate::packed::PackedGenotypes;
+use crate::plink::{read_plink, write_plink, PlinkPaths};
+use crate::textio::Delimiter;
+
+/// A genotype file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GenoFormat {
+    /// PLINK 1 binary: `.bed` + `.bim` + `.fam`.
+    Plink,
+    /// PLINK `.raw` (`--recode A`).
+    Raw,
+    /// A delimited dosage matrix (CSV, TSV or whitespace).
+    Delimited,
+}
+
+impl FromStr for GenoFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "plink" | "bed" => Ok(GenoFormat::Plink),
+            "raw" => Ok(GenoFormat::Raw),
+            "csv" | "tsv" | "txt" | "delimited" | "matrix" => Ok(GenoFormat::Delimited),
+            other => Err(format!(
+                "unknown genotype format '{other}'; expected plink, raw or csv"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for GenoFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GenoFormat::Plink => "PLINK .bed/.bim/.fam",
+            GenoFormat::Raw => "PLINK .raw",
+            GenoFormat::Delimited => "delimited matrix",
+        })
+    }
+}
+
+impl GenoFormat {
+    /// The format a path's extension implies: `.bed`/`.bim`/`.fam` (or a
+    /// prefix with a `.bed` beside it) is PLINK, `.raw` is raw, anything
+    /// else is a delimited matrix.
+    pub fn from_path(path: &Path) -> GenoFormat {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref()
+        {
+            Some("bed" | "bim" | "fam") => GenoFormat::Plink,
+            Some("raw") => GenoFormat::Raw,
+            _ if !path.exists() && PlinkPaths::new(path).bed.exists() => GenoFormat::Plink,
+            _ => GenoFormat::Delimited,
+        }
+    }
+}
+
+/// Builder-style options for reading genotypes from any supported format.
+#[derive(Clone, Debug)]
+pub struct GenoReader {
+    path: PathBuf,
+    format: Option<GenoFormat>,
+    delimited: DelimitedOptions,
+}
+
+impl GenoReader {
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        GenoReader {
+            path: path.as_ref().to_path_buf(),
+            format: None,
+            delimited: DelimitedOptions::default(),
+        }
+    }
+
+    /// Overrides the format implied by the extension.
+    pub fn format(mut self, format: Option<GenoFormat>) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Options for delimited matrices.
+    pub fn delimited(mut self, opts: DelimitedOptions) -> Self {
+        self.delimited = opts;
+        self
+    }
+
+    /// The format that will be read.
+    pub fn resolved_format(&self) -> GenoFormat {
+        self.format
+            .unwrap_or_else(|| GenoFormat::from_path(&self.path))
+    }
+
+    /// Reads the file into the packed store.
+    pub fn read(&self) -> Result<PackedGenotypes> {
+        let format = self.resolved_format();
+        if format != GenoFormat::Plink && !self.path.exists() {
+            return Err(GenoError::invalid(&self.path, "file not found"));
+        }
+        match format {
+            GenoFormat::Plink => read_plink(&self.path),
+            GenoFormat::Raw => read_raw(&self.path),
+            GenoFormat::Delimited => read_delimited(&self.path, self.delimited),
+        }
+    }
+}
+
+/// Writes genotypes in the format of `path`'s extension: `.bed` (with
+/// `.bim`/`.fam` beside it), `.raw`, `.csv`, `.tsv` or `.txt` (space-separated).
+pub fn write_genotypes(g: &PackedGenotypes, path: &Path) -> Result<()> {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("bed") => write_plink(g, path, None, None),
+        Some("raw") => write_raw(g, path),
+        Some("csv") => write_delimited(g, path, Delimiter::Comma),
+        Some("tsv") => write_delimited(g, path, Delimiter::Tab),
+        Some("txt") => write_delimited(g, path, Delimiter::Whitespace),
+        _ => Err(GenoError::Usage(format!(
+            "{}: cannot tell the output format; the name must end in .bed, .raw, .csv, .tsv or .txt",
+            path.display()
+        ))),
+    }
+}

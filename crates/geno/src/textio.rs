@@ -1,0 +1,239 @@
+//! Shared text-file plumbing: opening with checks for empty and gzip files,
+//! line reading, field splitting, and atomic output files.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{GenoError, Result};
+
+/// How fields are separated on a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delimiter {
+    Comma,
+    Tab,
+    /// Runs of spaces and tabs.
+    Whitespace,
+}
+
+impl Delimiter {
+    /// Detects the delimiter from one line: a tab, else a comma, else whitespace.
+    pub fn detect(line: &[u8]) -> Delimiter {
+        if line.contains(&b'\t') {
+            Delimiter::Tab
+        } else if line.contains(&b',') {
+            Delimiter::Comma
+        } else {
+            Delimiter::Whitespace
+        }
+    }
+
+    /// The byte written between fields.
+    pub fn byte(self) -> u8 {
+        match self {
+            Delimiter::Comma => b',',
+            Delimiter::Tab => b'\t',
+            Delimiter::Whitespace => b' ',
+        }
+    }
+}
+
+/// Opens a text file for reading, refusing an empty or gzip-compressed file.
+pub(crate) fn open_text(path: &Path, expected: &'static str) -> Result<BufReader<File>> {
+    let file = File::open(path).map_err(|e| GenoError::io(path, e))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let head = reader.fill_buf().map_err(|e| GenoError::io(path, e))?;
+    if head.is_empty() {
+        return Err(GenoError::Empty {
+            path: path.to_path_buf(),
+            expected,
+        });
+    }
+    if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
+        return Err(GenoError::Gzip {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(reader)
+}
+
+/// Reads lines one by one into a reused buffer, counting line numbers and
+/// stripping the line ending (`\n` or `\r\n`).
+pub(crate) struct LineReader<R> {
+    inner: R,
+    path: PathBuf,
+    line_no: usize,
+    pub buf: Vec<u8>,
+}
+
+impl<R: BufRead> LineReader<R> {
+    pub fn new(inner: R, path: &Path) -> Self {
+        LineReader {
+            inner,
+            path: path.to_path_buf(),
+            line_no: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Reads the next line into `self.buf`; returns `false` at the end.
+    pub fn next_line(&mut self) -> Result<bool> {
+        self.buf.clear();
+        let n = self
+            .inner
+            .read_until(b'\n', &mut self.buf)
+            .map_err(|e| GenoError::io(&self.path, e))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.line_no += 1;
+        if self.buf.last() == Some(&b'\n') {
+            self.buf.pop();
+        }
+        if self.buf.last() == Some(&b'\r') {
+            self.buf.pop();
+        }
+        Ok(true)
+    }
+
+    /// Reads the next line that is not blank; returns `false` at the end.
+    pub fn next_nonblank(&mut self) -> Result<bool> {
+        while self.next_line()? {
+            if !is_blank(&self.buf) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The 1-based number of the line in `self.buf`.
+    pub fn line_no(&self) -> usize {
+        self.line_no
+    }
+}
+
+pub(crate) fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(|b| b.is_ascii_whitespace())
+}
+
+/// Splits a line into fields, trimming spaces and one pair of surrounding
+/// double quotes from each field.
+pub(crate) fn split_fields(line: &[u8], delim: Delimiter) -> Vec<&[u8]> {
+    match delim {
+        Delimiter::Whitespace => line
+            .split(|b| *b == b' ' || *b == b'\t')
+            .filter(|f| !f.is_empty())
+            .map(unquote)
+            .collect(),
+        d => line
+            .split(|b| *b == d.byte())
+            .map(trim)
+            .map(unquote)
+            .collect(),
+    }
+}
+
+pub(crate) fn trim(field: &[u8]) -> &[u8] {
+    field.trim_ascii()
+}
+
+pub(crate) fn unquote(field: &[u8]) -> &[u8] {
+    if field.len() >= 2 && field[0] == b'"' && field[field.len() - 1] == b'"' {
+        &field[1..field.len() - 1]
+    } else {
+        field
+    }
+}
+
+/// Shows a field for an error message, shortened if long.
+pub(crate) fn show(field: &[u8]) -> String {
+    let s = String::from_utf8_lossy(field);
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s.into_owned()
+    }
+}
+
+pub(crate) fn to_string(field: &[u8]) -> String {
+    String::from_utf8_lossy(field).into_owned()
+}
+
+/// Reads a whole (small) file, refusing empty and gzip files.
+pub(crate) fn read_small(path: &Path, expected: &'static str) -> Result<Vec<u8>> {
+    let mut reader = open_text(path, expected)?;
+    let mut out = Vec::new();
+    reader
+        .read_to_end(&mut out)
+        .map_err(|e| GenoError::io(path, e))?;
+    Ok(out)
+}
+
+/// An output file that appears under its final name only when complete:
+/// it is written to a temporary file beside the target and renamed by
+/// [`AtomicFile::commit`]. Dropped without commit, the temporary file is removed.
+pub struct AtomicFile {
+    target: PathBuf,
+    tmp: PathBuf,
+    writer: Option<BufWriter<File>>,
+}
+
+impl AtomicFile {
+    /// Creates the temporary file for `target`.
+    pub fn create(target: impl AsRef<Path>) -> Result<Self> {
+        let target = target.as_ref().to_path_buf();
+        let name = target
+            .file_name()
+            .ok_or_else(|| GenoError::Usage(format!("{}: not a file name", target.display())))?
+            .to_string_lossy()
+            .into_owned();
+        let tmp = target.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let file = File::create(&tmp).map_err(|e| GenoError::io(&tmp, e))?;
+        Ok(AtomicFile {
+            target,
+            tmp,
+            writer: Some(BufWriter::with_capacity(1 << 20, file)),
+        })
+    }
+
+    /// The writer for the content.
+    pub fn writer(&mut self) -> &mut BufWriter<File> {
+        self.writer.as_mut().expect("AtomicFile used after commit")
+    }
+
+    /// Writes bytes, naming the target file in any error.
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        let target = self.target.clone();
+        self.writer()
+            .write_all(bytes)
+            .map_err(|e| GenoError::io(target, e))
+    }
+
+    /// Flushes, syncs and renames the temporary file onto the target.
+    pub fn commit(mut self) -> Result<()> {
+        let writer = self.writer.take().expect("AtomicFile committed twice");
+        let file = writer
+            .into_inner()
+            .map_err(|e| GenoError::io(&self.target, e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| GenoError::io(&self.target, e))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.target).map_err(|e| GenoError::io(&self.target, e))
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            self.writer = None;
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes a whole file atomically.
+pub fn write_atomic(target: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
+    let mut f = AtomicFile::create(target)?;
+    f.write_all(bytes)?;
+    f.commit()
+}

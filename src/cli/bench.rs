@@ -1,0 +1,179 @@
+//! `genocnn bench`: speed figures measured in-process, on one core.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use geno::{simulate, DelimitedOptions, PackedGenotypes, SimParams, Standardizer};
+use serde_json::json;
+
+use super::output::{table, write_json};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchWhat {
+    /// Genotype input: .bed decoding to standardized f32 blocks, and CSV parsing.
+    Io(IoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct IoArgs {
+    /// Individuals of the simulated set (ignored with --geno).
+    #[arg(long, default_value_t = 2000)]
+    pub n: usize,
+    /// Markers of the simulated set (ignored with --geno).
+    #[arg(long, default_value_t = 50_000)]
+    pub snps: usize,
+    /// Benchmark on this genotype file instead of a simulated set.
+    #[arg(long)]
+    pub geno: Option<PathBuf>,
+    /// Repetitions of each timing; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Also write the figures as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    match a.what {
+        BenchWhat::Io(io) => run_io(io),
+    }
+}
+
+fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
+    let mut t: Vec<f64> = (0..reps.max(1))
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn run_io(a: IoArgs) -> Result<()> {
+    let g: PackedGenotypes = match &a.geno {
+        Some(p) => geno::GenoReader::new(p).read()?,
+        None => {
+            simulate(&SimParams {
+                n: a.n,
+                snps: a.snps,
+                chromosomes: 10,
+                qtl: 10,
+                missing: 0.01,
+                ..Default::default()
+            })?
+            .genotypes
+        }
+    };
+    let (n, m) = (g.n_individuals(), g.n_markers());
+    let calls = (n * m) as f64;
+    let st = Standardizer::fit(&g, None);
+
+    // .bed decoding: all markers, in SNP-major blocks of 256 markers.
+    let block = 256;
+    let mut buf = vec![0f32; block * n];
+    let mut sink = 0f32;
+    let decode = median_secs(a.reps, || {
+        let mut j = 0;
+        while j < m {
+            let k = block.min(m - j);
+            g.decode_snp_major(j..j + k, &st.lut, &mut buf[..k * n]);
+            sink += buf[k * n - 1];
+            j += k;
+        }
+    });
+    // Mini-batch decoding: 32 individuals × all markers.
+    let rows: Vec<usize> = (0..n).step_by((n / 32).max(1)).take(32).collect();
+    let mut batch = vec![0f32; rows.len() * m];
+    let batch_t = median_secs(a.reps, || {
+        g.decode_rows(&rows, 0..m, &st.lut, &mut batch);
+        sink += batch[0];
+    });
+
+    // Files: .bed read and CSV parse.
+    let dir = tempfile::tempdir()?;
+    let bed = dir.path().join("bench.bed");
+    let csv = dir.path().join("bench.csv");
+    geno::write_plink(&g, &bed, None, None)?;
+    geno::write_genotypes(&g, &csv)?;
+    let bed_bytes = std::fs::metadata(&bed)?.len() as f64;
+    let csv_bytes = std::fs::metadata(&csv)?.len() as f64;
+    let bed_t = median_secs(a.reps, || {
+        let r = geno::read_plink(&bed).expect("read bench .bed");
+        sink += r.n_markers() as f32;
+    });
+    let csv_t = median_secs(a.reps.min(3), || {
+        let r = geno::delim::read_delimited(&csv, DelimitedOptions::default())
+            .expect("read bench .csv");
+        sink += r.n_markers() as f32;
+    });
+    std::hint::black_box(sink);
+
+    let value = json!({
+        "n_individuals": n,
+        "n_markers": m,
+        "threads": 1,
+        "cases": {
+            "bed_decode_standardized": { "seconds": decode, "genotypes_per_second": calls / decode },
+            "batch_decode_32": { "seconds": batch_t, "genotypes_per_second": (rows.len() * m) as f64 / batch_t },
+            "bed_read": { "seconds": bed_t, "bytes": bed_bytes, "mb_per_second": bed_bytes / bed_t / 1e6 },
+            "csv_parse": { "seconds": csv_t, "bytes": csv_bytes, "mb_per_second": csv_bytes / csv_t / 1e6 },
+        }
+    });
+    print!(
+        "{}",
+        table(&[
+            (
+                "genotypes",
+                format!("{n} individuals × {m} markers, one thread")
+            ),
+            (
+                ".bed → standardized f32 blocks",
+                format!(
+                    "{:.2} G genotypes/s ({:.4} s)",
+                    calls / decode / 1e9,
+                    decode
+                )
+            ),
+            (
+                "mini-batch of 32 → f32",
+                format!(
+                    "{:.2} G genotypes/s ({:.5} s)",
+                    (rows.len() * m) as f64 / batch_t / 1e9,
+                    batch_t
+                )
+            ),
+            (
+                ".bed read into the packed store",
+                format!(
+                    "{:.0} MB/s ({:.4} s, {:.1} MB)",
+                    bed_bytes / bed_t / 1e6,
+                    bed_t,
+                    bed_bytes / 1e6
+                )
+            ),
+            (
+                "CSV matrix parse",
+                format!(
+                    "{:.0} MB/s ({:.3} s, {:.1} MB)",
+                    csv_bytes / csv_t / 1e6,
+                    csv_t,
+                    csv_bytes / 1e6
+                )
+            ),
+        ])
+    );
+    if let Some(p) = &a.json {
+        write_json(p, &value)?;
+    }
+    Ok(())
+}

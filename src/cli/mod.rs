@@ -1,0 +1,115 @@
+//! Subcommands: raw flags are turned into validated library objects here,
+//! once, and results are printed for a person here, and nowhere else.
+
+mod bench;
+mod convert;
+mod output;
+mod qc;
+mod simulate;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use geno::{DelimitedOptions, Delimiter, GenoFormat, GenoReader, TraitSelector};
+
+/// Genomic prediction with 1D convolutional neural networks, honestly
+/// compared with GBLUP.
+#[derive(Parser, Debug)]
+#[command(name = "genocnn", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Quality control: allele frequencies, missingness and PLINK-style filters.
+    Qc(qc::QcArgs),
+    /// Convert genotypes between PLINK .bed, PLINK .raw and CSV/TSV matrices.
+    Convert(convert::ConvertArgs),
+    /// Simulate genotypes with LD and a trait with chosen genetic architecture.
+    Simulate(simulate::SimulateArgs),
+    /// Benchmarks (`io`: .bed decoding and CSV parsing speed).
+    Bench(bench::BenchArgs),
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Qc(a) => qc::run(a),
+        Command::Convert(a) => convert::run(a),
+        Command::Simulate(a) => simulate::run(a),
+        Command::Bench(a) => bench::run(a),
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum YesNo {
+    Yes,
+    No,
+}
+
+impl YesNo {
+    fn get(v: Option<YesNo>) -> Option<bool> {
+        v.map(|x| matches!(x, YesNo::Yes))
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DelimArg {
+    Comma,
+    Tab,
+    Whitespace,
+}
+
+/// Where the genotypes come from.
+#[derive(Args, Debug, Clone)]
+pub struct GenoArgs {
+    /// Genotypes: PLINK .bed (or its prefix), PLINK .raw, or a CSV/TSV/whitespace dosage matrix.
+    #[arg(long, value_name = "PATH")]
+    pub geno: PathBuf,
+    /// Override the format implied by the extension: plink, raw or csv.
+    #[arg(long, value_name = "FORMAT", value_parser = clap::value_parser!(GenoFormat))]
+    pub geno_format: Option<GenoFormat>,
+    /// Delimited matrices: the field separator (detected when absent).
+    #[arg(long, value_enum)]
+    pub geno_delimiter: Option<DelimArg>,
+    /// Delimited matrices: whether the first line is a header of marker IDs (detected when absent).
+    #[arg(long, value_enum)]
+    pub geno_header: Option<YesNo>,
+    /// Delimited matrices: whether the first column holds individual IDs (detected when absent).
+    #[arg(long, value_enum)]
+    pub geno_ids: Option<YesNo>,
+}
+
+impl GenoArgs {
+    pub fn reader(&self) -> GenoReader {
+        GenoReader::new(&self.geno)
+            .format(self.geno_format)
+            .delimited(DelimitedOptions {
+                delimiter: self.geno_delimiter.map(|d| match d {
+                    DelimArg::Comma => Delimiter::Comma,
+                    DelimArg::Tab => Delimiter::Tab,
+                    DelimArg::Whitespace => Delimiter::Whitespace,
+                }),
+                header: YesNo::get(self.geno_header),
+                ids: YesNo::get(self.geno_ids),
+            })
+    }
+}
+
+/// Where the phenotype comes from.
+#[derive(Args, Debug, Clone)]
+pub struct PhenoArgs {
+    /// Phenotypes: a table with an ID column, a headerless file in genotype order, or a .fam.
+    #[arg(long, value_name = "PATH", requires = "trait_")]
+    pub pheno: Option<PathBuf>,
+    /// The trait: a column name, or its number among the trait columns counting from 1.
+    #[arg(
+        long = "trait",
+        id = "trait_",
+        value_name = "NAME|N",
+        requires = "pheno"
+    )]
+    pub trait_: Option<TraitSelector>,
+}
