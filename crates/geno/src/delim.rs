@@ -75,7 +75,7 @@ fn is_id_keyword(field: &[u8]) -> bool {
     )
 }
 
-fn bad_cell(field: &[u8]) -> String {
+fn bad_cell(field: &[u8], marker: &str) -> String {
     let f = unquote(trim(field));
     let value = show(f);
     let why = match std::str::from_utf8(f)
@@ -89,7 +89,7 @@ fn bad_cell(field: &[u8]) -> String {
         Some(_) => " (only whole dosages are stored)".to_string(),
         None => String::new(),
     };
-    format!("expected a dosage 0, 1 or 2 (or NA, ., -9 or empty for missing), found '{value}'{why}")
+    format!("expected a dosage 0, 1 or 2 (or NA, ., -9 or empty for missing) for marker {marker}, found '{value}'{why}")
 }
 
 /// Parses the dosage fields of rows into packed individual-major rows.
@@ -156,7 +156,7 @@ impl RowParser<'_> {
                         self.path,
                         line_no,
                         col + 1,
-                        format!("{} (marker {})", bad_cell(field), self.markers[j].id),
+                        bad_cell(field, &self.markers[j].id),
                     )
                 })?;
                 row[j / 4] |= code << (2 * (j % 4));

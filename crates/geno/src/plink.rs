@@ -234,6 +234,22 @@ pub fn read_plink(path: &Path) -> Result<PackedGenotypes> {
     let mut data = vec![0u8; m * stride];
     file.read_exact(&mut data)
         .map_err(|e| GenoError::io(&paths.bed, e))?;
+    // PLINK writes zeros in the unused bits of each marker's last byte; calls
+    // there mean the .fam lists fewer individuals than the .bed holds.
+    if n % 4 != 0 {
+        let unused = !((1u8 << (2 * (n % 4))) - 1);
+        if let Some(j) = (0..m).find(|&j| data[(j + 1) * stride - 1] & unused != 0) {
+            return Err(GenoError::BedSize {
+                path: paths.bed.clone(),
+                message: format!(
+                    "marker {} ({}) holds calls after the last of the {n} individuals of {}, in the padding bits that PLINK leaves empty; the .fam may be missing lines",
+                    j + 1,
+                    markers[j].id,
+                    paths.fam.display()
+                ),
+            });
+        }
+    }
     Ok(PackedGenotypes::from_packed(individuals, markers, data))
 }
 

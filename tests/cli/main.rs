@@ -1,0 +1,8 @@
+//! End-to-end tests of the `genocnn` command line, one binary with topic modules.
+
+mod bad_input;
+mod common;
+mod formats;
+mod qc;
+mod real_data;
+mod simulate;

@@ -1,0 +1,242 @@
+//! `genocnn qc`: statistics equal plink1.9's, filters mean what they mean in PLINK.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+
+use crate::common::{fixtures, have, ok, read_csv, read_json, s};
+
+/// Parses a plink1.9 report (whitespace table) into rows keyed by `key`.
+fn plink_table(p: &Path, key: &str) -> HashMap<String, HashMap<String, String>> {
+    let text = fs::read_to_string(p).unwrap();
+    let mut lines = text.lines();
+    let head: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let k = head.iter().position(|h| h == key).unwrap();
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[k].to_string(),
+                head.iter()
+                    .cloned()
+                    .zip(f.iter().map(|x| x.to_string()))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// plink prints 4 significant digits: compare to within half a unit of that.
+fn close(ours: f64, plink: f64) -> bool {
+    (ours - plink).abs() <= 5e-4 * plink.abs().max(1e-3) + 1e-9
+}
+
+fn check_against_plink(out: &Path, frq: &Path, lmiss: &Path, imiss: &Path) -> usize {
+    let frq = plink_table(frq, "SNP");
+    let lmiss = plink_table(lmiss, "SNP");
+    let imiss = plink_table(imiss, "IID");
+    let (h, rows) = read_csv(&out.join("markers.csv"));
+    let col = |n: &str| h.iter().position(|x| x == n).unwrap();
+    let mut checked = 0;
+    for r in &rows {
+        let Some(f) = frq.get(&r[col("marker")]) else {
+            continue;
+        };
+        let maf: f64 = r[col("maf")].parse().unwrap();
+        let pm: f64 = f["MAF"].parse().unwrap();
+        assert!(close(maf, pm), "{}: maf {maf} vs plink {pm}", r[0]);
+        let miss: f64 = r[col("missing_rate")].parse().unwrap();
+        let pl: f64 = lmiss[&r[0]]["F_MISS"].parse().unwrap();
+        assert!(close(miss, pl), "{}: missing {miss} vs plink {pl}", r[0]);
+        checked += 1;
+    }
+    let (h, rows) = read_csv(&out.join("individuals.csv"));
+    assert_eq!(h, ["id", "call_rate", "kept"]);
+    for r in &rows {
+        let call: f64 = r[1].parse().unwrap();
+        let pl: f64 = imiss[&r[0]]["F_MISS"].parse().unwrap();
+        assert!(
+            close(1.0 - call, pl),
+            "{}: call rate {call} vs plink F_MISS {pl}",
+            r[0]
+        );
+    }
+    checked
+}
+
+#[test]
+fn qc_statistics_equal_plink_fixture() {
+    // small.frq/.lmiss/.imiss were written by plink1.9 --freq --missing on small.bed.
+    let dir = tempfile::tempdir().unwrap();
+    let fx = fixtures().join("plink");
+    ok(&[
+        "qc",
+        "--geno",
+        s(&fx.join("small.bed")),
+        "--out",
+        s(dir.path()),
+    ]);
+    let n = check_against_plink(
+        dir.path(),
+        &fx.join("small.frq"),
+        &fx.join("small.lmiss"),
+        &fx.join("small.imiss"),
+    );
+    assert_eq!(n, 60);
+    let (h, _) = read_csv(&dir.path().join("markers.csv"));
+    assert_eq!(
+        h,
+        [
+            "marker",
+            "chromosome",
+            "position",
+            "a1",
+            "a2",
+            "a1_freq",
+            "maf",
+            "missing_rate",
+            "kept"
+        ]
+    );
+    let j = read_json(&dir.path().join("summary.json"));
+    for key in [
+        "n_individuals",
+        "n_markers",
+        "n_individuals_kept",
+        "n_markers_kept",
+        "mean_maf",
+        "missing_rate",
+    ] {
+        assert!(j.get(key).is_some(), "summary.json lacks {key}");
+    }
+    assert_eq!(j["n_individuals"], 37);
+    assert_eq!(j["n_markers"], 60);
+    assert!(!dir.path().join("qc.bed").exists(), "no filter, no qc.bed");
+}
+
+#[test]
+fn filters_match_plink_order_and_thresholds() {
+    // Individual i0 misses 6 of 10 calls; marker m9 misses i0, i1 and i2.
+    // PLINK applies --mind first: i0 goes, and m9's rate falls to 2/9 < 0.25.
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("id,m0,m1,m2,m3,m4,m5,m6,m7,m8,m9\n");
+    for i in 0..10 {
+        let cells: Vec<String> = (0..10)
+            .map(|j| {
+                if (i == 0 && j < 6) || (j == 9 && i < 3) {
+                    "NA".into()
+                } else if j == 8 {
+                    // m8: one copy of A1 in 18 alleles (MAF 0.056 after --mind).
+                    if i == 5 {
+                        "1".into()
+                    } else {
+                        "0".into()
+                    }
+                } else {
+                    ((i + j) % 3).to_string()
+                }
+            })
+            .collect();
+        text.push_str(&format!("i{i},{}\n", cells.join(",")));
+    }
+    let csv = dir.path().join("m.csv");
+    fs::write(&csv, text).unwrap();
+    let out = dir.path().join("qc");
+    ok(&[
+        "qc",
+        "--geno",
+        s(&csv),
+        "--mind",
+        "0.5",
+        "--geno-missing",
+        "0.25",
+        "--maf",
+        "0.06",
+        "--out",
+        s(&out),
+    ]);
+    let j = read_json(&out.join("summary.json"));
+    assert_eq!(j["n_individuals_kept"], 9);
+    assert_eq!(j["n_markers_kept"], 9);
+    assert_eq!(j["removed"]["markers_by_maf"], 1);
+    assert_eq!(j["removed"]["markers_by_geno_missing"], 0);
+    let (_, rows) = read_csv(&out.join("markers.csv"));
+    assert_eq!(rows[8][8], "false");
+    assert_eq!(rows[9][8], "true");
+    let g = geno::GenoReader::new(out.join("qc.bed")).read().unwrap();
+    assert_eq!((g.n_individuals(), g.n_markers()), (9, 9));
+    assert_eq!(g.individuals()[0].iid, "i1");
+    if have(
+        "plink1.9",
+        "filters_match_plink_order_and_thresholds (plink part)",
+    ) {
+        ok(&[
+            "convert",
+            "--geno",
+            s(&csv),
+            "--out",
+            s(&dir.path().join("m.bed")),
+        ]);
+        crate::common::plink(&[
+            "--bfile",
+            s(&dir.path().join("m")),
+            "--allow-no-sex",
+            "--mind",
+            "0.5",
+            "--geno",
+            "0.25",
+            "--maf",
+            "0.06",
+            "--make-bed",
+            "--out",
+            s(&dir.path().join("p")),
+        ]);
+        let n_bim = fs::read_to_string(dir.path().join("p.bim"))
+            .unwrap()
+            .lines()
+            .count();
+        let n_fam = fs::read_to_string(dir.path().join("p.fam"))
+            .unwrap()
+            .lines()
+            .count();
+        assert_eq!((n_fam, n_bim), (9, 9));
+    }
+}
+
+#[test]
+fn monomorphic_markers_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("m.csv");
+    fs::write(&csv, "id,a,b,c\nx,0,1,2\ny,0,2,2\nz,0,0,NA\n").unwrap();
+    let out = ok(&["qc", "--geno", s(&csv), "--out", s(&dir.path().join("q"))]);
+    assert!(out.contains("monomorphic"), "{out}");
+    let j = read_json(&dir.path().join("q/summary.json"));
+    assert_eq!(j["n_monomorphic"], 2);
+    assert_eq!(j["monomorphic_markers"], serde_json::json!(["a", "c"]));
+}
+
+#[test]
+fn qc_counts_phenotyped_individuals() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = fixtures().join("plink");
+    // The fixture's .fam carries a phenotype in column 6, -9 for every 7th line.
+    let out = ok(&[
+        "qc",
+        "--geno",
+        s(&fx.join("small.bed")),
+        "--pheno",
+        s(&fx.join("small.fam")),
+        "--trait",
+        "1",
+        "--out",
+        s(dir.path()),
+    ]);
+    assert!(out.contains("phenotyped"), "{out}");
+    let j = read_json(&dir.path().join("summary.json"));
+    assert_eq!(j["n_phenotyped"], 37 - 6);
+}

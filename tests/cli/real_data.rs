@@ -1,0 +1,150 @@
+//! The real data sets in ../shared/data (skipped, saying why, when absent).
+
+use geno::{GenoReader, PhenoTable, TraitSelector};
+
+use crate::common::{have, ok, read_csv, read_json, s, shared_data};
+
+#[test]
+fn mouse_hs1940_reads_with_1410_cd8_phenotypes() {
+    let Some(data) = shared_data("mouse_hs1940_reads_with_1410_cd8_phenotypes") else {
+        return;
+    };
+    let m = data.join("mouse_hs1940");
+    let g = GenoReader::new(m.join("mouse_hs1940.bed")).read().unwrap();
+    assert_eq!((g.n_individuals(), g.n_markers()), (1940, 12_226));
+    let pheno = PhenoTable::read(&m.join("mouse_hs1940.pheno.txt")).unwrap();
+    assert_eq!(pheno.names.len(), 6);
+    let cd8 = pheno
+        .select(&TraitSelector::Index(1), g.individuals())
+        .unwrap();
+    assert_eq!(cd8.n_phenotyped, 1410);
+    assert_eq!(
+        pheno
+            .select(&TraitSelector::Index(6), g.individuals())
+            .unwrap()
+            .n_phenotyped,
+        1580
+    );
+    // The 11-column .fam serves as the phenotype file too: its column 6 is trait 1.
+    let fam = PhenoTable::read(&m.join("mouse_hs1940.fam")).unwrap();
+    assert_eq!(fam.names.len(), 6);
+    let t = fam
+        .select(&TraitSelector::Index(1), g.individuals())
+        .unwrap();
+    assert_eq!(t.n_phenotyped, 1410);
+    for (a, b) in t.values.iter().zip(&cd8.values) {
+        assert!(a.is_nan() && b.is_nan() || a == b);
+    }
+    // And through the CLI.
+    let dir = tempfile::tempdir().unwrap();
+    ok(&[
+        "qc",
+        "--geno",
+        s(&m.join("mouse_hs1940")),
+        "--pheno",
+        s(&m.join("mouse_hs1940.pheno.txt")),
+        "--trait",
+        "1",
+        "--out",
+        s(dir.path()),
+    ]);
+    let j = read_json(&dir.path().join("summary.json"));
+    assert_eq!(j["n_individuals"], 1940);
+    assert_eq!(j["n_markers"], 12_226);
+    assert_eq!(j["n_phenotyped"], 1410);
+}
+
+#[test]
+fn mouse_qc_equals_plink_freq_and_missing() {
+    let Some(data) = shared_data("mouse_qc_equals_plink_freq_and_missing") else {
+        return;
+    };
+    if !have("plink1.9", "mouse_qc_equals_plink_freq_and_missing") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bfile = data.join("mouse_hs1940/mouse_hs1940");
+    // --nonfounders: the .fam lists parents, and plink would otherwise count founders only.
+    crate::common::plink(&[
+        "--bfile",
+        s(&bfile),
+        "--mouse",
+        "--nonfounders",
+        "--allow-no-sex",
+        "--freq",
+        "--missing",
+        "--out",
+        s(&dir.path().join("pl")),
+    ]);
+    ok(&[
+        "qc",
+        "--geno",
+        s(&bfile.with_extension("bed")),
+        "--out",
+        s(&dir.path().join("q")),
+    ]);
+    let frq = std::fs::read_to_string(dir.path().join("pl.frq")).unwrap();
+    let plink: std::collections::HashMap<&str, f64> = frq
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[1], f[4].parse().unwrap())
+        })
+        .collect();
+    let (_, rows) = read_csv(&dir.path().join("q/markers.csv"));
+    let mut checked = 0;
+    for r in &rows {
+        // plink1.9 drops markers with negative positions (1926 here); compare the rest.
+        if let Some(&pm) = plink.get(r[0].as_str()) {
+            let maf: f64 = r[6].parse().unwrap();
+            assert!(
+                (maf - pm).abs() <= 5e-4 * pm.max(1e-3),
+                "{}: {maf} vs {pm}",
+                r[0]
+            );
+            assert_eq!(r[7], "0", "no missing calls in this set");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 10_300);
+}
+
+#[test]
+fn wheat599_reads_headerless_markers_and_four_traits() {
+    let Some(data) = shared_data("wheat599_reads_headerless_markers_and_four_traits") else {
+        return;
+    };
+    let w = data.join("wheat599");
+    let g = GenoReader::new(w.join("wheat.X")).read().unwrap();
+    assert_eq!((g.n_individuals(), g.n_markers()), (599, 1279));
+    assert_eq!(g.individuals()[0].iid, "1");
+    assert!((0..599).all(|i| g.dosage(i, 0).is_some_and(|d| d <= 1)));
+    let y = PhenoTable::read(&w.join("wheat.Y")).unwrap();
+    assert_eq!(y.names.len(), 4);
+    for t in 1..=4 {
+        assert_eq!(
+            y.select(&TraitSelector::Index(t), g.individuals())
+                .unwrap()
+                .n_phenotyped,
+            599
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    ok(&[
+        "qc",
+        "--geno",
+        s(&w.join("wheat.X")),
+        "--pheno",
+        s(&w.join("wheat.Y")),
+        "--trait",
+        "4",
+        "--out",
+        s(dir.path()),
+    ]);
+    let j = read_json(&dir.path().join("summary.json"));
+    assert_eq!(
+        (j["n_individuals"].as_u64(), j["n_markers"].as_u64()),
+        (Some(599), Some(1279))
+    );
+}

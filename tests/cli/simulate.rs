@@ -1,0 +1,124 @@
+//! `genocnn simulate`: reproducible files of the promised shape.
+
+use std::fs;
+
+use crate::common::{fails, ok, read_csv, s};
+
+const FILES: [&str; 7] = [
+    ".bed",
+    ".bim",
+    ".fam",
+    ".csv",
+    ".pheno.csv",
+    ".qtl.csv",
+    ".epistasis.csv",
+];
+
+#[test]
+fn same_seed_gives_identical_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, seed: &str| {
+        let p = dir.path().join(name);
+        ok(&[
+            "simulate",
+            "--n",
+            "60",
+            "--snps",
+            "300",
+            "--chromosomes",
+            "3",
+            "--qtl",
+            "12",
+            "--h2",
+            "0.4",
+            "--dominance",
+            "0.1",
+            "--epistasis",
+            "0.2",
+            "--seed",
+            seed,
+            "--out",
+            s(&p),
+        ]);
+        p
+    };
+    let (a, b, c) = (run("a", "5"), run("b", "5"), run("c", "6"));
+    let read = |p: &std::path::Path, ext: &str| fs::read(format!("{}{ext}", p.display())).unwrap();
+    for ext in FILES {
+        assert_eq!(read(&a, ext), read(&b, ext), "{ext}");
+    }
+    assert_ne!(read(&a, ".bed"), read(&c, ".bed"));
+    let (h, rows) = read_csv(&dir.path().join("a.pheno.csv"));
+    assert_eq!(h, ["id", "trait"]);
+    assert_eq!(rows.len(), 60);
+    let (h, rows) = read_csv(&dir.path().join("a.qtl.csv"));
+    assert_eq!(&h[..4], ["marker", "chromosome", "position", "effect"]);
+    assert_eq!(rows.len(), 12);
+    let g = geno::GenoReader::new(dir.path().join("a.bed"))
+        .read()
+        .unwrap();
+    assert_eq!((g.n_individuals(), g.n_markers()), (60, 300));
+    let chroms: std::collections::BTreeSet<&str> =
+        g.markers().iter().map(|m| m.chromosome.as_str()).collect();
+    assert_eq!(chroms.len(), 3);
+}
+
+#[test]
+fn impossible_settings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x");
+    let err = fails(&[
+        "simulate",
+        "--n",
+        "50",
+        "--snps",
+        "100",
+        "--qtl",
+        "10",
+        "--h2",
+        "0.7",
+        "--epistasis",
+        "0.5",
+        "--out",
+        s(&p),
+    ]);
+    assert!(err.contains("cannot exceed 1"), "{err}");
+    let err = fails(&[
+        "simulate",
+        "--n",
+        "50",
+        "--snps",
+        "100",
+        "--qtl",
+        "200",
+        "--out",
+        s(&p),
+    ]);
+    assert!(err.contains("--qtl 200"), "{err}");
+    assert!(!dir.path().join("x.bed").exists());
+}
+
+#[test]
+fn bench_io_reports_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("io.json");
+    ok(&[
+        "bench",
+        "io",
+        "--n",
+        "101",
+        "--snps",
+        "517",
+        "--reps",
+        "1",
+        "--json",
+        s(&j),
+    ]);
+    let v = crate::common::read_json(&j);
+    for case in ["bed_decode_standardized", "csv_parse", "bed_read"] {
+        assert!(
+            v["cases"][case]["seconds"].as_f64().unwrap() > 0.0,
+            "{case}"
+        );
+    }
+}
