@@ -1,0 +1,180 @@
+//! Elementwise activations with their derivatives, and softmax fused with
+//! cross-entropy.
+
+/// An activation function.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    Linear,
+    Relu,
+    LeakyRelu(f32),
+    Elu(f32),
+    Softplus,
+    Tanh,
+    Sigmoid,
+}
+
+#[inline]
+fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+#[inline]
+fn softplus(x: f32) -> f32 {
+    // log(1 + e^x) without overflow.
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+impl Activation {
+    /// f(x).
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::Linear => x,
+            Activation::Relu => x.max(0.0),
+            Activation::LeakyRelu(a) => {
+                if x > 0.0 {
+                    x
+                } else {
+                    a * x
+                }
+            }
+            Activation::Elu(a) => {
+                if x > 0.0 {
+                    x
+                } else {
+                    a * x.exp_m1()
+                }
+            }
+            Activation::Softplus => softplus(x),
+            Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => sigmoid(x),
+        }
+    }
+
+    /// f′(x).
+    #[inline]
+    pub fn derivative(self, x: f32) -> f32 {
+        match self {
+            Activation::Linear => 1.0,
+            Activation::Relu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::LeakyRelu(a) => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    a
+                }
+            }
+            Activation::Elu(a) => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    a * x.exp()
+                }
+            }
+            Activation::Softplus => sigmoid(x),
+            Activation::Tanh => {
+                let t = x.tanh();
+                1.0 - t * t
+            }
+            Activation::Sigmoid => {
+                let s = sigmoid(x);
+                s * (1.0 - s)
+            }
+        }
+    }
+
+    /// y = f(x), elementwise.
+    pub fn forward(self, x: &[f32], y: &mut [f32]) {
+        assert_eq!(x.len(), y.len(), "activation: lengths");
+        match self {
+            Activation::Linear => y.copy_from_slice(x),
+            Activation::Relu => y.iter_mut().zip(x).for_each(|(o, &v)| *o = v.max(0.0)),
+            a => y.iter_mut().zip(x).for_each(|(o, &v)| *o = a.apply(v)),
+        }
+    }
+
+    /// In place: x ← f(x).
+    pub fn forward_inplace(self, x: &mut [f32]) {
+        match self {
+            Activation::Linear => {}
+            Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+            a => x.iter_mut().for_each(|v| *v = a.apply(*v)),
+        }
+    }
+
+    /// dx = dy · f′(x), elementwise, from the pre-activation x.
+    pub fn backward(self, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+        assert!(
+            x.len() == dy.len() && dy.len() == dx.len(),
+            "activation backward: lengths"
+        );
+        match self {
+            Activation::Linear => dx.copy_from_slice(dy),
+            Activation::Relu => dx
+                .iter_mut()
+                .zip(x.iter().zip(dy))
+                .for_each(|(o, (&v, &d))| *o = if v > 0.0 { d } else { 0.0 }),
+            a => dx
+                .iter_mut()
+                .zip(x.iter().zip(dy))
+                .for_each(|(o, (&v, &d))| *o = d * a.derivative(v)),
+        }
+    }
+}
+
+/// Softmax over each row of `logits` (batch × classes) fused with the mean
+/// cross-entropy against `labels`. Writes the probabilities and the gradient
+/// of the mean loss with respect to the logits; returns the mean loss.
+///
+/// # Panics
+/// If a label is not below `classes` or a slice has the wrong length.
+pub fn softmax_cross_entropy(
+    logits: &[f32],
+    batch: usize,
+    classes: usize,
+    labels: &[usize],
+    probs: &mut [f32],
+    dlogits: &mut [f32],
+) -> f32 {
+    assert_eq!(logits.len(), batch * classes, "softmax: logits length");
+    assert_eq!(labels.len(), batch, "softmax: labels length");
+    assert!(
+        probs.len() == logits.len() && dlogits.len() == logits.len(),
+        "softmax: output lengths"
+    );
+    let mut loss = 0f64;
+    for b in 0..batch {
+        let z = &logits[b * classes..(b + 1) * classes];
+        let p = &mut probs[b * classes..(b + 1) * classes];
+        let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f64;
+        for (pi, &zi) in p.iter_mut().zip(z) {
+            *pi = (zi - m).exp();
+            sum += *pi as f64;
+        }
+        let label = labels[b];
+        assert!(
+            label < classes,
+            "softmax: label {label} is not below {classes}"
+        );
+        loss += sum.ln() - (z[label] - m) as f64;
+        let inv = (1.0 / sum) as f32;
+        let d = &mut dlogits[b * classes..(b + 1) * classes];
+        for (k, (pi, di)) in p.iter_mut().zip(d.iter_mut()).enumerate() {
+            *pi *= inv;
+            *di = (*pi - if k == label { 1.0 } else { 0.0 }) / batch as f32;
+        }
+    }
+    (loss / batch as f64) as f32
+}

@@ -1,0 +1,530 @@
+//! 1D convolution over NCL tensors (batch, channels, length), with stride,
+//! dilation, padding and groups; weights are (c_out, c_in / groups, k), as in
+//! PyTorch and candle.
+//!
+//! Stride 1 runs with no im2col copy: the rows of the GEMM's right operand
+//! are shifted views of the padded input ([`gemm_rows`]); the weight
+//! gradient is a tile of long dot products ([`gemm_dots`]). Stride > 1
+//! gathers columns first. Work is spread over the batch with rayon, and
+//! inside the GEMM when the batch is a single sample.
+
+use rayon::prelude::*;
+
+use crate::gemm::{gemm_dots, gemm_rows};
+use crate::scratch::with_zeroed;
+use crate::simd::{SendPtr, SimdPath};
+
+/// How the input is padded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Padding {
+    /// No padding.
+    Valid,
+    /// Keras' `same`: the output length is ceil(l_in / stride), padding
+    /// split as evenly as possible, the extra element on the right.
+    Same,
+    /// Explicit left and right padding.
+    Explicit(usize, usize),
+}
+
+/// The shape arithmetic and options of a 1D convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv1dParams {
+    pub c_in: usize,
+    pub c_out: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub dilation: usize,
+    pub padding: Padding,
+    pub groups: usize,
+}
+
+impl Conv1dParams {
+    /// A valid (unpadded), stride-1, ungrouped convolution.
+    pub fn new(c_in: usize, c_out: usize, k: usize) -> Self {
+        Conv1dParams {
+            c_in,
+            c_out,
+            k,
+            stride: 1,
+            dilation: 1,
+            padding: Padding::Valid,
+            groups: 1,
+        }
+    }
+
+    pub fn stride(mut self, s: usize) -> Self {
+        self.stride = s;
+        self
+    }
+
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.dilation = d;
+        self
+    }
+
+    pub fn padding(mut self, p: Padding) -> Self {
+        self.padding = p;
+        self
+    }
+
+    pub fn groups(mut self, g: usize) -> Self {
+        self.groups = g;
+        self
+    }
+
+    /// The span of the kernel: dilation·(k − 1) + 1.
+    pub fn span(&self) -> usize {
+        self.dilation * (self.k - 1) + 1
+    }
+
+    /// Left and right padding for an input of length `l_in`.
+    pub fn pads(&self, l_in: usize) -> (usize, usize) {
+        match self.padding {
+            Padding::Valid => (0, 0),
+            Padding::Explicit(l, r) => (l, r),
+            Padding::Same => {
+                let out = l_in.div_ceil(self.stride);
+                let total = ((out.max(1) - 1) * self.stride + self.span()).saturating_sub(l_in);
+                (total / 2, total - total / 2)
+            }
+        }
+    }
+
+    /// The output length for an input of length `l_in` (0 if the kernel does not fit).
+    pub fn l_out(&self, l_in: usize) -> usize {
+        let (pl, pr) = self.pads(l_in);
+        let lp = l_in + pl + pr;
+        if lp < self.span() {
+            0
+        } else {
+            (lp - self.span()) / self.stride + 1
+        }
+    }
+
+    /// Input channels per group.
+    pub fn c_in_g(&self) -> usize {
+        self.c_in / self.groups
+    }
+
+    /// Output channels per group.
+    pub fn c_out_g(&self) -> usize {
+        self.c_out / self.groups
+    }
+
+    /// Number of weights: c_out × c_in/groups × k.
+    pub fn weight_len(&self) -> usize {
+        self.c_out * self.c_in_g() * self.k
+    }
+
+    /// Checks the options against an input length.
+    pub fn validate(&self, l_in: usize) -> Result<(), String> {
+        if self.c_in == 0
+            || self.c_out == 0
+            || self.k == 0
+            || self.stride == 0
+            || self.dilation == 0
+            || self.groups == 0
+        {
+            return Err(format!("conv1d: channels, kernel, stride, dilation and groups must be at least 1 ({self:?})"));
+        }
+        if self.c_in % self.groups != 0 || self.c_out % self.groups != 0 {
+            return Err(format!(
+                "conv1d: groups = {} must divide both the input channels ({}) and the filters ({})",
+                self.groups, self.c_in, self.c_out
+            ));
+        }
+        if self.l_out(l_in) == 0 {
+            return Err(format!(
+                "conv1d: a kernel spanning {} positions does not fit an input of length {l_in} with padding {:?}",
+                self.span(),
+                self.pads(l_in)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Multiply-adds × 2 of the forward pass over a batch.
+    pub fn flops(&self, batch: usize, l_in: usize) -> f64 {
+        2.0 * (batch * self.c_out * self.l_out(l_in) * self.c_in_g() * self.k) as f64
+    }
+}
+
+/// Copies one sample's input (c_in × l) into a padded buffer (c_in × lp).
+fn pad_into(x: &[f32], c: usize, l: usize, pl: usize, lp: usize, out: &mut [f32]) {
+    for ch in 0..c {
+        out[ch * lp + pl..ch * lp + pl + l].copy_from_slice(&x[ch * l..(ch + 1) * l]);
+    }
+}
+
+/// Gathers columns: col[(ci, t), j] = xp[ci, j·stride + t·dil] for channels of group `g`.
+fn im2col(p: &Conv1dParams, xp: &[f32], lp: usize, lo: usize, g: usize, col: &mut [f32]) {
+    let (cig, k) = (p.c_in_g(), p.k);
+    for ci in 0..cig {
+        let row = &xp[(g * cig + ci) * lp..(g * cig + ci + 1) * lp];
+        for t in 0..k {
+            let dst = &mut col[(ci * k + t) * lo..(ci * k + t + 1) * lo];
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = row[j * p.stride + t * p.dilation];
+            }
+        }
+    }
+}
+
+/// Forward pass: y (batch × c_out × l_out) = conv(x (batch × c_in × l)) + bias.
+///
+/// # Panics
+/// If the options are invalid for `l` or a slice has the wrong length.
+pub fn conv1d_forward(
+    p: &Conv1dParams,
+    x: &[f32],
+    batch: usize,
+    l: usize,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    p.validate(l).unwrap_or_else(|e| panic!("{e}"));
+    let lo = p.l_out(l);
+    assert_eq!(x.len(), batch * p.c_in * l, "conv1d: x length");
+    assert_eq!(w.len(), p.weight_len(), "conv1d: weight length");
+    assert_eq!(y.len(), batch * p.c_out * lo, "conv1d: y length");
+    let path = SimdPath::current();
+    let inner_par = batch == 1;
+    let sample =
+        |(xb, yb): (&[f32], &mut [f32])| forward_sample(path, p, xb, l, lo, w, bias, yb, inner_par);
+    if batch > 1 {
+        x.par_chunks(p.c_in * l)
+            .zip(y.par_chunks_mut(p.c_out * lo))
+            .for_each(sample);
+    } else {
+        x.chunks(p.c_in * l)
+            .zip(y.chunks_mut(p.c_out * lo))
+            .for_each(sample);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_sample(
+    path: SimdPath,
+    p: &Conv1dParams,
+    x: &[f32],
+    l: usize,
+    lo: usize,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    par: bool,
+) {
+    let (pl, pr) = p.pads(l);
+    let lp = l + pl + pr;
+    let (cig, cog, k, dil) = (p.c_in_g(), p.c_out_g(), p.k, p.dilation);
+    let run = |xp: &[f32], y: &mut [f32]| {
+        for g in 0..p.groups {
+            let wg = &w[g * cog * cig * k..(g + 1) * cog * cig * k];
+            let yg = &mut y[g * cog * lo..(g + 1) * cog * lo];
+            if p.stride == 1 {
+                let boff = move |r: usize| (g * cig + r / k) * lp + (r % k) * dil;
+                gemm_rows(
+                    path,
+                    cog,
+                    lo,
+                    cig * k,
+                    wg,
+                    cig * k,
+                    xp,
+                    boff,
+                    yg,
+                    lo,
+                    false,
+                    par,
+                );
+            } else {
+                with_zeroed(cig * k * lo, |col| {
+                    im2col(p, xp, lp, lo, g, col);
+                    gemm_rows(
+                        path,
+                        cog,
+                        lo,
+                        cig * k,
+                        wg,
+                        cig * k,
+                        col,
+                        |r| r * lo,
+                        yg,
+                        lo,
+                        false,
+                        par,
+                    );
+                });
+            }
+        }
+        if let Some(b) = bias {
+            for (co, row) in y.chunks_mut(lo).enumerate() {
+                let bv = b[co];
+                row.iter_mut().for_each(|v| *v += bv);
+            }
+        }
+    };
+    if pl + pr == 0 {
+        run(x, y);
+    } else {
+        with_zeroed(p.c_in * lp, |xp| {
+            pad_into(x, p.c_in, l, pl, lp, xp);
+            run(xp, y);
+        });
+    }
+}
+
+/// Backward pass. Given the forward input `x` and the output gradient `dy`,
+/// adds the weight gradient to `dw`, the bias gradient to `db`, and writes
+/// the input gradient to `dx` (when asked for).
+///
+/// # Panics
+/// If the options are invalid for `l` or a slice has the wrong length.
+#[allow(clippy::too_many_arguments)]
+pub fn conv1d_backward(
+    p: &Conv1dParams,
+    x: &[f32],
+    batch: usize,
+    l: usize,
+    w: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
+    p.validate(l).unwrap_or_else(|e| panic!("{e}"));
+    let lo = p.l_out(l);
+    assert_eq!(x.len(), batch * p.c_in * l, "conv1d backward: x length");
+    assert_eq!(w.len(), p.weight_len(), "conv1d backward: weight length");
+    assert_eq!(dy.len(), batch * p.c_out * lo, "conv1d backward: dy length");
+    assert_eq!(dw.len(), p.weight_len(), "conv1d backward: dw length");
+    let path = SimdPath::current();
+
+    if let Some(db) = db {
+        assert_eq!(db.len(), p.c_out, "conv1d backward: db length");
+        for b in 0..batch {
+            for co in 0..p.c_out {
+                let row = &dy[(b * p.c_out + co) * lo..(b * p.c_out + co + 1) * lo];
+                db[co] += row.iter().map(|&v| v as f64).sum::<f64>() as f32;
+            }
+        }
+    }
+
+    // Weight gradient: per-thread partial sums over samples, then reduced.
+    let wl = p.weight_len();
+    let chunk = batch.div_ceil(rayon::current_num_threads()).max(1);
+    let partial: Vec<Vec<f32>> = (0..batch.div_ceil(chunk))
+        .into_par_iter()
+        .map(|c| {
+            let mut acc = vec![0f32; wl];
+            for b in c * chunk..((c + 1) * chunk).min(batch) {
+                weight_grad_sample(
+                    path,
+                    p,
+                    &x[b * p.c_in * l..(b + 1) * p.c_in * l],
+                    l,
+                    lo,
+                    &dy[b * p.c_out * lo..(b + 1) * p.c_out * lo],
+                    &mut acc,
+                    batch == 1,
+                );
+            }
+            acc
+        })
+        .collect();
+    for part in partial {
+        dw.iter_mut().zip(part).for_each(|(d, v)| *d += v);
+    }
+
+    if let Some(dx) = dx {
+        assert_eq!(dx.len(), batch * p.c_in * l, "conv1d backward: dx length");
+        let dxp = SendPtr(dx.as_mut_ptr());
+        let sample = |b: usize| {
+            // Each sample writes its own disjoint slice of dx.
+            let dxb = unsafe {
+                std::slice::from_raw_parts_mut(dxp.get().add(b * p.c_in * l), p.c_in * l)
+            };
+            input_grad_sample(
+                path,
+                p,
+                l,
+                lo,
+                w,
+                &dy[b * p.c_out * lo..(b + 1) * p.c_out * lo],
+                dxb,
+                batch == 1,
+            );
+        };
+        if batch > 1 {
+            (0..batch).into_par_iter().for_each(sample);
+        } else {
+            (0..batch).for_each(sample);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn weight_grad_sample(
+    path: SimdPath,
+    p: &Conv1dParams,
+    x: &[f32],
+    l: usize,
+    lo: usize,
+    dy: &[f32],
+    dw: &mut [f32],
+    par: bool,
+) {
+    let (pl, pr) = p.pads(l);
+    let lp = l + pl + pr;
+    let (cig, cog, k, dil) = (p.c_in_g(), p.c_out_g(), p.k, p.dilation);
+    let run = |xp: &[f32], dw: &mut [f32]| {
+        for g in 0..p.groups {
+            let dwg = &mut dw[g * cog * cig * k..(g + 1) * cog * cig * k];
+            let aoff = move |i: usize| (g * cog + i) * lo;
+            if p.stride == 1 {
+                let boff = move |r: usize| (g * cig + r / k) * lp + (r % k) * dil;
+                gemm_dots(
+                    path,
+                    cog,
+                    cig * k,
+                    lo,
+                    dy,
+                    aoff,
+                    xp,
+                    boff,
+                    dwg,
+                    cig * k,
+                    true,
+                    par,
+                );
+            } else {
+                with_zeroed(cig * k * lo, |col| {
+                    im2col(p, xp, lp, lo, g, col);
+                    gemm_dots(
+                        path,
+                        cog,
+                        cig * k,
+                        lo,
+                        dy,
+                        aoff,
+                        col,
+                        |r| r * lo,
+                        dwg,
+                        cig * k,
+                        true,
+                        par,
+                    );
+                });
+            }
+        }
+    };
+    if pl + pr == 0 {
+        run(x, dw);
+    } else {
+        with_zeroed(p.c_in * lp, |xp| {
+            pad_into(x, p.c_in, l, pl, lp, xp);
+            run(xp, dw);
+        });
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn input_grad_sample(
+    path: SimdPath,
+    p: &Conv1dParams,
+    l: usize,
+    lo: usize,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    par: bool,
+) {
+    let (pl, _) = p.pads(l);
+    let (cig, cog, k, dil) = (p.c_in_g(), p.c_out_g(), p.k, p.dilation);
+    if p.stride == 1 {
+        // dx[ci, j] = Σ_(co,t) w[co, ci, t] · dy[co, j + pl − t·dil], dy zero outside [0, lo),
+        // with the weights rearranged per group as wt[ci][(co, t)].
+        let front = (k - 1) * dil;
+        let ld = front + lo.max(pl + l);
+        with_zeroed(p.weight_len(), |wt| {
+            for g in 0..p.groups {
+                for co in 0..cog {
+                    for ci in 0..cig {
+                        for t in 0..k {
+                            wt[g * cig * cog * k + ci * cog * k + co * k + t] =
+                                w[((g * cog + co) * cig + ci) * k + t];
+                        }
+                    }
+                }
+            }
+            with_zeroed(p.c_out * ld, |dyp| {
+                for co in 0..p.c_out {
+                    dyp[co * ld + front..co * ld + front + lo]
+                        .copy_from_slice(&dy[co * lo..(co + 1) * lo]);
+                }
+                for g in 0..p.groups {
+                    let wtg = &wt[g * cig * cog * k..(g + 1) * cig * cog * k];
+                    let boff = move |r: usize| (g * cog + r / k) * ld + front + pl - (r % k) * dil;
+                    let dxg = &mut dx[g * cig * l..(g + 1) * cig * l];
+                    gemm_rows(
+                        path,
+                        cig,
+                        l,
+                        cog * k,
+                        wtg,
+                        cog * k,
+                        dyp,
+                        boff,
+                        dxg,
+                        l,
+                        false,
+                        par,
+                    );
+                }
+            });
+        });
+    } else {
+        // dcol[(ci, t), j] = Σ_co w[co, ci, t] · dy[co, j], then scattered back.
+        dx.fill(0.0);
+        with_zeroed(cig * k * lo, |dcol| {
+            for g in 0..p.groups {
+                let wg = &w[g * cog * cig * k..(g + 1) * cog * cig * k];
+                // A = wgᵀ: row (ci, t) holds w[co, ci, t] for each co, stride cig·k.
+                with_zeroed(cig * k * cog, |a| {
+                    for r in 0..cig * k {
+                        for co in 0..cog {
+                            a[r * cog + co] = wg[co * cig * k + r];
+                        }
+                    }
+                    gemm_rows(
+                        path,
+                        cig * k,
+                        lo,
+                        cog,
+                        a,
+                        cog,
+                        dy,
+                        move |co| (g * cog + co) * lo,
+                        dcol,
+                        lo,
+                        false,
+                        par,
+                    );
+                });
+                for ci in 0..cig {
+                    let dxr = &mut dx[(g * cig + ci) * l..(g * cig + ci + 1) * l];
+                    for t in 0..k {
+                        let src = &dcol[(ci * k + t) * lo..(ci * k + t + 1) * lo];
+                        for (j, &v) in src.iter().enumerate() {
+                            let q = j * p.stride + t * dil;
+                            if q >= pl && q - pl < l {
+                                dxr[q - pl] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,427 @@
+//! The two matrix-product micro-kernels that every weighted layer runs on.
+//!
+//! - [`gemm_rows`]: C = A · B, where row r of B is any slice of a buffer
+//!   (`b[boff(r)..]`). With rows that are shifted views of one padded input,
+//!   this is a convolution with no im2col copy; with plain rows it is a GEMM.
+//!   Register tile: 4 rows of A × 4 vectors of B (64 columns on AVX-512).
+//! - [`gemm_dots`]: C[i, j] = ⟨A_i, B_j⟩ over a long common length, the shape
+//!   of weight gradients and of dense layers with many inputs. Register
+//!   tile: 4 × 4 dot products, vectorized along the length, which is cut
+//!   into cache-sized chunks.
+//!
+//! Both are written once, generic over pulp's `Simd`, and dispatched by
+//! [`SimdPath`]; `reference` holds the naive loops they are tested against.
+
+use pulp::{Simd, WithSimd};
+use rayon::prelude::*;
+
+use crate::simd::{loadu, storeu, SendPtr, SimdPath};
+
+const MR: usize = 4;
+const NV: usize = 4;
+/// Length of the chunks of [`gemm_dots`], in f32 (16 KiB per row).
+const DOT_CHUNK: usize = 4096;
+
+/// C[i·ldc + j] (= or +=) Σ_r A[i·lda + r] · B[boff(r) + j], for i < m, j < n, r < k.
+///
+/// # Panics
+/// If any row of A, B or C would fall outside its slice.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_rows<F: Fn(usize) -> usize + Copy + Sync>(
+    path: SimdPath,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    boff: F,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        k == 0 || (m - 1) * lda + k <= a.len(),
+        "gemm_rows: A too short"
+    );
+    assert!((m - 1) * ldc + n <= c.len(), "gemm_rows: C too short");
+    for r in 0..k {
+        assert!(
+            boff(r) + n <= b.len(),
+            "gemm_rows: row {r} of B out of bounds"
+        );
+    }
+    let cp = SendPtr(c.as_mut_ptr());
+    let run = |j0: usize, j1: usize| {
+        path.dispatch(RowsOp {
+            m,
+            k,
+            j0,
+            j1,
+            a: a.as_ptr(),
+            lda,
+            b: b.as_ptr(),
+            boff,
+            c: cp,
+            ldc,
+            accumulate,
+        })
+    };
+    let block = 64 * path.lanes().max(4);
+    let threads = rayon::current_num_threads();
+    if parallel && threads > 1 && n >= 2 * block && (m * n * k) >= 1 << 16 {
+        let parts = n.div_ceil(block);
+        (0..parts)
+            .into_par_iter()
+            .for_each(|p| run(p * block, ((p + 1) * block).min(n)));
+    } else {
+        run(0, n);
+    }
+}
+
+struct RowsOp<F> {
+    m: usize,
+    k: usize,
+    j0: usize,
+    j1: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    boff: F,
+    c: SendPtr,
+    ldc: usize,
+    accumulate: bool,
+}
+
+impl<F: Fn(usize) -> usize + Copy> WithSimd for RowsOp<F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let lanes = S::F32_LANES;
+        let mut j = self.j0;
+        // Full tiles of NV vectors, then single vectors, then scalar columns.
+        while j + NV * lanes <= self.j1 {
+            self.column_tile::<S, NV>(s, j);
+            j += NV * lanes;
+        }
+        while j + lanes <= self.j1 {
+            self.column_tile::<S, 1>(s, j);
+            j += lanes;
+        }
+        for jj in j..self.j1 {
+            for i in 0..self.m {
+                let mut acc = 0f32;
+                for r in 0..self.k {
+                    unsafe {
+                        acc += *self.a.add(i * self.lda + r) * *self.b.add((self.boff)(r) + jj);
+                    }
+                }
+                unsafe {
+                    let cp = self.c.0.add(i * self.ldc + jj);
+                    *cp = if self.accumulate { *cp + acc } else { acc };
+                }
+            }
+        }
+    }
+}
+
+impl<F: Fn(usize) -> usize + Copy> RowsOp<F> {
+    #[inline(always)]
+    fn column_tile<S: Simd, const V: usize>(&self, s: S, j: usize) {
+        let mut i = 0;
+        while i + MR <= self.m {
+            self.tile::<S, MR, V>(s, i, j);
+            i += MR;
+        }
+        match self.m - i {
+            3 => self.tile::<S, 3, V>(s, i, j),
+            2 => self.tile::<S, 2, V>(s, i, j),
+            1 => self.tile::<S, 1, V>(s, i, j),
+            _ => {}
+        }
+    }
+
+    #[inline(always)]
+    fn tile<S: Simd, const R: usize, const V: usize>(&self, s: S, i: usize, j: usize) {
+        let lanes = S::F32_LANES;
+        let zero = s.splat_f32s(0.0);
+        let mut acc = [[zero; V]; R];
+        unsafe {
+            for r in 0..self.k {
+                let bp = self.b.add((self.boff)(r) + j);
+                let mut bv = [zero; V];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    *x = loadu::<S>(bp.add(v * lanes));
+                }
+                for (row, accr) in acc.iter_mut().enumerate() {
+                    let av = s.splat_f32s(*self.a.add((i + row) * self.lda + r));
+                    for v in 0..V {
+                        accr[v] = s.mul_add_e_f32s(av, bv[v], accr[v]);
+                    }
+                }
+            }
+            for (row, accr) in acc.iter().enumerate() {
+                let cp = self.c.0.add((i + row) * self.ldc + j);
+                for (v, x) in accr.iter().enumerate() {
+                    let p = cp.add(v * lanes);
+                    let out = if self.accumulate {
+                        s.add_f32s(loadu::<S>(p), *x)
+                    } else {
+                        *x
+                    };
+                    storeu::<S>(p, out);
+                }
+            }
+        }
+    }
+}
+
+/// C[i·ldc + j] (= or +=) Σ_l A[aoff(i) + l] · B[boff(j) + l], for i < m, j < n, l < len.
+///
+/// # Panics
+/// If any row of A, B or C would fall outside its slice.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_dots<FA, FB>(
+    path: SimdPath,
+    m: usize,
+    n: usize,
+    len: usize,
+    a: &[f32],
+    aoff: FA,
+    b: &[f32],
+    boff: FB,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    parallel: bool,
+) where
+    FA: Fn(usize) -> usize + Copy + Sync,
+    FB: Fn(usize) -> usize + Copy + Sync,
+{
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!((m - 1) * ldc + n <= c.len(), "gemm_dots: C too short");
+    for i in 0..m {
+        assert!(
+            aoff(i) + len <= a.len(),
+            "gemm_dots: row {i} of A out of bounds"
+        );
+    }
+    for j in 0..n {
+        assert!(
+            boff(j) + len <= b.len(),
+            "gemm_dots: row {j} of B out of bounds"
+        );
+    }
+    if !accumulate {
+        for i in 0..m {
+            c[i * ldc..i * ldc + n].fill(0.0);
+        }
+    }
+    let cp = SendPtr(c.as_mut_ptr());
+    let run = |j0: usize, j1: usize| {
+        path.dispatch(DotsOp {
+            m,
+            j0,
+            j1,
+            len,
+            a: a.as_ptr(),
+            aoff,
+            b: b.as_ptr(),
+            boff,
+            c: cp,
+            ldc,
+        })
+    };
+    let threads = rayon::current_num_threads();
+    if parallel && threads > 1 && n >= 2 * MR && m * n * len >= 1 << 16 {
+        // Split the columns of C (rows of B) into one group of tiles per thread.
+        let per = n.div_ceil(threads).div_ceil(MR) * MR;
+        (0..n.div_ceil(per))
+            .into_par_iter()
+            .for_each(|p| run(p * per, ((p + 1) * per).min(n)));
+    } else {
+        run(0, n);
+    }
+}
+
+struct DotsOp<FA, FB> {
+    m: usize,
+    j0: usize,
+    j1: usize,
+    len: usize,
+    a: *const f32,
+    aoff: FA,
+    b: *const f32,
+    boff: FB,
+    c: SendPtr,
+    ldc: usize,
+}
+
+impl<FA: Fn(usize) -> usize + Copy, FB: Fn(usize) -> usize + Copy> WithSimd for DotsOp<FA, FB> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let mut l0 = 0;
+        while l0 < self.len {
+            let l1 = (l0 + DOT_CHUNK).min(self.len);
+            let mut i = 0;
+            while i < self.m {
+                let r = (self.m - i).min(MR);
+                let mut j = self.j0;
+                while j < self.j1 {
+                    let q = (self.j1 - j).min(MR);
+                    match (r, q) {
+                        (4, 4) => self.tile::<S, 4, 4>(s, i, j, l0, l1),
+                        (4, 3) => self.tile::<S, 4, 3>(s, i, j, l0, l1),
+                        (4, 2) => self.tile::<S, 4, 2>(s, i, j, l0, l1),
+                        (4, 1) => self.tile::<S, 4, 1>(s, i, j, l0, l1),
+                        (3, _) => self.tile_dyn::<S, 3>(s, i, j, q, l0, l1),
+                        (2, _) => self.tile_dyn::<S, 2>(s, i, j, q, l0, l1),
+                        _ => self.tile_dyn::<S, 1>(s, i, j, q, l0, l1),
+                    }
+                    j += q;
+                }
+                i += r;
+            }
+            l0 = l1;
+        }
+    }
+}
+
+impl<FA: Fn(usize) -> usize + Copy, FB: Fn(usize) -> usize + Copy> DotsOp<FA, FB> {
+    #[inline(always)]
+    fn tile_dyn<S: Simd, const R: usize>(
+        &self,
+        s: S,
+        i: usize,
+        j: usize,
+        q: usize,
+        l0: usize,
+        l1: usize,
+    ) {
+        for jj in j..j + q {
+            self.tile::<S, R, 1>(s, i, jj, l0, l1);
+        }
+    }
+
+    #[inline(always)]
+    fn tile<S: Simd, const R: usize, const Q: usize>(
+        &self,
+        s: S,
+        i: usize,
+        j: usize,
+        l0: usize,
+        l1: usize,
+    ) {
+        let lanes = S::F32_LANES;
+        let zero = s.splat_f32s(0.0);
+        let mut acc = [[zero; Q]; R];
+        unsafe {
+            let ap: [*const f32; R] = core::array::from_fn(|r| self.a.add((self.aoff)(i + r)));
+            let bp: [*const f32; Q] = core::array::from_fn(|q| self.b.add((self.boff)(j + q)));
+            let mut l = l0;
+            while l + lanes <= l1 {
+                let bv: [S::f32s; Q] = core::array::from_fn(|q| loadu::<S>(bp[q].add(l)));
+                for r in 0..R {
+                    let av = loadu::<S>(ap[r].add(l));
+                    for q in 0..Q {
+                        acc[r][q] = s.mul_add_e_f32s(av, bv[q], acc[r][q]);
+                    }
+                }
+                l += lanes;
+            }
+            let mut tail = [[0f32; Q]; R];
+            for ll in l..l1 {
+                for r in 0..R {
+                    let av = *ap[r].add(ll);
+                    for q in 0..Q {
+                        tail[r][q] += av * *bp[q].add(ll);
+                    }
+                }
+            }
+            for r in 0..R {
+                for q in 0..Q {
+                    let cp = self.c.0.add((i + r) * self.ldc + j + q);
+                    *cp += s.reduce_sum_f32s(acc[r][q]) + tail[r][q];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 2001) as f32 / 1000.0
+                    - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_and_dots_match_naive_on_every_path() {
+        for path in SimdPath::available() {
+            for &(m, n, k) in &[
+                (1, 1, 1),
+                (3, 17, 5),
+                (4, 64, 7),
+                (5, 65, 9),
+                (9, 130, 3),
+                (32, 257, 80),
+                (6, 15, 0),
+            ] {
+                let a = data(m * k + 3, 1);
+                let b = data((k + 2) * (n + 5), 2);
+                let boff = |r: usize| r * (n + 5) + 2;
+                let mut c = data(m * (n + 1), 3);
+                let c0 = c.clone();
+                gemm_rows(path, m, n, k, &a, k, &b, boff, &mut c, n + 1, true, true);
+                for i in 0..m {
+                    for j in 0..n {
+                        let want: f64 = c0[i * (n + 1) + j] as f64
+                            + (0..k)
+                                .map(|r| a[i * k + r] as f64 * b[boff(r) + j] as f64)
+                                .sum::<f64>();
+                        let got = c[i * (n + 1) + j] as f64;
+                        assert!(
+                            (got - want).abs() < 1e-4,
+                            "{path} rows m={m} n={n} k={k}: {got} vs {want}"
+                        );
+                    }
+                }
+                // dots: A rows of length k at i*k, B rows at boff.
+                let len = n;
+                let aoff = |i: usize| i * (len + 1);
+                let a2 = data(m * (len + 1), 4);
+                let mut c2 = vec![0f32; m * k];
+                gemm_dots(
+                    path, m, k, len, &a2, aoff, &b, boff, &mut c2, k, false, true,
+                );
+                for i in 0..m {
+                    for j in 0..k {
+                        let want: f64 = (0..len)
+                            .map(|l| a2[aoff(i) + l] as f64 * b[boff(j) + l] as f64)
+                            .sum();
+                        let got = c2[i * k + j] as f64;
+                        assert!(
+                            (got - want).abs() < 1e-3,
+                            "{path} dots m={m} n={k} len={len}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Run-time SIMD dispatch. Each kernel body is written once, generic over
+//! pulp's `Simd`, and runs on the best path this CPU offers: AVX-512
+//! (x86-64-v4), AVX2 + FMA (x86-64-v3), or the portable scalar path (also
+//! NEON on aarch64, through pulp). The path can be forced with the
+//! environment variable `GENOCNN_SIMD=avx512|avx2|scalar`, or per thread
+//! with [`with_path`], so that tests can run and compare every path.
+
+use std::cell::Cell;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use pulp::{Simd, WithSimd};
+
+/// An instruction-set path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SimdPath {
+    /// Portable code, one lane at a time.
+    Scalar,
+    /// AVX2 with FMA: 8 f32 lanes.
+    Avx2,
+    /// AVX-512: 16 f32 lanes.
+    Avx512,
+}
+
+impl fmt::Display for SimdPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SimdPath::Scalar => "scalar",
+            SimdPath::Avx2 => "avx2",
+            SimdPath::Avx512 => "avx512",
+        })
+    }
+}
+
+impl FromStr for SimdPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "scalar" | "portable" => Ok(SimdPath::Scalar),
+            "avx2" | "v3" => Ok(SimdPath::Avx2),
+            "avx512" | "avx-512" | "v4" => Ok(SimdPath::Avx512),
+            other => Err(format!(
+                "unknown SIMD path '{other}'; expected avx512, avx2 or scalar"
+            )),
+        }
+    }
+}
+
+impl SimdPath {
+    /// Whether this CPU can run the path.
+    pub fn is_available(self) -> bool {
+        match self {
+            SimdPath::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            SimdPath::Avx2 => pulp::x86::V3::try_new().is_some(),
+            #[cfg(target_arch = "x86_64")]
+            SimdPath::Avx512 => pulp::x86::V4::try_new().is_some(),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The paths this CPU can run, best first.
+    pub fn available() -> Vec<SimdPath> {
+        [SimdPath::Avx512, SimdPath::Avx2, SimdPath::Scalar]
+            .into_iter()
+            .filter(|p| p.is_available())
+            .collect()
+    }
+
+    /// The best path this CPU offers.
+    pub fn detect() -> SimdPath {
+        Self::available()[0]
+    }
+
+    /// The path in force for this thread: a [`with_path`] override, else
+    /// `GENOCNN_SIMD` (when available), else the best detected.
+    pub fn current() -> SimdPath {
+        if let Some(p) = OVERRIDE.with(Cell::get) {
+            return p;
+        }
+        *DEFAULT.get_or_init(|| {
+            match std::env::var("GENOCNN_SIMD")
+                .ok()
+                .map(|v| v.parse::<SimdPath>())
+            {
+                Some(Ok(p)) if p.is_available() => p,
+                Some(Ok(p)) => {
+                    eprintln!(
+                        "warning: GENOCNN_SIMD={p} is not available on this CPU; using {}",
+                        Self::detect()
+                    );
+                    Self::detect()
+                }
+                Some(Err(e)) => {
+                    eprintln!("warning: GENOCNN_SIMD: {e}; using {}", Self::detect());
+                    Self::detect()
+                }
+                None => Self::detect(),
+            }
+        })
+    }
+
+    /// f32 lanes per vector on this path.
+    pub fn lanes(self) -> usize {
+        match self {
+            SimdPath::Scalar => 1,
+            SimdPath::Avx2 => 8,
+            SimdPath::Avx512 => 16,
+        }
+    }
+
+    /// Runs `op` on this path.
+    ///
+    /// # Panics
+    /// If the path is not available on this CPU.
+    #[inline(always)]
+    pub fn dispatch<Op: WithSimd>(self, op: Op) -> Op::Output {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            SimdPath::Avx512 => Simd::vectorize(
+                pulp::x86::V4::try_new().expect("AVX-512 is not available on this CPU"),
+                op,
+            ),
+            #[cfg(target_arch = "x86_64")]
+            SimdPath::Avx2 => Simd::vectorize(
+                pulp::x86::V3::try_new().expect("AVX2/FMA is not available on this CPU"),
+                op,
+            ),
+            #[cfg(not(target_arch = "x86_64"))]
+            SimdPath::Avx512 | SimdPath::Avx2 => pulp::Arch::new().dispatch(op),
+            SimdPath::Scalar => Simd::vectorize(pulp::Scalar::new(), op),
+        }
+    }
+}
+
+static DEFAULT: OnceLock<SimdPath> = OnceLock::new();
+
+thread_local! {
+    static OVERRIDE: Cell<Option<SimdPath>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with `path` forced on this thread (kernels read the path on the
+/// calling thread and carry it into their worker threads).
+///
+/// # Panics
+/// If the path is not available on this CPU.
+pub fn with_path<R>(path: SimdPath, f: impl FnOnce() -> R) -> R {
+    assert!(
+        path.is_available(),
+        "SIMD path {path} is not available on this CPU"
+    );
+    let old = OVERRIDE.with(|o| o.replace(Some(path)));
+    let out = f();
+    OVERRIDE.with(|o| o.set(old));
+    out
+}
+
+/// Unaligned load of one vector from `p`.
+///
+/// # Safety
+/// `p..p + S::F32_LANES` must be readable.
+#[inline(always)]
+pub(crate) unsafe fn loadu<S: Simd>(p: *const f32) -> S::f32s {
+    core::ptr::read_unaligned(p as *const S::f32s)
+}
+
+/// Unaligned store of one vector to `p`.
+///
+/// # Safety
+/// `p..p + S::F32_LANES` must be writable.
+#[inline(always)]
+pub(crate) unsafe fn storeu<S: Simd>(p: *mut f32, v: S::f32s) {
+    core::ptr::write_unaligned(p as *mut S::f32s, v)
+}
+
+/// A raw pointer that may cross threads; the kernels hand disjoint parts of
+/// one output to different threads.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub *mut f32);
+unsafe impl Send for SendPtr {}
+
+impl SendPtr {
+    /// The pointer (a method, so that closures capture the whole wrapper).
+    #[inline(always)]
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+unsafe impl Sync for SendPtr {}

@@ -1,0 +1,250 @@
+//! The fast kernels against the naive f64 references, on every SIMD path
+//! this CPU offers, over random shapes at awkward sizes (SIMD width ± 1),
+//! strides, dilations, paddings and groups.
+//!
+//! Tolerance: the normwise relative error ‖fast − ref‖∞ / ‖ref‖∞ ≤ 1e-5 for
+//! all kernels whose sums are shorter than ~10⁴ terms; the dense kernels at
+//! 80,000 inputs are held to 2e-5 (see `dense_long_sums`), since f32
+//! accumulation error grows with the length of the sum.
+
+use kernels::conv1d::{conv1d_backward, conv1d_forward, Conv1dParams, Padding};
+use kernels::conv2d::{conv2d_backward, conv2d_forward, Conv2dParams};
+use kernels::dense::{dense_backward, dense_forward};
+use kernels::pool::{self, Pool1dParams, Pool2dParams, PoolKind};
+use kernels::{reference, with_path, SimdPath};
+use proptest::prelude::*;
+
+fn data(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// Normwise relative error of `got` against `want`.
+fn rel(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len(), "lengths differ");
+    let scale = want.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-6);
+    got.iter()
+        .zip(want)
+        .fold(0f64, |m, (g, w)| m.max((*g as f64 - w).abs()))
+        / scale
+}
+
+const LENGTHS: [usize; 14] = [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65, 129];
+
+fn padding() -> impl Strategy<Value = Padding> {
+    prop_oneof![
+        Just(Padding::Valid),
+        Just(Padding::Same),
+        (0usize..3, 0usize..3).prop_map(|(a, b)| Padding::Explicit(a, b))
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn conv1d_matches_reference(
+        cig in 1usize..4, cog in 1usize..5, groups in 1usize..3, k in 1usize..6,
+        stride in 1usize..3, dilation in 1usize..3, pad in padding(), batch in 1usize..3,
+        li in 0usize..LENGTHS.len(), extra in 0usize..20, seed in 0u64..1000,
+    ) {
+        let p = Conv1dParams::new(cig * groups, cog * groups, k).stride(stride).dilation(dilation).padding(pad).groups(groups);
+        let l = LENGTHS[li] + extra;
+        prop_assume!(p.validate(l).is_ok());
+        let lo = p.l_out(l);
+        let x = data(batch * p.c_in * l, seed);
+        let w = data(p.weight_len(), seed + 1);
+        let b = data(p.c_out, seed + 2);
+        let dy = data(batch * p.c_out * lo, seed + 3);
+        let y_ref = reference::conv1d_forward(&p, &f64s(&x), batch, l, &f64s(&w), Some(&f64s(&b)));
+        let (dx_ref, dw_ref, db_ref) = reference::conv1d_backward(&p, &f64s(&x), batch, l, &f64s(&w), &f64s(&dy));
+        for path in SimdPath::available() {
+            with_path(path, || {
+                let mut y = vec![0f32; y_ref.len()];
+                conv1d_forward(&p, &x, batch, l, &w, Some(&b), &mut y);
+                assert!(rel(&y, &y_ref) <= 1e-5, "{path} forward {p:?} l={l}: {}", rel(&y, &y_ref));
+                let mut dx = vec![0f32; x.len()];
+                let mut dw = vec![0f32; w.len()];
+                let mut db = vec![0f32; b.len()];
+                conv1d_backward(&p, &x, batch, l, &w, &dy, Some(&mut dx), &mut dw, Some(&mut db));
+                assert!(rel(&dx, &dx_ref) <= 1e-5, "{path} dx {p:?} l={l}: {}", rel(&dx, &dx_ref));
+                assert!(rel(&dw, &dw_ref) <= 1e-5, "{path} dw {p:?} l={l}: {}", rel(&dw, &dw_ref));
+                assert!(rel(&db, &db_ref) <= 1e-5, "{path} db {p:?}");
+            });
+        }
+    }
+
+    #[test]
+    fn conv2d_matches_reference(
+        cig in 1usize..3, cog in 1usize..4, groups in 1usize..3, k in 1usize..4,
+        stride in 1usize..3, dilation in 1usize..3, pad in padding(), batch in 1usize..3,
+        h in 1usize..12, w_ in 1usize..19, seed in 0u64..1000,
+    ) {
+        let p = Conv2dParams::new(cig * groups, cog * groups, k).stride(stride).dilation(dilation).padding(pad).groups(groups);
+        prop_assume!(p.validate(h, w_).is_ok());
+        let (ho, wo) = p.out_hw(h, w_);
+        let x = data(batch * p.c_in * h * w_, seed);
+        let w = data(p.weight_len(), seed + 1);
+        let b = data(p.c_out, seed + 2);
+        let dy = data(batch * p.c_out * ho * wo, seed + 3);
+        let y_ref = reference::conv2d_forward(&p, &f64s(&x), batch, h, w_, &f64s(&w), Some(&f64s(&b)));
+        let (dx_ref, dw_ref, db_ref) = reference::conv2d_backward(&p, &f64s(&x), batch, h, w_, &f64s(&w), &f64s(&dy));
+        for path in SimdPath::available() {
+            with_path(path, || {
+                let mut y = vec![0f32; y_ref.len()];
+                conv2d_forward(&p, &x, batch, h, w_, &w, Some(&b), &mut y);
+                assert!(rel(&y, &y_ref) <= 1e-5, "{path} forward {p:?}");
+                let mut dx = vec![0f32; x.len()];
+                let mut dw = vec![0f32; w.len()];
+                let mut db = vec![0f32; b.len()];
+                conv2d_backward(&p, &x, batch, h, w_, &w, &dy, Some(&mut dx), &mut dw, Some(&mut db));
+                assert!(rel(&dx, &dx_ref) <= 1e-5, "{path} dx {p:?}");
+                assert!(rel(&dw, &dw_ref) <= 1e-5, "{path} dw {p:?}");
+                assert!(rel(&db, &db_ref) <= 1e-5, "{path} db {p:?}");
+            });
+        }
+    }
+
+    #[test]
+    fn dense_matches_reference(batch in 1usize..7, ni in 0usize..LENGTHS.len(), n_out in 1usize..10, seed in 0u64..1000) {
+        let n_in = LENGTHS[ni];
+        let x = data(batch * n_in, seed);
+        let w = data(n_out * n_in, seed + 1);
+        let b = data(n_out, seed + 2);
+        let dy = data(batch * n_out, seed + 3);
+        let y_ref = reference::dense_forward(&f64s(&x), batch, n_in, &f64s(&w), n_out, Some(&f64s(&b)));
+        let (dx_ref, dw_ref, db_ref) = reference::dense_backward(&f64s(&x), batch, n_in, &f64s(&w), n_out, &f64s(&dy));
+        for path in SimdPath::available() {
+            with_path(path, || {
+                let mut y = vec![0f32; batch * n_out];
+                dense_forward(&x, batch, n_in, &w, n_out, Some(&b), &mut y);
+                assert!(rel(&y, &y_ref) <= 1e-5, "{path} dense forward");
+                let (mut dx, mut dw, mut db) = (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; n_out]);
+                dense_backward(&x, batch, n_in, &w, n_out, &dy, Some(&mut dx), &mut dw, Some(&mut db));
+                assert!(rel(&dx, &dx_ref) <= 1e-5, "{path} dense dx");
+                assert!(rel(&dw, &dw_ref) <= 1e-5, "{path} dense dw");
+                assert!(rel(&db, &db_ref) <= 1e-5, "{path} dense db");
+            });
+        }
+    }
+
+    #[test]
+    fn pooling_matches_reference(
+        max in any::<bool>(), size in 1usize..5, stride in 1usize..4, pad in 0usize..3,
+        rows in 1usize..5, li in 0usize..LENGTHS.len(), h in 1usize..9, seed in 0u64..1000,
+    ) {
+        let kind = if max { PoolKind::Max } else { PoolKind::Avg };
+        let p = Pool1dParams { kind, size, stride, pad };
+        let l = LENGTHS[li];
+        prop_assume!(p.validate(l).is_ok());
+        let lo = p.l_out(l);
+        let x = data(rows * l, seed);
+        let dy = data(rows * lo, seed + 1);
+        let y_ref = reference::pool1d_forward(&p, &f64s(&x), rows, l);
+        let dx_ref = reference::pool1d_backward(&p, &f64s(&x), rows, l, &f64s(&dy));
+        for path in SimdPath::available() {
+            with_path(path, || {
+                let mut y = vec![0f32; rows * lo];
+                pool::pool1d_forward(&p, &x, rows, l, &mut y);
+                assert!(rel(&y, &y_ref) <= 1e-6, "{path} pool1d {p:?} l={l}");
+                let mut dx = vec![0f32; x.len()];
+                pool::pool1d_backward(&p, &x, rows, l, &dy, &mut dx);
+                assert!(rel(&dx, &dx_ref) <= 1e-6, "{path} pool1d backward {p:?} l={l}");
+            });
+        }
+        let p2 = Pool2dParams { kind, size: (size, size.max(2) - 1), stride: (stride, stride), pad: (pad, 0) };
+        let w = l.min(17);
+        prop_assume!(p2.validate(h, w).is_ok());
+        let (ho, wo) = p2.out_hw(h, w);
+        let x2 = data(rows * h * w, seed + 5);
+        let mut y2 = vec![0f32; rows * ho * wo];
+        pool::pool2d_forward(&p2, &x2, rows, h, w, &mut y2);
+        let y2_ref = reference::pool2d_forward(&p2, &f64s(&x2), rows, h, w);
+        prop_assert!(rel(&y2, &y2_ref) <= 1e-6);
+    }
+}
+
+#[test]
+fn dense_long_sums() {
+    // The genomic dense layer: 79,904 inputs. Normwise relative error ≤ 2e-5.
+    let (batch, n_in, n_out) = (4, 79_904, 3);
+    let x = data(batch * n_in, 1);
+    let w = data(n_out * n_in, 2);
+    let y_ref = reference::dense_forward(&f64s(&x), batch, n_in, &f64s(&w), n_out, None);
+    for path in SimdPath::available() {
+        with_path(path, || {
+            let mut y = vec![0f32; batch * n_out];
+            dense_forward(&x, batch, n_in, &w, n_out, None, &mut y);
+            let e = rel(&y, &y_ref);
+            assert!(e <= 2e-5, "{path}: {e}");
+        });
+    }
+}
+
+#[test]
+fn paths_agree_on_the_benchmark_shapes() {
+    // The portable path and each SIMD path give the same results (to f32
+    // rounding: the order of the sums differs) on the same inputs.
+    let p = Conv1dParams::new(16, 32, 5);
+    let (batch, l) = (3, 999);
+    let x = data(batch * 16 * l, 7);
+    let w = data(p.weight_len(), 8);
+    let dy = data(batch * 32 * p.l_out(l), 9);
+    let run = |path| {
+        with_path(path, || {
+            let mut y = vec![0f32; batch * 32 * p.l_out(l)];
+            conv1d_forward(&p, &x, batch, l, &w, None, &mut y);
+            let mut dx = vec![0f32; x.len()];
+            let mut dw = vec![0f32; w.len()];
+            conv1d_backward(&p, &x, batch, l, &w, &dy, Some(&mut dx), &mut dw, None);
+            (y, dx, dw)
+        })
+    };
+    let (ys, dxs, dws) = run(SimdPath::Scalar);
+    for path in SimdPath::available() {
+        let (y, dx, dw) = run(path);
+        assert!(rel(&y, &f64s(&ys)) <= 1e-6, "{path} y");
+        assert!(rel(&dx, &f64s(&dxs)) <= 1e-6, "{path} dx");
+        assert!(rel(&dw, &f64s(&dws)) <= 1e-5, "{path} dw");
+    }
+}
+
+#[test]
+fn env_selects_the_path() {
+    // GENOCNN_SIMD is read once per process; a child process checks it.
+    let exe = std::env::current_exe().unwrap();
+    for path in SimdPath::available() {
+        let out = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "print_current_path",
+                "--nocapture",
+                "--include-ignored",
+            ])
+            .env("GENOCNN_SIMD", path.to_string())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("current path: {path}")),
+            "{path}: {text}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "run by env_selects_the_path in a child process"]
+fn print_current_path() {
+    println!("current path: {}", SimdPath::current());
+}
