@@ -20,6 +20,21 @@ pub struct BenchArgs {
 pub enum BenchWhat {
     /// Genotype input: .bed decoding to standardized f32 blocks, and CSV parsing.
     Io(IoArgs),
+    /// Compute kernels: the convolution, pooling and dense layers of the genomic CNN and LeNet-5.
+    Kernels(KernelArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KernelArgs {
+    /// Repetitions of each case after one warm-up; the median is reported.
+    #[arg(long, default_value_t = 7)]
+    pub reps: usize,
+    /// Only the cases whose name contains this.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Also write {"cases": {NAME: {"seconds", "gflops"}}} as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -44,6 +59,7 @@ pub struct IoArgs {
 pub fn run(a: BenchArgs) -> Result<()> {
     match a.what {
         BenchWhat::Io(io) => run_io(io),
+        BenchWhat::Kernels(k) => run_kernels(k),
     }
 }
 
@@ -173,6 +189,47 @@ fn run_io(a: IoArgs) -> Result<()> {
         ])
     );
     if let Some(p) = &a.json {
+        write_json(p, &value)?;
+    }
+    Ok(())
+}
+
+fn run_kernels(a: KernelArgs) -> Result<()> {
+    let path = kernels::SimdPath::current();
+    println!(
+        "kernels on the {path} path, {} thread(s); median of {} runs after a warm-up",
+        rayon::current_num_threads(),
+        a.reps
+    );
+    let mut cases = serde_json::Map::new();
+    for mut case in kernels::cases::all() {
+        if a.filter
+            .as_ref()
+            .is_some_and(|f| !case.name.contains(f.as_str()))
+        {
+            continue;
+        }
+        (case.run)();
+        let secs = median_secs(a.reps, &mut case.run);
+        let gflops = case.flops / secs / 1e9;
+        println!(
+            "  {:<14} {:>10.3} ms {:>8.1} GFLOP/s   {}",
+            case.name,
+            secs * 1e3,
+            gflops,
+            case.what
+        );
+        cases.insert(
+            case.name.to_string(),
+            json!({ "seconds": secs, "gflops": gflops }),
+        );
+    }
+    if let Some(p) = &a.json {
+        let value = json!({
+            "simd_path": path.to_string(),
+            "threads": rayon::current_num_threads(),
+            "cases": cases,
+        });
         write_json(p, &value)?;
     }
     Ok(())

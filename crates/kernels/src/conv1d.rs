@@ -149,11 +149,20 @@ impl Conv1dParams {
     }
 }
 
-/// Copies one sample's input (c_in × l) into a padded buffer (c_in × lp).
-fn pad_into(x: &[f32], c: usize, l: usize, pl: usize, lp: usize, out: &mut [f32]) {
-    for ch in 0..c {
-        out[ch * lp + pl..ch * lp + pl + l].copy_from_slice(&x[ch * l..(ch + 1) * l]);
+/// Runs `f` on one sample's input (c_in × l) padded to c_in × (pl + l + pr),
+/// copying only when there is padding.
+fn with_padded<R>(p: &Conv1dParams, x: &[f32], l: usize, f: impl FnOnce(&[f32]) -> R) -> R {
+    let (pl, pr) = p.pads(l);
+    if pl + pr == 0 {
+        return f(x);
     }
+    let lp = l + pl + pr;
+    with_zeroed(p.c_in * lp, |xp| {
+        for ch in 0..p.c_in {
+            xp[ch * lp + pl..ch * lp + pl + l].copy_from_slice(&x[ch * l..(ch + 1) * l]);
+        }
+        f(xp)
+    })
 }
 
 /// Gathers columns: col[(ci, t), j] = xp[ci, j·stride + t·dil] for channels of group `g`.
@@ -265,14 +274,7 @@ fn forward_sample(
             }
         }
     };
-    if pl + pr == 0 {
-        run(x, y);
-    } else {
-        with_zeroed(p.c_in * lp, |xp| {
-            pad_into(x, p.c_in, l, pl, lp, xp);
-            run(xp, y);
-        });
-    }
+    with_padded(p, x, l, |xp| run(xp, y));
 }
 
 /// Backward pass. Given the forward input `x` and the output gradient `dy`,
@@ -419,14 +421,7 @@ fn weight_grad_sample(
             }
         }
     };
-    if pl + pr == 0 {
-        run(x, dw);
-    } else {
-        with_zeroed(p.c_in * lp, |xp| {
-            pad_into(x, p.c_in, l, pl, lp, xp);
-            run(xp, dw);
-        });
-    }
+    with_padded(p, x, l, |xp| run(xp, dw));
 }
 
 #[allow(clippy::too_many_arguments)]

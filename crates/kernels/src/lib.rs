@@ -9,6 +9,7 @@
 //! and SIMD paths are chosen at run time ([`SimdPath`]).
 
 pub mod act;
+pub mod cases;
 pub mod conv1d;
 pub mod conv2d;
 pub mod dense;

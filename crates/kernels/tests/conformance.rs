@@ -7,38 +7,14 @@
 //! 80,000 inputs are held to 2e-5 (see `dense_long_sums`), since f32
 //! accumulation error grows with the length of the sum.
 
+mod common;
+use common::{data, f64s, rel};
 use kernels::conv1d::{conv1d_backward, conv1d_forward, Conv1dParams, Padding};
 use kernels::conv2d::{conv2d_backward, conv2d_forward, Conv2dParams};
 use kernels::dense::{dense_backward, dense_forward};
 use kernels::pool::{self, Pool1dParams, Pool2dParams, PoolKind};
 use kernels::{reference, with_path, SimdPath};
 use proptest::prelude::*;
-
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
-/// Normwise relative error of `got` against `want`.
-fn rel(got: &[f32], want: &[f64]) -> f64 {
-    assert_eq!(got.len(), want.len(), "lengths differ");
-    let scale = want.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-6);
-    got.iter()
-        .zip(want)
-        .fold(0f64, |m, (g, w)| m.max((*g as f64 - w).abs()))
-        / scale
-}
 
 const LENGTHS: [usize; 14] = [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65, 129];
 

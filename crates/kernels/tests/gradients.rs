@@ -6,28 +6,14 @@
 //! formula written out here) with h = 1e-5, so they are accurate to ~1e-9;
 //! the f32 kernels must agree to 1e-4 relative.
 
+mod common;
+use common::{data, f64s};
 use kernels::conv1d::{conv1d_backward, Conv1dParams, Padding};
 use kernels::conv2d::{conv2d_backward, Conv2dParams};
 use kernels::dense::dense_backward;
 use kernels::norm::{batchnorm_backward, batchnorm_forward_train};
 use kernels::pool::{self, Pool1dParams, Pool2dParams, PoolKind};
 use kernels::{reference, softmax_cross_entropy, Activation};
-
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
 
 /// Checks `grad` against central differences of `loss` around `theta`.
 fn check(name: &str, theta: &[f32], grad: &[f32], loss: impl Fn(&[f64]) -> f64) {

@@ -1,0 +1,196 @@
+//! The benchmark cases, shared by `genocnn bench kernels` and the criterion
+//! benches: the layers of the peer genomic CNN and of LeNet-5, at the batch
+//! sizes used in training.
+
+use crate::conv1d::{conv1d_backward, conv1d_forward, Conv1dParams};
+use crate::conv2d::{conv2d_backward, conv2d_forward, Conv2dParams};
+use crate::dense::{dense_backward, dense_forward};
+use crate::pool::{pool1d_backward, pool1d_forward, Pool1dParams, PoolKind};
+use crate::Padding;
+
+/// One benchmark case: its name, what it times, its floating-point
+/// operation count, and a closure that runs it once on prepared buffers.
+pub struct Case {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub flops: f64,
+    pub run: Box<dyn FnMut() + Send>,
+}
+
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32
+                / (1u32 << 24) as f32
+                - 0.5
+        })
+        .collect()
+}
+
+fn conv1d_case(
+    name: &'static str,
+    what: &'static str,
+    p: Conv1dParams,
+    batch: usize,
+    l: usize,
+    input_grad: bool,
+) -> Case {
+    let lo = p.l_out(l);
+    let x = values(batch * p.c_in * l, 1);
+    let w = values(p.weight_len(), 2);
+    let b = values(p.c_out, 3);
+    let dy = values(batch * p.c_out * lo, 4);
+    let mut y = vec![0f32; batch * p.c_out * lo];
+    let mut dx = vec![0f32; x.len()];
+    let mut dw = vec![0f32; w.len()];
+    let mut db = vec![0f32; b.len()];
+    let passes = if input_grad { 3.0 } else { 2.0 };
+    Case {
+        name,
+        what,
+        flops: passes * p.flops(batch, l),
+        run: Box::new(move || {
+            conv1d_forward(&p, &x, batch, l, &w, Some(&b), &mut y);
+            conv1d_backward(
+                &p,
+                &x,
+                batch,
+                l,
+                &w,
+                &dy,
+                input_grad.then_some(&mut dx[..]),
+                &mut dw,
+                Some(&mut db),
+            );
+        }),
+    }
+}
+
+fn conv2d_case(
+    name: &'static str,
+    what: &'static str,
+    p: Conv2dParams,
+    batch: usize,
+    h: usize,
+    w_: usize,
+    input_grad: bool,
+) -> Case {
+    let (ho, wo) = p.out_hw(h, w_);
+    let x = values(batch * p.c_in * h * w_, 5);
+    let w = values(p.weight_len(), 6);
+    let b = values(p.c_out, 7);
+    let dy = values(batch * p.c_out * ho * wo, 8);
+    let mut y = vec![0f32; dy.len()];
+    let mut dx = vec![0f32; x.len()];
+    let mut dw = vec![0f32; w.len()];
+    let mut db = vec![0f32; b.len()];
+    let passes = if input_grad { 3.0 } else { 2.0 };
+    Case {
+        name,
+        what,
+        flops: passes * p.flops(batch, h, w_),
+        run: Box::new(move || {
+            conv2d_forward(&p, &x, batch, h, w_, &w, Some(&b), &mut y);
+            conv2d_backward(
+                &p,
+                &x,
+                batch,
+                h,
+                w_,
+                &w,
+                &dy,
+                input_grad.then_some(&mut dx[..]),
+                &mut dw,
+                Some(&mut db),
+            );
+        }),
+    }
+}
+
+/// All cases, with fresh buffers.
+pub fn all() -> Vec<Case> {
+    let mut cases = vec![
+        conv1d_case(
+            "genomic_conv1",
+            "conv1d 1→16 k5 on 32×1×10000: forward + weight gradient",
+            Conv1dParams::new(1, 16, 5),
+            32,
+            10_000,
+            false,
+        ),
+        conv1d_case(
+            "genomic_conv2",
+            "conv1d 16→32 k5 on 32×16×4998: forward + input and weight gradients",
+            Conv1dParams::new(16, 32, 5),
+            32,
+            4998,
+            true,
+        ),
+    ];
+    {
+        let p = Pool1dParams::new(PoolKind::Max, 2);
+        let (rows, l) = (32 * 32, 4994);
+        let x = values(rows * l, 9);
+        let dy = values(rows * p.l_out(l), 10);
+        let mut y = vec![0f32; dy.len()];
+        let mut dx = vec![0f32; x.len()];
+        cases.push(Case {
+            name: "genomic_pool",
+            what: "max-pool 2 on 32×32×4994: forward + backward (one comparison per input, twice)",
+            flops: 2.0 * (rows * l) as f64,
+            run: Box::new(move || {
+                pool1d_forward(&p, &x, rows, l, &mut y);
+                pool1d_backward(&p, &x, rows, l, &dy, &mut dx);
+            }),
+        });
+    }
+    {
+        let (batch, n_in, n_out) = (32, 79_904, 64);
+        let x = values(batch * n_in, 11);
+        let w = values(n_out * n_in, 12);
+        let b = values(n_out, 13);
+        let dy = values(batch * n_out, 14);
+        let mut y = vec![0f32; batch * n_out];
+        let mut dx = vec![0f32; x.len()];
+        let mut dw = vec![0f32; w.len()];
+        let mut db = vec![0f32; n_out];
+        cases.push(Case {
+            name: "genomic_dense",
+            what: "dense 79904→64, batch 32: forward + input and weight gradients",
+            flops: 3.0 * 2.0 * (batch * n_in * n_out) as f64,
+            run: Box::new(move || {
+                dense_forward(&x, batch, n_in, &w, n_out, Some(&b), &mut y);
+                dense_backward(
+                    &x,
+                    batch,
+                    n_in,
+                    &w,
+                    n_out,
+                    &dy,
+                    Some(&mut dx),
+                    &mut dw,
+                    Some(&mut db),
+                );
+            }),
+        });
+    }
+    cases.push(conv2d_case(
+        "lenet_conv1",
+        "conv2d 1→6 k5 pad 2 on 64×1×28×28: forward + weight gradient",
+        Conv2dParams::new(1, 6, 5).padding(Padding::Explicit(2, 2)),
+        64,
+        28,
+        28,
+        false,
+    ));
+    cases.push(conv2d_case(
+        "lenet_conv2",
+        "conv2d 6→16 k5 on 64×6×14×14: forward + input and weight gradients",
+        Conv2dParams::new(6, 16, 5),
+        64,
+        14,
+        14,
+        true,
+    ));
+    cases
+}
