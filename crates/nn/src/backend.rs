@@ -1,0 +1,201 @@
+//! The backend trait: the operations a network needs, forward and backward,
+//! over the backend's own tensor type. [`Native`](crate::native::Native)
+//! runs them on genocnn's SIMD kernels; a candle backend (CPU and CUDA)
+//! implements the same trait. Layers, backprop, optimizers and training are
+//! written once, against this trait.
+
+use kernels::conv1d::Conv1dParams;
+use kernels::conv2d::Conv2dParams;
+use kernels::pool::{Pool1dParams, Pool2dParams, PoolKind};
+use kernels::Activation;
+
+use crate::error::Result;
+
+/// What a training-mode batch-norm forward keeps for its backward pass.
+#[derive(Clone, Debug)]
+pub struct BnSaved<T> {
+    pub mean: T,
+    pub inv_std: T,
+}
+
+/// The gradients of a weighted layer: (input if asked for, weights, bias).
+pub type Grads<T> = (Option<T>, T, T);
+
+/// The gradients of batch norm: (input, gamma, beta).
+pub type BnGrads<T> = (T, T, T);
+
+/// Hyperparameters of one optimizer step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Update {
+    /// SGD with momentum (0 for plain SGD), optionally Nesterov.
+    Sgd {
+        lr: f32,
+        momentum: f32,
+        nesterov: bool,
+        weight_decay: f32,
+    },
+    /// Adam (decoupled = false) or AdamW (decoupled weight decay = true).
+    Adam {
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+        decoupled: bool,
+        step: u32,
+    },
+}
+
+/// A compute backend. Tensors are row-major with the batch first:
+/// NCL for 1D, NCHW for 2D, (batch, features) for dense layers.
+pub trait Backend: Clone + Send + Sync + 'static {
+    type Tensor: Clone + Send + Sync + std::fmt::Debug;
+
+    /// A short description, such as `native (avx512, 2 threads)`.
+    fn name(&self) -> String;
+    fn tensor(&self, data: Vec<f32>, shape: &[usize]) -> Result<Self::Tensor>;
+    fn to_vec(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
+    fn shape(&self, t: &Self::Tensor) -> Vec<usize>;
+    fn zeros(&self, shape: &[usize]) -> Result<Self::Tensor> {
+        self.tensor(vec![0.0; shape.iter().product()], shape)
+    }
+    fn reshape(&self, t: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
+
+    fn conv1d(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+        p: &Conv1dParams,
+    ) -> Result<Self::Tensor>;
+    /// Returns (dx if asked for, dw, db).
+    fn conv1d_backward(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        dy: &Self::Tensor,
+        p: &Conv1dParams,
+        need_dx: bool,
+    ) -> Result<Grads<Self::Tensor>>;
+    fn conv2d(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+        p: &Conv2dParams,
+    ) -> Result<Self::Tensor>;
+    fn conv2d_backward(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        dy: &Self::Tensor,
+        p: &Conv2dParams,
+        need_dx: bool,
+    ) -> Result<Grads<Self::Tensor>>;
+
+    fn pool1d(&self, x: &Self::Tensor, p: &Pool1dParams) -> Result<Self::Tensor>;
+    fn pool1d_backward(
+        &self,
+        x: &Self::Tensor,
+        dy: &Self::Tensor,
+        p: &Pool1dParams,
+    ) -> Result<Self::Tensor>;
+    fn pool2d(&self, x: &Self::Tensor, p: &Pool2dParams) -> Result<Self::Tensor>;
+    fn pool2d_backward(
+        &self,
+        x: &Self::Tensor,
+        dy: &Self::Tensor,
+        p: &Pool2dParams,
+    ) -> Result<Self::Tensor>;
+    /// Pools every channel to one value: (B, C, …) → (B, C).
+    fn global_pool(&self, x: &Self::Tensor, kind: PoolKind) -> Result<Self::Tensor>;
+    fn global_pool_backward(
+        &self,
+        x: &Self::Tensor,
+        dy: &Self::Tensor,
+        kind: PoolKind,
+    ) -> Result<Self::Tensor>;
+
+    /// (B, in) × (out, in)ᵀ + b → (B, out).
+    fn dense(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+    ) -> Result<Self::Tensor>;
+    /// Returns (dx if asked for, dw, db).
+    fn dense_backward(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        dy: &Self::Tensor,
+        need_dx: bool,
+    ) -> Result<Grads<Self::Tensor>>;
+
+    fn activation(&self, x: &Self::Tensor, a: Activation) -> Result<Self::Tensor>;
+    /// dy · f′(x), from the pre-activation x.
+    fn activation_backward(
+        &self,
+        x: &Self::Tensor,
+        dy: &Self::Tensor,
+        a: Activation,
+    ) -> Result<Self::Tensor>;
+
+    /// Training-mode batch norm over dimension 1 (channels); updates the
+    /// running statistics in place.
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm_train(
+        &self,
+        x: &Self::Tensor,
+        gamma: &Self::Tensor,
+        beta: &Self::Tensor,
+        running_mean: &mut Self::Tensor,
+        running_var: &mut Self::Tensor,
+        eps: f32,
+        momentum: f32,
+    ) -> Result<(Self::Tensor, BnSaved<Self::Tensor>)>;
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm_infer(
+        &self,
+        x: &Self::Tensor,
+        gamma: &Self::Tensor,
+        beta: &Self::Tensor,
+        running_mean: &Self::Tensor,
+        running_var: &Self::Tensor,
+        eps: f32,
+    ) -> Result<Self::Tensor>;
+    /// Returns (dx, dgamma, dbeta).
+    fn batchnorm_backward(
+        &self,
+        x: &Self::Tensor,
+        gamma: &Self::Tensor,
+        saved: &BnSaved<Self::Tensor>,
+        dy: &Self::Tensor,
+    ) -> Result<BnGrads<Self::Tensor>>;
+
+    /// An inverted-dropout mask (0 or 1/(1 − rate)) of the given shape, from a seed.
+    fn dropout_mask(&self, shape: &[usize], rate: f32, seed: u64) -> Result<Self::Tensor>;
+    /// Elementwise product.
+    fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// a += s · b, elementwise.
+    fn add_scaled(&self, a: &mut Self::Tensor, b: &Self::Tensor, s: f32) -> Result<()>;
+
+    /// Adds the gradient of l1·Σ|w| + l2·Σw² to `grad`; returns the penalty.
+    fn add_penalty(
+        &self,
+        w: &Self::Tensor,
+        grad: &mut Self::Tensor,
+        l1: f32,
+        l2: f32,
+    ) -> Result<f32>;
+    /// One optimizer step on a parameter: `state` holds the optimizer's
+    /// per-parameter buffers (velocity, or first and second moments),
+    /// created by the backend on the first step.
+    fn update(
+        &self,
+        param: &mut Self::Tensor,
+        grad: &Self::Tensor,
+        state: &mut Vec<Self::Tensor>,
+        u: &Update,
+    ) -> Result<()>;
+}

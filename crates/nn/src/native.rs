@@ -1,0 +1,546 @@
+//! The native backend: host tensors and genocnn's SIMD kernels.
+
+use kernels::conv1d::{conv1d_backward, conv1d_forward, Conv1dParams};
+use kernels::conv2d::{conv2d_backward, conv2d_forward, Conv2dParams};
+use kernels::dense::{dense_backward, dense_forward};
+use kernels::norm;
+use kernels::pool::{self, Pool1dParams, Pool2dParams, PoolKind};
+use kernels::{Activation, SimdPath};
+
+use crate::backend::{Backend, BnGrads, BnSaved, Grads, Update};
+use crate::error::{NnError, Result};
+
+/// A row-major f32 tensor in host memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    pub fn new(data: Vec<f32>, shape: &[usize]) -> Result<Self> {
+        let n: usize = shape.iter().product();
+        if n != data.len() {
+            return Err(NnError::Shape {
+                op: "tensor",
+                message: format!(
+                    "shape {shape:?} holds {n} values, but {} were given",
+                    data.len()
+                ),
+            });
+        }
+        Ok(HostTensor {
+            shape: shape.to_vec(),
+            data,
+        })
+    }
+
+    fn zeros(shape: &[usize]) -> Self {
+        HostTensor {
+            shape: shape.to_vec(),
+            data: vec![0.0; shape.iter().product()],
+        }
+    }
+}
+
+/// genocnn's own CPU backend.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Native;
+
+fn want(op: &'static str, t: &HostTensor, rank: usize) -> Result<()> {
+    if t.shape.len() != rank {
+        return Err(NnError::Shape {
+            op,
+            message: format!("expected a rank-{rank} tensor, got shape {:?}", t.shape),
+        });
+    }
+    Ok(())
+}
+
+fn conv1d_check(x: &HostTensor, p: &Conv1dParams) -> Result<(usize, usize)> {
+    want("conv1d", x, 3)?;
+    let (batch, c, l) = (x.shape[0], x.shape[1], x.shape[2]);
+    if c != p.c_in {
+        return Err(NnError::Shape {
+            op: "conv1d",
+            message: format!("input has {c} channels, the layer expects {}", p.c_in),
+        });
+    }
+    p.validate(l).map_err(|message| NnError::Shape {
+        op: "conv1d",
+        message,
+    })?;
+    Ok((batch, l))
+}
+
+fn conv2d_check(x: &HostTensor, p: &Conv2dParams) -> Result<(usize, usize, usize)> {
+    want("conv2d", x, 4)?;
+    let (batch, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+    if c != p.c_in {
+        return Err(NnError::Shape {
+            op: "conv2d",
+            message: format!("input has {c} channels, the layer expects {}", p.c_in),
+        });
+    }
+    p.validate(h, w).map_err(|message| NnError::Shape {
+        op: "conv2d",
+        message,
+    })?;
+    Ok((batch, h, w))
+}
+
+impl Backend for Native {
+    type Tensor = HostTensor;
+
+    fn name(&self) -> String {
+        format!(
+            "native ({}, {} threads)",
+            SimdPath::current(),
+            rayon::current_num_threads()
+        )
+    }
+
+    fn tensor(&self, data: Vec<f32>, shape: &[usize]) -> Result<HostTensor> {
+        HostTensor::new(data, shape)
+    }
+
+    fn to_vec(&self, t: &HostTensor) -> Result<Vec<f32>> {
+        Ok(t.data.clone())
+    }
+
+    fn shape(&self, t: &HostTensor) -> Vec<usize> {
+        t.shape.clone()
+    }
+
+    fn reshape(&self, t: &HostTensor, shape: &[usize]) -> Result<HostTensor> {
+        HostTensor::new(t.data.clone(), shape)
+    }
+
+    fn conv1d(
+        &self,
+        x: &HostTensor,
+        w: &HostTensor,
+        b: Option<&HostTensor>,
+        p: &Conv1dParams,
+    ) -> Result<HostTensor> {
+        let (batch, l) = conv1d_check(x, p)?;
+        let mut y = HostTensor::zeros(&[batch, p.c_out, p.l_out(l)]);
+        conv1d_forward(
+            p,
+            &x.data,
+            batch,
+            l,
+            &w.data,
+            b.map(|b| &b.data[..]),
+            &mut y.data,
+        );
+        Ok(y)
+    }
+
+    fn conv1d_backward(
+        &self,
+        x: &HostTensor,
+        w: &HostTensor,
+        dy: &HostTensor,
+        p: &Conv1dParams,
+        need_dx: bool,
+    ) -> Result<Grads<HostTensor>> {
+        let (batch, l) = conv1d_check(x, p)?;
+        let mut dx = need_dx.then(|| HostTensor::zeros(&x.shape));
+        let mut dw = HostTensor::zeros(&w.shape);
+        let mut db = HostTensor::zeros(&[p.c_out]);
+        conv1d_backward(
+            p,
+            &x.data,
+            batch,
+            l,
+            &w.data,
+            &dy.data,
+            dx.as_mut().map(|d| &mut d.data[..]),
+            &mut dw.data,
+            Some(&mut db.data),
+        );
+        Ok((dx, dw, db))
+    }
+
+    fn conv2d(
+        &self,
+        x: &HostTensor,
+        w: &HostTensor,
+        b: Option<&HostTensor>,
+        p: &Conv2dParams,
+    ) -> Result<HostTensor> {
+        let (batch, h, wd) = conv2d_check(x, p)?;
+        let (ho, wo) = p.out_hw(h, wd);
+        let mut y = HostTensor::zeros(&[batch, p.c_out, ho, wo]);
+        conv2d_forward(
+            p,
+            &x.data,
+            batch,
+            h,
+            wd,
+            &w.data,
+            b.map(|b| &b.data[..]),
+            &mut y.data,
+        );
+        Ok(y)
+    }
+
+    fn conv2d_backward(
+        &self,
+        x: &HostTensor,
+        w: &HostTensor,
+        dy: &HostTensor,
+        p: &Conv2dParams,
+        need_dx: bool,
+    ) -> Result<Grads<HostTensor>> {
+        let (batch, h, wd) = conv2d_check(x, p)?;
+        let mut dx = need_dx.then(|| HostTensor::zeros(&x.shape));
+        let mut dw = HostTensor::zeros(&w.shape);
+        let mut db = HostTensor::zeros(&[p.c_out]);
+        conv2d_backward(
+            p,
+            &x.data,
+            batch,
+            h,
+            wd,
+            &w.data,
+            &dy.data,
+            dx.as_mut().map(|d| &mut d.data[..]),
+            &mut dw.data,
+            Some(&mut db.data),
+        );
+        Ok((dx, dw, db))
+    }
+
+    fn pool1d(&self, x: &HostTensor, p: &Pool1dParams) -> Result<HostTensor> {
+        want("pool1d", x, 3)?;
+        let (b, c, l) = (x.shape[0], x.shape[1], x.shape[2]);
+        p.validate(l).map_err(|message| NnError::Shape {
+            op: "pool1d",
+            message,
+        })?;
+        let mut y = HostTensor::zeros(&[b, c, p.l_out(l)]);
+        pool::pool1d_forward(p, &x.data, b * c, l, &mut y.data);
+        Ok(y)
+    }
+
+    fn pool1d_backward(
+        &self,
+        x: &HostTensor,
+        dy: &HostTensor,
+        p: &Pool1dParams,
+    ) -> Result<HostTensor> {
+        let (b, c, l) = (x.shape[0], x.shape[1], x.shape[2]);
+        let mut dx = HostTensor::zeros(&x.shape);
+        pool::pool1d_backward(p, &x.data, b * c, l, &dy.data, &mut dx.data);
+        Ok(dx)
+    }
+
+    fn pool2d(&self, x: &HostTensor, p: &Pool2dParams) -> Result<HostTensor> {
+        want("pool2d", x, 4)?;
+        let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+        p.validate(h, w).map_err(|message| NnError::Shape {
+            op: "pool2d",
+            message,
+        })?;
+        let (ho, wo) = p.out_hw(h, w);
+        let mut y = HostTensor::zeros(&[b, c, ho, wo]);
+        pool::pool2d_forward(p, &x.data, b * c, h, w, &mut y.data);
+        Ok(y)
+    }
+
+    fn pool2d_backward(
+        &self,
+        x: &HostTensor,
+        dy: &HostTensor,
+        p: &Pool2dParams,
+    ) -> Result<HostTensor> {
+        let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+        let mut dx = HostTensor::zeros(&x.shape);
+        pool::pool2d_backward(p, &x.data, b * c, h, w, &dy.data, &mut dx.data);
+        Ok(dx)
+    }
+
+    fn global_pool(&self, x: &HostTensor, kind: PoolKind) -> Result<HostTensor> {
+        if x.shape.len() < 3 {
+            return Err(NnError::Shape {
+                op: "global pool",
+                message: format!("expected (batch, channels, …), got {:?}", x.shape),
+            });
+        }
+        let (b, c) = (x.shape[0], x.shape[1]);
+        let l = x.data.len() / (b * c).max(1);
+        let mut y = HostTensor::zeros(&[b, c]);
+        pool::global_pool_forward(kind, &x.data, b * c, l, &mut y.data);
+        Ok(y)
+    }
+
+    fn global_pool_backward(
+        &self,
+        x: &HostTensor,
+        dy: &HostTensor,
+        kind: PoolKind,
+    ) -> Result<HostTensor> {
+        let (b, c) = (x.shape[0], x.shape[1]);
+        let l = x.data.len() / (b * c).max(1);
+        let mut dx = HostTensor::zeros(&x.shape);
+        pool::global_pool_backward(kind, &x.data, b * c, l, &dy.data, &mut dx.data);
+        Ok(dx)
+    }
+
+    fn dense(&self, x: &HostTensor, w: &HostTensor, b: Option<&HostTensor>) -> Result<HostTensor> {
+        want("dense", x, 2)?;
+        let (batch, n_in, n_out) = (x.shape[0], x.shape[1], w.shape[0]);
+        if w.shape[1] != n_in {
+            return Err(NnError::Shape {
+                op: "dense",
+                message: format!(
+                    "input has {n_in} features, the layer expects {}",
+                    w.shape[1]
+                ),
+            });
+        }
+        let mut y = HostTensor::zeros(&[batch, n_out]);
+        dense_forward(
+            &x.data,
+            batch,
+            n_in,
+            &w.data,
+            n_out,
+            b.map(|b| &b.data[..]),
+            &mut y.data,
+        );
+        Ok(y)
+    }
+
+    fn dense_backward(
+        &self,
+        x: &HostTensor,
+        w: &HostTensor,
+        dy: &HostTensor,
+        need_dx: bool,
+    ) -> Result<Grads<HostTensor>> {
+        let (batch, n_in, n_out) = (x.shape[0], x.shape[1], w.shape[0]);
+        let mut dx = need_dx.then(|| HostTensor::zeros(&x.shape));
+        let mut dw = HostTensor::zeros(&w.shape);
+        let mut db = HostTensor::zeros(&[n_out]);
+        dense_backward(
+            &x.data,
+            batch,
+            n_in,
+            &w.data,
+            n_out,
+            &dy.data,
+            dx.as_mut().map(|d| &mut d.data[..]),
+            &mut dw.data,
+            Some(&mut db.data),
+        );
+        Ok((dx, dw, db))
+    }
+
+    fn activation(&self, x: &HostTensor, a: Activation) -> Result<HostTensor> {
+        let mut y = HostTensor::zeros(&x.shape);
+        a.forward(&x.data, &mut y.data);
+        Ok(y)
+    }
+
+    fn activation_backward(
+        &self,
+        x: &HostTensor,
+        dy: &HostTensor,
+        a: Activation,
+    ) -> Result<HostTensor> {
+        let mut dx = HostTensor::zeros(&x.shape);
+        a.backward(&x.data, &dy.data, &mut dx.data);
+        Ok(dx)
+    }
+
+    fn batchnorm_train(
+        &self,
+        x: &HostTensor,
+        gamma: &HostTensor,
+        beta: &HostTensor,
+        running_mean: &mut HostTensor,
+        running_var: &mut HostTensor,
+        eps: f32,
+        momentum: f32,
+    ) -> Result<(HostTensor, BnSaved<HostTensor>)> {
+        let (b, c) = (x.shape[0], x.shape[1]);
+        let s = x.data.len() / (b * c).max(1);
+        let mut y = HostTensor::zeros(&x.shape);
+        let cache = norm::batchnorm_forward_train(
+            &x.data,
+            b,
+            c,
+            s,
+            &gamma.data,
+            &beta.data,
+            eps,
+            momentum,
+            &mut running_mean.data,
+            &mut running_var.data,
+            &mut y.data,
+        );
+        Ok((
+            y,
+            BnSaved {
+                mean: HostTensor::new(cache.mean, &[c])?,
+                inv_std: HostTensor::new(cache.inv_std, &[c])?,
+            },
+        ))
+    }
+
+    fn batchnorm_infer(
+        &self,
+        x: &HostTensor,
+        gamma: &HostTensor,
+        beta: &HostTensor,
+        running_mean: &HostTensor,
+        running_var: &HostTensor,
+        eps: f32,
+    ) -> Result<HostTensor> {
+        let (b, c) = (x.shape[0], x.shape[1]);
+        let s = x.data.len() / (b * c).max(1);
+        let mut y = HostTensor::zeros(&x.shape);
+        norm::batchnorm_forward_infer(
+            &x.data,
+            b,
+            c,
+            s,
+            &gamma.data,
+            &beta.data,
+            eps,
+            &running_mean.data,
+            &running_var.data,
+            &mut y.data,
+        );
+        Ok(y)
+    }
+
+    fn batchnorm_backward(
+        &self,
+        x: &HostTensor,
+        gamma: &HostTensor,
+        saved: &BnSaved<HostTensor>,
+        dy: &HostTensor,
+    ) -> Result<BnGrads<HostTensor>> {
+        let (b, c) = (x.shape[0], x.shape[1]);
+        let s = x.data.len() / (b * c).max(1);
+        let cache = norm::BatchNormCache {
+            mean: saved.mean.data.clone(),
+            inv_std: saved.inv_std.data.clone(),
+        };
+        let mut dx = HostTensor::zeros(&x.shape);
+        let mut dg = HostTensor::zeros(&[c]);
+        let mut dbeta = HostTensor::zeros(&[c]);
+        norm::batchnorm_backward(
+            &x.data,
+            b,
+            c,
+            s,
+            &gamma.data,
+            &cache,
+            &dy.data,
+            &mut dx.data,
+            &mut dg.data,
+            &mut dbeta.data,
+        );
+        Ok((dx, dg, dbeta))
+    }
+
+    fn dropout_mask(&self, shape: &[usize], rate: f32, seed: u64) -> Result<HostTensor> {
+        let mut m = HostTensor::zeros(shape);
+        norm::dropout_mask(rate, seed, &mut m.data);
+        Ok(m)
+    }
+
+    fn mul(&self, a: &HostTensor, b: &HostTensor) -> Result<HostTensor> {
+        Ok(HostTensor {
+            shape: a.shape.clone(),
+            data: a.data.iter().zip(&b.data).map(|(x, y)| x * y).collect(),
+        })
+    }
+
+    fn add_scaled(&self, a: &mut HostTensor, b: &HostTensor, s: f32) -> Result<()> {
+        a.data
+            .iter_mut()
+            .zip(&b.data)
+            .for_each(|(x, y)| *x += s * y);
+        Ok(())
+    }
+
+    fn add_penalty(&self, w: &HostTensor, grad: &mut HostTensor, l1: f32, l2: f32) -> Result<f32> {
+        let mut pen = 0f64;
+        for (g, &v) in grad.data.iter_mut().zip(&w.data) {
+            *g += l1 * v.signum() * f32::from(v != 0.0) + 2.0 * l2 * v;
+            pen += (l1 * v.abs() + l2 * v * v) as f64;
+        }
+        Ok(pen as f32)
+    }
+
+    fn update(
+        &self,
+        param: &mut HostTensor,
+        grad: &HostTensor,
+        state: &mut Vec<HostTensor>,
+        u: &Update,
+    ) -> Result<()> {
+        match *u {
+            Update::Sgd {
+                lr,
+                momentum,
+                nesterov,
+                weight_decay,
+            } => {
+                if state.is_empty() {
+                    state.push(HostTensor::zeros(&param.shape));
+                }
+                let vel = &mut state[0].data;
+                for ((p, &g0), v) in param.data.iter_mut().zip(&grad.data).zip(vel.iter_mut()) {
+                    let g = g0 + weight_decay * *p;
+                    *v = momentum * *v + g;
+                    let step = if nesterov { g + momentum * *v } else { *v };
+                    *p -= lr * step;
+                }
+            }
+            Update::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay: wd,
+                decoupled,
+                step,
+            } => {
+                if state.is_empty() {
+                    state.push(HostTensor::zeros(&param.shape));
+                    state.push(HostTensor::zeros(&param.shape));
+                }
+                let (m, rest) = state.split_at_mut(1);
+                let (m, v) = (&mut m[0].data, &mut rest[0].data);
+                let t = step as i32;
+                let c1 = 1.0 - beta1.powi(t);
+                let c2 = 1.0 - beta2.powi(t);
+                for (((p, &g0), mi), vi) in param
+                    .data
+                    .iter_mut()
+                    .zip(&grad.data)
+                    .zip(m.iter_mut())
+                    .zip(v.iter_mut())
+                {
+                    let g = if decoupled { g0 } else { g0 + wd * *p };
+                    *mi = beta1 * *mi + (1.0 - beta1) * g;
+                    *vi = beta2 * *vi + (1.0 - beta2) * g * g;
+                    let mhat = *mi / c1;
+                    let vhat = *vi / c2;
+                    if decoupled {
+                        *p -= lr * wd * *p;
+                    }
+                    *p -= lr * mhat / (vhat.sqrt() + eps);
+                }
+            }
+        }
+        Ok(())
+    }
+}
