@@ -22,6 +22,29 @@ pub enum BenchWhat {
     Io(IoArgs),
     /// Compute kernels: the convolution, pooling and dense layers of the genomic CNN and LeNet-5.
     Kernels(KernelArgs),
+    /// Training speed: the peer genomic case (simulated SNPs, no validation split), as ../shared/peers times it.
+    Train(TrainBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrainBenchArgs {
+    /// Individuals.
+    #[arg(long, default_value_t = 2000)]
+    pub n: usize,
+    /// Markers.
+    #[arg(long, default_value_t = 10_000)]
+    pub snps: usize,
+    /// Model config.
+    #[arg(long, default_value = "configs/peer-genomic.toml")]
+    pub model: PathBuf,
+    /// Epochs: one warm-up, then the median of the rest is reported.
+    #[arg(long, default_value_t = 4)]
+    pub epochs: usize,
+    #[command(flatten)]
+    pub compute: super::train::ComputeArgs,
+    /// Also write the figures as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -60,6 +83,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     match a.what {
         BenchWhat::Io(io) => run_io(io),
         BenchWhat::Kernels(k) => run_kernels(k),
+        BenchWhat::Train(t) => run_train_bench(t),
     }
 }
 
@@ -231,6 +255,70 @@ fn run_kernels(a: KernelArgs) -> Result<()> {
             "cases": cases,
         });
         write_json(p, &value)?;
+    }
+    Ok(())
+}
+
+fn run_train_bench(a: TrainBenchArgs) -> Result<()> {
+    let backend = a.compute.apply()?;
+    let mut spec = model::ModelSpec::from_file(&a.model)?;
+    spec.training.epochs = a.epochs.max(2);
+    spec.training.val_fraction = 0.0;
+    let sim = simulate(&SimParams {
+        n: a.n,
+        snps: a.snps,
+        chromosomes: 10,
+        qtl: 200,
+        h2: 0.5,
+        ..Default::default()
+    })?;
+    let g = &sim.genotypes;
+    let all: Vec<usize> = (0..a.n).collect();
+    let mut times = Vec::new();
+    let mut fitted = model::fit(backend, &spec, g, &sim.phenotype, &all, 1, &mut |ev| {
+        if let model::Event::Epoch(r) = ev {
+            eprintln!(
+                "  epoch {} {:.3} s, loss {:.4}",
+                r.epoch + 1,
+                r.seconds,
+                r.train_loss
+            );
+            times.push(r.seconds);
+        }
+    })?;
+    if let Some(prof) = &fitted.network.profile {
+        for (k, (f, b)) in prof.iter().enumerate() {
+            eprintln!(
+                "  node {k:>2} {:<10} forward {f:>7.3} s  backward {b:>7.3} s",
+                fitted.network.nodes[k].kind()
+            );
+        }
+    }
+    let mut rest = times[1..].to_vec();
+    rest.sort_by(f64::total_cmp);
+    let median = rest[rest.len() / 2];
+    // Inference: all individuals, in batches of 256 (as the peers do).
+    fitted.predict(g, &all)?;
+    let start = Instant::now();
+    let reps = 3;
+    for _ in 0..reps {
+        std::hint::black_box(fitted.predict(g, &all)?);
+    }
+    let infer = (reps * a.n) as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "RESULT genocnn {}: warmup_epoch_s={:.3} epochs_s={:?} median_epoch_s={:.3} infer_samples_per_s={:.1} (batch 256) backend={}",
+        spec.name,
+        times[0],
+        times[1..].iter().map(|t| (t * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
+        median,
+        infer,
+        nn::Backend::name(&fitted.network.backend)
+    );
+    if let Some(p) = &a.json {
+        write_json(
+            p,
+            &json!({"model": spec.name, "n": a.n, "snps": a.snps, "epoch_seconds": times, "median_epoch_seconds": median, "infer_samples_per_second": infer}),
+        )?;
     }
     Ok(())
 }

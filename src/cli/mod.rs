@@ -6,6 +6,7 @@ mod convert;
 mod output;
 mod qc;
 mod simulate;
+mod train;
 
 use std::path::PathBuf;
 
@@ -30,7 +31,11 @@ pub enum Command {
     Convert(convert::ConvertArgs),
     /// Simulate genotypes with LD and a trait with chosen genetic architecture.
     Simulate(simulate::SimulateArgs),
-    /// Benchmarks (`io`: .bed decoding and CSV parsing speed).
+    /// Train a network (a model config in TOML) on genotypes and a trait.
+    Train(train::TrainArgs),
+    /// Predict individuals of a genotype file with a saved model.
+    Predict(train::PredictArgs),
+    /// Benchmarks: `io` (genotype input), `kernels` (compute kernels), `train` (the peer genomic case).
     Bench(bench::BenchArgs),
 }
 
@@ -39,6 +44,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Qc(a) => qc::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::Train(a) => train::run_train(a),
+        Command::Predict(a) => train::run_predict(a),
         Command::Bench(a) => bench::run(a),
     }
 }

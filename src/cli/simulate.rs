@@ -36,10 +36,10 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 0.0)]
     pub missing: f64,
     /// Founder haplotypes per chromosome (fewer gives stronger, longer LD).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 12)]
     pub founders: usize,
     /// Generations of recombination since the founders (more gives shorter LD).
-    #[arg(long, default_value_t = 50.0)]
+    #[arg(long, default_value_t = 10.0)]
     pub generations: f64,
     /// Random seed; the same seed gives the same files.
     #[arg(long, default_value_t = 1)]

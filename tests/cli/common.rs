@@ -33,7 +33,10 @@ pub fn fails(args: &[&str]) -> String {
         "genocnn {} should fail with exit 1; stderr:\n{err}",
         args.join(" ")
     );
-    assert!(err.starts_with("error: "), "no error line: {err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("error: ")),
+        "no error line: {err}"
+    );
     assert!(!err.contains("panicked"), "panicked: {err}");
     err
 }

@@ -6,3 +6,4 @@ mod formats;
 mod qc;
 mod real_data;
 mod simulate;
+mod train;

@@ -338,6 +338,29 @@ impl PackedGenotypes {
         }
     }
 
+    /// Decodes the calls of individuals `rows` at the markers listed in
+    /// `cols` (in that order) into `out` (`rows.len()` rows of `cols.len()`
+    /// values), marker k's code mapped through `lut[k]`.
+    pub fn decode_rows_mapped(
+        &self,
+        rows: &[usize],
+        cols: &[usize],
+        lut: &[[f32; 4]],
+        out: &mut [f32],
+    ) {
+        let w = cols.len();
+        assert_eq!(out.len(), rows.len() * w, "output size");
+        assert_eq!(lut.len(), w, "one table per column");
+        for (k, &j) in cols.iter().enumerate() {
+            let row = self.snp(j);
+            let t = &lut[k];
+            for (b, &i) in rows.iter().enumerate() {
+                let code = (row[i / 4] >> (2 * (i % 4))) & 3;
+                out[b * w + k] = t[code as usize];
+            }
+        }
+    }
+
     /// Standardized calls of individuals `rows` at markers `cols`, as a
     /// `rows.len() × cols.len()` array; missing calls become 0 (the mean).
     pub fn standardized_block(

@@ -60,8 +60,8 @@ impl Default for SimParams {
             epistasis: 0.0,
             missing: 0.0,
             seed: 1,
-            founders: 30,
-            generations: 50.0,
+            founders: 12,
+            generations: 10.0,
             ancestral_generations: 500.0,
         }
     }

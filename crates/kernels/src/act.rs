@@ -1,5 +1,70 @@
 //! Elementwise activations with their derivatives, and softmax fused with
-//! cross-entropy.
+//! cross-entropy. Large tensors are split over threads, and every loop runs
+//! under the dispatched SIMD path so that the compiler vectorizes it.
+
+use pulp::{Simd, WithSimd};
+use rayon::prelude::*;
+
+use crate::simd::SimdPath;
+
+/// Elements per parallel chunk.
+const CHUNK: usize = 1 << 15;
+
+struct Fwd<'a> {
+    a: Activation,
+    x: &'a [f32],
+    y: &'a mut [f32],
+}
+
+impl WithSimd for Fwd<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _s: S) {
+        let Fwd { a, x, y } = self;
+        match a {
+            Activation::Linear => y.copy_from_slice(x),
+            Activation::Relu => y
+                .iter_mut()
+                .zip(x)
+                .for_each(|(o, &v)| *o = if v > 0.0 { v } else { 0.0 }),
+            Activation::LeakyRelu(al) => y
+                .iter_mut()
+                .zip(x)
+                .for_each(|(o, &v)| *o = if v > 0.0 { v } else { al * v }),
+            a => y.iter_mut().zip(x).for_each(|(o, &v)| *o = a.apply(v)),
+        }
+    }
+}
+
+struct Bwd<'a> {
+    a: Activation,
+    x: &'a [f32],
+    dy: &'a [f32],
+    dx: &'a mut [f32],
+}
+
+impl WithSimd for Bwd<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _s: S) {
+        let Bwd { a, x, dy, dx } = self;
+        match a {
+            Activation::Linear => dx.copy_from_slice(dy),
+            Activation::Relu => dx
+                .iter_mut()
+                .zip(x.iter().zip(dy))
+                .for_each(|(o, (&v, &d))| *o = if v > 0.0 { d } else { 0.0 }),
+            Activation::LeakyRelu(al) => dx
+                .iter_mut()
+                .zip(x.iter().zip(dy))
+                .for_each(|(o, (&v, &d))| *o = if v > 0.0 { d } else { al * d }),
+            a => dx
+                .iter_mut()
+                .zip(x.iter().zip(dy))
+                .for_each(|(o, (&v, &d))| *o = d * a.derivative(v)),
+        }
+    }
+}
 
 /// An activation function.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -97,20 +162,10 @@ impl Activation {
     /// y = f(x), elementwise.
     pub fn forward(self, x: &[f32], y: &mut [f32]) {
         assert_eq!(x.len(), y.len(), "activation: lengths");
-        match self {
-            Activation::Linear => y.copy_from_slice(x),
-            Activation::Relu => y.iter_mut().zip(x).for_each(|(o, &v)| *o = v.max(0.0)),
-            a => y.iter_mut().zip(x).for_each(|(o, &v)| *o = a.apply(v)),
-        }
-    }
-
-    /// In place: x ← f(x).
-    pub fn forward_inplace(self, x: &mut [f32]) {
-        match self {
-            Activation::Linear => {}
-            Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
-            a => x.iter_mut().for_each(|v| *v = a.apply(*v)),
-        }
+        let path = SimdPath::current();
+        x.par_chunks(CHUNK)
+            .zip(y.par_chunks_mut(CHUNK))
+            .for_each(|(x, y)| path.dispatch(Fwd { a: self, x, y }));
     }
 
     /// dx = dy · f′(x), elementwise, from the pre-activation x.
@@ -119,16 +174,23 @@ impl Activation {
             x.len() == dy.len() && dy.len() == dx.len(),
             "activation backward: lengths"
         );
+        let path = SimdPath::current();
+        x.par_chunks(CHUNK)
+            .zip(dy.par_chunks(CHUNK))
+            .zip(dx.par_chunks_mut(CHUNK))
+            .for_each(|((x, dy), dx)| path.dispatch(Bwd { a: self, x, dy, dx }));
+    }
+
+    /// In place: x ← f(x).
+    pub fn forward_inplace(self, x: &mut [f32]) {
+        x.iter_mut().for_each(|v| *v = self.apply(*v));
+    }
+
+    /// Whether f never decreases (then max pooling commutes with it).
+    pub fn is_monotonic(self) -> bool {
         match self {
-            Activation::Linear => dx.copy_from_slice(dy),
-            Activation::Relu => dx
-                .iter_mut()
-                .zip(x.iter().zip(dy))
-                .for_each(|(o, (&v, &d))| *o = if v > 0.0 { d } else { 0.0 }),
-            a => dx
-                .iter_mut()
-                .zip(x.iter().zip(dy))
-                .for_each(|(o, (&v, &d))| *o = d * a.derivative(v)),
+            Activation::LeakyRelu(a) | Activation::Elu(a) => a >= 0.0,
+            _ => true,
         }
     }
 }

@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 use crate::gemm::{gemm_dots, gemm_rows};
-use crate::scratch::with_zeroed;
+use crate::scratch::{sum, with_scratch};
 use crate::simd::{SendPtr, SimdPath};
 
 /// How the input is padded.
@@ -157,9 +157,12 @@ fn with_padded<R>(p: &Conv1dParams, x: &[f32], l: usize, f: impl FnOnce(&[f32]) 
         return f(x);
     }
     let lp = l + pl + pr;
-    with_zeroed(p.c_in * lp, |xp| {
+    with_scratch(p.c_in * lp, |xp| {
         for ch in 0..p.c_in {
-            xp[ch * lp + pl..ch * lp + pl + l].copy_from_slice(&x[ch * l..(ch + 1) * l]);
+            let row = &mut xp[ch * lp..(ch + 1) * lp];
+            row[..pl].fill(0.0);
+            row[pl..pl + l].copy_from_slice(&x[ch * l..(ch + 1) * l]);
+            row[pl + l..].fill(0.0);
         }
         f(xp)
     })
@@ -248,7 +251,7 @@ fn forward_sample(
                     par,
                 );
             } else {
-                with_zeroed(cig * k * lo, |col| {
+                with_scratch(cig * k * lo, |col| {
                     im2col(p, xp, lp, lo, g, col);
                     gemm_rows(
                         path,
@@ -308,7 +311,7 @@ pub fn conv1d_backward(
         for b in 0..batch {
             for co in 0..p.c_out {
                 let row = &dy[(b * p.c_out + co) * lo..(b * p.c_out + co + 1) * lo];
-                db[co] += row.iter().map(|&v| v as f64).sum::<f64>() as f32;
+                db[co] += sum(row) as f32;
             }
         }
     }
@@ -401,7 +404,7 @@ fn weight_grad_sample(
                     par,
                 );
             } else {
-                with_zeroed(cig * k * lo, |col| {
+                with_scratch(cig * k * lo, |col| {
                     im2col(p, xp, lp, lo, g, col);
                     gemm_dots(
                         path,
@@ -442,7 +445,7 @@ fn input_grad_sample(
         // with the weights rearranged per group as wt[ci][(co, t)].
         let front = (k - 1) * dil;
         let ld = front + lo.max(pl + l);
-        with_zeroed(p.weight_len(), |wt| {
+        with_scratch(p.weight_len(), |wt| {
             for g in 0..p.groups {
                 for co in 0..cog {
                     for ci in 0..cig {
@@ -453,10 +456,12 @@ fn input_grad_sample(
                     }
                 }
             }
-            with_zeroed(p.c_out * ld, |dyp| {
+            with_scratch(p.c_out * ld, |dyp| {
                 for co in 0..p.c_out {
-                    dyp[co * ld + front..co * ld + front + lo]
-                        .copy_from_slice(&dy[co * lo..(co + 1) * lo]);
+                    let row = &mut dyp[co * ld..(co + 1) * ld];
+                    row[..front].fill(0.0);
+                    row[front..front + lo].copy_from_slice(&dy[co * lo..(co + 1) * lo]);
+                    row[front + lo..].fill(0.0);
                 }
                 for g in 0..p.groups {
                     let wtg = &wt[g * cig * cog * k..(g + 1) * cig * cog * k];
@@ -482,11 +487,11 @@ fn input_grad_sample(
     } else {
         // dcol[(ci, t), j] = Σ_co w[co, ci, t] · dy[co, j], then scattered back.
         dx.fill(0.0);
-        with_zeroed(cig * k * lo, |dcol| {
+        with_scratch(cig * k * lo, |dcol| {
             for g in 0..p.groups {
                 let wg = &w[g * cog * cig * k..(g + 1) * cog * cig * k];
                 // A = wgᵀ: row (ci, t) holds w[co, ci, t] for each co, stride cig·k.
-                with_zeroed(cig * k * cog, |a| {
+                with_scratch(cig * k * cog, |a| {
                     for r in 0..cig * k {
                         for co in 0..cog {
                             a[r * cog + co] = wg[co * cig * k + r];

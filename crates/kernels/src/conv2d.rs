@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use crate::conv1d::Padding;
 use crate::gemm::{gemm_dots, gemm_rows};
-use crate::scratch::with_zeroed;
+use crate::scratch::with_scratch;
 use crate::simd::{SendPtr, SimdPath};
 
 /// The shape arithmetic and options of a 2D convolution.
@@ -222,7 +222,7 @@ pub fn conv2d_forward(
     x.par_chunks(p.c_in * h * w)
         .zip(y.par_chunks_mut(p.c_out * n))
         .for_each(|(xb, yb)| {
-            with_zeroed(kk * n, |col| {
+            with_scratch(kk * n, |col| {
                 for g in 0..p.groups {
                     im2col(p, xb, &geo, g, col);
                     let wg = &wt[g * cog * kk..(g + 1) * cog * kk];
@@ -281,7 +281,7 @@ pub fn conv2d_backward(
         for b in 0..batch {
             for co in 0..p.c_out {
                 let row = &dy[(b * p.c_out + co) * n..(b * p.c_out + co + 1) * n];
-                db[co] += row.iter().map(|&v| v as f64).sum::<f64>() as f32;
+                db[co] += crate::scratch::sum(row) as f32;
             }
         }
     }
@@ -307,7 +307,7 @@ pub fn conv2d_backward(
         .into_par_iter()
         .map(|c| {
             let mut acc = vec![0f32; p.weight_len()];
-            with_zeroed(kk * n, |col| {
+            with_scratch(kk * n, |col| {
                 for b in c * chunk..((c + 1) * chunk).min(batch) {
                     let xb = &x[b * p.c_in * h * w..(b + 1) * p.c_in * h * w];
                     let dyb = &dy[b * p.c_out * n..(b + 1) * p.c_out * n];

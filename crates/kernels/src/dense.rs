@@ -4,7 +4,7 @@
 //! output over threads.
 
 use crate::gemm::{gemm_dots, gemm_rows};
-use crate::scratch::with_zeroed;
+use crate::scratch::with_scratch;
 use crate::simd::SimdPath;
 
 /// Forward: y (batch × n_out) = x (batch × n_in) · wᵀ + bias.
@@ -74,7 +74,7 @@ pub fn dense_backward(
             db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
         }
     }
-    with_zeroed(n_out * batch, |dyt| {
+    with_scratch(n_out * batch, |dyt| {
         for b in 0..batch {
             for o in 0..n_out {
                 dyt[o * batch + b] = dy[b * n_out + o];

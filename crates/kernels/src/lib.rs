@@ -15,6 +15,7 @@ pub mod conv2d;
 pub mod dense;
 pub mod gemm;
 pub mod norm;
+pub mod optim;
 pub mod pool;
 pub mod reference;
 mod scratch;

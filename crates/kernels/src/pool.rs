@@ -141,8 +141,11 @@ impl WithSimd for Pool1dRow<'_> {
         let l = x.len();
         if p.kind == PoolKind::Max && p.pad == 0 && p.size == 2 && p.stride == 2 {
             // The common case, in a form the compiler vectorizes.
-            for (o, pair) in y.iter_mut().zip(x.chunks_exact(2)) {
-                *o = if pair[1] > pair[0] { pair[1] } else { pair[0] };
+            let n = y.len();
+            let x = &x[..2 * n];
+            for j in 0..n {
+                let (a, b) = (x[2 * j], x[2 * j + 1]);
+                y[j] = if b > a { b } else { a };
             }
             return;
         }
@@ -174,15 +177,22 @@ impl WithSimd for Pool1dBackRow<'_> {
     fn with_simd<S: Simd>(self, _s: S) {
         let Pool1dBackRow { p, x, dy, dx } = self;
         let l = x.len();
-        dx.fill(0.0);
         if p.kind == PoolKind::Max && p.pad == 0 && p.size == 2 && p.stride == 2 {
-            for ((d, pair), out) in dy.iter().zip(x.chunks_exact(2)).zip(dx.chunks_exact_mut(2)) {
-                let second = pair[1] > pair[0];
-                out[0] = if second { 0.0 } else { *d };
-                out[1] = if second { *d } else { 0.0 };
+            // Every element of a full pair is written; an odd last element gets 0.
+            if l % 2 == 1 {
+                dx[l - 1] = 0.0;
+            }
+            let n = dy.len();
+            let (x, dx2) = (&x[..2 * n], &mut dx[..2 * n]);
+            for j in 0..n {
+                let second = x[2 * j + 1] > x[2 * j];
+                let d = dy[j];
+                dx2[2 * j] = if second { 0.0 } else { d };
+                dx2[2 * j + 1] = if second { d } else { 0.0 };
             }
             return;
         }
+        dx.fill(0.0);
         for (j, &d) in dy.iter().enumerate() {
             let (lo, hi) = window(j, p.stride, p.size, p.pad, l);
             match p.kind {
@@ -204,6 +214,43 @@ impl WithSimd for Pool1dBackRow<'_> {
     }
 }
 
+/// Rows per parallel task: about 16 K inputs.
+fn rows_per_task(l: usize) -> usize {
+    (1 << 14) / l.max(1) + 1
+}
+
+/// Runs `f` on each (input row, output row), rows spread over threads.
+fn par_rows(x: &[f32], l: usize, y: &mut [f32], lo: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
+    let per = rows_per_task(l);
+    x.par_chunks(l * per)
+        .zip(y.par_chunks_mut(lo * per))
+        .for_each(|(xs, ys)| {
+            for (xr, yr) in xs.chunks(l).zip(ys.chunks_mut(lo)) {
+                f(xr, yr);
+            }
+        });
+}
+
+/// Runs `f` on each (input row, output-gradient row, input-gradient row).
+fn par_rows_back(
+    x: &[f32],
+    l: usize,
+    dy: &[f32],
+    lo: usize,
+    dx: &mut [f32],
+    f: impl Fn(&[f32], &[f32], &mut [f32]) + Sync,
+) {
+    let per = rows_per_task(l);
+    x.par_chunks(l * per)
+        .zip(dy.par_chunks(lo * per))
+        .zip(dx.par_chunks_mut(l * per))
+        .for_each(|((xs, dys), dxs)| {
+            for ((xr, dyr), dxr) in xs.chunks(l).zip(dys.chunks(lo)).zip(dxs.chunks_mut(l)) {
+                f(xr, dyr, dxr);
+            }
+        });
+}
+
 /// 1D pooling forward over `rows` rows (batch × channels) of length `l`.
 ///
 /// # Panics
@@ -214,18 +261,13 @@ pub fn pool1d_forward(p: &Pool1dParams, x: &[f32], rows: usize, l: usize, y: &mu
     assert_eq!(x.len(), rows * l, "pool1d: x length");
     assert_eq!(y.len(), rows * lo, "pool1d: y length");
     let path = SimdPath::current();
-    let per = (1 << 14) / l.max(1) + 1;
-    x.par_chunks(l * per)
-        .zip(y.par_chunks_mut(lo * per))
-        .for_each(|(xs, ys)| {
-            for (xr, yr) in xs.chunks(l).zip(ys.chunks_mut(lo)) {
-                path.dispatch(Pool1dRow {
-                    p: *p,
-                    x: xr,
-                    y: yr,
-                });
-            }
-        });
+    par_rows(x, l, y, lo, |xr, yr| {
+        path.dispatch(Pool1dRow {
+            p: *p,
+            x: xr,
+            y: yr,
+        })
+    });
 }
 
 /// 1D pooling backward: writes dx from the forward input and dy.
@@ -246,20 +288,14 @@ pub fn pool1d_backward(
     assert_eq!(dy.len(), rows * lo, "pool1d backward: dy length");
     assert_eq!(dx.len(), rows * l, "pool1d backward: dx length");
     let path = SimdPath::current();
-    let per = (1 << 14) / l.max(1) + 1;
-    x.par_chunks(l * per)
-        .zip(dy.par_chunks(lo * per))
-        .zip(dx.par_chunks_mut(l * per))
-        .for_each(|((xs, dys), dxs)| {
-            for ((xr, dyr), dxr) in xs.chunks(l).zip(dys.chunks(lo)).zip(dxs.chunks_mut(l)) {
-                path.dispatch(Pool1dBackRow {
-                    p: *p,
-                    x: xr,
-                    dy: dyr,
-                    dx: dxr,
-                });
-            }
-        });
+    par_rows_back(x, l, dy, lo, dx, |xr, dyr, dxr| {
+        path.dispatch(Pool1dBackRow {
+            p: *p,
+            x: xr,
+            dy: dyr,
+            dx: dxr,
+        })
+    });
 }
 
 /// 2D pooling forward over `planes` planes (batch × channels) of h × w.
@@ -395,4 +431,142 @@ pub fn global_pool_backward(
             PoolKind::Avg => out.fill(*d / l as f32),
         }
     }
+}
+
+struct MaxPoolActRow<'a> {
+    act: crate::Activation,
+    x: &'a [f32],
+    y: &'a mut [f32],
+}
+
+impl WithSimd for MaxPoolActRow<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _s: S) {
+        let MaxPoolActRow { act, x, y } = self;
+        let n = y.len();
+        let x = &x[..2 * n];
+        match act {
+            crate::Activation::Relu => {
+                for j in 0..n {
+                    let (a, b) = (x[2 * j], x[2 * j + 1]);
+                    let m = if b > a { b } else { a };
+                    y[j] = if m > 0.0 { m } else { 0.0 };
+                }
+            }
+            act => {
+                for j in 0..n {
+                    let (a, b) = (x[2 * j], x[2 * j + 1]);
+                    y[j] = act.apply(if b > a { b } else { a });
+                }
+            }
+        }
+    }
+}
+
+struct MaxPoolActBackRow<'a> {
+    act: crate::Activation,
+    x: &'a [f32],
+    dy: &'a [f32],
+    dx: &'a mut [f32],
+}
+
+impl WithSimd for MaxPoolActBackRow<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _s: S) {
+        let MaxPoolActBackRow { act, x, dy, dx } = self;
+        let n = dy.len();
+        if x.len() % 2 == 1 {
+            dx[x.len() - 1] = 0.0;
+        }
+        let (x, dx) = (&x[..2 * n], &mut dx[..2 * n]);
+        for j in 0..n {
+            let (a, b) = (x[2 * j], x[2 * j + 1]);
+            let second = b > a;
+            let m = if second { b } else { a };
+            let g = match act {
+                crate::Activation::Relu => {
+                    if m > 0.0 {
+                        dy[j]
+                    } else {
+                        0.0
+                    }
+                }
+                act => dy[j] * act.derivative(m),
+            };
+            dx[2 * j] = if second { 0.0 } else { g };
+            dx[2 * j + 1] = if second { g } else { 0.0 };
+        }
+    }
+}
+
+/// Max pooling followed by a monotonic activation, fused in one pass:
+/// y = act(maxpool(x)), which equals maxpool(act(x)). Windows of 2 with
+/// stride 2 run fused; other windows pool, then apply the activation.
+///
+/// # Panics
+/// If the window does not fit or a slice has the wrong length.
+pub fn max_pool1d_act_forward(
+    p: &Pool1dParams,
+    act: crate::Activation,
+    x: &[f32],
+    rows: usize,
+    l: usize,
+    y: &mut [f32],
+) {
+    assert_eq!(p.kind, PoolKind::Max, "fused pooling is max pooling");
+    if !(p.pad == 0 && p.size == 2 && p.stride == 2) {
+        pool1d_forward(p, x, rows, l, y);
+        let pooled = y.to_vec();
+        act.forward(&pooled, y);
+        return;
+    }
+    p.validate(l).unwrap_or_else(|e| panic!("{e}"));
+    let lo = p.l_out(l);
+    assert_eq!(x.len(), rows * l, "pool1d: x length");
+    assert_eq!(y.len(), rows * lo, "pool1d: y length");
+    let path = SimdPath::current();
+    par_rows(x, l, y, lo, |xr, yr| {
+        path.dispatch(MaxPoolActRow { act, x: xr, y: yr })
+    });
+}
+
+/// Backward pass of [`max_pool1d_act_forward`], from its input `x`.
+///
+/// # Panics
+/// If the window does not fit or a slice has the wrong length.
+#[allow(clippy::too_many_arguments)]
+pub fn max_pool1d_act_backward(
+    p: &Pool1dParams,
+    act: crate::Activation,
+    x: &[f32],
+    rows: usize,
+    l: usize,
+    dy: &[f32],
+    dx: &mut [f32],
+) {
+    assert_eq!(p.kind, PoolKind::Max, "fused pooling is max pooling");
+    let lo = p.l_out(l);
+    if !(p.pad == 0 && p.size == 2 && p.stride == 2) {
+        let mut pooled = vec![0f32; rows * lo];
+        pool1d_forward(p, x, rows, l, &mut pooled);
+        let mut dpooled = vec![0f32; rows * lo];
+        act.backward(&pooled, dy, &mut dpooled);
+        pool1d_backward(p, x, rows, l, &dpooled, dx);
+        return;
+    }
+    p.validate(l).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(x.len(), rows * l, "pool1d backward: x length");
+    assert_eq!(dy.len(), rows * lo, "pool1d backward: dy length");
+    assert_eq!(dx.len(), rows * l, "pool1d backward: dx length");
+    let path = SimdPath::current();
+    par_rows_back(x, l, dy, lo, dx, |xr, dyr, dxr| {
+        path.dispatch(MaxPoolActBackRow {
+            act,
+            x: xr,
+            dy: dyr,
+            dx: dxr,
+        })
+    });
 }

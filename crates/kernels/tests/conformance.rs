@@ -224,3 +224,53 @@ fn env_selects_the_path() {
 fn print_current_path() {
     println!("current path: {}", SimdPath::current());
 }
+
+#[test]
+fn large_shapes_take_the_parallel_paths() {
+    // Sizes past the thresholds where the GEMMs split work over threads.
+    let (batch, n_in, n_out) = (8, 5000, 20);
+    let x = data(batch * n_in, 31);
+    let w = data(n_out * n_in, 32);
+    let dy = data(batch * n_out, 33);
+    let (dx_ref, dw_ref, _) =
+        reference::dense_backward(&f64s(&x), batch, n_in, &f64s(&w), n_out, &f64s(&dy));
+    let y_ref = reference::dense_forward(&f64s(&x), batch, n_in, &f64s(&w), n_out, None);
+    let mut y = vec![0f32; batch * n_out];
+    dense_forward(&x, batch, n_in, &w, n_out, None, &mut y);
+    assert!(rel(&y, &y_ref) <= 1e-5, "dense y {}", rel(&y, &y_ref));
+    let (mut dx, mut dw) = (vec![0f32; x.len()], vec![0f32; w.len()]);
+    dense_backward(
+        &x,
+        batch,
+        n_in,
+        &w,
+        n_out,
+        &dy,
+        Some(&mut dx),
+        &mut dw,
+        None,
+    );
+    assert!(rel(&dx, &dx_ref) <= 1e-5, "dense dx {}", rel(&dx, &dx_ref));
+    assert!(rel(&dw, &dw_ref) <= 1e-5, "dense dw {}", rel(&dw, &dw_ref));
+    for batch in [1, 3] {
+        let p = Conv1dParams::new(2, 5, 5);
+        let l = 3000;
+        let x = data(batch * 2 * l, 34);
+        let w = data(p.weight_len(), 35);
+        let dy = data(batch * 5 * p.l_out(l), 36);
+        let y_ref = reference::conv1d_forward(&p, &f64s(&x), batch, l, &f64s(&w), None);
+        let (dx_ref, dw_ref, _) =
+            reference::conv1d_backward(&p, &f64s(&x), batch, l, &f64s(&w), &f64s(&dy));
+        let mut y = vec![0f32; y_ref.len()];
+        conv1d_forward(&p, &x, batch, l, &w, None, &mut y);
+        assert!(rel(&y, &y_ref) <= 1e-5, "conv y batch {batch}");
+        let (mut dx, mut dw) = (vec![0f32; x.len()], vec![0f32; w.len()]);
+        conv1d_backward(&p, &x, batch, l, &w, &dy, Some(&mut dx), &mut dw, None);
+        assert!(rel(&dx, &dx_ref) <= 1e-5, "conv dx batch {batch}");
+        assert!(
+            rel(&dw, &dw_ref) <= 1e-5,
+            "conv dw batch {batch}: {}",
+            rel(&dw, &dw_ref)
+        );
+    }
+}

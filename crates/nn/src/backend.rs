@@ -59,7 +59,8 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn zeros(&self, shape: &[usize]) -> Result<Self::Tensor> {
         self.tensor(vec![0.0; shape.iter().product()], shape)
     }
-    fn reshape(&self, t: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
+    /// The same values under a new shape (consumes the tensor: no copy).
+    fn reshape(&self, t: Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
 
     fn conv1d(
         &self,
@@ -93,12 +94,15 @@ pub trait Backend: Clone + Send + Sync + 'static {
         need_dx: bool,
     ) -> Result<Grads<Self::Tensor>>;
 
-    fn pool1d(&self, x: &Self::Tensor, p: &Pool1dParams) -> Result<Self::Tensor>;
+    /// 1D pooling, then `act` (Linear for none); with max pooling and a
+    /// monotonic activation the two commute and run fused.
+    fn pool1d(&self, x: &Self::Tensor, p: &Pool1dParams, act: Activation) -> Result<Self::Tensor>;
     fn pool1d_backward(
         &self,
         x: &Self::Tensor,
         dy: &Self::Tensor,
         p: &Pool1dParams,
+        act: Activation,
     ) -> Result<Self::Tensor>;
     fn pool2d(&self, x: &Self::Tensor, p: &Pool2dParams) -> Result<Self::Tensor>;
     fn pool2d_backward(

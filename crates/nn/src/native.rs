@@ -17,6 +17,49 @@ pub struct HostTensor {
     pub data: Vec<f32>,
 }
 
+/// Large buffers freed by tensors, kept for reuse: training allocates the
+/// same activation and gradient sizes every batch, and filling fresh memory
+/// with zeros only to overwrite it costs as much as a pooling pass.
+static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+const POOLED_MIN: usize = 1 << 16;
+const POOLED_MAX_BUFFERS: usize = 48;
+
+/// A buffer of `n` floats with unspecified (initialized) contents.
+fn take(n: usize) -> Vec<f32> {
+    if n >= POOLED_MIN {
+        let mut pool = POOL.lock().expect("tensor pool");
+        let best = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= n && v.capacity() <= 2 * n)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i);
+        if let Some(i) = best {
+            let mut v = pool.swap_remove(i);
+            drop(pool);
+            if v.len() >= n {
+                v.truncate(n);
+            } else {
+                v.resize(n, 0.0);
+            }
+            return v;
+        }
+    }
+    vec![0.0; n]
+}
+
+impl Drop for HostTensor {
+    fn drop(&mut self) {
+        if self.data.capacity() >= POOLED_MIN {
+            if let Ok(mut pool) = POOL.lock() {
+                if pool.len() < POOLED_MAX_BUFFERS {
+                    pool.push(std::mem::take(&mut self.data));
+                }
+            }
+        }
+    }
+}
+
 impl HostTensor {
     pub fn new(data: Vec<f32>, shape: &[usize]) -> Result<Self> {
         let n: usize = shape.iter().product();
@@ -36,9 +79,19 @@ impl HostTensor {
     }
 
     fn zeros(shape: &[usize]) -> Self {
+        let mut data = take(shape.iter().product());
+        data.fill(0.0);
         HostTensor {
             shape: shape.to_vec(),
-            data: vec![0.0; shape.iter().product()],
+            data,
+        }
+    }
+
+    /// A tensor whose every element the caller overwrites.
+    fn scratch(shape: &[usize]) -> Self {
+        HostTensor {
+            shape: shape.to_vec(),
+            data: take(shape.iter().product()),
         }
     }
 }
@@ -112,8 +165,8 @@ impl Backend for Native {
         t.shape.clone()
     }
 
-    fn reshape(&self, t: &HostTensor, shape: &[usize]) -> Result<HostTensor> {
-        HostTensor::new(t.data.clone(), shape)
+    fn reshape(&self, mut t: HostTensor, shape: &[usize]) -> Result<HostTensor> {
+        HostTensor::new(std::mem::take(&mut t.data), shape)
     }
 
     fn conv1d(
@@ -124,7 +177,7 @@ impl Backend for Native {
         p: &Conv1dParams,
     ) -> Result<HostTensor> {
         let (batch, l) = conv1d_check(x, p)?;
-        let mut y = HostTensor::zeros(&[batch, p.c_out, p.l_out(l)]);
+        let mut y = HostTensor::scratch(&[batch, p.c_out, p.l_out(l)]);
         conv1d_forward(
             p,
             &x.data,
@@ -146,7 +199,7 @@ impl Backend for Native {
         need_dx: bool,
     ) -> Result<Grads<HostTensor>> {
         let (batch, l) = conv1d_check(x, p)?;
-        let mut dx = need_dx.then(|| HostTensor::zeros(&x.shape));
+        let mut dx = need_dx.then(|| HostTensor::scratch(&x.shape));
         let mut dw = HostTensor::zeros(&w.shape);
         let mut db = HostTensor::zeros(&[p.c_out]);
         conv1d_backward(
@@ -172,7 +225,7 @@ impl Backend for Native {
     ) -> Result<HostTensor> {
         let (batch, h, wd) = conv2d_check(x, p)?;
         let (ho, wo) = p.out_hw(h, wd);
-        let mut y = HostTensor::zeros(&[batch, p.c_out, ho, wo]);
+        let mut y = HostTensor::scratch(&[batch, p.c_out, ho, wo]);
         conv2d_forward(
             p,
             &x.data,
@@ -195,7 +248,7 @@ impl Backend for Native {
         need_dx: bool,
     ) -> Result<Grads<HostTensor>> {
         let (batch, h, wd) = conv2d_check(x, p)?;
-        let mut dx = need_dx.then(|| HostTensor::zeros(&x.shape));
+        let mut dx = need_dx.then(|| HostTensor::scratch(&x.shape));
         let mut dw = HostTensor::zeros(&w.shape);
         let mut db = HostTensor::zeros(&[p.c_out]);
         conv2d_backward(
@@ -213,15 +266,24 @@ impl Backend for Native {
         Ok((dx, dw, db))
     }
 
-    fn pool1d(&self, x: &HostTensor, p: &Pool1dParams) -> Result<HostTensor> {
+    fn pool1d(&self, x: &HostTensor, p: &Pool1dParams, act: Activation) -> Result<HostTensor> {
         want("pool1d", x, 3)?;
         let (b, c, l) = (x.shape[0], x.shape[1], x.shape[2]);
         p.validate(l).map_err(|message| NnError::Shape {
             op: "pool1d",
             message,
         })?;
-        let mut y = HostTensor::zeros(&[b, c, p.l_out(l)]);
-        pool::pool1d_forward(p, &x.data, b * c, l, &mut y.data);
+        let mut y = HostTensor::scratch(&[b, c, p.l_out(l)]);
+        match (p.kind, act) {
+            (_, Activation::Linear) => pool::pool1d_forward(p, &x.data, b * c, l, &mut y.data),
+            (PoolKind::Max, a) if a.is_monotonic() => {
+                pool::max_pool1d_act_forward(p, a, &x.data, b * c, l, &mut y.data)
+            }
+            (_, a) => {
+                pool::pool1d_forward(p, &x.data, b * c, l, &mut y.data);
+                a.forward_inplace(&mut y.data);
+            }
+        }
         Ok(y)
     }
 
@@ -230,10 +292,25 @@ impl Backend for Native {
         x: &HostTensor,
         dy: &HostTensor,
         p: &Pool1dParams,
+        act: Activation,
     ) -> Result<HostTensor> {
         let (b, c, l) = (x.shape[0], x.shape[1], x.shape[2]);
-        let mut dx = HostTensor::zeros(&x.shape);
-        pool::pool1d_backward(p, &x.data, b * c, l, &dy.data, &mut dx.data);
+        let mut dx = HostTensor::scratch(&x.shape);
+        match (p.kind, act) {
+            (_, Activation::Linear) => {
+                pool::pool1d_backward(p, &x.data, b * c, l, &dy.data, &mut dx.data)
+            }
+            (PoolKind::Max, a) if a.is_monotonic() => {
+                pool::max_pool1d_act_backward(p, a, &x.data, b * c, l, &dy.data, &mut dx.data)
+            }
+            (_, a) => {
+                let mut pooled = vec![0f32; dy.data.len()];
+                pool::pool1d_forward(p, &x.data, b * c, l, &mut pooled);
+                let mut dpooled = vec![0f32; dy.data.len()];
+                a.backward(&pooled, &dy.data, &mut dpooled);
+                pool::pool1d_backward(p, &x.data, b * c, l, &dpooled, &mut dx.data);
+            }
+        }
         Ok(dx)
     }
 
@@ -245,7 +322,7 @@ impl Backend for Native {
             message,
         })?;
         let (ho, wo) = p.out_hw(h, w);
-        let mut y = HostTensor::zeros(&[b, c, ho, wo]);
+        let mut y = HostTensor::scratch(&[b, c, ho, wo]);
         pool::pool2d_forward(p, &x.data, b * c, h, w, &mut y.data);
         Ok(y)
     }
@@ -257,7 +334,7 @@ impl Backend for Native {
         p: &Pool2dParams,
     ) -> Result<HostTensor> {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
-        let mut dx = HostTensor::zeros(&x.shape);
+        let mut dx = HostTensor::scratch(&x.shape);
         pool::pool2d_backward(p, &x.data, b * c, h, w, &dy.data, &mut dx.data);
         Ok(dx)
     }
@@ -271,7 +348,7 @@ impl Backend for Native {
         }
         let (b, c) = (x.shape[0], x.shape[1]);
         let l = x.data.len() / (b * c).max(1);
-        let mut y = HostTensor::zeros(&[b, c]);
+        let mut y = HostTensor::scratch(&[b, c]);
         pool::global_pool_forward(kind, &x.data, b * c, l, &mut y.data);
         Ok(y)
     }
@@ -284,7 +361,7 @@ impl Backend for Native {
     ) -> Result<HostTensor> {
         let (b, c) = (x.shape[0], x.shape[1]);
         let l = x.data.len() / (b * c).max(1);
-        let mut dx = HostTensor::zeros(&x.shape);
+        let mut dx = HostTensor::scratch(&x.shape);
         pool::global_pool_backward(kind, &x.data, b * c, l, &dy.data, &mut dx.data);
         Ok(dx)
     }
@@ -301,7 +378,7 @@ impl Backend for Native {
                 ),
             });
         }
-        let mut y = HostTensor::zeros(&[batch, n_out]);
+        let mut y = HostTensor::scratch(&[batch, n_out]);
         dense_forward(
             &x.data,
             batch,
@@ -322,7 +399,7 @@ impl Backend for Native {
         need_dx: bool,
     ) -> Result<Grads<HostTensor>> {
         let (batch, n_in, n_out) = (x.shape[0], x.shape[1], w.shape[0]);
-        let mut dx = need_dx.then(|| HostTensor::zeros(&x.shape));
+        let mut dx = need_dx.then(|| HostTensor::scratch(&x.shape));
         let mut dw = HostTensor::zeros(&w.shape);
         let mut db = HostTensor::zeros(&[n_out]);
         dense_backward(
@@ -340,7 +417,7 @@ impl Backend for Native {
     }
 
     fn activation(&self, x: &HostTensor, a: Activation) -> Result<HostTensor> {
-        let mut y = HostTensor::zeros(&x.shape);
+        let mut y = HostTensor::scratch(&x.shape);
         a.forward(&x.data, &mut y.data);
         Ok(y)
     }
@@ -351,7 +428,7 @@ impl Backend for Native {
         dy: &HostTensor,
         a: Activation,
     ) -> Result<HostTensor> {
-        let mut dx = HostTensor::zeros(&x.shape);
+        let mut dx = HostTensor::scratch(&x.shape);
         a.backward(&x.data, &dy.data, &mut dx.data);
         Ok(dx)
     }
@@ -368,7 +445,7 @@ impl Backend for Native {
     ) -> Result<(HostTensor, BnSaved<HostTensor>)> {
         let (b, c) = (x.shape[0], x.shape[1]);
         let s = x.data.len() / (b * c).max(1);
-        let mut y = HostTensor::zeros(&x.shape);
+        let mut y = HostTensor::scratch(&x.shape);
         let cache = norm::batchnorm_forward_train(
             &x.data,
             b,
@@ -402,7 +479,7 @@ impl Backend for Native {
     ) -> Result<HostTensor> {
         let (b, c) = (x.shape[0], x.shape[1]);
         let s = x.data.len() / (b * c).max(1);
-        let mut y = HostTensor::zeros(&x.shape);
+        let mut y = HostTensor::scratch(&x.shape);
         norm::batchnorm_forward_infer(
             &x.data,
             b,
@@ -431,7 +508,7 @@ impl Backend for Native {
             mean: saved.mean.data.clone(),
             inv_std: saved.inv_std.data.clone(),
         };
-        let mut dx = HostTensor::zeros(&x.shape);
+        let mut dx = HostTensor::scratch(&x.shape);
         let mut dg = HostTensor::zeros(&[c]);
         let mut dbeta = HostTensor::zeros(&[c]);
         norm::batchnorm_backward(
@@ -450,7 +527,7 @@ impl Backend for Native {
     }
 
     fn dropout_mask(&self, shape: &[usize], rate: f32, seed: u64) -> Result<HostTensor> {
-        let mut m = HostTensor::zeros(shape);
+        let mut m = HostTensor::scratch(shape);
         norm::dropout_mask(rate, seed, &mut m.data);
         Ok(m)
     }
@@ -496,20 +573,22 @@ impl Backend for Native {
                 if state.is_empty() {
                     state.push(HostTensor::zeros(&param.shape));
                 }
-                let vel = &mut state[0].data;
-                for ((p, &g0), v) in param.data.iter_mut().zip(&grad.data).zip(vel.iter_mut()) {
-                    let g = g0 + weight_decay * *p;
-                    *v = momentum * *v + g;
-                    let step = if nesterov { g + momentum * *v } else { *v };
-                    *p -= lr * step;
-                }
+                kernels::optim::sgd_step(
+                    lr,
+                    momentum,
+                    nesterov,
+                    weight_decay,
+                    &mut param.data,
+                    &grad.data,
+                    &mut state[0].data,
+                );
             }
             Update::Adam {
                 lr,
                 beta1,
                 beta2,
                 eps,
-                weight_decay: wd,
+                weight_decay,
                 decoupled,
                 step,
             } => {
@@ -517,28 +596,23 @@ impl Backend for Native {
                     state.push(HostTensor::zeros(&param.shape));
                     state.push(HostTensor::zeros(&param.shape));
                 }
-                let (m, rest) = state.split_at_mut(1);
-                let (m, v) = (&mut m[0].data, &mut rest[0].data);
-                let t = step as i32;
-                let c1 = 1.0 - beta1.powi(t);
-                let c2 = 1.0 - beta2.powi(t);
-                for (((p, &g0), mi), vi) in param
-                    .data
-                    .iter_mut()
-                    .zip(&grad.data)
-                    .zip(m.iter_mut())
-                    .zip(v.iter_mut())
-                {
-                    let g = if decoupled { g0 } else { g0 + wd * *p };
-                    *mi = beta1 * *mi + (1.0 - beta1) * g;
-                    *vi = beta2 * *vi + (1.0 - beta2) * g * g;
-                    let mhat = *mi / c1;
-                    let vhat = *vi / c2;
-                    if decoupled {
-                        *p -= lr * wd * *p;
-                    }
-                    *p -= lr * mhat / (vhat.sqrt() + eps);
-                }
+                let (m, v) = state.split_at_mut(1);
+                let h = kernels::optim::AdamStep {
+                    lr,
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                    decoupled,
+                    step,
+                };
+                kernels::optim::adam_step(
+                    h,
+                    &mut param.data,
+                    &grad.data,
+                    &mut m[0].data,
+                    &mut v[0].data,
+                );
             }
         }
         Ok(())

@@ -126,8 +126,10 @@ pub enum Node<B: Backend> {
         depth: Box<Node<B>>,
         point: Box<Node<B>>,
     },
+    /// 1D pooling, then an activation moved here from the convolution before it.
     Pool1d {
         p: Pool1dParams,
+        act: Activation,
         x: Option<B::Tensor>,
     },
     Pool2d {
@@ -298,6 +300,9 @@ pub struct Network<B: Backend> {
     pub shapes: Vec<Vec<usize>>,
     dropout_seed: u64,
     dropout_calls: u64,
+    /// Seconds spent in each node's forward and backward passes, when
+    /// profiling (environment variable GENOCNN_PROFILE set).
+    pub profile: Option<Vec<(f64, f64)>>,
 }
 
 impl<B: Backend> Network<B> {
@@ -317,8 +322,26 @@ impl<B: Backend> Network<B> {
         let mut shape = input_shape.to_vec();
         let mut nodes = Vec::new();
         let mut shapes = Vec::new();
+        // Max pooling commutes with a monotonic activation, so a convolution's
+        // activation moves after the max pool that follows it: the same
+        // function, with the activation applied to a quarter or half as many values.
+        let mut deferred: Option<Activation> = None;
         for (i, spec) in specs.iter().enumerate() {
             let name = format!("layers.{i}");
+            let next_is_max_pool = matches!(
+                (spec, specs.get(i + 1)),
+                (LayerSpec::Conv1d(_), Some(LayerSpec::MaxPool1d(_)))
+                    | (LayerSpec::Conv2d(_), Some(LayerSpec::MaxPool2d(_)))
+            );
+            let conv_act = |a: &ActivationSpec, deferred: &mut Option<Activation>| {
+                let act = a.kernel();
+                if next_is_max_pool && act != Activation::Linear && act.is_monotonic() {
+                    *deferred = Some(act);
+                    Activation::Linear
+                } else {
+                    act
+                }
+            };
             let err = |m: String| layer_err(i, spec, m);
             let need = |rank: usize, what: &str| -> Result<()> {
                 if shape.len() != rank {
@@ -335,7 +358,8 @@ impl<B: Backend> Network<B> {
                     .map_err(&err)?;
                     p.validate(shape[1]).map_err(&err)?;
                     shape = vec![p.c_out, p.l_out(shape[1])];
-                    b.conv1d(&name, p, c.activation.kernel(), c.use_bias, c.l1, c.l2)?
+                    let act = conv_act(&c.activation, &mut deferred);
+                    b.conv1d(&name, p, act, c.use_bias, c.l1, c.l2)?
                 }
                 LayerSpec::Conv2d(c) => {
                     need(3, "(channels × height × width)")?;
@@ -345,7 +369,8 @@ impl<B: Backend> Network<B> {
                     p.validate(shape[1], shape[2]).map_err(&err)?;
                     let (ho, wo) = p.out_hw(shape[1], shape[2]);
                     shape = vec![p.c_out, ho, wo];
-                    b.conv2d(&name, p, c.activation.kernel(), c.use_bias, c.l1, c.l2)?
+                    let act = conv_act(&c.activation, &mut deferred);
+                    b.conv2d(&name, p, act, c.use_bias, c.l1, c.l2)?
                 }
                 LayerSpec::SeparableConv1d(s) => {
                     need(2, "(channels × length)")?;
@@ -447,7 +472,11 @@ impl<B: Backend> Network<B> {
                     };
                     p.validate(shape[1]).map_err(&err)?;
                     shape = vec![shape[0], p.l_out(shape[1])];
-                    Node::Pool1d { p, x: None }
+                    Node::Pool1d {
+                        p,
+                        act: deferred.take().unwrap_or(Activation::Linear),
+                        x: None,
+                    }
                 }
                 LayerSpec::MaxPool2d(ps) | LayerSpec::AvgPool2d(ps) => {
                     need(3, "(channels × height × width)")?;
@@ -547,9 +576,17 @@ impl<B: Backend> Network<B> {
                     x: None,
                 },
             };
+            let pool = matches!(node, Node::Pool2d { .. });
             nodes.push(node);
             shapes.push(shape.clone());
+            if pool {
+                if let Some(act) = deferred.take() {
+                    nodes.push(Node::Activation { act, x: None });
+                    shapes.push(shape.clone());
+                }
+            }
         }
+        let profile = std::env::var_os("GENOCNN_PROFILE").map(|_| vec![(0.0, 0.0); nodes.len()]);
         Ok(Network {
             backend,
             nodes,
@@ -558,6 +595,7 @@ impl<B: Backend> Network<B> {
             shapes,
             dropout_seed: seed,
             dropout_calls: 0,
+            profile,
         })
     }
 
@@ -566,14 +604,18 @@ impl<B: Backend> Network<B> {
     pub fn forward(&mut self, x: &B::Tensor, mode: Mode) -> Result<B::Tensor> {
         let backend = self.backend.clone();
         let mut h = x.clone();
-        for node in self.nodes.iter_mut() {
+        for (k, node) in self.nodes.iter_mut().enumerate() {
             if mode == Mode::Train {
                 self.dropout_calls += 1;
             }
             let seed = kernels::norm::splitmix64(
                 self.dropout_seed ^ self.dropout_calls.wrapping_mul(0x9e37_79b9),
             );
+            let start = self.profile.as_ref().map(|_| std::time::Instant::now());
             h = node.forward(&backend, h, mode, seed)?;
+            if let (Some(p), Some(t)) = (self.profile.as_mut(), start) {
+                p[k].0 += t.elapsed().as_secs_f64();
+            }
         }
         Ok(h)
     }
@@ -587,7 +629,12 @@ impl<B: Backend> Network<B> {
         let n = self.nodes.len();
         for (i, node) in self.nodes.iter_mut().enumerate().rev() {
             let want_dx = i > 0 || need_dx;
-            match node.backward(&backend, &g, want_dx)? {
+            let start = self.profile.as_ref().map(|_| std::time::Instant::now());
+            let r = node.backward(&backend, g, want_dx)?;
+            if let (Some(p), Some(t)) = (self.profile.as_mut(), start) {
+                p[i].1 += t.elapsed().as_secs_f64();
+            }
+            match r {
                 Some(dx) => g = dx,
                 None => {
                     debug_assert!(
@@ -704,6 +751,23 @@ fn conv2d_params(
 }
 
 impl<B: Backend> Node<B> {
+    /// The node's kind, for reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Node::Conv1d { .. } => "conv1d",
+            Node::Conv2d { .. } => "conv2d",
+            Node::Separable { .. } => "separable",
+            Node::Pool1d { .. } => "pool1d",
+            Node::Pool2d { .. } => "pool2d",
+            Node::GlobalPool { .. } => "global",
+            Node::Flatten { .. } => "flatten",
+            Node::Dense { .. } => "dense",
+            Node::Dropout { .. } => "dropout",
+            Node::BatchNorm { .. } => "batchnorm",
+            Node::Activation { .. } => "activation",
+        }
+    }
+
     fn collect<'a>(&'a mut self, out: &mut Vec<&'a mut Param<B>>) {
         match self {
             Node::Conv1d { w, b, .. } | Node::Conv2d { w, b, .. } | Node::Dense { w, b, .. } => {
@@ -734,7 +798,6 @@ impl<B: Backend> Node<B> {
 
     fn forward(&mut self, be: &B, x: B::Tensor, mode: Mode, seed: u64) -> Result<B::Tensor> {
         let train = mode == Mode::Train;
-        let keep = |t: &B::Tensor| if train { Some(t.clone()) } else { None };
         Ok(match self {
             Node::Conv1d {
                 p,
@@ -764,24 +827,24 @@ impl<B: Backend> Node<B> {
                 let h = depth.forward(be, x, mode, seed)?;
                 point.forward(be, h, mode, seed)?
             }
-            Node::Pool1d { p, x: cx } => {
-                let y = be.pool1d(&x, p)?;
-                *cx = keep(&x);
+            Node::Pool1d { p, act, x: cx } => {
+                let y = be.pool1d(&x, p, *act)?;
+                *cx = train.then_some(x);
                 y
             }
             Node::Pool2d { p, x: cx } => {
                 let y = be.pool2d(&x, p)?;
-                *cx = keep(&x);
+                *cx = train.then_some(x);
                 y
             }
             Node::GlobalPool { kind, x: cx } => {
                 let y = be.global_pool(&x, *kind)?;
-                *cx = keep(&x);
+                *cx = train.then_some(x);
                 y
             }
             Node::Flatten { .. } => {
                 let s = be.shape(&x);
-                be.reshape(&x, &[s[0], s[1..].iter().product()])?
+                be.reshape(x, &[s[0], s[1..].iter().product()])?
             }
             Node::Dense {
                 act,
@@ -839,13 +902,13 @@ impl<B: Backend> Node<B> {
             }
             Node::Activation { act, x: cx } => {
                 let y = be.activation(&x, *act)?;
-                *cx = keep(&x);
+                *cx = train.then_some(x);
                 y
             }
         })
     }
 
-    fn backward(&mut self, be: &B, dy: &B::Tensor, need_dx: bool) -> Result<Option<B::Tensor>> {
+    fn backward(&mut self, be: &B, dy: B::Tensor, need_dx: bool) -> Result<Option<B::Tensor>> {
         let missing =
             || NnError::Training("backward pass without a training-mode forward pass".into());
         Ok(match self {
@@ -871,19 +934,19 @@ impl<B: Backend> Node<B> {
             }
             Node::Separable { depth, point } => {
                 let dh = point.backward(be, dy, true)?.ok_or_else(missing)?;
-                depth.backward(be, &dh, need_dx)?
+                depth.backward(be, dh, need_dx)?
             }
-            Node::Pool1d { p, x } => {
-                Some(be.pool1d_backward(x.as_ref().ok_or_else(missing)?, dy, p)?)
+            Node::Pool1d { p, act, x } => {
+                Some(be.pool1d_backward(x.as_ref().ok_or_else(missing)?, &dy, p, *act)?)
             }
             Node::Pool2d { p, x } => {
-                Some(be.pool2d_backward(x.as_ref().ok_or_else(missing)?, dy, p)?)
+                Some(be.pool2d_backward(x.as_ref().ok_or_else(missing)?, &dy, p)?)
             }
             Node::GlobalPool { kind, x } => {
-                Some(be.global_pool_backward(x.as_ref().ok_or_else(missing)?, dy, *kind)?)
+                Some(be.global_pool_backward(x.as_ref().ok_or_else(missing)?, &dy, *kind)?)
             }
             Node::Flatten { in_shape } => {
-                let batch = be.shape(dy)[0];
+                let batch = be.shape(&dy)[0];
                 let mut s = vec![batch];
                 s.extend_from_slice(in_shape);
                 Some(be.reshape(dy, &s)?)
@@ -899,20 +962,20 @@ impl<B: Backend> Node<B> {
                 dx
             }
             Node::Dropout { mask, .. } => Some(match mask {
-                Some(m) => be.mul(dy, m)?,
-                None => dy.clone(),
+                Some(m) => be.mul(&dy, m)?,
+                None => dy,
             }),
             Node::BatchNorm {
                 gamma, beta, saved, ..
             } => {
                 let (x, s) = saved.as_ref().ok_or_else(missing)?;
-                let (dx, dg, dbeta) = be.batchnorm_backward(x, &gamma.value, s, dy)?;
+                let (dx, dg, dbeta) = be.batchnorm_backward(x, &gamma.value, s, &dy)?;
                 gamma.accumulate(be, dg)?;
                 beta.accumulate(be, dbeta)?;
                 Some(dx)
             }
             Node::Activation { act, x } => {
-                Some(be.activation_backward(x.as_ref().ok_or_else(missing)?, dy, *act)?)
+                Some(be.activation_backward(x.as_ref().ok_or_else(missing)?, &dy, *act)?)
             }
         })
     }
@@ -938,14 +1001,14 @@ fn finish_act<B: Backend>(
 fn act_back<B: Backend>(
     be: &B,
     z: Option<&B::Tensor>,
-    dy: &B::Tensor,
+    dy: B::Tensor,
     act: Activation,
 ) -> Result<B::Tensor> {
     if act == Activation::Linear {
-        return Ok(dy.clone());
+        return Ok(dy);
     }
     let z = z.ok_or_else(|| {
         NnError::Training("backward pass without a training-mode forward pass".into())
     })?;
-    be.activation_backward(z, dy, act)
+    be.activation_backward(z, &dy, act)
 }

@@ -171,6 +171,26 @@ fn every_1d_layer_type() {
 }
 
 #[test]
+fn convolution_activation_moved_past_max_pooling() {
+    // A convolution's activation moves after the max pool that follows it,
+    // fused into the pooling kernel; windows of 2 (fused) and of 3 (not).
+    for (act, size) in [("softplus", 2), ("relu", 2), ("elu", 3), ("tanh", 2)] {
+        let specs = format!(
+            "[[layers]]\ntype = \"conv1d\"\nfilters = 3\nkernel = 3\nactivation = \"{act}\"\n\
+             [[layers]]\ntype = \"max_pool1d\"\nsize = {size}\n\
+             [[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 1\n"
+        );
+        gradcheck(
+            &format!("conv {act} + max pool {size}"),
+            &specs,
+            &[2, 20],
+            Loss::Mse,
+            data(3, 10),
+        );
+    }
+}
+
+#[test]
 fn global_pooling_and_one_hot_width() {
     let specs = r#"
         [[layers]]

@@ -1,0 +1,26 @@
+//! Errors of model building, training, saving and prediction.
+
+/// A failure in the model crate.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A model spec that cannot be used.
+    #[error("{0}")]
+    Spec(String),
+    #[error(transparent)]
+    Nn(#[from] nn::NnError),
+    #[error(transparent)]
+    Geno(#[from] geno::GenoError),
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+    /// A saved model that cannot be read.
+    #[error("{path}: {message}")]
+    Saved { path: String, message: String },
+    /// Genotypes that do not fit the model.
+    #[error("{0}")]
+    Data(String),
+    /// Training that cannot continue.
+    #[error("{0}")]
+    Training(String),
+}
+
+pub type Result<T> = std::result::Result<T, ModelError>;

@@ -1,0 +1,14 @@
+//! genocnn's models: specs read from TOML ([`ModelSpec`]), training on
+//! genotypes with early stopping ([`fit`]), saving and loading
+//! ([`saved`]), and prediction for new genotype files whose markers are
+//! matched by ID and allele ([`saved::match_markers`]).
+
+pub mod error;
+pub mod saved;
+pub mod spec;
+pub mod train;
+
+pub use error::{ModelError, Result};
+pub use saved::{load, match_markers, save_linear, save_network, LinearModel, SavedModel};
+pub use spec::{InputEncoding, ModelSpec, TrainingSpec};
+pub use train::{fit, pearson, EpochReport, Event, Fitted, InputMap, TargetScale};

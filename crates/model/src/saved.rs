@@ -1,0 +1,419 @@
+//! Saved models: `DIR/model.toml` (what the model is: its kind, spec,
+//! markers with their alleles, the trait's scaling) and
+//! `DIR/model.safetensors` (the tensors: weights by layer name, and the
+//! per-marker standardization). Both are written to temporary files and
+//! renamed. A saved model predicts new genotype files whose markers are
+//! matched by ID and allele.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use geno::{Marker, PackedGenotypes, Standardizer};
+use nn::{Backend, Network};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+use crate::spec::ModelSpec;
+use crate::train::{Fitted, InputMap, TargetScale};
+
+const FORMAT: &str = "genocnn-model";
+
+/// The markers of a saved model.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MarkerTable {
+    pub id: Vec<String>,
+    pub a1: Vec<String>,
+    pub a2: Vec<String>,
+}
+
+impl MarkerTable {
+    pub fn from_markers(m: &[Marker]) -> Self {
+        MarkerTable {
+            id: m.iter().map(|x| x.id.clone()).collect(),
+            a1: m.iter().map(|x| x.a1.clone()).collect(),
+            a2: m.iter().map(|x| x.a2.clone()).collect(),
+        }
+    }
+}
+
+/// What kind of model a directory holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// A neural network (`spec` holds its layers).
+    Network,
+    /// A linear model on centred dosages: prediction = intercept + Σ (x − center)·effect
+    /// (SNP-BLUP, equivalent to a GBLUP fit).
+    Linear,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Header {
+    format: String,
+    version: u32,
+    kind: ModelKind,
+    #[serde(default)]
+    trait_name: String,
+    #[serde(default)]
+    seed: u64,
+    #[serde(default)]
+    n_train: usize,
+    target_mean: f64,
+    target_sd: f64,
+    #[serde(default)]
+    intercept: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    spec: Option<ModelSpec>,
+    markers: MarkerTable,
+}
+
+/// A linear model on centred dosages (used for SNP-BLUP from GBLUP).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinearModel {
+    pub markers: Vec<Marker>,
+    /// Dosage centre per marker (2p); missing calls take this value.
+    pub center: Vec<f64>,
+    pub effects: Vec<f64>,
+    pub intercept: f64,
+    pub trait_name: String,
+    pub n_train: usize,
+}
+
+impl LinearModel {
+    /// Predictions for the individuals of `g`, read through `map`.
+    pub fn predict(&self, g: &PackedGenotypes, map: &InputMap) -> Vec<f64> {
+        let n = g.n_individuals();
+        let mut out = vec![self.intercept; n];
+        for (k, (&c, &b)) in self.center.iter().zip(&self.effects).enumerate() {
+            let j = map.cols.as_ref().map_or(k, |cols| cols[k]);
+            // Dosage by code 00, 01 (missing), 10, 11; flipped markers count the other allele.
+            let d = if map.flipped[k] {
+                [0.0, c, 1.0, 2.0]
+            } else {
+                [2.0, c, 1.0, 0.0]
+            };
+            let t = d.map(|x| (x - c) * b);
+            for (i, o) in out.iter_mut().enumerate() {
+                *o += t[g.code(i, j) as usize];
+            }
+        }
+        out
+    }
+}
+
+/// A model read back from disk.
+pub enum SavedModel<B: Backend> {
+    Network(Box<Fitted<B>>),
+    Linear(LinearModel),
+}
+
+fn le_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn write_files(
+    dir: &Path,
+    header: &Header,
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::Io(dir.display().to_string(), e))?;
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(n, s, v)| (n, s, le_bytes(&v)))
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(n, s, b)| {
+            Ok((
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b)
+                    .map_err(|e| ModelError::Training(format!("safetensors: {e}")))?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let data = safetensors::tensor::serialize(views, None)
+        .map_err(|e| ModelError::Training(format!("safetensors: {e}")))?;
+    geno::write_atomic(dir.join("model.safetensors"), &data)?;
+    let text =
+        toml::to_string(header).map_err(|e| ModelError::Training(format!("model.toml: {e}")))?;
+    geno::write_atomic(dir.join("model.toml"), text.as_bytes())?;
+    Ok(())
+}
+
+/// Saves a trained network.
+pub fn save_network<B: Backend>(f: &mut Fitted<B>, dir: &Path, trait_name: &str) -> Result<()> {
+    let backend = f.network.backend.clone();
+    let mut tensors = vec![
+        (
+            "input.mean".to_string(),
+            vec![f.standardizer.mean.len()],
+            f.standardizer.mean.clone(),
+        ),
+        (
+            "input.sd".to_string(),
+            vec![f.standardizer.sd.len()],
+            f.standardizer.sd.clone(),
+        ),
+    ];
+    for p in f.network.params() {
+        tensors.push((
+            p.name.clone(),
+            backend.shape(&p.value),
+            backend.to_vec(&p.value)?,
+        ));
+    }
+    let header = Header {
+        format: FORMAT.into(),
+        version: 1,
+        kind: ModelKind::Network,
+        trait_name: trait_name.into(),
+        seed: f.seed,
+        n_train: f.n_train,
+        target_mean: f.target.mean,
+        target_sd: f.target.sd,
+        intercept: 0.0,
+        spec: Some(f.spec.clone()),
+        markers: MarkerTable::from_markers(&f.markers),
+    };
+    write_files(dir, &header, tensors)
+}
+
+/// Saves a linear (SNP-BLUP) model.
+pub fn save_linear(m: &LinearModel, dir: &Path) -> Result<()> {
+    let header = Header {
+        format: FORMAT.into(),
+        version: 1,
+        kind: ModelKind::Linear,
+        trait_name: m.trait_name.clone(),
+        seed: 0,
+        n_train: m.n_train,
+        target_mean: 0.0,
+        target_sd: 1.0,
+        intercept: m.intercept,
+        spec: None,
+        markers: MarkerTable::from_markers(&m.markers),
+    };
+    let k = m.center.len();
+    let tensors = vec![
+        (
+            "input.mean".to_string(),
+            vec![k],
+            m.center.iter().map(|&v| v as f32).collect(),
+        ),
+        (
+            "snp.effects".to_string(),
+            vec![k],
+            m.effects.iter().map(|&v| v as f32).collect(),
+        ),
+    ];
+    write_files(dir, &header, tensors)
+}
+
+fn saved_err(path: &Path, message: impl Into<String>) -> ModelError {
+    ModelError::Saved {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// Loads a saved model onto a backend.
+pub fn load<B: Backend>(dir: &Path, backend: B) -> Result<SavedModel<B>> {
+    let toml_path = dir.join("model.toml");
+    let st_path: PathBuf = dir.join("model.safetensors");
+    let text = std::fs::read_to_string(&toml_path)
+        .map_err(|e| ModelError::Io(toml_path.display().to_string(), e))?;
+    let header: Header = toml::from_str(&text).map_err(|e| saved_err(&toml_path, e.to_string()))?;
+    if header.format != FORMAT {
+        return Err(saved_err(
+            &toml_path,
+            format!("not a genocnn model (format = '{}')", header.format),
+        ));
+    }
+    let bytes =
+        std::fs::read(&st_path).map_err(|e| ModelError::Io(st_path.display().to_string(), e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| saved_err(&st_path, e.to_string()))?;
+    let get = |name: &str| -> Result<(Vec<usize>, Vec<f32>)> {
+        let t = st
+            .tensor(name)
+            .map_err(|_| saved_err(&st_path, format!("tensor '{name}' is missing")))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(saved_err(
+                &st_path,
+                format!("tensor '{name}' is {:?}, expected F32", t.dtype()),
+            ));
+        }
+        let v = t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok((t.shape().to_vec(), v))
+    };
+    let mk = &header.markers;
+    let markers: Vec<Marker> = (0..mk.id.len())
+        .map(|j| Marker {
+            a1: mk.a1[j].clone(),
+            a2: mk.a2[j].clone(),
+            ..Marker::from_id(mk.id[j].clone())
+        })
+        .collect();
+    let (_, mean) = get("input.mean")?;
+    if mean.len() != markers.len() {
+        return Err(saved_err(
+            &st_path,
+            format!(
+                "input.mean has {} values for {} markers",
+                mean.len(),
+                markers.len()
+            ),
+        ));
+    }
+    match header.kind {
+        ModelKind::Linear => {
+            let (_, eff) = get("snp.effects")?;
+            Ok(SavedModel::Linear(LinearModel {
+                markers,
+                center: mean.iter().map(|&v| v as f64).collect(),
+                effects: eff.iter().map(|&v| v as f64).collect(),
+                intercept: header.intercept,
+                trait_name: header.trait_name,
+                n_train: header.n_train,
+            }))
+        }
+        ModelKind::Network => {
+            let spec = header
+                .spec
+                .ok_or_else(|| saved_err(&toml_path, "a network model needs its [spec]"))?;
+            let (_, sd) = get("input.sd")?;
+            let standardizer = Standardizer::from_moments(mean, sd);
+            let input_shape = [spec.input.channels(), markers.len()];
+            let mut network = Network::build(
+                backend.clone(),
+                &spec.layers,
+                &input_shape,
+                spec.init,
+                header.seed,
+            )?;
+            for p in network.params() {
+                let (shape, v) = get(&p.name)?;
+                let want = backend.shape(&p.value);
+                if shape != want {
+                    return Err(saved_err(
+                        &st_path,
+                        format!(
+                            "tensor '{}' has shape {shape:?}, the spec needs {want:?}",
+                            p.name
+                        ),
+                    ));
+                }
+                p.value = backend.tensor(v, &shape)?;
+            }
+            Ok(SavedModel::Network(Box::new(Fitted {
+                spec,
+                network,
+                standardizer,
+                markers,
+                target: TargetScale {
+                    mean: header.target_mean,
+                    sd: header.target_sd,
+                },
+                history: Vec::new(),
+                best_epoch: 0,
+                n_train: header.n_train,
+                n_val: 0,
+                seed: header.seed,
+            })))
+        }
+    }
+}
+
+/// How a new genotype file's markers were matched to a model's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatchReport {
+    pub flipped: usize,
+    /// Markers whose alleles could not be compared (unknown on one side).
+    pub unchecked: usize,
+}
+
+fn unknown_alleles(a1: &str, a2: &str) -> bool {
+    (a1 == "A" && a2 == "B") || a2 == "0" || a1 == "0"
+}
+
+/// Matches the model's markers to `g`'s by ID and alleles. A marker whose
+/// A1 and A2 are swapped is read flipped. Missing markers are an error that
+/// lists a few of them and the count.
+pub fn match_markers(
+    model: &[Marker],
+    g: &PackedGenotypes,
+    file: &str,
+) -> Result<(InputMap, MatchReport)> {
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(g.n_markers());
+    for (j, m) in g.markers().iter().enumerate() {
+        index.entry(m.id.as_str()).or_insert(j);
+    }
+    let mut cols = Vec::with_capacity(model.len());
+    let mut flipped = Vec::with_capacity(model.len());
+    let mut missing = Vec::new();
+    let mut mismatched = Vec::new();
+    let mut report = MatchReport {
+        flipped: 0,
+        unchecked: 0,
+    };
+    for m in model {
+        let Some(&j) = index.get(m.id.as_str()) else {
+            missing.push(m.id.as_str());
+            continue;
+        };
+        let n = &g.markers()[j];
+        let flip = if n.a1 == m.a1
+            && (n.a2 == m.a2 || unknown_alleles(&n.a1, &n.a2) || unknown_alleles(&m.a1, &m.a2))
+        {
+            false
+        } else if n.a1 == m.a2 && (n.a2 == m.a1 || n.a2 == "0") {
+            true
+        } else if unknown_alleles(&n.a1, &n.a2) || unknown_alleles(&m.a1, &m.a2) {
+            report.unchecked += 1;
+            false
+        } else {
+            mismatched.push(format!(
+                "{} ({}/{} in the model, {}/{} in the file)",
+                m.id, m.a1, m.a2, n.a1, n.a2
+            ));
+            false
+        };
+        report.flipped += usize::from(flip);
+        cols.push(j);
+        flipped.push(flip);
+    }
+    if !missing.is_empty() {
+        let shown: Vec<&str> = missing.iter().take(5).copied().collect();
+        return Err(ModelError::Data(format!(
+            "{file}: {} of the model's {} markers are missing, for example {}{}",
+            missing.len(),
+            model.len(),
+            shown.join(", "),
+            if missing.len() > 5 { ", …" } else { "" }
+        )));
+    }
+    if !mismatched.is_empty() {
+        return Err(ModelError::Data(format!(
+            "{file}: {} markers have alleles that match neither way, for example {}",
+            mismatched.len(),
+            mismatched
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    }
+    let identity = cols.iter().enumerate().all(|(k, &j)| k == j) && cols.len() == g.n_markers();
+    Ok((
+        InputMap {
+            cols: if identity { None } else { Some(cols) },
+            flipped,
+        },
+        report,
+    ))
+}

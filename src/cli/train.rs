@@ -1,0 +1,319 @@
+//! `genocnn train` and `genocnn predict`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use geno::PhenoTable;
+use indicatif::{ProgressBar, ProgressStyle};
+use model::{Event, ModelSpec, SavedModel};
+use nn::Native;
+use serde_json::json;
+
+use super::output::{csv_field, ensure_dir, num, spinner, table, write_json};
+use super::{GenoArgs, PhenoArgs};
+
+/// Compute options shared by the commands that run networks.
+#[derive(Args, Debug, Clone)]
+pub struct ComputeArgs {
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Where networks run: native (genocnn's CPU kernels).
+    #[arg(long, default_value = "native")]
+    pub device: String,
+}
+
+impl ComputeArgs {
+    /// Sets up the thread pool and checks the device once.
+    pub fn apply(&self) -> Result<Native> {
+        if let Some(t) = self.threads {
+            if t == 0 {
+                bail!("--threads must be at least 1");
+            }
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build_global()
+                .context("cannot set the number of threads")?;
+        }
+        match self.device.as_str() {
+            "native" | "cpu" => Ok(Native),
+            other => bail!(
+                "--device {other}: this build runs networks on 'native' only (candle CPU and CUDA backends come with the `candle` and `cuda` cargo features)"
+            ),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub geno: GenoArgs,
+    #[command(flatten)]
+    pub pheno: PhenoArgs,
+    /// Model config (TOML), e.g. configs/cnn1d-pez.toml.
+    #[arg(long, value_name = "CONFIG")]
+    pub model: PathBuf,
+    /// Override the config's number of epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Override the config's batch size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Override the config's learning rate.
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Override the fraction of training individuals held out for early stopping (0: none).
+    #[arg(long)]
+    pub val_fraction: Option<f64>,
+    /// Override the early-stopping patience (epochs).
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Random seed: the same seed and thread count give bit-identical weights.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+    /// Output directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+pub fn run_train(a: TrainArgs) -> Result<()> {
+    let backend = a.compute.apply()?;
+    let mut spec = ModelSpec::from_file(&a.model)?;
+    let t = &mut spec.training;
+    if let Some(v) = a.epochs {
+        t.epochs = v;
+    }
+    if let Some(v) = a.batch_size {
+        t.batch_size = v;
+    }
+    if let Some(v) = a.lr {
+        t.lr = v;
+    }
+    if let Some(v) = a.val_fraction {
+        t.val_fraction = v;
+    }
+    if let Some(v) = a.patience {
+        t.patience = v;
+    }
+    t.validate()?;
+    let (Some(pheno), Some(trait_sel)) = (&a.pheno.pheno, &a.pheno.trait_) else {
+        bail!("train needs --pheno and --trait");
+    };
+    ensure_dir(&a.out)?;
+    let pb = spinner(format!("reading {}", a.geno.geno.display()));
+    let g = a.geno.reader().read()?;
+    let tr = PhenoTable::read(pheno)?.select(trait_sel, g.individuals())?;
+    pb.finish_and_clear();
+    let train: Vec<usize> = (0..g.n_individuals())
+        .filter(|&i| !tr.values[i].is_nan())
+        .collect();
+    eprintln!(
+        "training {} on {} individuals × {} markers (trait {}), {}",
+        spec.name,
+        train.len(),
+        g.n_markers(),
+        tr.name,
+        nn::Backend::name(&backend)
+    );
+
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} batches {msg} [{elapsed} < {eta}]",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let mut epochs = 0;
+    let mut last = String::new();
+    let start = Instant::now();
+    let mut fitted = model::fit(
+        backend,
+        &spec,
+        &g,
+        &tr.values,
+        &train,
+        a.seed,
+        &mut |ev| match ev {
+            Event::Start {
+                epochs: e,
+                batches_per_epoch,
+                n_train,
+                n_val,
+            } => {
+                epochs = e;
+                bar.set_length(batches_per_epoch as u64);
+                bar.set_prefix(format!("epoch 1/{e}"));
+                bar.println(format!("  {n_train} for fitting, {n_val} for validation"));
+            }
+            Event::Batch { epoch, batch, loss } => {
+                bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+                bar.set_position(batch as u64 + 1);
+                bar.set_message(format!("loss {loss:.4}{last}"));
+            }
+            Event::Epoch(r) => {
+                last = format!(
+                    " | last epoch: loss {:.4} val_loss {:.4} val_r {:.3}",
+                    r.train_loss, r.val_loss, r.val_r
+                );
+                bar.println(format!(
+                    "  epoch {:>3}  lr {:.2e}  loss {:.4}  val_loss {:.4}  val_r {:.3}  {:.2}s",
+                    r.epoch + 1,
+                    r.lr,
+                    r.train_loss,
+                    r.val_loss,
+                    r.val_r,
+                    r.seconds
+                ));
+                bar.set_position(0);
+            }
+        },
+    )?;
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+
+    let mut hist = String::from("epoch,lr,train_loss,val_loss,val_r,seconds\n");
+    for r in &fitted.history {
+        writeln!(
+            hist,
+            "{},{},{},{},{},{}",
+            r.epoch + 1,
+            r.lr,
+            num(Some(r.train_loss)),
+            num(Some(r.val_loss)),
+            num(Some(r.val_r)),
+            num(Some(r.seconds))
+        )?;
+    }
+    geno::write_atomic(a.out.join("history.csv"), hist.as_bytes())?;
+    model::save_network(&mut fitted, &a.out, &tr.name)?;
+    let best = &fitted.history[fitted.best_epoch];
+    let spe = fitted.history.iter().map(|r| r.seconds).sum::<f64>() / fitted.history.len() as f64;
+    let n_params = fitted.network.n_trainable();
+    let finite = |v: f64| if v.is_finite() { json!(v) } else { json!(null) };
+    write_json(
+        &a.out.join("summary.json"),
+        &json!({
+            "model": spec.name,
+            "config": a.model.display().to_string(),
+            "trait": tr.name,
+            "n_train": fitted.n_train,
+            "n_val": fitted.n_val,
+            "n_markers": g.n_markers(),
+            "n_parameters": n_params,
+            "epochs_run": fitted.history.len(),
+            "best_epoch": fitted.best_epoch + 1,
+            "train_loss": finite(best.train_loss),
+            "val_loss": finite(best.val_loss),
+            "val_r": finite(best.val_r),
+            "seconds_per_epoch": spe,
+            "seconds_total": secs,
+            "seed": a.seed,
+            "threads": rayon::current_num_threads(),
+            "backend": nn::Backend::name(&fitted.network.backend),
+        }),
+    )?;
+    print!(
+        "{}",
+        table(&[
+            (
+                "model",
+                format!("{} ({} trainable parameters)", spec.name, n_params)
+            ),
+            (
+                "epochs",
+                format!(
+                    "{} run, best {}",
+                    fitted.history.len(),
+                    fitted.best_epoch + 1
+                )
+            ),
+            (
+                "best epoch",
+                format!(
+                    "loss {:.4}, val_loss {:.4}, val_r {:.3}",
+                    best.train_loss, best.val_loss, best.val_r
+                )
+            ),
+            ("time", format!("{spe:.2} s per epoch, {secs:.1} s in all")),
+            (
+                "wrote",
+                format!(
+                    "{} {} {} {}",
+                    a.out.join("model.toml").display(),
+                    a.out.join("model.safetensors").display(),
+                    a.out.join("history.csv").display(),
+                    a.out.join("summary.json").display()
+                )
+            ),
+        ])
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// A directory written by `genocnn train` (or `genocnn gblup`).
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub geno: GenoArgs,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+    /// Output CSV: id,prediction.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+pub fn run_predict(a: PredictArgs) -> Result<()> {
+    let backend = a.compute.apply()?;
+    let saved = model::load(&a.model, backend)?;
+    let pb = spinner(format!("reading {}", a.geno.geno.display()));
+    let g = a.geno.reader().read()?;
+    pb.finish_and_clear();
+    let file = a.geno.geno.display().to_string();
+    let (preds, report) = match saved {
+        SavedModel::Network(mut f) => {
+            let (map, report) = model::match_markers(&f.markers, &g, &file)?;
+            let rows: Vec<usize> = (0..g.n_individuals()).collect();
+            (f.predict_mapped(&g, &rows, &map)?, report)
+        }
+        SavedModel::Linear(m) => {
+            let (map, report) = model::match_markers(&m.markers, &g, &file)?;
+            (m.predict(&g, &map), report)
+        }
+    };
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        ensure_dir(dir)?;
+    }
+    let mut text = String::from("id,prediction\n");
+    for (ind, p) in g.individuals().iter().zip(&preds) {
+        writeln!(text, "{},{}", csv_field(&ind.iid), num(Some(*p)))?;
+    }
+    geno::write_atomic(&a.out, text.as_bytes())?;
+    let mut notes = String::new();
+    if report.flipped > 0 {
+        notes.push_str(&format!(
+            ", {} with A1/A2 swapped (flipped)",
+            report.flipped
+        ));
+    }
+    if report.unchecked > 0 {
+        notes.push_str(&format!(
+            ", {} matched by ID only (alleles unknown)",
+            report.unchecked
+        ));
+    }
+    println!(
+        "predicted {} individuals from {} (markers matched by ID{notes}); wrote {}",
+        g.n_individuals(),
+        file,
+        a.out.display()
+    );
+    Ok(())
+}
