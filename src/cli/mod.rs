@@ -3,6 +3,7 @@
 
 mod bench;
 mod convert;
+mod gblup;
 mod output;
 mod qc;
 mod simulate;
@@ -31,6 +32,10 @@ pub enum Command {
     Convert(convert::ConvertArgs),
     /// Simulate genotypes with LD and a trait with chosen genetic architecture.
     Simulate(simulate::SimulateArgs),
+    /// VanRaden's genomic relationship matrix, written in GCTA's binary format.
+    Grm(gblup::GrmArgs),
+    /// GBLUP (or RKHS): REML variance components, BLUPs, SNP effects for `predict`.
+    Gblup(gblup::GblupArgs),
     /// Train a network (a model config in TOML) on genotypes and a trait.
     Train(train::TrainArgs),
     /// Predict individuals of a genotype file with a saved model.
@@ -44,6 +49,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Qc(a) => qc::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::Grm(a) => gblup::run_grm(a),
+        Command::Gblup(a) => gblup::run_gblup(a),
         Command::Train(a) => train::run_train(a),
         Command::Predict(a) => train::run_predict(a),
         Command::Bench(a) => bench::run(a),

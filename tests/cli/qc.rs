@@ -240,3 +240,39 @@ fn qc_counts_phenotyped_individuals() {
     let j = read_json(&dir.path().join("summary.json"));
     assert_eq!(j["n_phenotyped"], 37 - 6);
 }
+
+#[test]
+fn grm_is_written_in_gcta_binary_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let bed = fixtures().join("plink/small.bed");
+    let prefix = dir.path().join("g");
+    ok(&["grm", "--geno", s(&bed), "--out", s(&prefix)]);
+    let g = geno::GenoReader::new(&bed).read().unwrap();
+    let grm = gblup::vanraden(&g);
+    let n = g.n_individuals();
+    let read_f32 = |p: &str| -> Vec<f32> {
+        fs::read(format!("{}{p}", prefix.display()))
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let bin = read_f32(".grm.bin");
+    let cnt = read_f32(".grm.N.bin");
+    assert_eq!(bin.len(), n * (n + 1) / 2);
+    assert_eq!(cnt.len(), bin.len());
+    let mut k = 0;
+    for i in 0..n {
+        for j in 0..=i {
+            assert!((bin[k] as f64 - grm.kinship.get(i, j)).abs() < 1e-6);
+            let both = (0..g.n_markers())
+                .filter(|&m| g.dosage(i, m).is_some() && g.dosage(j, m).is_some())
+                .count();
+            assert_eq!(cnt[k] as usize, both, "pair {i},{j}");
+            k += 1;
+        }
+    }
+    let ids = fs::read_to_string(format!("{}.grm.id", prefix.display())).unwrap();
+    assert_eq!(ids.lines().next(), Some("ind01\tind01"));
+    assert_eq!(ids.lines().count(), n);
+}

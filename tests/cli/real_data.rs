@@ -148,3 +148,71 @@ fn wheat599_reads_headerless_markers_and_four_traits() {
         (Some(599), Some(1279))
     );
 }
+
+#[test]
+fn mouse_cd8_gblup_matches_published_h2_and_test_r() {
+    let Some(data) = shared_data("mouse_cd8_gblup_matches_published_h2_and_test_r") else {
+        return;
+    };
+    let m = data.join("mouse_hs1940");
+    let dir = tempfile::tempdir().unwrap();
+    let bed = m.join("mouse_hs1940.bed");
+    let pheno = m.join("mouse_hs1940.pheno.txt");
+    ok(&[
+        "gblup",
+        "--geno",
+        s(&bed),
+        "--pheno",
+        s(&pheno),
+        "--trait",
+        "1",
+        "--out",
+        s(&dir.path().join("cd8")),
+    ]);
+    let j = read_json(&dir.path().join("cd8/summary.json"));
+    let h2 = j["h2"].as_f64().unwrap();
+    assert_eq!(j["n_train"], 1410);
+    // FaST-LMM and genoselect: 0.605729 with VanRaden's GRM and intercept-only REML.
+    assert!((h2 - 0.6057).abs() <= 0.0005, "h2 {h2}");
+    assert!(j["h2_se"].as_f64().unwrap() > 0.0);
+    ok(&[
+        "gblup",
+        "--geno",
+        s(&bed),
+        "--pheno",
+        s(&pheno),
+        "--trait",
+        "2",
+        "--test-trait",
+        "3",
+        "--out",
+        s(&dir.path().join("split")),
+    ]);
+    let j = read_json(&dir.path().join("split/summary.json"));
+    let r = j["test_r"].as_f64().unwrap();
+    assert_eq!(j["n_test"], 653);
+    assert!((r - 0.568).abs() <= 0.002, "test_r {r}");
+    // The saved SNP-BLUP model predicts the same GEBVs (plus the intercept).
+    let pred = dir.path().join("pred.csv");
+    ok(&[
+        "predict",
+        "--model",
+        s(&dir.path().join("split")),
+        "--geno",
+        s(&bed),
+        "--out",
+        s(&pred),
+    ]);
+    let (_, p) = read_csv(&pred);
+    let (_, g) = read_csv(&dir.path().join("split/predictions.csv"));
+    let beta0 = j["beta"][0].as_f64().unwrap();
+    for (a, b) in p.iter().zip(&g) {
+        let (x, y): (f64, f64) = (a[1].parse().unwrap(), b[2].parse().unwrap());
+        assert!(
+            (x - (y + beta0)).abs() < 1e-4,
+            "{} {x} vs {}",
+            a[0],
+            y + beta0
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! Genomic relationship matrices from the packed store.
+//!
+//! VanRaden (2008) method 1: G = ZZ′ / (2 Σ p(1 − p)), with Z the A1 dosage
+//! centred by 2p, p taken over all genotyped individuals, and missing calls
+//! mean-imputed (0 after centring). Z is decoded block by block of markers
+//! and multiplied with faer's f32 GEMM (lower triangle only); the blocks are
+//! summed in f64.
+
+use std::io::Write;
+use std::path::Path;
+
+use faer::linalg::matmul::triangular::{matmul, BlockStructure};
+use faer::{Accum, Mat, MatRef, Par};
+use geno::{GenoError, PackedGenotypes};
+
+/// Markers per block of the GRM product.
+const BLOCK: usize = 2048;
+
+/// A symmetric n × n matrix of individuals, stored in full (row-major f64).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kinship {
+    pub n: usize,
+    pub data: Vec<f64>,
+}
+
+impl Kinship {
+    #[inline]
+    pub fn get(&self, i: usize, j: usize) -> f64 {
+        self.data[i * self.n + j]
+    }
+
+    /// The mean of the diagonal.
+    pub fn mean_diagonal(&self) -> f64 {
+        (0..self.n).map(|i| self.get(i, i)).sum::<f64>() / self.n as f64
+    }
+}
+
+/// The VanRaden GRM with what went into it.
+#[derive(Clone, Debug)]
+pub struct Grm {
+    pub kinship: Kinship,
+    /// A1 frequency per marker over all genotyped individuals (0 when no call).
+    pub freqs: Vec<f64>,
+    /// 2 Σ p(1 − p).
+    pub denom: f64,
+    /// Markers with any variation (the others add nothing).
+    pub n_polymorphic: usize,
+}
+
+/// The rayon-backed parallelism faer should use.
+pub fn par() -> Par {
+    let t = rayon::current_num_threads();
+    if t > 1 {
+        Par::rayon(t)
+    } else {
+        Par::Seq
+    }
+}
+
+/// A1 frequencies over all individuals.
+pub fn allele_freqs(g: &PackedGenotypes) -> Vec<f64> {
+    (0..g.n_markers())
+        .map(|j| g.counts(j).a1_freq().unwrap_or(0.0))
+        .collect()
+}
+
+/// Centring tables: code → dosage − 2p, missing → 0.
+pub fn centred_luts(freqs: &[f64]) -> Vec<[f32; 4]> {
+    freqs
+        .iter()
+        .map(|&p| {
+            let c = 2.0 * p;
+            [(2.0 - c) as f32, 0.0, (1.0 - c) as f32, (-c) as f32]
+        })
+        .collect()
+}
+
+/// Accumulates Σ over marker blocks of Zb Zbᵀ (lower triangle) into `acc`
+/// (n × n, row-major f64), Z decoded through `luts`.
+pub(crate) fn cross_product(g: &PackedGenotypes, luts: &[[f32; 4]], acc: &mut [f64]) {
+    let (n, m) = (g.n_individuals(), g.n_markers());
+    let mut buf = vec![0f32; n * BLOCK.min(m.max(1))];
+    let mut block = Mat::<f32>::zeros(n, n);
+    let mut j = 0;
+    while j < m {
+        let b = BLOCK.min(m - j);
+        // SNP-major decode: b rows of n values = an n × b column-major matrix.
+        g.decode_snp_major(j..j + b, luts, &mut buf[..b * n]);
+        let z = MatRef::from_column_major_slice(&buf[..b * n], n, b);
+        matmul(
+            block.as_mut(),
+            BlockStructure::TriangularLower,
+            Accum::Replace,
+            z,
+            BlockStructure::Rectangular,
+            z.transpose(),
+            BlockStructure::Rectangular,
+            1.0f32,
+            par(),
+        );
+        for c in 0..n {
+            for r in c..n {
+                acc[r * n + c] += block[(r, c)] as f64;
+            }
+        }
+        j += b;
+    }
+}
+
+fn symmetrize(acc: &mut [f64], n: usize, scale: f64) {
+    for r in 0..n {
+        for c in 0..r {
+            let v = acc[r * n + c] * scale;
+            acc[r * n + c] = v;
+            acc[c * n + r] = v;
+        }
+        acc[r * n + r] *= scale;
+    }
+}
+
+/// VanRaden's GRM (method 1) of all individuals.
+pub fn vanraden(g: &PackedGenotypes) -> Grm {
+    let freqs = allele_freqs(g);
+    let denom: f64 = freqs.iter().map(|&p| 2.0 * p * (1.0 - p)).sum();
+    let n_polymorphic = freqs.iter().filter(|&&p| p > 0.0 && p < 1.0).count();
+    let n = g.n_individuals();
+    let mut acc = vec![0f64; n * n];
+    cross_product(g, &centred_luts(&freqs), &mut acc);
+    symmetrize(&mut acc, n, if denom > 0.0 { 1.0 / denom } else { 0.0 });
+    Grm {
+        kinship: Kinship { n, data: acc },
+        freqs,
+        denom,
+        n_polymorphic,
+    }
+}
+
+/// For each pair, the number of markers called in both individuals
+/// (lower triangle of the GCTA `.grm.N.bin`).
+pub fn pair_counts(g: &PackedGenotypes) -> Kinship {
+    let (n, m) = (g.n_individuals(), g.n_markers());
+    let miss = g.missing_per_individual(0..m);
+    let mut both = vec![0f64; n * n];
+    if miss.iter().any(|&k| k > 0) {
+        let luts = vec![[0f32, 1.0, 0.0, 0.0]; m];
+        cross_product(g, &luts, &mut both);
+        symmetrize(&mut both, n, 1.0);
+    }
+    let data = (0..n * n)
+        .map(|k| {
+            let (i, j) = (k / n, k % n);
+            m as f64 - miss[i] as f64 - miss[j] as f64 + both[k]
+        })
+        .collect();
+    Kinship { n, data }
+}
+
+/// Writes GCTA's binary GRM: `PREFIX.grm.bin` (lower triangle with the
+/// diagonal, row by row, float32), `PREFIX.grm.N.bin` (markers per pair) and
+/// `PREFIX.grm.id` (FID and IID).
+pub fn write_gcta(prefix: &Path, g: &PackedGenotypes, grm: &Kinship) -> Result<(), GenoError> {
+    let with = |ext: &str| {
+        let mut s = prefix.as_os_str().to_owned();
+        s.push(ext);
+        std::path::PathBuf::from(s)
+    };
+    let n = grm.n;
+    let lower = |k: &Kinship| {
+        let mut out = Vec::with_capacity(n * (n + 1) / 2 * 4);
+        for i in 0..n {
+            for j in 0..=i {
+                out.extend_from_slice(&(k.get(i, j) as f32).to_le_bytes());
+            }
+        }
+        out
+    };
+    geno::write_atomic(with(".grm.bin"), &lower(grm))?;
+    geno::write_atomic(with(".grm.N.bin"), &lower(&pair_counts(g)))?;
+    let mut ids = Vec::new();
+    for ind in g.individuals() {
+        writeln!(ids, "{}\t{}", ind.fid, ind.iid).expect("write to Vec");
+    }
+    geno::write_atomic(with(".grm.id"), &ids)
+}
+
+/// Squared Euclidean distances between genotype vectors, from the
+/// unscaled cross-product A = ZZ′: d²ᵢⱼ = Aᵢᵢ + Aⱼⱼ − 2Aᵢⱼ.
+pub fn squared_distances(grm: &Grm) -> Kinship {
+    let n = grm.kinship.n;
+    let a = |i: usize, j: usize| grm.kinship.get(i, j) * grm.denom;
+    let data = (0..n * n)
+        .map(|k| {
+            let (i, j) = (k / n, k % n);
+            (a(i, i) + a(j, j) - 2.0 * a(i, j)).max(0.0)
+        })
+        .collect();
+    Kinship { n, data }
+}
+
+/// The median of the off-diagonal squared distances.
+pub fn median_offdiagonal(d2: &Kinship) -> f64 {
+    let n = d2.n;
+    let mut v: Vec<f64> = (0..n)
+        .flat_map(|i| (0..i).map(move |j| (i, j)))
+        .map(|(i, j)| d2.get(i, j))
+        .collect();
+    if v.is_empty() {
+        return 1.0;
+    }
+    let mid = v.len() / 2;
+    v.select_nth_unstable_by(mid, f64::total_cmp);
+    v[mid]
+}
+
+/// The Gaussian kernel exp(−d² / (θ · median d²)).
+pub fn gaussian_kernel(d2: &Kinship, median: f64, theta: f64) -> Kinship {
+    let s = 1.0 / (theta * median.max(1e-12));
+    Kinship {
+        n: d2.n,
+        data: d2.data.iter().map(|&d| (-d * s).exp()).collect(),
+    }
+}

@@ -1,0 +1,224 @@
+//! `genocnn grm` and `genocnn gblup`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use gblup::KernelChoice;
+use geno::{PhenoTable, TraitSelector};
+use serde_json::json;
+
+use super::output::{csv_field, ensure_dir, num, spinner, table, write_json};
+use super::{GenoArgs, PhenoArgs};
+
+#[derive(Args, Debug)]
+pub struct GrmArgs {
+    #[command(flatten)]
+    pub geno: GenoArgs,
+    /// Output prefix: PREFIX.grm.bin, PREFIX.grm.N.bin, PREFIX.grm.id (GCTA's binary format).
+    #[arg(long, value_name = "PREFIX")]
+    pub out: PathBuf,
+}
+
+pub fn run_grm(a: GrmArgs) -> Result<()> {
+    let start = Instant::now();
+    let pb = spinner(format!("reading {}", a.geno.geno.display()));
+    let g = a.geno.reader().read()?;
+    pb.set_message("computing the GRM");
+    let grm = gblup::vanraden(&g);
+    pb.set_message("writing");
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        ensure_dir(dir)?;
+    }
+    gblup::grm::write_gcta(&a.out, &g, &grm.kinship)?;
+    pb.finish_and_clear();
+    print!(
+        "{}",
+        table(&[
+            ("individuals", g.n_individuals().to_string()),
+            (
+                "markers",
+                format!("{} ({} polymorphic)", g.n_markers(), grm.n_polymorphic)
+            ),
+            (
+                "mean diagonal",
+                format!("{:.4}", grm.kinship.mean_diagonal())
+            ),
+            ("time", format!("{:.2} s", start.elapsed().as_secs_f64())),
+            (
+                "wrote",
+                format!("{}.grm.bin .grm.N.bin .grm.id", a.out.display())
+            ),
+        ])
+    );
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum KernelArg {
+    Vanraden,
+    Rkhs,
+}
+
+#[derive(Args, Debug)]
+pub struct GblupArgs {
+    #[command(flatten)]
+    pub geno: GenoArgs,
+    #[command(flatten)]
+    pub pheno: PhenoArgs,
+    /// A second trait holding the observed values of the individuals missing --trait: reports test_r.
+    #[arg(long, value_name = "NAME|N")]
+    pub test_trait: Option<TraitSelector>,
+    /// The kernel: VanRaden's GRM (GBLUP) or a Gaussian kernel (RKHS).
+    #[arg(long, value_enum, default_value = "vanraden")]
+    pub kernel: KernelArg,
+    /// Covariates (fixed effects besides the intercept): a table with an ID column, or headerless in genotype order.
+    #[arg(long, value_name = "FILE", requires = "covar_names")]
+    pub covar: Option<PathBuf>,
+    /// The covariate columns, comma-separated.
+    #[arg(long, value_name = "A,B", value_delimiter = ',', requires = "covar")]
+    pub covar_names: Vec<TraitSelector>,
+    /// Output directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+fn corr(x: &[f64], y: &[f64]) -> f64 {
+    model::pearson(x, y)
+}
+
+pub fn run_gblup(a: GblupArgs) -> Result<()> {
+    let start = Instant::now();
+    let (Some(pheno), Some(trait_sel)) = (&a.pheno.pheno, &a.pheno.trait_) else {
+        bail!("gblup needs --pheno and --trait");
+    };
+    ensure_dir(&a.out)?;
+    let pb = spinner(format!("reading {}", a.geno.geno.display()));
+    let g = a.geno.reader().read()?;
+    let table_p = PhenoTable::read(pheno)?;
+    let tr = table_p.select(trait_sel, g.individuals())?;
+    let test = match &a.test_trait {
+        Some(t) => Some(table_p.select(t, g.individuals())?),
+        None => None,
+    };
+    let mut covs = Vec::new();
+    if let Some(path) = &a.covar {
+        let ct = PhenoTable::read(path)?;
+        for name in &a.covar_names {
+            covs.push(ct.select(name, g.individuals())?.values);
+        }
+    }
+    let read_s = start.elapsed().as_secs_f64();
+    pb.set_message("computing the GRM");
+    let t0 = Instant::now();
+    let grm = gblup::vanraden(&g);
+    let grm_s = t0.elapsed().as_secs_f64();
+    pb.set_message("REML and BLUP");
+    let t1 = Instant::now();
+    let kernel = match a.kernel {
+        KernelArg::Vanraden => KernelChoice::VanRaden,
+        KernelArg::Rkhs => KernelChoice::rkhs(),
+    };
+    let train: Vec<usize> = (0..g.n_individuals()).collect();
+    let fit = gblup::fit(&g, &grm, &tr.values, &covs, &train, &kernel)?;
+    let fit_s = t1.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+
+    let in_train: std::collections::HashSet<usize> = fit.train.iter().copied().collect();
+    let mut test_rows = Vec::new();
+    let mut text = String::from("id,set,gebv,observed\n");
+    for (i, ind) in g.individuals().iter().enumerate() {
+        let (set, obs) = if in_train.contains(&i) {
+            ("train", Some(tr.values[i]))
+        } else {
+            let o = test.as_ref().map(|t| t.values[i]).filter(|v| !v.is_nan());
+            if o.is_some() {
+                test_rows.push(i);
+            }
+            ("test", o)
+        };
+        writeln!(
+            text,
+            "{},{set},{},{}",
+            csv_field(&ind.iid),
+            num(Some(fit.gebv[i])),
+            num(obs)
+        )?;
+    }
+    geno::write_atomic(a.out.join("predictions.csv"), text.as_bytes())?;
+    let test_r = test.as_ref().map(|t| {
+        let p: Vec<f64> = test_rows.iter().map(|&i| fit.gebv[i]).collect();
+        let o: Vec<f64> = test_rows.iter().map(|&i| t.values[i]).collect();
+        corr(&p, &o)
+    });
+    if let Some(eff) = &fit.snp_effects {
+        let lm = model::LinearModel {
+            markers: g.markers().to_vec(),
+            center: fit.centers.clone(),
+            effects: eff.clone(),
+            intercept: fit.reml.beta[0],
+            trait_name: tr.name.clone(),
+            n_train: fit.train.len(),
+        };
+        model::save_linear(&lm, &a.out)?;
+    }
+    let r = &fit.reml;
+    let total_s = start.elapsed().as_secs_f64();
+    let finite = |v: f64| if v.is_finite() { json!(v) } else { json!(null) };
+    write_json(
+        &a.out.join("summary.json"),
+        &json!({
+            "kernel": format!("{:?}", a.kernel).to_lowercase(),
+            "theta": fit.theta,
+            "trait": tr.name,
+            "h2": r.h2,
+            "h2_se": finite(r.h2_se),
+            "var_g": r.var_g,
+            "var_e": r.var_e,
+            "delta": r.delta,
+            "loglik": r.loglik,
+            "beta": r.beta,
+            "n_train": fit.train.len(),
+            "n_test": test_rows.len(),
+            "test_r": test_r.map(finite),
+            "n_markers": g.n_markers(),
+            "grm_mean_diagonal": grm.kinship.mean_diagonal(),
+            "seconds": { "read": read_s, "grm": grm_s, "reml_blup": fit_s, "total": total_s },
+        }),
+    )?;
+    let mut rows = vec![
+        (
+            "kernel",
+            match fit.theta {
+                Some(t) => format!("RKHS, Gaussian, θ = {t} (by REML likelihood)"),
+                None => "VanRaden GRM".to_string(),
+            },
+        ),
+        (
+            "individuals",
+            format!(
+                "{} for training of {} genotyped",
+                fit.train.len(),
+                g.n_individuals()
+            ),
+        ),
+        ("h2", format!("{:.4} ± {:.4}", r.h2, r.h2_se)),
+        ("var_g, var_e", format!("{:.5}, {:.5}", r.var_g, r.var_e)),
+        ("REML loglik", format!("{:.3}", r.loglik)),
+    ];
+    if let Some(tr2) = test_r {
+        rows.push((
+            "test_r",
+            format!("{tr2:.4} on {} individuals", test_rows.len()),
+        ));
+    }
+    rows.push((
+        "time",
+        format!("{total_s:.2} s (read {read_s:.2}, GRM {grm_s:.2}, REML+BLUP {fit_s:.2})"),
+    ));
+    rows.push(("wrote", format!("{}", a.out.display())));
+    print!("{}", table(&rows));
+    Ok(())
+}
