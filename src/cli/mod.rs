@@ -3,6 +3,7 @@
 
 mod bench;
 mod convert;
+mod cv;
 mod gblup;
 mod output;
 mod qc;
@@ -32,6 +33,8 @@ pub enum Command {
     Convert(convert::ConvertArgs),
     /// Simulate genotypes with LD and a trait with chosen genetic architecture.
     Simulate(simulate::SimulateArgs),
+    /// Cross-validation: CNN, MLP and GBLUP on the same folds, compared honestly.
+    Cv(cv::CvArgs),
     /// VanRaden's genomic relationship matrix, written in GCTA's binary format.
     Grm(gblup::GrmArgs),
     /// GBLUP (or RKHS): REML variance components, BLUPs, SNP effects for `predict`.
@@ -49,6 +52,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Qc(a) => qc::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::Cv(a) => cv::run(a),
         Command::Grm(a) => gblup::run_grm(a),
         Command::Gblup(a) => gblup::run_gblup(a),
         Command::Train(a) => train::run_train(a),

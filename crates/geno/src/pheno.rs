@@ -283,6 +283,44 @@ impl PhenoTable {
         })
     }
 
+    /// The text of column `sel` aligned to the genotyped individuals (None
+    /// where missing or unmatched), for grouping columns such as families.
+    pub fn column_text(
+        &self,
+        sel: &TraitSelector,
+        individuals: &[Individual],
+    ) -> Result<Vec<Option<String>>> {
+        let t = self.trait_index(sel)?;
+        let cell = |r: usize| Some(self.cells[r][t].clone()).filter(|c| !is_missing(c));
+        Ok(match self.layout {
+            PhenoLayout::Aligned => {
+                if self.cells.len() != individuals.len() {
+                    return Err(GenoError::invalid(
+                        &self.path,
+                        format!(
+                            "the file has {} rows but the genotypes have {} individuals",
+                            self.cells.len(),
+                            individuals.len()
+                        ),
+                    ));
+                }
+                (0..individuals.len()).map(cell).collect()
+            }
+            PhenoLayout::Keyed => {
+                let index: HashMap<&str, usize> = self
+                    .ids
+                    .iter()
+                    .enumerate()
+                    .map(|(r, id)| (id.as_str(), r))
+                    .collect();
+                individuals
+                    .iter()
+                    .map(|ind| index.get(ind.iid.as_str()).and_then(|&r| cell(r)))
+                    .collect()
+            }
+        })
+    }
+
     /// Parses trait `sel` and aligns it to the genotyped individuals.
     pub fn select(&self, sel: &TraitSelector, individuals: &[Individual]) -> Result<Trait> {
         let t = self.trait_index(sel)?;

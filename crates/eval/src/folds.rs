@@ -1,0 +1,191 @@
+//! Cross-validation folds: k-fold per repeat from a seed, or leave-group-out,
+//! saved as `id,repeat,fold` and reloaded.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{EvalError, Result};
+
+/// Fold assignments: for each repeat, the fold (from 0) of each individual
+/// of the genotype store, or None for individuals left out (no phenotype).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Folds {
+    pub k: usize,
+    pub assignment: Vec<Vec<Option<usize>>>,
+}
+
+impl Folds {
+    /// k-fold assignment of the individuals `eligible`, shuffled by `seed`
+    /// for each repeat; fold sizes differ by at most one.
+    pub fn kfold(
+        n: usize,
+        eligible: &[usize],
+        k: usize,
+        repeats: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        if k < 2 || k > eligible.len() {
+            return Err(EvalError::Usage(format!(
+                "--folds {k}: expected between 2 and the number of phenotyped individuals ({})",
+                eligible.len()
+            )));
+        }
+        let mut assignment = Vec::with_capacity(repeats);
+        for r in 0..repeats {
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(r as u64));
+            let mut order = eligible.to_vec();
+            order.shuffle(&mut rng);
+            let mut a = vec![None; n];
+            for (pos, &i) in order.iter().enumerate() {
+                a[i] = Some(pos % k);
+            }
+            assignment.push(a);
+        }
+        Ok(Folds { k, assignment })
+    }
+
+    /// Leave-group-out folds: the distinct groups are shuffled and dealt to
+    /// `k` folds (each group its own fold when `k` is 0 or at least the
+    /// number of groups). `groups[i]` is None for individuals left out.
+    pub fn by_group(
+        groups: &[Option<String>],
+        k: usize,
+        repeats: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        let distinct: Vec<&str> = {
+            let mut v: Vec<&str> = groups.iter().flatten().map(String::as_str).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        if distinct.len() < 2 {
+            return Err(EvalError::Usage(format!(
+                "leave-group-out folds need at least 2 groups; found {}",
+                distinct.len()
+            )));
+        }
+        let k = if k == 0 || k >= distinct.len() {
+            distinct.len()
+        } else {
+            k
+        };
+        let mut assignment = Vec::with_capacity(repeats);
+        for r in 0..repeats {
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(r as u64));
+            let mut order = distinct.clone();
+            order.shuffle(&mut rng);
+            let fold_of: HashMap<&str, usize> =
+                order.iter().enumerate().map(|(p, g)| (*g, p % k)).collect();
+            assignment.push(
+                groups
+                    .iter()
+                    .map(|g| g.as_deref().map(|g| fold_of[g]))
+                    .collect(),
+            );
+        }
+        Ok(Folds { k, assignment })
+    }
+
+    pub fn repeats(&self) -> usize {
+        self.assignment.len()
+    }
+
+    /// (training, test) individuals of a repeat and fold.
+    pub fn split(&self, repeat: usize, fold: usize) -> (Vec<usize>, Vec<usize>) {
+        let mut train = Vec::new();
+        let mut test = Vec::new();
+        for (i, f) in self.assignment[repeat].iter().enumerate() {
+            match f {
+                Some(f) if *f == fold => test.push(i),
+                Some(_) => train.push(i),
+                None => {}
+            }
+        }
+        (train, test)
+    }
+
+    /// The CSV text `id,repeat,fold` (repeats and folds from 1).
+    pub fn to_csv(&self, ids: &[String]) -> String {
+        let mut s = String::from("id,repeat,fold\n");
+        for (r, a) in self.assignment.iter().enumerate() {
+            for (i, f) in a.iter().enumerate() {
+                if let Some(f) = f {
+                    writeln!(s, "{},{},{}", ids[i], r + 1, f + 1).expect("write to String");
+                }
+            }
+        }
+        s
+    }
+
+    /// Reads `id,repeat,fold` (from 1), matching IDs to the genotype store.
+    pub fn from_csv(path: &Path, ids: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| EvalError::Io(path.display().to_string(), e))?;
+        let index: HashMap<&str, usize> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), i))
+            .collect();
+        let mut lines = text.lines().enumerate();
+        match lines.next() {
+            Some((_, h)) if h.trim() == "id,repeat,fold" => {}
+            _ => {
+                return Err(EvalError::Parse(format!(
+                    "{}, line 1: expected the header id,repeat,fold",
+                    path.display()
+                )))
+            }
+        }
+        let mut by_repeat: BTreeMap<usize, Vec<Option<usize>>> = BTreeMap::new();
+        let mut k = 0;
+        let mut unknown = 0;
+        for (no, line) in lines {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let f: Vec<&str> = line.split(',').collect();
+            let bad = || {
+                EvalError::Parse(format!("{}, line {}: expected id,repeat,fold with repeat and fold from 1, found '{line}'", path.display(), no + 1))
+            };
+            if f.len() != 3 {
+                return Err(bad());
+            }
+            let r: usize = f[1].trim().parse().map_err(|_| bad())?;
+            let fold: usize = f[2].trim().parse().map_err(|_| bad())?;
+            if r == 0 || fold == 0 {
+                return Err(bad());
+            }
+            let Some(&i) = index.get(f[0].trim()) else {
+                unknown += 1;
+                continue;
+            };
+            k = k.max(fold);
+            by_repeat
+                .entry(r - 1)
+                .or_insert_with(|| vec![None; ids.len()])[i] = Some(fold - 1);
+        }
+        if by_repeat.is_empty() {
+            return Err(EvalError::Parse(format!(
+                "{}: no fold assignment matches a genotyped individual ({unknown} IDs unknown)",
+                path.display()
+            )));
+        }
+        let repeats = by_repeat.keys().max().map_or(0, |r| r + 1);
+        let assignment = (0..repeats)
+            .map(|r| {
+                by_repeat
+                    .remove(&r)
+                    .unwrap_or_else(|| vec![None; ids.len()])
+            })
+            .collect();
+        Ok(Folds { k, assignment })
+    }
+}

@@ -1,0 +1,246 @@
+//! Plots of a cross-validation, as SVG and PNG, with a bundled font (no
+//! system font library is needed at run time): r per fold by model, and
+//! observed against predicted per model.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+
+use crate::error::{EvalError, Result};
+use crate::report::{model_order, Prediction, Record};
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+static REGISTER: Once = Once::new();
+
+fn font() {
+    REGISTER.call_once(|| {
+        // The bundled font is valid; registration cannot fail.
+        let _ = register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+fn perr<E: std::fmt::Debug>(what: &str) -> impl FnOnce(E) -> EvalError + '_ {
+    move |e| EvalError::Plot(format!("{what}: {e:?}"))
+}
+
+fn r_by_fold<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    records: &[Record],
+    title: &str,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(perr("fill"))?;
+    let models = model_order(records);
+    let rs: Vec<f64> = records
+        .iter()
+        .map(|r| r.metrics.r)
+        .filter(|v| v.is_finite())
+        .collect();
+    let lo = rs.iter().copied().fold(f64::INFINITY, f64::min).min(0.0);
+    let hi = rs
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max)
+        .max(0.1);
+    let pad = 0.08 * (hi - lo).max(0.1);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.5f64..models.len() as f64 - 0.5, (lo - pad)..(hi + pad))
+        .map_err(perr("chart"))?;
+    let names = models.clone();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(models.len().max(2))
+        .x_label_formatter(&move |x| {
+            let k = x.round();
+            if (x - k).abs() < 1e-6 && k >= 0.0 && (k as usize) < names.len() {
+                names[k as usize].clone()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("Pearson r on the test fold")
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 16))
+        .draw()
+        .map_err(perr("mesh"))?;
+    for (k, m) in models.iter().enumerate() {
+        let color = PALETTE[k % PALETTE.len()];
+        let pts: Vec<(f64, f64)> = records
+            .iter()
+            .filter(|r| &r.model == m && r.metrics.r.is_finite())
+            .enumerate()
+            .map(|(i, r)| {
+                (
+                    k as f64 + ((i * 37 % 17) as f64 / 17.0 - 0.5) * 0.35,
+                    r.metrics.r,
+                )
+            })
+            .collect();
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|&p| Circle::new(p, 5, color.mix(0.75).filled())),
+            )
+            .map_err(perr("points"))?;
+        if !pts.is_empty() {
+            let mean = pts.iter().map(|p| p.1).sum::<f64>() / pts.len() as f64;
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(k as f64 - 0.3, mean), (k as f64 + 0.3, mean)],
+                    color.stroke_width(3),
+                )))
+                .map_err(perr("mean"))?;
+        }
+    }
+    root.present().map_err(perr("present"))?;
+    Ok(())
+}
+
+fn observed_vs_predicted<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    preds: &[Prediction],
+    models: &[String],
+    trait_name: &str,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(perr("fill"))?;
+    let panels = root.split_evenly((1, models.len().max(1)));
+    for (k, (m, area)) in models.iter().zip(panels).enumerate() {
+        let pts: Vec<(f64, f64)> = preds
+            .iter()
+            .filter(|p| {
+                &p.model == m && p.repeat == 0 && p.prediction.is_finite() && p.observed.is_finite()
+            })
+            .map(|p| (p.prediction, p.observed))
+            .collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let range = |f: fn(&(f64, f64)) -> f64| {
+            let lo = pts.iter().map(f).fold(f64::INFINITY, f64::min);
+            let hi = pts.iter().map(f).fold(f64::NEG_INFINITY, f64::max);
+            let pad = 0.05 * (hi - lo).max(1e-9);
+            (lo - pad)..(hi + pad)
+        };
+        let (xr, yr) = (range(|p| p.0), range(|p| p.1));
+        let r = crate::metrics::pearson(
+            &pts.iter().map(|p| p.0).collect::<Vec<_>>(),
+            &pts.iter().map(|p| p.1).collect::<Vec<_>>(),
+        );
+        let mut chart = ChartBuilder::on(&area)
+            .caption(format!("{m} (r = {r:.3})"), ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(xr.clone(), yr.clone())
+            .map_err(perr("chart"))?;
+        chart
+            .configure_mesh()
+            .x_desc("predicted")
+            .y_desc(format!("observed {trait_name}"))
+            .label_style(("sans-serif", 13))
+            .axis_desc_style(("sans-serif", 14))
+            .draw()
+            .map_err(perr("mesh"))?;
+        let color = PALETTE[k % PALETTE.len()];
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|&p| Circle::new(p, 3, color.mix(0.5).filled())),
+            )
+            .map_err(perr("points"))?;
+        // The least-squares line of observed on predicted.
+        let n = pts.len() as f64;
+        let (mx, my) = (
+            pts.iter().map(|p| p.0).sum::<f64>() / n,
+            pts.iter().map(|p| p.1).sum::<f64>() / n,
+        );
+        let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+        let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+        if sxx > 0.0 {
+            let b = sxy / sxx;
+            let line = vec![
+                (xr.start, my + b * (xr.start - mx)),
+                (xr.end, my + b * (xr.end - mx)),
+            ];
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    line,
+                    BLACK.stroke_width(2),
+                )))
+                .map_err(perr("line"))?;
+        }
+    }
+    root.present().map_err(perr("present"))?;
+    Ok(())
+}
+
+/// Writes `r_by_fold.{svg,png}` and `observed_vs_predicted.{svg,png}` into
+/// `dir`; returns their paths.
+pub fn write_plots(
+    dir: &Path,
+    records: &[Record],
+    preds: &[Prediction],
+    trait_name: &str,
+) -> Result<Vec<PathBuf>> {
+    font();
+    let title = format!("Predictive ability per fold: {trait_name}");
+    let models = model_order(records);
+    let mut out = Vec::new();
+    let (w1, h1) = (160 + 140 * models.len() as u32, 480);
+    let (w2, h2) = (380 * models.len().max(1) as u32, 400);
+    let p = dir.join("r_by_fold.svg");
+    r_by_fold(
+        SVGBackend::new(&p, (w1, h1)).into_drawing_area(),
+        records,
+        &title,
+    )?;
+    out.push(p);
+    let p = dir.join("r_by_fold.png");
+    r_by_fold(
+        BitMapBackend::new(&p, (w1, h1)).into_drawing_area(),
+        records,
+        &title,
+    )?;
+    out.push(p);
+    let p = dir.join("observed_vs_predicted.svg");
+    observed_vs_predicted(
+        SVGBackend::new(&p, (w2, h2)).into_drawing_area(),
+        preds,
+        &models,
+        trait_name,
+    )?;
+    out.push(p);
+    let p = dir.join("observed_vs_predicted.png");
+    observed_vs_predicted(
+        BitMapBackend::new(&p, (w2, h2)).into_drawing_area(),
+        preds,
+        &models,
+        trait_name,
+    )?;
+    out.push(p);
+    Ok(out)
+}
