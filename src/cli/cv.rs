@@ -19,7 +19,7 @@ use super::output::{ensure_dir, spinner, write_json};
 use super::GenoArgs;
 
 #[derive(Args, Debug)]
-
+#[command(args_conflicts_with_subcommands = true)]
 pub struct CvArgs {
     #[command(subcommand)]
     pub merge: Option<CvSub>,
@@ -425,6 +425,10 @@ fn write_outputs(
         report::metrics_csv(records).as_bytes(),
     )?;
     geno::write_atomic(
+        dir.join("timings.csv"),
+        report::timings_csv(records).as_bytes(),
+    )?;
+    geno::write_atomic(
         dir.join("predictions.csv"),
         report::predictions_csv(preds).as_bytes(),
     )?;
@@ -450,7 +454,7 @@ fn write_outputs(
         println!("{v}");
     }
     println!(
-        "\nwrote {}/{{metrics.csv, predictions.csv, folds.csv, summary.json, report.md}}",
+        "\nwrote {}/{{metrics.csv, predictions.csv, folds.csv, timings.csv, summary.json, report.md}}",
         dir.display()
     );
     println!(

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod common;
+mod cv;
 mod formats;
 mod qc;
 mod real_data;

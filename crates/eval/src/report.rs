@@ -55,20 +55,37 @@ fn quote(s: &str) -> String {
     }
 }
 
-/// `metrics.csv`: model, repeat, fold (from 1), the metrics, seconds, note.
+/// `metrics.csv`: model, repeat, fold (from 1), the metrics, note. The
+/// same seed gives the same file (times are kept apart, in `timings.csv`).
 pub fn metrics_csv(records: &[Record]) -> String {
-    let mut s = format!("model,repeat,fold,{},seconds,note\n", NAMES.join(","));
+    let mut s = format!("model,repeat,fold,{},note\n", NAMES.join(","));
     for r in records {
         let vals: Vec<String> = r.metrics.values().iter().map(|&v| num(v)).collect();
         writeln!(
             s,
-            "{},{},{},{},{},{}",
+            "{},{},{},{},{}",
             quote(&r.model),
             r.repeat + 1,
             r.fold + 1,
             vals.join(","),
-            num(r.seconds),
             quote(&r.note)
+        )
+        .expect("write");
+    }
+    s
+}
+
+/// `timings.csv`: model, repeat, fold, seconds.
+pub fn timings_csv(records: &[Record]) -> String {
+    let mut s = String::from("model,repeat,fold,seconds\n");
+    for r in records {
+        writeln!(
+            s,
+            "{},{},{},{}",
+            quote(&r.model),
+            r.repeat + 1,
+            r.fold + 1,
+            num(r.seconds)
         )
         .expect("write");
     }
@@ -118,13 +135,27 @@ fn parse_num(s: &str) -> f64 {
     s.parse().unwrap_or(f64::NAN)
 }
 
-/// Reads a `metrics.csv` written by [`metrics_csv`].
+/// Reads a `metrics.csv` written by [`metrics_csv`], with the seconds from
+/// the `timings.csv` beside it when present.
 pub fn read_metrics(path: &Path) -> Result<Vec<Record>> {
     let text =
         std::fs::read_to_string(path).map_err(|e| EvalError::Io(path.display().to_string(), e))?;
+    let timings: BTreeMap<(String, String, String), f64> =
+        std::fs::read_to_string(path.with_file_name("timings.csv"))
+            .map(|t| {
+                t.lines()
+                    .skip(1)
+                    .filter_map(|l| {
+                        let f = split_csv(l);
+                        (f.len() == 4)
+                            .then(|| ((f[0].clone(), f[1].clone(), f[2].clone()), parse_num(&f[3])))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
     let mut lines = text.lines();
     let header = lines.next().unwrap_or_default();
-    let want = format!("model,repeat,fold,{},seconds,note", NAMES.join(","));
+    let want = format!("model,repeat,fold,{},note", NAMES.join(","));
     if header != want {
         return Err(EvalError::Parse(format!(
             "{}, line 1: expected the header {want}",
@@ -134,12 +165,12 @@ pub fn read_metrics(path: &Path) -> Result<Vec<Record>> {
     let mut out = Vec::new();
     for (no, line) in lines.enumerate() {
         let f = split_csv(line);
-        if f.len() != 3 + NAMES.len() + 2 {
+        if f.len() != 3 + NAMES.len() + 1 {
             return Err(EvalError::Parse(format!(
                 "{}, line {}: expected {} fields, found {}",
                 path.display(),
                 no + 2,
-                5 + NAMES.len(),
+                4 + NAMES.len(),
                 f.len()
             )));
         }
@@ -169,8 +200,11 @@ pub fn read_metrics(path: &Path) -> Result<Vec<Record>> {
                 top10: v[6],
                 auc: v[7].is_finite().then_some(v[7]),
             },
-            seconds: parse_num(&f[3 + NAMES.len()]),
-            note: f[4 + NAMES.len()].clone(),
+            seconds: timings
+                .get(&(f[0].clone(), f[1].clone(), f[2].clone()))
+                .copied()
+                .unwrap_or(f64::NAN),
+            note: f[3 + NAMES.len()].clone(),
         });
     }
     Ok(out)

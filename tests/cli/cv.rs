@@ -1,0 +1,230 @@
+//! `genocnn cv`: outputs, determinism, no leakage of test phenotypes, folds
+//! by group and from a file, single-fold runs merged.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::common::{ok, read_csv, read_json, s};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+const TINY_CNN: &str = r#"
+name = "tinycnn"
+[[layers]]
+type = "conv1d"
+filters = 4
+kernel = 4
+stride = 4
+activation = "relu"
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "dropout"
+rate = 0.2
+[[layers]]
+type = "dense"
+units = 1
+[training]
+epochs = 4
+val_fraction = 0.15
+patience = 3
+"#;
+
+fn cv(dir: &Path, pheno: &Path, extra: &[&str], out: &str) -> PathBuf {
+    let cfg = dir.join("tinycnn.toml");
+    fs::write(&cfg, TINY_CNN).unwrap();
+    let out = dir.join(out);
+    let models = format!("gblup,{}", cfg.display());
+    let bed = root().join("data/example.bed");
+    let mut args = vec![
+        "cv",
+        "--geno",
+        s(&bed),
+        "--pheno",
+        s(pheno),
+        "--trait",
+        "trait",
+        "--models",
+        &models,
+        "--seed",
+        "5",
+        "--threads",
+        "2",
+        "--out",
+        s(&out),
+    ];
+    if !extra.contains(&"--folds") {
+        args.extend_from_slice(&["--folds", "3"]);
+    }
+    args.extend_from_slice(extra);
+    let a: Vec<&str> = args.to_vec();
+    ok(&a);
+    out
+}
+
+fn example_pheno() -> PathBuf {
+    root().join("data/example.pheno.csv")
+}
+
+#[test]
+fn cv_writes_every_output_and_repeats_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = cv(dir.path(), &example_pheno(), &[], "a");
+    for f in [
+        "metrics.csv",
+        "predictions.csv",
+        "folds.csv",
+        "timings.csv",
+        "summary.json",
+        "report.md",
+        "r_by_fold.svg",
+        "r_by_fold.png",
+        "observed_vs_predicted.svg",
+        "observed_vs_predicted.png",
+    ] {
+        assert!(a.join(f).exists(), "{f}");
+    }
+    let j = read_json(&a.join("summary.json"));
+    for m in ["gblup", "tinycnn"] {
+        for k in [
+            "r_mean",
+            "r_se",
+            "mse_mean",
+            "spearman_mean",
+            "slope_mean",
+            "top10_overlap_mean",
+            "r2_mean",
+        ] {
+            assert!(j["models"][m].get(k).is_some(), "{m}.{k}");
+        }
+    }
+    assert!(j["paired_vs_gblup"]["tinycnn"]["p_value"].is_number());
+    let (h, rows) = read_csv(&a.join("metrics.csv"));
+    assert_eq!(h[..4], ["model", "repeat", "fold", "n"]);
+    assert_eq!(rows.len(), 6);
+    let (h, rows) = read_csv(&a.join("predictions.csv"));
+    assert_eq!(
+        h,
+        ["id", "repeat", "fold", "model", "prediction", "observed"]
+    );
+    assert_eq!(rows.len(), 2 * 600);
+    let report = fs::read_to_string(a.join("report.md")).unwrap();
+    assert!(
+        report.contains("| gblup |") && report.contains("tinycnn"),
+        "{report}"
+    );
+    // The same seed gives an identical metrics.csv.
+    let b = cv(dir.path(), &example_pheno(), &[], "b");
+    assert_eq!(
+        fs::read(a.join("metrics.csv")).unwrap(),
+        fs::read(b.join("metrics.csv")).unwrap()
+    );
+    assert_eq!(
+        fs::read(a.join("folds.csv")).unwrap(),
+        fs::read(b.join("folds.csv")).unwrap()
+    );
+}
+
+#[test]
+fn test_phenotypes_never_reach_training() {
+    // Replace the phenotypes of fold 1's test individuals by extreme values:
+    // fold 1's predictions must not change, for every model.
+    let dir = tempfile::tempdir().unwrap();
+    let a = cv(dir.path(), &example_pheno(), &["--fold", "1"], "clean");
+    let (_, folds) = read_csv(&a.join("folds.csv"));
+    let test: std::collections::HashSet<String> = folds
+        .iter()
+        .filter(|r| r[2] == "1")
+        .map(|r| r[0].clone())
+        .collect();
+    let text = fs::read_to_string(example_pheno()).unwrap();
+    let mut out = String::new();
+    for (k, line) in text.lines().enumerate() {
+        let id = line.split(',').next().unwrap();
+        if k > 0 && test.contains(id) {
+            out.push_str(&format!("{id},1000000\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let poisoned = dir.path().join("poisoned.csv");
+    fs::write(&poisoned, out).unwrap();
+    let fold_file = a.join("folds.csv");
+    let b = cv(
+        dir.path(),
+        &poisoned,
+        &["--fold", "1", "--fold-file", s(&fold_file)],
+        "poisoned",
+    );
+    let preds = |d: &Path| -> Vec<(String, String, String)> {
+        read_csv(&d.join("predictions.csv"))
+            .1
+            .into_iter()
+            .map(|r| (r[0].clone(), r[3].clone(), r[4].clone()))
+            .collect()
+    };
+    let (pa, pb) = (preds(&a), preds(&b));
+    assert_eq!(pa.len(), 2 * test.len());
+    assert_eq!(pa, pb, "predictions changed when test phenotypes changed");
+}
+
+#[test]
+fn single_folds_merge_into_the_full_comparison() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = cv(dir.path(), &example_pheno(), &[], "full");
+    let parts: Vec<PathBuf> = (1..=3)
+        .map(|k| {
+            cv(
+                dir.path(),
+                &example_pheno(),
+                &["--fold", &k.to_string()],
+                &format!("part{k}"),
+            )
+        })
+        .collect();
+    let merged = dir.path().join("merged");
+    let mut args = vec!["cv", "merge", "--out", s(&merged)];
+    for p in &parts {
+        args.push(s(p));
+    }
+    ok(&args);
+    assert_eq!(
+        fs::read(full.join("metrics.csv")).unwrap(),
+        fs::read(merged.join("metrics.csv")).unwrap()
+    );
+    let j = read_json(&merged.join("summary.json"));
+    assert_eq!(j["models"]["gblup"]["folds"], 3);
+}
+
+#[test]
+fn leave_group_out_keeps_families_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = fs::read_to_string(example_pheno()).unwrap();
+    let mut out = String::from("id,trait,family\n");
+    for (k, line) in text.lines().enumerate().skip(1) {
+        out.push_str(&format!("{line},fam{}\n", k % 7));
+    }
+    let p = dir.path().join("fam.csv");
+    fs::write(&p, out).unwrap();
+    let d = cv(
+        dir.path(),
+        &p,
+        &["--groups", "family", "--folds", "0"],
+        "groups",
+    );
+    let (_, folds) = read_csv(&d.join("folds.csv"));
+    let mut fam_fold = std::collections::HashMap::new();
+    for r in &folds {
+        let k: usize = r[0].trim_start_matches("ind").parse().unwrap();
+        let fam = k % 7;
+        let prev = fam_fold.insert(fam, r[2].clone());
+        assert!(
+            prev.is_none_or(|f| f == r[2]),
+            "family {fam} split over folds"
+        );
+    }
+    assert_eq!(read_json(&d.join("summary.json"))["folds"], 7);
+}
