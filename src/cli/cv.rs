@@ -85,6 +85,11 @@ pub struct CvRun {
     /// Folds run in parallel (each with threads / jobs threads).
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
+    /// A hyperparameter search (TOML: base model, grid or random ranges):
+    /// inner folds on each outer training part choose a configuration, which
+    /// is recorded in metrics.csv's note column.
+    #[arg(long, value_name = "SPEC.toml")]
+    pub search: Option<PathBuf>,
     /// Override every network config's number of epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -101,6 +106,7 @@ enum CvModel {
     Gblup,
     Rkhs,
     Network(Box<ModelSpec>),
+    Search(Box<model::SearchSpec>),
 }
 
 impl CvModel {
@@ -109,6 +115,7 @@ impl CvModel {
             CvModel::Gblup => "gblup".into(),
             CvModel::Rkhs => "rkhs".into(),
             CvModel::Network(s) => s.name.clone(),
+            CvModel::Search(s) => s.name.clone(),
         }
     }
 }
@@ -159,7 +166,23 @@ struct Task {
 
 fn run_cv(a: CvRun) -> Result<()> {
     let start = Instant::now();
-    let models = parse_models(&a.models, a.epochs)?;
+    let mut models = parse_models(&a.models, a.epochs)?;
+    if let Some(path) = &a.search {
+        let spec = model::SearchSpec::from_file(path)?;
+        if models.iter().any(|m| m.name() == spec.name) {
+            bail!(
+                "--search: a model named '{}' is already in --models",
+                spec.name
+            );
+        }
+        eprintln!(
+            "search {}: {} candidates × {} inner folds per outer fold",
+            spec.name,
+            spec.candidates.len(),
+            spec.inner_folds
+        );
+        models.push(CvModel::Search(Box::new(spec)));
+    }
     let (pheno, trait_sel) = (&a.pheno, &a.trait_);
     let geno_args = GenoArgs {
         geno: a.geno.clone(),
@@ -381,6 +404,53 @@ fn run_task(
                 "epochs={};best={}",
                 fitted.history.len(),
                 fitted.best_epoch + 1
+            );
+            (fitted.predict(g, &test)?, note)
+        }
+        CvModel::Search(search) => {
+            // Inner folds on the training part only choose the configuration.
+            let s = seed.wrapping_add(1000 * t.repeat as u64 + t.fold as u64);
+            let inner = Folds::kfold(
+                g.n_individuals(),
+                &train,
+                search.inner_folds,
+                1,
+                s ^ search.seed,
+            )?;
+            let mut best: Option<(f64, usize)> = None;
+            for (ci, cand) in search.candidates.iter().enumerate() {
+                let spec = cand.apply(&search.base)?;
+                let mut rs = Vec::new();
+                for k in 0..inner.k {
+                    let (itrain, itest) = inner.split(0, k);
+                    let mut inner_y = vec![f64::NAN; y.len()];
+                    for &i in &itrain {
+                        inner_y[i] = masked[i];
+                    }
+                    let mut f = model::fit(
+                        Native,
+                        &spec,
+                        g,
+                        &inner_y,
+                        &itrain,
+                        s.wrapping_add(k as u64),
+                        &mut |_| {},
+                    )?;
+                    let p = f.predict(g, &itest)?;
+                    let o: Vec<f64> = itest.iter().map(|&i| masked[i]).collect();
+                    rs.push(eval::metrics::pearson(&p, &o));
+                }
+                let mean = rs.iter().filter(|v| v.is_finite()).sum::<f64>() / rs.len() as f64;
+                if best.is_none_or(|(b, _)| mean > b) {
+                    best = Some((mean, ci));
+                }
+            }
+            let (inner_r, ci) = best.context("the search has no candidates")?;
+            let spec = search.candidates[ci].apply(&search.base)?;
+            let mut fitted = model::fit(Native, &spec, g, &masked, &train, s, &mut |_| {})?;
+            let note = format!(
+                "chosen: {} (inner r={inner_r:.3})",
+                search.candidates[ci].describe()
             );
             (fitted.predict(g, &test)?, note)
         }

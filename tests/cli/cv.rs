@@ -228,3 +228,53 @@ fn leave_group_out_keeps_families_together() {
     }
     assert_eq!(read_json(&d.join("summary.json"))["folds"], 7);
 }
+
+#[test]
+fn nested_search_records_its_choice_per_outer_fold() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("tinycnn.toml"), TINY_CNN).unwrap();
+    fs::write(
+        dir.path().join("search.toml"),
+        "base = \"tinycnn.toml\"\nmode = \"grid\"\ninner_folds = 2\n[space]\nfilters = [2, 4]\nlr = [0.001]\n",
+    )
+    .unwrap();
+    let search = dir.path().join("search.toml");
+    let d = cv(
+        dir.path(),
+        &example_pheno(),
+        &["--search", s(&search)],
+        "search",
+    );
+    let (_, rows) = read_csv(&d.join("metrics.csv"));
+    let chosen: Vec<&Vec<String>> = rows.iter().filter(|r| r[0] == "search").collect();
+    assert_eq!(chosen.len(), 3);
+    for r in chosen {
+        let note = r.last().unwrap();
+        assert!(
+            note.starts_with("chosen: filters=")
+                && note.contains("lr=0.001")
+                && note.contains("inner r="),
+            "{note}"
+        );
+    }
+    let j = read_json(&d.join("summary.json"));
+    assert!(j["paired_vs_gblup"]["search"]["r_diff_mean"].is_number());
+    // An unknown key in the search space is refused, naming it.
+    fs::write(&search, "base = \"tinycnn.toml\"\n[space]\nfilterz = [2]\n").unwrap();
+    let err = crate::common::fails(&[
+        "cv",
+        "--geno",
+        s(&root().join("data/example.bed")),
+        "--pheno",
+        s(&example_pheno()),
+        "--trait",
+        "trait",
+        "--models",
+        "gblup",
+        "--search",
+        s(&search),
+        "--out",
+        s(&dir.path().join("bad")),
+    ]);
+    assert!(err.contains("unknown search key 'filterz'"), "{err}");
+}

@@ -10,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use crate::gemm::{gemm_dots, gemm_rows};
+use crate::gemm::{gemm_dots, gemm_rows, gemm_rows_bias};
 use crate::scratch::{sum, with_scratch};
 use crate::simd::{SendPtr, SimdPath};
 
@@ -234,9 +234,11 @@ fn forward_sample(
         for g in 0..p.groups {
             let wg = &w[g * cog * cig * k..(g + 1) * cog * cig * k];
             let yg = &mut y[g * cog * lo..(g + 1) * cog * lo];
+            // The bias enters the GEMM's accumulators: no extra pass over y.
+            let bg = bias.map(|b| &b[g * cog..(g + 1) * cog]);
             if p.stride == 1 {
                 let boff = move |r: usize| (g * cig + r / k) * lp + (r % k) * dil;
-                gemm_rows(
+                gemm_rows_bias(
                     path,
                     cog,
                     lo,
@@ -245,6 +247,7 @@ fn forward_sample(
                     cig * k,
                     xp,
                     boff,
+                    bg,
                     yg,
                     lo,
                     false,
@@ -253,7 +256,7 @@ fn forward_sample(
             } else {
                 with_scratch(cig * k * lo, |col| {
                     im2col(p, xp, lp, lo, g, col);
-                    gemm_rows(
+                    gemm_rows_bias(
                         path,
                         cog,
                         lo,
@@ -262,18 +265,13 @@ fn forward_sample(
                         cig * k,
                         col,
                         |r| r * lo,
+                        bg,
                         yg,
                         lo,
                         false,
                         par,
                     );
                 });
-            }
-        }
-        if let Some(b) = bias {
-            for (co, row) in y.chunks_mut(lo).enumerate() {
-                let bv = b[co];
-                row.iter_mut().for_each(|v| *v += bv);
             }
         }
     };

@@ -46,8 +46,8 @@ pub fn dense_forward(
     }
 }
 
-/// Backward: adds dW = dyᵀ·x to `dw` and the column sums of dy to `db`, and
-/// writes dx = dy·W when asked for.
+/// Backward: writes dW = dyᵀ·x to `dw`, the column sums of dy to `db`, and
+/// dx = dy·W when asked for (every output is overwritten).
 ///
 /// # Panics
 /// If a slice has the wrong length.
@@ -70,6 +70,7 @@ pub fn dense_backward(
     let path = SimdPath::current();
     if let Some(db) = db {
         assert_eq!(db.len(), n_out, "dense backward: db length");
+        db.fill(0.0);
         for row in dy.chunks(n_out) {
             db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
         }
@@ -91,7 +92,7 @@ pub fn dense_backward(
             |r| r * n_in,
             dw,
             n_in,
-            true,
+            false,
             true,
         );
     });

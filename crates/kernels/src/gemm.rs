@@ -19,8 +19,8 @@ use crate::simd::{loadu, storeu, SendPtr, SimdPath};
 
 const MR: usize = 4;
 const NV: usize = 4;
-/// Length of the chunks of [`gemm_dots`], in f32 (16 KiB per row).
-const DOT_CHUNK: usize = 4096;
+/// Length of the chunks of [`gemm_dots`], in f32 (4 KiB per row: a 4 × 4 tile of rows stays in L1).
+const DOT_CHUNK: usize = 1024;
 
 /// C[i·ldc + j] (= or +=) Σ_r A[i·lda + r] · B[boff(r) + j], for i < m, j < n, r < k.
 ///
@@ -41,9 +41,39 @@ pub fn gemm_rows<F: Fn(usize) -> usize + Copy + Sync>(
     accumulate: bool,
     parallel: bool,
 ) {
+    gemm_rows_bias(
+        path, m, n, k, a, lda, b, boff, None, c, ldc, accumulate, parallel,
+    )
+}
+
+/// [`gemm_rows`] with a bias added to each row of C in the same pass:
+/// C[i·ldc + j] (= or +=) bias[i] + Σ_r A[i·lda + r] · B[boff(r) + j].
+///
+/// # Panics
+/// If any row of A, B or C would fall outside its slice, or the bias is shorter than m.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_rows_bias<F: Fn(usize) -> usize + Copy + Sync>(
+    path: SimdPath,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    boff: F,
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
+    if let Some(bias) = bias {
+        assert!(bias.len() >= m, "gemm_rows: bias too short");
+    }
+    let bias = BiasPtr(bias.map_or(std::ptr::null(), |b| b.as_ptr()));
     assert!(
         k == 0 || (m - 1) * lda + k <= a.len(),
         "gemm_rows: A too short"
@@ -69,6 +99,7 @@ pub fn gemm_rows<F: Fn(usize) -> usize + Copy + Sync>(
             c: cp,
             ldc,
             accumulate,
+            bias,
         })
     };
     let block = 64 * path.lanes().max(4);
@@ -80,6 +111,23 @@ pub fn gemm_rows<F: Fn(usize) -> usize + Copy + Sync>(
             .for_each(|p| run(p * block, ((p + 1) * block).min(n)));
     } else {
         run(0, n);
+    }
+}
+
+/// A row-bias pointer (null for none) that may cross threads.
+#[derive(Clone, Copy)]
+struct BiasPtr(*const f32);
+unsafe impl Send for BiasPtr {}
+unsafe impl Sync for BiasPtr {}
+
+impl BiasPtr {
+    #[inline(always)]
+    fn at(self, i: usize) -> f32 {
+        if self.0.is_null() {
+            0.0
+        } else {
+            unsafe { *self.0.add(i) }
+        }
     }
 }
 
@@ -95,6 +143,7 @@ struct RowsOp<F> {
     c: SendPtr,
     ldc: usize,
     accumulate: bool,
+    bias: BiasPtr,
 }
 
 impl<F: Fn(usize) -> usize + Copy> WithSimd for RowsOp<F> {
@@ -115,7 +164,7 @@ impl<F: Fn(usize) -> usize + Copy> WithSimd for RowsOp<F> {
         }
         for jj in j..self.j1 {
             for i in 0..self.m {
-                let mut acc = 0f32;
+                let mut acc = self.bias.at(i);
                 for r in 0..self.k {
                     unsafe {
                         acc += *self.a.add(i * self.lda + r) * *self.b.add((self.boff)(r) + jj);
@@ -150,7 +199,8 @@ impl<F: Fn(usize) -> usize + Copy> RowsOp<F> {
     fn tile<S: Simd, const R: usize, const V: usize>(&self, s: S, i: usize, j: usize) {
         let lanes = S::F32_LANES;
         let zero = s.splat_f32s(0.0);
-        let mut acc = [[zero; V]; R];
+        let mut acc: [[S::f32s; V]; R] =
+            core::array::from_fn(|row| [s.splat_f32s(self.bias.at(i + row)); V]);
         unsafe {
             for r in 0..self.k {
                 let bp = self.b.add((self.boff)(r) + j);

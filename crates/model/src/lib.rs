@@ -5,10 +5,12 @@
 
 pub mod error;
 pub mod saved;
+pub mod search;
 pub mod spec;
 pub mod train;
 
 pub use error::{ModelError, Result};
 pub use saved::{load, match_markers, save_linear, save_network, LinearModel, SavedModel};
+pub use search::{Candidate, SearchSpec};
 pub use spec::{InputEncoding, ModelSpec, TrainingSpec};
 pub use train::{fit, pearson, EpochReport, Event, Fitted, InputMap, TargetScale};

@@ -400,8 +400,8 @@ impl Backend for Native {
     ) -> Result<Grads<HostTensor>> {
         let (batch, n_in, n_out) = (x.shape[0], x.shape[1], w.shape[0]);
         let mut dx = need_dx.then(|| HostTensor::scratch(&x.shape));
-        let mut dw = HostTensor::zeros(&w.shape);
-        let mut db = HostTensor::zeros(&[n_out]);
+        let mut dw = HostTensor::scratch(&w.shape);
+        let mut db = HostTensor::scratch(&[n_out]);
         dense_backward(
             &x.data,
             batch,

@@ -1,0 +1,248 @@
+//! Hyperparameter search specs: a base model and ranges of values, tried as
+//! a grid or as random draws. Cross-validation chooses one candidate per
+//! outer fold by inner folds on the training part (nested CV).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use nn::LayerSpec;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+
+use crate::error::{ModelError, Result};
+use crate::spec::ModelSpec;
+
+/// The hyperparameters a search may vary.
+pub const KEYS: [&str; 9] = [
+    "filters",
+    "kernel",
+    "stride",
+    "units",
+    "dropout",
+    "lr",
+    "epochs",
+    "batch_size",
+    "l2",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSearch {
+    base: String,
+    #[serde(default = "grid")]
+    mode: String,
+    #[serde(default = "six")]
+    samples: usize,
+    #[serde(default = "three")]
+    inner_folds: usize,
+    #[serde(default)]
+    seed: u64,
+    space: BTreeMap<String, Vec<f64>>,
+}
+
+fn grid() -> String {
+    "grid".into()
+}
+fn six() -> usize {
+    6
+}
+fn three() -> usize {
+    3
+}
+
+/// One point of the search space.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate(pub Vec<(String, f64)>);
+
+impl Candidate {
+    /// `filters=32 kernel=3 lr=0.001`.
+    pub fn describe(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The base model with this candidate's values: `filters`, `kernel`
+    /// and `stride` set the first convolution, `units` the first dense layer
+    /// that is not the output, `dropout` every dropout layer, `l2` every
+    /// weighted layer, and `lr`, `epochs`, `batch_size` the training.
+    pub fn apply(&self, base: &ModelSpec) -> Result<ModelSpec> {
+        let mut spec = base.clone();
+        let n_layers = spec.layers.len();
+        for (key, v) in &self.0 {
+            let int = || -> Result<usize> {
+                if *v >= 1.0 && v.fract() == 0.0 {
+                    Ok(*v as usize)
+                } else {
+                    Err(ModelError::Spec(format!(
+                        "search: {key} = {v} must be a whole number ≥ 1"
+                    )))
+                }
+            };
+            let mut applied = false;
+            match key.as_str() {
+                "filters" | "kernel" | "stride" => {
+                    for l in spec.layers.iter_mut() {
+                        let (filters, kernel, stride) = match l {
+                            LayerSpec::Conv1d(c) | LayerSpec::Conv2d(c) => {
+                                (&mut c.filters, &mut c.kernel, &mut c.stride)
+                            }
+                            LayerSpec::SeparableConv1d(c) | LayerSpec::SeparableConv2d(c) => {
+                                (&mut c.filters, &mut c.kernel, &mut c.stride)
+                            }
+                            _ => continue,
+                        };
+                        match key.as_str() {
+                            "filters" => *filters = int()?,
+                            "kernel" => *kernel = nn::spec::Size::One(int()?),
+                            _ => *stride = nn::spec::Size::One(int()?),
+                        }
+                        applied = true;
+                        break;
+                    }
+                }
+                "units" => {
+                    for (i, l) in spec.layers.iter_mut().enumerate() {
+                        if let LayerSpec::Dense(d) = l {
+                            if i + 1 < n_layers {
+                                d.units = int()?;
+                                applied = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+                "dropout" => {
+                    for l in spec.layers.iter_mut() {
+                        if let LayerSpec::Dropout(d) = l {
+                            d.rate = *v as f32;
+                            applied = true;
+                        }
+                    }
+                }
+                "l2" => {
+                    for l in spec.layers.iter_mut() {
+                        match l {
+                            LayerSpec::Conv1d(c) | LayerSpec::Conv2d(c) => c.l2 = *v as f32,
+                            LayerSpec::SeparableConv1d(c) | LayerSpec::SeparableConv2d(c) => {
+                                c.l2 = *v as f32
+                            }
+                            LayerSpec::Dense(d) => d.l2 = *v as f32,
+                            _ => continue,
+                        }
+                        applied = true;
+                    }
+                }
+                "lr" => {
+                    spec.training.lr = *v as f32;
+                    applied = true;
+                }
+                "epochs" => {
+                    spec.training.epochs = int()?;
+                    applied = true;
+                }
+                "batch_size" => {
+                    spec.training.batch_size = int()?;
+                    applied = true;
+                }
+                _ => {}
+            }
+            if !applied {
+                return Err(ModelError::Spec(format!(
+                    "search: the model '{}' has no layer that '{key}' applies to",
+                    base.name
+                )));
+            }
+        }
+        spec.training.validate()?;
+        Ok(spec)
+    }
+}
+
+/// A hyperparameter search.
+#[derive(Clone, Debug)]
+pub struct SearchSpec {
+    pub name: String,
+    pub base: ModelSpec,
+    pub candidates: Vec<Candidate>,
+    pub inner_folds: usize,
+    pub seed: u64,
+}
+
+impl SearchSpec {
+    /// Reads a search spec; `base` is relative to the spec's folder.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::Io(origin.clone(), e))?;
+        let raw: RawSearch =
+            toml::from_str(&text).map_err(|e| ModelError::Spec(format!("{origin}: {e}")))?;
+        let base_path = path.parent().unwrap_or(Path::new(".")).join(&raw.base);
+        let base = ModelSpec::from_file(&base_path)?;
+        for (k, v) in &raw.space {
+            if !KEYS.contains(&k.as_str()) {
+                return Err(ModelError::Spec(format!(
+                    "{origin}: unknown search key '{k}'; expected one of {}",
+                    KEYS.join(", ")
+                )));
+            }
+            if v.is_empty() {
+                return Err(ModelError::Spec(format!(
+                    "{origin}: space.{k} lists no values"
+                )));
+            }
+        }
+        if raw.inner_folds < 2 {
+            return Err(ModelError::Spec(format!(
+                "{origin}: inner_folds must be at least 2"
+            )));
+        }
+        // The grid: every combination, in a fixed order.
+        let keys: Vec<&String> = raw.space.keys().collect();
+        let mut grid: Vec<Candidate> = vec![Candidate(Vec::new())];
+        for k in &keys {
+            let mut next = Vec::new();
+            for c in &grid {
+                for v in &raw.space[*k] {
+                    let mut c2 = c.clone();
+                    c2.0.push(((*k).clone(), *v));
+                    next.push(c2);
+                }
+            }
+            grid = next;
+        }
+        let candidates = match raw.mode.as_str() {
+            "grid" => grid,
+            "random" => {
+                let mut rng = ChaCha8Rng::seed_from_u64(raw.seed);
+                grid.shuffle(&mut rng);
+                grid.truncate(raw.samples.max(1));
+                grid
+            }
+            other => {
+                return Err(ModelError::Spec(format!(
+                    "{origin}: mode = '{other}'; expected grid or random"
+                )))
+            }
+        };
+        for c in &candidates {
+            c.apply(&base)
+                .map_err(|e| ModelError::Spec(format!("{origin}: {e}")))?;
+        }
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("search")
+            .to_string();
+        Ok(SearchSpec {
+            name,
+            base,
+            candidates,
+            inner_folds: raw.inner_folds,
+            seed: raw.seed,
+        })
+    }
+}
