@@ -186,6 +186,39 @@ impl Activation {
         x.iter_mut().for_each(|v| *v = self.apply(*v));
     }
 
+    /// f′ at the point whose output is y = f(x), for the activations where
+    /// y determines it (all of these; for ReLU at 0, the derivative 0).
+    #[inline]
+    pub fn derivative_from_output(self, y: f32) -> f32 {
+        match self {
+            Activation::Linear => 1.0,
+            Activation::Relu => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::LeakyRelu(a) => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    a
+                }
+            }
+            Activation::Elu(a) => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    y + a
+                }
+            }
+            Activation::Softplus => 1.0 - (-y).exp(),
+            Activation::Tanh => 1.0 - y * y,
+            Activation::Sigmoid => y * (1.0 - y),
+        }
+    }
+
     /// Whether f never decreases (then max pooling commutes with it).
     pub fn is_monotonic(self) -> bool {
         match self {

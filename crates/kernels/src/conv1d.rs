@@ -526,3 +526,277 @@ fn input_grad_sample(
         });
     }
 }
+
+/// Max pooling of pairs followed by the activation, recording which of the
+/// pair won; the activation is matched once, outside the loop.
+struct PoolPairs<'a> {
+    act: crate::Activation,
+    src: &'a [f32],
+    y: &'a mut [f32],
+    argmax: &'a mut [f32],
+}
+
+impl pulp::WithSimd for PoolPairs<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _s: S) {
+        let PoolPairs {
+            act,
+            src,
+            y,
+            argmax,
+        } = self;
+        let n = y.len();
+        let src = &src[..2 * n];
+        let argmax = &mut argmax[..n];
+        let mut pool = |f: &dyn Fn(f32) -> f32| {
+            for j in 0..n {
+                let (a, b) = (src[2 * j], src[2 * j + 1]);
+                let second = b > a;
+                y[j] = f(if second { b } else { a });
+                argmax[j] = if second { 1.0 } else { 0.0 };
+            }
+        };
+        match act {
+            crate::Activation::Relu => {
+                for j in 0..n {
+                    let (a, b) = (src[2 * j], src[2 * j + 1]);
+                    let second = b > a;
+                    let m = if second { b } else { a };
+                    y[j] = if m > 0.0 { m } else { 0.0 };
+                    argmax[j] = if second { 1.0 } else { 0.0 };
+                }
+            }
+            crate::Activation::Linear => pool(&|v| v),
+            a => pool(&|v| a.apply(v)),
+        }
+    }
+}
+
+/// The backward of [`PoolPairs`]: each pooled gradient, times the
+/// activation's derivative, goes to the winner of its pair.
+struct UnpoolPairs<'a> {
+    act: crate::Activation,
+    dy: &'a [f32],
+    y: &'a [f32],
+    argmax: &'a [f32],
+    dz: &'a mut [f32],
+}
+
+impl pulp::WithSimd for UnpoolPairs<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _s: S) {
+        let UnpoolPairs {
+            act,
+            dy,
+            y,
+            argmax,
+            dz,
+        } = self;
+        let n = dy.len();
+        let (y, argmax) = (&y[..n], &argmax[..n]);
+        let dz2 = &mut dz[..2 * n];
+        match act {
+            // Branch-free, so that the compiler vectorizes the interleaved stores:
+            // argmax is 0.0 or 1.0, and the pair gets (g − g·s, g·s).
+            crate::Activation::Relu => {
+                for j in 0..n {
+                    let g = dy[j] * if y[j] > 0.0 { 1.0 } else { 0.0 };
+                    let b = g * argmax[j];
+                    dz2[2 * j] = g - b;
+                    dz2[2 * j + 1] = b;
+                }
+            }
+            a => {
+                for j in 0..n {
+                    let g = dy[j] * a.derivative_from_output(y[j]);
+                    let b = g * argmax[j];
+                    dz2[2 * j] = g - b;
+                    dz2[2 * j + 1] = b;
+                }
+            }
+        }
+    }
+}
+
+/// Conv-output columns per block of the fused convolution + pooling.
+const FUSED_BLOCK: usize = 512;
+
+/// A convolution, a monotonic activation and max pooling over windows of 2
+/// (stride 2), fused: the convolution's output is computed block by block
+/// into a cache-resident tile and pooled at once, never stored. Writes the
+/// pooled output y (batch × c_out × ⌊l_out/2⌋) and, per pooled value, 1.0
+/// when the second of its two inputs was the larger (else 0.0).
+///
+/// # Panics
+/// If the options are invalid for `l`, the activation is not monotonic, or
+/// a slice has the wrong length.
+#[allow(clippy::too_many_arguments)]
+pub fn conv1d_act_maxpool2_forward(
+    p: &Conv1dParams,
+    act: crate::Activation,
+    x: &[f32],
+    batch: usize,
+    l: usize,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    argmax: &mut [f32],
+) {
+    p.validate(l).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        act.is_monotonic(),
+        "fused pooling needs a monotonic activation"
+    );
+    let lo = p.l_out(l);
+    let lp2 = lo / 2;
+    assert!(
+        lp2 > 0,
+        "conv1d + max-pool 2: the convolution gives fewer than 2 values"
+    );
+    assert_eq!(x.len(), batch * p.c_in * l, "conv1d: x length");
+    assert_eq!(w.len(), p.weight_len(), "conv1d: weight length");
+    assert_eq!(y.len(), batch * p.c_out * lp2, "conv1d: y length");
+    assert_eq!(argmax.len(), y.len(), "conv1d: argmax length");
+    let path = SimdPath::current();
+    let (pl, pr) = p.pads(l);
+    let lpad = l + pl + pr;
+    let (cig, cog, k, dil) = (p.c_in_g(), p.c_out_g(), p.k, p.dilation);
+    let sample = |((xb, yb), ab): ((&[f32], &mut [f32]), &mut [f32])| {
+        with_padded(p, xb, l, |xp| {
+            with_scratch(cog * FUSED_BLOCK, |tile| {
+                let mut j0 = 0;
+                while j0 < 2 * lp2 {
+                    let n = FUSED_BLOCK.min(2 * lp2 - j0);
+                    for g in 0..p.groups {
+                        let wg = &w[g * cog * cig * k..(g + 1) * cog * cig * k];
+                        let bg = bias.map(|b| &b[g * cog..(g + 1) * cog]);
+                        let t = &mut tile[..cog * n];
+                        if p.stride == 1 {
+                            let boff =
+                                move |r: usize| (g * cig + r / k) * lpad + (r % k) * dil + j0;
+                            gemm_rows_bias(
+                                path,
+                                cog,
+                                n,
+                                cig * k,
+                                wg,
+                                cig * k,
+                                xp,
+                                boff,
+                                bg,
+                                t,
+                                n,
+                                false,
+                                false,
+                            );
+                        } else {
+                            with_scratch(cig * k * n, |col| {
+                                for ci in 0..cig {
+                                    let row = &xp[(g * cig + ci) * lpad..(g * cig + ci + 1) * lpad];
+                                    for tt in 0..k {
+                                        let dst =
+                                            &mut col[(ci * k + tt) * n..(ci * k + tt + 1) * n];
+                                        for (jj, d) in dst.iter_mut().enumerate() {
+                                            *d = row[(j0 + jj) * p.stride + tt * dil];
+                                        }
+                                    }
+                                }
+                                gemm_rows_bias(
+                                    path,
+                                    cog,
+                                    n,
+                                    cig * k,
+                                    wg,
+                                    cig * k,
+                                    col,
+                                    |r| r * n,
+                                    bg,
+                                    t,
+                                    n,
+                                    false,
+                                    false,
+                                );
+                            });
+                        }
+                        for co in 0..cog {
+                            let src = &t[co * n..(co + 1) * n];
+                            let o = (g * cog + co) * lp2 + j0 / 2;
+                            let (yr, ar) = (&mut yb[o..o + n / 2], &mut ab[o..o + n / 2]);
+                            path.dispatch(PoolPairs {
+                                act,
+                                src,
+                                y: yr,
+                                argmax: ar,
+                            });
+                        }
+                    }
+                    j0 += n;
+                }
+            })
+        })
+    };
+    let (xs, ys, as_) = (p.c_in * l, p.c_out * lp2, p.c_out * lp2);
+    if batch > 1 {
+        x.par_chunks(xs)
+            .zip(y.par_chunks_mut(ys))
+            .zip(argmax.par_chunks_mut(as_))
+            .for_each(sample);
+    } else {
+        x.chunks(xs)
+            .zip(y.chunks_mut(ys))
+            .zip(argmax.chunks_mut(as_))
+            .for_each(sample);
+    }
+}
+
+/// Backward pass of [`conv1d_act_maxpool2_forward`]: from the pooled output
+/// `y`, its `argmax` and its gradient `dy`, the gradient of the
+/// convolution's output, then the convolution's backward pass (dw and db
+/// added to, dx written when asked for).
+#[allow(clippy::too_many_arguments)]
+pub fn conv1d_act_maxpool2_backward(
+    p: &Conv1dParams,
+    act: crate::Activation,
+    x: &[f32],
+    batch: usize,
+    l: usize,
+    w: &[f32],
+    y: &[f32],
+    argmax: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
+    let lo = p.l_out(l);
+    let lp2 = lo / 2;
+    assert_eq!(
+        dy.len(),
+        batch * p.c_out * lp2,
+        "conv1d backward: dy length"
+    );
+    assert!(
+        y.len() == dy.len() && argmax.len() == dy.len(),
+        "conv1d backward: y and argmax lengths"
+    );
+    let path = SimdPath::current();
+    with_scratch(batch * p.c_out * lo, |dz| {
+        dz.par_chunks_mut(lo)
+            .zip(dy.par_chunks(lp2))
+            .zip(y.par_chunks(lp2).zip(argmax.par_chunks(lp2)))
+            .for_each(|((dzr, dyr), (yr, ar))| {
+                // An odd last column was never pooled: its gradient is 0.
+                dzr[2 * lp2..].fill(0.0);
+                path.dispatch(UnpoolPairs {
+                    act,
+                    dy: dyr,
+                    y: yr,
+                    argmax: ar,
+                    dz: dzr,
+                })
+            });
+        conv1d_backward(p, x, batch, l, w, dz, dx, dw, db);
+    });
+}

@@ -274,3 +274,50 @@ fn large_shapes_take_the_parallel_paths() {
         );
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// The fused convolution + activation + max pool of 2 equals the three
+    /// kernels run one after the other, forward and backward.
+    #[test]
+    fn fused_conv_pool_equals_the_unfused_kernels(
+        cig in 1usize..3, cog in 1usize..4, groups in 1usize..3, k in 1usize..5,
+        stride in 1usize..4, pad in padding(), batch in 1usize..3, l in 4usize..1200, relu in any::<bool>(), seed in 0u64..1000,
+    ) {
+        use kernels::pool::{pool1d_backward, pool1d_forward, Pool1dParams, PoolKind};
+        use kernels::Activation;
+        let p = Conv1dParams::new(cig * groups, cog * groups, k).stride(stride).padding(pad).groups(groups);
+        prop_assume!(p.validate(l).is_ok() && p.l_out(l) >= 2);
+        let act = if relu { Activation::Relu } else { Activation::Tanh };
+        let lo = p.l_out(l);
+        let lp2 = lo / 2;
+        let x = data(batch * p.c_in * l, seed);
+        let w = data(p.weight_len(), seed + 1);
+        let b = data(p.c_out, seed + 2);
+        let dy = data(batch * p.c_out * lp2, seed + 3);
+        // Unfused: conv, activation, pool.
+        let mut z = vec![0f32; batch * p.c_out * lo];
+        conv1d_forward(&p, &x, batch, l, &w, Some(&b), &mut z);
+        let mut a = vec![0f32; z.len()];
+        act.forward(&z, &mut a);
+        let pp = Pool1dParams::new(PoolKind::Max, 2);
+        let mut y_ref = vec![0f32; dy.len()];
+        pool1d_forward(&pp, &a, batch * p.c_out, lo, &mut y_ref);
+        let mut da = vec![0f32; z.len()];
+        pool1d_backward(&pp, &a, batch * p.c_out, lo, &dy, &mut da);
+        let mut dz = vec![0f32; z.len()];
+        act.backward(&z, &da, &mut dz);
+        let (mut dx_ref, mut dw_ref, mut db_ref) = (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; b.len()]);
+        conv1d_backward(&p, &x, batch, l, &w, &dz, Some(&mut dx_ref), &mut dw_ref, Some(&mut db_ref));
+        // Fused.
+        let (mut y, mut mask) = (vec![0f32; dy.len()], vec![0f32; dy.len()]);
+        kernels::conv1d::conv1d_act_maxpool2_forward(&p, act, &x, batch, l, &w, Some(&b), &mut y, &mut mask);
+        prop_assert!(rel(&y, &f64s(&y_ref)) <= 1e-5, "y {}", rel(&y, &f64s(&y_ref)));
+        let (mut dx, mut dw, mut db) = (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; b.len()]);
+        kernels::conv1d::conv1d_act_maxpool2_backward(&p, act, &x, batch, l, &w, &y, &mask, &dy, Some(&mut dx), &mut dw, Some(&mut db));
+        prop_assert!(rel(&dx, &f64s(&dx_ref)) <= 1e-4, "dx {}", rel(&dx, &f64s(&dx_ref)));
+        prop_assert!(rel(&dw, &f64s(&dw_ref)) <= 1e-4, "dw {}", rel(&dw, &f64s(&dw_ref)));
+        prop_assert!(rel(&db, &f64s(&db_ref)) <= 1e-4, "db");
+    }
+}

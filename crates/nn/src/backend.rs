@@ -78,6 +78,31 @@ pub trait Backend: Clone + Send + Sync + 'static {
         p: &Conv1dParams,
         need_dx: bool,
     ) -> Result<Grads<Self::Tensor>>;
+    /// A 1D convolution, its monotonic activation and max pooling over
+    /// windows of 2 (stride 2), fused. Returns the pooled output and a mask
+    /// of the same shape, 1 where the second input of a window was the larger.
+    fn conv1d_act_pool2(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+        p: &Conv1dParams,
+        act: Activation,
+    ) -> Result<(Self::Tensor, Self::Tensor)>;
+    /// The backward pass of [`Backend::conv1d_act_pool2`], from its input,
+    /// output and mask.
+    #[allow(clippy::too_many_arguments)]
+    fn conv1d_act_pool2_backward(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        y: &Self::Tensor,
+        mask: &Self::Tensor,
+        dy: &Self::Tensor,
+        p: &Conv1dParams,
+        act: Activation,
+        need_dx: bool,
+    ) -> Result<Grads<Self::Tensor>>;
     fn conv2d(
         &self,
         x: &Self::Tensor,

@@ -216,6 +216,70 @@ impl Backend for Native {
         Ok((dx, dw, db))
     }
 
+    fn conv1d_act_pool2(
+        &self,
+        x: &HostTensor,
+        w: &HostTensor,
+        b: Option<&HostTensor>,
+        p: &Conv1dParams,
+        act: Activation,
+    ) -> Result<(HostTensor, HostTensor)> {
+        let (batch, l) = conv1d_check(x, p)?;
+        let lp2 = p.l_out(l) / 2;
+        if lp2 == 0 || !act.is_monotonic() {
+            return Err(NnError::Shape {
+                op: "conv1d + max pool",
+                message: format!("cannot fuse (pooled length {lp2}, activation {act:?})"),
+            });
+        }
+        let mut y = HostTensor::scratch(&[batch, p.c_out, lp2]);
+        let mut mask = HostTensor::scratch(&[batch, p.c_out, lp2]);
+        kernels::conv1d::conv1d_act_maxpool2_forward(
+            p,
+            act,
+            &x.data,
+            batch,
+            l,
+            &w.data,
+            b.map(|b| &b.data[..]),
+            &mut y.data,
+            &mut mask.data,
+        );
+        Ok((y, mask))
+    }
+
+    fn conv1d_act_pool2_backward(
+        &self,
+        x: &HostTensor,
+        w: &HostTensor,
+        y: &HostTensor,
+        mask: &HostTensor,
+        dy: &HostTensor,
+        p: &Conv1dParams,
+        act: Activation,
+        need_dx: bool,
+    ) -> Result<Grads<HostTensor>> {
+        let (batch, l) = conv1d_check(x, p)?;
+        let mut dx = need_dx.then(|| HostTensor::scratch(&x.shape));
+        let mut dw = HostTensor::zeros(&w.shape);
+        let mut db = HostTensor::zeros(&[p.c_out]);
+        kernels::conv1d::conv1d_act_maxpool2_backward(
+            p,
+            act,
+            &x.data,
+            batch,
+            l,
+            &w.data,
+            &y.data,
+            &mask.data,
+            &dy.data,
+            dx.as_mut().map(|d| &mut d.data[..]),
+            &mut dw.data,
+            Some(&mut db.data),
+        );
+        Ok((dx, dw, db))
+    }
+
     fn conv2d(
         &self,
         x: &HostTensor,

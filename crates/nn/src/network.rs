@@ -121,6 +121,18 @@ pub enum Node<B: Backend> {
         x: Option<B::Tensor>,
         z: Option<B::Tensor>,
     },
+    /// A 1D convolution, its activation and a max pool of 2, fused (built
+    /// from a conv1d layer followed by max_pool1d with size 2, stride 2): the
+    /// convolution's output is never stored.
+    ConvPool1d {
+        p: Conv1dParams,
+        act: Activation,
+        w: Param<B>,
+        b: Option<Param<B>>,
+        x: Option<B::Tensor>,
+        y: Option<B::Tensor>,
+        mask: Option<B::Tensor>,
+    },
     /// Depthwise then pointwise convolution (both nodes of the same dimension).
     Separable {
         depth: Box<Node<B>>,
@@ -326,8 +338,54 @@ impl<B: Backend> Network<B> {
         // activation moves after the max pool that follows it: the same
         // function, with the activation applied to a quarter or half as many values.
         let mut deferred: Option<Activation> = None;
+        let mut skip_pool = false;
         for (i, spec) in specs.iter().enumerate() {
             let name = format!("layers.{i}");
+            if std::mem::take(&mut skip_pool) {
+                // This max pool runs fused into the convolution before it.
+                shapes.push(shape.clone());
+                continue;
+            }
+            // A conv1d followed by a max pool of 2 (stride 2, no padding) runs
+            // as one node that never stores the convolution's output.
+            if let (LayerSpec::Conv1d(c), Some(LayerSpec::MaxPool1d(ps))) = (spec, specs.get(i + 1))
+            {
+                let pool2 = ps.size == Size::One(2)
+                    && ps.stride.is_none_or(|s| s == Size::One(2))
+                    && ps.padding == 0;
+                if pool2 && shape.len() == 2 && c.activation.kernel().is_monotonic() {
+                    let err = |m: String| layer_err(i, spec, m);
+                    let p = conv1d_params(
+                        shape[0], c.filters, c.kernel, c.stride, c.dilation, c.padding, c.groups,
+                    )
+                    .map_err(&err)?;
+                    p.validate(shape[1]).map_err(&err)?;
+                    let lo = p.l_out(shape[1]);
+                    if lo >= 2 {
+                        let conv =
+                            b.conv1d(&name, p, c.activation.kernel(), c.use_bias, c.l1, c.l2)?;
+                        let Node::Conv1d {
+                            p, act, w, b: bias, ..
+                        } = conv
+                        else {
+                            unreachable!("conv1d builds a Conv1d node")
+                        };
+                        nodes.push(Node::ConvPool1d {
+                            p,
+                            act,
+                            w,
+                            b: bias,
+                            x: None,
+                            y: None,
+                            mask: None,
+                        });
+                        shapes.push(vec![p.c_out, lo]);
+                        shape = vec![p.c_out, lo / 2];
+                        skip_pool = true;
+                        continue;
+                    }
+                }
+            }
             let next_is_max_pool = matches!(
                 (spec, specs.get(i + 1)),
                 (LayerSpec::Conv1d(_), Some(LayerSpec::MaxPool1d(_)))
@@ -755,6 +813,7 @@ impl<B: Backend> Node<B> {
     pub fn kind(&self) -> &'static str {
         match self {
             Node::Conv1d { .. } => "conv1d",
+            Node::ConvPool1d { .. } => "conv+pool",
             Node::Conv2d { .. } => "conv2d",
             Node::Separable { .. } => "separable",
             Node::Pool1d { .. } => "pool1d",
@@ -770,7 +829,10 @@ impl<B: Backend> Node<B> {
 
     fn collect<'a>(&'a mut self, out: &mut Vec<&'a mut Param<B>>) {
         match self {
-            Node::Conv1d { w, b, .. } | Node::Conv2d { w, b, .. } | Node::Dense { w, b, .. } => {
+            Node::Conv1d { w, b, .. }
+            | Node::ConvPool1d { w, b, .. }
+            | Node::Conv2d { w, b, .. }
+            | Node::Dense { w, b, .. } => {
                 out.push(w);
                 if let Some(b) = b {
                     out.push(b);
@@ -799,6 +861,26 @@ impl<B: Backend> Node<B> {
     fn forward(&mut self, be: &B, x: B::Tensor, mode: Mode, seed: u64) -> Result<B::Tensor> {
         let train = mode == Mode::Train;
         Ok(match self {
+            Node::ConvPool1d {
+                p,
+                act,
+                w,
+                b,
+                x: cx,
+                y: cy,
+                mask: cm,
+            } => {
+                let (y, mask) =
+                    be.conv1d_act_pool2(&x, &w.value, b.as_ref().map(|b| &b.value), p, *act)?;
+                if train {
+                    *cx = Some(x);
+                    *cy = Some(y.clone());
+                    *cm = Some(mask);
+                } else {
+                    (*cx, *cy, *cm) = (None, None, None);
+                }
+                y
+            }
             Node::Conv1d {
                 p,
                 act,
@@ -912,6 +994,28 @@ impl<B: Backend> Node<B> {
         let missing =
             || NnError::Training("backward pass without a training-mode forward pass".into());
         Ok(match self {
+            Node::ConvPool1d {
+                p,
+                act,
+                w,
+                b,
+                x,
+                y,
+                mask,
+            } => {
+                let (x, y, mask) = (
+                    x.as_ref().ok_or_else(missing)?,
+                    y.as_ref().ok_or_else(missing)?,
+                    mask.as_ref().ok_or_else(missing)?,
+                );
+                let (dx, dw, db) =
+                    be.conv1d_act_pool2_backward(x, &w.value, y, mask, &dy, p, *act, need_dx)?;
+                w.accumulate(be, dw)?;
+                if let Some(b) = b {
+                    b.accumulate(be, db)?;
+                }
+                dx
+            }
             Node::Conv1d { p, act, w, b, x, z } => {
                 let dz = act_back(be, z.as_ref(), dy, *act)?;
                 let x = x.as_ref().ok_or_else(missing)?;

@@ -174,9 +174,15 @@ fn every_1d_layer_type() {
 fn convolution_activation_moved_past_max_pooling() {
     // A convolution's activation moves after the max pool that follows it,
     // fused into the pooling kernel; windows of 2 (fused) and of 3 (not).
-    for (act, size) in [("softplus", 2), ("relu", 2), ("elu", 3), ("tanh", 2)] {
+    for (act, size, stride) in [
+        ("softplus", 2, 1),
+        ("relu", 2, 1),
+        ("elu", 3, 1),
+        ("tanh", 2, 2),
+        ("sigmoid", 2, 3),
+    ] {
         let specs = format!(
-            "[[layers]]\ntype = \"conv1d\"\nfilters = 3\nkernel = 3\nactivation = \"{act}\"\n\
+            "[[layers]]\ntype = \"conv1d\"\nfilters = 3\nkernel = 3\nstride = {stride}\nactivation = \"{act}\"\n\
              [[layers]]\ntype = \"max_pool1d\"\nsize = {size}\n\
              [[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 1\n"
         );
