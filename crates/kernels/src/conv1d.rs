@@ -549,26 +549,20 @@ impl pulp::WithSimd for PoolPairs<'_> {
         let n = y.len();
         let src = &src[..2 * n];
         let argmax = &mut argmax[..n];
-        let mut pool = |f: &dyn Fn(f32) -> f32| {
-            for j in 0..n {
+        // Monomorphized per activation, so that each loop is vectorized.
+        #[inline(always)]
+        fn pool(src: &[f32], y: &mut [f32], argmax: &mut [f32], f: impl Fn(f32) -> f32) {
+            for j in 0..y.len() {
                 let (a, b) = (src[2 * j], src[2 * j + 1]);
                 let second = b > a;
                 y[j] = f(if second { b } else { a });
                 argmax[j] = if second { 1.0 } else { 0.0 };
             }
-        };
+        }
         match act {
-            crate::Activation::Relu => {
-                for j in 0..n {
-                    let (a, b) = (src[2 * j], src[2 * j + 1]);
-                    let second = b > a;
-                    let m = if second { b } else { a };
-                    y[j] = if m > 0.0 { m } else { 0.0 };
-                    argmax[j] = if second { 1.0 } else { 0.0 };
-                }
-            }
-            crate::Activation::Linear => pool(&|v| v),
-            a => pool(&|v| a.apply(v)),
+            crate::Activation::Relu => pool(src, y, argmax, |m| if m > 0.0 { m } else { 0.0 }),
+            crate::Activation::Linear => pool(src, y, argmax, |m| m),
+            a => pool(src, y, argmax, |m| a.apply(m)),
         }
     }
 }
@@ -597,25 +591,28 @@ impl pulp::WithSimd for UnpoolPairs<'_> {
         let n = dy.len();
         let (y, argmax) = (&y[..n], &argmax[..n]);
         let dz2 = &mut dz[..2 * n];
+        // Branch-free, so that the compiler vectorizes the interleaved stores:
+        // argmax is 0.0 or 1.0, and the pair gets (g − g·s, g·s).
+        #[inline(always)]
+        fn unpool(
+            dy: &[f32],
+            y: &[f32],
+            argmax: &[f32],
+            dz2: &mut [f32],
+            deriv: impl Fn(f32) -> f32,
+        ) {
+            for j in 0..dy.len() {
+                let g = dy[j] * deriv(y[j]);
+                let b = g * argmax[j];
+                dz2[2 * j] = g - b;
+                dz2[2 * j + 1] = b;
+            }
+        }
         match act {
-            // Branch-free, so that the compiler vectorizes the interleaved stores:
-            // argmax is 0.0 or 1.0, and the pair gets (g − g·s, g·s).
             crate::Activation::Relu => {
-                for j in 0..n {
-                    let g = dy[j] * if y[j] > 0.0 { 1.0 } else { 0.0 };
-                    let b = g * argmax[j];
-                    dz2[2 * j] = g - b;
-                    dz2[2 * j + 1] = b;
-                }
+                unpool(dy, y, argmax, dz2, |v| if v > 0.0 { 1.0 } else { 0.0 })
             }
-            a => {
-                for j in 0..n {
-                    let g = dy[j] * a.derivative_from_output(y[j]);
-                    let b = g * argmax[j];
-                    dz2[2 * j] = g - b;
-                    dz2[2 * j + 1] = b;
-                }
-            }
+            a => unpool(dy, y, argmax, dz2, |v| a.derivative_from_output(v)),
         }
     }
 }
