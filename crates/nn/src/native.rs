@@ -22,7 +22,9 @@ pub struct HostTensor {
 /// with zeros only to overwrite it costs as much as a pooling pass.
 static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
 const POOLED_MIN: usize = 1 << 16;
-const POOLED_MAX_BUFFERS: usize = 48;
+/// At most this many floats are kept (32 MB): enough for a batch's
+/// activations and gradients to be reused, little enough not to matter.
+const POOLED_MAX_FLOATS: usize = 8 << 20;
 
 /// A buffer of `n` floats with unspecified (initialized) contents.
 fn take(n: usize) -> Vec<f32> {
@@ -50,9 +52,11 @@ fn take(n: usize) -> Vec<f32> {
 
 impl Drop for HostTensor {
     fn drop(&mut self) {
-        if self.data.capacity() >= POOLED_MIN {
+        let cap = self.data.capacity();
+        if cap >= POOLED_MIN {
             if let Ok(mut pool) = POOL.lock() {
-                if pool.len() < POOLED_MAX_BUFFERS {
+                let held: usize = pool.iter().map(|v| v.capacity()).sum();
+                if held + cap <= POOLED_MAX_FLOATS {
                     pool.push(std::mem::take(&mut self.data));
                 }
             }
