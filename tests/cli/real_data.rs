@@ -216,3 +216,47 @@ fn mouse_cd8_gblup_matches_published_h2_and_test_r() {
         );
     }
 }
+
+#[test]
+fn wheat599_cross_validation_meets_crossa_2010() {
+    let Some(data) = shared_data("wheat599_cross_validation_meets_crossa_2010") else {
+        return;
+    };
+    let w = data.join("wheat599");
+    // Crossa et al. (2010), 10-fold CV: GBLUP and RKHS mean r per environment.
+    let gblup = [0.48, 0.49, 0.36, 0.46];
+    let rkhs = [0.60, 0.49, 0.45, 0.52];
+    let dir = tempfile::tempdir().unwrap();
+    for env in 1..=4 {
+        let out = dir.path().join(format!("env{env}"));
+        ok(&[
+            "cv",
+            "--geno",
+            s(&w.join("wheat.X")),
+            "--pheno",
+            s(&w.join("wheat.Y")),
+            "--trait",
+            &env.to_string(),
+            "--models",
+            "gblup,rkhs",
+            "--folds",
+            "10",
+            "--repeats",
+            "3",
+            "--seed",
+            "1",
+            "--out",
+            s(&out),
+        ]);
+        let j = read_json(&out.join("summary.json"));
+        let g = j["models"]["gblup"]["r_mean"].as_f64().unwrap();
+        let r = j["models"]["rkhs"]["r_mean"].as_f64().unwrap();
+        eprintln!(
+            "wheat env {env}: GBLUP r = {g:.3} (Crossa {}), RKHS r = {r:.3} (Crossa {})",
+            gblup[env - 1],
+            rkhs[env - 1]
+        );
+        assert!((g - gblup[env - 1]).abs() <= 0.05, "env {env}: GBLUP {g}");
+        assert!((r - rkhs[env - 1]).abs() <= 0.05, "env {env}: RKHS {r}");
+    }
+}

@@ -194,3 +194,34 @@ fn snp_blup_reproduces_gblup_predictions() {
     assert!(rk.theta.is_some() && rk.snp_effects.is_none());
     assert!(rk.gebv.iter().all(|v| v.is_finite()));
 }
+
+#[test]
+fn covariates_enter_as_fixed_effects() {
+    let (g, y) = small(300, 1000, 0.0, 13);
+    let cov: Vec<f64> = (0..300).map(|i| ((i * 7919) % 101) as f64 / 10.0).collect();
+    let y2: Vec<f64> = y.iter().zip(&cov).map(|(a, c)| a + 3.0 * c).collect();
+    let grm = gblup::vanraden(&g);
+    let all: Vec<usize> = (0..300).collect();
+    let with = gblup::fit(
+        &g,
+        &grm,
+        &y2,
+        std::slice::from_ref(&cov),
+        &all,
+        &KernelChoice::VanRaden,
+    )
+    .unwrap();
+    assert_eq!(with.reml.p, 2);
+    assert!(
+        (with.reml.beta[1] - 3.0).abs() < 0.1,
+        "covariate effect {}",
+        with.reml.beta[1]
+    );
+    let without = gblup::fit(&g, &grm, &y, &[], &all, &KernelChoice::VanRaden).unwrap();
+    assert!(
+        (with.reml.h2 - without.reml.h2).abs() < 0.02,
+        "{} vs {}",
+        with.reml.h2,
+        without.reml.h2
+    );
+}
