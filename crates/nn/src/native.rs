@@ -22,9 +22,9 @@ pub struct HostTensor {
 /// with zeros only to overwrite it costs as much as a pooling pass.
 static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
 const POOLED_MIN: usize = 1 << 16;
-/// At most this many floats are kept (32 MB): enough for a batch's
+/// At most this many floats are kept (16 MB): enough for a batch's
 /// activations and gradients to be reused, little enough not to matter.
-const POOLED_MAX_FLOATS: usize = 8 << 20;
+const POOLED_MAX_FLOATS: usize = 4 << 20;
 
 /// A buffer of `n` floats with unspecified (initialized) contents.
 fn take(n: usize) -> Vec<f32> {
