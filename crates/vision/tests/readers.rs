@@ -1,0 +1,124 @@
+//! The MNIST and CIFAR-10 readers: round trips, the real MNIST when present,
+//! and clear errors for bad files.
+
+use std::path::{Path, PathBuf};
+
+use vision::{read_cifar, read_idx, read_mnist, write_idx};
+
+#[test]
+fn idx_round_trips_plain_and_gzip() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..2 * 3 * 4).map(|v| v as u8 * 7).collect();
+    for gz in [false, true] {
+        let p = dir.path().join(format!("x{gz}.idx"));
+        write_idx(&p, &[2, 3, 4], &data, gz).unwrap();
+        let idx = read_idx(&p).unwrap();
+        assert_eq!(idx.dims, vec![2, 3, 4]);
+        assert_eq!(idx.data, data);
+    }
+}
+
+#[test]
+fn mnist_split_reads_and_checks_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    write_idx(
+        &dir.path().join("t-images-idx3-ubyte.gz"),
+        &[5, 28, 28],
+        &vec![9u8; 5 * 784],
+        true,
+    )
+    .unwrap();
+    write_idx(
+        &dir.path().join("t-labels-idx1-ubyte.gz"),
+        &[5],
+        &[0, 1, 2, 3, 9],
+        true,
+    )
+    .unwrap();
+    let s = read_mnist(dir.path(), "t").unwrap();
+    assert_eq!((s.len(), s.height, s.width, s.channels), (5, 28, 28, 1));
+    write_idx(
+        &dir.path().join("t-labels-idx1-ubyte.gz"),
+        &[4],
+        &[0, 1, 2, 3],
+        true,
+    )
+    .unwrap();
+    let e = read_mnist(dir.path(), "t").unwrap_err().to_string();
+    assert!(e.contains("4 labels for the 5 images"), "{e}");
+}
+
+#[test]
+fn bad_idx_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.idx");
+    std::fs::write(&p, [0u8, 0, 0x0d, 1, 0, 0, 0, 1, 5]).unwrap();
+    let e = read_idx(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("bad.idx") && e.contains("bad IDX magic number 00 00 0d 01"),
+        "{e}"
+    );
+    std::fs::write(&p, [0u8, 0, 8, 1, 0, 0, 0, 3, 5]).unwrap();
+    let e = read_idx(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("promises 3 = 3 values, but the file holds 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cifar_batches_read_and_bad_sizes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rec = Vec::new();
+    for k in 0..3u8 {
+        rec.push(k);
+        rec.extend(std::iter::repeat_n(k * 10, 3072));
+    }
+    let p = dir.path().join("data_batch_1.bin");
+    std::fs::write(&p, &rec).unwrap();
+    let s = read_cifar(std::slice::from_ref(&p)).unwrap();
+    assert_eq!((s.len(), s.channels, s.height, s.width), (3, 3, 32, 32));
+    assert_eq!(s.images[3072 * 2], 20);
+    std::fs::write(&p, &rec[..rec.len() - 1]).unwrap();
+    let e = read_cifar(std::slice::from_ref(&p)).unwrap_err().to_string();
+    assert!(
+        e.contains("data_batch_1.bin") && e.contains("not a whole number of 3073-byte"),
+        "{e}"
+    );
+}
+
+#[test]
+fn real_mnist_reads_when_present() {
+    let dir: PathBuf = std::env::var_os("GENOCNN_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
+        .join("mnist");
+    if !dir.is_dir() {
+        eprintln!(
+            "skipping real_mnist_reads_when_present: {} not found",
+            dir.display()
+        );
+        return;
+    }
+    let train = read_mnist(&dir, "train").unwrap();
+    let test = read_mnist(&dir, "t10k").unwrap();
+    assert_eq!(
+        (train.len(), test.len(), train.height, train.width),
+        (60_000, 10_000, 28, 28)
+    );
+    let mut counts = [0usize; 10];
+    for &l in &test.labels {
+        counts[l as usize] += 1;
+    }
+    assert_eq!(counts.iter().sum::<usize>(), 10_000);
+    assert!(counts.iter().all(|&c| c > 800));
+}
+
+#[test]
+fn bundled_mnist_subset_reads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist");
+    let train = read_mnist(&dir, "train").unwrap();
+    let test = read_mnist(&dir, "t10k").unwrap();
+    assert_eq!((train.len(), test.len()), (2000, 500));
+    assert_eq!(train.images.len(), 2000 * 784);
+}
