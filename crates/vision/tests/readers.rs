@@ -80,7 +80,9 @@ fn cifar_batches_read_and_bad_sizes_are_refused() {
     assert_eq!((s.len(), s.channels, s.height, s.width), (3, 3, 32, 32));
     assert_eq!(s.images[3072 * 2], 20);
     std::fs::write(&p, &rec[..rec.len() - 1]).unwrap();
-    let e = read_cifar(std::slice::from_ref(&p)).unwrap_err().to_string();
+    let e = read_cifar(std::slice::from_ref(&p))
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("data_batch_1.bin") && e.contains("not a whole number of 3073-byte"),
         "{e}"
