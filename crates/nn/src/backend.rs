@@ -119,8 +119,8 @@ pub trait Backend: Clone + Send + Sync + 'static {
         need_dx: bool,
     ) -> Result<Grads<Self::Tensor>>;
 
-    /// 1D pooling, then `act` (Linear for none); with max pooling and a
-    /// monotonic activation the two commute and run fused.
+    /// 1D pooling, then `act` (Linear for none): the activation of a
+    /// convolution moved past the max pool that follows it.
     fn pool1d(&self, x: &Self::Tensor, p: &Pool1dParams, act: Activation) -> Result<Self::Tensor>;
     fn pool1d_backward(
         &self,

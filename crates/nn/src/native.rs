@@ -342,12 +342,9 @@ impl Backend for Native {
             message,
         })?;
         let mut y = HostTensor::scratch(&[b, c, p.l_out(l)]);
-        match (p.kind, act) {
-            (_, Activation::Linear) => pool::pool1d_forward(p, &x.data, b * c, l, &mut y.data),
-            (PoolKind::Max, a) if a.is_monotonic() => {
-                pool::max_pool1d_act_forward(p, a, &x.data, b * c, l, &mut y.data)
-            }
-            (_, a) => {
+        match act {
+            Activation::Linear => pool::pool1d_forward(p, &x.data, b * c, l, &mut y.data),
+            a => {
                 pool::pool1d_forward(p, &x.data, b * c, l, &mut y.data);
                 a.forward_inplace(&mut y.data);
             }
@@ -364,14 +361,11 @@ impl Backend for Native {
     ) -> Result<HostTensor> {
         let (b, c, l) = (x.shape[0], x.shape[1], x.shape[2]);
         let mut dx = HostTensor::scratch(&x.shape);
-        match (p.kind, act) {
-            (_, Activation::Linear) => {
+        match act {
+            Activation::Linear => {
                 pool::pool1d_backward(p, &x.data, b * c, l, &dy.data, &mut dx.data)
             }
-            (PoolKind::Max, a) if a.is_monotonic() => {
-                pool::max_pool1d_act_backward(p, a, &x.data, b * c, l, &dy.data, &mut dx.data)
-            }
-            (_, a) => {
+            a => {
                 let mut pooled = vec![0f32; dy.data.len()];
                 pool::pool1d_forward(p, &x.data, b * c, l, &mut pooled);
                 let mut dpooled = vec![0f32; dy.data.len()];
