@@ -5,6 +5,7 @@ mod bench;
 mod convert;
 mod cv;
 mod gblup;
+mod image;
 mod output;
 mod qc;
 mod simulate;
@@ -43,6 +44,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Predict individuals of a genotype file with a saved model.
     Predict(train::PredictArgs),
+    /// Image classifiers (LeNet-5 on MNIST, VGG-style on CIFAR-10): train, eval, augment-preview.
+    Image(image::ImageArgs),
     /// Benchmarks: `io` (genotype input), `kernels` (compute kernels), `train` (the peer genomic case).
     Bench(bench::BenchArgs),
 }
@@ -57,6 +60,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Gblup(a) => gblup::run_gblup(a),
         Command::Train(a) => train::run_train(a),
         Command::Predict(a) => train::run_predict(a),
+        Command::Image(a) => image::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }

@@ -64,3 +64,62 @@ pub fn spinner(msg: impl Into<String>) -> ProgressBar {
     pb.enable_steady_tick(Duration::from_millis(120));
     pb
 }
+
+/// A progress bar over one epoch's batches; its prefix names the epoch.
+pub fn epoch_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} batches {msg} [{elapsed} < {eta}]",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// An epoch bar that follows training events: the caller formats each
+/// epoch's report (a line to print, and a short note for the bar).
+pub struct EpochProgress {
+    pub bar: ProgressBar,
+    epochs: usize,
+    last: String,
+}
+
+impl EpochProgress {
+    pub fn new() -> Self {
+        EpochProgress {
+            bar: epoch_bar(),
+            epochs: 0,
+            last: String::new(),
+        }
+    }
+
+    pub fn on<R>(&mut self, ev: model::Event<R>, epoch_line: impl Fn(&R) -> (String, String)) {
+        let bar = &self.bar;
+        match ev {
+            model::Event::Start {
+                epochs,
+                batches_per_epoch,
+                n_train,
+                n_val,
+            } => {
+                self.epochs = epochs;
+                bar.set_length(batches_per_epoch as u64);
+                bar.set_prefix(format!("epoch 1/{epochs}"));
+                bar.println(format!("  {n_train} for fitting, {n_val} for validation"));
+            }
+            model::Event::Batch { epoch, batch, loss } => {
+                bar.set_prefix(format!("epoch {}/{}", epoch + 1, self.epochs));
+                bar.set_position(batch as u64 + 1);
+                bar.set_message(format!("loss {loss:.4}{}", self.last));
+            }
+            model::Event::Epoch(r) => {
+                let (line, note) = epoch_line(r);
+                self.last = format!(" | last epoch: {note}");
+                bar.println(line);
+                bar.set_position(0);
+            }
+        }
+    }
+}

@@ -7,12 +7,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use geno::PhenoTable;
-use indicatif::{ProgressBar, ProgressStyle};
-use model::{Event, ModelSpec, SavedModel};
+use model::{ModelSpec, SavedModel};
 use nn::Native;
 use serde_json::json;
 
-use super::output::{csv_field, ensure_dir, num, spinner, table, write_json};
+use super::output::{csv_field, ensure_dir, num, spinner, table, write_json, EpochProgress};
 use super::{GenoArgs, PhenoArgs};
 
 /// Compute options shared by the commands that run networks.
@@ -81,19 +80,32 @@ pub struct TrainArgs {
     pub out: PathBuf,
 }
 
+/// Applies the command line's overrides of a spec's training settings and checks them.
+pub fn override_training(
+    spec: &mut ModelSpec,
+    epochs: Option<usize>,
+    batch_size: Option<usize>,
+    lr: Option<f32>,
+) -> Result<()> {
+    let t = &mut spec.training;
+    if let Some(v) = epochs {
+        t.epochs = v;
+    }
+    if let Some(v) = batch_size {
+        t.batch_size = v;
+    }
+    if let Some(v) = lr {
+        t.lr = v;
+    }
+    t.validate()?;
+    Ok(())
+}
+
 pub fn run_train(a: TrainArgs) -> Result<()> {
     let backend = a.compute.apply()?;
     let mut spec = ModelSpec::from_file(&a.model)?;
+    override_training(&mut spec, a.epochs, a.batch_size, a.lr)?;
     let t = &mut spec.training;
-    if let Some(v) = a.epochs {
-        t.epochs = v;
-    }
-    if let Some(v) = a.batch_size {
-        t.batch_size = v;
-    }
-    if let Some(v) = a.lr {
-        t.lr = v;
-    }
     if let Some(v) = a.val_fraction {
         t.val_fraction = v;
     }
@@ -121,47 +133,12 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         nn::Backend::name(&backend)
     );
 
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} batches {msg} [{elapsed} < {eta}]",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    let mut epochs = 0;
-    let mut last = String::new();
     let start = Instant::now();
-    let mut fitted = model::fit(
-        backend,
-        &spec,
-        &g,
-        &tr.values,
-        &train,
-        a.seed,
-        &mut |ev| match ev {
-            Event::Start {
-                epochs: e,
-                batches_per_epoch,
-                n_train,
-                n_val,
-            } => {
-                epochs = e;
-                bar.set_length(batches_per_epoch as u64);
-                bar.set_prefix(format!("epoch 1/{e}"));
-                bar.println(format!("  {n_train} for fitting, {n_val} for validation"));
-            }
-            Event::Batch { epoch, batch, loss } => {
-                bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
-                bar.set_position(batch as u64 + 1);
-                bar.set_message(format!("loss {loss:.4}{last}"));
-            }
-            Event::Epoch(r) => {
-                last = format!(
-                    " | last epoch: loss {:.4} val_loss {:.4} val_r {:.3}",
-                    r.train_loss, r.val_loss, r.val_r
-                );
-                bar.println(format!(
+    let mut progress = EpochProgress::new();
+    let mut fitted = model::fit(backend, &spec, &g, &tr.values, &train, a.seed, &mut |ev| {
+        progress.on(ev, |r| {
+            (
+                format!(
                     "  epoch {:>3}  lr {:.2e}  loss {:.4}  val_loss {:.4}  val_r {:.3}  {:.2}s",
                     r.epoch + 1,
                     r.lr,
@@ -169,11 +146,15 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
                     r.val_loss,
                     r.val_r,
                     r.seconds
-                ));
-                bar.set_position(0);
-            }
-        },
-    )?;
+                ),
+                format!(
+                    "loss {:.4} val_loss {:.4} val_r {:.3}",
+                    r.train_loss, r.val_loss, r.val_r
+                ),
+            )
+        })
+    })?;
+    let bar = progress.bar;
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
 
@@ -287,6 +268,11 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
             let (map, report) = model::match_markers(&m.markers, &g, &file)?;
             (m.predict(&g, &map), report)
         }
+        SavedModel::Image(_) => bail!(
+            "{} holds an image classifier; use `genocnn image eval --model {}`",
+            a.model.display(),
+            a.model.display()
+        ),
     };
     if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         ensure_dir(dir)?;

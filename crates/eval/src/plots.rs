@@ -7,6 +7,7 @@ use std::sync::Once;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
 
 use crate::error::{EvalError, Result};
@@ -243,4 +244,110 @@ pub fn write_plots(
     )?;
     out.push(p);
     Ok(out)
+}
+
+fn confusion_chart<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    counts: &[Vec<u64>],
+    labels: &[String],
+    title: &str,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(perr("fill"))?;
+    let k = counts.len().max(1);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(50)
+        .y_label_area_size(60)
+        .build_cartesian_2d((0..k - 1).into_segmented(), (0..k - 1).into_segmented())
+        .map_err(perr("chart"))?;
+    let name = |v: &SegmentValue<usize>, flip: bool| match v {
+        SegmentValue::CenterOf(i) if *i < k => {
+            let i = if flip { k - 1 - i } else { *i };
+            labels.get(i).cloned().unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(k)
+        .y_labels(k)
+        .x_label_formatter(&|v| name(v, false))
+        .y_label_formatter(&|v| name(v, true))
+        .x_desc("predicted")
+        .y_desc("true")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(perr("mesh"))?;
+    let cell_font = if k <= 12 { 13 } else { 9 };
+    for (t, row) in counts.iter().enumerate() {
+        let total = row.iter().sum::<u64>().max(1) as f64;
+        for (p, &c) in row.iter().enumerate() {
+            let f = c as f64 / total;
+            // White to dark blue by the fraction of the true class.
+            let shade = |lo: f64, hi: f64| (lo + (hi - lo) * f.sqrt()) as u8;
+            let color = RGBColor(shade(255.0, 8.0), shade(255.0, 48.0), shade(255.0, 107.0));
+            let y = k - 1 - t;
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [
+                        (SegmentValue::Exact(p), SegmentValue::Exact(y)),
+                        (SegmentValue::Exact(p + 1), SegmentValue::Exact(y + 1)),
+                    ],
+                    color.filled(),
+                )))
+                .map_err(perr("cell"))?;
+            if c > 0 {
+                let ink = if f.sqrt() > 0.5 { WHITE } else { BLACK };
+                let style = ("sans-serif", cell_font)
+                    .into_font()
+                    .color(&ink)
+                    .pos(Pos::new(HPos::Center, VPos::Center));
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        c.to_string(),
+                        (SegmentValue::CenterOf(p), SegmentValue::CenterOf(y)),
+                        style,
+                    )))
+                    .map_err(perr("count"))?;
+            }
+        }
+    }
+    root.present().map_err(perr("present"))?;
+    Ok(())
+}
+
+/// Writes a confusion matrix (`counts[true][predicted]`) as a PNG heat map,
+/// shaded by the fraction of each true class, with the counts in the cells.
+/// The file is written to a temporary file and renamed.
+pub fn confusion_png(
+    path: &Path,
+    counts: &[Vec<u64>],
+    labels: &[String],
+    title: &str,
+) -> Result<()> {
+    font();
+    let side = (120 + 48 * counts.len().max(2)) as u32;
+    let (w, h) = (side + 40, side + 40);
+    let mut buf = vec![0u8; (w * h * 3) as usize];
+    confusion_chart(
+        BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area(),
+        counts,
+        labels,
+        title,
+    )?;
+    let mut bytes = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut bytes, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut wr = enc.write_header().map_err(perr("png"))?;
+        wr.write_image_data(&buf).map_err(perr("png"))?;
+    }
+    geno::write_atomic(path, &bytes)
+        .map_err(|e| EvalError::Plot(format!("{}: {e}", path.display())))
 }

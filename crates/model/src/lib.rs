@@ -4,13 +4,19 @@
 //! matched by ID and allele ([`saved::match_markers`]).
 
 pub mod error;
+pub mod image;
 pub mod saved;
 pub mod search;
 pub mod spec;
 pub mod train;
 
 pub use error::{ModelError, Result};
-pub use saved::{load, match_markers, save_linear, save_network, LinearModel, SavedModel};
+pub use image::{
+    fit_images, Evaluation, ImageEpoch, ImageEvent, ImageMeta, ImageModel, ImageOptions,
+};
+pub use saved::{
+    load, match_markers, save_image, save_linear, save_network, LinearModel, SavedModel,
+};
 pub use search::{Candidate, SearchSpec};
 pub use spec::{InputEncoding, ModelSpec, TrainingSpec};
 pub use train::{fit, pearson, EpochReport, Event, Fitted, InputMap, TargetScale};

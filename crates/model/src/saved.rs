@@ -14,6 +14,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
+use crate::image::{ImageMeta, ImageModel};
 use crate::spec::ModelSpec;
 use crate::train::{Fitted, InputMap, TargetScale};
 
@@ -46,6 +47,8 @@ pub enum ModelKind {
     /// A linear model on centred dosages: prediction = intercept + Σ (x − center)·effect
     /// (SNP-BLUP, equivalent to a GBLUP fit).
     Linear,
+    /// An image classifier (`spec` holds its layers, `image` its input).
+    Image,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -64,7 +67,10 @@ struct Header {
     #[serde(default)]
     intercept: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    image: Option<ImageMeta>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     spec: Option<ModelSpec>,
+    #[serde(default)]
     markers: MarkerTable,
 }
 
@@ -106,6 +112,7 @@ impl LinearModel {
 pub enum SavedModel<B: Backend> {
     Network(Box<Fitted<B>>),
     Linear(LinearModel),
+    Image(Box<ImageModel<B>>),
 }
 
 fn le_bytes(v: &[f32]) -> Vec<u8> {
@@ -141,9 +148,27 @@ fn write_files(
     Ok(())
 }
 
+/// A tensor to save: (name, shape, values).
+type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
+/// A network's parameters as (name, shape, values).
+fn param_tensors<B: Backend>(network: &mut Network<B>) -> Result<Vec<NamedTensor>> {
+    let backend = network.backend.clone();
+    network
+        .params()
+        .into_iter()
+        .map(|p| {
+            Ok((
+                p.name.clone(),
+                backend.shape(&p.value),
+                backend.to_vec(&p.value)?,
+            ))
+        })
+        .collect()
+}
+
 /// Saves a trained network.
 pub fn save_network<B: Backend>(f: &mut Fitted<B>, dir: &Path, trait_name: &str) -> Result<()> {
-    let backend = f.network.backend.clone();
     let mut tensors = vec![
         (
             "input.mean".to_string(),
@@ -156,13 +181,7 @@ pub fn save_network<B: Backend>(f: &mut Fitted<B>, dir: &Path, trait_name: &str)
             f.standardizer.sd.clone(),
         ),
     ];
-    for p in f.network.params() {
-        tensors.push((
-            p.name.clone(),
-            backend.shape(&p.value),
-            backend.to_vec(&p.value)?,
-        ));
-    }
+    tensors.extend(param_tensors(&mut f.network)?);
     let header = Header {
         format: FORMAT.into(),
         version: 1,
@@ -173,10 +192,61 @@ pub fn save_network<B: Backend>(f: &mut Fitted<B>, dir: &Path, trait_name: &str)
         target_mean: f.target.mean,
         target_sd: f.target.sd,
         intercept: 0.0,
+        image: None,
         spec: Some(f.spec.clone()),
         markers: MarkerTable::from_markers(&f.markers),
     };
     write_files(dir, &header, tensors)
+}
+
+/// Saves a trained image classifier.
+pub fn save_image<B: Backend>(m: &mut ImageModel<B>, dir: &Path) -> Result<()> {
+    let tensors = param_tensors(&mut m.network)?;
+    let header = Header {
+        format: FORMAT.into(),
+        version: 1,
+        kind: ModelKind::Image,
+        trait_name: String::new(),
+        seed: m.seed,
+        n_train: m.n_train,
+        target_mean: 0.0,
+        target_sd: 1.0,
+        intercept: 0.0,
+        image: Some(m.meta.clone()),
+        spec: Some(m.spec.clone()),
+        markers: MarkerTable::default(),
+    };
+    write_files(dir, &header, tensors)
+}
+
+/// Reads a tensor by name: (shape, values).
+type TensorGetter<'a> = dyn Fn(&str) -> Result<(Vec<usize>, Vec<f32>)> + 'a;
+
+/// Builds the spec's network and loads its weights, by name, from `get`.
+fn build_loaded<B: Backend>(
+    backend: B,
+    spec: &ModelSpec,
+    input_shape: &[usize],
+    seed: u64,
+    st_path: &Path,
+    get: &TensorGetter,
+) -> Result<Network<B>> {
+    let mut network = Network::build(backend.clone(), &spec.layers, input_shape, spec.init, seed)?;
+    for p in network.params() {
+        let (shape, v) = get(&p.name)?;
+        let want = backend.shape(&p.value);
+        if shape != want {
+            return Err(saved_err(
+                st_path,
+                format!(
+                    "tensor '{}' has shape {shape:?}, the spec needs {want:?}",
+                    p.name
+                ),
+            ));
+        }
+        p.value = backend.tensor(v, &shape)?;
+    }
+    Ok(network)
 }
 
 /// Saves a linear (SNP-BLUP) model.
@@ -191,6 +261,7 @@ pub fn save_linear(m: &LinearModel, dir: &Path) -> Result<()> {
         target_mean: 0.0,
         target_sd: 1.0,
         intercept: m.intercept,
+        image: None,
         spec: None,
         markers: MarkerTable::from_markers(&m.markers),
     };
@@ -250,6 +321,26 @@ pub fn load<B: Backend>(dir: &Path, backend: B) -> Result<SavedModel<B>> {
             .collect();
         Ok((t.shape().to_vec(), v))
     };
+    if header.kind == ModelKind::Image {
+        let spec = header
+            .spec
+            .ok_or_else(|| saved_err(&toml_path, "an image model needs its [spec]"))?;
+        let meta = header
+            .image
+            .ok_or_else(|| saved_err(&toml_path, "an image model needs its [image] table"))?;
+        let input_shape = [meta.channels, meta.height, meta.width];
+        let network = build_loaded(backend, &spec, &input_shape, header.seed, &st_path, &get)?;
+        return Ok(SavedModel::Image(Box::new(ImageModel {
+            spec,
+            network,
+            meta,
+            history: Vec::new(),
+            best_epoch: 0,
+            n_train: header.n_train,
+            n_val: 0,
+            seed: header.seed,
+        })));
+    }
     let mk = &header.markers;
     let markers: Vec<Marker> = (0..mk.id.len())
         .map(|j| Marker {
@@ -281,6 +372,7 @@ pub fn load<B: Backend>(dir: &Path, backend: B) -> Result<SavedModel<B>> {
                 n_train: header.n_train,
             }))
         }
+        ModelKind::Image => unreachable!("image models return above"),
         ModelKind::Network => {
             let spec = header
                 .spec
@@ -288,27 +380,7 @@ pub fn load<B: Backend>(dir: &Path, backend: B) -> Result<SavedModel<B>> {
             let (_, sd) = get("input.sd")?;
             let standardizer = Standardizer::from_moments(mean, sd);
             let input_shape = [spec.input.channels(), markers.len()];
-            let mut network = Network::build(
-                backend.clone(),
-                &spec.layers,
-                &input_shape,
-                spec.init,
-                header.seed,
-            )?;
-            for p in network.params() {
-                let (shape, v) = get(&p.name)?;
-                let want = backend.shape(&p.value);
-                if shape != want {
-                    return Err(saved_err(
-                        &st_path,
-                        format!(
-                            "tensor '{}' has shape {shape:?}, the spec needs {want:?}",
-                            p.name
-                        ),
-                    ));
-                }
-                p.value = backend.tensor(v, &shape)?;
-            }
+            let network = build_loaded(backend, &spec, &input_shape, header.seed, &st_path, &get)?;
             Ok(SavedModel::Network(Box::new(Fitted {
                 spec,
                 network,

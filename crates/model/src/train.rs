@@ -136,8 +136,8 @@ pub struct EpochReport {
     pub seconds: f64,
 }
 
-/// Progress reported during training.
-pub enum Event<'a> {
+/// Progress reported during training; `R` is the epoch report.
+pub enum Event<'a, R = EpochReport> {
     Start {
         epochs: usize,
         batches_per_epoch: usize,
@@ -149,7 +149,7 @@ pub enum Event<'a> {
         batch: usize,
         loss: f64,
     },
-    Epoch(&'a EpochReport),
+    Epoch(&'a R),
 }
 
 /// A trained network with everything needed to predict.
@@ -190,6 +190,97 @@ fn to_targets(loss: Loss, y: &[f64], rows: &[usize], scale: TargetScale) -> Vec<
             _ => y[i] as f32,
         })
         .collect()
+}
+
+/// One optimizer step on a batch: forward, loss, backward, penalties and
+/// update. Returns the loss (penalties included) and the outputs.
+pub(crate) fn train_step<B: Backend>(
+    network: &mut Network<B>,
+    x: &B::Tensor,
+    loss: Loss,
+    width: usize,
+    targets: &[f32],
+    update: &nn::Update,
+    epoch: usize,
+) -> Result<(f64, Vec<f32>)> {
+    let backend = network.backend.clone();
+    network.zero_grad();
+    let out = network.forward(x, Mode::Train)?;
+    let out_v = backend.to_vec(&out)?;
+    let (l, dy) = loss.eval(&out_v, width, targets);
+    let dy = backend.tensor(dy, &backend.shape(&out))?;
+    network.backward(&dy, false)?;
+    let pen = network.apply_penalties()?;
+    network.step(update)?;
+    let l = l + pen as f64;
+    if !l.is_finite() {
+        let lr = match update {
+            nn::Update::Sgd { lr, .. } | nn::Update::Adam { lr, .. } => *lr,
+        };
+        return Err(ModelError::Training(format!(
+            "training diverged in epoch {} (the loss is {l}); try a lower learning rate than {lr}",
+            epoch + 1
+        )));
+    }
+    Ok((l, out_v))
+}
+
+/// Early stopping on a validation loss, keeping the best epoch's weights.
+pub(crate) struct EarlyStopping {
+    best: Option<(f64, usize, Vec<Vec<f32>>)>,
+    since_best: usize,
+    patience: usize,
+}
+
+impl EarlyStopping {
+    pub(crate) fn new(patience: usize) -> Self {
+        EarlyStopping {
+            best: None,
+            since_best: 0,
+            patience: patience.max(1),
+        }
+    }
+
+    /// Records an epoch's validation loss; true when training should stop.
+    pub(crate) fn stop_after<B: Backend>(
+        &mut self,
+        network: &mut Network<B>,
+        val_loss: f64,
+        epoch: usize,
+    ) -> Result<bool> {
+        if self.best.as_ref().is_none_or(|(b, _, _)| val_loss < *b) {
+            let backend = network.backend.clone();
+            let weights = network
+                .params()
+                .iter()
+                .map(|p| backend.to_vec(&p.value))
+                .collect::<nn::Result<Vec<_>>>()?;
+            self.best = Some((val_loss, epoch, weights));
+            self.since_best = 0;
+            Ok(false)
+        } else {
+            self.since_best += 1;
+            Ok(self.since_best >= self.patience)
+        }
+    }
+
+    /// Puts the best epoch's weights back; returns that epoch (or `last`
+    /// when no validation loss was recorded).
+    pub(crate) fn restore<B: Backend>(
+        self,
+        network: &mut Network<B>,
+        last: usize,
+    ) -> Result<usize> {
+        let Some((_, epoch, weights)) = self.best else {
+            return Ok(last);
+        };
+        let backend = network.backend.clone();
+        for (p, w) in network.params().into_iter().zip(weights) {
+            let shape = backend.shape(&p.value);
+            p.value = backend.tensor(w, &shape)?;
+        }
+        Ok(epoch)
+    }
 }
 
 /// Trains `spec` on the individuals `train` (those with a value in `y`).
@@ -297,9 +388,8 @@ pub fn fit<B: Backend>(
 
     let mut sched = ScheduleState::new(t.schedule, t.lr, t.epochs);
     let mut history = Vec::new();
-    let mut best: Option<(f64, usize, Vec<Vec<f32>>)> = None;
+    let mut stopper = EarlyStopping::new(t.patience);
     let mut step = 0u32;
-    let mut since_best = 0;
     for epoch in 0..t.epochs {
         let start = Instant::now();
         let lr = sched.lr(epoch);
@@ -309,22 +399,9 @@ pub fn fit<B: Backend>(
             let (x, shape) = decoder.decode(rows);
             let x = backend.tensor(x, &shape)?;
             let targets = to_targets(loss, y, rows, scale);
-            network.zero_grad();
-            let out = network.forward(&x, Mode::Train)?;
-            let out_v = backend.to_vec(&out)?;
-            let (l, dy) = loss.eval(&out_v, width, &targets);
-            let dy = backend.tensor(dy, &backend.shape(&out))?;
-            network.backward(&dy, false)?;
-            let pen = network.apply_penalties()?;
             step += 1;
-            network.step(&t.optimizer.update(lr, step))?;
-            let l = l + pen as f64;
-            if !l.is_finite() {
-                return Err(ModelError::Training(format!(
-                    "training diverged in epoch {} (the loss is {l}); try a lower learning rate than {lr}",
-                    epoch + 1
-                )));
-            }
+            let update = t.optimizer.update(lr, step);
+            let (l, _) = train_step(&mut network, &x, loss, width, &targets, &update, epoch)?;
             total += l * rows.len() as f64;
             on(Event::Batch {
                 epoch,
@@ -354,33 +431,11 @@ pub fn fit<B: Backend>(
         };
         on(Event::Epoch(&report));
         history.push(report);
-        if !val.is_empty() {
-            if best.as_ref().is_none_or(|(b, _, _)| val_loss < *b) {
-                let weights = network
-                    .params()
-                    .iter()
-                    .map(|p| backend.to_vec(&p.value))
-                    .collect::<nn::Result<Vec<_>>>()?;
-                best = Some((val_loss, epoch, weights));
-                since_best = 0;
-            } else {
-                since_best += 1;
-                if since_best >= t.patience.max(1) {
-                    break;
-                }
-            }
+        if !val.is_empty() && stopper.stop_after(&mut network, val_loss, epoch)? {
+            break;
         }
     }
-    let best_epoch = match best {
-        Some((_, e, weights)) => {
-            for (p, w) in network.params().into_iter().zip(weights) {
-                let shape = backend.shape(&p.value);
-                p.value = backend.tensor(w, &shape)?;
-            }
-            e
-        }
-        None => history.len() - 1,
-    };
+    let best_epoch = stopper.restore(&mut network, history.len() - 1)?;
     Ok(Fitted {
         spec: spec.clone(),
         network,

@@ -2,6 +2,9 @@
 //! CIFAR-10's binary batches, checked as they are read. Every error names
 //! the file and what was expected.
 
+pub mod augment;
+pub mod preview;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,337 @@
+//! Training image classifiers (LeNet-5 on MNIST, VGG-style nets on
+//! CIFAR-10) on the same engine as the genomic models: mini-batches of
+//! pixels scaled to [0, 1], augmented on the fly when asked, softmax
+//! cross-entropy, and the optimizers and schedules of the spec.
+
+use std::time::Instant;
+
+use nn::{Backend, Loss, Mode, Network, ScheduleState};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use vision::augment::Augmenter;
+use vision::ImageSet;
+
+use crate::error::{ModelError, Result};
+use crate::spec::ModelSpec;
+use crate::train::{train_step, EarlyStopping};
+
+/// What an image model expects: the shape of one image, the number of
+/// classes, and the data set it was trained on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageMeta {
+    pub dataset: String,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub classes: usize,
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageEpoch {
+    pub epoch: usize,
+    pub lr: f32,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    /// On the validation split drawn from the training images (NaN without one).
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    /// On the test set when one is given (NaN otherwise); reported only,
+    /// never used to choose weights.
+    pub test_accuracy: f64,
+    /// Training time of the epoch (evaluation excluded).
+    pub seconds: f64,
+}
+
+/// Progress reported during image training.
+pub type ImageEvent<'a> = crate::train::Event<'a, ImageEpoch>;
+
+/// Options of [`fit_images`] beyond the spec.
+#[derive(Default)]
+pub struct ImageOptions<'a> {
+    pub augment: Option<&'a Augmenter>,
+    /// Evaluated after each epoch for the history.
+    pub test: Option<&'a ImageSet>,
+    /// The data set's name, kept with the model.
+    pub dataset: String,
+}
+
+/// A trained image classifier.
+pub struct ImageModel<B: Backend> {
+    pub spec: ModelSpec,
+    pub network: Network<B>,
+    pub meta: ImageMeta,
+    pub history: Vec<ImageEpoch>,
+    pub best_epoch: usize,
+    pub n_train: usize,
+    pub n_val: usize,
+    pub seed: u64,
+}
+
+/// Accuracy, loss and confusion matrix on a labelled set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    pub accuracy: f64,
+    pub loss: f64,
+    /// confusion[true][predicted] counts.
+    pub confusion: Vec<Vec<u64>>,
+    pub n: usize,
+}
+
+/// Pixels of images `rows`, scaled to [0, 1], as one batch.
+pub fn gather(set: &ImageSet, rows: &[usize]) -> Vec<f32> {
+    let size = set.channels * set.height * set.width;
+    let mut out = Vec::with_capacity(rows.len() * size);
+    for &r in rows {
+        out.extend(
+            set.images[r * size..(r + 1) * size]
+                .iter()
+                .map(|&p| p as f32 * (1.0 / 255.0)),
+        );
+    }
+    out
+}
+
+fn check_shape(set: &ImageSet, meta: &ImageMeta, what: &str) -> Result<()> {
+    if (set.channels, set.height, set.width) != (meta.channels, meta.height, meta.width) {
+        return Err(ModelError::Data(format!(
+            "the {what} images are {}×{}×{} (channels × height × width), the model expects {}×{}×{}",
+            set.channels, set.height, set.width, meta.channels, meta.height, meta.width
+        )));
+    }
+    Ok(())
+}
+
+fn check_set(set: &ImageSet, meta: &ImageMeta, what: &str) -> Result<()> {
+    check_shape(set, meta, what)?;
+    if let Some(k) = set.labels.iter().position(|&l| l as usize >= meta.classes) {
+        return Err(ModelError::Data(format!(
+            "{what} image {k} has label {}, but the model has {} classes",
+            set.labels[k], meta.classes
+        )));
+    }
+    Ok(())
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv {
+                (i, v)
+            } else {
+                (bi, bv)
+            }
+        })
+        .0
+}
+
+fn evaluate_rows<B: Backend>(
+    network: &mut Network<B>,
+    set: &ImageSet,
+    rows: &[usize],
+    classes: usize,
+) -> Result<Evaluation> {
+    let backend = network.backend.clone();
+    let shape = [set.channels, set.height, set.width];
+    let mut confusion = vec![vec![0u64; classes]; classes];
+    let mut total = 0.0;
+    for chunk in rows.chunks(256) {
+        let x = backend.tensor(
+            gather(set, chunk),
+            &[chunk.len(), shape[0], shape[1], shape[2]],
+        )?;
+        let out = backend.to_vec(&network.forward(&x, Mode::Eval)?)?;
+        let targets: Vec<f32> = chunk.iter().map(|&r| set.labels[r] as f32).collect();
+        let (l, _) = Loss::SoftmaxCrossEntropy.eval(&out, classes, &targets);
+        total += l * chunk.len() as f64;
+        for (row, &r) in out.chunks(classes).zip(chunk) {
+            confusion[set.labels[r] as usize][argmax(row)] += 1;
+        }
+    }
+    let correct: u64 = (0..classes).map(|c| confusion[c][c]).sum();
+    let n = rows.len();
+    Ok(Evaluation {
+        accuracy: correct as f64 / n.max(1) as f64,
+        loss: total / n.max(1) as f64,
+        confusion,
+        n,
+    })
+}
+
+/// Trains `spec` on `train` (softmax cross-entropy over the classes).
+pub fn fit_images<B: Backend>(
+    backend: B,
+    spec: &ModelSpec,
+    train: &ImageSet,
+    opts: &ImageOptions,
+    seed: u64,
+    on: &mut dyn FnMut(ImageEvent),
+) -> Result<ImageModel<B>> {
+    let t = &spec.training;
+    t.validate()?;
+    if t.loss != Loss::SoftmaxCrossEntropy {
+        return Err(ModelError::Spec(format!(
+            "model '{}': image classification needs training.loss = \"softmax_cross_entropy\", not {:?}",
+            spec.name, t.loss
+        )));
+    }
+    if train.len() < 2 {
+        return Err(ModelError::Data(format!(
+            "{} training images; at least 2 are needed",
+            train.len()
+        )));
+    }
+    let input_shape = [train.channels, train.height, train.width];
+    let mut network = Network::build(backend.clone(), &spec.layers, &input_shape, spec.init, seed)?;
+    let classes: usize = network.output_shape.iter().product();
+    if network.output_shape.len() != 1 || classes < 2 {
+        return Err(ModelError::Spec(format!(
+            "model '{}': the last layer gives {:?} values per image; a classifier ends with a dense layer of one unit per class",
+            spec.name, network.output_shape
+        )));
+    }
+    let meta = ImageMeta {
+        dataset: opts.dataset.clone(),
+        channels: train.channels,
+        height: train.height,
+        width: train.width,
+        classes,
+    };
+    check_set(train, &meta, "training")?;
+    if let Some(test) = opts.test {
+        check_set(test, &meta, "test")?;
+    }
+
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    order.shuffle(&mut rng);
+    let n_val = if t.val_fraction > 0.0 {
+        ((t.val_fraction * order.len() as f64).round() as usize).clamp(1, order.len() - 1)
+    } else {
+        0
+    };
+    let val: Vec<usize> = order[..n_val].to_vec();
+    let mut fit_rows: Vec<usize> = order[n_val..].to_vec();
+    fit_rows.sort_unstable();
+    let test_rows: Vec<usize> = opts
+        .test
+        .map(|s| (0..s.len()).collect())
+        .unwrap_or_default();
+
+    let bs = t.batch_size;
+    on(ImageEvent::Start {
+        epochs: t.epochs,
+        batches_per_epoch: fit_rows.len().div_ceil(bs),
+        n_train: fit_rows.len(),
+        n_val,
+    });
+    let (c, h, w) = (train.channels, train.height, train.width);
+    let mut sched = ScheduleState::new(t.schedule, t.lr, t.epochs);
+    let mut history = Vec::new();
+    let mut stopper = EarlyStopping::new(t.patience);
+    let mut step = 0u32;
+    for epoch in 0..t.epochs {
+        let start = Instant::now();
+        let lr = sched.lr(epoch);
+        fit_rows.shuffle(&mut rng);
+        let (mut total, mut correct) = (0.0, 0usize);
+        for (k, rows) in fit_rows.chunks(bs).enumerate() {
+            let mut x = gather(train, rows);
+            if let Some(a) = opts.augment {
+                a.apply_batch(&mut x, rows, epoch, c, h, w, a.spec.cval / 255.0);
+            }
+            let x = backend.tensor(x, &[rows.len(), c, h, w])?;
+            let targets: Vec<f32> = rows.iter().map(|&r| train.labels[r] as f32).collect();
+            step += 1;
+            let update = t.optimizer.update(lr, step);
+            let (l, out) = train_step(
+                &mut network,
+                &x,
+                Loss::SoftmaxCrossEntropy,
+                classes,
+                &targets,
+                &update,
+                epoch,
+            )?;
+            correct += out
+                .chunks(classes)
+                .zip(&targets)
+                .filter(|(o, &t)| argmax(o) == t as usize)
+                .count();
+            total += l * rows.len() as f64;
+            on(ImageEvent::Batch {
+                epoch,
+                batch: k,
+                loss: l,
+            });
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let (val_loss, val_accuracy) = if val.is_empty() {
+            (f64::NAN, f64::NAN)
+        } else {
+            let e = evaluate_rows(&mut network, train, &val, classes)?;
+            (e.loss, e.accuracy)
+        };
+        let test_accuracy = match opts.test {
+            Some(s) => evaluate_rows(&mut network, s, &test_rows, classes)?.accuracy,
+            None => f64::NAN,
+        };
+        let train_loss = total / fit_rows.len() as f64;
+        sched.observe(if val.is_empty() { train_loss } else { val_loss });
+        let report = ImageEpoch {
+            epoch,
+            lr,
+            train_loss,
+            train_accuracy: correct as f64 / fit_rows.len() as f64,
+            val_loss,
+            val_accuracy,
+            test_accuracy,
+            seconds,
+        };
+        on(ImageEvent::Epoch(&report));
+        history.push(report);
+        if !val.is_empty() && stopper.stop_after(&mut network, val_loss, epoch)? {
+            break;
+        }
+    }
+    let best_epoch = stopper.restore(&mut network, history.len() - 1)?;
+    Ok(ImageModel {
+        spec: spec.clone(),
+        network,
+        meta,
+        history,
+        best_epoch,
+        n_train: fit_rows.len(),
+        n_val,
+        seed,
+    })
+}
+
+impl<B: Backend> ImageModel<B> {
+    /// Accuracy, loss and confusion matrix on a labelled set.
+    pub fn evaluate(&mut self, set: &ImageSet) -> Result<Evaluation> {
+        check_set(set, &self.meta, "evaluation")?;
+        let rows: Vec<usize> = (0..set.len()).collect();
+        evaluate_rows(&mut self.network, set, &rows, self.meta.classes)
+    }
+
+    /// Predicted classes of every image in `set`.
+    pub fn predict(&mut self, set: &ImageSet) -> Result<Vec<usize>> {
+        check_shape(set, &self.meta, "input")?;
+        let backend = self.network.backend.clone();
+        let mut pred = Vec::with_capacity(set.len());
+        let rows: Vec<usize> = (0..set.len()).collect();
+        for chunk in rows.chunks(256) {
+            let x = backend.tensor(
+                gather(set, chunk),
+                &[chunk.len(), set.channels, set.height, set.width],
+            )?;
+            let out = backend.to_vec(&self.network.forward(&x, Mode::Eval)?)?;
+            pred.extend(out.chunks(self.meta.classes).map(argmax));
+        }
+        Ok(pred)
+    }
+}
