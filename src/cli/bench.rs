@@ -24,6 +24,26 @@ pub enum BenchWhat {
     Kernels(KernelArgs),
     /// Training speed: the peer genomic case (simulated SNPs, no validation split), as ../shared/peers times it.
     Train(TrainBenchArgs),
+    /// Training speed of LeNet-5 on MNIST (batch 64, Adam), as ../shared/peers times it.
+    Lenet(LenetBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LenetBenchArgs {
+    /// MNIST folder (train-* and t10k-* IDX files, plain or .gz).
+    #[arg(long, default_value = "../shared/data/mnist")]
+    pub data_dir: PathBuf,
+    /// Model config.
+    #[arg(long, default_value = "configs/lenet5.toml")]
+    pub model: PathBuf,
+    /// Epochs: one warm-up, then the median of the rest is reported.
+    #[arg(long, default_value_t = 4)]
+    pub epochs: usize,
+    #[command(flatten)]
+    pub compute: super::train::ComputeArgs,
+    /// Also write the figures as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -84,6 +104,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         BenchWhat::Io(io) => run_io(io),
         BenchWhat::Kernels(k) => run_kernels(k),
         BenchWhat::Train(t) => run_train_bench(t),
+        BenchWhat::Lenet(l) => run_lenet_bench(l),
     }
 }
 
@@ -318,6 +339,63 @@ fn run_train_bench(a: TrainBenchArgs) -> Result<()> {
         write_json(
             p,
             &json!({"model": spec.name, "n": a.n, "snps": a.snps, "epoch_seconds": times, "median_epoch_seconds": median, "infer_samples_per_second": infer}),
+        )?;
+    }
+    Ok(())
+}
+
+fn run_lenet_bench(a: LenetBenchArgs) -> Result<()> {
+    let backend = a.compute.apply()?;
+    let mut spec = model::ModelSpec::from_file(&a.model)?;
+    spec.training.epochs = a.epochs.max(2);
+    spec.training.val_fraction = 0.0;
+    let train = vision::read_mnist(&a.data_dir, "train")?;
+    let test = vision::read_mnist(&a.data_dir, "t10k")?;
+    let mut times = Vec::new();
+    let opts = model::ImageOptions {
+        dataset: "mnist".into(),
+        ..Default::default()
+    };
+    let mut fitted = model::fit_images(backend, &spec, &train, &opts, 1, &mut |ev| {
+        if let model::Event::Epoch(r) = ev {
+            eprintln!(
+                "  epoch {} {:.3} s, loss {:.4}",
+                r.epoch + 1,
+                r.seconds,
+                r.train_loss
+            );
+            times.push(r.seconds);
+        }
+    })?;
+    if let Some(prof) = &fitted.network.profile {
+        for (k, (f, b)) in prof.iter().enumerate() {
+            eprintln!(
+                "  node {k:>2} {:<10} forward {f:>7.3} s  backward {b:>7.3} s",
+                fitted.network.nodes[k].kind()
+            );
+        }
+    }
+    let mut rest = times[1..].to_vec();
+    rest.sort_by(f64::total_cmp);
+    let median = rest[rest.len() / 2];
+    fitted.evaluate(&test)?;
+    let start = Instant::now();
+    let e = fitted.evaluate(&test)?;
+    let infer = test.len() as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "RESULT genocnn lenet: warmup_epoch_s={:.3} epochs_s={:?} median_epoch_s={:.3} test_acc={:.4} after {} epochs infer_samples_per_s={:.1} (batch 256) backend={}",
+        times[0],
+        times[1..].iter().map(|t| (t * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
+        median,
+        e.accuracy,
+        times.len(),
+        infer,
+        nn::Backend::name(&fitted.network.backend)
+    );
+    if let Some(p) = &a.json {
+        write_json(
+            p,
+            &json!({"model": spec.name, "epoch_seconds": times, "median_epoch_seconds": median, "test_accuracy": e.accuracy, "infer_samples_per_second": infer}),
         )?;
     }
     Ok(())

@@ -216,6 +216,22 @@ pub fn conv2d_forward(
     assert_eq!(wt.len(), p.weight_len(), "conv2d: weight length");
     assert_eq!(y.len(), batch * p.c_out * n, "conv2d: y length");
     let path = SimdPath::current();
+    if let Some(wide) = Wide::new(p, h, w) {
+        let (ho, wo) = (wide.ho, wide.wo);
+        x.par_chunks(p.c_in * h * w)
+            .zip(y.par_chunks_mut(p.c_out * n))
+            .for_each(|(xb, yb)| {
+                wide.sample_forward(path, p, xb, wt, bias, |yw| {
+                    for co in 0..p.c_out {
+                        for oy in 0..ho {
+                            yb[(co * ho + oy) * wo..][..wo]
+                                .copy_from_slice(&yw[co * wide.n + oy * wide.wp..][..wo]);
+                        }
+                    }
+                })
+            });
+        return;
+    }
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let kk = cig * p.kh * p.kw;
     let par = batch == 1;
@@ -274,6 +290,19 @@ pub fn conv2d_backward(
     assert_eq!(x.len(), batch * p.c_in * h * w, "conv2d backward: x length");
     assert_eq!(dy.len(), batch * p.c_out * n, "conv2d backward: dy length");
     assert_eq!(dw.len(), p.weight_len(), "conv2d backward: dw length");
+    if let Some(wide) = Wide::new(p, h, w) {
+        let (ho, wo, row) = (wide.ho, wide.wo, wide.grad_row());
+        let fill = |b: usize, gw: &mut [f32]| {
+            for co in 0..p.c_out {
+                for oy in 0..ho {
+                    gw[co * row + wide.front + oy * wide.wp..][..wo]
+                        .copy_from_slice(&dy[((b * p.c_out + co) * ho + oy) * wo..][..wo]);
+                }
+            }
+        };
+        wide_backward(p, &wide, x, batch, wt, fill, dx, dw, db);
+        return;
+    }
     let path = SimdPath::current();
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let kk = cig * p.kh * p.kw;
@@ -364,4 +393,390 @@ pub fn conv2d_backward(
     for part in partial {
         dw.iter_mut().zip(part).for_each(|(d, v)| *d += v);
     }
+}
+
+/// The layout of the direct path for stride-1, undilated convolutions.
+/// Each input channel is zero-padded to hp × wp and followed by slack, so
+/// that row r = (ci, ky, kx) of the product is the padded plane shifted by
+/// ky·wp + kx: no im2col copy. Outputs are computed for every column of
+/// the padded width ("wide" rows); those at ox ≥ wo are discarded.
+#[derive(Clone, Copy, Debug)]
+struct Wide {
+    h: usize,
+    w: usize,
+    wp: usize,
+    pt: usize,
+    pl: usize,
+    ho: usize,
+    wo: usize,
+    /// Wide output length per channel: ho·wp rounded up to 16.
+    n: usize,
+    /// Padded plane with its slack, per input channel.
+    plane: usize,
+    /// Zeros in front of each gradient row (the largest shift).
+    front: usize,
+    /// The padded plane rounded up to 16 (the input gradient's wide length).
+    nq: usize,
+}
+
+impl Wide {
+    fn new(p: &Conv2dParams, h: usize, w: usize) -> Option<Wide> {
+        if p.stride != (1, 1) || p.dilation != (1, 1) {
+            return None;
+        }
+        let ((pt, pb), (pl, pr)) = p.pads(h, w);
+        let (hp, wp) = (h + pt + pb, w + pl + pr);
+        let (ho, wo) = p.out_hw(h, w);
+        let n = (ho * wp).next_multiple_of(16);
+        let front = (p.kh - 1) * wp + p.kw - 1;
+        Some(Wide {
+            h,
+            w,
+            wp,
+            pt,
+            pl,
+            ho,
+            wo,
+            n,
+            plane: front + n,
+            front,
+            nq: (hp * wp).next_multiple_of(16),
+        })
+    }
+
+    /// Offset of row r = (ci, ky, kx) of a group's product in the padded input.
+    #[inline(always)]
+    fn boff(&self, p: &Conv2dParams, g: usize, r: usize) -> usize {
+        let cig = p.c_in / p.groups;
+        let (ci, rest) = (r / (p.kh * p.kw), r % (p.kh * p.kw));
+        (g * cig + ci) * self.plane + (rest / p.kw) * self.wp + rest % p.kw
+    }
+
+    /// Zero-pads each channel of one sample (c × h × w) into `dst` (c × plane).
+    fn pad(&self, src: &[f32], c: usize, dst: &mut [f32]) {
+        dst.fill(0.0);
+        for ch in 0..c {
+            for iy in 0..self.h {
+                let o = ch * self.plane + (iy + self.pt) * self.wp + self.pl;
+                dst[o..o + self.w].copy_from_slice(&src[(ch * self.h + iy) * self.w..][..self.w]);
+            }
+        }
+    }
+
+    /// The wide output of one sample (c_out × n), bias included.
+    fn forward(
+        &self,
+        path: SimdPath,
+        p: &Conv2dParams,
+        xp: &[f32],
+        wt: &[f32],
+        bias: Option<&[f32]>,
+        yw: &mut [f32],
+    ) {
+        let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
+        let kk = cig * p.kh * p.kw;
+        let me = *self;
+        let pp = *p;
+        for g in 0..p.groups {
+            crate::gemm::gemm_rows_bias(
+                path,
+                cog,
+                self.n,
+                kk,
+                &wt[g * cog * kk..(g + 1) * cog * kk],
+                kk,
+                xp,
+                move |r| me.boff(&pp, g, r),
+                bias.map(|b| &b[g * cog..(g + 1) * cog]),
+                &mut yw[g * cog * self.n..(g + 1) * cog * self.n],
+                self.n,
+                false,
+                false,
+            );
+        }
+    }
+
+    /// Pads one sample, computes its wide output and hands it to `take`.
+    fn sample_forward(
+        &self,
+        path: SimdPath,
+        p: &Conv2dParams,
+        xb: &[f32],
+        wt: &[f32],
+        bias: Option<&[f32]>,
+        take: impl FnOnce(&[f32]),
+    ) {
+        with_scratch(p.c_in * self.plane + p.c_out * self.n, |buf| {
+            let (xp, yw) = buf.split_at_mut(p.c_in * self.plane);
+            self.pad(xb, p.c_in, xp);
+            self.forward(path, p, xp, wt, bias, yw);
+            take(yw);
+        })
+    }
+
+    /// Length of one output channel's gradient row: zeros in front, then the
+    /// wide gradient (zero at discarded columns and past the last row).
+    fn grad_row(&self) -> usize {
+        self.front + self.nq
+    }
+
+    /// From the wide output gradient of one sample (c_out rows of
+    /// [`Wide::grad_row`]), adds the weight gradient to `acc` and writes
+    /// the input gradient (c_in × h × w) to `dx` when asked for.
+    #[allow(clippy::too_many_arguments)]
+    fn backward(
+        &self,
+        path: SimdPath,
+        p: &Conv2dParams,
+        xp: &[f32],
+        wtt: &[f32],
+        gw: &[f32],
+        acc: &mut [f32],
+        dx: Option<(&mut [f32], &mut [f32])>,
+    ) {
+        let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
+        let kk = cig * p.kh * p.kw;
+        let kko = cog * p.kh * p.kw;
+        let (me, pp, row) = (*self, *p, self.grad_row());
+        for g in 0..p.groups {
+            gemm_dots(
+                path,
+                cog,
+                kk,
+                self.n,
+                gw,
+                move |i| (g * cog + i) * row + me.front,
+                xp,
+                move |r| me.boff(&pp, g, r),
+                &mut acc[g * cog * kk..(g + 1) * cog * kk],
+                kk,
+                true,
+                false,
+            );
+        }
+        if let Some((dxp, dx)) = dx {
+            for g in 0..p.groups {
+                let khw = p.kh * p.kw;
+                let boff = move |r: usize| {
+                    let (co, rest) = (r / khw, r % khw);
+                    (g * cog + co) * row + me.front - (rest / pp.kw) * me.wp - rest % pp.kw
+                };
+                gemm_rows(
+                    path,
+                    cig,
+                    self.nq,
+                    kko,
+                    &wtt[g * cig * kko..(g + 1) * cig * kko],
+                    kko,
+                    gw,
+                    boff,
+                    &mut dxp[g * cig * self.nq..(g + 1) * cig * self.nq],
+                    self.nq,
+                    false,
+                    false,
+                );
+            }
+            for ci in 0..p.c_in {
+                for iy in 0..self.h {
+                    let o = ci * self.nq + (iy + self.pt) * self.wp + self.pl;
+                    dx[(ci * self.h + iy) * self.w..][..self.w].copy_from_slice(&dxp[o..o + self.w]);
+                }
+            }
+        }
+    }
+}
+
+/// Weights rearranged for the input gradient of the direct path, per group:
+/// wtt[ci][(co, ky, kx)] = w[co][ci][ky][kx].
+fn wide_weights_t(p: &Conv2dParams, wt: &[f32]) -> Vec<f32> {
+    let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
+    let khw = p.kh * p.kw;
+    let mut out = vec![0f32; p.weight_len()];
+    for g in 0..p.groups {
+        for co in 0..cog {
+            for ci in 0..cig {
+                for t in 0..khw {
+                    out[g * cig * cog * khw + ci * cog * khw + co * khw + t] =
+                        wt[((g * cog + co) * cig + ci) * khw + t];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The direct path's backward pass over a batch: `fill` writes the wide
+/// output gradient of sample b (c_out rows of [`Wide::grad_row`], zeroed
+/// beforehand except for the leading zeros it must keep) and returns its
+/// per-channel sums for the bias gradient.
+#[allow(clippy::too_many_arguments)]
+fn wide_backward(
+    p: &Conv2dParams,
+    geo: &Wide,
+    x: &[f32],
+    batch: usize,
+    wt: &[f32],
+    fill: impl Fn(usize, &mut [f32]) + Sync,
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
+    let path = SimdPath::current();
+    let (h, w) = (geo.h, geo.w);
+    let xs = p.c_in * h * w;
+    let wtt = wide_weights_t(p, wt);
+    let dxp = dx.map(|d| {
+        assert_eq!(d.len(), batch * xs, "conv2d backward: dx length");
+        SendPtr(d.as_mut_ptr())
+    });
+    let row = geo.grad_row();
+    let chunk = batch.div_ceil(rayon::current_num_threads()).max(1);
+    let need_db = db.is_some();
+    let parts: Vec<(Vec<f32>, Vec<f64>)> = (0..batch.div_ceil(chunk))
+        .into_par_iter()
+        .map(|c| {
+            let mut acc = vec![0f32; p.weight_len()];
+            let mut bsum = vec![0f64; if need_db { p.c_out } else { 0 }];
+            let sizes = [p.c_in * geo.plane, p.c_out * row, p.c_in * geo.nq];
+            with_scratch(sizes.iter().sum(), |buf| {
+                let (xp, rest) = buf.split_at_mut(sizes[0]);
+                let (gw, dxw) = rest.split_at_mut(sizes[1]);
+                for b in c * chunk..((c + 1) * chunk).min(batch) {
+                    geo.pad(&x[b * xs..(b + 1) * xs], p.c_in, xp);
+                    gw.fill(0.0);
+                    fill(b, gw);
+                    if need_db {
+                        for (co, s) in bsum.iter_mut().enumerate() {
+                            *s += crate::scratch::sum(&gw[co * row..(co + 1) * row]);
+                        }
+                    }
+                    let dxb = dxp.map(|d| unsafe {
+                        std::slice::from_raw_parts_mut(d.0.add(b * xs), xs)
+                    });
+                    geo.backward(path, p, xp, &wtt, gw, &mut acc, dxb.map(|d| (&mut *dxw, d)));
+                }
+            });
+            (acc, bsum)
+        })
+        .collect();
+    let mut total = vec![0f64; if need_db { p.c_out } else { 0 }];
+    for (acc, bsum) in parts {
+        dw.iter_mut().zip(acc).for_each(|(d, v)| *d += v);
+        total.iter_mut().zip(bsum).for_each(|(t, v)| *t += v);
+    }
+    if let Some(db) = db {
+        db.iter_mut().zip(total).for_each(|(d, v)| *d += v as f32);
+    }
+}
+
+/// Whether [`conv2d_act_maxpool2_forward`] can run these options: a
+/// stride-1, undilated convolution whose output is at least 2 × 2.
+pub fn fusable_with_pool2(p: &Conv2dParams, h: usize, w: usize) -> bool {
+    let (ho, wo) = p.out_hw(h, w);
+    p.validate(h, w).is_ok() && Wide::new(p, h, w).is_some() && ho >= 2 && wo >= 2
+}
+
+/// A stride-1 2D convolution, its monotonic activation and a 2 × 2 max pool
+/// (stride 2, rows and columns past an even size dropped), fused: the
+/// convolution's output is never stored. `argmax` receives, per pooled
+/// value, the window position of the maximum (2·row + column, as f32).
+///
+/// # Panics
+/// If [`fusable_with_pool2`] is false, the activation is not monotonic, or
+/// a slice has the wrong length.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_act_maxpool2_forward(
+    p: &Conv2dParams,
+    act: crate::Activation,
+    x: &[f32],
+    batch: usize,
+    h: usize,
+    w: usize,
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    argmax: &mut [f32],
+) {
+    assert!(fusable_with_pool2(p, h, w), "conv2d + max pool 2: not fusable");
+    assert!(act.is_monotonic(), "fused pooling needs a monotonic activation");
+    let wide = Wide::new(p, h, w).expect("checked by fusable_with_pool2");
+    let (hq, wq) = (wide.ho / 2, wide.wo / 2);
+    let ps = p.c_out * hq * wq;
+    assert_eq!(x.len(), batch * p.c_in * h * w, "conv2d: x length");
+    assert_eq!(wt.len(), p.weight_len(), "conv2d: weight length");
+    assert_eq!(y.len(), batch * ps, "conv2d: y length");
+    assert_eq!(argmax.len(), y.len(), "conv2d: argmax length");
+    let path = SimdPath::current();
+    x.par_chunks(p.c_in * h * w)
+        .zip(y.par_chunks_mut(ps).zip(argmax.par_chunks_mut(ps)))
+        .for_each(|(xb, (yb, ab))| {
+            wide.sample_forward(path, p, xb, wt, bias, |yw| {
+                for co in 0..p.c_out {
+                    let src = &yw[co * wide.n..];
+                    for py in 0..hq {
+                        let r0 = &src[2 * py * wide.wp..];
+                        let r1 = &src[(2 * py + 1) * wide.wp..];
+                        let o = (co * hq + py) * wq;
+                        for px in 0..wq {
+                            let v = [r0[2 * px], r0[2 * px + 1], r1[2 * px], r1[2 * px + 1]];
+                            let mut k = 0;
+                            for (j, &vj) in v.iter().enumerate().skip(1) {
+                                if vj > v[k] {
+                                    k = j;
+                                }
+                            }
+                            yb[o + px] = act.apply(v[k]);
+                            ab[o + px] = k as f32;
+                        }
+                    }
+                }
+            })
+        });
+}
+
+/// Backward pass of [`conv2d_act_maxpool2_forward`], from its input, pooled
+/// output `y`, `argmax` and the pooled gradient `dy`: adds to `dw` and
+/// `db`, and writes `dx` when asked for.
+///
+/// # Panics
+/// If [`fusable_with_pool2`] is false or a slice has the wrong length.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_act_maxpool2_backward(
+    p: &Conv2dParams,
+    act: crate::Activation,
+    x: &[f32],
+    batch: usize,
+    h: usize,
+    w: usize,
+    wt: &[f32],
+    y: &[f32],
+    argmax: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
+    assert!(fusable_with_pool2(p, h, w), "conv2d + max pool 2: not fusable");
+    let wide = Wide::new(p, h, w).expect("checked by fusable_with_pool2");
+    let (hq, wq) = (wide.ho / 2, wide.wo / 2);
+    let ps = p.c_out * hq * wq;
+    assert_eq!(x.len(), batch * p.c_in * h * w, "conv2d backward: x length");
+    assert_eq!(dy.len(), batch * ps, "conv2d backward: dy length");
+    assert!(y.len() == dy.len() && argmax.len() == dy.len(), "conv2d backward: y and argmax lengths");
+    assert_eq!(dw.len(), p.weight_len(), "conv2d backward: dw length");
+    let row = wide.grad_row();
+    let fill = |b: usize, gw: &mut [f32]| {
+        for co in 0..p.c_out {
+            let dst = &mut gw[co * row + wide.front..];
+            for py in 0..hq {
+                let o = ((b * p.c_out + co) * hq + py) * wq;
+                for px in 0..wq {
+                    let k = argmax[o + px] as usize;
+                    let pos = (2 * py + k / 2) * wide.wp + 2 * px + k % 2;
+                    dst[pos] = dy[o + px] * act.derivative_from_output(y[o + px]);
+                }
+            }
+        }
+    };
+    wide_backward(p, &wide, x, batch, wt, fill, dx, dw, db);
 }

@@ -320,4 +320,50 @@ proptest! {
         prop_assert!(rel(&dw, &f64s(&dw_ref)) <= 1e-4, "dw {}", rel(&dw, &f64s(&dw_ref)));
         prop_assert!(rel(&db, &f64s(&db_ref)) <= 1e-4, "db");
     }
+
+    /// The fused 2D convolution + activation + 2 × 2 max pool equals the
+    /// three kernels run one after the other, forward and backward.
+    #[test]
+    fn fused_conv2d_pool_equals_the_unfused_kernels(
+        cig in 1usize..3, cog in 1usize..4, groups in 1usize..3, k in 1usize..5,
+        pad in padding(), batch in 1usize..3, h in 2usize..15, w_ in 2usize..21, relu in any::<bool>(), seed in 0u64..1000,
+    ) {
+        use kernels::conv2d::{conv2d_act_maxpool2_backward, conv2d_act_maxpool2_forward, fusable_with_pool2};
+        use kernels::pool::{pool2d_backward, pool2d_forward, Pool2dParams, PoolKind};
+        use kernels::Activation;
+        let p = Conv2dParams::new(cig * groups, cog * groups, k).padding(pad).groups(groups);
+        prop_assume!(fusable_with_pool2(&p, h, w_));
+        let act = if relu { Activation::Relu } else { Activation::Tanh };
+        let (ho, wo) = p.out_hw(h, w_);
+        let (hq, wq) = (ho / 2, wo / 2);
+        let x = data(batch * p.c_in * h * w_, seed);
+        let w = data(p.weight_len(), seed + 1);
+        let b = data(p.c_out, seed + 2);
+        let dy = data(batch * p.c_out * hq * wq, seed + 3);
+        let mut z = vec![0f32; batch * p.c_out * ho * wo];
+        conv2d_forward(&p, &x, batch, h, w_, &w, Some(&b), &mut z);
+        let mut a = vec![0f32; z.len()];
+        act.forward(&z, &mut a);
+        let pp = Pool2dParams::new(PoolKind::Max, 2);
+        let mut y_ref = vec![0f32; dy.len()];
+        pool2d_forward(&pp, &a, batch * p.c_out, ho, wo, &mut y_ref);
+        let mut da = vec![0f32; z.len()];
+        pool2d_backward(&pp, &a, batch * p.c_out, ho, wo, &dy, &mut da);
+        let mut dz = vec![0f32; z.len()];
+        act.backward(&z, &da, &mut dz);
+        let (mut dx_ref, mut dw_ref, mut db_ref) = (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; b.len()]);
+        conv2d_backward(&p, &x, batch, h, w_, &w, &dz, Some(&mut dx_ref), &mut dw_ref, Some(&mut db_ref));
+        for path in SimdPath::available() {
+            with_path(path, || {
+                let (mut y, mut mask) = (vec![0f32; dy.len()], vec![0f32; dy.len()]);
+                conv2d_act_maxpool2_forward(&p, act, &x, batch, h, w_, &w, Some(&b), &mut y, &mut mask);
+                assert!(rel(&y, &f64s(&y_ref)) <= 1e-5, "{path} y {}", rel(&y, &f64s(&y_ref)));
+                let (mut dx, mut dw, mut db) = (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; b.len()]);
+                conv2d_act_maxpool2_backward(&p, act, &x, batch, h, w_, &w, &y, &mask, &dy, Some(&mut dx), &mut dw, Some(&mut db));
+                assert!(rel(&dx, &f64s(&dx_ref)) <= 1e-4, "{path} dx {}", rel(&dx, &f64s(&dx_ref)));
+                assert!(rel(&dw, &f64s(&dw_ref)) <= 1e-4, "{path} dw {}", rel(&dw, &f64s(&dw_ref)));
+                assert!(rel(&db, &f64s(&db_ref)) <= 1e-4, "{path} db");
+            });
+        }
+    }
 }

@@ -103,6 +103,30 @@ pub trait Backend: Clone + Send + Sync + 'static {
         act: Activation,
         need_dx: bool,
     ) -> Result<Grads<Self::Tensor>>;
+    /// A stride-1 2D convolution, its monotonic activation and a 2 × 2 max
+    /// pool (stride 2), fused. Returns the pooled output and, per value, the
+    /// window position of the maximum (2·row + column).
+    fn conv2d_act_pool2(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+        p: &Conv2dParams,
+        act: Activation,
+    ) -> Result<(Self::Tensor, Self::Tensor)>;
+    /// The backward pass of [`Backend::conv2d_act_pool2`].
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_act_pool2_backward(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        y: &Self::Tensor,
+        mask: &Self::Tensor,
+        dy: &Self::Tensor,
+        p: &Conv2dParams,
+        act: Activation,
+        need_dx: bool,
+    ) -> Result<Grads<Self::Tensor>>;
     fn conv2d(
         &self,
         x: &Self::Tensor,

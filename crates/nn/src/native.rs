@@ -284,6 +284,73 @@ impl Backend for Native {
         Ok((dx, dw, db))
     }
 
+    fn conv2d_act_pool2(
+        &self,
+        x: &HostTensor,
+        w: &HostTensor,
+        b: Option<&HostTensor>,
+        p: &Conv2dParams,
+        act: Activation,
+    ) -> Result<(HostTensor, HostTensor)> {
+        let (batch, h, wd) = conv2d_check(x, p)?;
+        if !kernels::conv2d::fusable_with_pool2(p, h, wd) || !act.is_monotonic() {
+            return Err(NnError::Shape {
+                op: "conv2d + max pool",
+                message: format!("cannot fuse ({p:?} on {h}×{wd}, activation {act:?})"),
+            });
+        }
+        let (ho, wo) = p.out_hw(h, wd);
+        let shape = [batch, p.c_out, ho / 2, wo / 2];
+        let mut y = HostTensor::scratch(&shape);
+        let mut mask = HostTensor::scratch(&shape);
+        kernels::conv2d::conv2d_act_maxpool2_forward(
+            p,
+            act,
+            &x.data,
+            batch,
+            h,
+            wd,
+            &w.data,
+            b.map(|b| &b.data[..]),
+            &mut y.data,
+            &mut mask.data,
+        );
+        Ok((y, mask))
+    }
+
+    fn conv2d_act_pool2_backward(
+        &self,
+        x: &HostTensor,
+        w: &HostTensor,
+        y: &HostTensor,
+        mask: &HostTensor,
+        dy: &HostTensor,
+        p: &Conv2dParams,
+        act: Activation,
+        need_dx: bool,
+    ) -> Result<Grads<HostTensor>> {
+        let (batch, h, wd) = conv2d_check(x, p)?;
+        let mut dx = need_dx.then(|| HostTensor::scratch(&x.shape));
+        let mut dw = HostTensor::zeros(&w.shape);
+        let mut db = HostTensor::zeros(&[p.c_out]);
+        kernels::conv2d::conv2d_act_maxpool2_backward(
+            p,
+            act,
+            &x.data,
+            batch,
+            h,
+            wd,
+            &w.data,
+            &y.data,
+            &mask.data,
+            &dy.data,
+            dx.as_mut().map(|d| &mut d.data[..]),
+            &mut dw.data,
+            Some(&mut db.data),
+        );
+        Ok((dx, dw, db))
+    }
+
     fn conv2d(
         &self,
         x: &HostTensor,

@@ -103,6 +103,13 @@ impl InitRng {
     }
 }
 
+/// The convolution of a [`Node::ConvPool`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FusedConv {
+    One(Conv1dParams),
+    Two(Conv2dParams),
+}
+
 /// One node of a network with its parameters and its forward-pass cache.
 pub enum Node<B: Backend> {
     Conv1d {
@@ -121,11 +128,12 @@ pub enum Node<B: Backend> {
         x: Option<B::Tensor>,
         z: Option<B::Tensor>,
     },
-    /// A 1D convolution, its activation and a max pool of 2, fused (built
-    /// from a conv1d layer followed by max_pool1d with size 2, stride 2): the
+    /// A convolution, its activation and a max pool of 2 (2 × 2 in 2D),
+    /// fused: built from a conv1d layer followed by max_pool1d with size 2,
+    /// stride 2, or a stride-1 conv2d followed by a 2 × 2 max_pool2d. The
     /// convolution's output is never stored.
-    ConvPool1d {
-        p: Conv1dParams,
+    ConvPool {
+        p: FusedConv,
         act: Activation,
         w: Param<B>,
         b: Option<Param<B>>,
@@ -370,8 +378,8 @@ impl<B: Backend> Network<B> {
                         else {
                             unreachable!("conv1d builds a Conv1d node")
                         };
-                        nodes.push(Node::ConvPool1d {
-                            p,
+                        nodes.push(Node::ConvPool {
+                            p: FusedConv::One(p),
                             act,
                             w,
                             b: bias,
@@ -381,6 +389,42 @@ impl<B: Backend> Network<B> {
                         });
                         shapes.push(vec![p.c_out, lo]);
                         shape = vec![p.c_out, lo / 2];
+                        skip_pool = true;
+                        continue;
+                    }
+                }
+            }
+            // A stride-1 conv2d followed by a 2 × 2 max pool (stride 2, no
+            // padding) runs fused in the same way.
+            if let (LayerSpec::Conv2d(c), Some(LayerSpec::MaxPool2d(ps))) = (spec, specs.get(i + 1))
+            {
+                let pool2 = ps.size.pair() == (2, 2)
+                    && ps.stride.is_none_or(|s| s.pair() == (2, 2))
+                    && ps.padding == 0;
+                if pool2 && shape.len() == 3 && c.activation.kernel().is_monotonic() {
+                    let p = conv2d_params(
+                        shape[0], c.filters, c.kernel, c.stride, c.dilation, c.padding, c.groups,
+                    );
+                    if kernels::conv2d::fusable_with_pool2(&p, shape[1], shape[2]) {
+                        let (ho, wo) = p.out_hw(shape[1], shape[2]);
+                        let conv = b.conv2d(&name, p, c.activation.kernel(), c.use_bias, c.l1, c.l2)?;
+                        let Node::Conv2d {
+                            p, act, w, b: bias, ..
+                        } = conv
+                        else {
+                            unreachable!("conv2d builds a Conv2d node")
+                        };
+                        nodes.push(Node::ConvPool {
+                            p: FusedConv::Two(p),
+                            act,
+                            w,
+                            b: bias,
+                            x: None,
+                            y: None,
+                            mask: None,
+                        });
+                        shapes.push(vec![p.c_out, ho, wo]);
+                        shape = vec![p.c_out, ho / 2, wo / 2];
                         skip_pool = true;
                         continue;
                     }
@@ -813,7 +857,7 @@ impl<B: Backend> Node<B> {
     pub fn kind(&self) -> &'static str {
         match self {
             Node::Conv1d { .. } => "conv1d",
-            Node::ConvPool1d { .. } => "conv+pool",
+            Node::ConvPool { .. } => "conv+pool",
             Node::Conv2d { .. } => "conv2d",
             Node::Separable { .. } => "separable",
             Node::Pool1d { .. } => "pool1d",
@@ -830,7 +874,7 @@ impl<B: Backend> Node<B> {
     fn collect<'a>(&'a mut self, out: &mut Vec<&'a mut Param<B>>) {
         match self {
             Node::Conv1d { w, b, .. }
-            | Node::ConvPool1d { w, b, .. }
+            | Node::ConvPool { w, b, .. }
             | Node::Conv2d { w, b, .. }
             | Node::Dense { w, b, .. } => {
                 out.push(w);
@@ -861,7 +905,7 @@ impl<B: Backend> Node<B> {
     fn forward(&mut self, be: &B, x: B::Tensor, mode: Mode, seed: u64) -> Result<B::Tensor> {
         let train = mode == Mode::Train;
         Ok(match self {
-            Node::ConvPool1d {
+            Node::ConvPool {
                 p,
                 act,
                 w,
@@ -870,8 +914,11 @@ impl<B: Backend> Node<B> {
                 y: cy,
                 mask: cm,
             } => {
-                let (y, mask) =
-                    be.conv1d_act_pool2(&x, &w.value, b.as_ref().map(|b| &b.value), p, *act)?;
+                let bias = b.as_ref().map(|b| &b.value);
+                let (y, mask) = match p {
+                    FusedConv::One(p) => be.conv1d_act_pool2(&x, &w.value, bias, p, *act)?,
+                    FusedConv::Two(p) => be.conv2d_act_pool2(&x, &w.value, bias, p, *act)?,
+                };
                 if train {
                     *cx = Some(x);
                     *cy = Some(y.clone());
@@ -994,7 +1041,7 @@ impl<B: Backend> Node<B> {
         let missing =
             || NnError::Training("backward pass without a training-mode forward pass".into());
         Ok(match self {
-            Node::ConvPool1d {
+            Node::ConvPool {
                 p,
                 act,
                 w,
@@ -1008,8 +1055,14 @@ impl<B: Backend> Node<B> {
                     y.as_ref().ok_or_else(missing)?,
                     mask.as_ref().ok_or_else(missing)?,
                 );
-                let (dx, dw, db) =
-                    be.conv1d_act_pool2_backward(x, &w.value, y, mask, &dy, p, *act, need_dx)?;
+                let (dx, dw, db) = match p {
+                    FusedConv::One(p) => {
+                        be.conv1d_act_pool2_backward(x, &w.value, y, mask, &dy, p, *act, need_dx)?
+                    }
+                    FusedConv::Two(p) => {
+                        be.conv2d_act_pool2_backward(x, &w.value, y, mask, &dy, p, *act, need_dx)?
+                    }
+                };
                 w.accumulate(be, dw)?;
                 if let Some(b) = b {
                     b.accumulate(be, db)?;
