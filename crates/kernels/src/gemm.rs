@@ -183,6 +183,19 @@ impl<F: Fn(usize) -> usize + Copy> RowsOp<F> {
     #[inline(always)]
     fn column_tile<S: Simd, const V: usize>(&self, s: S, j: usize) {
         let mut i = 0;
+        // With 32 vector registers (AVX-512), 6 rows × V vectors share each
+        // load of B among more FMAs (when the sum is long enough to pay for
+        // the larger tile's set-up and stores).
+        if S::F32_LANES == 16 && self.k >= 8 {
+            while i + 6 <= self.m {
+                self.tile::<S, 6, V>(s, i, j);
+                i += 6;
+            }
+            if self.m - i == 5 {
+                self.tile::<S, 5, V>(s, i, j);
+                return;
+            }
+        }
         while i + MR <= self.m {
             self.tile::<S, MR, V>(s, i, j);
             i += MR;
