@@ -8,7 +8,7 @@
 //! accumulation error grows with the length of the sum.
 
 mod common;
-use common::{data, f64s, rel};
+use common::{data, f64s, rel, rel1};
 use kernels::conv1d::{conv1d_backward, conv1d_forward, Conv1dParams, Padding};
 use kernels::conv2d::{conv2d_backward, conv2d_forward, Conv2dParams};
 use kernels::dense::{dense_backward, dense_forward};
@@ -302,6 +302,9 @@ proptest! {
         let mut a = vec![0f32; z.len()];
         act.forward(&z, &mut a);
         let pp = Pool1dParams::new(PoolKind::Max, 2);
+        // A near tie in a window may be resolved either way (both are valid
+        // subgradients): leave such draws out.
+        prop_assume!(a.chunks(lo).all(|r| r[..2 * lp2].chunks(2).all(|v| (v[0] - v[1]).abs() > 1e-6)));
         let mut y_ref = vec![0f32; dy.len()];
         pool1d_forward(&pp, &a, batch * p.c_out, lo, &mut y_ref);
         let mut da = vec![0f32; z.len()];
@@ -318,7 +321,7 @@ proptest! {
         kernels::conv1d::conv1d_act_maxpool2_backward(&p, act, &x, batch, l, &w, &y, &mask, &dy, Some(&mut dx), &mut dw, Some(&mut db));
         prop_assert!(rel(&dx, &f64s(&dx_ref)) <= 1e-4, "dx {}", rel(&dx, &f64s(&dx_ref)));
         prop_assert!(rel(&dw, &f64s(&dw_ref)) <= 1e-4, "dw {}", rel(&dw, &f64s(&dw_ref)));
-        prop_assert!(rel(&db, &f64s(&db_ref)) <= 1e-4, "db");
+        prop_assert!(rel1(&db, &f64s(&db_ref)) <= 1e-4, "db {}", rel1(&db, &f64s(&db_ref)));
     }
 
     /// The fused 2D convolution + activation + 2 × 2 max pool equals the
@@ -345,6 +348,16 @@ proptest! {
         let mut a = vec![0f32; z.len()];
         act.forward(&z, &mut a);
         let pp = Pool2dParams::new(PoolKind::Max, 2);
+        // A near tie in a window may be resolved either way: leave such draws out.
+        let clear = a.chunks(ho * wo).all(|pl| {
+            (0..hq * wq).all(|q| {
+                let (py, px) = (q / wq, q % wq);
+                let mut v: Vec<f32> = (0..4).map(|k| pl[(2 * py + k / 2) * wo + 2 * px + k % 2]).collect();
+                v.sort_by(|a, b| b.total_cmp(a));
+                v[0] - v[1] > 1e-6
+            })
+        });
+        prop_assume!(clear);
         let mut y_ref = vec![0f32; dy.len()];
         pool2d_forward(&pp, &a, batch * p.c_out, ho, wo, &mut y_ref);
         let mut da = vec![0f32; z.len()];
@@ -362,7 +375,7 @@ proptest! {
                 conv2d_act_maxpool2_backward(&p, act, &x, batch, h, w_, &w, &y, &mask, &dy, Some(&mut dx), &mut dw, Some(&mut db));
                 assert!(rel(&dx, &f64s(&dx_ref)) <= 1e-4, "{path} dx {}", rel(&dx, &f64s(&dx_ref)));
                 assert!(rel(&dw, &f64s(&dw_ref)) <= 1e-4, "{path} dw {}", rel(&dw, &f64s(&dw_ref)));
-                assert!(rel(&db, &f64s(&db_ref)) <= 1e-4, "{path} db");
+                assert!(rel1(&db, &f64s(&db_ref)) <= 1e-4, "{path} db {}", rel1(&db, &f64s(&db_ref)));
             });
         }
     }

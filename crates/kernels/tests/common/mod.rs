@@ -27,3 +27,14 @@ pub fn rel(got: &[f32], want: &[f64]) -> f64 {
         .fold(0f64, |m, (g, w)| m.max((*g as f64 - w).abs()))
         / scale
 }
+
+/// Like [`rel`], but with the scale floored at 1: for sums (bias
+/// gradients) that can cancel to near zero.
+pub fn rel1(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len(), "lengths differ");
+    let scale = want.iter().fold(1f64, |m, v| m.max(v.abs()));
+    got.iter()
+        .zip(want)
+        .fold(0f64, |m, (g, w)| m.max((*g as f64 - w).abs()))
+        / scale
+}
