@@ -4,6 +4,7 @@ mod bad_input;
 mod common;
 mod cv;
 mod formats;
+mod image;
 mod qc;
 mod real_data;
 mod simulate;

@@ -579,7 +579,8 @@ impl Wide {
             for ci in 0..p.c_in {
                 for iy in 0..self.h {
                     let o = ci * self.nq + (iy + self.pt) * self.wp + self.pl;
-                    dx[(ci * self.h + iy) * self.w..][..self.w].copy_from_slice(&dxp[o..o + self.w]);
+                    dx[(ci * self.h + iy) * self.w..][..self.w]
+                        .copy_from_slice(&dxp[o..o + self.w]);
                 }
             }
         }
@@ -650,9 +651,8 @@ fn wide_backward(
                             *s += crate::scratch::sum(&gw[co * row..(co + 1) * row]);
                         }
                     }
-                    let dxb = dxp.map(|d| unsafe {
-                        std::slice::from_raw_parts_mut(d.0.add(b * xs), xs)
-                    });
+                    let dxb =
+                        dxp.map(|d| unsafe { std::slice::from_raw_parts_mut(d.0.add(b * xs), xs) });
                     geo.backward(path, p, xp, &wtt, gw, &mut acc, dxb.map(|d| (&mut *dxw, d)));
                 }
             });
@@ -697,8 +697,14 @@ pub fn conv2d_act_maxpool2_forward(
     y: &mut [f32],
     argmax: &mut [f32],
 ) {
-    assert!(fusable_with_pool2(p, h, w), "conv2d + max pool 2: not fusable");
-    assert!(act.is_monotonic(), "fused pooling needs a monotonic activation");
+    assert!(
+        fusable_with_pool2(p, h, w),
+        "conv2d + max pool 2: not fusable"
+    );
+    assert!(
+        act.is_monotonic(),
+        "fused pooling needs a monotonic activation"
+    );
     let wide = Wide::new(p, h, w).expect("checked by fusable_with_pool2");
     let (hq, wq) = (wide.ho / 2, wide.wo / 2);
     let ps = p.c_out * hq * wq;
@@ -756,13 +762,19 @@ pub fn conv2d_act_maxpool2_backward(
     dw: &mut [f32],
     db: Option<&mut [f32]>,
 ) {
-    assert!(fusable_with_pool2(p, h, w), "conv2d + max pool 2: not fusable");
+    assert!(
+        fusable_with_pool2(p, h, w),
+        "conv2d + max pool 2: not fusable"
+    );
     let wide = Wide::new(p, h, w).expect("checked by fusable_with_pool2");
     let (hq, wq) = (wide.ho / 2, wide.wo / 2);
     let ps = p.c_out * hq * wq;
     assert_eq!(x.len(), batch * p.c_in * h * w, "conv2d backward: x length");
     assert_eq!(dy.len(), batch * ps, "conv2d backward: dy length");
-    assert!(y.len() == dy.len() && argmax.len() == dy.len(), "conv2d backward: y and argmax lengths");
+    assert!(
+        y.len() == dy.len() && argmax.len() == dy.len(),
+        "conv2d backward: y and argmax lengths"
+    );
     assert_eq!(dw.len(), p.weight_len(), "conv2d backward: dw length");
     let row = wide.grad_row();
     let fill = |b: usize, gw: &mut [f32]| {

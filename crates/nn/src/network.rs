@@ -407,7 +407,8 @@ impl<B: Backend> Network<B> {
                     );
                     if kernels::conv2d::fusable_with_pool2(&p, shape[1], shape[2]) {
                         let (ho, wo) = p.out_hw(shape[1], shape[2]);
-                        let conv = b.conv2d(&name, p, c.activation.kernel(), c.use_bias, c.l1, c.l2)?;
+                        let conv =
+                            b.conv2d(&name, p, c.activation.kernel(), c.use_bias, c.l1, c.l2)?;
                         let Node::Conv2d {
                             p, act, w, b: bias, ..
                         } = conv

@@ -239,3 +239,27 @@ pub fn write_idx(path: &Path, dims: &[usize], data: &[u8], gzip: bool) -> Result
         source: e,
     })
 }
+
+/// Writes images (n × 3 × 32 × 32 bytes) and labels as one CIFAR-10 binary
+/// batch: per record, the label byte then the 3072 pixel bytes.
+pub fn write_cifar(path: &Path, images: &[u8], labels: &[u8]) -> Result<()> {
+    if images.len() != labels.len() * 3072 {
+        return Err(invalid(
+            path,
+            format!(
+                "{} pixel bytes for {} labels; CIFAR-10 records hold 3072 each",
+                images.len(),
+                labels.len()
+            ),
+        ));
+    }
+    let mut b = Vec::with_capacity(labels.len() * 3073);
+    for (k, &l) in labels.iter().enumerate() {
+        b.push(l);
+        b.extend_from_slice(&images[k * 3072..(k + 1) * 3072]);
+    }
+    std::fs::write(path, b).map_err(|e| VisionError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })
+}

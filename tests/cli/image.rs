@@ -1,0 +1,348 @@
+//! The image path: `genocnn image train|eval|augment-preview` on the bundled
+//! MNIST subset and on CIFAR-10 batches generated in the exact format.
+
+use std::path::Path;
+
+use crate::common::{fails, ok};
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn root(p: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(p)
+        .display()
+        .to_string()
+}
+
+/// Width and height from a PNG's IHDR chunk.
+fn png_size(path: &Path) -> (u32, u32) {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[1..4], b"PNG", "{} is not a PNG", path.display());
+    let be = |o: usize| u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    (be(16), be(20))
+}
+
+#[test]
+fn lenet_trains_on_the_bundled_mnist_and_eval_reloads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lenet");
+    let o = out.to_str().unwrap();
+    let text = ok(&[
+        "image",
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        &root("data/mnist"),
+        "--model",
+        &root("configs/lenet5.toml"),
+        "--epochs",
+        "3",
+        "--seed",
+        "3",
+        "--out",
+        o,
+    ]);
+    assert!(text.contains("test"), "{text}");
+    let s = json(&out.join("summary.json"));
+    let acc = s["test_accuracy"].as_f64().unwrap();
+    // 2000 training images, 3 epochs: about 94% here; chance is 10%.
+    assert!(acc > 0.85, "test accuracy {acc}");
+    assert!((s["test_error"].as_f64().unwrap() - (1.0 - acc)).abs() < 1e-12);
+    assert_eq!(s["epochs"], 3);
+    assert!(s["seconds_per_epoch"].as_f64().unwrap() > 0.0);
+    // The confusion matrix: 10 × 10 counts over the 500 test images.
+    let csv = std::fs::read_to_string(out.join("confusion.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 11);
+    let counts: Vec<Vec<u64>> = rows[1..]
+        .iter()
+        .map(|r| r.split(',').skip(1).map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(counts.iter().flatten().sum::<u64>(), 500);
+    let diag: u64 = (0..10).map(|i| counts[i][i]).sum();
+    assert!((diag as f64 / 500.0 - acc).abs() < 1e-12);
+    assert!(png_size(&out.join("confusion.png")).0 > 300);
+    let hist = std::fs::read_to_string(out.join("history.csv")).unwrap();
+    assert_eq!(hist.lines().count(), 4);
+
+    // eval reloads the saved model and gets the same figures.
+    let ev = dir.path().join("eval");
+    ok(&[
+        "image",
+        "eval",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        &root("data/mnist"),
+        "--model",
+        o,
+        "--out",
+        ev.to_str().unwrap(),
+    ]);
+    let e = json(&ev.join("summary.json"));
+    assert_eq!(e["test_accuracy"].as_f64().unwrap(), acc);
+    assert_eq!(
+        std::fs::read_to_string(ev.join("confusion.csv")).unwrap(),
+        csv
+    );
+
+    // Same seed, same weights.
+    let again = dir.path().join("again");
+    ok(&[
+        "image",
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        &root("data/mnist"),
+        "--model",
+        &root("configs/lenet5.toml"),
+        "--epochs",
+        "3",
+        "--seed",
+        "3",
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        std::fs::read(again.join("model.safetensors")).unwrap()
+    );
+
+    // An image model is not a genotype model, and the other way round.
+    let err = fails(&[
+        "predict",
+        "--model",
+        o,
+        "--geno",
+        &root("data/example.bed"),
+        "--out",
+        dir.path().join("p.csv").to_str().unwrap(),
+    ]);
+    assert!(err.contains("image classifier"), "{err}");
+}
+
+#[test]
+fn augmentation_trains_and_previews() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("aug.png");
+    ok(&[
+        "image",
+        "augment-preview",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        &root("data/mnist"),
+        "--augment",
+        &root("configs/augment-mnist.toml"),
+        "--images",
+        "4",
+        "--variants",
+        "5",
+        "--scale",
+        "2",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    // 6 tiles of 28·2 + 2 pixels across, 4 down, with a 2-pixel border.
+    assert_eq!(png_size(&png), (6 * 58 + 2, 4 * 58 + 2));
+    let out = dir.path().join("aug");
+    ok(&[
+        "image",
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        &root("data/mnist"),
+        "--model",
+        &root("configs/lenet5.toml"),
+        "--epochs",
+        "2",
+        "--train-limit",
+        "600",
+        "--augment",
+        &root("configs/augment-mnist.toml"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let s = json(&out.join("summary.json"));
+    assert_eq!(s["n_train"], 600);
+    assert!(s["augment"]
+        .as_str()
+        .unwrap()
+        .ends_with("augment-mnist.toml"));
+    assert!(s["test_accuracy"].as_f64().unwrap() > 0.3);
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "rotation = 10\n").unwrap();
+    let err = fails(&[
+        "image",
+        "augment-preview",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        &root("data/mnist"),
+        "--augment",
+        bad.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("bad.toml") && err.contains("rotation"),
+        "{err}"
+    );
+}
+
+/// CIFAR-10-format batches whose classes differ by colour and by where a
+/// bright square sits, plus noise: learnable in a few epochs.
+fn write_cifar_like(dir: &Path, n_train: usize, n_test: usize) {
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 56) as u8
+    };
+    let mut make = |n: usize| {
+        let (mut img, mut lab) = (Vec::new(), Vec::new());
+        for k in 0..n {
+            let c = (k % 10) as u8;
+            lab.push(c);
+            for ch in 0..3 {
+                for y in 0..32 {
+                    for x in 0..32 {
+                        let (qy, qx) = ((c as usize / 5) * 16, (c as usize % 5) * 6);
+                        let inside = y >= qy && y < qy + 12 && x >= qx && x < qx + 6;
+                        let base = if inside { 200 } else { 40 }
+                            + if ch == (c as usize % 3) { 30 } else { 0 };
+                        img.push(base as u8 / 2 + rnd() / 4);
+                    }
+                }
+            }
+        }
+        (img, lab)
+    };
+    let (img, lab) = make(n_train);
+    vision::write_cifar(&dir.join("data_batch_1.bin"), &img, &lab).unwrap();
+    let (img, lab) = make(n_test);
+    vision::write_cifar(&dir.join("test_batch.bin"), &img, &lab).unwrap();
+}
+
+#[test]
+fn vgg_small_trains_on_generated_cifar10_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar-10-batches-bin");
+    std::fs::create_dir(&data).unwrap();
+    write_cifar_like(&data, 400, 100);
+    let out = dir.path().join("vgg");
+    ok(&[
+        "image",
+        "train",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--model",
+        &root("configs/vgg-small.toml"),
+        "--epochs",
+        "3",
+        "--augment",
+        &root("configs/augment-cifar10.toml"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let s = json(&out.join("summary.json"));
+    assert_eq!(s["dataset"], "cifar10");
+    assert_eq!(s["n_train"], 400);
+    assert_eq!(s["n_test"], 100);
+    let acc = s["test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.5, "test accuracy {acc} on an easy generated set");
+    let csv = std::fs::read_to_string(out.join("confusion.csv")).unwrap();
+    assert!(
+        csv.starts_with("true\\predicted,airplane,automobile"),
+        "{csv}"
+    );
+
+    // A batch cut short is refused with the file named.
+    let b = std::fs::read(data.join("test_batch.bin")).unwrap();
+    std::fs::write(data.join("test_batch.bin"), &b[..b.len() - 100]).unwrap();
+    let err = fails(&[
+        "image",
+        "eval",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--model",
+        out.to_str().unwrap(),
+        "--out",
+        dir.path().join("e").to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("test_batch.bin") && err.contains("3073"),
+        "{err}"
+    );
+}
+
+#[test]
+fn image_commands_refuse_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let err = fails(&[
+        "image",
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        d,
+        "--model",
+        &root("configs/lenet5.toml"),
+        "--out",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert!(err.contains("train-images-idx3-ubyte"), "{err}");
+    let err = fails(&[
+        "image",
+        "train",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        d,
+        "--model",
+        &root("configs/vgg-small.toml"),
+        "--out",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert!(err.contains("data_batch_1.bin"), "{err}");
+    // A regression model cannot classify images.
+    let err = fails(&[
+        "image",
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        &root("data/mnist"),
+        "--model",
+        &root("configs/mlp.toml"),
+        "--out",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert!(err.contains("softmax_cross_entropy"), "{err}");
+    // A genotype model is not an image classifier.
+    let err = fails(&[
+        "image",
+        "eval",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        &root("data/mnist"),
+        "--model",
+        &root("tests/fixtures"),
+        "--out",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert!(err.contains("model.toml"), "{err}");
+}
