@@ -349,6 +349,8 @@ fn run_lenet_bench(a: LenetBenchArgs) -> Result<()> {
     let mut spec = model::ModelSpec::from_file(&a.model)?;
     spec.training.epochs = a.epochs.max(2);
     spec.training.val_fraction = 0.0;
+    // As the peers train: a constant learning rate.
+    spec.training.schedule = nn::Schedule::Constant;
     let train = vision::read_mnist(&a.data_dir, "train")?;
     let test = vision::read_mnist(&a.data_dir, "t10k")?;
     let mut times = Vec::new();

@@ -521,68 +521,83 @@ impl Wide {
     }
 
     /// From the wide output gradient of one sample (c_out rows of
-    /// [`Wide::grad_row`]), adds the weight gradient to `acc` and writes
-    /// the input gradient (c_in × h × w) to `dx` when asked for.
-    #[allow(clippy::too_many_arguments)]
-    fn backward(
+    /// [`Wide::grad_row`]), writes the input gradient (c_in × h × w) to `dx`,
+    /// through the wide buffer `dxp` (c_in × nq).
+    fn backward_dx(
         &self,
         path: SimdPath,
         p: &Conv2dParams,
-        xp: &[f32],
         wtt: &[f32],
         gw: &[f32],
-        acc: &mut [f32],
-        dx: Option<(&mut [f32], &mut [f32])>,
+        dxp: &mut [f32],
+        dx: &mut [f32],
     ) {
         let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
-        let kk = cig * p.kh * p.kw;
         let kko = cog * p.kh * p.kw;
         let (me, pp, row) = (*self, *p, self.grad_row());
         for g in 0..p.groups {
-            gemm_dots(
+            let khw = p.kh * p.kw;
+            let boff = move |r: usize| {
+                let (co, rest) = (r / khw, r % khw);
+                (g * cog + co) * row + me.front - (rest / pp.kw) * me.wp - rest % pp.kw
+            };
+            gemm_rows(
+                path,
+                cig,
+                self.nq,
+                kko,
+                &wtt[g * cig * kko..(g + 1) * cig * kko],
+                kko,
+                gw,
+                boff,
+                &mut dxp[g * cig * self.nq..(g + 1) * cig * self.nq],
+                self.nq,
+                false,
+                false,
+            );
+        }
+        for ci in 0..p.c_in {
+            for iy in 0..self.h {
+                let o = ci * self.nq + (iy + self.pt) * self.wp + self.pl;
+                dx[(ci * self.h + iy) * self.w..][..self.w].copy_from_slice(&dxp[o..o + self.w]);
+            }
+        }
+    }
+
+    /// Adds the weight gradient of `count` samples to `acc`: their padded
+    /// inputs (c_in × plane each) and wide output gradients (c_out rows of
+    /// [`Wide::grad_row`] each) lie one after the other.
+    fn backward_dw(
+        &self,
+        path: SimdPath,
+        p: &Conv2dParams,
+        count: usize,
+        xps: &[f32],
+        gws: &[f32],
+        acc: &mut [f32],
+    ) {
+        let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
+        let kk = cig * p.kh * p.kw;
+        let (me, pp, row) = (*self, *p, self.grad_row());
+        let segs = crate::gemm::Segments {
+            count,
+            a_stride: p.c_out * row,
+            b_stride: p.c_in * self.plane,
+        };
+        for g in 0..p.groups {
+            crate::gemm::gemm_dots_segments(
                 path,
                 cog,
                 kk,
                 self.n,
-                gw,
+                segs,
+                gws,
                 move |i| (g * cog + i) * row + me.front,
-                xp,
+                xps,
                 move |r| me.boff(&pp, g, r),
                 &mut acc[g * cog * kk..(g + 1) * cog * kk],
                 kk,
-                true,
-                false,
             );
-        }
-        if let Some((dxp, dx)) = dx {
-            for g in 0..p.groups {
-                let khw = p.kh * p.kw;
-                let boff = move |r: usize| {
-                    let (co, rest) = (r / khw, r % khw);
-                    (g * cog + co) * row + me.front - (rest / pp.kw) * me.wp - rest % pp.kw
-                };
-                gemm_rows(
-                    path,
-                    cig,
-                    self.nq,
-                    kko,
-                    &wtt[g * cig * kko..(g + 1) * cig * kko],
-                    kko,
-                    gw,
-                    boff,
-                    &mut dxp[g * cig * self.nq..(g + 1) * cig * self.nq],
-                    self.nq,
-                    false,
-                    false,
-                );
-            }
-            for ci in 0..p.c_in {
-                for iy in 0..self.h {
-                    let o = ci * self.nq + (iy + self.pt) * self.wp + self.pl;
-                    dx[(ci * self.h + iy) * self.w..][..self.w]
-                        .copy_from_slice(&dxp[o..o + self.w]);
-                }
-            }
         }
     }
 }
@@ -633,27 +648,49 @@ fn wide_backward(
     let row = geo.grad_row();
     let chunk = batch.div_ceil(rayon::current_num_threads()).max(1);
     let need_db = db.is_some();
+    // With short rows, samples are taken 8 at a time, so that the weight
+    // gradient's dot products run over all of them before their lanes are
+    // reduced; long rows are better kept in L1, one sample at a time.
+    let group = if geo.n <= 256 { 8 } else { 1 };
     let parts: Vec<(Vec<f32>, Vec<f64>)> = (0..batch.div_ceil(chunk))
         .into_par_iter()
         .map(|c| {
             let mut acc = vec![0f32; p.weight_len()];
             let mut bsum = vec![0f64; if need_db { p.c_out } else { 0 }];
-            let sizes = [p.c_in * geo.plane, p.c_out * row, p.c_in * geo.nq];
+            let (xs1, gw1) = (p.c_in * geo.plane, p.c_out * row);
+            let sizes = [group * xs1, group * gw1, p.c_in * geo.nq];
             with_scratch(sizes.iter().sum(), |buf| {
-                let (xp, rest) = buf.split_at_mut(sizes[0]);
-                let (gw, dxw) = rest.split_at_mut(sizes[1]);
-                for b in c * chunk..((c + 1) * chunk).min(batch) {
-                    geo.pad(&x[b * xs..(b + 1) * xs], p.c_in, xp);
-                    gw.fill(0.0);
-                    fill(b, gw);
-                    if need_db {
-                        for (co, s) in bsum.iter_mut().enumerate() {
-                            *s += crate::scratch::sum(&gw[co * row..(co + 1) * row]);
+                let (xps, rest) = buf.split_at_mut(sizes[0]);
+                let (gws, dxw) = rest.split_at_mut(sizes[1]);
+                let (b0, b1) = (c * chunk, ((c + 1) * chunk).min(batch));
+                for g0 in (b0..b1).step_by(group) {
+                    let count = group.min(b1 - g0);
+                    for k in 0..count {
+                        let b = g0 + k;
+                        let xp = &mut xps[k * xs1..(k + 1) * xs1];
+                        let gw = &mut gws[k * gw1..(k + 1) * gw1];
+                        geo.pad(&x[b * xs..(b + 1) * xs], p.c_in, xp);
+                        gw.fill(0.0);
+                        fill(b, gw);
+                        if need_db {
+                            for (co, s) in bsum.iter_mut().enumerate() {
+                                *s += crate::scratch::sum(&gw[co * row..(co + 1) * row]);
+                            }
+                        }
+                        if let Some(d) = dxp {
+                            let dxb =
+                                unsafe { std::slice::from_raw_parts_mut(d.0.add(b * xs), xs) };
+                            geo.backward_dx(path, p, &wtt, gw, dxw, dxb);
                         }
                     }
-                    let dxb =
-                        dxp.map(|d| unsafe { std::slice::from_raw_parts_mut(d.0.add(b * xs), xs) });
-                    geo.backward(path, p, xp, &wtt, gw, &mut acc, dxb.map(|d| (&mut *dxw, d)));
+                    geo.backward_dw(
+                        path,
+                        p,
+                        count,
+                        &xps[..count * xs1],
+                        &gws[..count * gw1],
+                        &mut acc,
+                    );
                 }
             });
             (acc, bsum)
@@ -717,25 +754,37 @@ pub fn conv2d_act_maxpool2_forward(
         .zip(y.par_chunks_mut(ps).zip(argmax.par_chunks_mut(ps)))
         .for_each(|(xb, (yb, ab))| {
             wide.sample_forward(path, p, xb, wt, bias, |yw| {
-                for co in 0..p.c_out {
-                    let src = &yw[co * wide.n..];
-                    for py in 0..hq {
-                        let r0 = &src[2 * py * wide.wp..];
-                        let r1 = &src[(2 * py + 1) * wide.wp..];
-                        let o = (co * hq + py) * wq;
-                        for px in 0..wq {
-                            let v = [r0[2 * px], r0[2 * px + 1], r1[2 * px], r1[2 * px + 1]];
-                            let mut k = 0;
-                            for (j, &vj) in v.iter().enumerate().skip(1) {
-                                if vj > v[k] {
-                                    k = j;
-                                }
+                with_scratch(4 * wq, |buf| {
+                    // Rows first (a loop the compiler vectorizes), then column pairs.
+                    let (vm, vs) = buf.split_at_mut(2 * wq);
+                    for co in 0..p.c_out {
+                        let src = &yw[co * wide.n..];
+                        for py in 0..hq {
+                            let r0 = &src[2 * py * wide.wp..][..2 * wq];
+                            let r1 = &src[(2 * py + 1) * wide.wp..][..2 * wq];
+                            for ((m, sel), (&a, &b)) in
+                                vm.iter_mut().zip(vs.iter_mut()).zip(r0.iter().zip(r1))
+                            {
+                                let lower = b > a;
+                                *m = if lower { b } else { a };
+                                *sel = if lower { 2.0 } else { 0.0 };
                             }
-                            yb[o + px] = act.apply(v[k]);
-                            ab[o + px] = k as f32;
+                            let o = (co * hq + py) * wq;
+                            let (yr, ar) = (&mut yb[o..o + wq], &mut ab[o..o + wq]);
+                            for (px, (yv, av)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
+                                let (a, b) = (vm[2 * px], vm[2 * px + 1]);
+                                let right = b > a;
+                                *yv = if right { b } else { a };
+                                *av = if right {
+                                    vs[2 * px + 1] + 1.0
+                                } else {
+                                    vs[2 * px]
+                                };
+                            }
                         }
                     }
-                }
+                });
+                act.forward_inplace(yb);
             })
         });
 }

@@ -294,6 +294,7 @@ pub fn gemm_dots<FA, FB>(
             j0,
             j1,
             len,
+            segs: Segments::ONE,
             a: a.as_ptr(),
             aoff,
             b: b.as_ptr(),
@@ -314,11 +315,85 @@ pub fn gemm_dots<FA, FB>(
     }
 }
 
+/// Repeats of a dot product's rows: segment s of row i of A starts at
+/// aoff(i) + s·a_stride (and likewise for B), and every segment adds to the
+/// same dot product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segments {
+    pub count: usize,
+    pub a_stride: usize,
+    pub b_stride: usize,
+}
+
+impl Segments {
+    pub const ONE: Segments = Segments {
+        count: 1,
+        a_stride: 0,
+        b_stride: 0,
+    };
+}
+
+/// C[i·ldc + j] += Σ_s Σ_l A[aoff(i) + s·a_stride + l] · B[boff(j) + s·b_stride + l]:
+/// [`gemm_dots`] summed over segments (such as the samples of a batch)
+/// before the lanes are reduced, for short rows. Single-threaded.
+///
+/// # Panics
+/// If any segment of a row of A or B would fall outside its slice.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_dots_segments<FA, FB>(
+    path: SimdPath,
+    m: usize,
+    n: usize,
+    len: usize,
+    segs: Segments,
+    a: &[f32],
+    aoff: FA,
+    b: &[f32],
+    boff: FB,
+    c: &mut [f32],
+    ldc: usize,
+) where
+    FA: Fn(usize) -> usize + Copy + Sync,
+    FB: Fn(usize) -> usize + Copy + Sync,
+{
+    if m == 0 || n == 0 || segs.count == 0 {
+        return;
+    }
+    let last = segs.count - 1;
+    assert!((m - 1) * ldc + n <= c.len(), "gemm_dots: C too short");
+    for i in 0..m {
+        assert!(
+            aoff(i) + last * segs.a_stride + len <= a.len(),
+            "gemm_dots: row {i} of A out of bounds"
+        );
+    }
+    for j in 0..n {
+        assert!(
+            boff(j) + last * segs.b_stride + len <= b.len(),
+            "gemm_dots: row {j} of B out of bounds"
+        );
+    }
+    path.dispatch(DotsOp {
+        m,
+        j0: 0,
+        j1: n,
+        len,
+        segs,
+        a: a.as_ptr(),
+        aoff,
+        b: b.as_ptr(),
+        boff,
+        c: SendPtr(c.as_mut_ptr()),
+        ldc,
+    })
+}
+
 struct DotsOp<FA, FB> {
     m: usize,
     j0: usize,
     j1: usize,
     len: usize,
+    segs: Segments,
     a: *const f32,
     aoff: FA,
     b: *const f32,
@@ -388,25 +463,30 @@ impl<FA: Fn(usize) -> usize + Copy, FB: Fn(usize) -> usize + Copy> DotsOp<FA, FB
         let zero = s.splat_f32s(0.0);
         let mut acc = [[zero; Q]; R];
         unsafe {
-            let ap: [*const f32; R] = core::array::from_fn(|r| self.a.add((self.aoff)(i + r)));
-            let bp: [*const f32; Q] = core::array::from_fn(|q| self.b.add((self.boff)(j + q)));
-            let mut l = l0;
-            while l + lanes <= l1 {
-                let bv: [S::f32s; Q] = core::array::from_fn(|q| loadu::<S>(bp[q].add(l)));
-                for r in 0..R {
-                    let av = loadu::<S>(ap[r].add(l));
-                    for q in 0..Q {
-                        acc[r][q] = s.mul_add_e_f32s(av, bv[q], acc[r][q]);
-                    }
-                }
-                l += lanes;
-            }
             let mut tail = [[0f32; Q]; R];
-            for ll in l..l1 {
-                for r in 0..R {
-                    let av = *ap[r].add(ll);
-                    for q in 0..Q {
-                        tail[r][q] += av * *bp[q].add(ll);
+            for sg in 0..self.segs.count {
+                let (ao, bo) = (sg * self.segs.a_stride, sg * self.segs.b_stride);
+                let ap: [*const f32; R] =
+                    core::array::from_fn(|r| self.a.add((self.aoff)(i + r) + ao));
+                let bp: [*const f32; Q] =
+                    core::array::from_fn(|q| self.b.add((self.boff)(j + q) + bo));
+                let mut l = l0;
+                while l + lanes <= l1 {
+                    let bv: [S::f32s; Q] = core::array::from_fn(|q| loadu::<S>(bp[q].add(l)));
+                    for r in 0..R {
+                        let av = loadu::<S>(ap[r].add(l));
+                        for q in 0..Q {
+                            acc[r][q] = s.mul_add_e_f32s(av, bv[q], acc[r][q]);
+                        }
+                    }
+                    l += lanes;
+                }
+                for ll in l..l1 {
+                    for r in 0..R {
+                        let av = *ap[r].add(ll);
+                        for q in 0..Q {
+                            tail[r][q] += av * *bp[q].add(ll);
+                        }
                     }
                 }
             }
