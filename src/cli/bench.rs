@@ -9,6 +9,7 @@ use geno::{simulate, DelimitedOptions, PackedGenotypes, SimParams, Standardizer}
 use serde_json::json;
 
 use super::output::{table, write_json};
+use super::train::with_engine;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -281,7 +282,11 @@ fn run_kernels(a: KernelArgs) -> Result<()> {
 }
 
 fn run_train_bench(a: TrainBenchArgs) -> Result<()> {
-    let backend = a.compute.apply()?;
+    let engine = a.compute.apply()?;
+    with_engine!(engine, b => train_bench_with(a, b))
+}
+
+fn train_bench_with<B: nn::Backend>(a: TrainBenchArgs, backend: B) -> Result<()> {
     let mut spec = model::ModelSpec::from_file(&a.model)?;
     spec.training.epochs = a.epochs.max(2);
     spec.training.val_fraction = 0.0;
@@ -345,7 +350,11 @@ fn run_train_bench(a: TrainBenchArgs) -> Result<()> {
 }
 
 fn run_lenet_bench(a: LenetBenchArgs) -> Result<()> {
-    let backend = a.compute.apply()?;
+    let engine = a.compute.apply()?;
+    with_engine!(engine, b => lenet_bench_with(a, b))
+}
+
+fn lenet_bench_with<B: nn::Backend>(a: LenetBenchArgs, backend: B) -> Result<()> {
     let mut spec = model::ModelSpec::from_file(&a.model)?;
     spec.training.epochs = a.epochs.max(2);
     spec.training.val_fraction = 0.0;

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use super::train::{parse_device, with_engine, Engine};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use eval::report::{self, Prediction, Record};
@@ -12,7 +13,6 @@ use gblup::KernelChoice;
 use geno::{PackedGenotypes, PhenoTable, TraitSelector};
 use indicatif::{ProgressBar, ProgressStyle};
 use model::ModelSpec;
-use nn::Native;
 use serde_json::json;
 
 use super::output::{ensure_dir, spinner, write_json};
@@ -96,6 +96,9 @@ pub struct CvRun {
     /// Worker threads in all (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where networks run: native, candle-cpu or cuda[:N] (see `train --help`).
+    #[arg(long, default_value = "native")]
+    pub device: String,
     /// Output directory.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -194,6 +197,7 @@ fn run_cv(a: CvRun) -> Result<()> {
     if a.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
+    let engine = parse_device(&a.device)?;
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -308,7 +312,17 @@ fn run_cv(a: CvRun) -> Result<()> {
                         m.name()
                     ));
                     let out = pool.install(|| {
-                        run_task(&g, grm.as_ref(), &tr.values, &folds, t, m, &ids, a.seed)
+                        run_task(
+                            &engine,
+                            &g,
+                            grm.as_ref(),
+                            &tr.values,
+                            &folds,
+                            t,
+                            m,
+                            &ids,
+                            a.seed,
+                        )
                     });
                     match out {
                         Ok((rec, preds)) => {
@@ -357,8 +371,26 @@ fn run_cv(a: CvRun) -> Result<()> {
     write_outputs(&a.out, &records, &preds, &tr.name, extra)
 }
 
+/// Trains a network on `train` with the engine's backend and predicts
+/// `test`; returns the predictions, the epochs run and the best epoch.
+fn fit_predict(
+    engine: &Engine,
+    spec: &model::ModelSpec,
+    g: &PackedGenotypes,
+    y: &[f64],
+    train: &[usize],
+    test: &[usize],
+    seed: u64,
+) -> Result<(Vec<f64>, usize, usize)> {
+    with_engine!(engine.clone(), b => {
+        let mut f = model::fit(b, spec, g, y, train, seed, &mut |_| {})?;
+        Ok((f.predict(g, test)?, f.history.len(), f.best_epoch))
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_task(
+    engine: &Engine,
     g: &PackedGenotypes,
     grm: Option<&gblup::Grm>,
     y: &[f64],
@@ -399,13 +431,8 @@ fn run_task(
         }
         CvModel::Network(spec) => {
             let s = seed.wrapping_add(1000 * t.repeat as u64 + t.fold as u64);
-            let mut fitted = model::fit(Native, spec, g, &masked, &train, s, &mut |_| {})?;
-            let note = format!(
-                "epochs={};best={}",
-                fitted.history.len(),
-                fitted.best_epoch + 1
-            );
-            (fitted.predict(g, &test)?, note)
+            let (pred, epochs, best) = fit_predict(engine, spec, g, &masked, &train, &test, s)?;
+            (pred, format!("epochs={epochs};best={}", best + 1))
         }
         CvModel::Search(search) => {
             // Inner folds on the training part only choose the configuration.
@@ -427,16 +454,15 @@ fn run_task(
                     for &i in &itrain {
                         inner_y[i] = masked[i];
                     }
-                    let mut f = model::fit(
-                        Native,
+                    let (p, _, _) = fit_predict(
+                        engine,
                         &spec,
                         g,
                         &inner_y,
                         &itrain,
+                        &itest,
                         s.wrapping_add(k as u64),
-                        &mut |_| {},
                     )?;
-                    let p = f.predict(g, &itest)?;
                     let o: Vec<f64> = itest.iter().map(|&i| masked[i]).collect();
                     rs.push(eval::metrics::pearson(&p, &o));
                 }
@@ -447,12 +473,12 @@ fn run_task(
             }
             let (inner_r, ci) = best.context("the search has no candidates")?;
             let spec = search.candidates[ci].apply(&search.base)?;
-            let mut fitted = model::fit(Native, &spec, g, &masked, &train, s, &mut |_| {})?;
+            let (pred, _, _) = fit_predict(engine, &spec, g, &masked, &train, &test, s)?;
             let note = format!(
                 "chosen: {} (inner r={inner_r:.3})",
                 search.candidates[ci].describe()
             );
-            (fitted.predict(g, &test)?, note)
+            (pred, note)
         }
     };
     let obs: Vec<f64> = test.iter().map(|&i| y[i]).collect();

@@ -14,7 +14,8 @@ use vision::augment::{AugmentSpec, Augmenter};
 use vision::ImageSet;
 
 use super::output::{ensure_dir, num, spinner, table, write_json, EpochProgress};
-use super::train::{override_training, ComputeArgs};
+use super::train::{override_training, with_engine, ComputeArgs};
+use nn::Backend;
 
 #[derive(Args, Debug)]
 pub struct ImageArgs {
@@ -234,7 +235,11 @@ fn load_data(d: &DataArgs, train: bool) -> Result<ImageSet> {
 }
 
 fn run_train(a: ImageTrainArgs) -> Result<()> {
-    let backend = a.compute.apply()?;
+    let engine = a.compute.apply()?;
+    with_engine!(engine, b => train_with(a, b))
+}
+
+fn train_with<B: Backend>(a: ImageTrainArgs, backend: B) -> Result<()> {
     let mut spec = ModelSpec::from_file(&a.model)?;
     override_training(&mut spec, a.epochs, a.batch_size, a.lr)?;
     let augment = match &a.augment {
@@ -262,7 +267,7 @@ fn run_train(a: ImageTrainArgs) -> Result<()> {
         train.height,
         train.width,
         test.len(),
-        nn::Backend::name(&backend),
+        backend.name(),
         if augment.is_some() { ", augmented" } else { "" }
     );
     let start = Instant::now();
@@ -342,7 +347,7 @@ fn run_train(a: ImageTrainArgs) -> Result<()> {
             "seconds_total": secs,
             "seed": a.seed,
             "threads": rayon::current_num_threads(),
-            "backend": nn::Backend::name(&fitted.network.backend),
+            "backend": fitted.network.backend.name(),
         }),
     )?;
     print!(
@@ -375,7 +380,11 @@ fn run_train(a: ImageTrainArgs) -> Result<()> {
 }
 
 fn run_eval(a: ImageEvalArgs) -> Result<()> {
-    let backend = a.compute.apply()?;
+    let engine = a.compute.apply()?;
+    with_engine!(engine, b => eval_with(a, b))
+}
+
+fn eval_with<B: Backend>(a: ImageEvalArgs, backend: B) -> Result<()> {
     let SavedModel::Image(mut m) = model::load(&a.model, backend)? else {
         bail!(
             "{} does not hold an image classifier (use `genocnn predict` for genotype models)",
@@ -407,7 +416,7 @@ fn run_eval(a: ImageEvalArgs) -> Result<()> {
             "test_loss": e.loss,
             "seconds": secs,
             "images_per_second": e.n as f64 / secs,
-            "backend": nn::Backend::name(&m.network.backend),
+            "backend": m.network.backend.name(),
         }),
     )?;
     print!(

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use geno::PhenoTable;
 use model::{ModelSpec, SavedModel};
-use nn::Native;
+use nn::{Backend, Candle, CandleDevice, Native};
 use serde_json::json;
 
 use super::output::{csv_field, ensure_dir, num, spinner, table, write_json, EpochProgress};
@@ -20,14 +20,51 @@ pub struct ComputeArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Where networks run: native (genocnn's CPU kernels).
+    /// Where networks run: native (genocnn's CPU kernels), candle-cpu, or
+    /// cuda[:N] (builds with the `candle` / `cuda` features).
     #[arg(long, default_value = "native")]
     pub device: String,
 }
 
+/// The backend that runs networks, chosen once from `--device`.
+#[derive(Clone, Debug)]
+pub enum Engine {
+    Native(Native),
+    Candle(Candle),
+}
+
+/// Runs `$body` with `$b` bound to the engine's backend, whichever it is.
+macro_rules! with_engine {
+    ($engine:expr, $b:ident => $body:expr) => {
+        match $engine {
+            $crate::cli::train::Engine::Native($b) => $body,
+            $crate::cli::train::Engine::Candle($b) => $body,
+        }
+    };
+}
+pub(crate) use with_engine;
+
+/// Parses `--device`: native, candle-cpu, cuda or cuda:N.
+pub fn parse_device(device: &str) -> Result<Engine> {
+    match device {
+        "native" | "cpu" => Ok(Engine::Native(Native)),
+        "candle-cpu" | "candle" => Ok(Engine::Candle(Candle::new(CandleDevice::Cpu)?)),
+        d if d == "cuda" || d.starts_with("cuda:") => {
+            let n = match d.strip_prefix("cuda:") {
+                None => 0,
+                Some(n) => n.parse().with_context(|| {
+                    format!("--device {d}: expected cuda:N with N a device number")
+                })?,
+            };
+            Ok(Engine::Candle(Candle::new(CandleDevice::Cuda(n))?))
+        }
+        other => bail!("--device {other}: expected native, candle-cpu, cuda or cuda:N"),
+    }
+}
+
 impl ComputeArgs {
-    /// Sets up the thread pool and checks the device once.
-    pub fn apply(&self) -> Result<Native> {
+    /// Sets up the thread pool and opens the device once.
+    pub fn apply(&self) -> Result<Engine> {
         if let Some(t) = self.threads {
             if t == 0 {
                 bail!("--threads must be at least 1");
@@ -37,12 +74,7 @@ impl ComputeArgs {
                 .build_global()
                 .context("cannot set the number of threads")?;
         }
-        match self.device.as_str() {
-            "native" | "cpu" => Ok(Native),
-            other => bail!(
-                "--device {other}: this build runs networks on 'native' only (candle CPU and CUDA backends come with the `candle` and `cuda` cargo features)"
-            ),
-        }
+        parse_device(&self.device)
     }
 }
 
@@ -102,7 +134,11 @@ pub fn override_training(
 }
 
 pub fn run_train(a: TrainArgs) -> Result<()> {
-    let backend = a.compute.apply()?;
+    let engine = a.compute.apply()?;
+    with_engine!(engine, b => train_with(a, b))
+}
+
+fn train_with<B: Backend>(a: TrainArgs, backend: B) -> Result<()> {
     let mut spec = ModelSpec::from_file(&a.model)?;
     override_training(&mut spec, a.epochs, a.batch_size, a.lr)?;
     let t = &mut spec.training;
@@ -130,7 +166,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         train.len(),
         g.n_markers(),
         tr.name,
-        nn::Backend::name(&backend)
+        backend.name()
     );
 
     let start = Instant::now();
@@ -196,7 +232,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
             "seconds_total": secs,
             "seed": a.seed,
             "threads": rayon::current_num_threads(),
-            "backend": nn::Backend::name(&fitted.network.backend),
+            "backend": fitted.network.backend.name(),
         }),
     )?;
     print!(
@@ -252,7 +288,11 @@ pub struct PredictArgs {
 }
 
 pub fn run_predict(a: PredictArgs) -> Result<()> {
-    let backend = a.compute.apply()?;
+    let engine = a.compute.apply()?;
+    with_engine!(engine, b => predict_with(a, b))
+}
+
+fn predict_with<B: Backend>(a: PredictArgs, backend: B) -> Result<()> {
     let saved = model::load(&a.model, backend)?;
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
     let g = a.geno.reader().read()?;

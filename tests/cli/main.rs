@@ -3,6 +3,7 @@
 mod bad_input;
 mod common;
 mod cv;
+mod device;
 mod formats;
 mod image;
 mod qc;

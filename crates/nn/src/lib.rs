@@ -12,6 +12,7 @@
 //! backend trait and the same backprop.
 
 pub mod backend;
+pub mod candle;
 pub mod error;
 pub mod native;
 pub mod network;
@@ -19,6 +20,7 @@ pub mod optim;
 pub mod spec;
 
 pub use backend::{Backend, Update};
+pub use candle::{Candle, CandleDevice};
 pub use error::{NnError, Result};
 pub use native::{HostTensor, Native};
 pub use network::{Init, Mode, Network, Param};

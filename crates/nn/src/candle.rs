@@ -1,0 +1,1024 @@
+//! The candle backend: the same networks on candle-core's CPU and CUDA
+//! devices (cargo features `candle` and `cuda`, both off by default).
+//!
+//! Forward passes map each op to candle ops (1D convolutions and pools run
+//! as 2D ones on (B, C, 1, L) where candle has no 1D op). Each backward pass
+//! is the vector-Jacobian product of its forward op, taken with candle's
+//! autograd: the op is run again on variables and `Σ y·dy` is differentiated.
+//! Tensor names and layouts are those of the native backend, so saved
+//! weights move freely between the two.
+//!
+//! Without the `candle` feature, [`Candle`] is an empty type with the same
+//! API: [`Candle::new`] explains how to build with it, and callers need no
+//! `cfg`.
+
+/// Where a candle backend runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CandleDevice {
+    Cpu,
+    /// A CUDA device by ordinal.
+    Cuda(usize),
+}
+
+impl std::fmt::Display for CandleDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CandleDevice::Cpu => write!(f, "candle-cpu"),
+            CandleDevice::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+#[cfg(feature = "candle")]
+pub use real::Candle;
+#[cfg(not(feature = "candle"))]
+pub use stub::Candle;
+
+#[cfg(not(feature = "candle"))]
+mod stub {
+    use super::CandleDevice;
+    use crate::backend::{Backend, BnGrads, BnSaved, Grads, Update};
+    use crate::error::{NnError, Result};
+    use kernels::conv1d::Conv1dParams;
+    use kernels::conv2d::Conv2dParams;
+    use kernels::pool::{Pool1dParams, Pool2dParams, PoolKind};
+    use kernels::Activation;
+
+    /// The candle backend, absent from this build: no value of it exists.
+    #[derive(Clone, Debug)]
+    pub enum Candle {}
+
+    /// A tensor of the absent backend.
+    #[derive(Clone, Debug)]
+    pub enum NoTensor {}
+
+    impl Candle {
+        /// Always an error in this build, saying how to get the backend.
+        pub fn new(device: CandleDevice) -> Result<Self> {
+            let feature = match device {
+                CandleDevice::Cpu => "candle",
+                CandleDevice::Cuda(_) => "cuda",
+            };
+            Err(NnError::Backend {
+                backend: device.to_string(),
+                message: format!(
+                    "this genocnn was built without the candle backend; rebuild with `cargo build --release --features {feature}`{}",
+                    if feature == "cuda" {
+                        " (this needs the CUDA toolkit; see README, 'Building for a GPU')"
+                    } else {
+                        ""
+                    }
+                ),
+            })
+        }
+    }
+
+    impl Backend for Candle {
+        type Tensor = NoTensor;
+        fn name(&self) -> String {
+            match *self {}
+        }
+        fn tensor(&self, _: Vec<f32>, _: &[usize]) -> Result<NoTensor> {
+            match *self {}
+        }
+        fn to_vec(&self, _: &NoTensor) -> Result<Vec<f32>> {
+            match *self {}
+        }
+        fn shape(&self, _: &NoTensor) -> Vec<usize> {
+            match *self {}
+        }
+        fn reshape(&self, _: NoTensor, _: &[usize]) -> Result<NoTensor> {
+            match *self {}
+        }
+        fn conv1d(
+            &self,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: Option<&NoTensor>,
+            _: &Conv1dParams,
+        ) -> Result<NoTensor> {
+            match *self {}
+        }
+        fn conv1d_backward(
+            &self,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &Conv1dParams,
+            _: bool,
+        ) -> Result<Grads<NoTensor>> {
+            match *self {}
+        }
+        fn conv1d_act_pool2(
+            &self,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: Option<&NoTensor>,
+            _: &Conv1dParams,
+            _: Activation,
+        ) -> Result<(NoTensor, NoTensor)> {
+            match *self {}
+        }
+        fn conv1d_act_pool2_backward(
+            &self,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &Conv1dParams,
+            _: Activation,
+            _: bool,
+        ) -> Result<Grads<NoTensor>> {
+            match *self {}
+        }
+        fn conv2d_act_pool2(
+            &self,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: Option<&NoTensor>,
+            _: &Conv2dParams,
+            _: Activation,
+        ) -> Result<(NoTensor, NoTensor)> {
+            match *self {}
+        }
+        fn conv2d_act_pool2_backward(
+            &self,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &Conv2dParams,
+            _: Activation,
+            _: bool,
+        ) -> Result<Grads<NoTensor>> {
+            match *self {}
+        }
+        fn conv2d(
+            &self,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: Option<&NoTensor>,
+            _: &Conv2dParams,
+        ) -> Result<NoTensor> {
+            match *self {}
+        }
+        fn conv2d_backward(
+            &self,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &Conv2dParams,
+            _: bool,
+        ) -> Result<Grads<NoTensor>> {
+            match *self {}
+        }
+        fn pool1d(&self, _: &NoTensor, _: &Pool1dParams, _: Activation) -> Result<NoTensor> {
+            match *self {}
+        }
+        fn pool1d_backward(
+            &self,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &Pool1dParams,
+            _: Activation,
+        ) -> Result<NoTensor> {
+            match *self {}
+        }
+        fn pool2d(&self, _: &NoTensor, _: &Pool2dParams) -> Result<NoTensor> {
+            match *self {}
+        }
+        fn pool2d_backward(
+            &self,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &Pool2dParams,
+        ) -> Result<NoTensor> {
+            match *self {}
+        }
+        fn global_pool(&self, _: &NoTensor, _: PoolKind) -> Result<NoTensor> {
+            match *self {}
+        }
+        fn global_pool_backward(
+            &self,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: PoolKind,
+        ) -> Result<NoTensor> {
+            match *self {}
+        }
+        fn dense(&self, _: &NoTensor, _: &NoTensor, _: Option<&NoTensor>) -> Result<NoTensor> {
+            match *self {}
+        }
+        fn dense_backward(
+            &self,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: bool,
+        ) -> Result<Grads<NoTensor>> {
+            match *self {}
+        }
+        fn activation(&self, _: &NoTensor, _: Activation) -> Result<NoTensor> {
+            match *self {}
+        }
+        fn activation_backward(
+            &self,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: Activation,
+        ) -> Result<NoTensor> {
+            match *self {}
+        }
+        fn batchnorm_train(
+            &self,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &mut NoTensor,
+            _: &mut NoTensor,
+            _: f32,
+            _: f32,
+        ) -> Result<(NoTensor, BnSaved<NoTensor>)> {
+            match *self {}
+        }
+        fn batchnorm_infer(
+            &self,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: f32,
+        ) -> Result<NoTensor> {
+            match *self {}
+        }
+        fn batchnorm_backward(
+            &self,
+            _: &NoTensor,
+            _: &NoTensor,
+            _: &BnSaved<NoTensor>,
+            _: &NoTensor,
+        ) -> Result<BnGrads<NoTensor>> {
+            match *self {}
+        }
+        fn dropout_mask(&self, _: &[usize], _: f32, _: u64) -> Result<NoTensor> {
+            match *self {}
+        }
+        fn mul(&self, _: &NoTensor, _: &NoTensor) -> Result<NoTensor> {
+            match *self {}
+        }
+        fn add_scaled(&self, _: &mut NoTensor, _: &NoTensor, _: f32) -> Result<()> {
+            match *self {}
+        }
+        fn add_penalty(&self, _: &NoTensor, _: &mut NoTensor, _: f32, _: f32) -> Result<f32> {
+            match *self {}
+        }
+        fn update(
+            &self,
+            _: &mut NoTensor,
+            _: &NoTensor,
+            _: &mut Vec<NoTensor>,
+            _: &Update,
+        ) -> Result<()> {
+            match *self {}
+        }
+    }
+}
+
+#[cfg(feature = "candle")]
+mod real {
+    use candle_core::{DType, Device, Tensor, Var, D};
+
+    use super::CandleDevice;
+    use crate::backend::{Backend, BnGrads, BnSaved, Grads, Update};
+    use crate::error::{NnError, Result};
+    use kernels::conv1d::Conv1dParams;
+    use kernels::conv2d::Conv2dParams;
+    use kernels::pool::{Pool1dParams, Pool2dParams, PoolKind};
+    use kernels::Activation;
+
+    /// The candle backend on one device.
+    #[derive(Clone, Debug)]
+    pub struct Candle {
+        device: Device,
+        which: CandleDevice,
+    }
+
+    type C<T> = candle_core::Result<T>;
+
+    impl Candle {
+        /// Opens the device: the CPU, or a CUDA device (with the `cuda` feature).
+        pub fn new(which: CandleDevice) -> Result<Self> {
+            let device = match which {
+                CandleDevice::Cpu => Device::Cpu,
+                CandleDevice::Cuda(n) => {
+                    if !cfg!(feature = "cuda") {
+                        return Err(NnError::Backend {
+                            backend: which.to_string(),
+                            message: "this genocnn was built without CUDA; rebuild with `cargo build --release --features cuda` (see README, 'Building for a GPU')".into(),
+                        });
+                    }
+                    Device::new_cuda(n).map_err(|e| NnError::Backend {
+                        backend: which.to_string(),
+                        message: format!("cannot open CUDA device {n}: {e}"),
+                    })?
+                }
+            };
+            Ok(Candle { device, which })
+        }
+
+        fn err(&self, e: candle_core::Error) -> NnError {
+            NnError::Backend {
+                backend: self.which.to_string(),
+                message: e.to_string(),
+            }
+        }
+
+        fn unsupported(&self, what: String) -> NnError {
+            NnError::Backend {
+                backend: self.which.to_string(),
+                message: what,
+            }
+        }
+
+        /// The vector-Jacobian product of `f` at `inputs` with cotangent `dy`:
+        /// the gradient of Σ f(inputs)·dy with respect to each input.
+        fn vjp(
+            &self,
+            inputs: &[&Tensor],
+            dy: &Tensor,
+            f: impl Fn(&[Tensor]) -> C<Tensor>,
+        ) -> Result<Vec<Tensor>> {
+            let run = || -> C<Vec<Tensor>> {
+                let vars = inputs
+                    .iter()
+                    .map(|t| Var::from_tensor(t))
+                    .collect::<C<Vec<_>>>()?;
+                let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+                let y = f(&ts)?;
+                let g = (y * dy)?.sum_all()?.backward()?;
+                vars.iter()
+                    .map(|v| match g.get(v.as_tensor()) {
+                        Some(t) => Ok(t.clone()),
+                        None => v.as_tensor().zeros_like(),
+                    })
+                    .collect()
+            };
+            run().map_err(|e| self.err(e))
+        }
+    }
+
+    fn act(x: &Tensor, a: Activation) -> C<Tensor> {
+        match a {
+            Activation::Linear => Ok(x.clone()),
+            Activation::Relu => x.relu(),
+            Activation::LeakyRelu(s) => x.maximum(&x.affine(s as f64, 0.0)?),
+            Activation::Elu(alpha) => {
+                // relu(x) + min(0, α(eᵡ − 1)), differentiable piece by piece.
+                x.relu()?
+                    + x.exp()?
+                        .affine(alpha as f64, -(alpha as f64))?
+                        .minimum(0f64)?
+            }
+            Activation::Softplus => {
+                // max(x, 0) + log(1 + e^(−|x|)), stably.
+                x.relu()? + (x.abs()?.neg()?.exp()? + 1f64)?.log()?
+            }
+            Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => (x.neg()?.exp()? + 1f64)?.recip(),
+        }
+    }
+
+    /// Pads dimension `dim` with zeros when needed.
+    fn pad(x: &Tensor, dim: usize, lo: usize, hi: usize) -> C<Tensor> {
+        if lo == 0 && hi == 0 {
+            Ok(x.clone())
+        } else {
+            x.pad_with_zeros(dim, lo, hi)
+        }
+    }
+
+    /// A grouped convolution as unfold + matrix product: `cols` gathers, for
+    /// each output position and tap, the input value (dimension 2 of the
+    /// padded input, flattened), and the weights multiply the gathered
+    /// columns. Written with differentiable ops only, so the backward pass is
+    /// exact for any stride, dilation and groups.
+    fn unfold_conv(
+        xp: &Tensor,
+        idx: &[u32],
+        positions: usize,
+        taps: usize,
+        w: &Tensor,
+        groups: usize,
+    ) -> C<Tensor> {
+        let (b, c, _) = xp.dims3()?;
+        let c_out = w.dim(0)?;
+        let (cig, cog) = (c / groups, c_out / groups);
+        let idx = Tensor::from_vec(idx.to_vec(), idx.len(), xp.device())?;
+        let cols = xp.index_select(&idx, 2)?; // (B, C, P·T)
+        let mut outs = Vec::with_capacity(groups);
+        for g in 0..groups {
+            let cg = cols
+                .narrow(1, g * cig, cig)?
+                .reshape((b, cig, positions, taps))?
+                .permute((0, 2, 1, 3))?
+                .reshape((b * positions, cig * taps))?;
+            let wg = w.narrow(0, g * cog, cog)?.reshape((cog, cig * taps))?;
+            let y = cg.matmul(&wg.t()?)?.reshape((b, positions, cog))?;
+            outs.push(y.transpose(1, 2)?);
+        }
+        let y = if groups == 1 {
+            outs.remove(0)
+        } else {
+            Tensor::cat(&outs, 1)?
+        };
+        y.contiguous()
+    }
+
+    fn conv1d_op(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: &Conv1dParams) -> C<Tensor> {
+        let l = x.dim(2)?;
+        let (pl, pr) = p.pads(l);
+        let lo = p.l_out(l);
+        let idx: Vec<u32> = (0..lo)
+            .flat_map(|j| (0..p.k).map(move |t| (j * p.stride + t * p.dilation) as u32))
+            .collect();
+        let y = unfold_conv(&pad(x, 2, pl, pr)?, &idx, lo, p.k, w, p.groups)?;
+        match b {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1))?),
+            None => Ok(y),
+        }
+    }
+
+    fn conv2d_op(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: &Conv2dParams) -> C<Tensor> {
+        let (bsz, c, h, wd) = x.dims4()?;
+        let ((pt, pb), (pl, pr)) = p.pads(h, wd);
+        let (ho, wo) = p.out_hw(h, wd);
+        let wp = wd + pl + pr;
+        let xp = pad(&pad(x, 2, pt, pb)?, 3, pl, pr)?;
+        let hp = h + pt + pb;
+        let mut idx = Vec::with_capacity(ho * wo * p.kh * p.kw);
+        for oy in 0..ho {
+            for ox in 0..wo {
+                for ky in 0..p.kh {
+                    for kx in 0..p.kw {
+                        let iy = oy * p.stride.0 + ky * p.dilation.0;
+                        let ix = ox * p.stride.1 + kx * p.dilation.1;
+                        idx.push((iy * wp + ix) as u32);
+                    }
+                }
+            }
+        }
+        let flat = xp.reshape((bsz, c, hp * wp))?;
+        let y = unfold_conv(&flat, &idx, ho * wo, p.kh * p.kw, w, p.groups)?
+            .reshape((bsz, p.c_out, ho, wo))?;
+        match b {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+            None => Ok(y),
+        }
+    }
+
+    /// Pooling with windows that tile the input (stride = size), as a
+    /// reshape and a reduction: differentiable with candle's own reductions.
+    /// (candle 0.11's max_pool2d gradient is scaled by 1/window, so it is
+    /// not used.) Rows and columns that no window reaches are cut off.
+    fn pool2d_op(
+        x: &Tensor,
+        kind: PoolKind,
+        size: (usize, usize),
+        stride: (usize, usize),
+    ) -> C<Tensor> {
+        if size != stride {
+            candle_core::bail!(
+                "pooling with a stride {stride:?} other than its size {size:?} is not supported on candle; use --device native"
+            );
+        }
+        let (b, c, h, w) = x.dims4()?;
+        let (ho, wo) = (h / size.0, w / size.1);
+        let win = x
+            .narrow(2, 0, ho * size.0)?
+            .narrow(3, 0, wo * size.1)?
+            .reshape((b, c, ho, size.0, wo, size.1))?;
+        match kind {
+            PoolKind::Max => win.max(5)?.max(3),
+            PoolKind::Avg => win.mean(5)?.mean(3),
+        }
+    }
+
+    fn pool1d_op(x: &Tensor, p: &Pool1dParams, a: Activation) -> C<Tensor> {
+        let (b, c, l) = x.dims3()?;
+        let y = pool2d_op(
+            &x.reshape((b, c, 1, l))?,
+            p.kind,
+            (1, p.size),
+            (1, p.stride),
+        )?;
+        let lo = y.dim(3)?;
+        act(&y.reshape((b, c, lo))?, a)
+    }
+
+    fn global_op(x: &Tensor, kind: PoolKind) -> C<Tensor> {
+        let f = x.flatten_from(2)?;
+        match kind {
+            PoolKind::Max => f.max(D::Minus1),
+            PoolKind::Avg => f.mean(D::Minus1),
+        }
+    }
+
+    fn dense_op(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> C<Tensor> {
+        let y = x.matmul(&w.t()?)?;
+        match b {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+
+    /// The shape of per-channel statistics for an input of rank `r`: (1, C, 1, …).
+    fn channel_shape(x: &Tensor) -> Vec<usize> {
+        let mut s = vec![1; x.rank()];
+        s[1] = x.dim(1).unwrap_or(1);
+        s
+    }
+
+    /// Dimensions reduced by batch norm: all but the channels.
+    fn bn_dims(x: &Tensor) -> Vec<usize> {
+        (0..x.rank()).filter(|&d| d != 1).collect()
+    }
+
+    impl Candle {
+        fn check_pool1d(&self, p: &Pool1dParams) -> Result<()> {
+            if p.pad > 0 {
+                return Err(self.unsupported(format!(
+                    "padded pooling (padding {}) is not supported on candle; use padding 0 or --device native",
+                    p.pad
+                )));
+            }
+            Ok(())
+        }
+
+        fn check_pool2d(&self, p: &Pool2dParams) -> Result<()> {
+            if p.pad != (0, 0) {
+                return Err(self.unsupported(format!(
+                    "padded pooling (padding {:?}) is not supported on candle; use padding 0 or --device native",
+                    p.pad
+                )));
+            }
+            Ok(())
+        }
+
+        /// The mask of a fused 1D max pool of 2: 1 where the second input won.
+        fn pool2_mask_1d(&self, z: &Tensor) -> C<Tensor> {
+            let (b, c, l) = z.dims3()?;
+            let l2 = l / 2;
+            let pairs = z.narrow(2, 0, 2 * l2)?.reshape((b, c, l2, 2))?;
+            let (a, s) = (pairs.narrow(3, 0, 1)?, pairs.narrow(3, 1, 1)?);
+            s.gt(&a)?.to_dtype(DType::F32)?.reshape((b, c, l2))
+        }
+
+        /// The mask of a fused 2 × 2 max pool: the window position of the
+        /// maximum, 2·row + column (the first on ties, in row-major order).
+        fn pool2_mask_2d(&self, z: &Tensor) -> C<Tensor> {
+            let (b, c, h, w) = z.dims4()?;
+            let (hq, wq) = (h / 2, w / 2);
+            let win = z
+                .narrow(2, 0, 2 * hq)?
+                .narrow(3, 0, 2 * wq)?
+                .reshape((b, c, hq, 2, wq, 2))?;
+            let at = |r: usize, col: usize| -> C<Tensor> {
+                win.narrow(3, r, 1)?
+                    .narrow(5, col, 1)?
+                    .reshape((b, c, hq, wq))
+            };
+            let v = [at(0, 0)?, at(0, 1)?, at(1, 0)?, at(1, 1)?];
+            let mut best = v[0].clone();
+            let mut code = best.zeros_like()?;
+            for (k, vk) in v.iter().enumerate().skip(1) {
+                let better = vk.gt(&best)?;
+                code = better.where_cond(&code.ones_like()?.affine(k as f64, 0.0)?, &code)?;
+                best = better.where_cond(vk, &best)?;
+            }
+            Ok(code)
+        }
+    }
+
+    impl Backend for Candle {
+        type Tensor = Tensor;
+
+        fn name(&self) -> String {
+            format!("candle ({})", self.which)
+        }
+
+        fn tensor(&self, data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+            if data.len() != shape.iter().product::<usize>() {
+                return Err(NnError::Shape {
+                    op: "tensor",
+                    message: format!("{} values for shape {shape:?}", data.len()),
+                });
+            }
+            Tensor::from_vec(data, shape, &self.device).map_err(|e| self.err(e))
+        }
+
+        fn to_vec(&self, t: &Tensor) -> Result<Vec<f32>> {
+            t.flatten_all()
+                .and_then(|f| f.to_vec1::<f32>())
+                .map_err(|e| self.err(e))
+        }
+
+        fn shape(&self, t: &Tensor) -> Vec<usize> {
+            t.dims().to_vec()
+        }
+
+        fn reshape(&self, t: Tensor, shape: &[usize]) -> Result<Tensor> {
+            t.reshape(shape).map_err(|e| self.err(e))
+        }
+
+        fn conv1d(
+            &self,
+            x: &Tensor,
+            w: &Tensor,
+            b: Option<&Tensor>,
+            p: &Conv1dParams,
+        ) -> Result<Tensor> {
+            conv1d_op(x, w, b, p).map_err(|e| self.err(e))
+        }
+
+        fn conv1d_backward(
+            &self,
+            x: &Tensor,
+            w: &Tensor,
+            dy: &Tensor,
+            p: &Conv1dParams,
+            need_dx: bool,
+        ) -> Result<Grads<Tensor>> {
+            let p = *p;
+            let g = self.vjp(&[x, w], dy, |t| conv1d_op(&t[0], &t[1], None, &p))?;
+            let db = dy.sum((0, 2)).map_err(|e| self.err(e))?;
+            Ok((need_dx.then(|| g[0].clone()), g[1].clone(), db))
+        }
+
+        fn conv1d_act_pool2(
+            &self,
+            x: &Tensor,
+            w: &Tensor,
+            b: Option<&Tensor>,
+            p: &Conv1dParams,
+            a: Activation,
+        ) -> Result<(Tensor, Tensor)> {
+            let run = || -> C<(Tensor, Tensor)> {
+                let z = act(&conv1d_op(x, w, b, p)?, a)?;
+                let mask = self.pool2_mask_1d(&z)?;
+                let y = pool1d_op(&z, &Pool1dParams::new(PoolKind::Max, 2), Activation::Linear)?;
+                Ok((y, mask))
+            };
+            run().map_err(|e| self.err(e))
+        }
+
+        fn conv1d_act_pool2_backward(
+            &self,
+            x: &Tensor,
+            w: &Tensor,
+            _y: &Tensor,
+            _mask: &Tensor,
+            dy: &Tensor,
+            p: &Conv1dParams,
+            a: Activation,
+            need_dx: bool,
+        ) -> Result<Grads<Tensor>> {
+            // The bias's gradient comes through the same product: a zero
+            // bias is a variable of the recomputed forward pass.
+            let p = *p;
+            let zb = Tensor::zeros(p.c_out, DType::F32, &self.device).map_err(|e| self.err(e))?;
+            let g = self.vjp(&[x, w, &zb], dy, |t| {
+                let z = act(&conv1d_op(&t[0], &t[1], Some(&t[2]), &p)?, a)?;
+                pool1d_op(&z, &Pool1dParams::new(PoolKind::Max, 2), Activation::Linear)
+            })?;
+            Ok((need_dx.then(|| g[0].clone()), g[1].clone(), g[2].clone()))
+        }
+
+        fn conv2d_act_pool2(
+            &self,
+            x: &Tensor,
+            w: &Tensor,
+            b: Option<&Tensor>,
+            p: &Conv2dParams,
+            a: Activation,
+        ) -> Result<(Tensor, Tensor)> {
+            let run = || -> C<(Tensor, Tensor)> {
+                let z = act(&conv2d_op(x, w, b, p)?, a)?;
+                let mask = self.pool2_mask_2d(&z)?;
+                let y = pool2d_op(&z, PoolKind::Max, (2, 2), (2, 2))?;
+                Ok((y, mask))
+            };
+            run().map_err(|e| self.err(e))
+        }
+
+        fn conv2d_act_pool2_backward(
+            &self,
+            x: &Tensor,
+            w: &Tensor,
+            _y: &Tensor,
+            _mask: &Tensor,
+            dy: &Tensor,
+            p: &Conv2dParams,
+            a: Activation,
+            need_dx: bool,
+        ) -> Result<Grads<Tensor>> {
+            let p = *p;
+            let zb = Tensor::zeros(p.c_out, DType::F32, &self.device).map_err(|e| self.err(e))?;
+            let g = self.vjp(&[x, w, &zb], dy, |t| {
+                let z = act(&conv2d_op(&t[0], &t[1], Some(&t[2]), &p)?, a)?;
+                pool2d_op(&z, PoolKind::Max, (2, 2), (2, 2))
+            })?;
+            Ok((need_dx.then(|| g[0].clone()), g[1].clone(), g[2].clone()))
+        }
+
+        fn conv2d(
+            &self,
+            x: &Tensor,
+            w: &Tensor,
+            b: Option<&Tensor>,
+            p: &Conv2dParams,
+        ) -> Result<Tensor> {
+            conv2d_op(x, w, b, p).map_err(|e| self.err(e))
+        }
+
+        fn conv2d_backward(
+            &self,
+            x: &Tensor,
+            w: &Tensor,
+            dy: &Tensor,
+            p: &Conv2dParams,
+            need_dx: bool,
+        ) -> Result<Grads<Tensor>> {
+            let p = *p;
+            let g = self.vjp(&[x, w], dy, |t| conv2d_op(&t[0], &t[1], None, &p))?;
+            let db = dy.sum((0, 2, 3)).map_err(|e| self.err(e))?;
+            Ok((need_dx.then(|| g[0].clone()), g[1].clone(), db))
+        }
+
+        fn pool1d(&self, x: &Tensor, p: &Pool1dParams, a: Activation) -> Result<Tensor> {
+            self.check_pool1d(p)?;
+            pool1d_op(x, p, a).map_err(|e| self.err(e))
+        }
+
+        fn pool1d_backward(
+            &self,
+            x: &Tensor,
+            dy: &Tensor,
+            p: &Pool1dParams,
+            a: Activation,
+        ) -> Result<Tensor> {
+            self.check_pool1d(p)?;
+            let p = *p;
+            Ok(self.vjp(&[x], dy, |t| pool1d_op(&t[0], &p, a))?.remove(0))
+        }
+
+        fn pool2d(&self, x: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
+            self.check_pool2d(p)?;
+            pool2d_op(x, p.kind, p.size, p.stride).map_err(|e| self.err(e))
+        }
+
+        fn pool2d_backward(&self, x: &Tensor, dy: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
+            self.check_pool2d(p)?;
+            let p = *p;
+            Ok(self
+                .vjp(&[x], dy, |t| pool2d_op(&t[0], p.kind, p.size, p.stride))?
+                .remove(0))
+        }
+
+        fn global_pool(&self, x: &Tensor, kind: PoolKind) -> Result<Tensor> {
+            global_op(x, kind).map_err(|e| self.err(e))
+        }
+
+        fn global_pool_backward(&self, x: &Tensor, dy: &Tensor, kind: PoolKind) -> Result<Tensor> {
+            Ok(self.vjp(&[x], dy, |t| global_op(&t[0], kind))?.remove(0))
+        }
+
+        fn dense(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+            dense_op(x, w, b).map_err(|e| self.err(e))
+        }
+
+        fn dense_backward(
+            &self,
+            x: &Tensor,
+            w: &Tensor,
+            dy: &Tensor,
+            need_dx: bool,
+        ) -> Result<Grads<Tensor>> {
+            let run = || -> C<Grads<Tensor>> {
+                let dw = dy.t()?.matmul(x)?;
+                let db = dy.sum(0)?;
+                let dx = if need_dx { Some(dy.matmul(w)?) } else { None };
+                Ok((dx, dw, db))
+            };
+            run().map_err(|e| self.err(e))
+        }
+
+        fn activation(&self, x: &Tensor, a: Activation) -> Result<Tensor> {
+            act(x, a).map_err(|e| self.err(e))
+        }
+
+        fn activation_backward(&self, x: &Tensor, dy: &Tensor, a: Activation) -> Result<Tensor> {
+            Ok(self.vjp(&[x], dy, |t| act(&t[0], a))?.remove(0))
+        }
+
+        fn batchnorm_train(
+            &self,
+            x: &Tensor,
+            gamma: &Tensor,
+            beta: &Tensor,
+            running_mean: &mut Tensor,
+            running_var: &mut Tensor,
+            eps: f32,
+            momentum: f32,
+        ) -> Result<(Tensor, BnSaved<Tensor>)> {
+            let run = || -> C<(Tensor, BnSaved<Tensor>, Tensor, Tensor)> {
+                let cs = channel_shape(x);
+                let dims = bn_dims(x);
+                let n = (x.elem_count() / x.dim(1)?) as f64;
+                let mean = x.mean_keepdim(dims.as_slice())?;
+                let centred = x.broadcast_sub(&mean)?;
+                let var = centred.sqr()?.mean_keepdim(dims.as_slice())?;
+                let inv_std = (var.clone() + eps as f64)?.sqrt()?.recip()?;
+                let y = centred
+                    .broadcast_mul(&inv_std)?
+                    .broadcast_mul(&gamma.reshape(cs.as_slice())?)?
+                    .broadcast_add(&beta.reshape(cs.as_slice())?)?;
+                let c = x.dim(1)?;
+                let unbiased = if n > 1.0 {
+                    var.affine(n / (n - 1.0), 0.0)?
+                } else {
+                    var
+                };
+                let m = momentum as f64;
+                let rm = (running_mean.affine(1.0 - m, 0.0)? + mean.reshape(c)?.affine(m, 0.0)?)?;
+                let rv =
+                    (running_var.affine(1.0 - m, 0.0)? + unbiased.reshape(c)?.affine(m, 0.0)?)?;
+                Ok((
+                    y,
+                    BnSaved {
+                        mean: mean.reshape(c)?,
+                        inv_std: inv_std.reshape(c)?,
+                    },
+                    rm,
+                    rv,
+                ))
+            };
+            let (y, saved, rm, rv) = run().map_err(|e| self.err(e))?;
+            *running_mean = rm;
+            *running_var = rv;
+            Ok((y, saved))
+        }
+
+        fn batchnorm_infer(
+            &self,
+            x: &Tensor,
+            gamma: &Tensor,
+            beta: &Tensor,
+            running_mean: &Tensor,
+            running_var: &Tensor,
+            eps: f32,
+        ) -> Result<Tensor> {
+            let run = || -> C<Tensor> {
+                let cs = channel_shape(x);
+                let inv = (running_var.clone() + eps as f64)?.sqrt()?.recip()?;
+                x.broadcast_sub(&running_mean.reshape(cs.as_slice())?)?
+                    .broadcast_mul(&(inv * gamma)?.reshape(cs.as_slice())?)?
+                    .broadcast_add(&beta.reshape(cs.as_slice())?)
+            };
+            run().map_err(|e| self.err(e))
+        }
+
+        fn batchnorm_backward(
+            &self,
+            x: &Tensor,
+            gamma: &Tensor,
+            saved: &BnSaved<Tensor>,
+            dy: &Tensor,
+        ) -> Result<BnGrads<Tensor>> {
+            // The closed form, with the batch statistics of the forward pass.
+            let run = || -> C<BnGrads<Tensor>> {
+                let cs = channel_shape(x);
+                let dims = bn_dims(x);
+                let c = x.dim(1)?;
+                let mean = saved.mean.reshape(cs.as_slice())?;
+                let inv = saved.inv_std.reshape(cs.as_slice())?;
+                let xhat = x.broadcast_sub(&mean)?.broadcast_mul(&inv)?;
+                let dbeta = dy.sum_keepdim(dims.as_slice())?;
+                let dgamma = (dy * &xhat)?.sum_keepdim(dims.as_slice())?;
+                let n = (x.elem_count() / c) as f64;
+                // dx = γ·inv/n · (n·dy − Σdy − x̂·Σ(dy·x̂))
+                let inner = dy
+                    .affine(n, 0.0)?
+                    .broadcast_sub(&dbeta)?
+                    .broadcast_sub(&xhat.broadcast_mul(&dgamma)?)?;
+                let scale = (gamma
+                    .reshape(cs.as_slice())?
+                    .broadcast_mul(&inv)?
+                    .affine(1.0 / n, 0.0))?;
+                let dx = inner.broadcast_mul(&scale)?;
+                Ok((dx, dgamma.reshape(c)?, dbeta.reshape(c)?))
+            };
+            run().map_err(|e| self.err(e))
+        }
+
+        fn dropout_mask(&self, shape: &[usize], rate: f32, seed: u64) -> Result<Tensor> {
+            // The native backend's mask, so that both backends drop the same units.
+            let mut m = vec![0f32; shape.iter().product()];
+            kernels::norm::dropout_mask(rate, seed, &mut m);
+            self.tensor(m, shape)
+        }
+
+        fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+            (a * b).map_err(|e| self.err(e))
+        }
+
+        fn add_scaled(&self, a: &mut Tensor, b: &Tensor, s: f32) -> Result<()> {
+            *a = (&*a + b.affine(s as f64, 0.0).map_err(|e| self.err(e))?)
+                .map_err(|e| self.err(e))?;
+            Ok(())
+        }
+
+        fn add_penalty(&self, w: &Tensor, grad: &mut Tensor, l1: f32, l2: f32) -> Result<f32> {
+            if l1 == 0.0 && l2 == 0.0 {
+                return Ok(0.0);
+            }
+            let run = || -> C<(Tensor, f32)> {
+                let g = ((&*grad + w.sign()?.affine(l1 as f64, 0.0)?)?
+                    + w.affine(2.0 * l2 as f64, 0.0)?)?;
+                let pen = (w.abs()?.sum_all()?.affine(l1 as f64, 0.0)?
+                    + w.sqr()?.sum_all()?.affine(l2 as f64, 0.0)?)?
+                .to_scalar::<f32>()?;
+                Ok((g, pen))
+            };
+            let (g, pen) = run().map_err(|e| self.err(e))?;
+            *grad = g;
+            Ok(pen)
+        }
+
+        fn update(
+            &self,
+            param: &mut Tensor,
+            grad: &Tensor,
+            state: &mut Vec<Tensor>,
+            u: &Update,
+        ) -> Result<()> {
+            let run = |param: &Tensor, state: &mut Vec<Tensor>| -> C<Tensor> {
+                match *u {
+                    Update::Sgd {
+                        lr,
+                        momentum,
+                        nesterov,
+                        weight_decay,
+                    } => {
+                        if state.is_empty() {
+                            state.push(param.zeros_like()?);
+                        }
+                        let g = (grad + param.affine(weight_decay as f64, 0.0)?)?;
+                        let v = (state[0].affine(momentum as f64, 0.0)? + &g)?;
+                        let step = if nesterov {
+                            (&g + v.affine(momentum as f64, 0.0)?)?
+                        } else {
+                            v.clone()
+                        };
+                        state[0] = v;
+                        param - step.affine(lr as f64, 0.0)?
+                    }
+                    Update::Adam {
+                        lr,
+                        beta1,
+                        beta2,
+                        eps,
+                        weight_decay,
+                        decoupled,
+                        step,
+                    } => {
+                        if state.is_empty() {
+                            state.push(param.zeros_like()?);
+                            state.push(param.zeros_like()?);
+                        }
+                        let (b1, b2) = (beta1 as f64, beta2 as f64);
+                        let c1 = 1.0 / (1.0 - beta1.powi(step as i32)) as f64;
+                        let c2 = 1.0 / (1.0 - beta2.powi(step as i32)) as f64;
+                        let (wd_grad, wd_direct) = if decoupled {
+                            (0.0, (lr * weight_decay) as f64)
+                        } else {
+                            (weight_decay as f64, 0.0)
+                        };
+                        let g = (grad + param.affine(wd_grad, 0.0)?)?;
+                        let m = (state[0].affine(b1, 0.0)? + g.affine(1.0 - b1, 0.0)?)?;
+                        let v = (state[1].affine(b2, 0.0)? + g.sqr()?.affine(1.0 - b2, 0.0)?)?;
+                        let denom = (v.affine(c2, 0.0)?.sqrt()? + eps as f64)?;
+                        let stepv = (m.affine(c1, 0.0)? / denom)?;
+                        state[0] = m;
+                        state[1] = v;
+                        (param - param.affine(wd_direct, 0.0)?)? - stepv.affine(lr as f64, 0.0)?
+                    }
+                }
+            };
+            *param = run(param, state).map_err(|e| self.err(e))?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! One test body for every compiled backend: each layer type and each
+//! shipped config gives the same forward outputs, input gradients and
+//! parameter gradients as the native backend (within 1e-4, relative to the
+//! largest value), and three epochs of training from the same weights give
+//! the same loss curve. Native is checked against itself (trivially);
+//! candle-cpu with the `candle` feature; CUDA with the `cuda` feature when
+//! a device answers (GENOCNN_TEST_CUDA=0 skips it).
+
+use nn::{Backend, Candle, CandleDevice, Init, LayerSpec, Loss, Mode, Native, Network, Optimizer};
+
+fn layers(toml_text: &str) -> Vec<LayerSpec> {
+    #[derive(serde::Deserialize)]
+    struct L {
+        layers: Vec<LayerSpec>,
+    }
+    toml::from_str::<L>(toml_text).expect("valid layers").layers
+}
+
+/// The `[[layers]]` of a shipped config.
+fn config_layers(name: &str) -> Vec<LayerSpec> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../configs")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let v: toml::Value = toml::from_str(&text).unwrap();
+    let mut t = toml::map::Map::new();
+    t.insert("layers".into(), v["layers"].clone());
+    layers(&toml::to_string(&toml::Value::Table(t)).unwrap())
+}
+
+fn data(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// max |a − b| / max(max |b|, 1e-3).
+fn rel(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(1e-3f64, |m, v| m.max(v.abs() as f64));
+    a.iter()
+        .zip(b)
+        .fold(0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()))
+        / scale
+}
+
+/// Everything one forward and backward pass produces, on the host.
+struct Pass {
+    out: Vec<f32>,
+    dx: Vec<f32>,
+    grads: Vec<(String, Vec<f32>)>,
+}
+
+fn pass<B: Backend>(b: B, specs: &[LayerSpec], input: &[usize], batch: usize) -> Pass {
+    let mut net = Network::build(b.clone(), specs, input, Init::He, 5).unwrap();
+    let mut shape = vec![batch];
+    shape.extend_from_slice(input);
+    let x = b.tensor(data(shape.iter().product(), 21), &shape).unwrap();
+    net.zero_grad();
+    net.reset_dropout(0);
+    let out = net.forward(&x, Mode::Train).unwrap();
+    let out_shape = b.shape(&out);
+    let out_v = b.to_vec(&out).unwrap();
+    let dy = b.tensor(data(out_v.len(), 31), &out_shape).unwrap();
+    let dx = net.backward(&dy, true).unwrap().unwrap();
+    let grads = net
+        .params()
+        .iter()
+        .filter(|p| p.trainable)
+        .map(|p| {
+            let g = p
+                .grad
+                .as_ref()
+                .map(|g| b.to_vec(g).unwrap())
+                .unwrap_or_default();
+            (p.name.clone(), g)
+        })
+        .collect();
+    Pass {
+        out: out_v,
+        dx: b.to_vec(&dx).unwrap(),
+        grads,
+    }
+}
+
+/// Three epochs of Adam on a fixed problem; the mean loss of each.
+fn curve<B: Backend>(b: B, specs: &[LayerSpec], input: &[usize]) -> Vec<f64> {
+    let mut net = Network::build(b.clone(), specs, input, Init::He, 9).unwrap();
+    let n = 64;
+    let per: usize = input.iter().product();
+    let xs = data(n * per, 41);
+    let ys: Vec<f32> = (0..n)
+        .map(|i| xs[i * per..(i + 1) * per].iter().step_by(3).sum::<f32>() * 0.3)
+        .collect();
+    let opt = Optimizer::default();
+    let mut step = 0;
+    let mut losses = Vec::new();
+    for _ in 0..3 {
+        let mut total = 0.0;
+        for c in 0..n / 16 {
+            let mut shape = vec![16];
+            shape.extend_from_slice(input);
+            let x = b
+                .tensor(xs[c * 16 * per..(c + 1) * 16 * per].to_vec(), &shape)
+                .unwrap();
+            net.zero_grad();
+            let out = net.forward(&x, Mode::Train).unwrap();
+            let (l, dy) = Loss::Mse.eval(&b.to_vec(&out).unwrap(), 1, &ys[c * 16..(c + 1) * 16]);
+            let dy = b.tensor(dy, &b.shape(&out)).unwrap();
+            net.backward(&dy, false).unwrap();
+            total += l + net.apply_penalties().unwrap() as f64;
+            step += 1;
+            net.step(&opt.update(1e-3, step)).unwrap();
+        }
+        losses.push(total / (n / 16) as f64);
+    }
+    losses
+}
+
+/// The cases: (name, layers, one sample's shape, batch).
+fn cases() -> Vec<(String, Vec<LayerSpec>, Vec<usize>, usize)> {
+    let t = |s: &str| layers(s);
+    let mut v = vec![
+        (
+            "conv1d valid + stride + dilation".to_string(),
+            t(r#"
+            [[layers]]
+            type = "conv1d"
+            filters = 4
+            kernel = 3
+            stride = 2
+            dilation = 2
+            activation = "elu"
+            [[layers]]
+            type = "conv1d"
+            filters = 4
+            kernel = 4
+            padding = "same"
+            groups = 2
+            activation = "leaky_relu"
+            [[layers]]
+            type = "flatten"
+            [[layers]]
+            type = "dense"
+            units = 3
+            activation = "sigmoid"
+        "#),
+            vec![2, 37],
+            3,
+        ),
+        (
+            "conv1d + max pool 2 (fused), avg pool, global pool".into(),
+            t(r#"
+            [[layers]]
+            type = "conv1d"
+            filters = 6
+            kernel = 5
+            activation = "relu"
+            [[layers]]
+            type = "max_pool1d"
+            size = 2
+            [[layers]]
+            type = "conv1d"
+            filters = 5
+            kernel = 3
+            activation = "tanh"
+            [[layers]]
+            type = "avg_pool1d"
+            size = 3
+            [[layers]]
+            type = "conv1d"
+            filters = 4
+            kernel = 2
+            activation = "softplus"
+            [[layers]]
+            type = "max_pool1d"
+            size = 3
+            [[layers]]
+            type = "global_avg_pool"
+            [[layers]]
+            type = "dense"
+            units = 2
+        "#),
+            vec![1, 64],
+            3,
+        ),
+        (
+            "separable conv1d, batch norm, dropout".into(),
+            t(r#"
+            [[layers]]
+            type = "separable_conv1d"
+            filters = 6
+            kernel = 3
+            depth_multiplier = 2
+            activation = "relu"
+            [[layers]]
+            type = "batch_norm"
+            [[layers]]
+            type = "dropout"
+            rate = 0.3
+            [[layers]]
+            type = "flatten"
+            [[layers]]
+            type = "dense"
+            units = 8
+            activation = "tanh"
+            l1 = 0.01
+            l2 = 0.02
+            [[layers]]
+            type = "batch_norm"
+            [[layers]]
+            type = "dense"
+            units = 1
+        "#),
+            vec![3, 20],
+            4,
+        ),
+        (
+            "conv2d + max pool 2×2 (fused), avg pool 2d, separable conv2d".into(),
+            t(r#"
+            [[layers]]
+            type = "conv2d"
+            filters = 4
+            kernel = 3
+            padding = "same"
+            activation = "relu"
+            [[layers]]
+            type = "max_pool2d"
+            size = 2
+            [[layers]]
+            type = "separable_conv2d"
+            filters = 5
+            kernel = 3
+            activation = "elu"
+            [[layers]]
+            type = "batch_norm"
+            [[layers]]
+            type = "conv2d"
+            filters = 3
+            kernel = 2
+            stride = 2
+            [[layers]]
+            type = "avg_pool2d"
+            size = 1
+            [[layers]]
+            type = "flatten"
+            [[layers]]
+            type = "dense"
+            units = 4
+        "#),
+            vec![2, 13, 12],
+            2,
+        ),
+    ];
+    for (cfg, input, batch) in [
+        ("peer-genomic.toml", vec![1, 300], 3),
+        ("cnn1d-pez.toml", vec![1, 300], 3),
+        ("cnn1d-dnngp.toml", vec![1, 120], 3),
+        ("cnn1d-separable.toml", vec![1, 300], 3),
+        ("mlp.toml", vec![1, 200], 3),
+        ("lenet5.toml", vec![1, 28, 28], 2),
+        ("vgg-small.toml", vec![3, 32, 32], 2),
+    ] {
+        v.push((format!("configs/{cfg}"), config_layers(cfg), input, batch));
+    }
+    v
+}
+
+/// Compares a backend with the native one on every case.
+fn conforms<B: Backend>(b: B) {
+    for (name, specs, input, batch) in cases() {
+        let want = pass(Native, &specs, &input, batch);
+        let got = pass(b.clone(), &specs, &input, batch);
+        let tag = format!("{} on {name}", b.name());
+        assert!(
+            rel(&got.out, &want.out) <= 1e-4,
+            "{tag}: outputs differ by {}",
+            rel(&got.out, &want.out)
+        );
+        assert!(
+            rel(&got.dx, &want.dx) <= 1e-4,
+            "{tag}: input gradients differ by {}",
+            rel(&got.dx, &want.dx)
+        );
+        assert_eq!(got.grads.len(), want.grads.len());
+        for ((n, g), (_, w)) in got.grads.iter().zip(&want.grads) {
+            assert!(
+                rel(g, w) <= 1e-4,
+                "{tag}: gradient of {n} differs by {}",
+                rel(g, w)
+            );
+        }
+    }
+    // Training: the loss curves of three epochs agree within 1e-4 (relative).
+    for cfg in ["peer-genomic.toml", "cnn1d-dnngp.toml"] {
+        let specs = config_layers(cfg);
+        let want = curve(Native, &specs, &[1, 120]);
+        let got = curve(b.clone(), &specs, &[1, 120]);
+        for (e, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-4 * w.abs().max(1e-3),
+                "{} on {cfg}: epoch {} loss {g} against native {w}",
+                b.name(),
+                e + 1
+            );
+        }
+    }
+}
+
+#[test]
+fn native_conforms() {
+    conforms(Native);
+}
+
+#[test]
+fn candle_cpu_conforms() {
+    match Candle::new(CandleDevice::Cpu) {
+        Ok(b) => conforms(b),
+        Err(e) => {
+            assert!(
+                !cfg!(feature = "candle"),
+                "the candle feature is on, yet: {e}"
+            );
+            eprintln!("skipping candle-cpu: {e}");
+        }
+    }
+}
+
+#[test]
+fn cuda_conforms() {
+    if std::env::var("GENOCNN_TEST_CUDA").is_ok_and(|v| v == "0") {
+        eprintln!("skipping cuda: GENOCNN_TEST_CUDA=0");
+        return;
+    }
+    match Candle::new(CandleDevice::Cuda(0)) {
+        Ok(b) => conforms(b),
+        Err(e) => eprintln!("skipping cuda: {e}"),
+    }
+}

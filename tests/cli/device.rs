@@ -1,0 +1,217 @@
+//! `--device`: the candle backend where it is compiled in (feature
+//! `candle`), and a clear error where it is not. Weights move between
+//! backends: a model trained on one predicts on the other.
+
+use std::path::Path;
+
+use crate::common::{fails, s};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+const SMALL: &str = r#"
+name = "small"
+[[layers]]
+type = "conv1d"
+filters = 4
+kernel = 5
+activation = "relu"
+[[layers]]
+type = "max_pool1d"
+size = 2
+[[layers]]
+type = "conv1d"
+filters = 4
+kernel = 3
+padding = "same"
+activation = "tanh"
+[[layers]]
+type = "batch_norm"
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "dropout"
+rate = 0.1
+[[layers]]
+type = "dense"
+units = 8
+activation = "relu"
+[[layers]]
+type = "dense"
+units = 1
+[training]
+epochs = 2
+batch_size = 32
+val_fraction = 0.2
+"#;
+
+#[cfg(feature = "candle")]
+mod with_candle {
+    use std::path::{Path, PathBuf};
+
+    use super::{root, SMALL};
+    use crate::common::{ok, read_csv, s};
+
+    fn train(dir: &Path, device: &str) -> PathBuf {
+        let config = dir.join("small.toml");
+        std::fs::write(&config, SMALL).unwrap();
+        let out = dir.join(format!("model-{device}"));
+        let ex = root().join("data/example");
+        ok(&[
+            "train",
+            "--geno",
+            s(&ex.with_extension("bed")),
+            "--pheno",
+            s(&ex.with_extension("pheno.csv")),
+            "--trait",
+            "trait",
+            "--model",
+            s(&config),
+            "--device",
+            device,
+            "--seed",
+            "4",
+            "--out",
+            s(&out),
+        ]);
+        out
+    }
+
+    fn predict(dir: &Path, model: &Path, device: &str) -> Vec<f64> {
+        let out = dir.join(format!(
+            "pred-{}-{device}.csv",
+            model.file_name().unwrap().to_string_lossy()
+        ));
+        ok(&[
+            "predict",
+            "--model",
+            s(model),
+            "--geno",
+            s(&root().join("data/example.bed")),
+            "--device",
+            device,
+            "--out",
+            s(&out),
+        ]);
+        read_csv(&out)
+            .1
+            .iter()
+            .map(|r| r[1].parse().unwrap())
+            .collect()
+    }
+
+    fn close(a: &[f64], b: &[f64]) -> f64 {
+        let scale = b.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
+        a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((x - y).abs())) / scale
+    }
+
+    #[test]
+    fn models_move_between_native_and_candle() {
+        let dir = tempfile::tempdir().unwrap();
+        // Trained on candle-cpu, predicted on both.
+        let m = train(dir.path(), "candle-cpu");
+        let (on_native, on_candle) = (
+            predict(dir.path(), &m, "native"),
+            predict(dir.path(), &m, "candle-cpu"),
+        );
+        assert_eq!(on_native.len(), 600);
+        assert!(
+            close(&on_native, &on_candle) <= 1e-4,
+            "candle-trained: {}",
+            close(&on_native, &on_candle)
+        );
+        // And the other way round.
+        let m = train(dir.path(), "native");
+        let (on_native, on_candle) = (
+            predict(dir.path(), &m, "native"),
+            predict(dir.path(), &m, "candle-cpu"),
+        );
+        assert!(
+            close(&on_candle, &on_native) <= 1e-4,
+            "native-trained: {}",
+            close(&on_candle, &on_native)
+        );
+        // The same seed trains the same model on both backends, to float precision.
+        let a = read_csv(&dir.path().join("model-candle-cpu/history.csv")).1;
+        let b = read_csv(&dir.path().join("model-native/history.csv")).1;
+        for (ra, rb) in a.iter().zip(&b) {
+            let (la, lb): (f64, f64) = (ra[2].parse().unwrap(), rb[2].parse().unwrap());
+            assert!(
+                (la - lb).abs() <= 1e-4 * lb.abs(),
+                "epoch {}: loss {la} on candle, {lb} native",
+                ra[0]
+            );
+        }
+    }
+}
+
+#[cfg(not(feature = "candle"))]
+#[test]
+fn candle_devices_say_how_to_get_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("small.toml");
+    std::fs::write(&config, SMALL).unwrap();
+    let ex = root().join("data/example");
+    for (device, feature) in [
+        ("candle-cpu", "--features candle"),
+        ("cuda", "--features cuda"),
+        ("cuda:1", "--features cuda"),
+    ] {
+        let err = fails(&[
+            "train",
+            "--geno",
+            s(&ex.with_extension("bed")),
+            "--pheno",
+            s(&ex.with_extension("pheno.csv")),
+            "--trait",
+            "trait",
+            "--model",
+            s(&config),
+            "--device",
+            device,
+            "--out",
+            s(&dir.path().join("m")),
+        ]);
+        assert!(err.contains(feature), "{device}: {err}");
+    }
+}
+
+#[test]
+fn unknown_devices_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = fails(&[
+        "image",
+        "eval",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        s(&root().join("data/mnist")),
+        "--model",
+        s(dir.path()),
+        "--device",
+        "tpu",
+        "--out",
+        s(&dir.path().join("o")),
+    ]);
+    assert!(
+        err.contains("--device tpu") && err.contains("candle-cpu"),
+        "{err}"
+    );
+    let err = fails(&[
+        "cv",
+        "--geno",
+        s(&root().join("data/example.bed")),
+        "--pheno",
+        s(&root().join("data/example.pheno.csv")),
+        "--trait",
+        "trait",
+        "--models",
+        "gblup",
+        "--device",
+        "cuda:x",
+        "--out",
+        s(&dir.path().join("cv")),
+    ]);
+    assert!(err.contains("cuda:N"), "{err}");
+}
