@@ -359,10 +359,12 @@ mod real {
                 let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
                 let y = f(&ts)?;
                 let g = (y * dy)?.sum_all()?.backward()?;
+                // Detached: a gradient must not keep the graph it came from
+                // (and, through the parameters it updates, every earlier one).
                 vars.iter()
                     .map(|v| match g.get(v.as_tensor()) {
-                        Some(t) => Ok(t.clone()),
-                        None => v.as_tensor().zeros_like(),
+                        Some(t) => Ok(t.detach()),
+                        None => Ok(v.as_tensor().zeros_like()?.detach()),
                     })
                     .collect()
             };
@@ -1017,7 +1019,10 @@ mod real {
                     }
                 }
             };
-            *param = run(param, state).map_err(|e| self.err(e))?;
+            *param = run(param, state).map_err(|e| self.err(e))?.detach();
+            for t in state.iter_mut() {
+                *t = t.detach();
+            }
             Ok(())
         }
     }

@@ -4,7 +4,8 @@
 //! largest value), and three epochs of training from the same weights give
 //! the same loss curve. Native is checked against itself (trivially);
 //! candle-cpu with the `candle` feature; CUDA with the `cuda` feature when
-//! a device answers (GENOCNN_TEST_CUDA=0 skips it).
+//! a device answers (GENOCNN_TEST_CUDA=0 skips it; GENOCNN_REQUIRE_CUDA
+//! makes a missing device a failure).
 
 use nn::{Backend, Candle, CandleDevice, Init, LayerSpec, Loss, Mode, Native, Network, Optimizer};
 
@@ -322,13 +323,8 @@ fn native_conforms() {
 fn candle_cpu_conforms() {
     match Candle::new(CandleDevice::Cpu) {
         Ok(b) => conforms(b),
-        Err(e) => {
-            assert!(
-                !cfg!(feature = "candle"),
-                "the candle feature is on, yet: {e}"
-            );
-            eprintln!("skipping candle-cpu: {e}");
-        }
+        Err(e) if cfg!(feature = "candle") => panic!("the candle feature is on, yet: {e}"),
+        Err(e) => eprintln!("skipping candle-cpu: {e}"),
     }
 }
 
@@ -340,6 +336,11 @@ fn cuda_conforms() {
     }
     match Candle::new(CandleDevice::Cuda(0)) {
         Ok(b) => conforms(b),
+        // scripts/gpu-check.sh sets GENOCNN_REQUIRE_CUDA: there a missing
+        // device is a failure, not a skip.
+        Err(e) if std::env::var_os("GENOCNN_REQUIRE_CUDA").is_some() => {
+            panic!("no CUDA device: {e}")
+        }
         Err(e) => eprintln!("skipping cuda: {e}"),
     }
 }
