@@ -39,7 +39,7 @@ fn lenet_trains_on_the_bundled_mnist_and_eval_reloads_it() {
         "--model",
         &root("configs/lenet5.toml"),
         "--epochs",
-        "3",
+        "5",
         "--seed",
         "3",
         "--out",
@@ -48,10 +48,10 @@ fn lenet_trains_on_the_bundled_mnist_and_eval_reloads_it() {
     assert!(text.contains("test"), "{text}");
     let s = json(&out.join("summary.json"));
     let acc = s["test_accuracy"].as_f64().unwrap();
-    // 2000 training images, 3 epochs: about 94% here; chance is 10%.
+    // 2000 training images, 5 epochs: 89–93% over seeds; chance is 10%.
     assert!(acc > 0.85, "test accuracy {acc}");
     assert!((s["test_error"].as_f64().unwrap() - (1.0 - acc)).abs() < 1e-12);
-    assert_eq!(s["epochs"], 3);
+    assert_eq!(s["epochs"], 5);
     assert!(s["seconds_per_epoch"].as_f64().unwrap() > 0.0);
     // The confusion matrix: 10 × 10 counts over the 500 test images.
     let csv = std::fs::read_to_string(out.join("confusion.csv")).unwrap();
@@ -66,7 +66,7 @@ fn lenet_trains_on_the_bundled_mnist_and_eval_reloads_it() {
     assert!((diag as f64 / 500.0 - acc).abs() < 1e-12);
     assert!(png_size(&out.join("confusion.png")).0 > 300);
     let hist = std::fs::read_to_string(out.join("history.csv")).unwrap();
-    assert_eq!(hist.lines().count(), 4);
+    assert_eq!(hist.lines().count(), 6);
 
     // eval reloads the saved model and gets the same figures.
     let ev = dir.path().join("eval");
@@ -101,7 +101,7 @@ fn lenet_trains_on_the_bundled_mnist_and_eval_reloads_it() {
         "--model",
         &root("configs/lenet5.toml"),
         "--epochs",
-        "3",
+        "5",
         "--seed",
         "3",
         "--out",
