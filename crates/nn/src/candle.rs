@@ -1,8 +1,9 @@
 //! The candle backend: the same networks on candle-core's CPU and CUDA
 //! devices (cargo features `candle` and `cuda`, both off by default).
 //!
-//! Forward passes map each op to candle ops (1D convolutions and pools run
-//! as 2D ones on (B, C, 1, L) where candle has no 1D op). Each backward pass
+//! Forward passes map each op to candle ops: convolutions as gathers and
+//! matrix products, pools as reshapes and reductions (or gathers, for
+//! strided and padded windows). Each backward pass
 //! is the vector-Jacobian product of its forward op, taken with candle's
 //! autograd: the op is run again on variables and `Σ y·dy` is differentiated.
 //! Tensor names and layouts are those of the native backend, so saved
@@ -336,13 +337,6 @@ mod real {
             }
         }
 
-        fn unsupported(&self, what: String) -> NnError {
-            NnError::Backend {
-                backend: self.which.to_string(),
-                message: what,
-            }
-        }
-
         /// The vector-Jacobian product of `f` at `inputs` with cotangent `dy`:
         /// the gradient of Σ f(inputs)·dy with respect to each input.
         fn vjp(
@@ -508,16 +502,135 @@ mod real {
         }
     }
 
+    /// Pooling over any windows (stride other than the size, padding): the
+    /// window values are gathered from the padded planes (flattened in
+    /// dimension 2), then reduced. Padding is −∞ for max; an average divides
+    /// by the window's values inside the input, as the native kernels do.
+    fn pool_gather(
+        xp: &Tensor,
+        kind: PoolKind,
+        idx: &[u32],
+        positions: usize,
+        taps: usize,
+        counts: &[f32],
+    ) -> C<Tensor> {
+        let (b, c, _) = xp.dims3()?;
+        let idx = Tensor::from_vec(idx.to_vec(), idx.len(), xp.device())?;
+        let win = xp.index_select(&idx, 2)?.reshape((b, c, positions, taps))?;
+        match kind {
+            PoolKind::Max => win.max(3),
+            PoolKind::Avg => {
+                let n = Tensor::from_vec(counts.to_vec(), positions, xp.device())?;
+                win.sum(3)?.broadcast_div(&n)
+            }
+        }
+    }
+
+    /// Pads dimension `dim` with `lo` and `hi` values of `v`.
+    fn pad_value(x: &Tensor, dim: usize, lo: usize, hi: usize, v: f32) -> C<Tensor> {
+        if lo == 0 && hi == 0 {
+            return Ok(x.clone());
+        }
+        if v == 0.0 {
+            return x.pad_with_zeros(dim, lo, hi);
+        }
+        let side = |n: usize| -> C<Tensor> {
+            let mut shape = x.dims().to_vec();
+            shape[dim] = n;
+            Tensor::full(v, shape, x.device())
+        };
+        let mut parts = Vec::new();
+        if lo > 0 {
+            parts.push(side(lo)?);
+        }
+        parts.push(x.clone());
+        if hi > 0 {
+            parts.push(side(hi)?);
+        }
+        Tensor::cat(&parts, dim)
+    }
+
+    fn pad_fill(kind: PoolKind) -> f32 {
+        match kind {
+            PoolKind::Max => f32::NEG_INFINITY,
+            PoolKind::Avg => 0.0,
+        }
+    }
+
     fn pool1d_op(x: &Tensor, p: &Pool1dParams, a: Activation) -> C<Tensor> {
         let (b, c, l) = x.dims3()?;
-        let y = pool2d_op(
-            &x.reshape((b, c, 1, l))?,
-            p.kind,
-            (1, p.size),
-            (1, p.stride),
+        let y = if p.stride == p.size && p.pad == 0 {
+            let y = pool2d_op(
+                &x.reshape((b, c, 1, l))?,
+                p.kind,
+                (1, p.size),
+                (1, p.stride),
+            )?;
+            let lo = y.dim(3)?;
+            y.reshape((b, c, lo))?
+        } else {
+            let lo = p.l_out(l);
+            let xp = pad_value(x, 2, p.pad, p.pad, pad_fill(p.kind))?;
+            let mut idx = Vec::with_capacity(lo * p.size);
+            let mut counts = Vec::with_capacity(lo);
+            for j in 0..lo {
+                let start = j * p.stride;
+                for t in 0..p.size {
+                    idx.push((start + t) as u32);
+                }
+                let inside = (start..start + p.size)
+                    .filter(|&i| i >= p.pad && i < p.pad + l)
+                    .count();
+                counts.push(inside as f32);
+            }
+            pool_gather(&xp, p.kind, &idx, lo, p.size, &counts)?
+        };
+        act(&y, a)
+    }
+
+    fn pool2d_any(x: &Tensor, p: &Pool2dParams) -> C<Tensor> {
+        if p.stride == p.size && p.pad == (0, 0) {
+            return pool2d_op(x, p.kind, p.size, p.stride);
+        }
+        let (b, c, h, w) = x.dims4()?;
+        let (ho, wo) = p.out_hw(h, w);
+        let fill = pad_fill(p.kind);
+        let xp = pad_value(
+            &pad_value(x, 2, p.pad.0, p.pad.0, fill)?,
+            3,
+            p.pad.1,
+            p.pad.1,
+            fill,
         )?;
-        let lo = y.dim(3)?;
-        act(&y.reshape((b, c, lo))?, a)
+        let (hp, wp) = (h + 2 * p.pad.0, w + 2 * p.pad.1);
+        let taps = p.size.0 * p.size.1;
+        let mut idx = Vec::with_capacity(ho * wo * taps);
+        let mut counts = Vec::with_capacity(ho * wo);
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let (y0, x0) = (oy * p.stride.0, ox * p.stride.1);
+                let mut inside = 0;
+                for ky in 0..p.size.0 {
+                    for kx in 0..p.size.1 {
+                        let (iy, ix) = (y0 + ky, x0 + kx);
+                        idx.push((iy * wp + ix) as u32);
+                        if iy >= p.pad.0 && iy < p.pad.0 + h && ix >= p.pad.1 && ix < p.pad.1 + w {
+                            inside += 1;
+                        }
+                    }
+                }
+                counts.push(inside as f32);
+            }
+        }
+        pool_gather(
+            &xp.reshape((b, c, hp * wp))?,
+            p.kind,
+            &idx,
+            ho * wo,
+            taps,
+            &counts,
+        )?
+        .reshape((b, c, ho, wo))
     }
 
     fn global_op(x: &Tensor, kind: PoolKind) -> C<Tensor> {
@@ -549,26 +662,6 @@ mod real {
     }
 
     impl Candle {
-        fn check_pool1d(&self, p: &Pool1dParams) -> Result<()> {
-            if p.pad > 0 {
-                return Err(self.unsupported(format!(
-                    "padded pooling (padding {}) is not supported on candle; use padding 0 or --device native",
-                    p.pad
-                )));
-            }
-            Ok(())
-        }
-
-        fn check_pool2d(&self, p: &Pool2dParams) -> Result<()> {
-            if p.pad != (0, 0) {
-                return Err(self.unsupported(format!(
-                    "padded pooling (padding {:?}) is not supported on candle; use padding 0 or --device native",
-                    p.pad
-                )));
-            }
-            Ok(())
-        }
-
         /// The mask of a fused 1D max pool of 2: 1 where the second input won.
         fn pool2_mask_1d(&self, z: &Tensor) -> C<Tensor> {
             let (b, c, l) = z.dims3()?;
@@ -760,7 +853,6 @@ mod real {
         }
 
         fn pool1d(&self, x: &Tensor, p: &Pool1dParams, a: Activation) -> Result<Tensor> {
-            self.check_pool1d(p)?;
             pool1d_op(x, p, a).map_err(|e| self.err(e))
         }
 
@@ -771,22 +863,17 @@ mod real {
             p: &Pool1dParams,
             a: Activation,
         ) -> Result<Tensor> {
-            self.check_pool1d(p)?;
             let p = *p;
             Ok(self.vjp(&[x], dy, |t| pool1d_op(&t[0], &p, a))?.remove(0))
         }
 
         fn pool2d(&self, x: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
-            self.check_pool2d(p)?;
-            pool2d_op(x, p.kind, p.size, p.stride).map_err(|e| self.err(e))
+            pool2d_any(x, p).map_err(|e| self.err(e))
         }
 
         fn pool2d_backward(&self, x: &Tensor, dy: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
-            self.check_pool2d(p)?;
             let p = *p;
-            Ok(self
-                .vjp(&[x], dy, |t| pool2d_op(&t[0], p.kind, p.size, p.stride))?
-                .remove(0))
+            Ok(self.vjp(&[x], dy, |t| pool2d_any(&t[0], &p))?.remove(0))
         }
 
         fn global_pool(&self, x: &Tensor, kind: PoolKind) -> Result<Tensor> {

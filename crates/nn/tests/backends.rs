@@ -258,6 +258,64 @@ fn cases() -> Vec<(String, Vec<LayerSpec>, Vec<usize>, usize)> {
             vec![2, 13, 12],
             2,
         ),
+        (
+            "pools with strides and padding".into(),
+            t(r#"
+            [[layers]]
+            type = "conv1d"
+            filters = 3
+            kernel = 3
+            activation = "tanh"
+            [[layers]]
+            type = "max_pool1d"
+            size = 3
+            stride = 2
+            padding = 1
+            [[layers]]
+            type = "avg_pool1d"
+            size = 3
+            stride = 2
+            padding = 1
+            [[layers]]
+            type = "flatten"
+            [[layers]]
+            type = "dense"
+            units = 2
+        "#),
+            vec![2, 41],
+            3,
+        ),
+        (
+            "2D pools with strides and padding".into(),
+            t(r#"
+            [[layers]]
+            type = "conv2d"
+            filters = 3
+            kernel = 3
+            activation = "relu"
+            [[layers]]
+            type = "max_pool2d"
+            size = 3
+            stride = 2
+            padding = 1
+            [[layers]]
+            type = "avg_pool2d"
+            size = 2
+            stride = 1
+            [[layers]]
+            type = "avg_pool2d"
+            size = 3
+            stride = 2
+            padding = 1
+            [[layers]]
+            type = "flatten"
+            [[layers]]
+            type = "dense"
+            units = 2
+        "#),
+            vec![1, 15, 14],
+            2,
+        ),
     ];
     for (cfg, input, batch) in [
         ("peer-genomic.toml", vec![1, 300], 3),
