@@ -7,6 +7,7 @@
 #                                     cargo test -p nn --features cuda --test backends --no-run
 #   MNIST=dir                         MNIST IDX files (default: data/mnist, the bundled subset)
 #   DEVICE=cuda:0                     (candle-cpu checks the script itself on a CPU machine)
+#   EPOCHS=4                          epochs per timing (one warm-up, then the median)
 #
 # It runs the conformance tests on the device, times the peer genomic case
 # and LeNet-5 epochs there and on the native backend, and prints samples/s
@@ -16,7 +17,9 @@ cd "$(dirname "$0")/.."
 : "${GENOCNN:?set GENOCNN to the genocnn binary built with --features cuda}"
 DEVICE="${DEVICE:-cuda:0}"
 MNIST="${MNIST:-data/mnist}"
+EPOCHS="${EPOCHS:-4}"
 OUT="${OUT:-$(mktemp -d)}"
+mkdir -p "$OUT"
 echo "== device $DEVICE; outputs in $OUT"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
 
@@ -30,12 +33,12 @@ if [ -n "${BACKENDS_TEST:-}" ]; then
 fi
 
 echo "== peer genomic case (2000 x 10,000 SNPs, batch 32, Adam), seconds per epoch"
-"$GENOCNN" bench train --device "$DEVICE" --json "$OUT/genomic-device.json" | tee "$OUT/genomic-device.txt"
-"$GENOCNN" bench train --device native --json "$OUT/genomic-native.json" | tee "$OUT/genomic-native.txt"
+"$GENOCNN" bench train --epochs "$EPOCHS" --device "$DEVICE" --json "$OUT/genomic-device.json" | tee "$OUT/genomic-device.txt"
+"$GENOCNN" bench train --epochs "$EPOCHS" --device native --json "$OUT/genomic-native.json" | tee "$OUT/genomic-native.txt"
 
 echo "== LeNet-5 on $MNIST (batch 64, Adam), seconds per epoch"
-"$GENOCNN" bench lenet --data-dir "$MNIST" --device "$DEVICE" --json "$OUT/lenet-device.json" | tee "$OUT/lenet-device.txt"
-"$GENOCNN" bench lenet --data-dir "$MNIST" --device native --json "$OUT/lenet-native.json" | tee "$OUT/lenet-native.txt"
+"$GENOCNN" bench lenet --epochs "$EPOCHS" --data-dir "$MNIST" --device "$DEVICE" --json "$OUT/lenet-device.json" | tee "$OUT/lenet-device.txt"
+"$GENOCNN" bench lenet --epochs "$EPOCHS" --data-dir "$MNIST" --device native --json "$OUT/lenet-native.json" | tee "$OUT/lenet-native.txt"
 
 echo "== agreement: a model trained on $DEVICE, predicted on $DEVICE and on native"
 "$GENOCNN" train --geno data/example.bed --pheno data/example.pheno.csv --trait trait \
@@ -53,7 +56,7 @@ print(f"genomic: device {gd['median_epoch_seconds']:.3f} s/epoch, native {gn['me
       f"inference {gd['infer_samples_per_second']:.0f} vs {gn['infer_samples_per_second']:.0f} samples/s; "
       f"training {2000 / gd['median_epoch_seconds']:.0f} vs {2000 / gn['median_epoch_seconds']:.0f} samples/s")
 print(f"lenet: device {ld['median_epoch_seconds']:.3f} s/epoch, native {ln['median_epoch_seconds']:.3f} s/epoch: "
-      f"{ln['median_epoch_seconds'] / ld['median_epoch_seconds']:.1f}x; test accuracy {ld['test_accuracy']:.4f} vs {ln['test_accuracy']:.4f}")
+      f"{ln['median_epoch_seconds'] / ld['median_epoch_seconds']:.2f}x; test accuracy {ld['test_accuracy']:.4f} vs {ln['test_accuracy']:.4f}")
 rd = [float(r["prediction"]) for r in csv.DictReader(open(f"{out}/pred-device.csv"))]
 rn = [float(r["prediction"]) for r in csv.DictReader(open(f"{out}/pred-native.csv"))]
 scale = max(abs(v) for v in rn)
