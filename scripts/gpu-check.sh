@@ -52,11 +52,11 @@ out = sys.argv[1]
 def j(n): return json.load(open(f"{out}/{n}.json"))
 gd, gn, ld, ln = j("genomic-device"), j("genomic-native"), j("lenet-device"), j("lenet-native")
 print(f"genomic: device {gd['median_epoch_seconds']:.3f} s/epoch, native {gn['median_epoch_seconds']:.3f} s/epoch: "
-      f"{gn['median_epoch_seconds'] / gd['median_epoch_seconds']:.1f}x; "
+      f"{gn['median_epoch_seconds'] / gd['median_epoch_seconds']:.2f}x (device speed-up); "
       f"inference {gd['infer_samples_per_second']:.0f} vs {gn['infer_samples_per_second']:.0f} samples/s; "
       f"training {2000 / gd['median_epoch_seconds']:.0f} vs {2000 / gn['median_epoch_seconds']:.0f} samples/s")
 print(f"lenet: device {ld['median_epoch_seconds']:.3f} s/epoch, native {ln['median_epoch_seconds']:.3f} s/epoch: "
-      f"{ln['median_epoch_seconds'] / ld['median_epoch_seconds']:.2f}x; test accuracy {ld['test_accuracy']:.4f} vs {ln['test_accuracy']:.4f}")
+      f"{ln['median_epoch_seconds'] / ld['median_epoch_seconds']:.2f}x (device speed-up); test accuracy {ld['test_accuracy']:.4f} vs {ln['test_accuracy']:.4f}")
 rd = [float(r["prediction"]) for r in csv.DictReader(open(f"{out}/pred-device.csv"))]
 rn = [float(r["prediction"]) for r in csv.DictReader(open(f"{out}/pred-native.csv"))]
 scale = max(abs(v) for v in rn)
