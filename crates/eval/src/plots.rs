@@ -213,36 +213,52 @@ pub fn write_plots(
     let mut out = Vec::new();
     let (w1, h1) = (160 + 140 * models.len() as u32, 480);
     let (w2, h2) = (380 * models.len().max(1) as u32, 400);
-    let p = dir.join("r_by_fold.svg");
-    r_by_fold(
-        SVGBackend::new(&p, (w1, h1)).into_drawing_area(),
-        records,
-        &title,
-    )?;
-    out.push(p);
-    let p = dir.join("r_by_fold.png");
-    r_by_fold(
-        BitMapBackend::new(&p, (w1, h1)).into_drawing_area(),
-        records,
-        &title,
-    )?;
-    out.push(p);
-    let p = dir.join("observed_vs_predicted.svg");
-    observed_vs_predicted(
-        SVGBackend::new(&p, (w2, h2)).into_drawing_area(),
-        preds,
-        &models,
-        trait_name,
-    )?;
-    out.push(p);
-    let p = dir.join("observed_vs_predicted.png");
-    observed_vs_predicted(
-        BitMapBackend::new(&p, (w2, h2)).into_drawing_area(),
-        preds,
-        &models,
-        trait_name,
-    )?;
-    out.push(p);
+    // Each plot is drawn into a temporary file in the same folder (its name
+    // keeps the extension, which picks the image format) and then renamed.
+    let mut place = |name: &str, draw: &dyn Fn(&Path) -> Result<()>| -> Result<()> {
+        let (tmp, p) = (
+            dir.join(format!(".tmp-{}-{name}", std::process::id())),
+            dir.join(name),
+        );
+        let done = draw(&tmp).and_then(|()| {
+            std::fs::rename(&tmp, &p).map_err(|e| EvalError::Plot(format!("{}: {e}", p.display())))
+        });
+        if done.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        out.push(p);
+        done
+    };
+    place("r_by_fold.svg", &|t| {
+        r_by_fold(
+            SVGBackend::new(t, (w1, h1)).into_drawing_area(),
+            records,
+            &title,
+        )
+    })?;
+    place("r_by_fold.png", &|t| {
+        r_by_fold(
+            BitMapBackend::new(t, (w1, h1)).into_drawing_area(),
+            records,
+            &title,
+        )
+    })?;
+    place("observed_vs_predicted.svg", &|t| {
+        observed_vs_predicted(
+            SVGBackend::new(t, (w2, h2)).into_drawing_area(),
+            preds,
+            &models,
+            trait_name,
+        )
+    })?;
+    place("observed_vs_predicted.png", &|t| {
+        observed_vs_predicted(
+            BitMapBackend::new(t, (w2, h2)).into_drawing_area(),
+            preds,
+            &models,
+            trait_name,
+        )
+    })?;
     Ok(out)
 }
 
