@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use geno::{simulate, DelimitedOptions, PackedGenotypes, SimParams, Standardizer};
 use serde_json::json;
 
-use super::output::{table, write_json};
+use super::output::{median_after_first, table, write_json};
 use super::train::with_engine;
 
 #[derive(Args, Debug)]
@@ -303,26 +303,11 @@ fn train_bench_with<B: nn::Backend>(a: TrainBenchArgs, backend: B) -> Result<()>
     let mut times = Vec::new();
     let mut fitted = model::fit(backend, &spec, g, &sim.phenotype, &all, 1, &mut |ev| {
         if let model::Event::Epoch(r) = ev {
-            eprintln!(
-                "  epoch {} {:.3} s, loss {:.4}",
-                r.epoch + 1,
-                r.seconds,
-                r.train_loss
-            );
-            times.push(r.seconds);
+            log_epoch(r.epoch, r.seconds, r.train_loss, &mut times);
         }
     })?;
-    if let Some(prof) = &fitted.network.profile {
-        for (k, (f, b)) in prof.iter().enumerate() {
-            eprintln!(
-                "  node {k:>2} {:<10} forward {f:>7.3} s  backward {b:>7.3} s",
-                fitted.network.nodes[k].kind()
-            );
-        }
-    }
-    let mut rest = times[1..].to_vec();
-    rest.sort_by(f64::total_cmp);
-    let median = rest[rest.len() / 2];
+    print_profile(&fitted.network);
+    let median = median_after_first(&times);
     // Inference: all individuals, in batches of 256 (as the peers do).
     fitted.predict(g, &all)?;
     let start = Instant::now();
@@ -369,26 +354,11 @@ fn lenet_bench_with<B: nn::Backend>(a: LenetBenchArgs, backend: B) -> Result<()>
     };
     let mut fitted = model::fit_images(backend, &spec, &train, &opts, 1, &mut |ev| {
         if let model::Event::Epoch(r) = ev {
-            eprintln!(
-                "  epoch {} {:.3} s, loss {:.4}",
-                r.epoch + 1,
-                r.seconds,
-                r.train_loss
-            );
-            times.push(r.seconds);
+            log_epoch(r.epoch, r.seconds, r.train_loss, &mut times);
         }
     })?;
-    if let Some(prof) = &fitted.network.profile {
-        for (k, (f, b)) in prof.iter().enumerate() {
-            eprintln!(
-                "  node {k:>2} {:<10} forward {f:>7.3} s  backward {b:>7.3} s",
-                fitted.network.nodes[k].kind()
-            );
-        }
-    }
-    let mut rest = times[1..].to_vec();
-    rest.sort_by(f64::total_cmp);
-    let median = rest[rest.len() / 2];
+    print_profile(&fitted.network);
+    let median = median_after_first(&times);
     fitted.evaluate(&test)?;
     let start = Instant::now();
     let e = fitted.evaluate(&test)?;
@@ -410,4 +380,22 @@ fn lenet_bench_with<B: nn::Backend>(a: LenetBenchArgs, backend: B) -> Result<()>
         )?;
     }
     Ok(())
+}
+
+/// Prints an epoch's time and loss, and keeps the time.
+fn log_epoch(epoch: usize, seconds: f64, loss: f64, times: &mut Vec<f64>) {
+    eprintln!("  epoch {} {seconds:.3} s, loss {loss:.4}", epoch + 1);
+    times.push(seconds);
+}
+
+/// With GENOCNN_PROFILE set, the time spent in each node.
+fn print_profile<B: nn::Backend>(network: &nn::Network<B>) {
+    if let Some(prof) = &network.profile {
+        for (k, (f, b)) in prof.iter().enumerate() {
+            eprintln!(
+                "  node {k:>2} {:<10} forward {f:>7.3} s  backward {b:>7.3} s",
+                network.nodes[k].kind()
+            );
+        }
+    }
 }

@@ -85,10 +85,6 @@ pub struct GblupArgs {
     pub out: PathBuf,
 }
 
-fn corr(x: &[f64], y: &[f64]) -> f64 {
-    model::pearson(x, y)
-}
-
 pub fn run_gblup(a: GblupArgs) -> Result<()> {
     let start = Instant::now();
     let (Some(pheno), Some(trait_sel)) = (&a.pheno.pheno, &a.pheno.trait_) else {
@@ -151,7 +147,7 @@ pub fn run_gblup(a: GblupArgs) -> Result<()> {
     let test_r = test.as_ref().map(|t| {
         let p: Vec<f64> = test_rows.iter().map(|&i| fit.gebv[i]).collect();
         let o: Vec<f64> = test_rows.iter().map(|&i| t.values[i]).collect();
-        corr(&p, &o)
+        eval::metrics::pearson(&p, &o)
     });
     if let Some(eff) = &fit.snp_effects {
         let lm = model::LinearModel {

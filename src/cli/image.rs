@@ -13,7 +13,9 @@ use serde_json::json;
 use vision::augment::{AugmentSpec, Augmenter};
 use vision::ImageSet;
 
-use super::output::{ensure_dir, num, spinner, table, write_json, EpochProgress};
+use super::output::{
+    ensure_dir, median_after_first, num, spinner, table, write_json, EpochProgress,
+};
 use super::train::{override_training, with_engine, ComputeArgs};
 use nn::Backend;
 
@@ -320,10 +322,7 @@ fn train_with<B: Backend>(a: ImageTrainArgs, backend: B) -> Result<()> {
     write_confusion(&a.out, &e, &spec.name, a.data.dataset)?;
     let times: Vec<f64> = fitted.history.iter().map(|r| r.seconds).collect();
     let spe = times.iter().sum::<f64>() / times.len() as f64;
-    // The peers report the median of the epochs after the first (warm-up).
-    let mut after = times[1.min(times.len() - 1)..].to_vec();
-    after.sort_by(f64::total_cmp);
-    let median_after_first = after[after.len() / 2];
+    let median_after_first = median_after_first(&times);
     let n_params = fitted.network.n_trainable();
     write_json(
         &a.out.join("summary.json"),

@@ -123,3 +123,11 @@ impl EpochProgress {
         }
     }
 }
+
+/// The median of the epoch times after the first (warm-up) epoch, as the
+/// peer benchmarks report it; the only epoch's time when there is one.
+pub fn median_after_first(times: &[f64]) -> f64 {
+    let mut rest = times[1.min(times.len().saturating_sub(1))..].to_vec();
+    rest.sort_by(f64::total_cmp);
+    rest.get(rest.len() / 2).copied().unwrap_or(f64::NAN)
+}

@@ -35,6 +35,7 @@ fn mean(x: &[f64]) -> f64 {
     x.iter().sum::<f64>() / x.len() as f64
 }
 
+/// Pearson correlation; NaN when undefined (fewer than 2 values, or no spread).
 pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     if x.len() < 2 {
         return f64::NAN;

@@ -19,4 +19,4 @@ pub use saved::{
 };
 pub use search::{Candidate, SearchSpec};
 pub use spec::{InputEncoding, ModelSpec, TrainingSpec};
-pub use train::{fit, pearson, EpochReport, Event, Fitted, InputMap, TargetScale};
+pub use train::{fit, EpochReport, Event, Fitted, InputMap, TargetScale};

@@ -167,22 +167,6 @@ pub struct Fitted<B: Backend> {
     pub seed: u64,
 }
 
-/// Pearson correlation; NaN when undefined.
-pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
-    let n = x.len() as f64;
-    if x.len() < 2 {
-        return f64::NAN;
-    }
-    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (a, b) in x.iter().zip(y) {
-        sxy += (a - mx) * (b - my);
-        sxx += (a - mx).powi(2);
-        syy += (b - my).powi(2);
-    }
-    sxy / (sxx * syy).sqrt()
-}
-
 fn to_targets(loss: Loss, y: &[f64], rows: &[usize], scale: TargetScale) -> Vec<f32> {
     rows.iter()
         .map(|&i| match loss {
@@ -418,7 +402,7 @@ pub fn fit<B: Backend>(
             let (l, _) = loss.eval(&out, width, &targets);
             let pred = outputs_to_predictions(loss, &out, width, scale);
             let obs: Vec<f64> = val.iter().map(|&i| y[i]).collect();
-            (l, pearson(&pred, &obs))
+            (l, eval::metrics::pearson(&pred, &obs))
         };
         sched.observe(if val.is_empty() { train_loss } else { val_loss });
         let report = EpochReport {

@@ -79,8 +79,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
         need_dx: bool,
     ) -> Result<Grads<Self::Tensor>>;
     /// A 1D convolution, its monotonic activation and max pooling over
-    /// windows of 2 (stride 2), fused. Returns the pooled output and a mask
-    /// of the same shape, 1 where the second input of a window was the larger.
+    /// windows of 2 (stride 2), fused. Returns the pooled output and a tensor
+    /// of the same shape that only this backend's backward pass reads (the
+    /// native one: 1 where the second input of a window was the larger).
     fn conv1d_act_pool2(
         &self,
         x: &Self::Tensor,
@@ -104,8 +105,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
         need_dx: bool,
     ) -> Result<Grads<Self::Tensor>>;
     /// A stride-1 2D convolution, its monotonic activation and a 2 × 2 max
-    /// pool (stride 2), fused. Returns the pooled output and, per value, the
-    /// window position of the maximum (2·row + column).
+    /// pool (stride 2), fused. Returns the pooled output and a tensor of the
+    /// same shape that only this backend's backward pass reads (the native
+    /// one: the window position of each maximum, 2·row + column).
     fn conv2d_act_pool2(
         &self,
         x: &Self::Tensor,

@@ -475,6 +475,34 @@ mod real {
         }
     }
 
+    /// Convolution, activation and max pool of 2.
+    fn conv1d_pool2_op(
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        p: &Conv1dParams,
+        a: Activation,
+    ) -> C<Tensor> {
+        let z = act(&conv1d_op(x, w, b, p)?, a)?;
+        pool1d_op(&z, &Pool1dParams::new(PoolKind::Max, 2), Activation::Linear)
+    }
+
+    /// Convolution, activation and 2 × 2 max pool.
+    fn conv2d_pool2_op(
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        p: &Conv2dParams,
+        a: Activation,
+    ) -> C<Tensor> {
+        pool2d_op(
+            &act(&conv2d_op(x, w, b, p)?, a)?,
+            PoolKind::Max,
+            (2, 2),
+            (2, 2),
+        )
+    }
+
     /// Pooling with windows that tile the input (stride = size), as a
     /// reshape and a reduction: differentiable with candle's own reductions.
     /// (candle 0.11's max_pool2d gradient is scaled by 1/window, so it is
@@ -662,38 +690,21 @@ mod real {
     }
 
     impl Candle {
-        /// The mask of a fused 1D max pool of 2: 1 where the second input won.
-        fn pool2_mask_1d(&self, z: &Tensor) -> C<Tensor> {
-            let (b, c, l) = z.dims3()?;
-            let l2 = l / 2;
-            let pairs = z.narrow(2, 0, 2 * l2)?.reshape((b, c, l2, 2))?;
-            let (a, s) = (pairs.narrow(3, 0, 1)?, pairs.narrow(3, 1, 1)?);
-            s.gt(&a)?.to_dtype(DType::F32)?.reshape((b, c, l2))
-        }
-
-        /// The mask of a fused 2 × 2 max pool: the window position of the
-        /// maximum, 2·row + column (the first on ties, in row-major order).
-        fn pool2_mask_2d(&self, z: &Tensor) -> C<Tensor> {
-            let (b, c, h, w) = z.dims4()?;
-            let (hq, wq) = (h / 2, w / 2);
-            let win = z
-                .narrow(2, 0, 2 * hq)?
-                .narrow(3, 0, 2 * wq)?
-                .reshape((b, c, hq, 2, wq, 2))?;
-            let at = |r: usize, col: usize| -> C<Tensor> {
-                win.narrow(3, r, 1)?
-                    .narrow(5, col, 1)?
-                    .reshape((b, c, hq, wq))
-            };
-            let v = [at(0, 0)?, at(0, 1)?, at(1, 0)?, at(1, 1)?];
-            let mut best = v[0].clone();
-            let mut code = best.zeros_like()?;
-            for (k, vk) in v.iter().enumerate().skip(1) {
-                let better = vk.gt(&best)?;
-                code = better.where_cond(&code.ones_like()?.affine(k as f64, 0.0)?, &code)?;
-                best = better.where_cond(vk, &best)?;
-            }
-            Ok(code)
+        /// The gradients (dx if asked for, dw, db) of a fused convolution +
+        /// pool `f(x, w, bias)`: the bias's gradient comes through the same
+        /// product, with a zero bias as a variable of the recomputed pass.
+        fn fused_backward(
+            &self,
+            x: &Tensor,
+            w: &Tensor,
+            dy: &Tensor,
+            c_out: usize,
+            need_dx: bool,
+            f: impl Fn(&Tensor, &Tensor, &Tensor) -> C<Tensor>,
+        ) -> Result<Grads<Tensor>> {
+            let zb = Tensor::zeros(c_out, DType::F32, &self.device).map_err(|e| self.err(e))?;
+            let g = self.vjp(&[x, w, &zb], dy, |t| f(&t[0], &t[1], &t[2]))?;
+            Ok((need_dx.then(|| g[0].clone()), g[1].clone(), g[2].clone()))
         }
     }
 
@@ -752,6 +763,8 @@ mod real {
             Ok((need_dx.then(|| g[0].clone()), g[1].clone(), db))
         }
 
+        // The fused nodes recompute their forward pass under autograd in the
+        // backward pass, so the "mask" they keep is just the pooled output.
         fn conv1d_act_pool2(
             &self,
             x: &Tensor,
@@ -760,13 +773,8 @@ mod real {
             p: &Conv1dParams,
             a: Activation,
         ) -> Result<(Tensor, Tensor)> {
-            let run = || -> C<(Tensor, Tensor)> {
-                let z = act(&conv1d_op(x, w, b, p)?, a)?;
-                let mask = self.pool2_mask_1d(&z)?;
-                let y = pool1d_op(&z, &Pool1dParams::new(PoolKind::Max, 2), Activation::Linear)?;
-                Ok((y, mask))
-            };
-            run().map_err(|e| self.err(e))
+            let y = conv1d_pool2_op(x, w, b, p, a).map_err(|e| self.err(e))?;
+            Ok((y.clone(), y))
         }
 
         fn conv1d_act_pool2_backward(
@@ -780,15 +788,10 @@ mod real {
             a: Activation,
             need_dx: bool,
         ) -> Result<Grads<Tensor>> {
-            // The bias's gradient comes through the same product: a zero
-            // bias is a variable of the recomputed forward pass.
             let p = *p;
-            let zb = Tensor::zeros(p.c_out, DType::F32, &self.device).map_err(|e| self.err(e))?;
-            let g = self.vjp(&[x, w, &zb], dy, |t| {
-                let z = act(&conv1d_op(&t[0], &t[1], Some(&t[2]), &p)?, a)?;
-                pool1d_op(&z, &Pool1dParams::new(PoolKind::Max, 2), Activation::Linear)
-            })?;
-            Ok((need_dx.then(|| g[0].clone()), g[1].clone(), g[2].clone()))
+            self.fused_backward(x, w, dy, p.c_out, need_dx, |x, w, b| {
+                conv1d_pool2_op(x, w, Some(b), &p, a)
+            })
         }
 
         fn conv2d_act_pool2(
@@ -799,13 +802,8 @@ mod real {
             p: &Conv2dParams,
             a: Activation,
         ) -> Result<(Tensor, Tensor)> {
-            let run = || -> C<(Tensor, Tensor)> {
-                let z = act(&conv2d_op(x, w, b, p)?, a)?;
-                let mask = self.pool2_mask_2d(&z)?;
-                let y = pool2d_op(&z, PoolKind::Max, (2, 2), (2, 2))?;
-                Ok((y, mask))
-            };
-            run().map_err(|e| self.err(e))
+            let y = conv2d_pool2_op(x, w, b, p, a).map_err(|e| self.err(e))?;
+            Ok((y.clone(), y))
         }
 
         fn conv2d_act_pool2_backward(
@@ -820,12 +818,9 @@ mod real {
             need_dx: bool,
         ) -> Result<Grads<Tensor>> {
             let p = *p;
-            let zb = Tensor::zeros(p.c_out, DType::F32, &self.device).map_err(|e| self.err(e))?;
-            let g = self.vjp(&[x, w, &zb], dy, |t| {
-                let z = act(&conv2d_op(&t[0], &t[1], Some(&t[2]), &p)?, a)?;
-                pool2d_op(&z, PoolKind::Max, (2, 2), (2, 2))
-            })?;
-            Ok((need_dx.then(|| g[0].clone()), g[1].clone(), g[2].clone()))
+            self.fused_backward(x, w, dy, p.c_out, need_dx, |x, w, b| {
+                conv2d_pool2_op(x, w, Some(b), &p, a)
+            })
         }
 
         fn conv2d(

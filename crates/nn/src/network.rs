@@ -239,7 +239,67 @@ impl<B: Backend> Builder<'_, B> {
         Ok(p)
     }
 
+    /// A convolution's weights (shape `wshape`, initialized for fan-in and
+    /// fan-out) and, when asked for, its zero bias of `c_out` values.
     #[allow(clippy::too_many_arguments)]
+    fn conv_weights(
+        &mut self,
+        name: &str,
+        wshape: &[usize],
+        fan_in: usize,
+        fan_out: usize,
+        bias: bool,
+        l1: f32,
+        l2: f32,
+    ) -> Result<(Param<B>, Option<Param<B>>)> {
+        let w = self.param(format!("{name}.weight"), wshape, fan_in, fan_out, l1, l2)?;
+        let b = if bias {
+            Some(self.constant(format!("{name}.bias"), wshape[0], 0.0, true)?)
+        } else {
+            None
+        };
+        Ok((w, b))
+    }
+
+    fn conv1d_weights(
+        &mut self,
+        name: &str,
+        p: &Conv1dParams,
+        bias: bool,
+        l1: f32,
+        l2: f32,
+    ) -> Result<(Param<B>, Option<Param<B>>)> {
+        self.conv_weights(
+            name,
+            &[p.c_out, p.c_in_g(), p.k],
+            p.c_in_g() * p.k,
+            p.c_out_g() * p.k,
+            bias,
+            l1,
+            l2,
+        )
+    }
+
+    fn conv2d_weights(
+        &mut self,
+        name: &str,
+        p: &Conv2dParams,
+        bias: bool,
+        l1: f32,
+        l2: f32,
+    ) -> Result<(Param<B>, Option<Param<B>>)> {
+        let cig = p.c_in / p.groups;
+        self.conv_weights(
+            name,
+            &[p.c_out, cig, p.kh, p.kw],
+            cig * p.kh * p.kw,
+            p.c_out / p.groups * p.kh * p.kw,
+            bias,
+            l1,
+            l2,
+        )
+    }
+
     fn conv1d(
         &mut self,
         name: &str,
@@ -249,20 +309,7 @@ impl<B: Backend> Builder<'_, B> {
         l1: f32,
         l2: f32,
     ) -> Result<Node<B>> {
-        let fan_in = p.c_in_g() * p.k;
-        let w = self.param(
-            format!("{name}.weight"),
-            &[p.c_out, p.c_in_g(), p.k],
-            fan_in,
-            p.c_out_g() * p.k,
-            l1,
-            l2,
-        )?;
-        let b = if bias {
-            Some(self.constant(format!("{name}.bias"), p.c_out, 0.0, true)?)
-        } else {
-            None
-        };
+        let (w, b) = self.conv1d_weights(name, &p, bias, l1, l2)?;
         Ok(Node::Conv1d {
             p,
             act,
@@ -282,21 +329,7 @@ impl<B: Backend> Builder<'_, B> {
         l1: f32,
         l2: f32,
     ) -> Result<Node<B>> {
-        let cig = p.c_in / p.groups;
-        let fan_in = cig * p.kh * p.kw;
-        let w = self.param(
-            format!("{name}.weight"),
-            &[p.c_out, cig, p.kh, p.kw],
-            fan_in,
-            p.c_out / p.groups * p.kh * p.kw,
-            l1,
-            l2,
-        )?;
-        let b = if bias {
-            Some(self.constant(format!("{name}.bias"), p.c_out, 0.0, true)?)
-        } else {
-            None
-        };
+        let (w, b) = self.conv2d_weights(name, &p, bias, l1, l2)?;
         Ok(Node::Conv2d {
             p,
             act,
@@ -304,6 +337,29 @@ impl<B: Backend> Builder<'_, B> {
             b,
             x: None,
             z: None,
+        })
+    }
+
+    /// A fused convolution + activation + max pool of 2 node.
+    fn conv_pool(
+        &mut self,
+        name: &str,
+        p: FusedConv,
+        act: Activation,
+        c: &ConvSpec,
+    ) -> Result<Node<B>> {
+        let (w, b) = match &p {
+            FusedConv::One(q) => self.conv1d_weights(name, q, c.use_bias, c.l1, c.l2)?,
+            FusedConv::Two(q) => self.conv2d_weights(name, q, c.use_bias, c.l1, c.l2)?,
+        };
+        Ok(Node::ConvPool {
+            p,
+            act,
+            w,
+            b,
+            x: None,
+            y: None,
+            mask: None,
         })
     }
 }
@@ -370,23 +426,8 @@ impl<B: Backend> Network<B> {
                     p.validate(shape[1]).map_err(&err)?;
                     let lo = p.l_out(shape[1]);
                     if lo >= 2 {
-                        let conv =
-                            b.conv1d(&name, p, c.activation.kernel(), c.use_bias, c.l1, c.l2)?;
-                        let Node::Conv1d {
-                            p, act, w, b: bias, ..
-                        } = conv
-                        else {
-                            unreachable!("conv1d builds a Conv1d node")
-                        };
-                        nodes.push(Node::ConvPool {
-                            p: FusedConv::One(p),
-                            act,
-                            w,
-                            b: bias,
-                            x: None,
-                            y: None,
-                            mask: None,
-                        });
+                        let act = c.activation.kernel();
+                        nodes.push(b.conv_pool(&name, FusedConv::One(p), act, c)?);
                         shapes.push(vec![p.c_out, lo]);
                         shape = vec![p.c_out, lo / 2];
                         skip_pool = true;
@@ -407,23 +448,8 @@ impl<B: Backend> Network<B> {
                     );
                     if kernels::conv2d::fusable_with_pool2(&p, shape[1], shape[2]) {
                         let (ho, wo) = p.out_hw(shape[1], shape[2]);
-                        let conv =
-                            b.conv2d(&name, p, c.activation.kernel(), c.use_bias, c.l1, c.l2)?;
-                        let Node::Conv2d {
-                            p, act, w, b: bias, ..
-                        } = conv
-                        else {
-                            unreachable!("conv2d builds a Conv2d node")
-                        };
-                        nodes.push(Node::ConvPool {
-                            p: FusedConv::Two(p),
-                            act,
-                            w,
-                            b: bias,
-                            x: None,
-                            y: None,
-                            mask: None,
-                        });
+                        let act = c.activation.kernel();
+                        nodes.push(b.conv_pool(&name, FusedConv::Two(p), act, c)?);
                         shapes.push(vec![p.c_out, ho, wo]);
                         shape = vec![p.c_out, ho / 2, wo / 2];
                         skip_pool = true;

@@ -405,10 +405,11 @@ impl Augmenter {
         batch
             .par_chunks_mut(size)
             .zip(indices.par_iter())
-            .for_each(|(img, &idx)| {
+            .for_each_init(Vec::new, |src, (img, &idx)| {
                 let t = self.transform(epoch, idx, h, w);
-                let src = img.to_vec();
-                t.apply(&src, channels, h, w, self.spec.fill_mode, cval_scaled, img);
+                src.clear();
+                src.extend_from_slice(img);
+                t.apply(src, channels, h, w, self.spec.fill_mode, cval_scaled, img);
             });
     }
 }
