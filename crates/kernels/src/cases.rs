@@ -2,11 +2,15 @@
 //! benches: the layers of the peer genomic CNN and of LeNet-5, at the batch
 //! sizes used in training.
 
-use crate::conv1d::{conv1d_backward, conv1d_forward, Conv1dParams};
+use crate::conv1d::{
+    conv1d_act_maxpool2_backward, conv1d_act_maxpool2_forward, conv1d_backward, conv1d_forward,
+    Conv1dParams,
+};
 use crate::conv2d::{conv2d_backward, conv2d_forward, Conv2dParams};
 use crate::dense::{dense_backward, dense_forward};
+use crate::optim::{adam_step, AdamStep};
 use crate::pool::{pool1d_backward, pool1d_forward, Pool1dParams, PoolKind};
-use crate::Padding;
+use crate::{Activation, Padding};
 
 /// One benchmark case: its name, what it times, its floating-point
 /// operation count, and a closure that runs it once on prepared buffers.
@@ -107,6 +111,95 @@ fn conv2d_case(
     }
 }
 
+/// A fused conv1d + ReLU + max-pool 2 layer, as training runs it: the
+/// forward pass, or the backward pass (after one forward pass).
+fn conv1d_pool_case(
+    name: &'static str,
+    what: &'static str,
+    p: Conv1dParams,
+    batch: usize,
+    l: usize,
+    backward: bool,
+) -> Case {
+    let lp2 = p.l_out(l) / 2;
+    let x = values(batch * p.c_in * l, 1);
+    let w = values(p.weight_len(), 2);
+    let b = values(p.c_out, 3);
+    let dy = values(batch * p.c_out * lp2, 4);
+    let mut y = vec![0f32; dy.len()];
+    let mut mask = vec![0f32; dy.len()];
+    let mut dx = vec![0f32; x.len()];
+    let mut dw = vec![0f32; w.len()];
+    let mut db = vec![0f32; b.len()];
+    let input_grad = p.c_in > 1;
+    let act = Activation::Relu;
+    if backward {
+        conv1d_act_maxpool2_forward(&p, act, &x, batch, l, &w, Some(&b), &mut y, &mut mask);
+    }
+    let passes = if backward && input_grad { 2.0 } else { 1.0 };
+    Case {
+        name,
+        what,
+        flops: passes * p.flops(batch, l),
+        run: Box::new(move || {
+            if backward {
+                conv1d_act_maxpool2_backward(
+                    &p,
+                    &x,
+                    batch,
+                    l,
+                    &w,
+                    &mask,
+                    &dy,
+                    input_grad.then_some(&mut dx[..]),
+                    &mut dw,
+                    Some(&mut db),
+                );
+            } else {
+                conv1d_act_maxpool2_forward(&p, act, &x, batch, l, &w, Some(&b), &mut y, &mut mask);
+            }
+        }),
+    }
+}
+
+/// The peer genomic model's 79,904 → 64 dense layer at batch 32: its
+/// forward pass, its backward pass, or both.
+fn dense_case(name: &'static str, what: &'static str, forward: bool, backward: bool) -> Case {
+    let (batch, n_in, n_out) = (32, 79_904, 64);
+    let x = values(batch * n_in, 11);
+    let w = values(n_out * n_in, 12);
+    let b = values(n_out, 13);
+    let dy = values(batch * n_out, 14);
+    let mut y = vec![0f32; batch * n_out];
+    let mut dx = vec![0f32; x.len()];
+    let mut dw = vec![0f32; w.len()];
+    let mut db = vec![0f32; n_out];
+    let passes = if forward { 1.0 } else { 0.0 } + if backward { 2.0 } else { 0.0 };
+    Case {
+        name,
+        what,
+        flops: passes * 2.0 * (batch * n_in * n_out) as f64,
+        run: Box::new(move || {
+            if forward {
+                dense_forward(&x, batch, n_in, &w, n_out, Some(&b), &mut y);
+            }
+            if backward {
+                dense_backward(
+                    &x,
+                    batch,
+                    n_in,
+                    &w,
+                    n_out,
+                    &dy,
+                    Some(&mut dx),
+                    &mut dw,
+                    Some(&mut db),
+                );
+            }
+        }),
+    }
+}
+
 /// All cases, with fresh buffers.
 pub fn all() -> Vec<Case> {
     let mut cases = vec![
@@ -144,33 +237,77 @@ pub fn all() -> Vec<Case> {
             }),
         });
     }
+    cases.push(dense_case(
+        "genomic_dense",
+        "dense 79904→64, batch 32: forward + input and weight gradients",
+        true,
+        true,
+    ));
+    for backward in [false, true] {
+        cases.push(conv1d_pool_case(
+            if backward {
+                "g_conv1pool_b"
+            } else {
+                "g_conv1pool_f"
+            },
+            if backward {
+                "fused conv1d 1→16 k5 + relu + max-pool 2 on 32×1×10000: backward (weights)"
+            } else {
+                "fused conv1d 1→16 k5 + relu + max-pool 2 on 32×1×10000: forward"
+            },
+            Conv1dParams::new(1, 16, 5),
+            32,
+            10_000,
+            backward,
+        ));
+        cases.push(conv1d_pool_case(
+            if backward { "g_conv2pool_b" } else { "g_conv2pool_f" },
+            if backward {
+                "fused conv1d 16→32 k5 + relu + max-pool 2 on 32×16×4998: backward (input and weights)"
+            } else {
+                "fused conv1d 16→32 k5 + relu + max-pool 2 on 32×16×4998: forward"
+            },
+            Conv1dParams::new(16, 32, 5),
+            32,
+            4998,
+            backward,
+        ));
+    }
+    cases.push(dense_case(
+        "g_dense_f",
+        "dense 79904→64, batch 32: forward",
+        true,
+        false,
+    ));
+    cases.push(dense_case(
+        "g_dense_b",
+        "dense 79904→64, batch 32: backward (input and weights)",
+        false,
+        true,
+    ));
     {
-        let (batch, n_in, n_out) = (32, 79_904, 64);
-        let x = values(batch * n_in, 11);
-        let w = values(n_out * n_in, 12);
-        let b = values(n_out, 13);
-        let dy = values(batch * n_out, 14);
-        let mut y = vec![0f32; batch * n_out];
-        let mut dx = vec![0f32; x.len()];
-        let mut dw = vec![0f32; w.len()];
-        let mut db = vec![0f32; n_out];
+        let n = 79_904 * 64;
+        let mut p = values(n, 15);
+        let g = values(n, 16);
+        let mut m = vec![0f32; n];
+        let mut v = vec![0f32; n];
+        let mut step = 0;
         cases.push(Case {
-            name: "genomic_dense",
-            what: "dense 79904→64, batch 32: forward + input and weight gradients",
-            flops: 3.0 * 2.0 * (batch * n_in * n_out) as f64,
+            name: "g_adam",
+            what: "one Adam step on the dense layer's 5.1M weights (flops: 1 per weight)",
+            flops: n as f64,
             run: Box::new(move || {
-                dense_forward(&x, batch, n_in, &w, n_out, Some(&b), &mut y);
-                dense_backward(
-                    &x,
-                    batch,
-                    n_in,
-                    &w,
-                    n_out,
-                    &dy,
-                    Some(&mut dx),
-                    &mut dw,
-                    Some(&mut db),
-                );
+                step += 1;
+                let h = AdamStep {
+                    lr: 1e-3,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    weight_decay: 0.0,
+                    decoupled: false,
+                    step,
+                };
+                adam_step(h, &mut p, &g, &mut m, &mut v);
             }),
         });
     }

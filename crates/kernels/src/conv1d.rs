@@ -10,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use crate::gemm::{gemm_dots, gemm_rows, gemm_rows_bias};
+use crate::gemm::{gemm_dots, gemm_rows, gemm_rows_bias, transpose_groups};
 use crate::scratch::{sum, with_scratch};
 use crate::simd::{SendPtr, SimdPath};
 
@@ -425,6 +425,12 @@ fn weight_grad_sample(
     with_padded(p, x, l, |xp| run(xp, dw));
 }
 
+/// The weights (c_out, c_in / groups, k) rearranged per group as
+/// wt[ci][(co, t)]: the left operand of the input gradient's GEMM.
+fn transpose_weights(p: &Conv1dParams, w: &[f32], wt: &mut [f32]) {
+    transpose_groups(w, p.groups, p.c_out_g(), p.c_in_g(), p.k, wt);
+}
+
 #[allow(clippy::too_many_arguments)]
 fn input_grad_sample(
     path: SimdPath,
@@ -444,16 +450,7 @@ fn input_grad_sample(
         let front = (k - 1) * dil;
         let ld = front + lo.max(pl + l);
         with_scratch(p.weight_len(), |wt| {
-            for g in 0..p.groups {
-                for co in 0..cog {
-                    for ci in 0..cig {
-                        for t in 0..k {
-                            wt[g * cig * cog * k + ci * cog * k + co * k + t] =
-                                w[((g * cog + co) * cig + ci) * k + t];
-                        }
-                    }
-                }
-            }
+            transpose_weights(p, w, wt);
             with_scratch(p.c_out * ld, |dyp| {
                 for co in 0..p.c_out {
                     let row = &mut dyp[co * ld..(co + 1) * ld];
@@ -527,92 +524,103 @@ fn input_grad_sample(
     }
 }
 
-/// Max pooling of pairs followed by the activation, recording which of the
-/// pair won; the activation is matched once, outside the loop.
+/// Max pooling of pairs followed by the activation. The mask records, per
+/// pooled value, the activation's derivative at the maximum, negated when
+/// the second of the pair won: all that the backward pass needs, so that
+/// the pooled output itself need not be kept for it.
 struct PoolPairs<'a> {
     act: crate::Activation,
     src: &'a [f32],
     y: &'a mut [f32],
-    argmax: &'a mut [f32],
+    mask: &'a mut [f32],
 }
 
 impl pulp::WithSimd for PoolPairs<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _s: S) {
-        let PoolPairs {
-            act,
-            src,
-            y,
-            argmax,
-        } = self;
+        let PoolPairs { act, src, y, mask } = self;
         let n = y.len();
         let src = &src[..2 * n];
-        let argmax = &mut argmax[..n];
+        let mask = &mut mask[..n];
         // Monomorphized per activation, so that each loop is vectorized.
         #[inline(always)]
-        fn pool(src: &[f32], y: &mut [f32], argmax: &mut [f32], f: impl Fn(f32) -> f32) {
+        fn pool(
+            src: &[f32],
+            y: &mut [f32],
+            mask: &mut [f32],
+            f: impl Fn(f32) -> f32,
+            d: impl Fn(f32) -> f32,
+        ) {
             for j in 0..y.len() {
                 let (a, b) = (src[2 * j], src[2 * j + 1]);
                 let second = b > a;
-                y[j] = f(if second { b } else { a });
-                argmax[j] = if second { 1.0 } else { 0.0 };
+                let out = f(if second { b } else { a });
+                let der = d(out);
+                y[j] = out;
+                mask[j] = if second { -der } else { der };
             }
         }
         match act {
-            crate::Activation::Relu => pool(src, y, argmax, |m| if m > 0.0 { m } else { 0.0 }),
-            crate::Activation::Linear => pool(src, y, argmax, |m| m),
-            a => pool(src, y, argmax, |m| a.apply(m)),
+            crate::Activation::Relu => pool(
+                src,
+                y,
+                mask,
+                |m| if m > 0.0 { m } else { 0.0 },
+                |o| if o > 0.0 { 1.0 } else { 0.0 },
+            ),
+            crate::Activation::Linear => pool(src, y, mask, |m| m, |_| 1.0),
+            a => pool(
+                src,
+                y,
+                mask,
+                |m| a.apply(m),
+                |o| a.derivative_from_output(o),
+            ),
         }
     }
 }
 
-/// The backward of [`PoolPairs`]: each pooled gradient, times the
-/// activation's derivative, goes to the winner of its pair.
-struct UnpoolPairs<'a> {
-    act: crate::Activation,
+/// Writes the gradient of the convolution's output at positions
+/// q_base, q_base + 1, … (q_base even) into `row`, from the pooled
+/// gradient `dy` and the signed-derivative `mask` of [`PoolPairs`]:
+/// the winner of each pair gets dy · derivative, the other 0, and
+/// positions outside the pooled pairs get 0.
+struct UnpoolRow<'a> {
+    q_base: isize,
     dy: &'a [f32],
-    y: &'a [f32],
-    argmax: &'a [f32],
-    dz: &'a mut [f32],
+    mask: &'a [f32],
+    row: &'a mut [f32],
 }
 
-impl pulp::WithSimd for UnpoolPairs<'_> {
+impl pulp::WithSimd for UnpoolRow<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _s: S) {
-        let UnpoolPairs {
-            act,
+        let UnpoolRow {
+            q_base,
             dy,
-            y,
-            argmax,
-            dz,
+            mask,
+            row,
         } = self;
-        let n = dy.len();
-        let (y, argmax) = (&y[..n], &argmax[..n]);
-        let dz2 = &mut dz[..2 * n];
-        // Branch-free, so that the compiler vectorizes the interleaved stores:
-        // argmax is 0.0 or 1.0, and the pair gets (g − g·s, g·s).
-        #[inline(always)]
-        fn unpool(
-            dy: &[f32],
-            y: &[f32],
-            argmax: &[f32],
-            dz2: &mut [f32],
-            deriv: impl Fn(f32) -> f32,
-        ) {
-            for j in 0..dy.len() {
-                let g = dy[j] * deriv(y[j]);
-                let b = g * argmax[j];
-                dz2[2 * j] = g - b;
-                dz2[2 * j + 1] = b;
+        debug_assert!(q_base % 2 == 0);
+        let pairs = row.len() / 2;
+        let jb = q_base / 2;
+        let lp2 = dy.len() as isize;
+        // Pairs [pa, pb) of the row map to pooled values jb + pa … jb + pb.
+        let pa = (-jb).clamp(0, pairs as isize) as usize;
+        let pb = (lp2 - jb).clamp(pa as isize, pairs as isize) as usize;
+        row[..2 * pa].fill(0.0);
+        row[2 * pb..].fill(0.0);
+        if pb > pa {
+            let j0 = (jb + pa as isize) as usize;
+            let (dy, mask) = (&dy[j0..j0 + pb - pa], &mask[j0..j0 + pb - pa]);
+            let out = &mut row[2 * pa..2 * pb];
+            // Branch-free, so that the compiler vectorizes the interleaved stores.
+            for ((o, &g), &m) in out.chunks_exact_mut(2).zip(dy).zip(mask) {
+                o[0] = g * m.max(0.0);
+                o[1] = g * (-m).max(0.0);
             }
-        }
-        match act {
-            crate::Activation::Relu => {
-                unpool(dy, y, argmax, dz2, |v| if v > 0.0 { 1.0 } else { 0.0 })
-            }
-            a => unpool(dy, y, argmax, dz2, |v| a.derivative_from_output(v)),
         }
     }
 }
@@ -623,8 +631,9 @@ const FUSED_BLOCK: usize = 512;
 /// A convolution, a monotonic activation and max pooling over windows of 2
 /// (stride 2), fused: the convolution's output is computed block by block
 /// into a cache-resident tile and pooled at once, never stored. Writes the
-/// pooled output y (batch × c_out × ⌊l_out/2⌋) and, per pooled value, 1.0
-/// when the second of its two inputs was the larger (else 0.0).
+/// pooled output y (batch × c_out × ⌊l_out/2⌋) and, per pooled value, the
+/// activation's derivative there, negated when the second of its two
+/// inputs was the larger: the mask that the backward pass reads.
 ///
 /// # Panics
 /// If the options are invalid for `l`, the activation is not monotonic, or
@@ -639,7 +648,7 @@ pub fn conv1d_act_maxpool2_forward(
     w: &[f32],
     bias: Option<&[f32]>,
     y: &mut [f32],
-    argmax: &mut [f32],
+    mask: &mut [f32],
 ) {
     p.validate(l).unwrap_or_else(|e| panic!("{e}"));
     assert!(
@@ -655,7 +664,7 @@ pub fn conv1d_act_maxpool2_forward(
     assert_eq!(x.len(), batch * p.c_in * l, "conv1d: x length");
     assert_eq!(w.len(), p.weight_len(), "conv1d: weight length");
     assert_eq!(y.len(), batch * p.c_out * lp2, "conv1d: y length");
-    assert_eq!(argmax.len(), y.len(), "conv1d: argmax length");
+    assert_eq!(mask.len(), y.len(), "conv1d: mask length");
     let path = SimdPath::current();
     let (pl, pr) = p.pads(l);
     let lpad = l + pl + pr;
@@ -720,12 +729,12 @@ pub fn conv1d_act_maxpool2_forward(
                         for co in 0..cog {
                             let src = &t[co * n..(co + 1) * n];
                             let o = (g * cog + co) * lp2 + j0 / 2;
-                            let (yr, ar) = (&mut yb[o..o + n / 2], &mut ab[o..o + n / 2]);
+                            let (yr, mr) = (&mut yb[o..o + n / 2], &mut ab[o..o + n / 2]);
                             path.dispatch(PoolPairs {
                                 act,
                                 src,
                                 y: yr,
-                                argmax: ar,
+                                mask: mr,
                             });
                         }
                     }
@@ -738,62 +747,226 @@ pub fn conv1d_act_maxpool2_forward(
     if batch > 1 {
         x.par_chunks(xs)
             .zip(y.par_chunks_mut(ys))
-            .zip(argmax.par_chunks_mut(as_))
+            .zip(mask.par_chunks_mut(as_))
             .for_each(sample);
     } else {
         x.chunks(xs)
             .zip(y.chunks_mut(ys))
-            .zip(argmax.chunks_mut(as_))
+            .zip(mask.chunks_mut(as_))
             .for_each(sample);
     }
 }
 
-/// Backward pass of [`conv1d_act_maxpool2_forward`]: from the pooled output
-/// `y`, its `argmax` and its gradient `dy`, the gradient of the
-/// convolution's output, then the convolution's backward pass (dw and db
-/// added to, dx written when asked for).
+/// Columns of the input gradient per block of the fused backward pass.
+const BACKWARD_BLOCK: usize = 2048;
+
+/// Backward pass of [`conv1d_act_maxpool2_forward`], from its `mask` and
+/// the pooled gradient `dy`: adds to `dw` and `db`, and writes `dx` when
+/// asked for.
+///
+/// For stride-1 convolutions padded by less than the kernel's span on each
+/// side, the gradient of the convolution's output is never stored either:
+/// block by block, it is rebuilt from `dy` and `mask` into a cache-resident
+/// tile (with a halo of span − 1 columns), which feeds the input gradient of
+/// that block and the weight and bias gradients of the columns it owns.
+/// Other options build the whole gradient and run [`conv1d_backward`].
+///
+/// # Panics
+/// If the options are invalid for `l` or a slice has the wrong length.
 #[allow(clippy::too_many_arguments)]
 pub fn conv1d_act_maxpool2_backward(
     p: &Conv1dParams,
-    act: crate::Activation,
     x: &[f32],
     batch: usize,
     l: usize,
     w: &[f32],
-    y: &[f32],
-    argmax: &[f32],
+    mask: &[f32],
     dy: &[f32],
     dx: Option<&mut [f32]>,
     dw: &mut [f32],
     db: Option<&mut [f32]>,
 ) {
+    p.validate(l).unwrap_or_else(|e| panic!("{e}"));
     let lo = p.l_out(l);
     let lp2 = lo / 2;
+    assert_eq!(x.len(), batch * p.c_in * l, "conv1d backward: x length");
+    assert_eq!(w.len(), p.weight_len(), "conv1d backward: weight length");
     assert_eq!(
         dy.len(),
         batch * p.c_out * lp2,
         "conv1d backward: dy length"
     );
-    assert!(
-        y.len() == dy.len() && argmax.len() == dy.len(),
-        "conv1d backward: y and argmax lengths"
-    );
+    assert_eq!(mask.len(), dy.len(), "conv1d backward: mask length");
+    assert_eq!(dw.len(), p.weight_len(), "conv1d backward: dw length");
     let path = SimdPath::current();
-    with_scratch(batch * p.c_out * lo, |dz| {
-        dz.par_chunks_mut(lo)
-            .zip(dy.par_chunks(lp2))
-            .zip(y.par_chunks(lp2).zip(argmax.par_chunks(lp2)))
-            .for_each(|((dzr, dyr), (yr, ar))| {
-                // An odd last column was never pooled: its gradient is 0.
-                dzr[2 * lp2..].fill(0.0);
-                path.dispatch(UnpoolPairs {
-                    act,
-                    dy: dyr,
-                    y: yr,
-                    argmax: ar,
-                    dz: dzr,
-                })
-            });
-        conv1d_backward(p, x, batch, l, w, dz, dx, dw, db);
-    });
+    let (pl, pr) = p.pads(l);
+    let front = (p.k - 1) * p.dilation;
+    if p.stride != 1 || pl > front || pr > front {
+        with_scratch(batch * p.c_out * lo, |dz| {
+            dz.par_chunks_mut(lo)
+                .zip(dy.par_chunks(lp2).zip(mask.par_chunks(lp2)))
+                .for_each(|(row, (dyr, mr))| {
+                    path.dispatch(UnpoolRow {
+                        q_base: 0,
+                        dy: dyr,
+                        mask: mr,
+                        row,
+                    })
+                });
+            conv1d_backward(p, x, batch, l, w, dz, dx, dw, db);
+        });
+        return;
+    }
+    if let Some(db) = &db {
+        assert_eq!(db.len(), p.c_out, "conv1d backward: db length");
+    }
+    if let Some(dx) = &dx {
+        assert_eq!(dx.len(), batch * p.c_in * l, "conv1d backward: dx length");
+    }
+    // For the input gradient, the weights per group as wt[ci][(co, t)].
+    let mut wt = vec![0f32; if dx.is_some() { p.weight_len() } else { 0 }];
+    if dx.is_some() {
+        transpose_weights(p, w, &mut wt);
+    }
+    let dxp = dx.map(|d| SendPtr(d.as_mut_ptr()));
+    let (xs, ys) = (p.c_in * l, p.c_out * lp2);
+    let chunk = batch.div_ceil(rayon::current_num_threads()).max(1);
+    let parts: Vec<(Vec<f32>, Vec<f64>)> = (0..batch.div_ceil(chunk))
+        .into_par_iter()
+        .map(|c| {
+            let mut dw_part = vec![0f32; p.weight_len()];
+            let mut db_part = vec![0f64; p.c_out];
+            for b in c * chunk..((c + 1) * chunk).min(batch) {
+                // Each sample writes its own disjoint slice of dx.
+                let dxb =
+                    dxp.map(|d| unsafe { std::slice::from_raw_parts_mut(d.get().add(b * xs), xs) });
+                FusedBackward {
+                    path,
+                    p,
+                    l,
+                    lp2,
+                    front,
+                    wt: &wt,
+                    mask: &mask[b * ys..(b + 1) * ys],
+                    dy: &dy[b * ys..(b + 1) * ys],
+                    par: batch == 1,
+                }
+                .sample(&x[b * xs..(b + 1) * xs], dxb, &mut dw_part, &mut db_part);
+            }
+            (dw_part, db_part)
+        })
+        .collect();
+    for (dw_part, _) in &parts {
+        dw.iter_mut().zip(dw_part).for_each(|(d, v)| *d += v);
+    }
+    if let Some(db) = db {
+        for (co, d) in db.iter_mut().enumerate() {
+            *d += parts.iter().map(|(_, s)| s[co]).sum::<f64>() as f32;
+        }
+    }
+}
+
+/// One sample of the fused backward pass of [`conv1d_act_maxpool2_backward`].
+struct FusedBackward<'a> {
+    path: SimdPath,
+    p: &'a Conv1dParams,
+    l: usize,
+    lp2: usize,
+    front: usize,
+    wt: &'a [f32],
+    mask: &'a [f32],
+    dy: &'a [f32],
+    par: bool,
+}
+
+impl FusedBackward<'_> {
+    fn sample(&self, x: &[f32], mut dx: Option<&mut [f32]>, dw: &mut [f32], db: &mut [f64]) {
+        let &FusedBackward {
+            path,
+            p,
+            l,
+            lp2,
+            front,
+            wt,
+            mask,
+            dy,
+            par,
+        } = self;
+        let (pl, pr) = p.pads(l);
+        let lpad = l + pl + pr;
+        let (cig, cog, k, dil) = (p.c_in_g(), p.c_out_g(), p.k, p.dilation);
+        // A tile row: an even start, the halo, the block, and room for a last pair.
+        let ld = front + BACKWARD_BLOCK + 3;
+        with_padded(p, x, l, |xp| {
+            with_scratch(p.c_out * ld, |tile| {
+                let mut i0 = 0;
+                while i0 < l {
+                    let n = BACKWARD_BLOCK.min(l - i0);
+                    // The block's input-gradient columns [i0, i0 + n) read the
+                    // output gradient at positions [q_start, i0 + pl + n).
+                    let q_start = (i0 + pl) as isize - front as isize;
+                    let q_base = q_start.div_euclid(2) * 2;
+                    let off = (q_start - q_base) as usize;
+                    let width = (front + n + off).next_multiple_of(2);
+                    for co in 0..p.c_out {
+                        path.dispatch(UnpoolRow {
+                            q_base,
+                            dy: &dy[co * lp2..(co + 1) * lp2],
+                            mask: &mask[co * lp2..(co + 1) * lp2],
+                            row: &mut tile[co * ld..co * ld + width],
+                        });
+                    }
+                    if let Some(dx) = dx.as_deref_mut() {
+                        // dx[ci, i] = Σ_(co,t) w[co, ci, t] · dz[co, i + pl − t·dil].
+                        for g in 0..p.groups {
+                            let boff = move |r: usize| {
+                                (g * cog + r / k) * ld + off + front - (r % k) * dil
+                            };
+                            gemm_rows(
+                                path,
+                                cig,
+                                n,
+                                cog * k,
+                                &wt[g * cig * cog * k..(g + 1) * cig * cog * k],
+                                cog * k,
+                                tile,
+                                boff,
+                                &mut dx[g * cig * l + i0..],
+                                l,
+                                false,
+                                par,
+                            );
+                        }
+                    }
+                    // The output positions this block owns: [i0 + pl, i0 + pl + n),
+                    // from 0 for the first block (its halo holds the rest).
+                    let qa = if i0 == 0 { 0 } else { i0 + pl };
+                    let qb = (i0 + pl + n).min(2 * lp2);
+                    if qa < qb {
+                        let ua = (qa as isize - q_base) as usize;
+                        for g in 0..p.groups {
+                            gemm_dots(
+                                path,
+                                cog,
+                                cig * k,
+                                qb - qa,
+                                tile,
+                                move |i: usize| (g * cog + i) * ld + ua,
+                                xp,
+                                move |r: usize| (g * cig + r / k) * lpad + (r % k) * dil + qa,
+                                &mut dw[g * cog * cig * k..(g + 1) * cog * cig * k],
+                                cig * k,
+                                true,
+                                par,
+                            );
+                        }
+                        for (co, d) in db.iter_mut().enumerate() {
+                            *d += sum(&tile[co * ld + ua..co * ld + ua + qb - qa]);
+                        }
+                    }
+                    i0 += n;
+                }
+            })
+        })
+    }
 }

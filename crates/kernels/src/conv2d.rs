@@ -605,19 +605,9 @@ impl Wide {
 /// Weights rearranged for the input gradient of the direct path, per group:
 /// wtt[ci][(co, ky, kx)] = w[co][ci][ky][kx].
 fn wide_weights_t(p: &Conv2dParams, wt: &[f32]) -> Vec<f32> {
-    let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
-    let khw = p.kh * p.kw;
     let mut out = vec![0f32; p.weight_len()];
-    for g in 0..p.groups {
-        for co in 0..cog {
-            for ci in 0..cig {
-                for t in 0..khw {
-                    out[g * cig * cog * khw + ci * cog * khw + co * khw + t] =
-                        wt[((g * cog + co) * cig + ci) * khw + t];
-                }
-            }
-        }
-    }
+    let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
+    crate::gemm::transpose_groups(wt, p.groups, cog, cig, p.kh * p.kw, &mut out);
     out
 }
 
@@ -715,8 +705,10 @@ pub fn fusable_with_pool2(p: &Conv2dParams, h: usize, w: usize) -> bool {
 
 /// A stride-1 2D convolution, its monotonic activation and a 2 × 2 max pool
 /// (stride 2, rows and columns past an even size dropped), fused: the
-/// convolution's output is never stored. `argmax` receives, per pooled
-/// value, the window position of the maximum (2·row + column, as f32).
+/// convolution's output is never stored. `mask` (twice the length of `y`)
+/// receives per sample the window position of each maximum (2·row +
+/// column, as f32), then the activation's derivative at each pooled value:
+/// all that the backward pass needs.
 ///
 /// # Panics
 /// If [`fusable_with_pool2`] is false, the activation is not monotonic, or
@@ -732,7 +724,7 @@ pub fn conv2d_act_maxpool2_forward(
     wt: &[f32],
     bias: Option<&[f32]>,
     y: &mut [f32],
-    argmax: &mut [f32],
+    mask: &mut [f32],
 ) {
     assert!(
         fusable_with_pool2(p, h, w),
@@ -748,11 +740,12 @@ pub fn conv2d_act_maxpool2_forward(
     assert_eq!(x.len(), batch * p.c_in * h * w, "conv2d: x length");
     assert_eq!(wt.len(), p.weight_len(), "conv2d: weight length");
     assert_eq!(y.len(), batch * ps, "conv2d: y length");
-    assert_eq!(argmax.len(), y.len(), "conv2d: argmax length");
+    assert_eq!(mask.len(), 2 * y.len(), "conv2d: mask length");
     let path = SimdPath::current();
     x.par_chunks(p.c_in * h * w)
-        .zip(y.par_chunks_mut(ps).zip(argmax.par_chunks_mut(ps)))
-        .for_each(|(xb, (yb, ab))| {
+        .zip(y.par_chunks_mut(ps).zip(mask.par_chunks_mut(2 * ps)))
+        .for_each(|(xb, (yb, mb))| {
+            let (ab, deriv) = mb.split_at_mut(ps);
             wide.sample_forward(path, p, xb, wt, bias, |yw| {
                 with_scratch(4 * wq, |buf| {
                     // Rows first (a loop the compiler vectorizes), then column pairs.
@@ -785,27 +778,28 @@ pub fn conv2d_act_maxpool2_forward(
                     }
                 });
                 act.forward_inplace(yb);
+                for (d, &v) in deriv.iter_mut().zip(yb.iter()) {
+                    *d = act.derivative_from_output(v);
+                }
             })
         });
 }
 
-/// Backward pass of [`conv2d_act_maxpool2_forward`], from its input, pooled
-/// output `y`, `argmax` and the pooled gradient `dy`: adds to `dw` and
-/// `db`, and writes `dx` when asked for.
+/// Backward pass of [`conv2d_act_maxpool2_forward`], from its input, its
+/// `mask` and the pooled gradient `dy`: adds to `dw` and `db`, and writes
+/// `dx` when asked for.
 ///
 /// # Panics
 /// If [`fusable_with_pool2`] is false or a slice has the wrong length.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_act_maxpool2_backward(
     p: &Conv2dParams,
-    act: crate::Activation,
     x: &[f32],
     batch: usize,
     h: usize,
     w: usize,
     wt: &[f32],
-    y: &[f32],
-    argmax: &[f32],
+    mask: &[f32],
     dy: &[f32],
     dx: Option<&mut [f32]>,
     dw: &mut [f32],
@@ -820,21 +814,20 @@ pub fn conv2d_act_maxpool2_backward(
     let ps = p.c_out * hq * wq;
     assert_eq!(x.len(), batch * p.c_in * h * w, "conv2d backward: x length");
     assert_eq!(dy.len(), batch * ps, "conv2d backward: dy length");
-    assert!(
-        y.len() == dy.len() && argmax.len() == dy.len(),
-        "conv2d backward: y and argmax lengths"
-    );
+    assert_eq!(mask.len(), 2 * dy.len(), "conv2d backward: mask length");
     assert_eq!(dw.len(), p.weight_len(), "conv2d backward: dw length");
     let row = wide.grad_row();
     let fill = |b: usize, gw: &mut [f32]| {
         for co in 0..p.c_out {
             let dst = &mut gw[co * row + wide.front..];
+            let (argmax, deriv) = mask[2 * b * ps..2 * (b + 1) * ps].split_at(ps);
             for py in 0..hq {
-                let o = ((b * p.c_out + co) * hq + py) * wq;
+                let o = (co * hq + py) * wq;
+                let dyr = &dy[b * ps + o..b * ps + o + wq];
                 for px in 0..wq {
                     let k = argmax[o + px] as usize;
                     let pos = (2 * py + k / 2) * wide.wp + 2 * px + k % 2;
-                    dst[pos] = dy[o + px] * act.derivative_from_output(y[o + px]);
+                    dst[pos] = dyr[px] * deriv[o + px];
                 }
             }
         }

@@ -244,6 +244,27 @@ impl<F: Fn(usize) -> usize + Copy> RowsOp<F> {
     }
 }
 
+/// Convolution weights w[g][co][ci][t] (per group: cog × cig × taps)
+/// rearranged as out[g][ci][co][t]: per group, the left operand of an
+/// input gradient's GEMM.
+pub(crate) fn transpose_groups(
+    w: &[f32],
+    groups: usize,
+    cog: usize,
+    cig: usize,
+    taps: usize,
+    out: &mut [f32],
+) {
+    for g in 0..groups {
+        for co in 0..cog {
+            for ci in 0..cig {
+                let src = &w[((g * cog + co) * cig + ci) * taps..][..taps];
+                out[((g * cig + ci) * cog + co) * taps..][..taps].copy_from_slice(src);
+            }
+        }
+    }
+}
+
 /// C[i·ldc + j] (= or +=) Σ_l A[aoff(i) + l] · B[boff(j) + l], for i < m, j < n, l < len.
 ///
 /// # Panics

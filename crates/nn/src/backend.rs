@@ -90,14 +90,13 @@ pub trait Backend: Clone + Send + Sync + 'static {
         p: &Conv1dParams,
         act: Activation,
     ) -> Result<(Self::Tensor, Self::Tensor)>;
-    /// The backward pass of [`Backend::conv1d_act_pool2`], from its input,
-    /// output and mask.
+    /// The backward pass of [`Backend::conv1d_act_pool2`], from its input
+    /// and mask.
     #[allow(clippy::too_many_arguments)]
     fn conv1d_act_pool2_backward(
         &self,
         x: &Self::Tensor,
         w: &Self::Tensor,
-        y: &Self::Tensor,
         mask: &Self::Tensor,
         dy: &Self::Tensor,
         p: &Conv1dParams,
@@ -105,9 +104,10 @@ pub trait Backend: Clone + Send + Sync + 'static {
         need_dx: bool,
     ) -> Result<Grads<Self::Tensor>>;
     /// A stride-1 2D convolution, its monotonic activation and a 2 × 2 max
-    /// pool (stride 2), fused. Returns the pooled output and a tensor of the
-    /// same shape that only this backend's backward pass reads (the native
-    /// one: the window position of each maximum, 2·row + column).
+    /// pool (stride 2), fused. Returns the pooled output and a tensor that
+    /// only this backend's backward pass reads (the native one: the window
+    /// position of each maximum, 2·row + column, and the activation's
+    /// derivative there).
     fn conv2d_act_pool2(
         &self,
         x: &Self::Tensor,
@@ -122,7 +122,6 @@ pub trait Backend: Clone + Send + Sync + 'static {
         &self,
         x: &Self::Tensor,
         w: &Self::Tensor,
-        y: &Self::Tensor,
         mask: &Self::Tensor,
         dy: &Self::Tensor,
         p: &Conv2dParams,

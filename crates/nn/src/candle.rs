@@ -126,7 +126,6 @@ mod stub {
             _: &NoTensor,
             _: &NoTensor,
             _: &NoTensor,
-            _: &NoTensor,
             _: &Conv1dParams,
             _: Activation,
             _: bool,
@@ -145,7 +144,6 @@ mod stub {
         }
         fn conv2d_act_pool2_backward(
             &self,
-            _: &NoTensor,
             _: &NoTensor,
             _: &NoTensor,
             _: &NoTensor,
@@ -781,7 +779,6 @@ mod real {
             &self,
             x: &Tensor,
             w: &Tensor,
-            _y: &Tensor,
             _mask: &Tensor,
             dy: &Tensor,
             p: &Conv1dParams,
@@ -810,7 +807,6 @@ mod real {
             &self,
             x: &Tensor,
             w: &Tensor,
-            _y: &Tensor,
             _mask: &Tensor,
             dy: &Tensor,
             p: &Conv2dParams,

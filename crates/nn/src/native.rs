@@ -20,24 +20,45 @@ pub struct HostTensor {
 /// Large buffers freed by tensors, kept for reuse: training allocates the
 /// same activation and gradient sizes every batch, and filling fresh memory
 /// with zeros only to overwrite it costs as much as a pooling pass.
-static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+struct Pool {
+    /// Free buffers, oldest first.
+    free: Vec<Vec<f32>>,
+    /// The sizes recently asked of [`take`], newest last: only buffers of
+    /// these capacities are kept, so that buffers nobody asks for again
+    /// (input batches, made by the caller) cannot crowd out those that are.
+    wanted: Vec<usize>,
+}
+
+static POOL: std::sync::Mutex<Pool> = std::sync::Mutex::new(Pool {
+    free: Vec::new(),
+    wanted: Vec::new(),
+});
 const POOLED_MIN: usize = 1 << 16;
-/// At most this many floats are kept (16 MB): enough for a batch's
-/// activations and gradients to be reused, little enough not to matter.
-const POOLED_MAX_FLOATS: usize = 4 << 20;
+/// At most this many floats are kept (80 MB): enough for a batch's
+/// activations and gradients to be reused. When a freed buffer would pass
+/// it, the oldest go first.
+const POOLED_MAX_FLOATS: usize = 20 << 20;
+const WANTED_SIZES: usize = 64;
 
 /// A buffer of `n` floats with unspecified (initialized) contents.
 fn take(n: usize) -> Vec<f32> {
     if n >= POOLED_MIN {
         let mut pool = POOL.lock().expect("tensor pool");
+        if !pool.wanted.contains(&n) {
+            if pool.wanted.len() == WANTED_SIZES {
+                pool.wanted.remove(0);
+            }
+            pool.wanted.push(n);
+        }
         let best = pool
+            .free
             .iter()
             .enumerate()
             .filter(|(_, v)| v.capacity() >= n && v.capacity() <= 2 * n)
             .min_by_key(|(_, v)| v.capacity())
             .map(|(i, _)| i);
         if let Some(i) = best {
-            let mut v = pool.swap_remove(i);
+            let mut v = pool.free.remove(i);
             drop(pool);
             if v.len() >= n {
                 v.truncate(n);
@@ -53,12 +74,16 @@ fn take(n: usize) -> Vec<f32> {
 impl Drop for HostTensor {
     fn drop(&mut self) {
         let cap = self.data.capacity();
-        if cap >= POOLED_MIN {
+        if (POOLED_MIN..=POOLED_MAX_FLOATS).contains(&cap) {
             if let Ok(mut pool) = POOL.lock() {
-                let held: usize = pool.iter().map(|v| v.capacity()).sum();
-                if held + cap <= POOLED_MAX_FLOATS {
-                    pool.push(std::mem::take(&mut self.data));
+                if !pool.wanted.contains(&cap) {
+                    return;
                 }
+                let mut held: usize = pool.free.iter().map(|v| v.capacity()).sum();
+                while held + cap > POOLED_MAX_FLOATS {
+                    held -= pool.free.remove(0).capacity();
+                }
+                pool.free.push(std::mem::take(&mut self.data));
             }
         }
     }
@@ -256,11 +281,10 @@ impl Backend for Native {
         &self,
         x: &HostTensor,
         w: &HostTensor,
-        y: &HostTensor,
         mask: &HostTensor,
         dy: &HostTensor,
         p: &Conv1dParams,
-        act: Activation,
+        _act: Activation,
         need_dx: bool,
     ) -> Result<Grads<HostTensor>> {
         let (batch, l) = conv1d_check(x, p)?;
@@ -269,12 +293,10 @@ impl Backend for Native {
         let mut db = HostTensor::zeros(&[p.c_out]);
         kernels::conv1d::conv1d_act_maxpool2_backward(
             p,
-            act,
             &x.data,
             batch,
             l,
             &w.data,
-            &y.data,
             &mask.data,
             &dy.data,
             dx.as_mut().map(|d| &mut d.data[..]),
@@ -302,7 +324,8 @@ impl Backend for Native {
         let (ho, wo) = p.out_hw(h, wd);
         let shape = [batch, p.c_out, ho / 2, wo / 2];
         let mut y = HostTensor::scratch(&shape);
-        let mut mask = HostTensor::scratch(&shape);
+        // Per sample: the window positions, then the activation's derivatives.
+        let mut mask = HostTensor::scratch(&[batch, 2, p.c_out, ho / 2, wo / 2]);
         kernels::conv2d::conv2d_act_maxpool2_forward(
             p,
             act,
@@ -322,11 +345,10 @@ impl Backend for Native {
         &self,
         x: &HostTensor,
         w: &HostTensor,
-        y: &HostTensor,
         mask: &HostTensor,
         dy: &HostTensor,
         p: &Conv2dParams,
-        act: Activation,
+        _act: Activation,
         need_dx: bool,
     ) -> Result<Grads<HostTensor>> {
         let (batch, h, wd) = conv2d_check(x, p)?;
@@ -335,13 +357,11 @@ impl Backend for Native {
         let mut db = HostTensor::zeros(&[p.c_out]);
         kernels::conv2d::conv2d_act_maxpool2_backward(
             p,
-            act,
             &x.data,
             batch,
             h,
             wd,
             &w.data,
-            &y.data,
             &mask.data,
             &dy.data,
             dx.as_mut().map(|d| &mut d.data[..]),

@@ -138,7 +138,6 @@ pub enum Node<B: Backend> {
         w: Param<B>,
         b: Option<Param<B>>,
         x: Option<B::Tensor>,
-        y: Option<B::Tensor>,
         mask: Option<B::Tensor>,
     },
     /// Depthwise then pointwise convolution (both nodes of the same dimension).
@@ -358,7 +357,6 @@ impl<B: Backend> Builder<'_, B> {
             w,
             b,
             x: None,
-            y: None,
             mask: None,
         })
     }
@@ -732,6 +730,9 @@ impl<B: Backend> Network<B> {
     /// mode, each node keeps what its backward pass needs.
     pub fn forward(&mut self, x: &B::Tensor, mode: Mode) -> Result<B::Tensor> {
         let backend = self.backend.clone();
+        for node in self.nodes.iter_mut() {
+            node.clear_cache();
+        }
         let mut h = x.clone();
         for (k, node) in self.nodes.iter_mut().enumerate() {
             if mode == Mode::Train {
@@ -898,6 +899,28 @@ impl<B: Backend> Node<B> {
         }
     }
 
+    /// Drops what the last training-mode forward pass kept, so that its
+    /// buffers can serve the next pass.
+    fn clear_cache(&mut self) {
+        match self {
+            Node::Conv1d { x, z, .. } | Node::Conv2d { x, z, .. } | Node::Dense { x, z, .. } => {
+                (*x, *z) = (None, None);
+            }
+            Node::ConvPool { x, mask, .. } => (*x, *mask) = (None, None),
+            Node::Separable { depth, point } => {
+                depth.clear_cache();
+                point.clear_cache();
+            }
+            Node::Pool1d { x, .. }
+            | Node::Pool2d { x, .. }
+            | Node::GlobalPool { x, .. }
+            | Node::Activation { x, .. } => *x = None,
+            Node::Dropout { mask, .. } => *mask = None,
+            Node::BatchNorm { saved, .. } => *saved = None,
+            Node::Flatten { .. } => {}
+        }
+    }
+
     fn collect<'a>(&'a mut self, out: &mut Vec<&'a mut Param<B>>) {
         match self {
             Node::Conv1d { w, b, .. }
@@ -938,7 +961,6 @@ impl<B: Backend> Node<B> {
                 w,
                 b,
                 x: cx,
-                y: cy,
                 mask: cm,
             } => {
                 let bias = b.as_ref().map(|b| &b.value);
@@ -948,10 +970,9 @@ impl<B: Backend> Node<B> {
                 };
                 if train {
                     *cx = Some(x);
-                    *cy = Some(y.clone());
                     *cm = Some(mask);
                 } else {
-                    (*cx, *cy, *cm) = (None, None, None);
+                    (*cx, *cm) = (None, None);
                 }
                 y
             }
@@ -1074,20 +1095,18 @@ impl<B: Backend> Node<B> {
                 w,
                 b,
                 x,
-                y,
                 mask,
             } => {
-                let (x, y, mask) = (
+                let (x, mask) = (
                     x.as_ref().ok_or_else(missing)?,
-                    y.as_ref().ok_or_else(missing)?,
                     mask.as_ref().ok_or_else(missing)?,
                 );
                 let (dx, dw, db) = match p {
                     FusedConv::One(p) => {
-                        be.conv1d_act_pool2_backward(x, &w.value, y, mask, &dy, p, *act, need_dx)?
+                        be.conv1d_act_pool2_backward(x, &w.value, mask, &dy, p, *act, need_dx)?
                     }
                     FusedConv::Two(p) => {
-                        be.conv2d_act_pool2_backward(x, &w.value, y, mask, &dy, p, *act, need_dx)?
+                        be.conv2d_act_pool2_backward(x, &w.value, mask, &dy, p, *act, need_dx)?
                     }
                 };
                 w.accumulate(be, dw)?;
