@@ -173,20 +173,21 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B) -> Result<()> {
     let mut progress = EpochProgress::new();
     let mut fitted = model::fit(backend, &spec, &g, &tr.values, &train, a.seed, &mut |ev| {
         progress.on(ev, |r| {
+            // With no validation split, there is no validation loss to show.
+            let val = if r.val_loss.is_finite() {
+                format!("  val_loss {:.4}  val_r {:.3}", r.val_loss, r.val_r)
+            } else {
+                String::new()
+            };
             (
                 format!(
-                    "  epoch {:>3}  lr {:.2e}  loss {:.4}  val_loss {:.4}  val_r {:.3}  {:.2}s",
+                    "  epoch {:>3}  lr {:.2e}  loss {:.4}{val}  {:.2}s",
                     r.epoch + 1,
                     r.lr,
                     r.train_loss,
-                    r.val_loss,
-                    r.val_r,
                     r.seconds
                 ),
-                format!(
-                    "loss {:.4} val_loss {:.4} val_r {:.3}",
-                    r.train_loss, r.val_loss, r.val_r
-                ),
+                format!("loss {:.4}{val}", r.train_loss),
             )
         })
     })?;
@@ -244,18 +245,33 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B) -> Result<()> {
             ),
             (
                 "epochs",
-                format!(
-                    "{} run, best {}",
-                    fitted.history.len(),
-                    fitted.best_epoch + 1
-                )
+                if fitted.n_val > 0 {
+                    format!(
+                        "{} run, best {}",
+                        fitted.history.len(),
+                        fitted.best_epoch + 1
+                    )
+                } else {
+                    format!(
+                        "{} run (no validation split: the last epoch's weights are kept)",
+                        fitted.history.len()
+                    )
+                }
             ),
             (
-                "best epoch",
-                format!(
-                    "loss {:.4}, val_loss {:.4}, val_r {:.3}",
-                    best.train_loss, best.val_loss, best.val_r
-                )
+                if fitted.n_val > 0 {
+                    "best epoch"
+                } else {
+                    "last epoch"
+                },
+                if fitted.n_val > 0 {
+                    format!(
+                        "loss {:.4}, val_loss {:.4}, val_r {:.3}",
+                        best.train_loss, best.val_loss, best.val_r
+                    )
+                } else {
+                    format!("loss {:.4}", best.train_loss)
+                }
             ),
             ("time", format!("{spe:.2} s per epoch, {secs:.1} s in all")),
             (

@@ -151,6 +151,46 @@ fn train_writes_its_outputs_and_predict_reloads_them() {
     );
 }
 
+/// `--val-fraction 0` (as the peer benchmarks train): every individual is
+/// trained on, every epoch runs, and the last epoch's weights are kept.
+#[test]
+fn no_validation_split_trains_on_everyone_for_every_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("small.toml");
+    fs::write(&config, SMALL).unwrap();
+    let ex = root().join("data/example");
+    let out = dir.path().join("m");
+    let text = ok(&[
+        "train",
+        "--geno",
+        s(&ex.with_extension("bed")),
+        "--pheno",
+        s(&ex.with_extension("pheno.csv")),
+        "--trait",
+        "trait",
+        "--model",
+        s(&config),
+        "--val-fraction",
+        "0",
+        "--epochs",
+        "4",
+        "--patience",
+        "1",
+        "--out",
+        s(&out),
+    ]);
+    assert!(text.contains("no validation split"), "{text}");
+    assert!(!text.contains("NaN"), "{text}");
+    let j = read_json(&out.join("summary.json"));
+    assert_eq!(j["n_val"], 0);
+    assert_eq!(j["n_train"], 600);
+    assert_eq!(j["epochs_run"], 4);
+    assert_eq!(j["best_epoch"], 4);
+    assert!(j["val_loss"].is_null() && j["val_r"].is_null(), "{j}");
+    let (_, rows) = read_csv(&out.join("history.csv"));
+    assert!(rows.iter().all(|r| r[3] == "NA" && r[4] == "NA"));
+}
+
 /// Swaps A1/A2 of every third marker (and the calls with them), and
 /// reverses the marker order: the predictions must not change.
 #[test]
