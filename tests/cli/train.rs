@@ -45,25 +45,29 @@ patience = 5
 
 fn train(dir: &Path, config: &Path, seed: &str) -> std::path::PathBuf {
     let out = dir.join(format!("model_{seed}"));
+    train_example(config, &out, &["--seed", seed, "--threads", "2"]);
+    out
+}
+
+/// Trains `config` on the bundled example into `out`; returns the output.
+fn train_example(config: &Path, out: &Path, extra: &[&str]) -> String {
     let ex = root().join("data/example");
-    ok(&[
+    let (bed, pheno) = (ex.with_extension("bed"), ex.with_extension("pheno.csv"));
+    let mut args = vec![
         "train",
         "--geno",
-        s(&ex.with_extension("bed")),
+        s(&bed),
         "--pheno",
-        s(&ex.with_extension("pheno.csv")),
+        s(&pheno),
         "--trait",
         "trait",
         "--model",
         s(config),
-        "--seed",
-        seed,
-        "--threads",
-        "2",
         "--out",
-        s(&out),
-    ]);
-    out
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    ok(&args)
 }
 
 fn predictions(p: &Path) -> Vec<f64> {
@@ -158,27 +162,12 @@ fn no_validation_split_trains_on_everyone_for_every_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("small.toml");
     fs::write(&config, SMALL).unwrap();
-    let ex = root().join("data/example");
     let out = dir.path().join("m");
-    let text = ok(&[
-        "train",
-        "--geno",
-        s(&ex.with_extension("bed")),
-        "--pheno",
-        s(&ex.with_extension("pheno.csv")),
-        "--trait",
-        "trait",
-        "--model",
-        s(&config),
-        "--val-fraction",
-        "0",
-        "--epochs",
-        "4",
-        "--patience",
-        "1",
-        "--out",
-        s(&out),
-    ]);
+    let text = train_example(
+        &config,
+        &out,
+        &["--val-fraction", "0", "--epochs", "4", "--patience", "1"],
+    );
     assert!(text.contains("no validation split"), "{text}");
     assert!(!text.contains("NaN"), "{text}");
     let j = read_json(&out.join("summary.json"));
