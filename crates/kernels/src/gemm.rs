@@ -79,40 +79,62 @@ pub fn gemm_rows_bias<F: Fn(usize) -> usize + Copy + Sync>(
         "gemm_rows: A too short"
     );
     assert!((m - 1) * ldc + n <= c.len(), "gemm_rows: C too short");
-    for r in 0..k {
-        assert!(
-            boff(r) + n <= b.len(),
-            "gemm_rows: row {r} of B out of bounds"
-        );
-    }
-    let cp = SendPtr(c.as_mut_ptr());
-    let run = |j0: usize, j1: usize| {
-        path.dispatch(RowsOp {
-            m,
-            k,
-            j0,
-            j1,
-            a: a.as_ptr(),
-            lda,
-            b: b.as_ptr(),
-            boff,
-            c: cp,
-            ldc,
-            accumulate,
-            bias,
-        })
-    };
-    let block = 64 * path.lanes().max(4);
-    let threads = rayon::current_num_threads();
-    if parallel && threads > 1 && n >= 2 * block && (m * n * k) >= 1 << 16 {
-        let parts = n.div_ceil(block);
-        (0..parts)
-            .into_par_iter()
-            .for_each(|p| run(p * block, ((p + 1) * block).min(n)));
-    } else {
-        run(0, n);
-    }
+    with_offsets(k, boff, |offs| {
+        for (r, &o) in offs.iter().enumerate() {
+            assert!(o + n <= b.len(), "gemm_rows: row {r} of B out of bounds");
+        }
+        let cp = SendPtr(c.as_mut_ptr());
+        let offs = OffsPtr(offs.as_ptr());
+        let run = |j0: usize, j1: usize| {
+            path.dispatch(RowsOp {
+                m,
+                k,
+                j0,
+                j1,
+                a: a.as_ptr(),
+                lda,
+                b: b.as_ptr(),
+                offs,
+                c: cp,
+                ldc,
+                accumulate,
+                bias,
+            })
+        };
+        let block = 64 * path.lanes().max(4);
+        let threads = rayon::current_num_threads();
+        if parallel && threads > 1 && n >= 2 * block && (m * n * k) >= 1 << 16 {
+            let parts = n.div_ceil(block);
+            (0..parts)
+                .into_par_iter()
+                .for_each(|p| run(p * block, ((p + 1) * block).min(n)));
+        } else {
+            run(0, n);
+        }
+    })
 }
+
+thread_local! {
+    static OFFSETS: std::cell::RefCell<Vec<Vec<usize>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on the row offsets boff(0), …, boff(k − 1), computed once: the
+/// micro-kernel then reads them instead of evaluating `boff` (often a
+/// division by the kernel size) in its innermost loop.
+fn with_offsets<F: Fn(usize) -> usize, R>(k: usize, boff: F, f: impl FnOnce(&[usize]) -> R) -> R {
+    let mut buf = OFFSETS.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+    buf.clear();
+    buf.extend((0..k).map(boff));
+    let out = f(&buf);
+    OFFSETS.with(|p| p.borrow_mut().push(buf));
+    out
+}
+
+/// The rows' offsets, shared by the threads of one product.
+#[derive(Clone, Copy)]
+struct OffsPtr(*const usize);
+unsafe impl Send for OffsPtr {}
+unsafe impl Sync for OffsPtr {}
 
 /// A row-bias pointer (null for none) that may cross threads.
 #[derive(Clone, Copy)]
@@ -131,7 +153,7 @@ impl BiasPtr {
     }
 }
 
-struct RowsOp<F> {
+struct RowsOp {
     m: usize,
     k: usize,
     j0: usize,
@@ -139,14 +161,14 @@ struct RowsOp<F> {
     a: *const f32,
     lda: usize,
     b: *const f32,
-    boff: F,
+    offs: OffsPtr,
     c: SendPtr,
     ldc: usize,
     accumulate: bool,
     bias: BiasPtr,
 }
 
-impl<F: Fn(usize) -> usize + Copy> WithSimd for RowsOp<F> {
+impl WithSimd for RowsOp {
     type Output = ();
 
     #[inline(always)]
@@ -167,7 +189,8 @@ impl<F: Fn(usize) -> usize + Copy> WithSimd for RowsOp<F> {
                 let mut acc = self.bias.at(i);
                 for r in 0..self.k {
                     unsafe {
-                        acc += *self.a.add(i * self.lda + r) * *self.b.add((self.boff)(r) + jj);
+                        acc +=
+                            *self.a.add(i * self.lda + r) * *self.b.add(*self.offs.0.add(r) + jj);
                     }
                 }
                 unsafe {
@@ -179,7 +202,7 @@ impl<F: Fn(usize) -> usize + Copy> WithSimd for RowsOp<F> {
     }
 }
 
-impl<F: Fn(usize) -> usize + Copy> RowsOp<F> {
+impl RowsOp {
     #[inline(always)]
     fn column_tile<S: Simd, const V: usize>(&self, s: S, j: usize) {
         let mut i = 0;
@@ -216,7 +239,7 @@ impl<F: Fn(usize) -> usize + Copy> RowsOp<F> {
             core::array::from_fn(|row| [s.splat_f32s(self.bias.at(i + row)); V]);
         unsafe {
             for r in 0..self.k {
-                let bp = self.b.add((self.boff)(r) + j);
+                let bp = self.b.add(*self.offs.0.add(r) + j);
                 let mut bv = [zero; V];
                 for (v, x) in bv.iter_mut().enumerate() {
                     *x = loadu::<S>(bp.add(v * lanes));
@@ -432,12 +455,19 @@ impl<FA: Fn(usize) -> usize + Copy, FB: Fn(usize) -> usize + Copy> WithSimd for 
         while l0 < self.len {
             let l1 = (l0 + DOT_CHUNK).min(self.len);
             let mut i = 0;
+            // With 32 vector registers (AVX-512), tiles of 6 rows of A share
+            // each load of B among more FMAs.
+            let rows = if S::F32_LANES == 16 { 6 } else { MR };
             while i < self.m {
-                let r = (self.m - i).min(MR);
+                let r = (self.m - i).min(rows);
                 let mut j = self.j0;
                 while j < self.j1 {
                     let q = (self.j1 - j).min(MR);
                     match (r, q) {
+                        (6, 4) => self.tile::<S, 6, 4>(s, i, j, l0, l1),
+                        (6, _) => self.tile_dyn::<S, 6>(s, i, j, q, l0, l1),
+                        (5, 4) => self.tile::<S, 5, 4>(s, i, j, l0, l1),
+                        (5, _) => self.tile_dyn::<S, 5>(s, i, j, q, l0, l1),
                         (4, 4) => self.tile::<S, 4, 4>(s, i, j, l0, l1),
                         (4, 3) => self.tile::<S, 4, 3>(s, i, j, l0, l1),
                         (4, 2) => self.tile::<S, 4, 2>(s, i, j, l0, l1),
@@ -544,6 +574,7 @@ mod tests {
                 (5, 65, 9),
                 (9, 130, 3),
                 (32, 257, 80),
+                (11, 70, 33),
                 (6, 15, 0),
             ] {
                 let a = data(m * k + 3, 1);
