@@ -2,13 +2,13 @@
 //! this CPU offers, over random shapes at awkward sizes (SIMD width ± 1),
 //! strides, dilations, paddings and groups.
 //!
-//! Tolerance: the normwise relative error ‖fast − ref‖∞ / ‖ref‖∞ ≤ 1e-5 for
+//! Tolerance: the normwise error ‖fast − ref‖∞ / max(‖ref‖∞, 1) ≤ 1e-5 for
 //! all kernels whose sums are shorter than ~10⁴ terms; the dense kernels at
 //! 80,000 inputs are held to 2e-5 (see `dense_long_sums`), since f32
 //! accumulation error grows with the length of the sum.
 
 mod common;
-use common::{data, f64s, rel, rel1};
+use common::{data, f64s, rel};
 use kernels::conv1d::{conv1d_backward, conv1d_forward, Conv1dParams, Padding};
 use kernels::conv2d::{conv2d_backward, conv2d_forward, Conv2dParams};
 use kernels::dense::{dense_backward, dense_forward};
@@ -27,7 +27,9 @@ fn padding() -> impl Strategy<Value = Padding> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    // Many draws are rejected (shapes that cannot work, near ties): allow
+    // for that when PROPTEST_CASES asks for thousands of cases.
+    #![proptest_config(ProptestConfig { max_global_rejects: 1 << 20, ..ProptestConfig::with_cases(64) })]
 
     #[test]
     fn conv1d_matches_reference(
@@ -55,10 +57,8 @@ proptest! {
                 let mut db = vec![0f32; b.len()];
                 conv1d_backward(&p, &x, batch, l, &w, &dy, Some(&mut dx), &mut dw, Some(&mut db));
                 assert!(rel(&dx, &dx_ref) <= 1e-5, "{path} dx {p:?} l={l}: {}", rel(&dx, &dx_ref));
-                // Weight and bias gradients are sums that can cancel to near
-                // zero when there are few weights: scale by at least 1.
-                assert!(rel1(&dw, &dw_ref) <= 1e-5, "{path} dw {p:?} l={l}: {}", rel1(&dw, &dw_ref));
-                assert!(rel1(&db, &db_ref) <= 1e-5, "{path} db {p:?}");
+                assert!(rel(&dw, &dw_ref) <= 1e-5, "{path} dw {p:?} l={l}: {}", rel(&dw, &dw_ref));
+                assert!(rel(&db, &db_ref) <= 1e-5, "{path} db {p:?}");
             });
         }
     }
@@ -88,9 +88,8 @@ proptest! {
                 let mut db = vec![0f32; b.len()];
                 conv2d_backward(&p, &x, batch, h, w_, &w, &dy, Some(&mut dx), &mut dw, Some(&mut db));
                 assert!(rel(&dx, &dx_ref) <= 1e-5, "{path} dx {p:?}");
-                // As in 1D: sums that can cancel, scaled by at least 1.
-                assert!(rel1(&dw, &dw_ref) <= 1e-5, "{path} dw {p:?}");
-                assert!(rel1(&db, &db_ref) <= 1e-5, "{path} db {p:?}");
+                assert!(rel(&dw, &dw_ref) <= 1e-5, "{path} dw {p:?}");
+                assert!(rel(&db, &db_ref) <= 1e-5, "{path} db {p:?}");
             });
         }
     }
@@ -279,7 +278,7 @@ fn large_shapes_take_the_parallel_paths() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(32))]
+    #![proptest_config(ProptestConfig { max_global_rejects: 1 << 20, ..ProptestConfig::with_cases(32) })]
 
     /// The fused convolution + activation + max pool of 2 equals the three
     /// kernels run one after the other, forward and backward.
@@ -306,10 +305,12 @@ proptest! {
         act.forward(&z, &mut a);
         let pp = Pool1dParams::new(PoolKind::Max, 2);
         // A near tie in a window may be resolved either way (both are valid
-        // subgradients): leave such draws out. Ties are looked for before the
-        // activation: after a ReLU, windows of two negatives tie at 0, but
-        // either choice then passes a zero gradient.
-        prop_assume!(z.chunks(lo).all(|r| r[..2 * lp2].chunks(2).all(|v| (v[0] - v[1]).abs() > 1e-6)));
+        // subgradients), and so may a ReLU's kink at a maximum within
+        // rounding of 0: leave such draws out. Ties are looked for before
+        // the activation: after a ReLU, windows of two negatives tie at 0,
+        // but either choice then passes a zero gradient.
+        let kink = |m: f32| relu && m.abs() <= 1e-6;
+        prop_assume!(z.chunks(lo).all(|r| r[..2 * lp2].chunks(2).all(|v| (v[0] - v[1]).abs() > 1e-6 && !kink(v[0].max(v[1])))));
         let mut y_ref = vec![0f32; dy.len()];
         pool1d_forward(&pp, &a, batch * p.c_out, lo, &mut y_ref);
         let mut da = vec![0f32; z.len()];
@@ -329,11 +330,11 @@ proptest! {
                 kernels::conv1d::conv1d_act_maxpool2_backward(&p, &x, batch, l, &w, &mask, &dy, Some(&mut dx), &mut dw, Some(&mut db));
                 assert!(rel(&dx, &f64s(&dx_ref)) <= 1e-4, "{path} dx {}", rel(&dx, &f64s(&dx_ref)));
                 assert!(rel(&dw, &f64s(&dw_ref)) <= 1e-4, "{path} dw {}", rel(&dw, &f64s(&dw_ref)));
-                assert!(rel1(&db, &f64s(&db_ref)) <= 1e-4, "{path} db {}", rel1(&db, &f64s(&db_ref)));
+                assert!(rel(&db, &f64s(&db_ref)) <= 1e-4, "{path} db {}", rel(&db, &f64s(&db_ref)));
                 let (mut dw2, mut db2) = (vec![0f32; w.len()], vec![0f32; b.len()]);
                 kernels::conv1d::conv1d_act_maxpool2_backward(&p, &x, batch, l, &w, &mask, &dy, None, &mut dw2, Some(&mut db2));
                 assert!(rel(&dw2, &f64s(&dw_ref)) <= 1e-4, "{path} dw without dx {}", rel(&dw2, &f64s(&dw_ref)));
-                assert!(rel1(&db2, &f64s(&db_ref)) <= 1e-4, "{path} db without dx {}", rel1(&db2, &f64s(&db_ref)));
+                assert!(rel(&db2, &f64s(&db_ref)) <= 1e-4, "{path} db without dx {}", rel(&db2, &f64s(&db_ref)));
             });
         }
     }
@@ -362,14 +363,15 @@ proptest! {
         let mut a = vec![0f32; z.len()];
         act.forward(&z, &mut a);
         let pp = Pool2dParams::new(PoolKind::Max, 2);
-        // A near tie in a window may be resolved either way: leave such draws
-        // out (looked for before the activation, as in 1D).
+        // Near ties and ReLU kinks may be resolved either way: leave such
+        // draws out (looked for before the activation, as in 1D).
         let clear = z.chunks(ho * wo).all(|pl| {
             (0..hq * wq).all(|q| {
                 let (py, px) = (q / wq, q % wq);
                 let mut v: Vec<f32> = (0..4).map(|k| pl[(2 * py + k / 2) * wo + 2 * px + k % 2]).collect();
                 v.sort_by(|a, b| b.total_cmp(a));
-                v[0] - v[1] > 1e-6
+                // A near tie, or a ReLU's kink at a maximum within rounding of 0.
+                v[0] - v[1] > 1e-6 && !(relu && v[0].abs() <= 1e-6)
             })
         });
         prop_assume!(clear);
@@ -390,7 +392,7 @@ proptest! {
                 conv2d_act_maxpool2_backward(&p, &x, batch, h, w_, &w, &mask, &dy, Some(&mut dx), &mut dw, Some(&mut db));
                 assert!(rel(&dx, &f64s(&dx_ref)) <= 1e-4, "{path} dx {}", rel(&dx, &f64s(&dx_ref)));
                 assert!(rel(&dw, &f64s(&dw_ref)) <= 1e-4, "{path} dw {}", rel(&dw, &f64s(&dw_ref)));
-                assert!(rel1(&db, &f64s(&db_ref)) <= 1e-4, "{path} db {}", rel1(&db, &f64s(&db_ref)));
+                assert!(rel(&db, &f64s(&db_ref)) <= 1e-4, "{path} db {}", rel(&db, &f64s(&db_ref)));
             });
         }
     }
