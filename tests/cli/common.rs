@@ -70,6 +70,45 @@ pub fn have(program: &str, test: &str) -> bool {
     found
 }
 
+/// The bundled example's genotypes (`data/example.bed`).
+pub fn example_bed() -> &'static str {
+    static P: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    P.get_or_init(|| root_path("data/example.bed"))
+}
+
+/// The bundled example's phenotypes (`data/example.pheno.csv`).
+pub fn example_pheno() -> &'static str {
+    static P: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    P.get_or_init(|| root_path("data/example.pheno.csv"))
+}
+
+fn root_path(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+/// The arguments of `genocnn train` of `config` on the bundled example's
+/// trait into `out`, then `extra`.
+pub fn train_example_args<'a>(config: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "train",
+        "--geno",
+        example_bed(),
+        "--pheno",
+        example_pheno(),
+        "--trait",
+        "trait",
+        "--model",
+        s(config),
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }

@@ -51,30 +51,17 @@ mod with_candle {
     use std::path::{Path, PathBuf};
 
     use super::{root, SMALL};
-    use crate::common::{ok, read_csv, s};
+    use crate::common::{ok, read_csv, s, train_example_args};
 
     fn train(dir: &Path, device: &str) -> PathBuf {
         let config = dir.join("small.toml");
         std::fs::write(&config, SMALL).unwrap();
         let out = dir.join(format!("model-{device}"));
-        let ex = root().join("data/example");
-        ok(&[
-            "train",
-            "--geno",
-            s(&ex.with_extension("bed")),
-            "--pheno",
-            s(&ex.with_extension("pheno.csv")),
-            "--trait",
-            "trait",
-            "--model",
-            s(&config),
-            "--device",
-            device,
-            "--seed",
-            "4",
-            "--out",
-            s(&out),
-        ]);
+        ok(&train_example_args(
+            &config,
+            &out,
+            &["--device", device, "--seed", "4"],
+        ));
         out
     }
 
@@ -149,30 +136,17 @@ mod with_candle {
 #[cfg(not(feature = "candle"))]
 #[test]
 fn candle_devices_say_how_to_get_them() {
+    use crate::common::train_example_args;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("small.toml");
     std::fs::write(&config, SMALL).unwrap();
-    let ex = root().join("data/example");
+    let out = dir.path().join("m");
     for (device, feature) in [
         ("candle-cpu", "--features candle"),
         ("cuda", "--features cuda"),
         ("cuda:1", "--features cuda"),
     ] {
-        let err = fails(&[
-            "train",
-            "--geno",
-            s(&ex.with_extension("bed")),
-            "--pheno",
-            s(&ex.with_extension("pheno.csv")),
-            "--trait",
-            "trait",
-            "--model",
-            s(&config),
-            "--device",
-            device,
-            "--out",
-            s(&dir.path().join("m")),
-        ]);
+        let err = fails(&train_example_args(&config, &out, &["--device", device]));
         assert!(err.contains(feature), "{device}: {err}");
     }
 }

@@ -16,6 +16,29 @@ fn root(p: &str) -> String {
         .to_string()
 }
 
+/// The arguments of `genocnn image CMD --dataset D --data-dir DIR --out OUT`,
+/// then `rest`.
+fn image<'a>(
+    cmd: &'a str,
+    dataset: &'a str,
+    data_dir: &'a str,
+    out: &'a Path,
+    rest: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "image",
+        cmd,
+        "--dataset",
+        dataset,
+        "--data-dir",
+        data_dir,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(rest);
+    args
+}
+
 /// Width and height from a PNG's IHDR chunk.
 fn png_size(path: &Path) -> (u32, u32) {
     let b = std::fs::read(path).unwrap();
@@ -27,24 +50,11 @@ fn png_size(path: &Path) -> (u32, u32) {
 #[test]
 fn lenet_trains_on_the_bundled_mnist_and_eval_reloads_it() {
     let dir = tempfile::tempdir().unwrap();
+    let (mnist, lenet) = (root("data/mnist"), root("configs/lenet5.toml"));
+    let train = ["--model", &lenet, "--epochs", "5", "--seed", "3"];
     let out = dir.path().join("lenet");
     let o = out.to_str().unwrap();
-    let text = ok(&[
-        "image",
-        "train",
-        "--dataset",
-        "mnist",
-        "--data-dir",
-        &root("data/mnist"),
-        "--model",
-        &root("configs/lenet5.toml"),
-        "--epochs",
-        "5",
-        "--seed",
-        "3",
-        "--out",
-        o,
-    ]);
+    let text = ok(&image("train", "mnist", &mnist, &out, &train));
     assert!(text.contains("test"), "{text}");
     let s = json(&out.join("summary.json"));
     let acc = s["test_accuracy"].as_f64().unwrap();
@@ -70,18 +80,7 @@ fn lenet_trains_on_the_bundled_mnist_and_eval_reloads_it() {
 
     // eval reloads the saved model and gets the same figures.
     let ev = dir.path().join("eval");
-    ok(&[
-        "image",
-        "eval",
-        "--dataset",
-        "mnist",
-        "--data-dir",
-        &root("data/mnist"),
-        "--model",
-        o,
-        "--out",
-        ev.to_str().unwrap(),
-    ]);
+    ok(&image("eval", "mnist", &mnist, &ev, &["--model", o]));
     let e = json(&ev.join("summary.json"));
     assert_eq!(e["test_accuracy"].as_f64().unwrap(), acc);
     assert_eq!(
@@ -91,22 +90,7 @@ fn lenet_trains_on_the_bundled_mnist_and_eval_reloads_it() {
 
     // Same seed, same weights.
     let again = dir.path().join("again");
-    ok(&[
-        "image",
-        "train",
-        "--dataset",
-        "mnist",
-        "--data-dir",
-        &root("data/mnist"),
-        "--model",
-        &root("configs/lenet5.toml"),
-        "--epochs",
-        "5",
-        "--seed",
-        "3",
-        "--out",
-        again.to_str().unwrap(),
-    ]);
+    ok(&image("train", "mnist", &mnist, &again, &train));
     assert_eq!(
         std::fs::read(out.join("model.safetensors")).unwrap(),
         std::fs::read(again.join("model.safetensors")).unwrap()
@@ -129,45 +113,43 @@ fn lenet_trains_on_the_bundled_mnist_and_eval_reloads_it() {
 fn augmentation_trains_and_previews() {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("aug.png");
-    ok(&[
-        "image",
+    let (mnist, augment) = (root("data/mnist"), root("configs/augment-mnist.toml"));
+    ok(&image(
         "augment-preview",
-        "--dataset",
         "mnist",
-        "--data-dir",
-        &root("data/mnist"),
-        "--augment",
-        &root("configs/augment-mnist.toml"),
-        "--images",
-        "4",
-        "--variants",
-        "5",
-        "--scale",
-        "2",
-        "--out",
-        png.to_str().unwrap(),
-    ]);
+        &mnist,
+        &png,
+        &[
+            "--augment",
+            &augment,
+            "--images",
+            "4",
+            "--variants",
+            "5",
+            "--scale",
+            "2",
+        ],
+    ));
     // 6 tiles of 28·2 + 2 pixels across, 4 down, with a 2-pixel border.
     assert_eq!(png_size(&png), (6 * 58 + 2, 4 * 58 + 2));
     let out = dir.path().join("aug");
-    ok(&[
-        "image",
+    let lenet = root("configs/lenet5.toml");
+    ok(&image(
         "train",
-        "--dataset",
         "mnist",
-        "--data-dir",
-        &root("data/mnist"),
-        "--model",
-        &root("configs/lenet5.toml"),
-        "--epochs",
-        "2",
-        "--train-limit",
-        "600",
-        "--augment",
-        &root("configs/augment-mnist.toml"),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+        &mnist,
+        &out,
+        &[
+            "--model",
+            &lenet,
+            "--epochs",
+            "2",
+            "--train-limit",
+            "600",
+            "--augment",
+            &augment,
+        ],
+    ));
     let s = json(&out.join("summary.json"));
     assert_eq!(s["n_train"], 600);
     assert!(s["augment"]
@@ -178,18 +160,8 @@ fn augmentation_trains_and_previews() {
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "rotation = 10\n").unwrap();
-    let err = fails(&[
-        "image",
-        "augment-preview",
-        "--dataset",
-        "mnist",
-        "--data-dir",
-        &root("data/mnist"),
-        "--augment",
-        bad.to_str().unwrap(),
-        "--out",
-        png.to_str().unwrap(),
-    ]);
+    let bad_arg = ["--augment", bad.to_str().unwrap()];
+    let err = fails(&image("augment-preview", "mnist", &mnist, &png, &bad_arg));
     assert!(
         err.contains("bad.toml") && err.contains("rotation"),
         "{err}"
@@ -238,22 +210,13 @@ fn vgg_small_trains_on_generated_cifar10_batches() {
     std::fs::create_dir(&data).unwrap();
     write_cifar_like(&data, 400, 100);
     let out = dir.path().join("vgg");
-    ok(&[
-        "image",
-        "train",
-        "--dataset",
-        "cifar10",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-        "--model",
-        &root("configs/vgg-small.toml"),
-        "--epochs",
-        "3",
-        "--augment",
-        &root("configs/augment-cifar10.toml"),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (vgg, augment) = (
+        root("configs/vgg-small.toml"),
+        root("configs/augment-cifar10.toml"),
+    );
+    let d = dir.path().to_str().unwrap();
+    let rest = ["--model", &vgg, "--epochs", "3", "--augment", &augment];
+    ok(&image("train", "cifar10", d, &out, &rest));
     let s = json(&out.join("summary.json"));
     assert_eq!(s["dataset"], "cifar10");
     assert_eq!(s["n_train"], 400);
@@ -269,18 +232,14 @@ fn vgg_small_trains_on_generated_cifar10_batches() {
     // A batch cut short is refused with the file named.
     let b = std::fs::read(data.join("test_batch.bin")).unwrap();
     std::fs::write(data.join("test_batch.bin"), &b[..b.len() - 100]).unwrap();
-    let err = fails(&[
-        "image",
+    let (e, model) = (dir.path().join("e"), ["--model", out.to_str().unwrap()]);
+    let err = fails(&image(
         "eval",
-        "--dataset",
         "cifar10",
-        "--data-dir",
         data.to_str().unwrap(),
-        "--model",
-        out.to_str().unwrap(),
-        "--out",
-        dir.path().join("e").to_str().unwrap(),
-    ]);
+        &e,
+        &model,
+    ));
     assert!(
         err.contains("test_batch.bin") && err.contains("3073"),
         "{err}"
@@ -290,59 +249,23 @@ fn vgg_small_trains_on_generated_cifar10_batches() {
 #[test]
 fn image_commands_refuse_bad_input() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    let err = fails(&[
-        "image",
-        "train",
-        "--dataset",
-        "mnist",
-        "--data-dir",
-        d,
-        "--model",
-        &root("configs/lenet5.toml"),
-        "--out",
-        dir.path().join("o").to_str().unwrap(),
-    ]);
+    let (d, o, mnist) = (
+        dir.path().to_str().unwrap(),
+        dir.path().join("o"),
+        root("data/mnist"),
+    );
+    let lenet = root("configs/lenet5.toml");
+    let err = fails(&image("train", "mnist", d, &o, &["--model", &lenet]));
     assert!(err.contains("train-images-idx3-ubyte"), "{err}");
-    let err = fails(&[
-        "image",
-        "train",
-        "--dataset",
-        "cifar10",
-        "--data-dir",
-        d,
-        "--model",
-        &root("configs/vgg-small.toml"),
-        "--out",
-        dir.path().join("o").to_str().unwrap(),
-    ]);
+    let vgg = root("configs/vgg-small.toml");
+    let err = fails(&image("train", "cifar10", d, &o, &["--model", &vgg]));
     assert!(err.contains("data_batch_1.bin"), "{err}");
     // A regression model cannot classify images.
-    let err = fails(&[
-        "image",
-        "train",
-        "--dataset",
-        "mnist",
-        "--data-dir",
-        &root("data/mnist"),
-        "--model",
-        &root("configs/mlp.toml"),
-        "--out",
-        dir.path().join("o").to_str().unwrap(),
-    ]);
+    let mlp = root("configs/mlp.toml");
+    let err = fails(&image("train", "mnist", &mnist, &o, &["--model", &mlp]));
     assert!(err.contains("softmax_cross_entropy"), "{err}");
     // A genotype model is not an image classifier.
-    let err = fails(&[
-        "image",
-        "eval",
-        "--dataset",
-        "mnist",
-        "--data-dir",
-        &root("data/mnist"),
-        "--model",
-        &root("tests/fixtures"),
-        "--out",
-        dir.path().join("o").to_str().unwrap(),
-    ]);
+    let genomic = root("tests/fixtures");
+    let err = fails(&image("eval", "mnist", &mnist, &o, &["--model", &genomic]));
     assert!(err.contains("model.toml"), "{err}");
 }

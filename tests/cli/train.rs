@@ -6,7 +6,7 @@ use std::path::Path;
 
 use geno::{GenoReader, Individual, Marker, PackedGenotypes};
 
-use crate::common::{fails, ok, read_csv, read_json, s};
+use crate::common::{fails, ok, read_csv, read_json, s, train_example_args};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -51,23 +51,7 @@ fn train(dir: &Path, config: &Path, seed: &str) -> std::path::PathBuf {
 
 /// Trains `config` on the bundled example into `out`; returns the output.
 fn train_example(config: &Path, out: &Path, extra: &[&str]) -> String {
-    let ex = root().join("data/example");
-    let (bed, pheno) = (ex.with_extension("bed"), ex.with_extension("pheno.csv"));
-    let mut args = vec![
-        "train",
-        "--geno",
-        s(&bed),
-        "--pheno",
-        s(&pheno),
-        "--trait",
-        "trait",
-        "--model",
-        s(config),
-        "--out",
-        s(out),
-    ];
-    args.extend_from_slice(extra);
-    ok(&args)
+    ok(&train_example_args(config, out, extra))
 }
 
 fn predictions(p: &Path) -> Vec<f64> {

@@ -7,15 +7,9 @@
 //! a device answers (GENOCNN_TEST_CUDA=0 skips it; GENOCNN_REQUIRE_CUDA
 //! makes a missing device a failure).
 
+mod common;
+use common::{data, layers};
 use nn::{Backend, Candle, CandleDevice, Init, LayerSpec, Loss, Mode, Native, Network, Optimizer};
-
-fn layers(toml_text: &str) -> Vec<LayerSpec> {
-    #[derive(serde::Deserialize)]
-    struct L {
-        layers: Vec<LayerSpec>,
-    }
-    toml::from_str::<L>(toml_text).expect("valid layers").layers
-}
 
 /// The `[[layers]]` of a shipped config.
 fn config_layers(name: &str) -> Vec<LayerSpec> {
@@ -27,18 +21,6 @@ fn config_layers(name: &str) -> Vec<LayerSpec> {
     let mut t = toml::map::Map::new();
     t.insert("layers".into(), v["layers"].clone());
     layers(&toml::to_string(&toml::Value::Table(t)).unwrap())
-}
-
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
 }
 
 /// max |a − b| / max(max |b|, 1e-3).

@@ -1,27 +1,9 @@
 //! Whole-model checks: gradients of every layer type against finite
 //! differences, and a network that overfits a small sample.
 
+mod common;
+use common::{data, layers};
 use nn::{Backend, HostTensor, Init, LayerSpec, Loss, Mode, Native, Network, Optimizer};
-
-fn layers(toml_text: &str) -> Vec<LayerSpec> {
-    #[derive(serde::Deserialize)]
-    struct L {
-        layers: Vec<LayerSpec>,
-    }
-    toml::from_str::<L>(toml_text).expect("valid layers").layers
-}
-
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// Loss of the network on (x, y), with dropout masks fixed.
 fn loss(net: &mut Network<Native>, x: &HostTensor, y: &[f32], loss: Loss) -> f64 {
