@@ -301,12 +301,25 @@ fn train_bench_with<B: nn::Backend>(a: TrainBenchArgs, backend: B) -> Result<()>
     let g = &sim.genotypes;
     let all: Vec<usize> = (0..a.n).collect();
     let mut times = Vec::new();
-    let mut fitted = model::fit(backend, &spec, g, &sim.phenotype, &all, 1, &mut |ev| {
-        if let model::Event::Epoch(r) = ev {
-            log_epoch(r.epoch, r.seconds, r.train_loss, &mut times);
-        }
-    })?;
-    print_profile(&fitted.network);
+    let network = model::build_network(backend, &spec, g.n_markers(), 1)?;
+    let opts = model::TrainOptions {
+        profile: profiling(),
+    };
+    let fitted = model::fit_with(
+        network,
+        &spec,
+        g,
+        &sim.phenotype,
+        &all,
+        1,
+        &opts,
+        &mut |ev| {
+            if let model::Event::Epoch(r) = ev {
+                log_epoch(r.epoch, r.seconds, r.train_loss, &mut times);
+            }
+        },
+    )?;
+    print_profile(fitted.profile.as_ref());
     let median = median_after_first(&times);
     // Inference: all individuals, in batches of 256 (as the peers do).
     fitted.predict(g, &all)?;
@@ -350,14 +363,15 @@ fn lenet_bench_with<B: nn::Backend>(a: LenetBenchArgs, backend: B) -> Result<()>
     let mut times = Vec::new();
     let opts = model::ImageOptions {
         dataset: "mnist".into(),
+        profile: profiling(),
         ..Default::default()
     };
-    let mut fitted = model::fit_images(backend, &spec, &train, &opts, 1, &mut |ev| {
+    let fitted = model::fit_images(backend, &spec, &train, &opts, 1, &mut |ev| {
         if let model::Event::Epoch(r) = ev {
             log_epoch(r.epoch, r.seconds, r.train_loss, &mut times);
         }
     })?;
-    print_profile(&fitted.network);
+    print_profile(fitted.profile.as_ref());
     let median = median_after_first(&times);
     fitted.evaluate(&test)?;
     let start = Instant::now();
@@ -388,14 +402,20 @@ fn log_epoch(epoch: usize, seconds: f64, loss: f64, times: &mut Vec<f64>) {
     times.push(seconds);
 }
 
-/// With GENOCNN_PROFILE set, the time spent in each node.
-fn print_profile<B: nn::Backend>(network: &nn::Network<B>) {
-    if let Some(prof) = &network.profile {
-        for (k, (f, b)) in prof.iter().enumerate() {
-            eprintln!(
-                "  node {k:>2} {:<10} forward {f:>7.3} s  backward {b:>7.3} s",
-                network.nodes[k].kind()
-            );
-        }
+/// Whether to time each layer: the environment variable GENOCNN_PROFILE,
+/// read here and handed to the trainer.
+fn profiling() -> bool {
+    std::env::var_os("GENOCNN_PROFILE").is_some()
+}
+
+/// The time spent in each layer over the run, when profiled.
+fn print_profile(profile: Option<&nn::Profile>) {
+    let Some(profile) = profile else { return };
+    for r in profile.rows() {
+        let name = format!("{}{}", "  ".repeat(r.depth), r.path);
+        eprintln!(
+            "  {name:<28} {:<12} forward {:>7.3} s  backward {:>7.3} s",
+            r.kind, r.forward, r.backward
+        );
     }
 }

@@ -197,7 +197,8 @@ fn run_cv(a: CvRun) -> Result<()> {
     if a.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
-    let engine = parse_device(&a.device)?;
+    // Networks run on each job's pool (installed below), as GBLUP does.
+    let engine = parse_device(&a.device, nn::Native::new())?;
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -383,7 +384,7 @@ fn fit_predict(
     seed: u64,
 ) -> Result<(Vec<f64>, usize, usize)> {
     with_engine!(engine.clone(), b => {
-        let mut f = model::fit(b, spec, g, y, train, seed, &mut |_| {})?;
+        let f = model::fit(b, spec, g, y, train, seed, &mut |_| {})?;
         Ok((f.predict(g, test)?, f.history.len(), f.best_epoch))
     })
 }

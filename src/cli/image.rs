@@ -16,7 +16,7 @@ use vision::ImageSet;
 use super::output::{
     ensure_dir, median_after_first, num, spinner, table, write_json, EpochProgress,
 };
-use super::train::{override_training, with_engine, ComputeArgs};
+use super::train::{engine_threads, override_training, with_engine, ComputeArgs};
 use nn::Backend;
 
 #[derive(Args, Debug)]
@@ -238,10 +238,11 @@ fn load_data(d: &DataArgs, train: bool) -> Result<ImageSet> {
 
 fn run_train(a: ImageTrainArgs) -> Result<()> {
     let engine = a.compute.apply()?;
-    with_engine!(engine, b => train_with(a, b))
+    let threads = engine_threads(&engine);
+    with_engine!(engine, b => train_with(a, b, threads))
 }
 
-fn train_with<B: Backend>(a: ImageTrainArgs, backend: B) -> Result<()> {
+fn train_with<B: Backend>(a: ImageTrainArgs, backend: B, threads: usize) -> Result<()> {
     let mut spec = ModelSpec::from_file(&a.model)?;
     override_training(&mut spec, a.epochs, a.batch_size, a.lr)?;
     let augment = match &a.augment {
@@ -277,9 +278,10 @@ fn train_with<B: Backend>(a: ImageTrainArgs, backend: B) -> Result<()> {
         augment: augment.as_ref(),
         test: Some(&test),
         dataset: a.data.dataset.name().into(),
+        profile: false,
     };
     let mut progress = EpochProgress::new();
-    let mut fitted = model::fit_images(backend, &spec, &train, &opts, a.seed, &mut |ev| {
+    let fitted = model::fit_images(backend, &spec, &train, &opts, a.seed, &mut |ev| {
         progress.on(ev, |r| {
             (
                 format!(
@@ -317,7 +319,7 @@ fn train_with<B: Backend>(a: ImageTrainArgs, backend: B) -> Result<()> {
         )?;
     }
     geno::write_atomic(a.out.join("history.csv"), hist.as_bytes())?;
-    model::save_image(&mut fitted, &a.out)?;
+    model::save_image(&fitted, &a.out)?;
     let e = fitted.evaluate(&test)?;
     write_confusion(&a.out, &e, &spec.name, a.data.dataset)?;
     let times: Vec<f64> = fitted.history.iter().map(|r| r.seconds).collect();
@@ -345,7 +347,7 @@ fn train_with<B: Backend>(a: ImageTrainArgs, backend: B) -> Result<()> {
             "seconds_per_epoch_median_after_first": median_after_first,
             "seconds_total": secs,
             "seed": a.seed,
-            "threads": rayon::current_num_threads(),
+            "threads": threads,
             "backend": fitted.network.backend.name(),
         }),
     )?;
@@ -384,7 +386,7 @@ fn run_eval(a: ImageEvalArgs) -> Result<()> {
 }
 
 fn eval_with<B: Backend>(a: ImageEvalArgs, backend: B) -> Result<()> {
-    let SavedModel::Image(mut m) = model::load(&a.model, backend)? else {
+    let SavedModel::Image(m) = model::load(&a.model, backend)? else {
         bail!(
             "{} does not hold an image classifier (use `genocnn predict` for genotype models)",
             a.model.display()

@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use geno::PhenoTable;
 use model::{ModelSpec, SavedModel};
-use nn::{Backend, Candle, CandleDevice, Native};
+#[cfg(feature = "candle")]
+use nn::Candle;
+use nn::{Backend, CandleDevice, Native};
 use serde_json::json;
 
 use super::output::{csv_field, ensure_dir, num, spinner, table, write_json, EpochProgress};
@@ -17,7 +19,7 @@ use super::{GenoArgs, PhenoArgs};
 /// Compute options shared by the commands that run networks.
 #[derive(Args, Debug, Clone)]
 pub struct ComputeArgs {
-    /// Worker threads (default: all cores).
+    /// Worker threads of the native backend (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Where networks run: native (genocnn's CPU kernels), candle-cpu, or
@@ -30,6 +32,7 @@ pub struct ComputeArgs {
 #[derive(Clone, Debug)]
 pub enum Engine {
     Native(Native),
+    #[cfg(feature = "candle")]
     Candle(Candle),
 }
 
@@ -38,17 +41,27 @@ macro_rules! with_engine {
     ($engine:expr, $b:ident => $body:expr) => {
         match $engine {
             $crate::cli::train::Engine::Native($b) => $body,
+            #[cfg(feature = "candle")]
             $crate::cli::train::Engine::Candle($b) => $body,
         }
     };
 }
 pub(crate) use with_engine;
 
-/// Parses `--device`: native, candle-cpu, cuda or cuda:N.
-pub fn parse_device(device: &str) -> Result<Engine> {
+/// Opens a candle device, or says how to build with it.
+fn candle(device: CandleDevice) -> Result<Engine> {
+    #[cfg(feature = "candle")]
+    return Ok(Engine::Candle(Candle::new(device)?));
+    #[cfg(not(feature = "candle"))]
+    return Err(nn::candle::not_built(device).into());
+}
+
+/// Parses `--device`: native, candle-cpu, cuda or cuda:N. The native
+/// backend gets `native` (its thread pool).
+pub fn parse_device(device: &str, native: Native) -> Result<Engine> {
     match device {
-        "native" | "cpu" => Ok(Engine::Native(Native)),
-        "candle-cpu" | "candle" => Ok(Engine::Candle(Candle::new(CandleDevice::Cpu)?)),
+        "native" | "cpu" => Ok(Engine::Native(native)),
+        "candle-cpu" | "candle" => candle(CandleDevice::Cpu),
         d if d == "cuda" || d.starts_with("cuda:") => {
             let n = match d.strip_prefix("cuda:") {
                 None => 0,
@@ -56,25 +69,35 @@ pub fn parse_device(device: &str) -> Result<Engine> {
                     format!("--device {d}: expected cuda:N with N a device number")
                 })?,
             };
-            Ok(Engine::Candle(Candle::new(CandleDevice::Cuda(n))?))
+            candle(CandleDevice::Cuda(n))
         }
         other => bail!("--device {other}: expected native, candle-cpu, cuda or cuda:N"),
     }
 }
 
+/// The native backend with `threads` worker threads of its own (None: the
+/// caller's pool, all cores by default).
+pub fn native_backend(threads: Option<usize>) -> Result<Native> {
+    match threads {
+        None => Ok(Native::new()),
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(t) => Ok(Native::with_threads(t)?),
+    }
+}
+
 impl ComputeArgs {
-    /// Sets up the thread pool and opens the device once.
+    /// Opens the device once, the native backend with its threads.
     pub fn apply(&self) -> Result<Engine> {
-        if let Some(t) = self.threads {
-            if t == 0 {
-                bail!("--threads must be at least 1");
-            }
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(t)
-                .build_global()
-                .context("cannot set the number of threads")?;
-        }
-        parse_device(&self.device)
+        parse_device(&self.device, native_backend(self.threads)?)
+    }
+}
+
+/// The worker threads an engine's networks run on.
+pub fn engine_threads(engine: &Engine) -> usize {
+    match engine {
+        Engine::Native(n) => n.threads(),
+        #[cfg(feature = "candle")]
+        Engine::Candle(_) => rayon::current_num_threads(),
     }
 }
 
@@ -135,10 +158,11 @@ pub fn override_training(
 
 pub fn run_train(a: TrainArgs) -> Result<()> {
     let engine = a.compute.apply()?;
-    with_engine!(engine, b => train_with(a, b))
+    let threads = engine_threads(&engine);
+    with_engine!(engine, b => train_with(a, b, threads))
 }
 
-fn train_with<B: Backend>(a: TrainArgs, backend: B) -> Result<()> {
+fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()> {
     let mut spec = ModelSpec::from_file(&a.model)?;
     override_training(&mut spec, a.epochs, a.batch_size, a.lr)?;
     let t = &mut spec.training;
@@ -171,7 +195,7 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B) -> Result<()> {
 
     let start = Instant::now();
     let mut progress = EpochProgress::new();
-    let mut fitted = model::fit(backend, &spec, &g, &tr.values, &train, a.seed, &mut |ev| {
+    let fitted = model::fit(backend, &spec, &g, &tr.values, &train, a.seed, &mut |ev| {
         progress.on(ev, |r| {
             // With no validation split, there is no validation loss to show.
             let val = if r.val_loss.is_finite() {
@@ -209,7 +233,7 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B) -> Result<()> {
         )?;
     }
     geno::write_atomic(a.out.join("history.csv"), hist.as_bytes())?;
-    model::save_network(&mut fitted, &a.out, &tr.name)?;
+    model::save_network(&fitted, &a.out, &tr.name)?;
     let best = &fitted.history[fitted.best_epoch];
     let spe = fitted.history.iter().map(|r| r.seconds).sum::<f64>() / fitted.history.len() as f64;
     let n_params = fitted.network.n_trainable();
@@ -232,7 +256,7 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B) -> Result<()> {
             "seconds_per_epoch": spe,
             "seconds_total": secs,
             "seed": a.seed,
-            "threads": rayon::current_num_threads(),
+            "threads": threads,
             "backend": fitted.network.backend.name(),
         }),
     )?;
@@ -315,7 +339,7 @@ fn predict_with<B: Backend>(a: PredictArgs, backend: B) -> Result<()> {
     pb.finish_and_clear();
     let file = a.geno.geno.display().to_string();
     let (preds, report) = match saved {
-        SavedModel::Network(mut f) => {
+        SavedModel::Network(f) => {
             let (map, report) = model::match_markers(&f.markers, &g, &file)?;
             let rows: Vec<usize> = (0..g.n_individuals()).collect();
             (f.predict_mapped(&g, &rows, &map)?, report)

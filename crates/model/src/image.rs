@@ -3,9 +3,7 @@
 //! pixels scaled to [0, 1], augmented on the fly when asked, softmax
 //! cross-entropy, and the optimizers and schedules of the spec.
 
-use std::time::Instant;
-
-use nn::{Backend, Loss, Mode, Network, ScheduleState};
+use nn::{Backend, Loss, Network, Profile};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -15,7 +13,7 @@ use vision::ImageSet;
 
 use crate::error::{ModelError, Result};
 use crate::spec::ModelSpec;
-use crate::train::{train_step, EarlyStopping};
+use crate::trainer::{self, EpochCore, Task, TrainOptions};
 
 /// What an image model expects: the shape of one image, the number of
 /// classes, and the data set it was trained on.
@@ -56,6 +54,8 @@ pub struct ImageOptions<'a> {
     pub test: Option<&'a ImageSet>,
     /// The data set's name, kept with the model.
     pub dataset: String,
+    /// Time each layer.
+    pub profile: bool,
 }
 
 /// A trained image classifier.
@@ -68,6 +68,8 @@ pub struct ImageModel<B: Backend> {
     pub n_train: usize,
     pub n_val: usize,
     pub seed: u64,
+    /// Per-layer times of the training run, when asked for.
+    pub profile: Option<Profile>,
 }
 
 /// Accuracy, loss and confusion matrix on a labelled set.
@@ -129,7 +131,7 @@ fn argmax(row: &[f32]) -> usize {
 }
 
 fn evaluate_rows<B: Backend>(
-    network: &mut Network<B>,
+    network: &Network<B>,
     set: &ImageSet,
     rows: &[usize],
     classes: usize,
@@ -143,7 +145,7 @@ fn evaluate_rows<B: Backend>(
             gather(set, chunk),
             &[chunk.len(), shape[0], shape[1], shape[2]],
         )?;
-        let out = backend.to_vec(&network.forward(&x, Mode::Eval)?)?;
+        let out = backend.to_vec(&network.predict(&x)?)?;
         let targets: Vec<f32> = chunk.iter().map(|&r| set.labels[r] as f32).collect();
         let (l, _) = Loss::SoftmaxCrossEntropy.eval(&out, classes, &targets);
         total += l * chunk.len() as f64;
@@ -161,6 +163,75 @@ fn evaluate_rows<B: Backend>(
     })
 }
 
+/// The image task of the training loop: batches of (augmented) pixels,
+/// the training accuracy, and the validation and test sets after each epoch.
+struct ImageTask<'a> {
+    train: &'a ImageSet,
+    opts: &'a ImageOptions<'a>,
+    val: Vec<usize>,
+    test_rows: Vec<usize>,
+    classes: usize,
+    n_fit: usize,
+    correct: usize,
+}
+
+impl<B: Backend> Task<B> for ImageTask<'_> {
+    type Report = ImageEpoch;
+
+    fn batch(
+        &mut self,
+        backend: &B,
+        rows: &[usize],
+        epoch: usize,
+    ) -> Result<(B::Tensor, Vec<f32>)> {
+        let set = self.train;
+        let (c, h, w) = (set.channels, set.height, set.width);
+        let mut x = gather(set, rows);
+        if let Some(a) = self.opts.augment {
+            a.apply_batch(&mut x, rows, epoch, c, h, w, a.spec.cval / 255.0);
+        }
+        let x = backend.tensor(x, &[rows.len(), c, h, w])?;
+        let targets = rows.iter().map(|&r| set.labels[r] as f32).collect();
+        Ok((x, targets))
+    }
+
+    fn observe(&mut self, outputs: &[f32], targets: &[f32]) {
+        self.correct += outputs
+            .chunks(self.classes)
+            .zip(targets)
+            .filter(|(o, &t)| argmax(o) == t as usize)
+            .count();
+    }
+
+    fn end_epoch(
+        &mut self,
+        network: &Network<B>,
+        core: &EpochCore,
+    ) -> Result<(Option<f64>, ImageEpoch)> {
+        let (val_loss, val_accuracy) = if self.val.is_empty() {
+            (None, f64::NAN)
+        } else {
+            let e = evaluate_rows(network, self.train, &self.val, self.classes)?;
+            (Some(e.loss), e.accuracy)
+        };
+        let test_accuracy = match self.opts.test {
+            Some(s) => evaluate_rows(network, s, &self.test_rows, self.classes)?.accuracy,
+            None => f64::NAN,
+        };
+        let report = ImageEpoch {
+            epoch: core.epoch,
+            lr: core.lr,
+            train_loss: core.train_loss,
+            train_accuracy: std::mem::take(&mut self.correct) as f64 / self.n_fit as f64,
+            val_loss: val_loss.unwrap_or(f64::NAN),
+            val_accuracy,
+            test_accuracy,
+            seconds: core.train_seconds,
+        };
+        Ok((val_loss, report))
+    }
+}
+
 /// Trains `spec` on `train` (softmax cross-entropy over the classes).
 pub fn fit_images<B: Backend>(
     backend: B,
@@ -168,7 +239,22 @@ pub fn fit_images<B: Backend>(
     train: &ImageSet,
     opts: &ImageOptions,
     seed: u64,
-    on: &mut dyn FnMut(ImageEvent),
+    on: &mut (dyn FnMut(ImageEvent) + Send),
+) -> Result<ImageModel<B>> {
+    spec.training.validate()?;
+    let input_shape = [train.channels, train.height, train.width];
+    let network = Network::build(backend, &spec.layers, &input_shape, spec.init, seed)?;
+    fit_images_with(network, spec, train, opts, seed, on)
+}
+
+/// Trains `network` (built for `spec`, or loaded) on `train`.
+pub fn fit_images_with<B: Backend>(
+    mut network: Network<B>,
+    spec: &ModelSpec,
+    train: &ImageSet,
+    opts: &ImageOptions,
+    seed: u64,
+    on: &mut (dyn FnMut(ImageEvent) + Send),
 ) -> Result<ImageModel<B>> {
     let t = &spec.training;
     t.validate()?;
@@ -185,7 +271,12 @@ pub fn fit_images<B: Backend>(
         )));
     }
     let input_shape = [train.channels, train.height, train.width];
-    let mut network = Network::build(backend.clone(), &spec.layers, &input_shape, spec.init, seed)?;
+    if network.input_shape != input_shape {
+        return Err(ModelError::Spec(format!(
+            "model '{}': the network takes images of {:?}, but the training images are {input_shape:?}",
+            spec.name, network.input_shape
+        )));
+    }
     let classes: usize = network.output_shape.iter().product();
     if network.output_shape.len() != 1 || classes < 2 {
         return Err(ModelError::Spec(format!(
@@ -216,110 +307,62 @@ pub fn fit_images<B: Backend>(
     let val: Vec<usize> = order[..n_val].to_vec();
     let mut fit_rows: Vec<usize> = order[n_val..].to_vec();
     fit_rows.sort_unstable();
-    let test_rows: Vec<usize> = opts
-        .test
-        .map(|s| (0..s.len()).collect())
-        .unwrap_or_default();
-
-    let bs = t.batch_size;
-    on(ImageEvent::Start {
-        epochs: t.epochs,
-        batches_per_epoch: fit_rows.len().div_ceil(bs),
-        n_train: fit_rows.len(),
-        n_val,
-    });
-    let (c, h, w) = (train.channels, train.height, train.width);
-    let mut sched = ScheduleState::new(t.schedule, t.lr, t.epochs);
-    let mut history = Vec::new();
-    let mut stopper = EarlyStopping::new(t.patience);
-    let mut step = 0u32;
-    for epoch in 0..t.epochs {
-        let start = Instant::now();
-        let lr = sched.lr(epoch);
-        fit_rows.shuffle(&mut rng);
-        let (mut total, mut correct) = (0.0, 0usize);
-        for (k, rows) in fit_rows.chunks(bs).enumerate() {
-            let mut x = gather(train, rows);
-            if let Some(a) = opts.augment {
-                a.apply_batch(&mut x, rows, epoch, c, h, w, a.spec.cval / 255.0);
-            }
-            let x = backend.tensor(x, &[rows.len(), c, h, w])?;
-            let targets: Vec<f32> = rows.iter().map(|&r| train.labels[r] as f32).collect();
-            step += 1;
-            let update = t.optimizer.update(lr, step);
-            let (l, out) = train_step(
-                &mut network,
-                &x,
-                Loss::SoftmaxCrossEntropy,
-                classes,
-                &targets,
-                &update,
-                epoch,
-            )?;
-            correct += out
-                .chunks(classes)
-                .zip(&targets)
-                .filter(|(o, &t)| argmax(o) == t as usize)
-                .count();
-            total += l * rows.len() as f64;
-            on(ImageEvent::Batch {
-                epoch,
-                batch: k,
-                loss: l,
-            });
-        }
-        let seconds = start.elapsed().as_secs_f64();
-        let (val_loss, val_accuracy) = if val.is_empty() {
-            (f64::NAN, f64::NAN)
-        } else {
-            let e = evaluate_rows(&mut network, train, &val, classes)?;
-            (e.loss, e.accuracy)
-        };
-        let test_accuracy = match opts.test {
-            Some(s) => evaluate_rows(&mut network, s, &test_rows, classes)?.accuracy,
-            None => f64::NAN,
-        };
-        let train_loss = total / fit_rows.len() as f64;
-        sched.observe(if val.is_empty() { train_loss } else { val_loss });
-        let report = ImageEpoch {
-            epoch,
-            lr,
-            train_loss,
-            train_accuracy: correct as f64 / fit_rows.len() as f64,
-            val_loss,
-            val_accuracy,
-            test_accuracy,
-            seconds,
-        };
-        on(ImageEvent::Epoch(&report));
-        history.push(report);
-        if !val.is_empty() && stopper.stop_after(&mut network, val_loss, epoch)? {
-            break;
-        }
-    }
-    let best_epoch = stopper.restore(&mut network, history.len() - 1)?;
+    let mut task = ImageTask {
+        train,
+        opts,
+        val,
+        test_rows: opts
+            .test
+            .map(|s| (0..s.len()).collect())
+            .unwrap_or_default(),
+        classes,
+        n_fit: fit_rows.len(),
+        correct: 0,
+    };
+    let backend = network.backend.clone();
+    let run_opts = TrainOptions {
+        profile: opts.profile,
+    };
+    let trained = backend.install(|| {
+        trainer::run(
+            &mut network,
+            t,
+            &mut task,
+            &mut fit_rows,
+            n_val,
+            &mut rng,
+            seed,
+            Loss::SoftmaxCrossEntropy,
+            classes,
+            &run_opts,
+            on,
+        )
+    })?;
     Ok(ImageModel {
         spec: spec.clone(),
         network,
         meta,
-        history,
-        best_epoch,
+        history: trained.history,
+        best_epoch: trained.best_epoch,
         n_train: fit_rows.len(),
         n_val,
         seed,
+        profile: trained.profile,
     })
 }
 
 impl<B: Backend> ImageModel<B> {
     /// Accuracy, loss and confusion matrix on a labelled set.
-    pub fn evaluate(&mut self, set: &ImageSet) -> Result<Evaluation> {
+    pub fn evaluate(&self, set: &ImageSet) -> Result<Evaluation> {
         check_set(set, &self.meta, "evaluation")?;
         let rows: Vec<usize> = (0..set.len()).collect();
-        evaluate_rows(&mut self.network, set, &rows, self.meta.classes)
+        self.network
+            .backend
+            .install(|| evaluate_rows(&self.network, set, &rows, self.meta.classes))
     }
 
     /// Predicted classes of every image in `set`.
-    pub fn predict(&mut self, set: &ImageSet) -> Result<Vec<usize>> {
+    pub fn predict(&self, set: &ImageSet) -> Result<Vec<usize>> {
         check_shape(set, &self.meta, "input")?;
         let backend = self.network.backend.clone();
         let mut pred = Vec::with_capacity(set.len());
@@ -329,7 +372,7 @@ impl<B: Backend> ImageModel<B> {
                 gather(set, chunk),
                 &[chunk.len(), set.channels, set.height, set.width],
             )?;
-            let out = backend.to_vec(&self.network.forward(&x, Mode::Eval)?)?;
+            let out = backend.to_vec(&self.network.predict(&x)?)?;
             pred.extend(out.chunks(self.meta.classes).map(argmax));
         }
         Ok(pred)

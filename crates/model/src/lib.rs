@@ -1,7 +1,8 @@
-//! genocnn's models: specs read from TOML ([`ModelSpec`]), training on
-//! genotypes with early stopping ([`fit`]), saving and loading
-//! ([`saved`]), and prediction for new genotype files whose markers are
-//! matched by ID and allele ([`saved::match_markers`]).
+//! genocnn's models: specs read from TOML ([`ModelSpec`]), one training
+//! loop ([`trainer`]) for genotypes ([`fit`], [`fit_with`]) and images
+//! ([`fit_images`]), saving and loading ([`saved`]), and prediction for new
+//! genotype files whose markers are matched by ID and allele
+//! ([`saved::match_markers`]).
 
 pub mod error;
 pub mod image;
@@ -9,14 +10,17 @@ pub mod saved;
 pub mod search;
 pub mod spec;
 pub mod train;
+pub mod trainer;
 
 pub use error::{ModelError, Result};
 pub use image::{
-    fit_images, Evaluation, ImageEpoch, ImageEvent, ImageMeta, ImageModel, ImageOptions,
+    fit_images, fit_images_with, Evaluation, ImageEpoch, ImageEvent, ImageMeta, ImageModel,
+    ImageOptions,
 };
 pub use saved::{
     load, match_markers, save_image, save_linear, save_network, LinearModel, SavedModel,
 };
 pub use search::{Candidate, SearchSpec};
 pub use spec::{InputEncoding, ModelSpec, TrainingSpec};
-pub use train::{fit, EpochReport, Event, Fitted, InputMap, TargetScale};
+pub use train::{build_network, fit, fit_with, EpochReport, Event, Fitted, InputMap, TargetScale};
+pub use trainer::TrainOptions;

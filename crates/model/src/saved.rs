@@ -152,8 +152,8 @@ fn write_files(
 type NamedTensor = (String, Vec<usize>, Vec<f32>);
 
 /// A network's parameters as (name, shape, values).
-fn param_tensors<B: Backend>(network: &mut Network<B>) -> Result<Vec<NamedTensor>> {
-    let backend = network.backend.clone();
+fn param_tensors<B: Backend>(network: &Network<B>) -> Result<Vec<NamedTensor>> {
+    let backend = &network.backend;
     network
         .params()
         .into_iter()
@@ -168,7 +168,7 @@ fn param_tensors<B: Backend>(network: &mut Network<B>) -> Result<Vec<NamedTensor
 }
 
 /// Saves a trained network.
-pub fn save_network<B: Backend>(f: &mut Fitted<B>, dir: &Path, trait_name: &str) -> Result<()> {
+pub fn save_network<B: Backend>(f: &Fitted<B>, dir: &Path, trait_name: &str) -> Result<()> {
     let mut tensors = vec![
         (
             "input.mean".to_string(),
@@ -181,7 +181,7 @@ pub fn save_network<B: Backend>(f: &mut Fitted<B>, dir: &Path, trait_name: &str)
             f.standardizer.sd.clone(),
         ),
     ];
-    tensors.extend(param_tensors(&mut f.network)?);
+    tensors.extend(param_tensors(&f.network)?);
     let header = Header {
         format: FORMAT.into(),
         version: 1,
@@ -200,8 +200,8 @@ pub fn save_network<B: Backend>(f: &mut Fitted<B>, dir: &Path, trait_name: &str)
 }
 
 /// Saves a trained image classifier.
-pub fn save_image<B: Backend>(m: &mut ImageModel<B>, dir: &Path) -> Result<()> {
-    let tensors = param_tensors(&mut m.network)?;
+pub fn save_image<B: Backend>(m: &ImageModel<B>, dir: &Path) -> Result<()> {
+    let tensors = param_tensors(&m.network)?;
     let header = Header {
         format: FORMAT.into(),
         version: 1,
@@ -232,7 +232,7 @@ fn build_loaded<B: Backend>(
     get: &TensorGetter,
 ) -> Result<Network<B>> {
     let mut network = Network::build(backend.clone(), &spec.layers, input_shape, spec.init, seed)?;
-    for p in network.params() {
+    for p in network.params_mut() {
         let (shape, v) = get(&p.name)?;
         let want = backend.shape(&p.value);
         if shape != want {
@@ -339,6 +339,7 @@ pub fn load<B: Backend>(dir: &Path, backend: B) -> Result<SavedModel<B>> {
             n_train: header.n_train,
             n_val: 0,
             seed: header.seed,
+            profile: None,
         })));
     }
     let mk = &header.markers;
@@ -395,6 +396,7 @@ pub fn load<B: Backend>(dir: &Path, backend: B) -> Result<SavedModel<B>> {
                 n_train: header.n_train,
                 n_val: 0,
                 seed: header.seed,
+                profile: None,
             })))
         }
     }

@@ -84,9 +84,29 @@ impl Candidate {
                 }
             };
             let mut applied = false;
+            // Layers inside containers count too, in the order of the spec.
+            let mut each = |f: &mut dyn FnMut(&mut LayerSpec, bool) -> Result<bool>| -> Result<()> {
+                let mut err = None;
+                for (i, top) in spec.layers.iter_mut().enumerate() {
+                    // The last top-level layer is the output (the walk visits it first).
+                    let mut is_top = i + 1 == n_layers;
+                    top.walk_mut(&mut |l| {
+                        let is_output = std::mem::take(&mut is_top);
+                        if err.is_none() {
+                            match f(l, is_output) {
+                                Ok(true) => applied = true,
+                                Ok(false) => {}
+                                Err(e) => err = Some(e),
+                            }
+                        }
+                    });
+                }
+                err.map_or(Ok(()), Err)
+            };
             match key.as_str() {
                 "filters" | "kernel" | "stride" => {
-                    for l in spec.layers.iter_mut() {
+                    let mut done = false;
+                    each(&mut |l, _| {
                         let (filters, kernel, stride) = match l {
                             LayerSpec::Conv1d(c) | LayerSpec::Conv2d(c) => {
                                 (&mut c.filters, &mut c.kernel, &mut c.stride)
@@ -94,48 +114,51 @@ impl Candidate {
                             LayerSpec::SeparableConv1d(c) | LayerSpec::SeparableConv2d(c) => {
                                 (&mut c.filters, &mut c.kernel, &mut c.stride)
                             }
-                            _ => continue,
+                            _ => return Ok(false),
                         };
+                        if std::mem::replace(&mut done, true) {
+                            return Ok(false);
+                        }
                         match key.as_str() {
                             "filters" => *filters = int()?,
                             "kernel" => *kernel = nn::spec::Size::One(int()?),
                             _ => *stride = nn::spec::Size::One(int()?),
                         }
-                        applied = true;
-                        break;
-                    }
+                        Ok(true)
+                    })?;
                 }
                 "units" => {
-                    for (i, l) in spec.layers.iter_mut().enumerate() {
-                        if let LayerSpec::Dense(d) = l {
-                            if i + 1 < n_layers {
-                                d.units = int()?;
-                                applied = true;
-                                break;
-                            }
+                    let mut done = false;
+                    each(&mut |l, is_output| match l {
+                        LayerSpec::Dense(d) if !is_output && !done => {
+                            d.units = int()?;
+                            done = true;
+                            Ok(true)
                         }
-                    }
+                        _ => Ok(false),
+                    })?;
                 }
                 "dropout" => {
-                    for l in spec.layers.iter_mut() {
-                        if let LayerSpec::Dropout(d) = l {
+                    each(&mut |l, _| match l {
+                        LayerSpec::Dropout(d) => {
                             d.rate = *v as f32;
-                            applied = true;
+                            Ok(true)
                         }
-                    }
+                        _ => Ok(false),
+                    })?;
                 }
                 "l2" => {
-                    for l in spec.layers.iter_mut() {
+                    each(&mut |l, _| {
                         match l {
                             LayerSpec::Conv1d(c) | LayerSpec::Conv2d(c) => c.l2 = *v as f32,
                             LayerSpec::SeparableConv1d(c) | LayerSpec::SeparableConv2d(c) => {
                                 c.l2 = *v as f32
                             }
                             LayerSpec::Dense(d) => d.l2 = *v as f32,
-                            _ => continue,
+                            _ => return Ok(false),
                         }
-                        applied = true;
-                    }
+                        Ok(true)
+                    })?;
                 }
                 "lr" => {
                     spec.training.lr = *v as f32;

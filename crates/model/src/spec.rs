@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use nn::network::Init;
+use nn::Init;
 use nn::{LayerSpec, Loss, Optimizer, Schedule};
 use serde::{Deserialize, Serialize};
 
@@ -141,6 +141,49 @@ struct RawSpec {
     training: TrainingSpec,
 }
 
+/// A layer's error: (where, its type, the message).
+type LayerError = (String, String, String);
+
+/// Reads one layer at `at` (`3`, `3.branch.1.layers.0`). An error in a
+/// container is reported at the nested layer that causes it.
+fn parse_layer(v: &toml::Value, at: &str) -> std::result::Result<LayerSpec, LayerError> {
+    let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or("?");
+    LayerSpec::deserialize(v.clone()).map_err(|e| {
+        // Containers: find the nested layer at fault.
+        let lists: Vec<(String, &toml::Value)> = match kind {
+            "sequential" | "residual" => v
+                .get("layers")
+                .into_iter()
+                .map(|l| (format!("{at}.layers"), l))
+                .collect(),
+            "branches" => v
+                .get("branch")
+                .and_then(|b| b.as_array())
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .filter_map(|(k, b)| {
+                    b.get("layers")
+                        .map(|l| (format!("{at}.branch.{k}.layers"), l))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (prefix, list) in lists {
+            for (j, child) in list.as_array().into_iter().flatten().enumerate() {
+                if let Err(inner) = parse_layer(child, &format!("{prefix}.{j}")) {
+                    return inner;
+                }
+            }
+        }
+        (
+            at.to_string(),
+            kind.to_string(),
+            e.message().trim().to_string(),
+        )
+    })
+}
+
 impl ModelSpec {
     /// Parses a spec; `default_name` is used when the file names none.
     pub fn from_toml(text: &str, default_name: &str, origin: &str) -> Result<Self> {
@@ -148,16 +191,8 @@ impl ModelSpec {
             toml::from_str(text).map_err(|e| ModelError::Spec(format!("{origin}: {e}")))?;
         let mut layers = Vec::with_capacity(raw.layers.len());
         for (i, v) in raw.layers.into_iter().enumerate() {
-            let kind = v
-                .get("type")
-                .and_then(|t| t.as_str())
-                .unwrap_or("?")
-                .to_string();
-            let layer = LayerSpec::deserialize(v).map_err(|e| {
-                ModelError::Spec(format!(
-                    "{origin}: layer {i} ({kind}): {}",
-                    e.message().trim()
-                ))
+            let layer = parse_layer(&v, &i.to_string()).map_err(|(at, kind, m)| {
+                ModelError::Spec(format!("{origin}: layer {at} ({kind}): {m}"))
             })?;
             layers.push(layer);
         }

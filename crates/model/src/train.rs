@@ -3,16 +3,15 @@
 //! validation split drawn from them for early stopping, and predictions in
 //! the trait's units.
 
-use std::time::Instant;
-
 use geno::{Marker, PackedGenotypes, Standardizer};
-use nn::{Backend, Loss, Mode, Network, ScheduleState};
+use nn::{Backend, Loss, Network, Profile};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{ModelError, Result};
 use crate::spec::{InputEncoding, ModelSpec};
+use crate::trainer::{self, EpochCore, Task, TrainOptions};
 
 /// How the model's markers are read from a genotype store: for each model
 /// marker, its column in the store (None: the same column) and whether its
@@ -165,6 +164,8 @@ pub struct Fitted<B: Backend> {
     pub n_train: usize,
     pub n_val: usize,
     pub seed: u64,
+    /// Per-layer times of the training run, when asked for.
+    pub profile: Option<Profile>,
 }
 
 fn to_targets(loss: Loss, y: &[f64], rows: &[usize], scale: TargetScale) -> Vec<f32> {
@@ -176,97 +177,6 @@ fn to_targets(loss: Loss, y: &[f64], rows: &[usize], scale: TargetScale) -> Vec<
         .collect()
 }
 
-/// One optimizer step on a batch: forward, loss, backward, penalties and
-/// update. Returns the loss (penalties included) and the outputs.
-pub(crate) fn train_step<B: Backend>(
-    network: &mut Network<B>,
-    x: &B::Tensor,
-    loss: Loss,
-    width: usize,
-    targets: &[f32],
-    update: &nn::Update,
-    epoch: usize,
-) -> Result<(f64, Vec<f32>)> {
-    let backend = network.backend.clone();
-    network.zero_grad();
-    let out = network.forward(x, Mode::Train)?;
-    let out_v = backend.to_vec(&out)?;
-    let (l, dy) = loss.eval(&out_v, width, targets);
-    let dy = backend.tensor(dy, &backend.shape(&out))?;
-    network.backward(&dy, false)?;
-    let pen = network.apply_penalties()?;
-    network.step(update)?;
-    let l = l + pen as f64;
-    if !l.is_finite() {
-        let lr = match update {
-            nn::Update::Sgd { lr, .. } | nn::Update::Adam { lr, .. } => *lr,
-        };
-        return Err(ModelError::Training(format!(
-            "training diverged in epoch {} (the loss is {l}); try a lower learning rate than {lr}",
-            epoch + 1
-        )));
-    }
-    Ok((l, out_v))
-}
-
-/// Early stopping on a validation loss, keeping the best epoch's weights.
-pub(crate) struct EarlyStopping {
-    best: Option<(f64, usize, Vec<Vec<f32>>)>,
-    since_best: usize,
-    patience: usize,
-}
-
-impl EarlyStopping {
-    pub(crate) fn new(patience: usize) -> Self {
-        EarlyStopping {
-            best: None,
-            since_best: 0,
-            patience: patience.max(1),
-        }
-    }
-
-    /// Records an epoch's validation loss; true when training should stop.
-    pub(crate) fn stop_after<B: Backend>(
-        &mut self,
-        network: &mut Network<B>,
-        val_loss: f64,
-        epoch: usize,
-    ) -> Result<bool> {
-        if self.best.as_ref().is_none_or(|(b, _, _)| val_loss < *b) {
-            let backend = network.backend.clone();
-            let weights = network
-                .params()
-                .iter()
-                .map(|p| backend.to_vec(&p.value))
-                .collect::<nn::Result<Vec<_>>>()?;
-            self.best = Some((val_loss, epoch, weights));
-            self.since_best = 0;
-            Ok(false)
-        } else {
-            self.since_best += 1;
-            Ok(self.since_best >= self.patience)
-        }
-    }
-
-    /// Puts the best epoch's weights back; returns that epoch (or `last`
-    /// when no validation loss was recorded).
-    pub(crate) fn restore<B: Backend>(
-        self,
-        network: &mut Network<B>,
-        last: usize,
-    ) -> Result<usize> {
-        let Some((_, epoch, weights)) = self.best else {
-            return Ok(last);
-        };
-        let backend = network.backend.clone();
-        for (p, w) in network.params().into_iter().zip(weights) {
-            let shape = backend.shape(&p.value);
-            p.value = backend.tensor(w, &shape)?;
-        }
-        Ok(epoch)
-    }
-}
-
 /// Trains `spec` on the individuals `train` (those with a value in `y`).
 pub fn fit<B: Backend>(
     backend: B,
@@ -275,10 +185,116 @@ pub fn fit<B: Backend>(
     y: &[f64],
     train: &[usize],
     seed: u64,
-    on: &mut dyn FnMut(Event),
+    on: &mut (dyn FnMut(Event) + Send),
+) -> Result<Fitted<B>> {
+    spec.training.validate()?;
+    let network = build_network(backend, spec, g.n_markers(), seed)?;
+    fit_with(
+        network,
+        spec,
+        g,
+        y,
+        train,
+        seed,
+        &TrainOptions::default(),
+        on,
+    )
+}
+
+/// The spec's network for genotypes of `n_markers` markers, initialized from `seed`.
+pub fn build_network<B: Backend>(
+    backend: B,
+    spec: &ModelSpec,
+    n_markers: usize,
+    seed: u64,
+) -> Result<Network<B>> {
+    let input_shape = [spec.input.channels(), n_markers];
+    Ok(Network::build(
+        backend,
+        &spec.layers,
+        &input_shape,
+        spec.init,
+        seed,
+    )?)
+}
+
+/// The genomic task of the training loop: batches decoded from the packed
+/// store, and the validation split's loss and r after each epoch.
+struct GenomicTask<'a, 'g> {
+    decoder: BatchDecoder<'g>,
+    y: &'a [f64],
+    val: &'a [usize],
+    loss: Loss,
+    width: usize,
+    scale: TargetScale,
+}
+
+impl<B: Backend> Task<B> for GenomicTask<'_, '_> {
+    type Report = EpochReport;
+
+    fn batch(
+        &mut self,
+        backend: &B,
+        rows: &[usize],
+        _epoch: usize,
+    ) -> Result<(B::Tensor, Vec<f32>)> {
+        let (x, shape) = self.decoder.decode(rows);
+        let x = backend.tensor(x, &shape)?;
+        Ok((x, to_targets(self.loss, self.y, rows, self.scale)))
+    }
+
+    fn end_epoch(
+        &mut self,
+        network: &Network<B>,
+        core: &EpochCore,
+    ) -> Result<(Option<f64>, EpochReport)> {
+        let (val_loss, val_r) = if self.val.is_empty() {
+            (None, f64::NAN)
+        } else {
+            let out = raw_outputs(network, &mut self.decoder, self.val, self.width)?;
+            let targets = to_targets(self.loss, self.y, self.val, self.scale);
+            let (l, _) = self.loss.eval(&out, self.width, &targets);
+            let pred = outputs_to_predictions(self.loss, &out, self.width, self.scale);
+            let obs: Vec<f64> = self.val.iter().map(|&i| self.y[i]).collect();
+            (Some(l), eval::metrics::pearson(&pred, &obs))
+        };
+        let report = EpochReport {
+            epoch: core.epoch,
+            lr: core.lr,
+            train_loss: core.train_loss,
+            val_loss: val_loss.unwrap_or(f64::NAN),
+            val_r,
+            seconds: core.started.elapsed().as_secs_f64(),
+        };
+        Ok((val_loss, report))
+    }
+}
+
+/// Trains `network` (built for `spec`, or loaded) on the individuals
+/// `train` (those with a value in `y`): linfa's `FitWith`, for training
+/// that starts from given weights.
+#[allow(clippy::too_many_arguments)]
+pub fn fit_with<B: Backend>(
+    mut network: Network<B>,
+    spec: &ModelSpec,
+    g: &PackedGenotypes,
+    y: &[f64],
+    train: &[usize],
+    seed: u64,
+    opts: &TrainOptions,
+    on: &mut (dyn FnMut(Event) + Send),
 ) -> Result<Fitted<B>> {
     let t = &spec.training;
     t.validate()?;
+    let input_shape = [spec.input.channels(), g.n_markers()];
+    if network.input_shape != input_shape {
+        return Err(ModelError::Spec(format!(
+            "model '{}': the network takes inputs of {:?}, but the genotypes give {input_shape:?} ({} markers)",
+            spec.name,
+            network.input_shape,
+            g.n_markers()
+        )));
+    }
     let train: Vec<usize> = train.iter().copied().filter(|&i| !y[i].is_nan()).collect();
     if train.len() < 2 {
         return Err(ModelError::Data(format!(
@@ -338,8 +354,6 @@ pub fn fit<B: Backend>(
         _ => TargetScale { mean: 0.0, sd: 1.0 },
     };
 
-    let input_shape = [spec.input.channels(), g.n_markers()];
-    let mut network = Network::build(backend.clone(), &spec.layers, &input_shape, spec.init, seed)?;
     let width: usize = network.output_shape.iter().product();
     match loss {
         Loss::SoftmaxCrossEntropy => {
@@ -360,92 +374,58 @@ pub fn fit<B: Backend>(
         _ => {}
     }
     let map = InputMap::identity(g.n_markers());
-    let mut decoder = BatchDecoder::new(g, spec.input, &standardizer, &map);
-    let bs = t.batch_size;
-    let batches = fit_rows.len().div_ceil(bs);
-    on(Event::Start {
-        epochs: t.epochs,
-        batches_per_epoch: batches,
-        n_train: fit_rows.len(),
-        n_val,
-    });
-
-    let mut sched = ScheduleState::new(t.schedule, t.lr, t.epochs);
-    let mut history = Vec::new();
-    let mut stopper = EarlyStopping::new(t.patience);
-    let mut step = 0u32;
-    for epoch in 0..t.epochs {
-        let start = Instant::now();
-        let lr = sched.lr(epoch);
-        fit_rows.shuffle(&mut rng);
-        let mut total = 0.0;
-        for (k, rows) in fit_rows.chunks(bs).enumerate() {
-            let (x, shape) = decoder.decode(rows);
-            let x = backend.tensor(x, &shape)?;
-            let targets = to_targets(loss, y, rows, scale);
-            step += 1;
-            let update = t.optimizer.update(lr, step);
-            let (l, _) = train_step(&mut network, &x, loss, width, &targets, &update, epoch)?;
-            total += l * rows.len() as f64;
-            on(Event::Batch {
-                epoch,
-                batch: k,
-                loss: l,
-            });
-        }
-        let train_loss = total / fit_rows.len() as f64;
-        let (val_loss, val_r) = if val.is_empty() {
-            (f64::NAN, f64::NAN)
-        } else {
-            let out = raw_outputs(&mut network, &backend, &mut decoder, &val, width)?;
-            let targets = to_targets(loss, y, &val, scale);
-            let (l, _) = loss.eval(&out, width, &targets);
-            let pred = outputs_to_predictions(loss, &out, width, scale);
-            let obs: Vec<f64> = val.iter().map(|&i| y[i]).collect();
-            (l, eval::metrics::pearson(&pred, &obs))
-        };
-        sched.observe(if val.is_empty() { train_loss } else { val_loss });
-        let report = EpochReport {
-            epoch,
-            lr,
-            train_loss,
-            val_loss,
-            val_r,
-            seconds: start.elapsed().as_secs_f64(),
-        };
-        on(Event::Epoch(&report));
-        history.push(report);
-        if !val.is_empty() && stopper.stop_after(&mut network, val_loss, epoch)? {
-            break;
-        }
-    }
-    let best_epoch = stopper.restore(&mut network, history.len() - 1)?;
+    let backend = network.backend.clone();
+    let decoder = BatchDecoder::new(g, spec.input, &standardizer, &map);
+    let mut task = GenomicTask {
+        decoder,
+        y,
+        val: &val,
+        loss,
+        width,
+        scale,
+    };
+    let trained = backend.install(|| {
+        trainer::run(
+            &mut network,
+            t,
+            &mut task,
+            &mut fit_rows,
+            n_val,
+            &mut rng,
+            seed,
+            loss,
+            width,
+            opts,
+            on,
+        )
+    })?;
     Ok(Fitted {
         spec: spec.clone(),
         network,
         standardizer,
         markers: g.markers().to_vec(),
         target: scale,
-        history,
-        best_epoch,
+        history: trained.history,
+        best_epoch: trained.best_epoch,
         n_train: fit_rows.len(),
         n_val,
         seed,
+        profile: trained.profile,
     })
 }
 
 /// Network outputs for `rows`, in evaluation mode, in batches.
 fn raw_outputs<B: Backend>(
-    network: &mut Network<B>,
-    backend: &B,
+    network: &Network<B>,
     decoder: &mut BatchDecoder,
     rows: &[usize],
     width: usize,
 ) -> Result<Vec<f32>> {
+    let backend = &network.backend;
     let mut out = Vec::with_capacity(rows.len() * width);
     for chunk in rows.chunks(256) {
         let (x, shape) = decoder.decode(chunk);
-        let y = network.forward(&backend.tensor(x, &shape)?, Mode::Eval)?;
+        let y = network.predict(&backend.tensor(x, &shape)?)?;
         out.extend(backend.to_vec(&y)?);
     }
     Ok(out)
@@ -490,15 +470,17 @@ impl<B: Backend> Fitted<B> {
     /// Predictions for individuals `rows` of a store laid out as the model's
     /// markers through `map`.
     pub fn predict_mapped(
-        &mut self,
+        &self,
         g: &PackedGenotypes,
         rows: &[usize],
         map: &InputMap,
     ) -> Result<Vec<f64>> {
         let width: usize = self.network.output_shape.iter().product();
-        let backend = self.network.backend.clone();
         let mut decoder = BatchDecoder::new(g, self.spec.input, &self.standardizer, map);
-        let out = raw_outputs(&mut self.network, &backend, &mut decoder, rows, width)?;
+        let out = self
+            .network
+            .backend
+            .install(|| raw_outputs(&self.network, &mut decoder, rows, width))?;
         Ok(outputs_to_predictions(
             self.spec.training.loss,
             &out,
@@ -508,7 +490,7 @@ impl<B: Backend> Fitted<B> {
     }
 
     /// Predictions for individuals `rows` of the store the model was trained on.
-    pub fn predict(&mut self, g: &PackedGenotypes, rows: &[usize]) -> Result<Vec<f64>> {
+    pub fn predict(&self, g: &PackedGenotypes, rows: &[usize]) -> Result<Vec<f64>> {
         let map = InputMap::identity(g.n_markers());
         self.predict_mapped(g, rows, &map)
     }

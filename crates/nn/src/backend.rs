@@ -3,13 +3,19 @@
 //! runs them on genocnn's SIMD kernels; a candle backend (CPU and CUDA)
 //! implements the same trait. Layers, backprop, optimizers and training are
 //! written once, against this trait.
+//!
+//! A backend implements the primitives. The fused operations at the end
+//! (a convolution, its activation and a max pool of 2; a pool and the
+//! activation moved past it) and the container helpers have default
+//! implementations composed of the primitives, which a backend may
+//! override for speed, as the native one does.
 
 use kernels::conv1d::Conv1dParams;
 use kernels::conv2d::Conv2dParams;
 use kernels::pool::{Pool1dParams, Pool2dParams, PoolKind};
 use kernels::Activation;
 
-use crate::error::Result;
+use crate::error::{NnError, Result};
 
 /// What a training-mode batch-norm forward keeps for its backward pass.
 #[derive(Clone, Debug)]
@@ -17,6 +23,10 @@ pub struct BnSaved<T> {
     pub mean: T,
     pub inv_std: T,
 }
+
+/// The result of a training-mode batch-norm forward: the output, what the
+/// backward pass needs, and the updated running mean and variance.
+pub type BnTrain<T> = (T, BnSaved<T>, T, T);
 
 /// The gradients of a weighted layer: (input if asked for, weights, bias).
 pub type Grads<T> = (Option<T>, T, T);
@@ -46,6 +56,25 @@ pub enum Update {
     },
 }
 
+impl Update {
+    /// The step's learning rate.
+    pub fn lr(&self) -> f32 {
+        match self {
+            Update::Sgd { lr, .. } | Update::Adam { lr, .. } => *lr,
+        }
+    }
+}
+
+/// The max pool of 2 (stride 2) that the fused 1D operations end with.
+fn max_pool2_1d() -> Pool1dParams {
+    Pool1dParams::new(PoolKind::Max, 2)
+}
+
+/// The 2 × 2 max pool (stride 2) that the fused 2D operations end with.
+fn max_pool2_2d() -> Pool2dParams {
+    Pool2dParams::new(PoolKind::Max, 2)
+}
+
 /// A compute backend. Tensors are row-major with the batch first:
 /// NCL for 1D, NCHW for 2D, (batch, features) for dense layers.
 pub trait Backend: Clone + Send + Sync + 'static {
@@ -53,6 +82,12 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     /// A short description, such as `native (avx512, 2 threads)`.
     fn name(&self) -> String;
+    /// Runs `f` on this backend's worker threads. The default runs it on
+    /// the caller's (the rayon pool it is in); a backend given a thread
+    /// pool of its own runs `f` inside it.
+    fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        f()
+    }
     fn tensor(&self, data: Vec<f32>, shape: &[usize]) -> Result<Self::Tensor>;
     fn to_vec(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
     fn shape(&self, t: &Self::Tensor) -> Vec<usize>;
@@ -78,56 +113,6 @@ pub trait Backend: Clone + Send + Sync + 'static {
         p: &Conv1dParams,
         need_dx: bool,
     ) -> Result<Grads<Self::Tensor>>;
-    /// A 1D convolution, its monotonic activation and max pooling over
-    /// windows of 2 (stride 2), fused. Returns the pooled output and a tensor
-    /// of the same shape that only this backend's backward pass reads (the
-    /// native one: 1 where the second input of a window was the larger).
-    fn conv1d_act_pool2(
-        &self,
-        x: &Self::Tensor,
-        w: &Self::Tensor,
-        b: Option<&Self::Tensor>,
-        p: &Conv1dParams,
-        act: Activation,
-    ) -> Result<(Self::Tensor, Self::Tensor)>;
-    /// The backward pass of [`Backend::conv1d_act_pool2`], from its input
-    /// and mask.
-    #[allow(clippy::too_many_arguments)]
-    fn conv1d_act_pool2_backward(
-        &self,
-        x: &Self::Tensor,
-        w: &Self::Tensor,
-        mask: &Self::Tensor,
-        dy: &Self::Tensor,
-        p: &Conv1dParams,
-        act: Activation,
-        need_dx: bool,
-    ) -> Result<Grads<Self::Tensor>>;
-    /// A stride-1 2D convolution, its monotonic activation and a 2 × 2 max
-    /// pool (stride 2), fused. Returns the pooled output and a tensor that
-    /// only this backend's backward pass reads (the native one: the window
-    /// position of each maximum, 2·row + column, and the activation's
-    /// derivative there).
-    fn conv2d_act_pool2(
-        &self,
-        x: &Self::Tensor,
-        w: &Self::Tensor,
-        b: Option<&Self::Tensor>,
-        p: &Conv2dParams,
-        act: Activation,
-    ) -> Result<(Self::Tensor, Self::Tensor)>;
-    /// The backward pass of [`Backend::conv2d_act_pool2`].
-    #[allow(clippy::too_many_arguments)]
-    fn conv2d_act_pool2_backward(
-        &self,
-        x: &Self::Tensor,
-        w: &Self::Tensor,
-        mask: &Self::Tensor,
-        dy: &Self::Tensor,
-        p: &Conv2dParams,
-        act: Activation,
-        need_dx: bool,
-    ) -> Result<Grads<Self::Tensor>>;
     fn conv2d(
         &self,
         x: &Self::Tensor,
@@ -144,15 +129,12 @@ pub trait Backend: Clone + Send + Sync + 'static {
         need_dx: bool,
     ) -> Result<Grads<Self::Tensor>>;
 
-    /// 1D pooling, then `act` (Linear for none): the activation of a
-    /// convolution moved past the max pool that follows it.
-    fn pool1d(&self, x: &Self::Tensor, p: &Pool1dParams, act: Activation) -> Result<Self::Tensor>;
+    fn pool1d(&self, x: &Self::Tensor, p: &Pool1dParams) -> Result<Self::Tensor>;
     fn pool1d_backward(
         &self,
         x: &Self::Tensor,
         dy: &Self::Tensor,
         p: &Pool1dParams,
-        act: Activation,
     ) -> Result<Self::Tensor>;
     fn pool2d(&self, x: &Self::Tensor, p: &Pool2dParams) -> Result<Self::Tensor>;
     fn pool2d_backward(
@@ -195,19 +177,21 @@ pub trait Backend: Clone + Send + Sync + 'static {
         a: Activation,
     ) -> Result<Self::Tensor>;
 
-    /// Training-mode batch norm over dimension 1 (channels); updates the
-    /// running statistics in place.
+    /// Training-mode batch norm over dimension 1 (channels). Returns the
+    /// output, the batch statistics for backward, and the running mean and
+    /// variance moved by `momentum` towards the batch's (the inputs are
+    /// left as they are).
     #[allow(clippy::too_many_arguments)]
     fn batchnorm_train(
         &self,
         x: &Self::Tensor,
         gamma: &Self::Tensor,
         beta: &Self::Tensor,
-        running_mean: &mut Self::Tensor,
-        running_var: &mut Self::Tensor,
+        running_mean: &Self::Tensor,
+        running_var: &Self::Tensor,
         eps: f32,
         momentum: f32,
-    ) -> Result<(Self::Tensor, BnSaved<Self::Tensor>)>;
+    ) -> Result<BnTrain<Self::Tensor>>;
     #[allow(clippy::too_many_arguments)]
     fn batchnorm_infer(
         &self,
@@ -218,7 +202,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
         running_var: &Self::Tensor,
         eps: f32,
     ) -> Result<Self::Tensor>;
-    /// Returns (dx, dgamma, dbeta).
+    /// The backward pass of [`Backend::batchnorm_train`]: (dx, dgamma, dbeta).
     fn batchnorm_backward(
         &self,
         x: &Self::Tensor,
@@ -233,6 +217,12 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
     /// a += s · b, elementwise.
     fn add_scaled(&self, a: &mut Self::Tensor, b: &Self::Tensor, s: f32) -> Result<()>;
+
+    /// Tensors of equal shape but for dimension 1 (channels), joined along it.
+    fn concat_channels(&self, parts: &[&Self::Tensor]) -> Result<Self::Tensor>;
+    /// The inverse of [`Backend::concat_channels`]: `t` cut along dimension 1
+    /// into parts of `sizes` channels.
+    fn split_channels(&self, t: &Self::Tensor, sizes: &[usize]) -> Result<Vec<Self::Tensor>>;
 
     /// Adds the gradient of l1·Σ|w| + l2·Σw² to `grad`; returns the penalty.
     fn add_penalty(
@@ -252,4 +242,125 @@ pub trait Backend: Clone + Send + Sync + 'static {
         state: &mut Vec<Self::Tensor>,
         u: &Update,
     ) -> Result<()>;
+
+    // ---- Composed operations: defaults built from the primitives above. ----
+
+    /// a + b, elementwise.
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        let mut s = a.clone();
+        self.add_scaled(&mut s, b, 1.0)?;
+        Ok(s)
+    }
+
+    /// 1D pooling, then `act`: the activation of a convolution moved past
+    /// the max pool that follows it (the same function for a monotonic
+    /// activation, applied to fewer values).
+    fn pool1d_act(
+        &self,
+        x: &Self::Tensor,
+        p: &Pool1dParams,
+        act: Activation,
+    ) -> Result<Self::Tensor> {
+        let y = self.pool1d(x, p)?;
+        if act == Activation::Linear {
+            return Ok(y);
+        }
+        self.activation(&y, act)
+    }
+
+    /// The backward pass of [`Backend::pool1d_act`], from its input.
+    fn pool1d_act_backward(
+        &self,
+        x: &Self::Tensor,
+        dy: &Self::Tensor,
+        p: &Pool1dParams,
+        act: Activation,
+    ) -> Result<Self::Tensor> {
+        if act == Activation::Linear {
+            return self.pool1d_backward(x, dy, p);
+        }
+        let pooled = self.pool1d(x, p)?;
+        let dp = self.activation_backward(&pooled, dy, act)?;
+        self.pool1d_backward(x, &dp, p)
+    }
+
+    /// A 1D convolution, its monotonic activation and max pooling over
+    /// windows of 2 (stride 2), fused. Returns the pooled output and a tensor
+    /// that only this backend's backward pass reads: by default the
+    /// convolution's output before the activation; the native backend keeps
+    /// a mask instead and never stores the convolution's output.
+    fn conv1d_act_pool2(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+        p: &Conv1dParams,
+        act: Activation,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        let z = self.conv1d(x, w, b, p)?;
+        let y = self.pool1d(&self.activation(&z, act)?, &max_pool2_1d())?;
+        Ok((y, z))
+    }
+
+    /// The backward pass of [`Backend::conv1d_act_pool2`], from its input
+    /// and what it kept.
+    #[allow(clippy::too_many_arguments)]
+    fn conv1d_act_pool2_backward(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        kept: &Self::Tensor,
+        dy: &Self::Tensor,
+        p: &Conv1dParams,
+        act: Activation,
+        need_dx: bool,
+    ) -> Result<Grads<Self::Tensor>> {
+        let a = self.activation(kept, act)?;
+        let da = self.pool1d_backward(&a, dy, &max_pool2_1d())?;
+        let dz = self.activation_backward(kept, &da, act)?;
+        self.conv1d_backward(x, w, &dz, p, need_dx)
+    }
+
+    /// A stride-1 2D convolution, its monotonic activation and a 2 × 2 max
+    /// pool (stride 2), fused; as [`Backend::conv1d_act_pool2`] (the native
+    /// backend keeps the window position of each maximum and the
+    /// activation's derivative there).
+    fn conv2d_act_pool2(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+        p: &Conv2dParams,
+        act: Activation,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        let z = self.conv2d(x, w, b, p)?;
+        let y = self.pool2d(&self.activation(&z, act)?, &max_pool2_2d())?;
+        Ok((y, z))
+    }
+
+    /// The backward pass of [`Backend::conv2d_act_pool2`].
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_act_pool2_backward(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        kept: &Self::Tensor,
+        dy: &Self::Tensor,
+        p: &Conv2dParams,
+        act: Activation,
+        need_dx: bool,
+    ) -> Result<Grads<Self::Tensor>> {
+        let a = self.activation(kept, act)?;
+        let da = self.pool2d_backward(&a, dy, &max_pool2_2d())?;
+        let dz = self.activation_backward(kept, &da, act)?;
+        self.conv2d_backward(x, w, &dz, p, need_dx)
+    }
+}
+
+/// A shape error from an operation.
+pub(crate) fn shape_err(op: &'static str, message: impl Into<String>) -> NnError {
+    NnError::Shape {
+        op,
+        message: message.into(),
+    }
 }

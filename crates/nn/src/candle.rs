@@ -9,9 +9,11 @@
 //! Tensor names and layouts are those of the native backend, so saved
 //! weights move freely between the two.
 //!
-//! Without the `candle` feature, [`Candle`] is an empty type with the same
-//! API: [`Candle::new`] explains how to build with it, and callers need no
-//! `cfg`.
+//! The fused operations are the trait's defaults, composed of the
+//! primitives below.
+//!
+//! Without the `candle` feature there is no `Candle` type; [`not_built`]
+//! is the error that says how to build with it.
 
 /// Where a candle backend runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,268 +32,37 @@ impl std::fmt::Display for CandleDevice {
     }
 }
 
-#[cfg(feature = "candle")]
-pub use real::Candle;
-#[cfg(not(feature = "candle"))]
-pub use stub::Candle;
+use crate::error::NnError;
 
-#[cfg(not(feature = "candle"))]
-mod stub {
-    use super::CandleDevice;
-    use crate::backend::{Backend, BnGrads, BnSaved, Grads, Update};
-    use crate::error::{NnError, Result};
-    use kernels::conv1d::Conv1dParams;
-    use kernels::conv2d::Conv2dParams;
-    use kernels::pool::{Pool1dParams, Pool2dParams, PoolKind};
-    use kernels::Activation;
-
-    /// The candle backend, absent from this build: no value of it exists.
-    #[derive(Clone, Debug)]
-    pub enum Candle {}
-
-    /// A tensor of the absent backend.
-    #[derive(Clone, Debug)]
-    pub enum NoTensor {}
-
-    impl Candle {
-        /// Always an error in this build, saying how to get the backend.
-        pub fn new(device: CandleDevice) -> Result<Self> {
-            let feature = match device {
-                CandleDevice::Cpu => "candle",
-                CandleDevice::Cuda(_) => "cuda",
-            };
-            Err(NnError::Backend {
-                backend: device.to_string(),
-                message: format!(
-                    "this genocnn was built without the candle backend; rebuild with `cargo build --release --features {feature}`{}",
-                    if feature == "cuda" {
-                        " (this needs the CUDA toolkit; see README, 'Building for a GPU')"
-                    } else {
-                        ""
-                    }
-                ),
-            })
-        }
-    }
-
-    impl Backend for Candle {
-        type Tensor = NoTensor;
-        fn name(&self) -> String {
-            match *self {}
-        }
-        fn tensor(&self, _: Vec<f32>, _: &[usize]) -> Result<NoTensor> {
-            match *self {}
-        }
-        fn to_vec(&self, _: &NoTensor) -> Result<Vec<f32>> {
-            match *self {}
-        }
-        fn shape(&self, _: &NoTensor) -> Vec<usize> {
-            match *self {}
-        }
-        fn reshape(&self, _: NoTensor, _: &[usize]) -> Result<NoTensor> {
-            match *self {}
-        }
-        fn conv1d(
-            &self,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: Option<&NoTensor>,
-            _: &Conv1dParams,
-        ) -> Result<NoTensor> {
-            match *self {}
-        }
-        fn conv1d_backward(
-            &self,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &Conv1dParams,
-            _: bool,
-        ) -> Result<Grads<NoTensor>> {
-            match *self {}
-        }
-        fn conv1d_act_pool2(
-            &self,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: Option<&NoTensor>,
-            _: &Conv1dParams,
-            _: Activation,
-        ) -> Result<(NoTensor, NoTensor)> {
-            match *self {}
-        }
-        fn conv1d_act_pool2_backward(
-            &self,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &Conv1dParams,
-            _: Activation,
-            _: bool,
-        ) -> Result<Grads<NoTensor>> {
-            match *self {}
-        }
-        fn conv2d_act_pool2(
-            &self,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: Option<&NoTensor>,
-            _: &Conv2dParams,
-            _: Activation,
-        ) -> Result<(NoTensor, NoTensor)> {
-            match *self {}
-        }
-        fn conv2d_act_pool2_backward(
-            &self,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &Conv2dParams,
-            _: Activation,
-            _: bool,
-        ) -> Result<Grads<NoTensor>> {
-            match *self {}
-        }
-        fn conv2d(
-            &self,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: Option<&NoTensor>,
-            _: &Conv2dParams,
-        ) -> Result<NoTensor> {
-            match *self {}
-        }
-        fn conv2d_backward(
-            &self,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &Conv2dParams,
-            _: bool,
-        ) -> Result<Grads<NoTensor>> {
-            match *self {}
-        }
-        fn pool1d(&self, _: &NoTensor, _: &Pool1dParams, _: Activation) -> Result<NoTensor> {
-            match *self {}
-        }
-        fn pool1d_backward(
-            &self,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &Pool1dParams,
-            _: Activation,
-        ) -> Result<NoTensor> {
-            match *self {}
-        }
-        fn pool2d(&self, _: &NoTensor, _: &Pool2dParams) -> Result<NoTensor> {
-            match *self {}
-        }
-        fn pool2d_backward(
-            &self,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &Pool2dParams,
-        ) -> Result<NoTensor> {
-            match *self {}
-        }
-        fn global_pool(&self, _: &NoTensor, _: PoolKind) -> Result<NoTensor> {
-            match *self {}
-        }
-        fn global_pool_backward(
-            &self,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: PoolKind,
-        ) -> Result<NoTensor> {
-            match *self {}
-        }
-        fn dense(&self, _: &NoTensor, _: &NoTensor, _: Option<&NoTensor>) -> Result<NoTensor> {
-            match *self {}
-        }
-        fn dense_backward(
-            &self,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: bool,
-        ) -> Result<Grads<NoTensor>> {
-            match *self {}
-        }
-        fn activation(&self, _: &NoTensor, _: Activation) -> Result<NoTensor> {
-            match *self {}
-        }
-        fn activation_backward(
-            &self,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: Activation,
-        ) -> Result<NoTensor> {
-            match *self {}
-        }
-        fn batchnorm_train(
-            &self,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &mut NoTensor,
-            _: &mut NoTensor,
-            _: f32,
-            _: f32,
-        ) -> Result<(NoTensor, BnSaved<NoTensor>)> {
-            match *self {}
-        }
-        fn batchnorm_infer(
-            &self,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: f32,
-        ) -> Result<NoTensor> {
-            match *self {}
-        }
-        fn batchnorm_backward(
-            &self,
-            _: &NoTensor,
-            _: &NoTensor,
-            _: &BnSaved<NoTensor>,
-            _: &NoTensor,
-        ) -> Result<BnGrads<NoTensor>> {
-            match *self {}
-        }
-        fn dropout_mask(&self, _: &[usize], _: f32, _: u64) -> Result<NoTensor> {
-            match *self {}
-        }
-        fn mul(&self, _: &NoTensor, _: &NoTensor) -> Result<NoTensor> {
-            match *self {}
-        }
-        fn add_scaled(&self, _: &mut NoTensor, _: &NoTensor, _: f32) -> Result<()> {
-            match *self {}
-        }
-        fn add_penalty(&self, _: &NoTensor, _: &mut NoTensor, _: f32, _: f32) -> Result<f32> {
-            match *self {}
-        }
-        fn update(
-            &self,
-            _: &mut NoTensor,
-            _: &NoTensor,
-            _: &mut Vec<NoTensor>,
-            _: &Update,
-        ) -> Result<()> {
-            match *self {}
-        }
+/// The error for a candle device asked of a build without the backend:
+/// it says which feature to build with.
+pub fn not_built(device: CandleDevice) -> NnError {
+    let feature = match device {
+        CandleDevice::Cpu => "candle",
+        CandleDevice::Cuda(_) => "cuda",
+    };
+    NnError::Backend {
+        backend: device.to_string(),
+        message: format!(
+            "this genocnn was built without the candle backend; rebuild with `cargo build --release --features {feature}`{}",
+            if feature == "cuda" {
+                " (this needs the CUDA toolkit; see README, 'Building for a GPU')"
+            } else {
+                ""
+            }
+        ),
     }
 }
 
 #[cfg(feature = "candle")]
+pub use real::Candle;
+
+#[cfg(feature = "candle")]
 mod real {
-    use candle_core::{DType, Device, Tensor, Var, D};
+    use candle_core::{Device, Tensor, Var, D};
 
     use super::CandleDevice;
-    use crate::backend::{Backend, BnGrads, BnSaved, Grads, Update};
+    use crate::backend::{Backend, BnGrads, BnSaved, BnTrain, Grads, Update};
     use crate::error::{NnError, Result};
     use kernels::conv1d::Conv1dParams;
     use kernels::conv2d::Conv2dParams;
@@ -473,34 +244,6 @@ mod real {
         }
     }
 
-    /// Convolution, activation and max pool of 2.
-    fn conv1d_pool2_op(
-        x: &Tensor,
-        w: &Tensor,
-        b: Option<&Tensor>,
-        p: &Conv1dParams,
-        a: Activation,
-    ) -> C<Tensor> {
-        let z = act(&conv1d_op(x, w, b, p)?, a)?;
-        pool1d_op(&z, &Pool1dParams::new(PoolKind::Max, 2), Activation::Linear)
-    }
-
-    /// Convolution, activation and 2 × 2 max pool.
-    fn conv2d_pool2_op(
-        x: &Tensor,
-        w: &Tensor,
-        b: Option<&Tensor>,
-        p: &Conv2dParams,
-        a: Activation,
-    ) -> C<Tensor> {
-        pool2d_op(
-            &act(&conv2d_op(x, w, b, p)?, a)?,
-            PoolKind::Max,
-            (2, 2),
-            (2, 2),
-        )
-    }
-
     /// Pooling with windows that tile the input (stride = size), as a
     /// reshape and a reduction: differentiable with candle's own reductions.
     /// (candle 0.11's max_pool2d gradient is scaled by 1/window, so it is
@@ -583,9 +326,9 @@ mod real {
         }
     }
 
-    fn pool1d_op(x: &Tensor, p: &Pool1dParams, a: Activation) -> C<Tensor> {
+    fn pool1d_op(x: &Tensor, p: &Pool1dParams) -> C<Tensor> {
         let (b, c, l) = x.dims3()?;
-        let y = if p.stride == p.size && p.pad == 0 {
+        if p.stride == p.size && p.pad == 0 {
             let y = pool2d_op(
                 &x.reshape((b, c, 1, l))?,
                 p.kind,
@@ -593,7 +336,7 @@ mod real {
                 (1, p.stride),
             )?;
             let lo = y.dim(3)?;
-            y.reshape((b, c, lo))?
+            y.reshape((b, c, lo))
         } else {
             let lo = p.l_out(l);
             let xp = pad_value(x, 2, p.pad, p.pad, pad_fill(p.kind))?;
@@ -609,9 +352,8 @@ mod real {
                     .count();
                 counts.push(inside as f32);
             }
-            pool_gather(&xp, p.kind, &idx, lo, p.size, &counts)?
-        };
-        act(&y, a)
+            pool_gather(&xp, p.kind, &idx, lo, p.size, &counts)
+        }
     }
 
     fn pool2d_any(x: &Tensor, p: &Pool2dParams) -> C<Tensor> {
@@ -687,25 +429,6 @@ mod real {
         (0..x.rank()).filter(|&d| d != 1).collect()
     }
 
-    impl Candle {
-        /// The gradients (dx if asked for, dw, db) of a fused convolution +
-        /// pool `f(x, w, bias)`: the bias's gradient comes through the same
-        /// product, with a zero bias as a variable of the recomputed pass.
-        fn fused_backward(
-            &self,
-            x: &Tensor,
-            w: &Tensor,
-            dy: &Tensor,
-            c_out: usize,
-            need_dx: bool,
-            f: impl Fn(&Tensor, &Tensor, &Tensor) -> C<Tensor>,
-        ) -> Result<Grads<Tensor>> {
-            let zb = Tensor::zeros(c_out, DType::F32, &self.device).map_err(|e| self.err(e))?;
-            let g = self.vjp(&[x, w, &zb], dy, |t| f(&t[0], &t[1], &t[2]))?;
-            Ok((need_dx.then(|| g[0].clone()), g[1].clone(), g[2].clone()))
-        }
-    }
-
     impl Backend for Candle {
         type Tensor = Tensor;
 
@@ -761,64 +484,6 @@ mod real {
             Ok((need_dx.then(|| g[0].clone()), g[1].clone(), db))
         }
 
-        // The fused nodes recompute their forward pass under autograd in the
-        // backward pass, so the "mask" they keep is just the pooled output.
-        fn conv1d_act_pool2(
-            &self,
-            x: &Tensor,
-            w: &Tensor,
-            b: Option<&Tensor>,
-            p: &Conv1dParams,
-            a: Activation,
-        ) -> Result<(Tensor, Tensor)> {
-            let y = conv1d_pool2_op(x, w, b, p, a).map_err(|e| self.err(e))?;
-            Ok((y.clone(), y))
-        }
-
-        fn conv1d_act_pool2_backward(
-            &self,
-            x: &Tensor,
-            w: &Tensor,
-            _mask: &Tensor,
-            dy: &Tensor,
-            p: &Conv1dParams,
-            a: Activation,
-            need_dx: bool,
-        ) -> Result<Grads<Tensor>> {
-            let p = *p;
-            self.fused_backward(x, w, dy, p.c_out, need_dx, |x, w, b| {
-                conv1d_pool2_op(x, w, Some(b), &p, a)
-            })
-        }
-
-        fn conv2d_act_pool2(
-            &self,
-            x: &Tensor,
-            w: &Tensor,
-            b: Option<&Tensor>,
-            p: &Conv2dParams,
-            a: Activation,
-        ) -> Result<(Tensor, Tensor)> {
-            let y = conv2d_pool2_op(x, w, b, p, a).map_err(|e| self.err(e))?;
-            Ok((y.clone(), y))
-        }
-
-        fn conv2d_act_pool2_backward(
-            &self,
-            x: &Tensor,
-            w: &Tensor,
-            _mask: &Tensor,
-            dy: &Tensor,
-            p: &Conv2dParams,
-            a: Activation,
-            need_dx: bool,
-        ) -> Result<Grads<Tensor>> {
-            let p = *p;
-            self.fused_backward(x, w, dy, p.c_out, need_dx, |x, w, b| {
-                conv2d_pool2_op(x, w, Some(b), &p, a)
-            })
-        }
-
         fn conv2d(
             &self,
             x: &Tensor,
@@ -843,19 +508,13 @@ mod real {
             Ok((need_dx.then(|| g[0].clone()), g[1].clone(), db))
         }
 
-        fn pool1d(&self, x: &Tensor, p: &Pool1dParams, a: Activation) -> Result<Tensor> {
-            pool1d_op(x, p, a).map_err(|e| self.err(e))
+        fn pool1d(&self, x: &Tensor, p: &Pool1dParams) -> Result<Tensor> {
+            pool1d_op(x, p).map_err(|e| self.err(e))
         }
 
-        fn pool1d_backward(
-            &self,
-            x: &Tensor,
-            dy: &Tensor,
-            p: &Pool1dParams,
-            a: Activation,
-        ) -> Result<Tensor> {
+        fn pool1d_backward(&self, x: &Tensor, dy: &Tensor, p: &Pool1dParams) -> Result<Tensor> {
             let p = *p;
-            Ok(self.vjp(&[x], dy, |t| pool1d_op(&t[0], &p, a))?.remove(0))
+            Ok(self.vjp(&[x], dy, |t| pool1d_op(&t[0], &p))?.remove(0))
         }
 
         fn pool2d(&self, x: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
@@ -908,12 +567,12 @@ mod real {
             x: &Tensor,
             gamma: &Tensor,
             beta: &Tensor,
-            running_mean: &mut Tensor,
-            running_var: &mut Tensor,
+            running_mean: &Tensor,
+            running_var: &Tensor,
             eps: f32,
             momentum: f32,
-        ) -> Result<(Tensor, BnSaved<Tensor>)> {
-            let run = || -> C<(Tensor, BnSaved<Tensor>, Tensor, Tensor)> {
+        ) -> Result<BnTrain<Tensor>> {
+            let run = || -> C<BnTrain<Tensor>> {
                 let cs = channel_shape(x);
                 let dims = bn_dims(x);
                 let n = (x.elem_count() / x.dim(1)?) as f64;
@@ -945,10 +604,7 @@ mod real {
                     rv,
                 ))
             };
-            let (y, saved, rm, rv) = run().map_err(|e| self.err(e))?;
-            *running_mean = rm;
-            *running_var = rv;
-            Ok((y, saved))
+            run().map_err(|e| self.err(e))
         }
 
         fn batchnorm_infer(
@@ -1012,6 +668,26 @@ mod real {
 
         fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
             (a * b).map_err(|e| self.err(e))
+        }
+
+        fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+            (a + b).map_err(|e| self.err(e))
+        }
+
+        fn concat_channels(&self, parts: &[&Tensor]) -> Result<Tensor> {
+            Tensor::cat(parts, 1).map_err(|e| self.err(e))
+        }
+
+        fn split_channels(&self, t: &Tensor, sizes: &[usize]) -> Result<Vec<Tensor>> {
+            let mut start = 0;
+            sizes
+                .iter()
+                .map(|&n| {
+                    let part = t.narrow(1, start, n).and_then(|p| p.contiguous());
+                    start += n;
+                    part.map_err(|e| self.err(e))
+                })
+                .collect()
         }
 
         fn add_scaled(&self, a: &mut Tensor, b: &Tensor, s: f32) -> Result<()> {

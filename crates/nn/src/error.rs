@@ -3,10 +3,12 @@
 /// A failure to build or run a network.
 #[derive(Debug, thiserror::Error)]
 pub enum NnError {
-    /// A layer whose options or input shape cannot work.
-    #[error("layer {index} ({kind}): {message}")]
+    /// A layer whose options or input shape cannot work. `at` is the
+    /// layer's place in the spec: its index for a top-level layer (`3`),
+    /// its path below that for a nested one (`3.branch.1.layers.0`).
+    #[error("layer {at} ({kind}): {message}")]
     Layer {
-        index: usize,
+        at: String,
         kind: String,
         message: String,
     },
@@ -16,6 +18,10 @@ pub enum NnError {
     /// The backend could not run an operation.
     #[error("backend {backend}: {message}")]
     Backend { backend: String, message: String },
+    /// A pass asked of a network that cannot give it (a backward pass
+    /// without a recorded forward pass, a layer path that does not exist).
+    #[error("{0}")]
+    Pass(String),
     /// Training diverged or cannot continue.
     #[error("{0}")]
     Training(String),

@@ -1,11 +1,16 @@
 //! genocnn's network engine.
 //!
 //! - [`Backend`]: the operations a network needs, forward and backward; the
-//!   [`Native`] backend runs them on the `kernels` crate.
-//! - [`LayerSpec`]: layers with a Keras-like vocabulary, read from TOML.
-//! - [`Network`]: built from specs with shape checks, trained by
-//!   forward/backward passes and an [`Optimizer`] step.
-//! - Losses ([`Loss`]) and learning-rate schedules ([`Schedule`]).
+//!   [`Native`] backend runs them on the `kernels` crate, the candle one
+//!   (features `candle`, `cuda`) on candle-core.
+//! - [`layers`]: one file per layer kind (its spec, shape inference,
+//!   parameters and passes), containers included; [`LayerSpec`] is their
+//!   Keras-like vocabulary, read from TOML.
+//! - [`Network`]: built from specs with shape checks, then fused
+//!   ([`fuse`]); forward passes take a [`Ctx`] and return a [`Pass`] that the
+//!   caller owns, backward passes read it back.
+//! - Losses ([`Loss`]), optimizers and learning-rate schedules ([`Schedule`]),
+//!   and one optimizer step ([`train_step`]).
 //!
 //! The dense head (dense layers, activations, dropout, losses, optimizers)
 //! lives here with the convolutional base: both run through the same
@@ -14,15 +19,25 @@
 pub mod backend;
 pub mod candle;
 pub mod error;
+pub mod fuse;
+pub mod layers;
 pub mod native;
 pub mod network;
 pub mod optim;
+pub mod param;
+pub mod pass;
 pub mod spec;
+pub mod step;
 
 pub use backend::{Backend, Update};
-pub use candle::{Candle, CandleDevice};
+#[cfg(feature = "candle")]
+pub use candle::Candle;
+pub use candle::CandleDevice;
 pub use error::{NnError, Result};
+pub use layers::{Layer, LayerSpec};
 pub use native::{HostTensor, Native};
-pub use network::{Init, Mode, Network, Param};
+pub use network::{LayerInfo, Network, NetworkBuilder};
 pub use optim::{Loss, Optimizer, Schedule, ScheduleState};
-pub use spec::LayerSpec;
+pub use param::{Gradients, Init, OptState, Param};
+pub use pass::{Ctx, Mode, Pass, Profile, ProfileRow};
+pub use step::{train_step, StepOutcome};

@@ -7,32 +7,43 @@ use kernels::norm;
 use kernels::pool::{self, Pool1dParams, Pool2dParams, PoolKind};
 use kernels::{Activation, SimdPath};
 
-use crate::backend::{Backend, BnGrads, BnSaved, Grads, Update};
+use std::sync::{Arc, Mutex};
+
+use crate::backend::{shape_err, Backend, BnGrads, BnSaved, BnTrain, Grads, Update};
 use crate::error::{NnError, Result};
 
-/// A row-major f32 tensor in host memory.
-#[derive(Clone, Debug, PartialEq)]
+/// A row-major f32 tensor in host memory. Tensors made by a [`Native`]
+/// backend give their buffer back to that backend's pool when dropped.
+#[derive(Clone, Debug)]
 pub struct HostTensor {
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
+    pool: Option<Arc<BufferPool>>,
+}
+
+impl PartialEq for HostTensor {
+    fn eq(&self, other: &Self) -> bool {
+        self.shape == other.shape && self.data == other.data
+    }
 }
 
 /// Large buffers freed by tensors, kept for reuse: training allocates the
 /// same activation and gradient sizes every batch, and filling fresh memory
-/// with zeros only to overwrite it costs as much as a pooling pass.
-struct Pool {
+/// with zeros only to overwrite it costs as much as a pooling pass. Each
+/// [`Native`] backend owns one (its clones share it).
+#[derive(Debug, Default)]
+pub struct BufferPool(Mutex<PoolState>);
+
+#[derive(Debug, Default)]
+struct PoolState {
     /// Free buffers, oldest first.
     free: Vec<Vec<f32>>,
-    /// The sizes recently asked of [`take`], newest last: only buffers of
-    /// these capacities are kept, so that buffers nobody asks for again
-    /// (input batches, made by the caller) cannot crowd out those that are.
+    /// The sizes recently asked of [`BufferPool::take`], newest last: only
+    /// buffers of these capacities are kept, so that buffers nobody asks for
+    /// again (input batches, made by the caller) cannot crowd out those that are.
     wanted: Vec<usize>,
 }
 
-static POOL: std::sync::Mutex<Pool> = std::sync::Mutex::new(Pool {
-    free: Vec::new(),
-    wanted: Vec::new(),
-});
 const POOLED_MIN: usize = 1 << 16;
 /// At most this many floats are kept (80 MB): enough for a batch's
 /// activations and gradients to be reused. When a freed buffer would pass
@@ -40,42 +51,43 @@ const POOLED_MIN: usize = 1 << 16;
 const POOLED_MAX_FLOATS: usize = 20 << 20;
 const WANTED_SIZES: usize = 64;
 
-/// A buffer of `n` floats with unspecified (initialized) contents.
-fn take(n: usize) -> Vec<f32> {
-    if n >= POOLED_MIN {
-        let mut pool = POOL.lock().expect("tensor pool");
-        if !pool.wanted.contains(&n) {
-            if pool.wanted.len() == WANTED_SIZES {
-                pool.wanted.remove(0);
+impl BufferPool {
+    /// A buffer of `n` floats with unspecified (initialized) contents.
+    fn take(&self, n: usize) -> Vec<f32> {
+        if n >= POOLED_MIN {
+            let mut pool = self.0.lock().expect("tensor pool");
+            if !pool.wanted.contains(&n) {
+                if pool.wanted.len() == WANTED_SIZES {
+                    pool.wanted.remove(0);
+                }
+                pool.wanted.push(n);
             }
-            pool.wanted.push(n);
-        }
-        let best = pool
-            .free
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.capacity() >= n && v.capacity() <= 2 * n)
-            .min_by_key(|(_, v)| v.capacity())
-            .map(|(i, _)| i);
-        if let Some(i) = best {
-            let mut v = pool.free.remove(i);
-            drop(pool);
-            if v.len() >= n {
-                v.truncate(n);
-            } else {
-                v.resize(n, 0.0);
+            let best = pool
+                .free
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.capacity() >= n && v.capacity() <= 2 * n)
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i);
+            if let Some(i) = best {
+                let mut v = pool.free.remove(i);
+                drop(pool);
+                if v.len() >= n {
+                    v.truncate(n);
+                } else {
+                    v.resize(n, 0.0);
+                }
+                return v;
             }
-            return v;
         }
+        vec![0.0; n]
     }
-    vec![0.0; n]
-}
 
-impl Drop for HostTensor {
-    fn drop(&mut self) {
-        let cap = self.data.capacity();
+    /// Keeps a freed buffer when its size is one that is asked for.
+    fn give(&self, data: &mut Vec<f32>) {
+        let cap = data.capacity();
         if (POOLED_MIN..=POOLED_MAX_FLOATS).contains(&cap) {
-            if let Ok(mut pool) = POOL.lock() {
+            if let Ok(mut pool) = self.0.lock() {
                 if !pool.wanted.contains(&cap) {
                     return;
                 }
@@ -83,13 +95,36 @@ impl Drop for HostTensor {
                 while held + cap > POOLED_MAX_FLOATS {
                     held -= pool.free.remove(0).capacity();
                 }
-                pool.free.push(std::mem::take(&mut self.data));
+                pool.free.push(std::mem::take(data));
             }
+        }
+    }
+
+    /// Floats held for reuse.
+    pub fn held(&self) -> usize {
+        self.0
+            .lock()
+            .map(|p| p.free.iter().map(|v| v.capacity()).sum())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for HostTensor {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.pool {
+            pool.give(&mut self.data);
         }
     }
 }
 
 impl HostTensor {
+    /// The values, taken out of the tensor (which then gives nothing back to a pool).
+    pub fn into_data(mut self) -> Vec<f32> {
+        std::mem::take(&mut self.data)
+    }
+
+    /// A tensor of `data` (which must hold `shape`'s number of values),
+    /// owned by no backend's pool.
     pub fn new(data: Vec<f32>, shape: &[usize]) -> Result<Self> {
         let n: usize = shape.iter().product();
         if n != data.len() {
@@ -104,30 +139,82 @@ impl HostTensor {
         Ok(HostTensor {
             shape: shape.to_vec(),
             data,
+            pool: None,
         })
-    }
-
-    fn zeros(shape: &[usize]) -> Self {
-        let mut data = take(shape.iter().product());
-        data.fill(0.0);
-        HostTensor {
-            shape: shape.to_vec(),
-            data,
-        }
-    }
-
-    /// A tensor whose every element the caller overwrites.
-    fn scratch(shape: &[usize]) -> Self {
-        HostTensor {
-            shape: shape.to_vec(),
-            data: take(shape.iter().product()),
-        }
     }
 }
 
-/// genocnn's own CPU backend.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Native;
+/// genocnn's own CPU backend: its buffer pool, and the thread pool its
+/// kernels run on (by default the caller's rayon pool).
+#[derive(Clone, Debug, Default)]
+pub struct Native {
+    buffers: Arc<BufferPool>,
+    threads: Option<Arc<rayon::ThreadPool>>,
+}
+
+impl Native {
+    /// A backend on the caller's rayon pool.
+    pub fn new() -> Self {
+        Native::default()
+    }
+
+    /// A backend whose kernels run on a pool of its own of `threads` threads.
+    pub fn with_threads(threads: usize) -> Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| NnError::Backend {
+                backend: "native".into(),
+                message: format!("cannot start {threads} worker threads: {e}"),
+            })?;
+        Ok(Native {
+            buffers: Arc::default(),
+            threads: Some(Arc::new(pool)),
+        })
+    }
+
+    /// The worker threads the kernels run on.
+    pub fn threads(&self) -> usize {
+        match &self.threads {
+            Some(p) => p.current_num_threads(),
+            None => rayon::current_num_threads(),
+        }
+    }
+
+    /// The pool of freed buffers.
+    pub fn buffers(&self) -> &BufferPool {
+        &self.buffers
+    }
+
+    fn own(&self, data: Vec<f32>, shape: &[usize]) -> HostTensor {
+        HostTensor {
+            shape: shape.to_vec(),
+            data,
+            pool: Some(self.buffers.clone()),
+        }
+    }
+
+    fn zeros_t(&self, shape: &[usize]) -> HostTensor {
+        let mut data = self.buffers.take(shape.iter().product());
+        data.fill(0.0);
+        self.own(data, shape)
+    }
+
+    /// A tensor whose every element the caller overwrites.
+    fn scratch(&self, shape: &[usize]) -> HostTensor {
+        self.own(self.buffers.take(shape.iter().product()), shape)
+    }
+}
+
+fn same_shape(op: &'static str, a: &HostTensor, b: &HostTensor) -> Result<()> {
+    if a.shape != b.shape {
+        return Err(shape_err(
+            op,
+            format!("shapes {:?} and {:?} differ", a.shape, b.shape),
+        ));
+    }
+    Ok(())
+}
 
 fn want(op: &'static str, t: &HostTensor, rank: usize) -> Result<()> {
     if t.shape.len() != rank {
@@ -178,12 +265,21 @@ impl Backend for Native {
         format!(
             "native ({}, {} threads)",
             SimdPath::current(),
-            rayon::current_num_threads()
+            self.threads()
         )
     }
 
+    fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.threads {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
+    }
+
     fn tensor(&self, data: Vec<f32>, shape: &[usize]) -> Result<HostTensor> {
-        HostTensor::new(data, shape)
+        let mut t = HostTensor::new(data, shape)?;
+        t.pool = Some(self.buffers.clone());
+        Ok(t)
     }
 
     fn to_vec(&self, t: &HostTensor) -> Result<Vec<f32>> {
@@ -195,7 +291,15 @@ impl Backend for Native {
     }
 
     fn reshape(&self, mut t: HostTensor, shape: &[usize]) -> Result<HostTensor> {
-        HostTensor::new(std::mem::take(&mut t.data), shape)
+        let n: usize = shape.iter().product();
+        if n != t.data.len() {
+            return Err(shape_err(
+                "reshape",
+                format!("shape {:?} cannot become {shape:?}", t.shape),
+            ));
+        }
+        t.shape = shape.to_vec();
+        Ok(t)
     }
 
     fn conv1d(
@@ -206,7 +310,7 @@ impl Backend for Native {
         p: &Conv1dParams,
     ) -> Result<HostTensor> {
         let (batch, l) = conv1d_check(x, p)?;
-        let mut y = HostTensor::scratch(&[batch, p.c_out, p.l_out(l)]);
+        let mut y = self.scratch(&[batch, p.c_out, p.l_out(l)]);
         conv1d_forward(
             p,
             &x.data,
@@ -228,9 +332,9 @@ impl Backend for Native {
         need_dx: bool,
     ) -> Result<Grads<HostTensor>> {
         let (batch, l) = conv1d_check(x, p)?;
-        let mut dx = need_dx.then(|| HostTensor::scratch(&x.shape));
-        let mut dw = HostTensor::zeros(&w.shape);
-        let mut db = HostTensor::zeros(&[p.c_out]);
+        let mut dx = need_dx.then(|| self.scratch(&x.shape));
+        let mut dw = self.zeros_t(&w.shape);
+        let mut db = self.zeros_t(&[p.c_out]);
         conv1d_backward(
             p,
             &x.data,
@@ -261,8 +365,8 @@ impl Backend for Native {
                 message: format!("cannot fuse (pooled length {lp2}, activation {act:?})"),
             });
         }
-        let mut y = HostTensor::scratch(&[batch, p.c_out, lp2]);
-        let mut mask = HostTensor::scratch(&[batch, p.c_out, lp2]);
+        let mut y = self.scratch(&[batch, p.c_out, lp2]);
+        let mut mask = self.scratch(&[batch, p.c_out, lp2]);
         kernels::conv1d::conv1d_act_maxpool2_forward(
             p,
             act,
@@ -288,9 +392,9 @@ impl Backend for Native {
         need_dx: bool,
     ) -> Result<Grads<HostTensor>> {
         let (batch, l) = conv1d_check(x, p)?;
-        let mut dx = need_dx.then(|| HostTensor::scratch(&x.shape));
-        let mut dw = HostTensor::zeros(&w.shape);
-        let mut db = HostTensor::zeros(&[p.c_out]);
+        let mut dx = need_dx.then(|| self.scratch(&x.shape));
+        let mut dw = self.zeros_t(&w.shape);
+        let mut db = self.zeros_t(&[p.c_out]);
         kernels::conv1d::conv1d_act_maxpool2_backward(
             p,
             &x.data,
@@ -323,9 +427,9 @@ impl Backend for Native {
         }
         let (ho, wo) = p.out_hw(h, wd);
         let shape = [batch, p.c_out, ho / 2, wo / 2];
-        let mut y = HostTensor::scratch(&shape);
+        let mut y = self.scratch(&shape);
         // Per sample: the window positions, then the activation's derivatives.
-        let mut mask = HostTensor::scratch(&[batch, 2, p.c_out, ho / 2, wo / 2]);
+        let mut mask = self.scratch(&[batch, 2, p.c_out, ho / 2, wo / 2]);
         kernels::conv2d::conv2d_act_maxpool2_forward(
             p,
             act,
@@ -352,9 +456,9 @@ impl Backend for Native {
         need_dx: bool,
     ) -> Result<Grads<HostTensor>> {
         let (batch, h, wd) = conv2d_check(x, p)?;
-        let mut dx = need_dx.then(|| HostTensor::scratch(&x.shape));
-        let mut dw = HostTensor::zeros(&w.shape);
-        let mut db = HostTensor::zeros(&[p.c_out]);
+        let mut dx = need_dx.then(|| self.scratch(&x.shape));
+        let mut dw = self.zeros_t(&w.shape);
+        let mut db = self.zeros_t(&[p.c_out]);
         kernels::conv2d::conv2d_act_maxpool2_backward(
             p,
             &x.data,
@@ -380,7 +484,7 @@ impl Backend for Native {
     ) -> Result<HostTensor> {
         let (batch, h, wd) = conv2d_check(x, p)?;
         let (ho, wo) = p.out_hw(h, wd);
-        let mut y = HostTensor::scratch(&[batch, p.c_out, ho, wo]);
+        let mut y = self.scratch(&[batch, p.c_out, ho, wo]);
         conv2d_forward(
             p,
             &x.data,
@@ -403,9 +507,9 @@ impl Backend for Native {
         need_dx: bool,
     ) -> Result<Grads<HostTensor>> {
         let (batch, h, wd) = conv2d_check(x, p)?;
-        let mut dx = need_dx.then(|| HostTensor::scratch(&x.shape));
-        let mut dw = HostTensor::zeros(&w.shape);
-        let mut db = HostTensor::zeros(&[p.c_out]);
+        let mut dx = need_dx.then(|| self.scratch(&x.shape));
+        let mut dw = self.zeros_t(&w.shape);
+        let mut db = self.zeros_t(&[p.c_out]);
         conv2d_backward(
             p,
             &x.data,
@@ -421,14 +525,27 @@ impl Backend for Native {
         Ok((dx, dw, db))
     }
 
-    fn pool1d(&self, x: &HostTensor, p: &Pool1dParams, act: Activation) -> Result<HostTensor> {
+    fn pool1d(&self, x: &HostTensor, p: &Pool1dParams) -> Result<HostTensor> {
+        self.pool1d_act(x, p, Activation::Linear)
+    }
+
+    fn pool1d_backward(
+        &self,
+        x: &HostTensor,
+        dy: &HostTensor,
+        p: &Pool1dParams,
+    ) -> Result<HostTensor> {
+        self.pool1d_act_backward(x, dy, p, Activation::Linear)
+    }
+
+    fn pool1d_act(&self, x: &HostTensor, p: &Pool1dParams, act: Activation) -> Result<HostTensor> {
         want("pool1d", x, 3)?;
         let (b, c, l) = (x.shape[0], x.shape[1], x.shape[2]);
         p.validate(l).map_err(|message| NnError::Shape {
             op: "pool1d",
             message,
         })?;
-        let mut y = HostTensor::scratch(&[b, c, p.l_out(l)]);
+        let mut y = self.scratch(&[b, c, p.l_out(l)]);
         match act {
             Activation::Linear => pool::pool1d_forward(p, &x.data, b * c, l, &mut y.data),
             a => {
@@ -439,7 +556,7 @@ impl Backend for Native {
         Ok(y)
     }
 
-    fn pool1d_backward(
+    fn pool1d_act_backward(
         &self,
         x: &HostTensor,
         dy: &HostTensor,
@@ -447,7 +564,7 @@ impl Backend for Native {
         act: Activation,
     ) -> Result<HostTensor> {
         let (b, c, l) = (x.shape[0], x.shape[1], x.shape[2]);
-        let mut dx = HostTensor::scratch(&x.shape);
+        let mut dx = self.scratch(&x.shape);
         match act {
             Activation::Linear => {
                 pool::pool1d_backward(p, &x.data, b * c, l, &dy.data, &mut dx.data)
@@ -471,7 +588,7 @@ impl Backend for Native {
             message,
         })?;
         let (ho, wo) = p.out_hw(h, w);
-        let mut y = HostTensor::scratch(&[b, c, ho, wo]);
+        let mut y = self.scratch(&[b, c, ho, wo]);
         pool::pool2d_forward(p, &x.data, b * c, h, w, &mut y.data);
         Ok(y)
     }
@@ -483,7 +600,7 @@ impl Backend for Native {
         p: &Pool2dParams,
     ) -> Result<HostTensor> {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
-        let mut dx = HostTensor::scratch(&x.shape);
+        let mut dx = self.scratch(&x.shape);
         pool::pool2d_backward(p, &x.data, b * c, h, w, &dy.data, &mut dx.data);
         Ok(dx)
     }
@@ -497,7 +614,7 @@ impl Backend for Native {
         }
         let (b, c) = (x.shape[0], x.shape[1]);
         let l = x.data.len() / (b * c).max(1);
-        let mut y = HostTensor::scratch(&[b, c]);
+        let mut y = self.scratch(&[b, c]);
         pool::global_pool_forward(kind, &x.data, b * c, l, &mut y.data);
         Ok(y)
     }
@@ -510,7 +627,7 @@ impl Backend for Native {
     ) -> Result<HostTensor> {
         let (b, c) = (x.shape[0], x.shape[1]);
         let l = x.data.len() / (b * c).max(1);
-        let mut dx = HostTensor::scratch(&x.shape);
+        let mut dx = self.scratch(&x.shape);
         pool::global_pool_backward(kind, &x.data, b * c, l, &dy.data, &mut dx.data);
         Ok(dx)
     }
@@ -527,7 +644,7 @@ impl Backend for Native {
                 ),
             });
         }
-        let mut y = HostTensor::scratch(&[batch, n_out]);
+        let mut y = self.scratch(&[batch, n_out]);
         dense_forward(
             &x.data,
             batch,
@@ -548,9 +665,9 @@ impl Backend for Native {
         need_dx: bool,
     ) -> Result<Grads<HostTensor>> {
         let (batch, n_in, n_out) = (x.shape[0], x.shape[1], w.shape[0]);
-        let mut dx = need_dx.then(|| HostTensor::scratch(&x.shape));
-        let mut dw = HostTensor::scratch(&w.shape);
-        let mut db = HostTensor::scratch(&[n_out]);
+        let mut dx = need_dx.then(|| self.scratch(&x.shape));
+        let mut dw = self.scratch(&w.shape);
+        let mut db = self.scratch(&[n_out]);
         dense_backward(
             &x.data,
             batch,
@@ -566,7 +683,7 @@ impl Backend for Native {
     }
 
     fn activation(&self, x: &HostTensor, a: Activation) -> Result<HostTensor> {
-        let mut y = HostTensor::scratch(&x.shape);
+        let mut y = self.scratch(&x.shape);
         a.forward(&x.data, &mut y.data);
         Ok(y)
     }
@@ -577,7 +694,7 @@ impl Backend for Native {
         dy: &HostTensor,
         a: Activation,
     ) -> Result<HostTensor> {
-        let mut dx = HostTensor::scratch(&x.shape);
+        let mut dx = self.scratch(&x.shape);
         a.backward(&x.data, &dy.data, &mut dx.data);
         Ok(dx)
     }
@@ -587,14 +704,16 @@ impl Backend for Native {
         x: &HostTensor,
         gamma: &HostTensor,
         beta: &HostTensor,
-        running_mean: &mut HostTensor,
-        running_var: &mut HostTensor,
+        running_mean: &HostTensor,
+        running_var: &HostTensor,
         eps: f32,
         momentum: f32,
-    ) -> Result<(HostTensor, BnSaved<HostTensor>)> {
+    ) -> Result<BnTrain<HostTensor>> {
         let (b, c) = (x.shape[0], x.shape[1]);
+        let mut running_mean = self.own(running_mean.data.clone(), &running_mean.shape);
+        let mut running_var = self.own(running_var.data.clone(), &running_var.shape);
         let s = x.data.len() / (b * c).max(1);
-        let mut y = HostTensor::scratch(&x.shape);
+        let mut y = self.scratch(&x.shape);
         let cache = norm::batchnorm_forward_train(
             &x.data,
             b,
@@ -611,9 +730,11 @@ impl Backend for Native {
         Ok((
             y,
             BnSaved {
-                mean: HostTensor::new(cache.mean, &[c])?,
-                inv_std: HostTensor::new(cache.inv_std, &[c])?,
+                mean: self.own(cache.mean, &[c]),
+                inv_std: self.own(cache.inv_std, &[c]),
             },
+            running_mean,
+            running_var,
         ))
     }
 
@@ -628,7 +749,7 @@ impl Backend for Native {
     ) -> Result<HostTensor> {
         let (b, c) = (x.shape[0], x.shape[1]);
         let s = x.data.len() / (b * c).max(1);
-        let mut y = HostTensor::scratch(&x.shape);
+        let mut y = self.scratch(&x.shape);
         norm::batchnorm_forward_infer(
             &x.data,
             b,
@@ -657,9 +778,9 @@ impl Backend for Native {
             mean: saved.mean.data.clone(),
             inv_std: saved.inv_std.data.clone(),
         };
-        let mut dx = HostTensor::scratch(&x.shape);
-        let mut dg = HostTensor::zeros(&[c]);
-        let mut dbeta = HostTensor::zeros(&[c]);
+        let mut dx = self.scratch(&x.shape);
+        let mut dg = self.zeros_t(&[c]);
+        let mut dbeta = self.zeros_t(&[c]);
         norm::batchnorm_backward(
             &x.data,
             b,
@@ -676,19 +797,88 @@ impl Backend for Native {
     }
 
     fn dropout_mask(&self, shape: &[usize], rate: f32, seed: u64) -> Result<HostTensor> {
-        let mut m = HostTensor::scratch(shape);
+        let mut m = self.scratch(shape);
         norm::dropout_mask(rate, seed, &mut m.data);
         Ok(m)
     }
 
     fn mul(&self, a: &HostTensor, b: &HostTensor) -> Result<HostTensor> {
-        Ok(HostTensor {
-            shape: a.shape.clone(),
-            data: a.data.iter().zip(&b.data).map(|(x, y)| x * y).collect(),
-        })
+        same_shape("mul", a, b)?;
+        let mut y = self.scratch(&a.shape);
+        y.data
+            .iter_mut()
+            .zip(a.data.iter().zip(&b.data))
+            .for_each(|(o, (x, y))| *o = x * y);
+        Ok(y)
+    }
+
+    fn concat_channels(&self, parts: &[&HostTensor]) -> Result<HostTensor> {
+        let first = parts
+            .first()
+            .ok_or_else(|| shape_err("concat", "nothing to join"))?;
+        if first.shape.len() < 2 {
+            return Err(shape_err(
+                "concat",
+                format!("expected (batch, channels, …), got {:?}", first.shape),
+            ));
+        }
+        let (batch, rest) = (first.shape[0], &first.shape[2..]);
+        for p in parts {
+            if p.shape.len() != first.shape.len() || p.shape[0] != batch || &p.shape[2..] != rest {
+                return Err(shape_err(
+                    "concat",
+                    format!(
+                        "cannot join {:?} and {:?} along the channels",
+                        first.shape, p.shape
+                    ),
+                ));
+            }
+        }
+        let channels: usize = parts.iter().map(|p| p.shape[1]).sum();
+        let mut shape = first.shape.clone();
+        shape[1] = channels;
+        let mut y = self.scratch(&shape);
+        let per: Vec<usize> = parts.iter().map(|p| p.data.len() / batch.max(1)).collect();
+        let row = per.iter().sum::<usize>();
+        for b in 0..batch {
+            let mut o = b * row;
+            for (p, &n) in parts.iter().zip(&per) {
+                y.data[o..o + n].copy_from_slice(&p.data[b * n..(b + 1) * n]);
+                o += n;
+            }
+        }
+        Ok(y)
+    }
+
+    fn split_channels(&self, t: &HostTensor, sizes: &[usize]) -> Result<Vec<HostTensor>> {
+        if t.shape.len() < 2 || sizes.iter().sum::<usize>() != t.shape[1] {
+            return Err(shape_err(
+                "split",
+                format!("cannot cut {:?} into {sizes:?} channels", t.shape),
+            ));
+        }
+        let batch = t.shape[0];
+        let inner: usize = t.shape[2..].iter().product();
+        let row = t.shape[1] * inner;
+        let mut out = Vec::with_capacity(sizes.len());
+        let mut offset = 0;
+        for &c in sizes {
+            let mut shape = t.shape.clone();
+            shape[1] = c;
+            let mut part = self.scratch(&shape);
+            let n = c * inner;
+            for b in 0..batch {
+                part.data[b * n..(b + 1) * n]
+                    .copy_from_slice(&t.data[b * row + offset..b * row + offset + n]);
+            }
+            offset += n;
+            out.push(part);
+        }
+        Ok(out)
     }
 
     fn add_scaled(&self, a: &mut HostTensor, b: &HostTensor, s: f32) -> Result<()> {
+        same_shape("add", a, b)?;
         a.data
             .iter_mut()
             .zip(&b.data)
@@ -720,7 +910,7 @@ impl Backend for Native {
                 weight_decay,
             } => {
                 if state.is_empty() {
-                    state.push(HostTensor::zeros(&param.shape));
+                    state.push(self.zeros_t(&param.shape));
                 }
                 kernels::optim::sgd_step(
                     lr,
@@ -742,8 +932,8 @@ impl Backend for Native {
                 step,
             } => {
                 if state.is_empty() {
-                    state.push(HostTensor::zeros(&param.shape));
-                    state.push(HostTensor::zeros(&param.shape));
+                    state.push(self.zeros_t(&param.shape));
+                    state.push(self.zeros_t(&param.shape));
                 }
                 let (m, v) = state.split_at_mut(1);
                 let h = kernels::optim::AdamStep {

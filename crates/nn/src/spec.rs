@@ -1,5 +1,7 @@
-//! Layer descriptions with a Keras-like vocabulary, read from TOML by serde.
-//! Unknown keys are errors.
+//! The vocabulary shared by layer specs (activations, padding, sizes), and
+//! every layer kind's spec, re-exported from its file under
+//! [`layers`](crate::layers). Specs are read from TOML by serde; unknown
+//! keys are errors.
 
 use kernels::conv1d::Padding;
 use kernels::Activation;
@@ -92,164 +94,31 @@ impl Size {
     }
 }
 
-fn one() -> usize {
+pub(crate) fn one() -> usize {
     1
 }
-fn yes() -> bool {
+
+pub(crate) fn yes() -> bool {
     true
 }
-fn bn_momentum() -> f32 {
-    0.1
-}
-fn bn_eps() -> f32 {
-    1e-5
-}
 
-/// A convolution layer (1D or 2D).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConvSpec {
-    pub filters: usize,
-    pub kernel: Size,
-    #[serde(default = "one_size")]
-    pub stride: Size,
-    #[serde(default = "one_size")]
-    pub dilation: Size,
-    #[serde(default)]
-    pub padding: PaddingSpec,
-    #[serde(default = "one")]
-    pub groups: usize,
-    #[serde(default)]
-    pub activation: ActivationSpec,
-    #[serde(default = "yes")]
-    pub use_bias: bool,
-    #[serde(default)]
-    pub l1: f32,
-    #[serde(default)]
-    pub l2: f32,
-}
-
-fn one_size() -> Size {
+pub(crate) fn one_size() -> Size {
     Size::One(1)
 }
 
-/// A separable convolution: depthwise (one filter bank per input channel,
-/// `depth_multiplier` filters each), then pointwise (kernel 1) to `filters`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SeparableSpec {
-    pub filters: usize,
-    pub kernel: Size,
-    #[serde(default = "one_size")]
-    pub stride: Size,
-    #[serde(default = "one_size")]
-    pub dilation: Size,
-    #[serde(default)]
-    pub padding: PaddingSpec,
-    #[serde(default = "one")]
-    pub depth_multiplier: usize,
-    #[serde(default)]
-    pub activation: ActivationSpec,
-    #[serde(default = "yes")]
-    pub use_bias: bool,
-    #[serde(default)]
-    pub l1: f32,
-    #[serde(default)]
-    pub l2: f32,
-}
-
-/// A pooling layer; the stride defaults to the size.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PoolSpec {
-    pub size: Size,
-    #[serde(default)]
-    pub stride: Option<Size>,
-    #[serde(default)]
-    pub padding: usize,
-}
-
-/// A fully connected layer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DenseSpec {
-    pub units: usize,
-    #[serde(default)]
-    pub activation: ActivationSpec,
-    #[serde(default = "yes")]
-    pub use_bias: bool,
-    #[serde(default)]
-    pub l1: f32,
-    #[serde(default)]
-    pub l2: f32,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DropoutSpec {
-    pub rate: f32,
-}
-
-/// Batch normalization; running statistics move by `momentum` per batch.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchNormSpec {
-    #[serde(default = "bn_momentum")]
-    pub momentum: f32,
-    #[serde(default = "bn_eps")]
-    pub eps: f32,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActivationLayerSpec {
-    pub activation: ActivationSpec,
-}
-
+/// The spec of a layer with no options (flatten, global pooling).
 #[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 
-/// One layer of a model, tagged by `type`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum LayerSpec {
-    Conv1d(ConvSpec),
-    SeparableConv1d(SeparableSpec),
-    Conv2d(ConvSpec),
-    SeparableConv2d(SeparableSpec),
-    MaxPool1d(PoolSpec),
-    AvgPool1d(PoolSpec),
-    MaxPool2d(PoolSpec),
-    AvgPool2d(PoolSpec),
-    GlobalAvgPool(Empty),
-    GlobalMaxPool(Empty),
-    Flatten(Empty),
-    Dense(DenseSpec),
-    Dropout(DropoutSpec),
-    BatchNorm(BatchNormSpec),
-    Activation(ActivationLayerSpec),
-}
-
-impl LayerSpec {
-    /// The layer's `type` name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            LayerSpec::Conv1d(_) => "conv1d",
-            LayerSpec::SeparableConv1d(_) => "separable_conv1d",
-            LayerSpec::Conv2d(_) => "conv2d",
-            LayerSpec::SeparableConv2d(_) => "separable_conv2d",
-            LayerSpec::MaxPool1d(_) => "max_pool1d",
-            LayerSpec::AvgPool1d(_) => "avg_pool1d",
-            LayerSpec::MaxPool2d(_) => "max_pool2d",
-            LayerSpec::AvgPool2d(_) => "avg_pool2d",
-            LayerSpec::GlobalAvgPool(_) => "global_avg_pool",
-            LayerSpec::GlobalMaxPool(_) => "global_max_pool",
-            LayerSpec::Flatten(_) => "flatten",
-            LayerSpec::Dense(_) => "dense",
-            LayerSpec::Dropout(_) => "dropout",
-            LayerSpec::BatchNorm(_) => "batch_norm",
-            LayerSpec::Activation(_) => "activation",
-        }
-    }
-}
+pub use crate::layers::activation::ActivationLayerSpec;
+pub use crate::layers::batch_norm::BatchNormSpec;
+pub use crate::layers::branches::{BranchSpec, BranchesSpec, Merge};
+pub use crate::layers::conv::ConvSpec;
+pub use crate::layers::dense::DenseSpec;
+pub use crate::layers::dropout::DropoutSpec;
+pub use crate::layers::pool::PoolSpec;
+pub use crate::layers::residual::{ResidualSpec, Shortcut};
+pub use crate::layers::separable::SeparableSpec;
+pub use crate::layers::sequential::SequentialSpec;
+pub use crate::layers::LayerSpec;

@@ -1,15 +1,16 @@
-//! One test body for every compiled backend: each layer type and each
-//! shipped config gives the same forward outputs, input gradients and
-//! parameter gradients as the native backend (within 1e-4, relative to the
-//! largest value), and three epochs of training from the same weights give
-//! the same loss curve. Native is checked against itself (trivially);
-//! candle-cpu with the `candle` feature; CUDA with the `cuda` feature when
-//! a device answers (GENOCNN_TEST_CUDA=0 skips it; GENOCNN_REQUIRE_CUDA
-//! makes a missing device a failure).
+//! One test body for every compiled backend: each layer type, each
+//! container and each shipped config gives the same forward outputs, input
+//! gradients and parameter gradients as the native backend (within 1e-4,
+//! relative to the largest value), in training and in evaluation mode, and
+//! three epochs of training from the same weights give the same loss
+//! curve. Native is checked against its own unfused network; candle-cpu
+//! with the `candle` feature; CUDA with the `cuda` feature when a device
+//! answers (GENOCNN_TEST_CUDA=0 skips it; GENOCNN_REQUIRE_CUDA makes a
+//! missing device a failure).
 
 mod common;
 use common::{data, layers};
-use nn::{Backend, Candle, CandleDevice, Init, LayerSpec, Loss, Mode, Native, Network, Optimizer};
+use nn::{Backend, Ctx, Init, LayerSpec, Loss, Native, Network, OptState, Optimizer};
 
 /// The `[[layers]]` of a shipped config.
 fn config_layers(name: &str) -> Vec<LayerSpec> {
@@ -40,34 +41,43 @@ struct Pass {
     grads: Vec<(String, Vec<f32>)>,
 }
 
-fn pass<B: Backend>(b: B, specs: &[LayerSpec], input: &[usize], batch: usize) -> Pass {
-    let mut net = Network::build(b.clone(), specs, input, Init::He, 5).unwrap();
+fn pass<B: Backend>(
+    b: B,
+    specs: &[LayerSpec],
+    input: &[usize],
+    batch: usize,
+    ctx: Ctx,
+    fuse: bool,
+) -> Pass {
+    let net = Network::builder(b.clone(), specs, input)
+        .seed(5)
+        .fuse(fuse)
+        .build()
+        .unwrap();
     let mut shape = vec![batch];
     shape.extend_from_slice(input);
     let x = b.tensor(data(shape.iter().product(), 21), &shape).unwrap();
-    net.zero_grad();
-    net.reset_dropout(0);
-    let out = net.forward(&x, Mode::Train).unwrap();
-    let out_shape = b.shape(&out);
-    let out_v = b.to_vec(&out).unwrap();
+    let mut p = net.forward(&x, &ctx).unwrap();
+    let out_shape = b.shape(&p.output);
+    let out_v = b.to_vec(&p.output).unwrap();
     let dy = b.tensor(data(out_v.len(), 31), &out_shape).unwrap();
-    let dx = net.backward(&dy, true).unwrap().unwrap();
+    let (dx, g) = net.backward_with(&mut p, dy, true, true).unwrap();
+    let g = g.unwrap();
     let grads = net
         .params()
         .iter()
         .filter(|p| p.trainable)
         .map(|p| {
-            let g = p
-                .grad
-                .as_ref()
-                .map(|g| b.to_vec(g).unwrap())
+            let v = g
+                .get(p.id)
+                .map(|t| b.to_vec(t).unwrap())
                 .unwrap_or_default();
-            (p.name.clone(), g)
+            (p.name.clone(), v)
         })
         .collect();
     Pass {
         out: out_v,
-        dx: b.to_vec(&dx).unwrap(),
+        dx: b.to_vec(&dx.unwrap()).unwrap(),
         grads,
     }
 }
@@ -75,6 +85,7 @@ fn pass<B: Backend>(b: B, specs: &[LayerSpec], input: &[usize], batch: usize) ->
 /// Three epochs of Adam on a fixed problem; the mean loss of each.
 fn curve<B: Backend>(b: B, specs: &[LayerSpec], input: &[usize]) -> Vec<f64> {
     let mut net = Network::build(b.clone(), specs, input, Init::He, 9).unwrap();
+    let mut state = OptState::new();
     let n = 64;
     let per: usize = input.iter().product();
     let xs = data(n * per, 41);
@@ -92,14 +103,22 @@ fn curve<B: Backend>(b: B, specs: &[LayerSpec], input: &[usize]) -> Vec<f64> {
             let x = b
                 .tensor(xs[c * 16 * per..(c + 1) * 16 * per].to_vec(), &shape)
                 .unwrap();
-            net.zero_grad();
-            let out = net.forward(&x, Mode::Train).unwrap();
-            let (l, dy) = Loss::Mse.eval(&b.to_vec(&out).unwrap(), 1, &ys[c * 16..(c + 1) * 16]);
-            let dy = b.tensor(dy, &b.shape(&out)).unwrap();
-            net.backward(&dy, false).unwrap();
-            total += l + net.apply_penalties().unwrap() as f64;
             step += 1;
-            net.step(&opt.update(1e-3, step)).unwrap();
+            let u = opt.update(1e-3, step);
+            let targets = &ys[c * 16..(c + 1) * 16];
+            let out = nn::train_step(
+                &mut net,
+                &mut state,
+                &x,
+                Loss::Mse,
+                1,
+                targets,
+                &u,
+                step as u64,
+                false,
+            )
+            .unwrap();
+            total += out.loss;
         }
         losses.push(total / (n / 16) as f64);
     }
@@ -298,6 +317,156 @@ fn cases() -> Vec<(String, Vec<LayerSpec>, Vec<usize>, usize)> {
             vec![1, 15, 14],
             2,
         ),
+        (
+            "containers: branches (concat, add), residual (identity, projection), sequential"
+                .into(),
+            t(r#"
+            [[layers]]
+            type = "branches"
+            merge = "concat"
+            [[layers.branch]]
+            [[layers.branch.layers]]
+            type = "conv1d"
+            filters = 3
+            kernel = 1
+            activation = "relu"
+            [[layers.branch]]
+            [[layers.branch.layers]]
+            type = "conv1d"
+            filters = 2
+            kernel = 1
+            [[layers.branch.layers]]
+            type = "conv1d"
+            filters = 3
+            kernel = 5
+            padding = "same"
+            activation = "elu"
+            [[layers.branch]]
+            [[layers.branch.layers]]
+            type = "max_pool1d"
+            size = 3
+            stride = 1
+            padding = 1
+            [[layers.branch.layers]]
+            type = "conv1d"
+            filters = 2
+            kernel = 1
+            activation = "softplus"
+            [[layers]]
+            type = "residual"
+            activation = "relu"
+            [[layers.layers]]
+            type = "conv1d"
+            filters = 8
+            kernel = 3
+            padding = "same"
+            activation = "relu"
+            [[layers.layers]]
+            type = "batch_norm"
+            [[layers]]
+            type = "residual"
+            [[layers.layers]]
+            type = "sequential"
+            [[layers.layers.layers]]
+            type = "conv1d"
+            filters = 4
+            kernel = 3
+            stride = 2
+            padding = 1
+            activation = "tanh"
+            [[layers]]
+            type = "branches"
+            merge = "add"
+            [[layers.branch]]
+            [[layers.branch.layers]]
+            type = "conv1d"
+            filters = 4
+            kernel = 4
+            padding = "same"
+            activation = "relu"
+            [[layers.branch.layers]]
+            type = "conv1d"
+            filters = 4
+            kernel = 6
+            padding = "same"
+            activation = "relu"
+            [[layers.branch]]
+            [[layers.branch.layers]]
+            type = "conv1d"
+            filters = 4
+            kernel = 4
+            padding = "same"
+            activation = "relu"
+            [[layers]]
+            type = "max_pool1d"
+            size = 2
+            [[layers]]
+            type = "dropout"
+            rate = 0.25
+            [[layers]]
+            type = "flatten"
+            [[layers]]
+            type = "dense"
+            units = 2
+        "#),
+            vec![2, 33],
+            3,
+        ),
+        (
+            "2D containers: an Inception block and a residual block".into(),
+            t(r#"
+            [[layers]]
+            type = "branches"
+            [[layers.branch]]
+            [[layers.branch.layers]]
+            type = "conv2d"
+            filters = 2
+            kernel = 1
+            activation = "relu"
+            [[layers.branch]]
+            [[layers.branch.layers]]
+            type = "conv2d"
+            filters = 2
+            kernel = 1
+            activation = "relu"
+            [[layers.branch.layers]]
+            type = "conv2d"
+            filters = 3
+            kernel = 3
+            padding = "same"
+            activation = "relu"
+            [[layers.branch]]
+            [[layers.branch.layers]]
+            type = "max_pool2d"
+            size = 3
+            stride = 1
+            padding = 1
+            [[layers.branch.layers]]
+            type = "conv2d"
+            filters = 2
+            kernel = 1
+            activation = "relu"
+            [[layers]]
+            type = "residual"
+            activation = "relu"
+            [[layers.layers]]
+            type = "conv2d"
+            filters = 4
+            kernel = 3
+            stride = 2
+            padding = 1
+            activation = "relu"
+            [[layers.layers]]
+            type = "batch_norm"
+            [[layers]]
+            type = "global_avg_pool"
+            [[layers]]
+            type = "dense"
+            units = 3
+        "#),
+            vec![2, 9, 10],
+            2,
+        ),
     ];
     for (cfg, input, batch) in [
         ("peer-genomic.toml", vec![1, 300], 3),
@@ -313,35 +482,43 @@ fn cases() -> Vec<(String, Vec<LayerSpec>, Vec<usize>, usize)> {
     v
 }
 
-/// Compares a backend with the native one on every case.
-fn conforms<B: Backend>(b: B) {
+/// Compares a backend with the native one on every case, in training and
+/// in evaluation mode (where the input gradient is that of the inference
+/// function). `fuse` builds the backend's networks with the fusion pass.
+fn conforms_with<B: Backend>(b: B, fuse: bool) {
     for (name, specs, input, batch) in cases() {
-        let want = pass(Native, &specs, &input, batch);
-        let got = pass(b.clone(), &specs, &input, batch);
-        let tag = format!("{} on {name}", b.name());
-        assert!(
-            rel(&got.out, &want.out) <= 1e-4,
-            "{tag}: outputs differ by {}",
-            rel(&got.out, &want.out)
-        );
-        assert!(
-            rel(&got.dx, &want.dx) <= 1e-4,
-            "{tag}: input gradients differ by {}",
-            rel(&got.dx, &want.dx)
-        );
-        assert_eq!(got.grads.len(), want.grads.len());
-        for ((n, g), (_, w)) in got.grads.iter().zip(&want.grads) {
-            assert!(
-                rel(g, w) <= 1e-4,
-                "{tag}: gradient of {n} differs by {}",
-                rel(g, w)
+        for (mode, ctx) in [("train", Ctx::train(7)), ("eval", Ctx::eval().recording())] {
+            let want = pass(Native::new(), &specs, &input, batch, ctx, true);
+            let got = pass(b.clone(), &specs, &input, batch, ctx, fuse);
+            let tag = format!(
+                "{}{} on {name} ({mode})",
+                b.name(),
+                if fuse { "" } else { " unfused" }
             );
+            assert!(
+                rel(&got.out, &want.out) <= 1e-4,
+                "{tag}: outputs differ by {}",
+                rel(&got.out, &want.out)
+            );
+            assert!(
+                rel(&got.dx, &want.dx) <= 1e-4,
+                "{tag}: input gradients differ by {}",
+                rel(&got.dx, &want.dx)
+            );
+            assert_eq!(got.grads.len(), want.grads.len());
+            for ((n, g), (_, w)) in got.grads.iter().zip(&want.grads) {
+                assert!(
+                    rel(g, w) <= 1e-4,
+                    "{tag}: gradient of {n} differs by {}",
+                    rel(g, w)
+                );
+            }
         }
     }
     // Training: the loss curves of three epochs agree within 1e-4 (relative).
     for cfg in ["peer-genomic.toml", "cnn1d-dnngp.toml"] {
         let specs = config_layers(cfg);
-        let want = curve(Native, &specs, &[1, 120]);
+        let want = curve(Native::new(), &specs, &[1, 120]);
         let got = curve(b.clone(), &specs, &[1, 120]);
         for (e, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(
@@ -354,18 +531,30 @@ fn conforms<B: Backend>(b: B) {
     }
 }
 
-#[test]
-fn native_conforms() {
-    conforms(Native);
+fn conforms<B: Backend>(b: B) {
+    conforms_with(b, true);
 }
 
+/// The native backend against its own unfused networks: the fused kernels
+/// and the fusion pass change no figure beyond rounding.
+#[test]
+fn native_conforms() {
+    conforms_with(Native::new(), false);
+}
+
+#[cfg(feature = "candle")]
 #[test]
 fn candle_cpu_conforms() {
-    match Candle::new(CandleDevice::Cpu) {
-        Ok(b) => conforms(b),
-        Err(e) if cfg!(feature = "candle") => panic!("the candle feature is on, yet: {e}"),
-        Err(e) => eprintln!("skipping candle-cpu: {e}"),
-    }
+    conforms(nn::Candle::new(nn::CandleDevice::Cpu).expect("the candle CPU device"));
+}
+
+#[cfg(not(feature = "candle"))]
+#[test]
+fn candle_cpu_conforms() {
+    eprintln!(
+        "skipping candle-cpu: {}",
+        nn::candle::not_built(nn::CandleDevice::Cpu)
+    );
 }
 
 #[test]
@@ -374,7 +563,11 @@ fn cuda_conforms() {
         eprintln!("skipping cuda: GENOCNN_TEST_CUDA=0");
         return;
     }
-    match Candle::new(CandleDevice::Cuda(0)) {
+    #[cfg(feature = "candle")]
+    let device = nn::Candle::new(nn::CandleDevice::Cuda(0));
+    #[cfg(not(feature = "candle"))]
+    let device: nn::Result<Native> = Err(nn::candle::not_built(nn::CandleDevice::Cuda(0)));
+    match device {
         Ok(b) => conforms(b),
         // scripts/gpu-check.sh sets GENOCNN_REQUIRE_CUDA: there a missing
         // device is a failure, not a skip.

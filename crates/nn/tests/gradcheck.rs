@@ -3,18 +3,18 @@
 
 mod common;
 use common::{data, layers};
-use nn::{Backend, HostTensor, Init, LayerSpec, Loss, Mode, Native, Network, Optimizer};
+use nn::{Ctx, HostTensor, Init, LayerSpec, Loss, Native, Network, OptState, Optimizer};
 
-/// Loss of the network on (x, y), with dropout masks fixed.
-fn loss(net: &mut Network<Native>, x: &HostTensor, y: &[f32], loss: Loss) -> f64 {
-    net.reset_dropout(0);
-    let out = net.forward(x, Mode::Train).unwrap();
+/// Loss of the network on (x, y), with dropout masks fixed (a training
+/// pass that commits nothing, so batch norm uses the batch's statistics).
+fn loss(net: &Network<Native>, x: &HostTensor, y: &[f32], loss: Loss) -> f64 {
+    let out = net.forward(x, &Ctx::train(0)).unwrap().output;
     let width = out.shape[1];
     let (l, _) = loss.eval(&out.data, width, y);
     l + penalties(net)
 }
 
-fn penalties(net: &mut Network<Native>) -> f64 {
+fn penalties(net: &Network<Native>) -> f64 {
     net.params()
         .iter()
         .map(|p| {
@@ -29,27 +29,24 @@ fn penalties(net: &mut Network<Native>) -> f64 {
 
 fn gradcheck(name: &str, specs: &str, input: &[usize], lossf: Loss, targets: Vec<f32>) {
     let batch = targets.len();
-    let mut net = Network::build(Native, &layers(specs), input, Init::Glorot, 3).unwrap();
+    let mut net = Network::build(Native::new(), &layers(specs), input, Init::Glorot, 3).unwrap();
     let mut shape = vec![batch];
     shape.extend_from_slice(input);
-    let x = Native
-        .tensor(data(shape.iter().product(), 11), &shape)
-        .unwrap();
+    let x = HostTensor::new(data(shape.iter().product(), 11), &shape).unwrap();
     // Analytic gradients.
-    net.zero_grad();
-    net.reset_dropout(0);
-    let out = net.forward(&x, Mode::Train).unwrap();
+    let mut pass = net.forward(&x, &Ctx::train(0)).unwrap();
+    let out = &pass.output;
     let (_, dy) = lossf.eval(&out.data, out.shape[1], &targets);
-    let dyt = Native.tensor(dy, &out.shape).unwrap();
-    net.backward(&dyt, false).unwrap();
-    net.apply_penalties().unwrap();
+    let dyt = HostTensor::new(dy, &out.shape).unwrap();
+    let mut g = net.backward(&mut pass, dyt).unwrap();
+    net.apply_penalties(&mut g).unwrap();
     let grads: Vec<(String, Vec<f32>, bool)> = net
         .params()
         .iter()
         .map(|p| {
             (
                 p.name.clone(),
-                p.grad.as_ref().map(|g| g.data.clone()).unwrap_or_default(),
+                g.get(p.id).map(|g| g.data.clone()).unwrap_or_default(),
                 p.trainable,
             )
         })
@@ -65,11 +62,11 @@ fn gradcheck(name: &str, specs: &str, input: &[usize], lossf: Loss, targets: Vec
         let scale = g.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-2) as f64;
         for i in (0..n).step_by((n / 25).max(1)) {
             let orig = net.params()[k].value.data[i];
-            net.params()[k].value.data[i] = orig + h;
-            let lp = loss(&mut net, &x, &targets, lossf);
-            net.params()[k].value.data[i] = orig - h;
-            let lm = loss(&mut net, &x, &targets, lossf);
-            net.params()[k].value.data[i] = orig;
+            net.params_mut()[k].value.data[i] = orig + h;
+            let lp = loss(&net, &x, &targets, lossf);
+            net.params_mut()[k].value.data[i] = orig - h;
+            let lm = loss(&net, &x, &targets, lossf);
+            net.params_mut()[k].value.data[i] = orig;
             let fd = (lp - lm) / (2.0 * h as f64);
             let err = (fd - g[i] as f64).abs() / scale;
             assert!(
@@ -260,19 +257,26 @@ fn overfits_32_samples() {
         type = "dense"
         units = 1
     "#;
-    let mut net = Network::build(Native, &layers(specs), &[1, 100], Init::He, 1).unwrap();
-    let x = Native.tensor(data(32 * 100, 1), &[32, 1, 100]).unwrap();
+    let mut net = Network::build(Native::new(), &layers(specs), &[1, 100], Init::He, 1).unwrap();
+    let x = HostTensor::new(data(32 * 100, 1), &[32, 1, 100]).unwrap();
     let y = data(32, 2);
     let opt = Optimizer::default();
+    let mut state = OptState::new();
     let mut last = f64::INFINITY;
     for step in 1..=400 {
-        net.zero_grad();
-        let out = net.forward(&x, Mode::Train).unwrap();
-        let (l, dy) = Loss::Mse.eval(&out.data, 1, &y);
-        net.backward(&Native.tensor(dy, &[32, 1]).unwrap(), false)
-            .unwrap();
-        net.step(&opt.update(3e-3, step)).unwrap();
-        last = l;
+        let out = nn::train_step(
+            &mut net,
+            &mut state,
+            &x,
+            Loss::Mse,
+            1,
+            &y,
+            &opt.update(3e-3, step),
+            0,
+            false,
+        )
+        .unwrap();
+        last = out.loss;
     }
     let var = y.iter().map(|v| (v * v) as f64).sum::<f64>() / 32.0;
     assert!(
@@ -305,7 +309,7 @@ fn unknown_keys_and_impossible_shapes_are_named() {
         "{err}"
     );
     let specs = layers("[[layers]]\ntype = \"conv1d\"\nfilters = 4\nkernel = 9\n[[layers]]\ntype = \"dense\"\nunits = 1\n");
-    let err = Network::build(Native, &specs, &[1, 5], Init::He, 1)
+    let err = Network::build(Native::new(), &specs, &[1, 5], Init::He, 1)
         .err()
         .unwrap()
         .to_string();
@@ -314,7 +318,7 @@ fn unknown_keys_and_impossible_shapes_are_named() {
         "{err}"
     );
     let specs = layers("[[layers]]\ntype = \"conv1d\"\nfilters = 4\nkernel = 3\n[[layers]]\ntype = \"dense\"\nunits = 1\n");
-    let err = Network::build(Native, &specs, &[1, 50], Init::He, 1)
+    let err = Network::build(Native::new(), &specs, &[1, 50], Init::He, 1)
         .err()
         .unwrap()
         .to_string();
@@ -322,4 +326,226 @@ fn unknown_keys_and_impossible_shapes_are_named() {
         err.contains("layer 1 (dense)") && err.contains("flatten"),
         "{err}"
     );
+}
+
+/// Containers nested two levels deep: branches (concat) holding a residual
+/// block and a sequential list, then summed branches (add) holding a
+/// residual block with a projection; batch norm, dropout and pools inside.
+const NESTED: &str = r#"
+    [[layers]]
+    type = "conv1d"
+    filters = 4
+    kernel = 3
+    padding = "same"
+    activation = "tanh"
+
+    [[layers]]
+    type = "branches"
+    merge = "concat"
+    [[layers.branch]]
+    [[layers.branch.layers]]
+    type = "residual"
+    activation = "softplus"
+    [[layers.branch.layers.layers]]
+    type = "conv1d"
+    filters = 4
+    kernel = 3
+    padding = "same"
+    activation = "tanh"
+    [[layers.branch.layers.layers]]
+    type = "batch_norm"
+    [[layers.branch]]
+    [[layers.branch.layers]]
+    type = "sequential"
+    [[layers.branch.layers.layers]]
+    type = "conv1d"
+    filters = 3
+    kernel = 5
+    padding = "same"
+    activation = "elu"
+    [[layers.branch.layers.layers]]
+    type = "max_pool1d"
+    size = 3
+    stride = 1
+    padding = 1
+    [[layers.branch.layers.layers]]
+    type = "dropout"
+    rate = 0.3
+
+    [[layers]]
+    type = "branches"
+    merge = "add"
+    [[layers.branch]]
+    [[layers.branch.layers]]
+    type = "conv1d"
+    filters = 5
+    kernel = 1
+    activation = "sigmoid"
+    [[layers.branch]]
+    [[layers.branch.layers]]
+    type = "residual"
+    [[layers.branch.layers.layers]]
+    type = "conv1d"
+    filters = 5
+    kernel = 3
+    padding = "same"
+    activation = "tanh"
+    l2 = 0.01
+
+    [[layers]]
+    type = "avg_pool1d"
+    size = 2
+    [[layers]]
+    type = "flatten"
+    [[layers]]
+    type = "dense"
+    units = 1
+"#;
+
+#[test]
+fn containers_nested_two_levels() {
+    gradcheck(
+        "nested containers",
+        NESTED,
+        &[2, 12],
+        Loss::Mse,
+        data(4, 12),
+    );
+    // The parameter names follow the nesting.
+    let net = Network::build(Native::new(), &layers(NESTED), &[2, 12], Init::He, 1).unwrap();
+    let names: Vec<String> = net.params().iter().map(|p| p.name.clone()).collect();
+    for want in [
+        "layers.0.weight",
+        "layers.1.branch.0.layers.0.layers.0.weight",
+        "layers.1.branch.0.layers.0.layers.1.running_var",
+        "layers.1.branch.1.layers.0.layers.0.bias",
+        "layers.2.branch.1.layers.0.layers.0.weight",
+        "layers.2.branch.1.layers.0.shortcut.weight",
+        "layers.5.weight",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+}
+
+#[test]
+fn two_dimensional_containers() {
+    let specs = r#"
+        [[layers]]
+        type = "branches"
+        [[layers.branch]]
+        [[layers.branch.layers]]
+        type = "conv2d"
+        filters = 2
+        kernel = 1
+        activation = "relu"
+        [[layers.branch]]
+        [[layers.branch.layers]]
+        type = "conv2d"
+        filters = 3
+        kernel = 3
+        padding = "same"
+        activation = "tanh"
+        [[layers.branch]]
+        [[layers.branch.layers]]
+        type = "max_pool2d"
+        size = 3
+        stride = 1
+        padding = 1
+        [[layers.branch.layers]]
+        type = "conv2d"
+        filters = 2
+        kernel = 1
+        [[layers]]
+        type = "residual"
+        activation = "relu"
+        [[layers.layers]]
+        type = "conv2d"
+        filters = 4
+        kernel = 3
+        stride = 2
+        padding = 1
+        activation = "softplus"
+        [[layers]]
+        type = "global_avg_pool"
+        [[layers]]
+        type = "dense"
+        units = 3
+    "#;
+    gradcheck(
+        "2d containers",
+        specs,
+        &[2, 7, 8],
+        Loss::SoftmaxCrossEntropy,
+        vec![0.0, 2.0, 1.0],
+    );
+}
+
+#[test]
+fn container_shapes_that_cannot_work_are_named() {
+    let err = |specs: &str, input: &[usize]| {
+        Network::build(Native::new(), &layers(specs), input, Init::He, 1)
+            .err()
+            .expect("an error")
+            .to_string()
+    };
+    let e = err(
+        r#"
+        [[layers]]
+        type = "branches"
+        [[layers.branch]]
+        [[layers.branch.layers]]
+        type = "conv1d"
+        filters = 2
+        kernel = 3
+        [[layers.branch]]
+        [[layers.branch.layers]]
+        type = "conv1d"
+        filters = 2
+        kernel = 1
+    "#,
+        &[1, 20],
+    );
+    assert!(
+        e.contains("layer 0 (branches)") && e.contains("2 × 18") && e.contains("2 × 20"),
+        "{e}"
+    );
+    let e = err(
+        r#"
+        [[layers]]
+        type = "branches"
+        [[layers.branch]]
+        [[layers.branch.layers]]
+        type = "dense"
+        units = 2
+        [[layers.branch]]
+        [[layers.branch.layers]]
+        type = "flatten"
+    "#,
+        &[1, 20],
+    );
+    assert!(
+        e.contains("layer 0.branch.0.layers.0 (dense)") && e.contains("flatten"),
+        "{e}"
+    );
+    let e = err(
+        r#"
+        [[layers]]
+        type = "residual"
+        shortcut = "identity"
+        [[layers.layers]]
+        type = "conv1d"
+        filters = 3
+        kernel = 3
+    "#,
+        &[1, 20],
+    );
+    assert!(
+        e.contains("layer 0 (residual)") && e.contains("identity"),
+        "{e}"
+    );
+    let e = err(
+        "[[layers]]\ntype = \"branches\"\n[[layers.branch]]\nlayers = []\n",
+        &[1, 5],
+    );
+    assert!(e.contains("two or more"), "{e}");
 }

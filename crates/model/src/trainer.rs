@@ -1,0 +1,217 @@
+//! The one training loop, for genomic regression and image classification
+//! alike: the learning-rate schedule, shuffled mini-batches, the optimizer
+//! step, a divergence check, an end-of-epoch evaluation, early stopping on
+//! the validation loss and the best epoch's weights restored.
+//!
+//! What differs between tasks (how a batch is made, what an epoch reports)
+//! is a [`Task`]; the loop trains a network that the caller passes in, so
+//! it may start from a built one or from saved weights.
+
+use std::time::Instant;
+
+use nn::{Backend, Loss, Network, OptState, Profile, ScheduleState};
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{ModelError, Result};
+use crate::spec::TrainingSpec;
+use crate::train::Event;
+
+/// Options of a training run beyond the spec.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrainOptions {
+    /// Time each layer's forward and backward passes.
+    pub profile: bool,
+}
+
+/// An epoch's figures that every task has, for its end-of-epoch report.
+#[derive(Clone, Copy, Debug)]
+pub struct EpochCore {
+    pub epoch: usize,
+    pub lr: f32,
+    /// Mean training loss over the epoch's samples, penalties included.
+    pub train_loss: f64,
+    /// When the epoch started.
+    pub started: Instant,
+    /// Seconds spent on the epoch's batches (evaluation excluded).
+    pub train_seconds: f64,
+}
+
+/// What a task gives the loop.
+pub trait Task<B: Backend> {
+    /// The task's epoch report.
+    type Report;
+    /// The network input (a tensor of `backend`) and the targets of the
+    /// training rows `rows`.
+    fn batch(&mut self, backend: &B, rows: &[usize], epoch: usize)
+        -> Result<(B::Tensor, Vec<f32>)>;
+    /// Sees each batch's outputs (batch × width) before the update.
+    fn observe(&mut self, _outputs: &[f32], _targets: &[f32]) {}
+    /// After each epoch: the validation loss (None without a validation
+    /// split) and the epoch's report.
+    fn end_epoch(
+        &mut self,
+        network: &Network<B>,
+        core: &EpochCore,
+    ) -> Result<(Option<f64>, Self::Report)>;
+}
+
+/// What a run of the loop gives back.
+pub struct Trained<R> {
+    pub history: Vec<R>,
+    /// The epoch whose weights were kept (0-based).
+    pub best_epoch: usize,
+    /// Per-layer times over the run, when asked for.
+    pub profile: Option<Profile>,
+}
+
+/// Early stopping on a validation loss, keeping the best epoch's weights.
+struct EarlyStopping {
+    best: Option<(f64, usize, Vec<Vec<f32>>)>,
+    since_best: usize,
+    patience: usize,
+}
+
+impl EarlyStopping {
+    fn new(patience: usize) -> Self {
+        EarlyStopping {
+            best: None,
+            since_best: 0,
+            patience: patience.max(1),
+        }
+    }
+
+    /// Records an epoch's validation loss; true when training should stop.
+    fn stop_after<B: Backend>(
+        &mut self,
+        network: &Network<B>,
+        val_loss: f64,
+        epoch: usize,
+    ) -> Result<bool> {
+        if self.best.as_ref().is_none_or(|(b, _, _)| val_loss < *b) {
+            let weights = network
+                .params()
+                .iter()
+                .map(|p| network.backend.to_vec(&p.value))
+                .collect::<nn::Result<Vec<_>>>()?;
+            self.best = Some((val_loss, epoch, weights));
+            self.since_best = 0;
+            Ok(false)
+        } else {
+            self.since_best += 1;
+            Ok(self.since_best >= self.patience)
+        }
+    }
+
+    /// Puts the best epoch's weights back; returns that epoch (or `last`
+    /// when no validation loss was recorded).
+    fn restore<B: Backend>(self, network: &mut Network<B>, last: usize) -> Result<usize> {
+        let Some((_, epoch, weights)) = self.best else {
+            return Ok(last);
+        };
+        let backend = network.backend.clone();
+        for (p, w) in network.params_mut().into_iter().zip(weights) {
+            let shape = backend.shape(&p.value);
+            p.value = backend.tensor(w, &shape)?;
+        }
+        Ok(epoch)
+    }
+}
+
+/// The seed of the dropout masks of optimizer step `step`.
+fn step_seed(seed: u64, step: u32) -> u64 {
+    kernels::norm::splitmix64(seed ^ (step as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+/// Trains `network` on `fit_rows` (shuffled each epoch by `rng`) with the
+/// spec's optimizer, schedule and early stopping. `loss` and `width` (the
+/// outputs per sample) are the task's; `n_val` is only reported.
+#[allow(clippy::too_many_arguments)]
+pub fn run<B: Backend, T: Task<B>>(
+    network: &mut Network<B>,
+    t: &TrainingSpec,
+    task: &mut T,
+    fit_rows: &mut [usize],
+    n_val: usize,
+    rng: &mut ChaCha8Rng,
+    seed: u64,
+    loss: Loss,
+    width: usize,
+    opts: &TrainOptions,
+    on: &mut dyn FnMut(Event<T::Report>),
+) -> Result<Trained<T::Report>> {
+    let bs = t.batch_size;
+    on(Event::Start {
+        epochs: t.epochs,
+        batches_per_epoch: fit_rows.len().div_ceil(bs),
+        n_train: fit_rows.len(),
+        n_val,
+    });
+    let mut sched = ScheduleState::new(t.schedule, t.lr, t.epochs);
+    let mut history = Vec::new();
+    let mut stopper = EarlyStopping::new(t.patience);
+    let mut state = OptState::new();
+    let mut profile = opts.profile.then(Profile::default);
+    let mut step = 0u32;
+    for epoch in 0..t.epochs {
+        let started = Instant::now();
+        let lr = sched.lr(epoch);
+        fit_rows.shuffle(rng);
+        let mut total = 0.0;
+        for (k, rows) in fit_rows.chunks(bs).enumerate() {
+            let (x, targets) = task.batch(&network.backend, rows, epoch)?;
+            step += 1;
+            let update = t.optimizer.update(lr, step);
+            let out = nn::train_step(
+                network,
+                &mut state,
+                &x,
+                loss,
+                width,
+                &targets,
+                &update,
+                step_seed(seed, step),
+                opts.profile,
+            )?;
+            if !out.loss.is_finite() {
+                return Err(ModelError::Training(format!(
+                    "training diverged in epoch {} (the loss is {}); try a lower learning rate than {lr}",
+                    epoch + 1,
+                    out.loss
+                )));
+            }
+            if let Some(p) = &mut profile {
+                p.merge(&out.profile);
+            }
+            task.observe(&out.outputs, &targets);
+            total += out.loss * rows.len() as f64;
+            on(Event::Batch {
+                epoch,
+                batch: k,
+                loss: out.loss,
+            });
+        }
+        let core = EpochCore {
+            epoch,
+            lr,
+            train_loss: total / fit_rows.len() as f64,
+            started,
+            train_seconds: started.elapsed().as_secs_f64(),
+        };
+        let (val_loss, report) = task.end_epoch(network, &core)?;
+        sched.observe(val_loss.unwrap_or(core.train_loss));
+        on(Event::Epoch(&report));
+        history.push(report);
+        if let Some(v) = val_loss {
+            if stopper.stop_after(network, v, epoch)? {
+                break;
+            }
+        }
+    }
+    let best_epoch = stopper.restore(network, history.len() - 1)?;
+    Ok(Trained {
+        history,
+        best_epoch,
+        profile,
+    })
+}
