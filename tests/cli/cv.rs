@@ -278,3 +278,87 @@ fn nested_search_records_its_choice_per_outer_fold() {
     ]);
     assert!(err.contains("unknown search key 'filterz'"), "{err}");
 }
+
+#[test]
+fn the_container_architectures_run_cv_and_reload() {
+    // inception1d (branches), resnet1d (residual blocks) and dualcnn (summed
+    // towers) in cv beside GBLUP, on the same folds; then a trained one
+    // saved, reloaded and predicting what it predicted in training.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |c: &str| root().join("configs").join(c).display().to_string();
+    let models = format!(
+        "gblup,{},{},{}",
+        cfg("inception1d.toml"),
+        cfg("resnet1d.toml"),
+        cfg("dualcnn.toml")
+    );
+    let out = dir.path().join("cv");
+    let bed = root().join("data/example.bed");
+    let pheno = example_pheno();
+    ok(&[
+        "cv",
+        "--geno",
+        s(&bed),
+        "--pheno",
+        s(&pheno),
+        "--trait",
+        "trait",
+        "--models",
+        &models,
+        "--folds",
+        "2",
+        "--epochs",
+        "2",
+        "--seed",
+        "3",
+        "--out",
+        s(&out),
+    ]);
+    let (h, rows) = read_csv(&out.join("metrics.csv"));
+    let (mi, ri) = (
+        h.iter().position(|c| c == "model").unwrap(),
+        h.iter().position(|c| c == "r").unwrap(),
+    );
+    for m in ["gblup", "inception1d", "resnet1d", "dualcnn"] {
+        let rs: Vec<f64> = rows
+            .iter()
+            .filter(|r| r[mi] == m)
+            .map(|r| r[ri].parse().unwrap())
+            .collect();
+        assert_eq!(rs.len(), 2, "{m}: {rows:?}");
+        assert!(
+            rs.iter().all(|r| r.is_finite() && r.abs() <= 1.0),
+            "{m}: {rs:?}"
+        );
+    }
+
+    let model = dir.path().join("resnet");
+    let cfg_path = cfg("resnet1d.toml");
+    ok(&crate::common::train_example_args(
+        Path::new(&cfg_path),
+        &model,
+        &["--epochs", "2", "--val-fraction", "0"],
+    ));
+    // The saved weights are named after the nesting.
+    let toml = fs::read_to_string(model.join("model.toml")).unwrap();
+    assert!(toml.contains("type = \"residual\""), "{toml}");
+    let st = fs::read(model.join("model.safetensors")).unwrap();
+    let st = String::from_utf8_lossy(&st[..st.len().min(4096)]).into_owned();
+    assert!(
+        st.contains("layers.4.shortcut.weight") && st.contains("layers.2.layers.1.running_var"),
+        "{st}"
+    );
+    let pred = dir.path().join("p.csv");
+    ok(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--geno",
+        s(&bed),
+        "--out",
+        s(&pred),
+    ]);
+    let (_, p) = read_csv(&pred);
+    assert_eq!(p.len(), 600);
+    assert!(p.iter().all(|r| r[1].parse::<f64>().unwrap().is_finite()));
+}

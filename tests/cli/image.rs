@@ -247,6 +247,74 @@ fn vgg_small_trains_on_generated_cifar10_batches() {
 }
 
 #[test]
+fn googlenet_mini_and_vgg11_train_and_reload() {
+    // The Inception blocks of googlenet-mini on a part of the bundled MNIST,
+    // VGG-11 on generated CIFAR-10 batches; each reloads with the same figures.
+    let dir = tempfile::tempdir().unwrap();
+    let (mnist, gn) = (root("data/mnist"), root("configs/googlenet-mini.toml"));
+    let out = dir.path().join("gn");
+    let rest = [
+        "--model",
+        &gn,
+        "--epochs",
+        "1",
+        "--train-limit",
+        "400",
+        "--batch-size",
+        "32",
+    ];
+    ok(&image("train", "mnist", &mnist, &out, &rest));
+    let s = json(&out.join("summary.json"));
+    assert_eq!(s["n_train"], 400);
+    let acc = s["test_accuracy"].as_f64().unwrap();
+    let ev = dir.path().join("gn-eval");
+    ok(&image(
+        "eval",
+        "mnist",
+        &mnist,
+        &ev,
+        &["--model", out.to_str().unwrap()],
+    ));
+    assert_eq!(
+        json(&ev.join("summary.json"))["test_accuracy"]
+            .as_f64()
+            .unwrap(),
+        acc
+    );
+
+    let data = dir.path().join("cifar-10-batches-bin");
+    std::fs::create_dir(&data).unwrap();
+    write_cifar_like(&data, 64, 20);
+    let (out, vgg) = (dir.path().join("vgg11"), root("configs/vgg11.toml"));
+    let d = dir.path().to_str().unwrap();
+    ok(&image(
+        "train",
+        "cifar10",
+        d,
+        &out,
+        &["--model", &vgg, "--epochs", "1", "--batch-size", "16"],
+    ));
+    let s = json(&out.join("summary.json"));
+    assert_eq!(
+        (s["n_train"].as_u64(), s["n_test"].as_u64()),
+        (Some(64), Some(20))
+    );
+    assert!(s["n_parameters"].as_u64().unwrap() > 9_000_000, "{s}");
+    let ev = dir.path().join("vgg-eval");
+    ok(&image(
+        "eval",
+        "cifar10",
+        d,
+        &ev,
+        &["--model", out.to_str().unwrap()],
+    ));
+    assert_eq!(
+        json(&ev.join("summary.json"))["test_accuracy"],
+        s["test_accuracy"]
+    );
+}
+
+#[test]
 fn image_commands_refuse_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let (d, o, mnist) = (

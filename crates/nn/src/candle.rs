@@ -59,7 +59,7 @@ pub use real::Candle;
 
 #[cfg(feature = "candle")]
 mod real {
-    use candle_core::{Device, Tensor, Var, D};
+    use candle_core::{DType, Device, Tensor, Var, D};
 
     use super::CandleDevice;
     use crate::backend::{Backend, BnGrads, BnSaved, BnTrain, Grads, Update};
@@ -266,9 +266,34 @@ mod real {
             .narrow(3, 0, wo * size.1)?
             .reshape((b, c, ho, size.0, wo, size.1))?;
         match kind {
-            PoolKind::Max => win.max(5)?.max(3),
+            PoolKind::Max => {
+                max_first(&win.permute((0, 1, 2, 4, 3, 5))?.contiguous()?.reshape((
+                    b,
+                    c,
+                    ho,
+                    wo,
+                    size.0 * size.1,
+                ))?)
+            }
             PoolKind::Avg => win.mean(5)?.mean(3),
         }
+    }
+
+    /// The maximum over the last dimension, differentiable with the native
+    /// kernels' convention: the gradient goes to the first maximum of each
+    /// window (candle's own max gives it to every tied value, which after a
+    /// ReLU, with its exact zeros, is no subgradient).
+    fn max_first(win: &Tensor) -> C<Tensor> {
+        let d = win.rank() - 1;
+        let taps = win.dim(d)?;
+        let first = win.detach().argmax_keepdim(d)?;
+        let mut shape = vec![1; win.rank()];
+        shape[d] = taps;
+        let at = Tensor::arange(0u32, taps as u32, win.device())?.reshape(shape)?;
+        first
+            .broadcast_eq(&at)?
+            .where_cond(win, &win.zeros_like()?)?
+            .sum(d)
     }
 
     /// Pooling over any windows (stride other than the size, padding): the
@@ -287,7 +312,7 @@ mod real {
         let idx = Tensor::from_vec(idx.to_vec(), idx.len(), xp.device())?;
         let win = xp.index_select(&idx, 2)?.reshape((b, c, positions, taps))?;
         match kind {
-            PoolKind::Max => win.max(3),
+            PoolKind::Max => max_first(&win),
             PoolKind::Avg => {
                 let n = Tensor::from_vec(counts.to_vec(), positions, xp.device())?;
                 win.sum(3)?.broadcast_div(&n)
@@ -404,7 +429,7 @@ mod real {
     fn global_op(x: &Tensor, kind: PoolKind) -> C<Tensor> {
         let f = x.flatten_from(2)?;
         match kind {
-            PoolKind::Max => f.max(D::Minus1),
+            PoolKind::Max => max_first(&f),
             PoolKind::Avg => f.mean(D::Minus1),
         }
     }
@@ -559,7 +584,26 @@ mod real {
         }
 
         fn activation_backward(&self, x: &Tensor, dy: &Tensor, a: Activation) -> Result<Tensor> {
-            Ok(self.vjp(&[x], dy, |t| act(&t[0], a))?.remove(0))
+            match a {
+                // At the kink the native convention, f′(0) = 0 (ReLU) or the
+                // slope (leaky): candle's autograd takes f′(0) = 1, which
+                // differs where an input is exactly 0 (after another ReLU).
+                Activation::Relu | Activation::LeakyRelu(_) => {
+                    let slope = match a {
+                        Activation::LeakyRelu(s) => s as f64,
+                        _ => 0.0,
+                    };
+                    let run = || -> C<Tensor> {
+                        let d = x
+                            .gt(0f64)?
+                            .to_dtype(DType::F32)?
+                            .affine(1.0 - slope, slope)?;
+                        dy * d
+                    };
+                    run().map_err(|e| self.err(e))
+                }
+                _ => Ok(self.vjp(&[x], dy, |t| act(&t[0], a))?.remove(0)),
+            }
         }
 
         fn batchnorm_train(

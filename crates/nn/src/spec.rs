@@ -1,7 +1,6 @@
-//! The vocabulary shared by layer specs (activations, padding, sizes), and
-//! every layer kind's spec, re-exported from its file under
-//! [`layers`](crate::layers). Specs are read from TOML by serde; unknown
-//! keys are errors.
+//! The vocabulary shared by layer specs: activations, padding, sizes. Each
+//! layer kind's own spec lives in its file under [`layers`](crate::layers).
+//! Specs are read from TOML by serde; unknown keys are errors.
 
 use kernels::conv1d::Padding;
 use kernels::Activation;
@@ -111,14 +110,4 @@ pub(crate) fn one_size() -> Size {
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 
-pub use crate::layers::activation::ActivationLayerSpec;
-pub use crate::layers::batch_norm::BatchNormSpec;
-pub use crate::layers::branches::{BranchSpec, BranchesSpec, Merge};
-pub use crate::layers::conv::ConvSpec;
-pub use crate::layers::dense::DenseSpec;
-pub use crate::layers::dropout::DropoutSpec;
-pub use crate::layers::pool::PoolSpec;
-pub use crate::layers::residual::{ResidualSpec, Shortcut};
-pub use crate::layers::separable::SeparableSpec;
-pub use crate::layers::sequential::SequentialSpec;
 pub use crate::layers::LayerSpec;

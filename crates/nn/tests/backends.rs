@@ -1,7 +1,7 @@
 //! One test body for every compiled backend: each layer type, each
 //! container and each shipped config gives the same forward outputs, input
 //! gradients and parameter gradients as the native backend (within 1e-4,
-//! relative to the largest value), in training and in evaluation mode, and
+//! relative to the largest value or 0.01), in training and in evaluation mode, and
 //! three epochs of training from the same weights give the same loss
 //! curve. Native is checked against its own unfused network; candle-cpu
 //! with the `candle` feature; CUDA with the `cuda` feature when a device
@@ -24,10 +24,14 @@ fn config_layers(name: &str) -> Vec<LayerSpec> {
     layers(&toml::to_string(&toml::Value::Table(t)).unwrap())
 }
 
-/// max |a − b| / max(max |b|, 1e-3).
+/// max |a − b| / max(max |b|, 1e-2): relative to the largest value, and
+/// to 0.01 where every value is smaller. A gradient that is zero in exact
+/// arithmetic (a bias before batch norm: the norm removes the mean) is a
+/// sum of terms that cancel, so each backend's rounding is judged by the
+/// terms' size rather than by the result's.
 fn rel(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(1e-3f64, |m, v| m.max(v.abs() as f64));
+    let scale = b.iter().fold(1e-2f64, |m, v| m.max(v.abs() as f64));
     a.iter()
         .zip(b)
         .fold(0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()))
@@ -476,6 +480,11 @@ fn cases() -> Vec<(String, Vec<LayerSpec>, Vec<usize>, usize)> {
         ("mlp.toml", vec![1, 200], 3),
         ("lenet5.toml", vec![1, 28, 28], 2),
         ("vgg-small.toml", vec![3, 32, 32], 2),
+        ("inception1d.toml", vec![1, 300], 3),
+        ("resnet1d.toml", vec![1, 300], 3),
+        ("dualcnn.toml", vec![3, 300], 3),
+        ("googlenet-mini.toml", vec![1, 28, 28], 2),
+        ("vgg11.toml", vec![3, 32, 32], 2),
     ] {
         v.push((format!("configs/{cfg}"), config_layers(cfg), input, batch));
     }
@@ -516,7 +525,12 @@ fn conforms_with<B: Backend>(b: B, fuse: bool) {
         }
     }
     // Training: the loss curves of three epochs agree within 1e-4 (relative).
-    for cfg in ["peer-genomic.toml", "cnn1d-dnngp.toml"] {
+    for cfg in [
+        "peer-genomic.toml",
+        "cnn1d-dnngp.toml",
+        "inception1d.toml",
+        "resnet1d.toml",
+    ] {
         let specs = config_layers(cfg);
         let want = curve(Native::new(), &specs, &[1, 120]);
         let got = curve(b.clone(), &specs, &[1, 120]);

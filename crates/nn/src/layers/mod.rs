@@ -10,52 +10,68 @@
 //!
 //! # Adding a layer kind
 //!
-//! Write one file and register it with one line in [`registry!`] below.
-//! [`activation`] is the smallest real example:
+//! Write one file, and add two lines to this one: its `mod` and its line in
+//! the `registry!` below. [`activation`] is the smallest real example (this
+//! is that file, doc comments aside):
 //!
 //! ```ignore
 //! #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 //! #[serde(deny_unknown_fields)]
-//! pub struct ActivationLayerSpec {          // the TOML keys
+//! pub struct ActivationLayerSpec {             // the TOML keys
 //!     pub activation: ActivationSpec,
 //! }
-//! impl SpecNode for ActivationLayerSpec {}  // no nested layers
 //!
-//! pub struct ActivationLayer {              // the built layer
+//! impl SpecNode for ActivationLayerSpec {}     // no nested layers
+//!
+//! pub struct ActivationLayer {                 // the built layer
 //!     path: String,
 //!     act: Activation,
 //!     shape: Vec<usize>,
 //! }
 //!
-//! pub fn build<B: Backend>(s: &ActivationLayerSpec, at: &At, input: &[usize],
-//!                          _: &mut Builder<B>) -> Result<Box<dyn Layer<B>>> {
-//!     Ok(Box::new(ActivationLayer { path: at.path.clone(), act: s.activation.kernel(), shape: input.to_vec() }))
+//! pub fn build<B: Backend>(                    // checked once, built once
+//!     s: &ActivationLayerSpec,
+//!     at: &At,
+//!     input: &[usize],
+//!     _: &mut Builder<B>,
+//! ) -> Result<Box<dyn Layer<B>>> {
+//!     Ok(Box::new(ActivationLayer {
+//!         path: at.path.clone(),
+//!         act: s.activation.kernel(),
+//!         shape: input.to_vec(),
+//!     }))
 //! }
 //!
 //! impl<B: Backend> Layer<B> for ActivationLayer {
 //!     fn kind(&self) -> &'static str { "activation" }
 //!     fn path(&self) -> &str { &self.path }
 //!     fn output_shape(&self) -> &[usize] { &self.shape }
-//!     fn forward(&self, x: B::Tensor, f: &mut Forward<B>) -> Result<B::Tensor> {
+//!
+//!     fn forward(&self, x: B::Tensor, f: &mut Forward<'_, B>) -> Result<B::Tensor> {
 //!         let y = f.backend.activation(&x, self.act)?;
-//!         f.save(vec![x]);                  // what backward needs
+//!         f.save(vec![x]);                     // what backward needs
 //!         Ok(y)
 //!     }
-//!     fn backward(&self, dy: B::Tensor, b: &mut Backward<B>, _: bool) -> Result<Option<B::Tensor>> {
-//!         let [x] = b.saved()? else { return Err(mismatch(self)) };
+//!
+//!     fn backward(&self, dy: B::Tensor, b: &mut Backward<'_, B>, _need_dx: bool)
+//!         -> Result<Option<B::Tensor>> {
+//!         let [x] = b.saved()? else {
+//!             return Err(mismatch::<B>(self));
+//!         };
 //!         Ok(Some(b.backend.activation_backward(x, &dy, self.act)?))
 //!     }
 //! }
 //! ```
 //!
-//! and in the registry: `"activation" => Activation(activation::ActivationLayerSpec) = activation::build,`.
-//! The spec is then read from TOML (`type = "activation"`), built, shape
-//! checked, saved and loaded, and run on every backend; the conformance
-//! and gradient tests take it as soon as a case uses it. A layer with
-//! weights makes them with [`Builder::weights`] and reports them through
-//! [`Layer::visit_params`]; a container builds its children with
-//! [`Builder::sequence`] and runs them with [`Forward::run`] and
-//! [`Backward::run`] ([`residual`] is a container in one file).
+//! and here: `pub mod activation;` and
+//! `"activation" => Activation(activation::ActivationLayerSpec) = activation::build,`.
+//! The spec is then read from TOML (`type = "activation"`), built and shape
+//! checked, saved and loaded, run on every backend and inside any
+//! container; the conformance and gradient tests take it as soon as a case
+//! uses it. A layer with weights makes them with [`Builder::weights`] and
+//! reports them through [`Layer::visit_params`]; a container builds its
+//! children with [`Builder::sequence`] and runs them with [`Forward::run`]
+//! and [`Backward::run`] ([`residual`] is a container in one file).
 //!
 //! Backend operations a layer needs go in [`Backend`]: a primitive there
 //! (every backend implements it), or an operation composed of primitives

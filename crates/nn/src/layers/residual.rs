@@ -23,7 +23,7 @@
 //!
 //! This whole file is the container: its spec, shape checks, parameters,
 //! and forward and backward passes, registered by one line in
-//! [`registry!`](super).
+//! the `registry!` of [`super`].
 
 use kernels::conv1d::Conv1dParams;
 use kernels::conv2d::Conv2dParams;
