@@ -36,7 +36,7 @@ pub use candle::CandleDevice;
 pub use error::{NnError, Result};
 pub use layers::{Layer, LayerSpec};
 pub use native::{HostTensor, Native};
-pub use network::{LayerInfo, Network, NetworkBuilder};
+pub use network::{Network, NetworkBuilder};
 pub use optim::{Loss, Optimizer, Schedule, ScheduleState};
 pub use param::{Gradients, Init, OptState, Param};
 pub use pass::{Ctx, Mode, Pass, Profile, ProfileRow};

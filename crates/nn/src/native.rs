@@ -99,14 +99,6 @@ impl BufferPool {
             }
         }
     }
-
-    /// Floats held for reuse.
-    pub fn held(&self) -> usize {
-        self.0
-            .lock()
-            .map(|p| p.free.iter().map(|v| v.capacity()).sum())
-            .unwrap_or(0)
-    }
 }
 
 impl Drop for HostTensor {

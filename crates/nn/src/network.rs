@@ -74,18 +74,6 @@ impl<B: Backend> NetworkBuilder<'_, B> {
 /// gradients, each when asked for.
 pub type BackwardOutput<B> = (Option<<B as Backend>::Tensor>, Option<Gradients<B>>);
 
-/// A layer of a built network, for reports.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LayerInfo {
-    pub path: String,
-    pub kind: &'static str,
-    /// 0 for a top-level layer.
-    pub depth: usize,
-    pub output_shape: Vec<usize>,
-    /// Values in the layer's parameters (its children's included).
-    pub n_values: usize,
-}
-
 impl<B: Backend> Network<B> {
     /// Builds, initializes and fuses a network for inputs of one sample's shape.
     pub fn build(
@@ -273,29 +261,6 @@ impl<B: Backend> Network<B> {
     /// The top-level layers, as built (fused layers included).
     pub fn root(&self) -> &Sequential<B> {
         &self.root
-    }
-
-    /// Every layer, depth first (a fused layer, then its parts).
-    pub fn layers(&self) -> Vec<LayerInfo> {
-        fn walk<B: Backend>(be: &B, l: &dyn Layer<B>, depth: usize, out: &mut Vec<LayerInfo>) {
-            let mut n_values = 0;
-            l.visit_params(&mut |p| n_values += be.shape(&p.value).iter().product::<usize>());
-            out.push(LayerInfo {
-                path: l.path().to_string(),
-                kind: l.kind(),
-                depth,
-                output_shape: l.output_shape().to_vec(),
-                n_values,
-            });
-            for c in l.children() {
-                walk(be, c, depth + 1, out);
-            }
-        }
-        let mut out = Vec::new();
-        for l in self.root.layers() {
-            walk(&self.backend, l.as_ref(), 0, &mut out);
-        }
-        out
     }
 
     /// The layer at a spec path (`layers.3.branch.1.layers.0`).

@@ -103,15 +103,6 @@ impl<B: Backend> Gradients<B> {
             }
         }
     }
-
-    /// How many parameters have a gradient.
-    pub fn len(&self) -> usize {
-        self.slots.iter().filter(|g| g.is_some()).count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// The optimizer's buffers (velocity, or Adam's moments), by parameter id.

@@ -165,13 +165,6 @@ pub struct Pass<B: Backend> {
     pub profile: Profile,
 }
 
-impl<B: Backend> Pass<B> {
-    /// The output of the layer at `path` (a pass that kept outputs).
-    pub fn output_of(&self, path: &str) -> Option<&B::Tensor> {
-        self.outputs.iter().find(|(p, _)| p == path).map(|(_, t)| t)
-    }
-}
-
 /// The state of a forward pass, handed to each layer.
 pub struct Forward<'a, B: Backend> {
     pub backend: &'a B,

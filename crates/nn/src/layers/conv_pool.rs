@@ -38,10 +38,6 @@ impl<B: Backend> ConvPool<B> {
     pub(crate) fn new(conv: Conv<B>, pool: Pool, how: Fused) -> Self {
         ConvPool { conv, pool, how }
     }
-
-    pub fn fusion(&self) -> Fused {
-        self.how
-    }
 }
 
 impl<B: Backend> Layer<B> for ConvPool<B> {

@@ -389,9 +389,6 @@ macro_rules! registry {
             $( $(#[$doc])* #[serde(rename = $name)] $variant($spec), )*
         }
 
-        /// Every layer `type`, in the registry's order.
-        pub const KINDS: &[&str] = &[$($name),*];
-
         impl LayerSpec {
             /// The layer's `type` name.
             pub fn kind(&self) -> &'static str {
