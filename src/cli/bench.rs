@@ -27,6 +27,29 @@ pub enum BenchWhat {
     Train(TrainBenchArgs),
     /// Training speed of LeNet-5 on MNIST (batch 64, Adam), as ../shared/peers times it.
     Lenet(LenetBenchArgs),
+    /// `explain`'s saliency on every individual, against two epochs of training on the same data.
+    Explain(ExplainBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainBenchArgs {
+    /// Individuals.
+    #[arg(long, default_value_t = 2000)]
+    pub n: usize,
+    /// Markers.
+    #[arg(long, default_value_t = 10_000)]
+    pub snps: usize,
+    /// Model config.
+    #[arg(long, default_value = "configs/cnn1d-pez.toml")]
+    pub model: PathBuf,
+    /// Repeats of each timing; the median is reported (after one warm-up epoch).
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    #[command(flatten)]
+    pub compute: super::train::ComputeArgs,
+    /// Also write the figures as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -106,6 +129,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         BenchWhat::Kernels(k) => run_kernels(k),
         BenchWhat::Train(t) => run_train_bench(t),
         BenchWhat::Lenet(l) => run_lenet_bench(l),
+        BenchWhat::Explain(e) => run_explain_bench(e),
     }
 }
 
@@ -342,6 +366,71 @@ fn train_bench_with<B: nn::Backend>(a: TrainBenchArgs, backend: B) -> Result<()>
         write_json(
             p,
             &json!({"model": spec.name, "n": a.n, "snps": a.snps, "epoch_seconds": times, "median_epoch_seconds": median, "infer_samples_per_second": infer}),
+        )?;
+    }
+    Ok(())
+}
+
+fn run_explain_bench(a: ExplainBenchArgs) -> Result<()> {
+    let engine = a.compute.apply()?;
+    with_engine!(engine, b => explain_bench_with(a, b))
+}
+
+fn explain_bench_with<B: nn::Backend>(a: ExplainBenchArgs, backend: B) -> Result<()> {
+    let reps = a.reps.max(1);
+    let mut spec = model::ModelSpec::from_file(&a.model)?;
+    // Training as `train` runs it (its validation split included), one
+    // warm-up epoch and then `reps` timed ones.
+    spec.training.epochs = reps + 1;
+    spec.training.patience = reps + 1;
+    let sim = simulate(&SimParams {
+        n: a.n,
+        snps: a.snps,
+        chromosomes: 5,
+        qtl: 10,
+        h2: 0.5,
+        ..Default::default()
+    })?;
+    let g = &sim.genotypes;
+    let all: Vec<usize> = (0..a.n).collect();
+    let mut times = Vec::new();
+    let fitted = model::fit(backend, &spec, g, &sim.phenotype, &all, 1, &mut |ev| {
+        if let model::Event::Epoch(r) = ev {
+            log_epoch(r.epoch, r.seconds, r.train_loss, &mut times);
+        }
+    })?;
+    let epoch = median_after_first(&times);
+    let map = model::InputMap::identity(g.n_markers());
+    let ex = explain::NetworkExplainer::new(&fitted, g, &map)?;
+    let settings = explain::Settings::default();
+    let mut sal = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        std::hint::black_box(ex.explain(
+            &all,
+            &[explain::Method::Saliency],
+            &settings,
+            None,
+            &mut |_, _, _| {},
+        )?);
+        sal.push(t.elapsed().as_secs_f64());
+    }
+    sal.sort_by(f64::total_cmp);
+    let saliency = sal[sal.len() / 2];
+    let ratio = saliency / (2.0 * epoch);
+    println!(
+        "RESULT genocnn explain {} ({} × {}): saliency_s={saliency:.3} (runs {sal:?}) training_epoch_s={epoch:.3} saliency / two epochs = {ratio:.3} backend={}",
+        spec.name,
+        a.n,
+        a.snps,
+        nn::Backend::name(&fitted.network.backend)
+    );
+    if let Some(p) = &a.json {
+        write_json(
+            p,
+            &json!({"model": spec.name, "n": a.n, "snps": a.snps, "saliency_seconds": saliency,
+                    "saliency_runs": sal, "epoch_seconds": times, "median_epoch_seconds": epoch,
+                    "saliency_over_two_epochs": ratio}),
         )?;
     }
     Ok(())

@@ -99,9 +99,28 @@ pub struct CvRun {
     /// Where networks run: native, candle-cpu or cuda[:N] (see `train --help`).
     #[arg(long, default_value = "native")]
     pub device: String,
+    /// Keep each fold's trained model in OUT/models/MODEL/rREPEAT-fFOLD
+    /// (networks, and GBLUP as SNP-BLUP effects), for `genocnn explain`.
+    #[arg(long)]
+    pub save_models: bool,
     /// Output directory.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+}
+
+/// Where a fold's model is kept, when models are kept.
+struct Keep<'a> {
+    root: &'a Path,
+    trait_name: &'a str,
+}
+
+impl Keep<'_> {
+    fn dir(&self, model: &str, t: &Task) -> PathBuf {
+        self.root
+            .join("models")
+            .join(model)
+            .join(format!("r{}-f{}", t.repeat + 1, t.fold + 1))
+    }
 }
 
 /// A model of the comparison.
@@ -270,6 +289,10 @@ fn run_cv(a: CvRun) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let keep = a.save_models.then(|| Keep {
+        root: &a.out,
+        trait_name: &tr.name,
+    });
     let bar = ProgressBar::new(tasks.len() as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -314,6 +337,7 @@ fn run_cv(a: CvRun) -> Result<()> {
                     ));
                     let out = pool.install(|| {
                         run_task(
+                            keep.as_ref(),
                             &engine,
                             &g,
                             grm.as_ref(),
@@ -374,7 +398,9 @@ fn run_cv(a: CvRun) -> Result<()> {
 
 /// Trains a network on `train` with the engine's backend and predicts
 /// `test`; returns the predictions, the epochs run and the best epoch.
+#[allow(clippy::too_many_arguments)]
 fn fit_predict(
+    save: Option<(PathBuf, &str)>,
     engine: &Engine,
     spec: &model::ModelSpec,
     g: &PackedGenotypes,
@@ -385,12 +411,16 @@ fn fit_predict(
 ) -> Result<(Vec<f64>, usize, usize)> {
     with_engine!(engine.clone(), b => {
         let f = model::fit(b, spec, g, y, train, seed, &mut |_| {})?;
+        if let Some((dir, trait_name)) = save {
+            model::save_network(&f, &dir, trait_name)?;
+        }
         Ok((f.predict(g, test)?, f.history.len(), f.best_epoch))
     })
 }
 
 #[allow(clippy::too_many_arguments)]
 fn run_task(
+    keep: Option<&Keep>,
     engine: &Engine,
     g: &PackedGenotypes,
     grm: Option<&gblup::Grm>,
@@ -421,6 +451,17 @@ fn run_task(
             let grm = grm.context("the GRM was not computed")?;
             let fit = gblup::fit(g, grm, &masked, &[], &train, &kernel)?;
             let b0 = fit.reml.beta[0];
+            if let (Some(k), Some(eff)) = (keep, &fit.snp_effects) {
+                let lm = model::LinearModel {
+                    markers: g.markers().to_vec(),
+                    center: fit.centers.clone(),
+                    effects: eff.clone(),
+                    intercept: b0,
+                    trait_name: k.trait_name.to_string(),
+                    n_train: fit.train.len(),
+                };
+                model::save_linear(&lm, &k.dir(&m.name(), t))?;
+            }
             let note = match fit.theta {
                 Some(th) => format!("h2={:.3};theta={th}", fit.reml.h2),
                 None => format!("h2={:.3}", fit.reml.h2),
@@ -432,7 +473,9 @@ fn run_task(
         }
         CvModel::Network(spec) => {
             let s = seed.wrapping_add(1000 * t.repeat as u64 + t.fold as u64);
-            let (pred, epochs, best) = fit_predict(engine, spec, g, &masked, &train, &test, s)?;
+            let save = keep.map(|k| (k.dir(&m.name(), t), k.trait_name));
+            let (pred, epochs, best) =
+                fit_predict(save, engine, spec, g, &masked, &train, &test, s)?;
             (pred, format!("epochs={epochs};best={}", best + 1))
         }
         CvModel::Search(search) => {
@@ -456,6 +499,7 @@ fn run_task(
                         inner_y[i] = masked[i];
                     }
                     let (p, _, _) = fit_predict(
+                        None,
                         engine,
                         &spec,
                         g,
@@ -474,7 +518,8 @@ fn run_task(
             }
             let (inner_r, ci) = best.context("the search has no candidates")?;
             let spec = search.candidates[ci].apply(&search.base)?;
-            let (pred, _, _) = fit_predict(engine, &spec, g, &masked, &train, &test, s)?;
+            let save = keep.map(|k| (k.dir(&m.name(), t), k.trait_name));
+            let (pred, _, _) = fit_predict(save, engine, &spec, g, &masked, &train, &test, s)?;
             let note = format!(
                 "chosen: {} (inner r={inner_r:.3})",
                 search.candidates[ci].describe()

@@ -33,6 +33,8 @@ pub enum ImageCommand {
     Eval(ImageEvalArgs),
     /// Write a PNG grid of augmented training images, to look at a spec.
     AugmentPreview(PreviewArgs),
+    /// What a saved classifier sees: activations, filter patterns, Grad-CAM, deletion check.
+    Explain(ImageExplainArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -190,6 +192,7 @@ pub fn run(a: ImageArgs) -> Result<()> {
         ImageCommand::Train(a) => run_train(a),
         ImageCommand::Eval(a) => run_eval(a),
         ImageCommand::AugmentPreview(a) => run_preview(a),
+        ImageCommand::Explain(a) => run_explain(a),
     }
 }
 
@@ -486,6 +489,198 @@ fn run_preview(a: PreviewArgs) -> Result<()> {
         "wrote {}: {n} images (rows), each as the original then {} augmented versions",
         a.out.display(),
         a.variants
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ImageExplainArgs {
+    /// A directory written by `genocnn image train`.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Test images to look at, by index, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2,3,4,5,6,7")]
+    pub images: Vec<usize>,
+    /// Also draw Grad-CAM for this class (besides the predicted one).
+    #[arg(long)]
+    pub class: Option<usize>,
+    /// Filter patterns: steps of gradient ascent from noise.
+    #[arg(long, default_value_t = 40)]
+    pub ascent_steps: usize,
+    /// Filter patterns: step size (times the gradient over its root mean square).
+    #[arg(long, default_value_t = 0.01)]
+    pub ascent_step_size: f32,
+    /// The deletion check: steps from no pixel deleted to all.
+    #[arg(long, default_value_t = 28)]
+    pub deletion_steps: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+    /// Output directory for the pictures and summary.json.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+fn run_explain(a: ImageExplainArgs) -> Result<()> {
+    let engine = a.compute.apply()?;
+    with_engine!(engine, b => explain_with(a, b))
+}
+
+fn explain_with<B: Backend>(a: ImageExplainArgs, backend: B) -> Result<()> {
+    use explain::image::{deprocess, overlay, to_grey, Ascent, ImageExplainer};
+    use vision::preview::Grid;
+    let start = Instant::now();
+    let SavedModel::Image(m) = model::load(&a.model, backend)? else {
+        bail!(
+            "{} does not hold an image classifier (use `genocnn explain` for genotype models)",
+            a.model.display()
+        );
+    };
+    if a.images.is_empty() {
+        bail!("--images: expected at least one image index");
+    }
+    let classes = m.meta.classes;
+    if let Some(k) = a.class.filter(|&k| k >= classes) {
+        bail!(
+            "--class {k}: the model has {classes} classes (0 to {})",
+            classes - 1
+        );
+    }
+    ensure_dir(&a.out)?;
+    let test = load_data(&a.data, false)?;
+    let ex = ImageExplainer::new(&m)?;
+    let x = ex.pixels(&test, &a.images)?;
+    let n = a.images.len();
+    let [c, h, w] = [m.meta.channels, m.meta.height, m.meta.width];
+    let img = c * h * w;
+    let probs = ex.probabilities(x.clone(), n)?;
+    let predicted: Vec<usize> = probs
+        .chunks(classes)
+        .map(|r| (0..classes).fold(0, |b, i| if r[i] > r[b] { i } else { b }))
+        .collect();
+    let mut wrote = Vec::new();
+
+    // The intermediate activations: one row per image, one tile per channel.
+    let pb = spinner("activations");
+    for layer in ex.activations(x.clone(), n)? {
+        let tiles: Vec<Vec<f32>> = layer.maps.iter().flatten().map(|v| to_grey(v)).collect();
+        let name = format!("activations_{}.png", layer.label);
+        Grid {
+            images: &tiles,
+            channels: 1,
+            h: layer.h,
+            w: layer.w,
+            cols: layer.channels,
+            scale: (84 / layer.h.max(1)).clamp(1, 8),
+        }
+        .write_png(&a.out.join(&name))?;
+        wrote.push(name);
+    }
+
+    // The filters' preferred inputs.
+    pb.set_message("filter patterns (gradient ascent)");
+    let ascent = Ascent {
+        steps: a.ascent_steps,
+        step_size: a.ascent_step_size,
+        seed: a.seed,
+    };
+    let mut filters_json = serde_json::Map::new();
+    for f in ex.filters(&ascent)? {
+        let tiles: Vec<Vec<f32>> = f.patterns.iter().map(|p| deprocess(p)).collect();
+        let name = format!("filters_{}.png", f.label);
+        Grid {
+            images: &tiles,
+            channels: c,
+            h,
+            w,
+            cols: tiles.len().min(8),
+            scale: 3,
+        }
+        .write_png(&a.out.join(&name))?;
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        filters_json.insert(
+            f.label.clone(),
+            json!({"filters": f.patterns.len(), "mean_activation_start": mean(&f.start),
+                   "mean_activation_end": mean(&f.end),
+                   "filters_increased": f.start.iter().zip(&f.end).filter(|(s, e)| e > s).count(),
+                   "filters_silent": f.start.iter().zip(&f.end).filter(|(s, e)| e <= s && **s <= 0.0).count()}),
+        );
+        wrote.push(name);
+    }
+
+    // Grad-CAM: the image, its heatmap for the predicted class, and for --class.
+    pb.set_message("grad-cam and the deletion check");
+    let mut tiles = Vec::new();
+    let mut per_image = Vec::new();
+    let (mut cam_auc, mut rand_auc) = (0.0, 0.0);
+    for (r, &idx) in a.images.iter().enumerate() {
+        let xi = &x[r * img..(r + 1) * img];
+        let mut rgb = Vec::with_capacity(3 * h * w);
+        for ch in 0..3 {
+            let src = if c >= 3 { ch } else { 0 };
+            rgb.extend(xi[src * h * w..(src + 1) * h * w].iter().map(|v| v * 255.0));
+        }
+        tiles.push(rgb);
+        tiles.push(overlay(xi, c, &ex.gradcam(xi, predicted[r])?));
+        if let Some(k) = a.class {
+            tiles.push(overlay(xi, c, &ex.gradcam(xi, k)?));
+        }
+        let (g_auc, r_auc, class) = ex.deletion_pair(xi, a.deletion_steps, a.seed ^ idx as u64)?;
+        cam_auc += g_auc / n as f64;
+        rand_auc += r_auc / n as f64;
+        per_image.push(
+            json!({"image": idx, "label": test.labels[idx], "predicted": class,
+                              "probability": probs[r * classes + class],
+                              "deletion_gradcam_auc": g_auc, "deletion_random_auc": r_auc}),
+        );
+    }
+    Grid {
+        images: &tiles,
+        channels: 3,
+        h,
+        w,
+        cols: if a.class.is_some() { 3 } else { 2 },
+        scale: (112 / h.max(1)).clamp(1, 8),
+    }
+    .write_png(&a.out.join("gradcam.png"))?;
+    wrote.push("gradcam.png".into());
+    pb.finish_and_clear();
+
+    write_json(
+        &a.out.join("summary.json"),
+        &json!({
+            "model": m.spec.name,
+            "model_dir": a.model.display().to_string(),
+            "dataset": a.data.dataset.name(),
+            "images": per_image,
+            "class": a.class,
+            "gradcam_layer": ex.cam_layer_name()?,
+            "filters": {"steps": a.ascent_steps, "step_size": a.ascent_step_size,
+                        "start": "0.5 + uniform(-0.1, 0.1) noise", "layers": filters_json},
+            "deletion": {"gradcam_auc": cam_auc, "random_auc": rand_auc,
+                         "steps": a.deletion_steps, "deleted_value": 0.0},
+            "files": wrote,
+            "seconds": start.elapsed().as_secs_f64(),
+            "backend": m.network.backend.name(),
+        }),
+    )?;
+    print!(
+        "{}",
+        table(&[
+            ("model", format!("{} ({})", m.spec.name, a.model.display())),
+            ("grad-cam layer", ex.cam_layer_name()?),
+            (
+                "deletion",
+                format!(
+                    "area under the class probability: {cam_auc:.3} deleting by Grad-CAM, {rand_auc:.3} at random ({} images; smaller is more faithful)",
+                    n
+                )
+            ),
+            ("wrote", format!("{}/{{{}, summary.json}}", a.out.display(), wrote.join(", "))),
+        ])
     );
     Ok(())
 }

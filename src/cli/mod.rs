@@ -4,6 +4,7 @@
 mod bench;
 mod convert;
 mod cv;
+mod explain;
 mod gblup;
 mod image;
 mod output;
@@ -44,6 +45,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Predict individuals of a genotype file with a saved model.
     Predict(train::PredictArgs),
+    /// Which markers drive a model's predictions: attributions, the association scan, known loci.
+    Explain(explain::ExplainArgs),
     /// Image classifiers (LeNet-5 on MNIST, VGG-style on CIFAR-10): train, eval, augment-preview.
     Image(image::ImageArgs),
     /// Benchmarks: `io` (genotype input), `kernels` (compute kernels), `train` (the peer genomic case).
@@ -60,6 +63,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Gblup(a) => gblup::run_gblup(a),
         Command::Train(a) => train::run_train(a),
         Command::Predict(a) => train::run_predict(a),
+        Command::Explain(a) => explain::run(a),
         Command::Image(a) => image::run(a),
         Command::Bench(a) => bench::run(a),
     }

@@ -4,6 +4,7 @@ mod bad_input;
 mod common;
 mod cv;
 mod device;
+mod explain;
 mod formats;
 mod image;
 mod qc;

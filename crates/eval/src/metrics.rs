@@ -169,7 +169,8 @@ pub fn student_t_two_sided(t: f64, df: f64) -> f64 {
     incomplete_beta(x, df / 2.0, 0.5)
 }
 
-fn ln_gamma(x: f64) -> f64 {
+/// ln Γ(x) (Lanczos).
+pub fn ln_gamma(x: f64) -> f64 {
     // Lanczos approximation (g = 7, n = 9).
     const C: [f64; 9] = [
         0.999_999_999_999_809_9,

@@ -367,3 +367,223 @@ pub fn confusion_png(
     geno::write_atomic(path, &bytes)
         .map_err(|e| EvalError::Plot(format!("{}: {e}", path.display())))
 }
+
+/// One panel of a Manhattan plot: a title, the y axis's name, and a value
+/// per marker (NaN: not drawn).
+pub struct ManhattanPanel<'a> {
+    pub title: String,
+    pub y_label: String,
+    pub values: &'a [f64],
+}
+
+/// The markers of a Manhattan plot, and what to mark on it.
+pub struct ManhattanLayout<'a> {
+    pub chromosomes: &'a [String],
+    pub positions: &'a [i64],
+    pub ids: &'a [String],
+    /// Known loci: (chromosome, position), drawn as red ticks on the x axis.
+    pub truth: &'a [(String, i64)],
+    /// How many top markers of each panel are labelled.
+    pub label_top: usize,
+}
+
+/// Genome coordinates: chromosomes in order of first appearance laid end
+/// to end (marker index when no positions are known); returns each
+/// marker's x and each chromosome's (name, start, end).
+fn genome_x(layout: &ManhattanLayout) -> (Vec<f64>, Vec<(String, f64, f64)>) {
+    let by_index = layout.positions.iter().all(|&p| p <= 0);
+    let mut order: Vec<String> = Vec::new();
+    let mut max: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
+    for (j, c) in layout.chromosomes.iter().enumerate() {
+        if !max.contains_key(c.as_str()) {
+            order.push(c.clone());
+        }
+        let p = if by_index {
+            j as f64
+        } else {
+            layout.positions[j] as f64
+        };
+        let e = max.entry(c.as_str()).or_insert(0.0);
+        *e = e.max(p);
+    }
+    let gap = if by_index {
+        0.0
+    } else {
+        0.01 * max.values().sum::<f64>()
+    };
+    let mut offset = std::collections::HashMap::new();
+    let mut spans = Vec::new();
+    let mut at = 0.0;
+    for c in &order {
+        offset.insert(c.as_str(), at);
+        let end = at + max[c.as_str()];
+        spans.push((c.clone(), at, end));
+        at = if by_index { end } else { end + gap };
+    }
+    let x = layout
+        .chromosomes
+        .iter()
+        .enumerate()
+        .map(|(j, c)| {
+            if by_index {
+                j as f64
+            } else {
+                offset[c.as_str()] + layout.positions[j] as f64
+            }
+        })
+        .collect();
+    (x, spans)
+}
+
+fn manhattan_chart<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    panels: &[ManhattanPanel],
+    layout: &ManhattanLayout,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(perr("fill"))?;
+    let (x, spans) = genome_x(layout);
+    let x_max = x.iter().copied().fold(1.0, f64::max);
+    let areas = root.split_evenly((panels.len().max(1), 1));
+    let chrom_index: std::collections::HashMap<&str, usize> = spans
+        .iter()
+        .enumerate()
+        .map(|(i, (c, _, _))| (c.as_str(), i))
+        .collect();
+    let colours = [RGBColor(31, 119, 180), RGBColor(140, 140, 140)];
+    for (area, panel) in areas.into_iter().zip(panels) {
+        let finite = panel.values.iter().copied().filter(|v| v.is_finite());
+        let hi = finite.clone().fold(f64::NEG_INFINITY, f64::max);
+        let lo = finite.fold(f64::INFINITY, f64::min).min(0.0);
+        let hi = if hi.is_finite() && hi > lo {
+            hi
+        } else {
+            lo + 1.0
+        };
+        let pad = 0.12 * (hi - lo);
+        let mut chart = ChartBuilder::on(&area)
+            .caption(&panel.title, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(28)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..x_max * 1.005, lo..hi + pad)
+            .map_err(perr("chart"))?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .y_desc(panel.y_label.as_str())
+            .x_labels(0)
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(perr("mesh"))?;
+        chart
+            .draw_series(
+                panel
+                    .values
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.is_finite())
+                    .map(|(j, &v)| {
+                        let ci = chrom_index[layout.chromosomes[j].as_str()];
+                        Circle::new((x[j], v), 2, colours[ci % 2].filled())
+                    }),
+            )
+            .map_err(perr("points"))?;
+        // Chromosome names under the axis, at each chromosome's middle.
+        for (c, a0, b0) in &spans {
+            let (px, py) = chart.backend_coord(&((a0 + b0) / 2.0, lo));
+            root.draw(&Text::new(
+                c.clone(),
+                (px, py + 6),
+                ("sans-serif", 12)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Center, VPos::Top)),
+            ))
+            .map_err(perr("chromosome"))?;
+        }
+        // Known loci: red ticks rising from the x axis.
+        let tick = 0.06 * (hi + pad - lo);
+        for (c, p) in layout.truth {
+            if let Some(&ci) = chrom_index.get(c.as_str()) {
+                let xt = if layout.positions.iter().all(|&q| q <= 0) {
+                    continue;
+                } else {
+                    spans[ci].1 + *p as f64
+                };
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(xt, lo), (xt, lo + tick)],
+                        RGBColor(214, 39, 40).stroke_width(2),
+                    )))
+                    .map_err(perr("truth"))?;
+            }
+        }
+        // The top markers, labelled.
+        let mut idx: Vec<usize> = (0..panel.values.len())
+            .filter(|&j| panel.values[j].is_finite())
+            .collect();
+        idx.sort_by(|&a, &b| panel.values[b].total_cmp(&panel.values[a]));
+        for &j in idx.iter().take(layout.label_top) {
+            chart
+                .draw_series(std::iter::once(Circle::new(
+                    (x[j], panel.values[j]),
+                    4,
+                    RGBColor(214, 39, 40).filled(),
+                )))
+                .map_err(perr("top"))?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    layout.ids[j].clone(),
+                    (x[j], panel.values[j]),
+                    ("sans-serif", 11)
+                        .into_font()
+                        .color(&BLACK)
+                        .pos(Pos::new(HPos::Left, VPos::Bottom)),
+                )))
+                .map_err(perr("label"))?;
+        }
+    }
+    root.present().map_err(perr("present"))?;
+    Ok(())
+}
+
+/// Writes a Manhattan plot, one panel per entry of `panels`, as
+/// `stem.png` and `stem.svg` (each through a temporary file, renamed).
+pub fn manhattan(
+    stem: &Path,
+    panels: &[ManhattanPanel],
+    layout: &ManhattanLayout,
+) -> Result<Vec<PathBuf>> {
+    font();
+    let (w, h) = (1400u32, 40 + 230 * panels.len().max(1) as u32);
+    let mut out = Vec::new();
+    for ext in ["png", "svg"] {
+        let p = stem.with_extension(ext);
+        let tmp = stem.with_extension(format!("tmp-{}.{ext}", std::process::id()));
+        let done = if ext == "png" {
+            manhattan_chart(
+                BitMapBackend::new(&tmp, (w, h)).into_drawing_area(),
+                panels,
+                layout,
+            )
+        } else {
+            manhattan_chart(
+                SVGBackend::new(&tmp, (w, h)).into_drawing_area(),
+                panels,
+                layout,
+            )
+        }
+        .and_then(|()| {
+            std::fs::rename(&tmp, &p).map_err(|e| EvalError::Plot(format!("{}: {e}", p.display())))
+        });
+        if done.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        done?;
+        out.push(p);
+    }
+    Ok(out)
+}

@@ -117,7 +117,8 @@ fn check_set(set: &ImageSet, meta: &ImageMeta, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn argmax(row: &[f32]) -> usize {
+/// The index of the largest value (the first of ties).
+pub fn argmax(row: &[f32]) -> usize {
     row.iter()
         .enumerate()
         .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {

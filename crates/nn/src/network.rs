@@ -204,6 +204,63 @@ impl<B: Backend> Network<B> {
         dx.ok_or_else(|| NnError::Pass("the network gave no input gradient".into()))
     }
 
+    /// A forward pass through the top-level layers `range` alone, from
+    /// `x`, the input of the first of them (the output of the layer before
+    /// it). With [`Network::backward_layers`], gives the gradient with
+    /// respect to an intermediate layer's output (Grad-CAM, filter
+    /// visualisation).
+    pub fn forward_layers(
+        &self,
+        x: &B::Tensor,
+        range: std::ops::Range<usize>,
+        ctx: &Ctx,
+    ) -> Result<Pass<B>> {
+        let layers = self.top_layers(&range)?;
+        self.backend.install(|| {
+            let mut f = Forward::new(&self.backend, ctx);
+            let mut h = x.clone();
+            for l in layers {
+                h = f.run(l.as_ref(), h)?;
+            }
+            Ok(f.finish(h))
+        })
+    }
+
+    /// The backward pass of a [`Network::forward_layers`] pass over the
+    /// same `range`: the gradient with respect to that pass's input.
+    pub fn backward_layers(
+        &self,
+        pass: &mut Pass<B>,
+        dy: B::Tensor,
+        range: std::ops::Range<usize>,
+    ) -> Result<B::Tensor> {
+        let layers = self.top_layers(&range)?;
+        self.backend.install(|| {
+            let mut b = Backward::new(&self.backend, pass, None)?;
+            let mut g = dy;
+            for l in layers.iter().rev() {
+                g = b
+                    .run(l.as_ref(), g, true)?
+                    .ok_or_else(|| NnError::Pass(format!("{} gave no input gradient", l.path())))?;
+            }
+            b.finish()?;
+            Ok(g)
+        })
+    }
+
+    fn top_layers(&self, range: &std::ops::Range<usize>) -> Result<&[Box<dyn Layer<B>>]> {
+        let all = self.root.layers();
+        if range.start > range.end || range.end > all.len() {
+            return Err(NnError::Pass(format!(
+                "layers {}..{} asked of a network with {} top-level layers",
+                range.start,
+                range.end,
+                all.len()
+            )));
+        }
+        Ok(&all[range.clone()])
+    }
+
     /// All parameters, in build order (by id).
     pub fn params(&self) -> Vec<&Param<B>> {
         let mut out = Vec::with_capacity(self.n_params);
