@@ -485,6 +485,8 @@ fn explain_with<B: Backend>(a: ExplainArgs, backend: B) -> Result<()> {
             json!({"completeness_error_worst": ig_worst, "completeness_error_median": c.median,
                    "max_steps": runs.iter().filter_map(|r| r.0.ig.as_ref().map(|c| c.max_steps)).max(),
                    "refined_individuals": runs.iter().filter_map(|r| r.0.ig.as_ref().map(|c| c.refined)).sum::<usize>(),
+                   "error_floor": c.floor,
+                   "near_baseline_individuals": runs.iter().filter_map(|r| r.0.ig.as_ref().map(|c| c.near_baseline)).sum::<usize>(),
                    "baseline": c.baseline}),
         );
     }

@@ -606,7 +606,8 @@ fn explain_with<B: Backend>(a: ImageExplainArgs, backend: B) -> Result<()> {
             json!({"filters": f.patterns.len(), "mean_activation_start": mean(&f.start),
                    "mean_activation_end": mean(&f.end),
                    "filters_increased": f.start.iter().zip(&f.end).filter(|(s, e)| e > s).count(),
-                   "filters_silent": f.start.iter().zip(&f.end).filter(|(s, e)| e <= s && **s <= 0.0).count()}),
+                   "filters_silent": f.start.iter().zip(&f.end).filter(|(s, e)| e <= s && **s <= 0.0).count(),
+                   "restarted_from_uniform_noise": f.restarted}),
         );
         wrote.push(name);
     }
@@ -658,8 +659,10 @@ fn explain_with<B: Backend>(a: ImageExplainArgs, backend: B) -> Result<()> {
             "images": per_image,
             "class": a.class,
             "gradcam_layer": ex.cam_layer_name()?,
-            "filters": {"steps": a.ascent_steps, "step_size": a.ascent_step_size,
-                        "start": "0.5 + uniform(-0.1, 0.1) noise", "layers": filters_json},
+            "filters": {"steps": a.ascent_steps,
+                        "step_size": a.ascent_step_size.to_string().parse::<f64>().unwrap_or(f64::NAN),
+                        "start": "0.5 + uniform(-0.1, 0.1) noise; filters silent there, uniform(0, 1) noise",
+                        "layers": filters_json},
             "deletion": {"gradcam_auc": cam_auc, "random_auc": rand_auc,
                          "steps": a.deletion_steps, "deleted_value": 0.0},
             "files": wrote,

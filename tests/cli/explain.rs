@@ -407,7 +407,8 @@ fn image_explain_draws_what_lenet_sees_and_checks_faithfulness() {
     assert_eq!(sum["gradcam_layer"], "layers.2 (conv2d)");
     assert_eq!(sum["images"].as_array().unwrap().len(), 12);
     // Gradient ascent raised the mean activation of every filter that
-    // responds at all (a ReLU filter silent on grey noise has no gradient).
+    // responds at all (a ReLU filter silent on all the noise it started
+    // from has no gradient).
     for l in ["0-conv2d", "2-conv2d"] {
         let f = &sum["filters"]["layers"][l];
         let n = |k: &str| f[k].as_u64().unwrap();

@@ -107,7 +107,7 @@ impl Default for Settings {
         Settings {
             ig_steps: 32,
             ig_tolerance: 0.005,
-            ig_max_steps: 512,
+            ig_max_steps: 1024,
             smoothgrad_samples: 16,
             smoothgrad_noise: 0.15,
             perm_window: 10,
@@ -129,8 +129,14 @@ pub struct Attribution {
 /// Integrated Gradients' completeness check: Σ attributions = f(x) − f(baseline).
 #[derive(Clone, Debug, PartialEq)]
 pub struct IgCheck {
-    /// The worst |Σ − Δf| / |Δf| over the individuals.
+    /// The worst |Σ − Δf| / max(|Δf|, floor) over the individuals: the
+    /// relative error, except for individuals whose prediction is within
+    /// `floor` of the baseline's, where a relative error means nothing.
     pub worst: f64,
+    /// 1% of the sd of the explained outputs over the individuals.
+    pub floor: f64,
+    /// Individuals with |Δf| < floor.
+    pub near_baseline: usize,
     pub median: f64,
     /// The most steps any individual needed.
     pub max_steps: usize,
@@ -378,16 +384,33 @@ impl<'a, B: Backend> NetworkExplainer<'a, B> {
         if want(Method::IntegratedGradients) {
             let t = Instant::now();
             let (base, what) = self.baseline(rows, batch);
+            // The scale of the explained outputs, for the error's floor.
+            let mut f = Vec::with_capacity(rows.len());
+            for chunk in rows.chunks(batch) {
+                let (x, _) = dec.decode(chunk);
+                let out = self.outputs(x, chunk.len())?;
+                let class = self.classes(&out);
+                f.extend(
+                    class
+                        .iter()
+                        .enumerate()
+                        .map(|(r, &k)| out[r * self.width + k] as f64),
+                );
+            }
+            let mean = f.iter().sum::<f64>() / n;
+            let sd = (f.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let floor = (0.01 * sd).max(1e-9);
             let mut total = vec![0f64; m];
             let mut errors = Vec::with_capacity(rows.len());
-            let (mut max_steps, mut refined) = (0usize, 0usize);
+            let (mut max_steps, mut refined, mut near_baseline) = (0usize, 0usize, 0usize);
             for (bi, chunk) in rows.chunks(batch).enumerate() {
                 progress("integrated gradients", bi * batch, rows.len());
                 let (x, _) = dec.decode(chunk);
                 let class = self.classes(&self.outputs(x.clone(), chunk.len())?);
                 for (r, &k) in class.iter().enumerate() {
                     let xr = &x[r * cm..(r + 1) * cm];
-                    let (attr, err, steps) = self.integrated(xr, &base, k, s)?;
+                    let (attr, err, steps, delta) = self.integrated(xr, &base, k, s, floor)?;
+                    near_baseline += usize::from(delta.abs() < floor);
                     max_steps = max_steps.max(steps);
                     refined += usize::from(steps > s.ig_steps);
                     errors.push(err);
@@ -399,6 +422,8 @@ impl<'a, B: Backend> NetworkExplainer<'a, B> {
             errors.sort_by(f64::total_cmp);
             ex.ig = Some(IgCheck {
                 worst: *errors.last().unwrap_or(&0.0),
+                floor,
+                near_baseline,
                 median: errors[errors.len() / 2],
                 max_steps,
                 refined,
@@ -457,7 +482,12 @@ impl<'a, B: Backend> NetworkExplainer<'a, B> {
             ex.push_mean(Method::SmoothGrad, &total, n, t);
         }
 
-        if want(Method::GradCam) {
+        if want(Method::GradCam) && self.cam_layer().is_err() {
+            ex.notes.push(format!(
+                "gradcam: model '{}' has no convolutional layer before its output",
+                self.fitted.spec.name
+            ));
+        } else if want(Method::GradCam) {
             let t = Instant::now();
             let (values, layer) = self.gradcam(rows, batch, &mut dec, progress)?;
             ex.gradcam = Some(layer);
@@ -481,15 +511,16 @@ impl<'a, B: Backend> NetworkExplainer<'a, B> {
     /// of the output across the piece against the midpoint estimate) is
     /// largest are halved, up to `ig_max_steps` gradient evaluations. Kinks
     /// of ReLU and max pooling along the path are where the pieces shrink.
-    /// Returns the per-marker attributions, the completeness error and the
-    /// gradient evaluations used.
+    /// The error is |Σ − Δf| / max(|Δf|, `floor`). Returns the per-marker
+    /// attributions, the error, the gradient evaluations used and Δf.
     pub fn integrated(
         &self,
         x: &[f32],
         base: &[f32],
         class: usize,
         s: &Settings,
-    ) -> Result<(Vec<f64>, f64, usize)> {
+        floor: f64,
+    ) -> Result<(Vec<f64>, f64, usize, f64)> {
         struct Piece {
             a: f64,
             b: f64,
@@ -553,11 +584,7 @@ impl<'a, B: Backend> NetworkExplainer<'a, B> {
         let mut used = n0;
         let error = |ps: &[Piece]| {
             let sum: f64 = ps.iter().map(|p| p.est).sum();
-            if delta.abs() > 1e-9 {
-                (sum - delta).abs() / delta.abs()
-            } else {
-                (sum - delta).abs()
-            }
+            (sum - delta).abs() / delta.abs().max(floor)
         };
         let mut err = error(&pieces);
         while err > s.ig_tolerance && used + 2 <= s.ig_max_steps {
@@ -608,7 +635,7 @@ impl<'a, B: Backend> NetworkExplainer<'a, B> {
                 }
             }
         }
-        Ok((attr, err, used))
+        Ok((attr, err, used, delta))
     }
 
     /// The top-level layer Grad-CAM looks at: the last one that holds a
@@ -621,7 +648,7 @@ impl<'a, B: Backend> NetworkExplainer<'a, B> {
             .find(|&i| has_conv(&specs[i]) && layers[i].output_shape().len() == 2)
             .ok_or_else(|| {
                 ExplainError::Invalid(format!(
-                    "model '{}' has no convolutional layer before its output, so Grad-CAM is not defined for it; leave gradcam out of --methods",
+                    "model '{}' has no convolutional layer before its output, so Grad-CAM is not defined for it",
                     self.fitted.spec.name
                 ))
             })
@@ -818,6 +845,8 @@ impl LinearExplainer<'_> {
             if methods.contains(&Method::IntegratedGradients) {
                 ex.ig = Some(IgCheck {
                     worst: 0.0,
+                    floor: 0.0,
+                    near_baseline: 0,
                     median: 0.0,
                     max_steps: 1,
                     refined: 0,

@@ -33,6 +33,8 @@ pub struct FilterPatterns {
     /// Mean activation of each filter at the start and at the end.
     pub start: Vec<f64>,
     pub end: Vec<f64>,
+    /// Filters silent on grey noise, started again from uniform noise.
+    pub restarted: usize,
 }
 
 /// The settings of gradient ascent.
@@ -152,74 +154,102 @@ impl<'a, B: Backend> ImageExplainer<'a, B> {
     }
 
     /// Gradient ascent on the input, from grey noise, of each filter's mean
-    /// activation, for every top-level convolutional layer.
+    /// activation, for every top-level convolutional layer (filters silent on
+    /// grey noise start again from uniform noise).
     pub fn filters(&self, a: &Ascent) -> Result<Vec<FilterPatterns>> {
         let [c, h, w] = self.shape();
-        let be = &self.net.backend;
         let mut res = Vec::new();
         for (i, layer) in self.net.root().layers().iter().enumerate() {
             let shape = layer.output_shape().to_vec();
             if !matches!(layer.kind(), "conv2d" | "separable_conv2d") || shape.len() != 3 {
                 continue;
             }
-            let (k, plane) = (shape[0], shape[1] * shape[2]);
+            let k = shape[0];
             let mut rng = ChaCha8Rng::seed_from_u64(a.seed ^ i as u64);
-            // One image per filter, all ascending at once.
-            let mut x: Vec<f32> = (0..k * c * h * w)
+            let img = c * h * w;
+            // One image per filter, all ascending at once, from grey noise.
+            let grey: Vec<f32> = (0..k * img)
                 .map(|_| 0.5 + rng.gen_range(-0.1f32..0.1))
                 .collect();
-            let mut dy = vec![0f32; k * k * plane];
-            for f in 0..k {
-                dy[(f * k + f) * plane..(f * k + f + 1) * plane].fill(1.0 / plane as f32);
-            }
-            let mean_of = |out: &[f32]| -> Vec<f64> {
-                (0..k)
-                    .map(|f| {
-                        out[(f * k + f) * plane..(f * k + f + 1) * plane]
-                            .iter()
-                            .map(|&v| v as f64)
-                            .sum::<f64>()
-                            / plane as f64
-                    })
-                    .collect()
-            };
-            let mut start = Vec::new();
-            let mut end = Vec::new();
-            for step in 0..=a.steps {
-                let xt = self.tensor(x.clone(), k)?;
-                let mut pass = self
-                    .net
-                    .forward_layers(&xt, 0..i + 1, &Ctx::eval().recording())?;
-                let means = mean_of(&be.to_vec(&pass.output)?);
-                if step == 0 {
-                    start = means.clone();
-                }
-                if step == a.steps {
-                    end = means;
-                    break;
-                }
-                let dyt = be.tensor(dy.clone(), &[k, shape[0], shape[1], shape[2]])?;
-                let g = be.to_vec(&self.net.backward_layers(&mut pass, dyt, 0..i + 1)?)?;
-                let img = c * h * w;
-                for f in 0..k {
-                    let gs = &g[f * img..(f + 1) * img];
-                    let rms = (gs.iter().map(|&v| (v * v) as f64).sum::<f64>() / img as f64).sqrt()
-                        as f32
-                        + 1e-5;
-                    for (xv, &gv) in x[f * img..(f + 1) * img].iter_mut().zip(gs) {
-                        *xv += a.step_size * gv / rms;
-                    }
+            let (mut x, mut start, mut end) = self.ascend(i, &shape, grey, a)?;
+            // A ReLU filter silent on grey noise has no gradient there: those
+            // start again from uniform noise over the whole range.
+            let silent: Vec<usize> = (0..k).filter(|&f| end[f] <= 0.0).collect();
+            if !silent.is_empty() {
+                let noise: Vec<f32> = (0..k * img).map(|_| rng.gen_range(0f32..1.0)).collect();
+                let (x2, s2, e2) = self.ascend(i, &shape, noise, a)?;
+                for &f in &silent {
+                    x[f * img..(f + 1) * img].copy_from_slice(&x2[f * img..(f + 1) * img]);
+                    start[f] = s2[f];
+                    end[f] = e2[f];
                 }
             }
-            let img = c * h * w;
             res.push(FilterPatterns {
                 label: format!("{i}-{}", layer.kind()),
                 patterns: (0..k).map(|f| x[f * img..(f + 1) * img].to_vec()).collect(),
                 start,
                 end,
+                restarted: silent.len(),
             });
         }
         Ok(res)
+    }
+
+    /// Gradient ascent of every filter of top-level layer `i` (output
+    /// `shape`) at once, from `x` (one image per filter): the images, and
+    /// each filter's mean activation at the start and at the end.
+    fn ascend(
+        &self,
+        i: usize,
+        shape: &[usize],
+        mut x: Vec<f32>,
+        a: &Ascent,
+    ) -> Result<(Vec<f32>, Vec<f64>, Vec<f64>)> {
+        let [c, h, w] = self.shape();
+        let be = &self.net.backend;
+        let (k, plane) = (shape[0], shape[1] * shape[2]);
+        let img = c * h * w;
+        let mut dy = vec![0f32; k * k * plane];
+        for f in 0..k {
+            dy[(f * k + f) * plane..(f * k + f + 1) * plane].fill(1.0 / plane as f32);
+        }
+        let mean_of = |out: &[f32]| -> Vec<f64> {
+            (0..k)
+                .map(|f| {
+                    out[(f * k + f) * plane..(f * k + f + 1) * plane]
+                        .iter()
+                        .map(|&v| v as f64)
+                        .sum::<f64>()
+                        / plane as f64
+                })
+                .collect()
+        };
+        let mut start = Vec::new();
+        for step in 0..=a.steps {
+            let xt = self.tensor(x.clone(), k)?;
+            let mut pass = self
+                .net
+                .forward_layers(&xt, 0..i + 1, &Ctx::eval().recording())?;
+            let means = mean_of(&be.to_vec(&pass.output)?);
+            if step == 0 {
+                start = means.clone();
+            }
+            if step == a.steps {
+                return Ok((x, start, means));
+            }
+            let dyt = be.tensor(dy.clone(), &[k, shape[0], shape[1], shape[2]])?;
+            let g = be.to_vec(&self.net.backward_layers(&mut pass, dyt, 0..i + 1)?)?;
+            for f in 0..k {
+                let gs = &g[f * img..(f + 1) * img];
+                let rms = (gs.iter().map(|&v| (v * v) as f64).sum::<f64>() / img as f64).sqrt()
+                    as f32
+                    + 1e-5;
+                for (xv, &gv) in x[f * img..(f + 1) * img].iter_mut().zip(gs) {
+                    *xv += a.step_size * gv / rms;
+                }
+            }
+        }
+        unreachable!("the loop returns at its last step")
     }
 
     /// The top-level layer Grad-CAM looks at: the last one holding a

@@ -146,8 +146,9 @@ fn integrated_gradients_are_complete() {
     // And by hand, for one individual: Σ attributions = f(x) − f(0).
     let x = ex.decode(&[5]);
     let base = vec![0f32; x.len()];
-    let (attr, err, steps) = ex.integrated(&x, &base, 0, &s).unwrap();
+    let (attr, err, steps, d) = ex.integrated(&x, &base, 0, &s, 1e-9).unwrap();
     let delta = f_of(&f, &x) - f_of(&f, &base);
+    assert!((d - delta).abs() < 1e-6);
     let sum: f64 = attr.iter().sum();
     assert!((sum - delta).abs() <= s.ig_tolerance * delta.abs() + 1e-6);
     assert!((err - (sum - delta).abs() / delta.abs()).abs() < 1e-6);
@@ -185,6 +186,25 @@ fn every_method_gives_a_value_per_marker_and_grad_cam_uses_the_receptive_field()
     let cam = e.gradcam.unwrap();
     assert_eq!((cam.channels, cam.positions), (4, 18));
     assert_eq!(cam.mapping, "receptive_field");
+    // A network without convolutions: Grad-CAM is left out, with a note.
+    let mlp = "[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 4\nactivation = \"tanh\"\n[[layers]]\ntype = \"dense\"\nunits = 1\n";
+    let f = fitted(mlp, &g, &y, "standardized");
+    let ex = NetworkExplainer::new(&f, &g, &map).unwrap();
+    let e = ex
+        .explain(
+            &rows,
+            &[Method::Saliency, Method::GradCam],
+            &s,
+            None,
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+    assert!(e.get(Method::GradCam).is_none());
+    assert!(
+        e.notes[0].contains("no convolutional layer"),
+        "{:?}",
+        e.notes
+    );
 }
 
 #[test]
