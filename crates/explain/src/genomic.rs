@@ -273,6 +273,15 @@ impl<'a, B: Backend> NetworkExplainer<'a, B> {
         out.chunks(self.width).map(model::image::argmax).collect()
     }
 
+    /// The explained output of each of `n` inputs: the one output of a
+    /// regression (no pass needed), else the predicted class.
+    fn targets(&self, x: &[f32], n: usize) -> Result<Vec<usize>> {
+        if self.width == 1 {
+            return Ok(vec![0; n]);
+        }
+        Ok(self.classes(&self.outputs(x.to_vec(), n)?))
+    }
+
     fn dy(&self, class: &[usize]) -> Result<B::Tensor> {
         let mut dy = vec![0f32; class.len() * self.width];
         for (r, &k) in class.iter().enumerate() {
@@ -354,7 +363,7 @@ impl<'a, B: Backend> NetworkExplainer<'a, B> {
             for (bi, chunk) in rows.chunks(batch).enumerate() {
                 progress("saliency", bi * batch, rows.len());
                 let (x, _) = dec.decode(chunk);
-                let class = self.classes(&self.outputs(x.clone(), chunk.len())?);
+                let class = self.targets(&x, chunk.len())?;
                 let (_, dx) = self.gradients(x.clone(), &class)?;
                 for r in 0..chunk.len() {
                     for j in 0..m {
@@ -406,7 +415,7 @@ impl<'a, B: Backend> NetworkExplainer<'a, B> {
             for (bi, chunk) in rows.chunks(batch).enumerate() {
                 progress("integrated gradients", bi * batch, rows.len());
                 let (x, _) = dec.decode(chunk);
-                let class = self.classes(&self.outputs(x.clone(), chunk.len())?);
+                let class = self.targets(&x, chunk.len())?;
                 for (r, &k) in class.iter().enumerate() {
                     let xr = &x[r * cm..(r + 1) * cm];
                     let (attr, err, steps, delta) = self.integrated(xr, &base, k, s, floor)?;
@@ -439,7 +448,7 @@ impl<'a, B: Backend> NetworkExplainer<'a, B> {
             for (bi, chunk) in rows.chunks(batch).enumerate() {
                 progress("smoothgrad", bi * batch, rows.len());
                 let (x, _) = dec.decode(chunk);
-                let class = self.classes(&self.outputs(x.clone(), chunk.len())?);
+                let class = self.targets(&x, chunk.len())?;
                 // Each individual's noise comes from its own stream.
                 let mut rngs: Vec<ChaCha8Rng> = chunk
                     .iter()
@@ -686,7 +695,7 @@ impl<'a, B: Backend> NetworkExplainer<'a, B> {
             progress("grad-cam", bi * batch, rows.len());
             let (x, _) = dec.decode(chunk);
             let nb = chunk.len();
-            let class = self.classes(&self.outputs(x.clone(), nb)?);
+            let class = self.targets(&x, nb)?;
             let xt = be.tensor(x, &[nb, self.channels, m])?;
             let a = self.net.forward_layers(&xt, 0..k + 1, &Ctx::eval())?.output;
             let mut tail =
