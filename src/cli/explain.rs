@@ -150,7 +150,6 @@ fn explain_with<B: Backend>(a: ExplainArgs, backend: B) -> Result<()> {
         (Some(p), Some(t)) => Some(PhenoTable::read(p)?.select(t, g.individuals())?),
         _ => None,
     };
-    let observed = trait_.as_ref().map(|t| t.values.as_slice());
     let rows = choose_individuals(&a.individuals, &g)?;
     let settings = Settings {
         ig_steps: a.ig_steps.max(1),
@@ -162,17 +161,9 @@ fn explain_with<B: Backend>(a: ExplainArgs, backend: B) -> Result<()> {
         ..Settings::default()
     };
 
-    // Every model is explained on the genotype file's markers, matched by ID and allele.
-    let mut runs: Vec<(Explanation, Vec<usize>, Vec<bool>)> = Vec::new();
-    let mut names = Vec::new();
-    let mut kinds = Vec::new();
-    let bar = ProgressBar::new(1);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} [{elapsed} < {eta}]")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    let mut loaded = Vec::with_capacity(dirs.len());
+    // Models of one kind are averaged; several kinds (a cv folder) are
+    // explained one after the other, each into OUT/NAME.
+    let mut groups: Vec<(String, Group<B>)> = Vec::new();
     for dir in &dirs {
         let saved = model::load(dir, backend.clone())
             .with_context(|| format!("cannot load the model in {}", dir.display()))?;
@@ -185,21 +176,92 @@ fn explain_with<B: Backend>(a: ExplainArgs, backend: B) -> Result<()> {
                 dir.display()
             ),
         };
-        loaded.push((saved, name));
+        match groups.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => v.push((dir.clone(), saved)),
+            None => groups.push((name, vec![(dir.clone(), saved)])),
+        }
     }
-    if loaded.iter().any(|(_, n)| n != &loaded[0].1) {
-        let mut list: Vec<String> = dirs
+    let shared = Shared {
+        a: &a,
+        g: &g,
+        file: &file,
+        trait_: trait_.as_ref(),
+        rows: &rows,
+        methods: &methods,
+        settings: &settings,
+        start,
+    };
+    if groups.len() == 1 {
+        let (_, group) = groups.pop().expect("one group");
+        return explain_group(&shared, group, &a.out);
+    }
+    eprintln!(
+        "{} kinds of model: {}; each is explained into {}/NAME",
+        groups.len(),
+        groups
             .iter()
-            .zip(&loaded)
-            .map(|(d, (_, n))| format!("{} ({n})", d.display()))
-            .collect();
-        list.truncate(8);
-        bail!(
-            "explain averages models of one kind, but was given several: {}; pass the folder of one model (e.g. DIR/models/NAME)",
-            list.join(", ")
-        );
+            .map(|(n, v)| format!(
+                "{n} ({} model{})",
+                v.len(),
+                if v.len() == 1 { "" } else { "s" }
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
+        a.out.display()
+    );
+    for (name, group) in groups {
+        let out = a.out.join(&name);
+        ensure_dir(&out)?;
+        println!("== {name} ==");
+        explain_group(&shared, group, &out)?;
     }
-    for (k, (saved, _)) in loaded.into_iter().enumerate() {
+    Ok(())
+}
+
+/// Saved models of one kind, with their folders.
+type Group<B> = Vec<(PathBuf, SavedModel<B>)>;
+
+/// What every group of models is explained with.
+struct Shared<'a> {
+    a: &'a ExplainArgs,
+    g: &'a PackedGenotypes,
+    file: &'a str,
+    trait_: Option<&'a geno::Trait>,
+    rows: &'a [usize],
+    methods: &'a [Method],
+    settings: &'a Settings,
+    start: Instant,
+}
+
+/// Explains models of one kind (averaged when there are several) into `out`.
+fn explain_group<B: Backend>(sh: &Shared, group: Group<B>, out: &Path) -> Result<()> {
+    let Shared {
+        a,
+        g,
+        file,
+        trait_,
+        rows,
+        methods,
+        settings,
+        start,
+    } = *sh;
+    let observed = trait_.map(|t| t.values.as_slice());
+    let dirs: Vec<PathBuf> = group.iter().map(|(d, _)| d.clone()).collect();
+    let backend_name = match &group[0].1 {
+        SavedModel::Network(f) => f.network.backend.name(),
+        _ => "none (linear model)".to_string(),
+    };
+    // Every model is explained on the genotype file's markers, matched by ID and allele.
+    let mut runs: Vec<(Explanation, Vec<usize>, Vec<bool>)> = Vec::new();
+    let mut names = Vec::new();
+    let mut kinds = Vec::new();
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} [{elapsed} < {eta}]")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    for (k, (_, saved)) in group.into_iter().enumerate() {
         let label = format!("model {}/{}", k + 1, dirs.len());
         let mut progress = |what: &str, done: usize, of: usize| {
             bar.set_length(of as u64);
@@ -208,20 +270,20 @@ fn explain_with<B: Backend>(a: ExplainArgs, backend: B) -> Result<()> {
         };
         let (ex, markers, name, kind) = match saved {
             SavedModel::Network(f) => {
-                let (map, _) = model::match_markers(&f.markers, &g, &file)?;
-                let ex = NetworkExplainer::new(&f, &g, &map)?;
-                let out = ex.explain(&rows, &methods, &settings, observed, &mut progress)?;
+                let (map, _) = model::match_markers(&f.markers, g, file)?;
+                let ex = NetworkExplainer::new(&f, g, &map)?;
+                let out = ex.explain(rows, methods, settings, observed, &mut progress)?;
                 (out, map, f.spec.name.clone(), "network")
             }
             SavedModel::Linear(m) => {
-                let (map, _) = model::match_markers(&m.markers, &g, &file)?;
+                let (map, _) = model::match_markers(&m.markers, g, file)?;
                 let ex = LinearExplainer {
                     model: &m,
-                    g: &g,
+                    g,
                     map: &map,
                 };
                 debug_assert_eq!(ex.n_markers(), m.effects.len());
-                let out = ex.explain(&rows, &methods, &settings, observed, &mut progress)?;
+                let out = ex.explain(rows, methods, settings, observed, &mut progress)?;
                 (out, map, "gblup".to_string(), "linear")
             }
             SavedModel::Image(_) => unreachable!("refused above"),
@@ -302,7 +364,7 @@ fn explain_with<B: Backend>(a: ExplainArgs, backend: B) -> Result<()> {
     // The association scan, on every phenotyped individual of the file.
     let gwas = trait_.as_ref().map(|t| {
         let pb = spinner("association scan");
-        let s = explain::gwas::scan(&g, &t.values);
+        let s = explain::gwas::scan(g, &t.values);
         pb.finish_and_clear();
         let per: Vec<explain::gwas::Association> = cols.iter().map(|&j| s[j]).collect();
         per
@@ -390,7 +452,7 @@ fn explain_with<B: Backend>(a: ExplainArgs, backend: B) -> Result<()> {
         }
         csv.push('\n');
     }
-    geno::write_atomic(a.out.join("markers.csv"), csv.as_bytes())?;
+    geno::write_atomic(out.join("markers.csv"), csv.as_bytes())?;
 
     // manhattan.png / .svg
     let chroms: Vec<String> = markers.iter().map(|x| x.chromosome.clone()).collect();
@@ -424,7 +486,7 @@ fn explain_with<B: Backend>(a: ExplainArgs, backend: B) -> Result<()> {
         .map(|l| (l.chromosome.clone(), l.position))
         .collect();
     eval::plots::manhattan(
-        &a.out.join("manhattan"),
+        &out.join("manhattan"),
         &panels,
         &eval::plots::ManhattanLayout {
             chromosomes: &chroms,
@@ -476,7 +538,7 @@ fn explain_with<B: Backend>(a: ExplainArgs, backend: B) -> Result<()> {
         "seconds": seconds,
         "seconds_total": start.elapsed().as_secs_f64(),
         "top": top_json,
-        "backend": backend.name(),
+        "backend": backend_name,
     });
     let obj = summary.as_object_mut().expect("an object");
     if let Some(c) = &first.ig {
@@ -519,7 +581,7 @@ fn explain_with<B: Backend>(a: ExplainArgs, backend: B) -> Result<()> {
     if !first.notes.is_empty() {
         obj.insert("notes".into(), json!(first.notes));
     }
-    write_json(&a.out.join("summary.json"), &summary)?;
+    write_json(&out.join("summary.json"), &summary)?;
 
     // The terminal: the top markers, then the scores against the truth.
     let lead = &columns[0];
@@ -592,7 +654,7 @@ fn explain_with<B: Backend>(a: ExplainArgs, backend: B) -> Result<()> {
     }
     println!(
         "wrote {}/{{markers.csv, manhattan.png, manhattan.svg, summary.json}}",
-        a.out.display()
+        out.display()
     );
     Ok(())
 }

@@ -280,9 +280,27 @@ fn cv_saved_fold_models_are_averaged_with_their_stability() {
                 .is_file());
         }
     }
-    // A cv folder holds two kinds of model: explain asks for one.
-    let err = fails(&explain_args(s(&cv), s(&dir.path().join("x")), &[]));
-    assert!(err.contains("models/NAME"), "{err}");
+    // A cv folder holds two kinds of model: each is explained into OUT/NAME.
+    let both = dir.path().join("both");
+    let text = ok(&explain_args(
+        s(&cv),
+        s(&both),
+        &[
+            "--methods",
+            "saliency",
+            "--individuals",
+            "ind001,ind002,ind003",
+        ],
+    ));
+    assert!(
+        text.contains("== gblup ==") && text.contains("== small-cnn =="),
+        "{text}"
+    );
+    for (m, kind) in [("gblup", "linear"), ("small-cnn", "network")] {
+        let sum = read_json(&both.join(m).join("summary.json"));
+        assert_eq!(sum["model_kind"], kind);
+        assert_eq!(sum["n_models"], 2);
+    }
     let out = dir.path().join("explain");
     ok(&explain_args(
         s(&cv.join("models/small-cnn")),
