@@ -51,7 +51,7 @@ pub struct ExplainArgs {
     #[arg(long, default_value_t = 100)]
     pub top: usize,
     /// Integrated Gradients: first number of steps (doubled per individual
-    /// until completeness holds to 0.5%, up to 512).
+    /// until completeness holds to 0.5%, up to 1024).
     #[arg(long, default_value_t = 32)]
     pub ig_steps: usize,
     /// SmoothGrad: noisy copies per individual.
