@@ -23,7 +23,8 @@ use super::{GenoArgs, PhenoArgs};
 #[derive(Args, Debug)]
 pub struct ExplainArgs {
     /// Saved models: folders written by `train`, `gblup` or `cv --save-models`
-    /// (a `cv` output folder holds one model per fold; attributions are averaged).
+    /// (models of one kind are averaged; a whole `cv` folder is explained per
+    /// kind of model, into OUT/NAME).
     #[arg(long, value_name = "DIR", num_args = 1.., required = true)]
     pub model: Vec<PathBuf>,
     #[command(flatten)]
@@ -50,8 +51,8 @@ pub struct ExplainArgs {
     /// How many top markers of each method are scored.
     #[arg(long, default_value_t = 100)]
     pub top: usize,
-    /// Integrated Gradients: first number of steps (doubled per individual
-    /// until completeness holds to 0.5%, up to 1024).
+    /// Integrated Gradients: pieces of the path at first (the worst are
+    /// halved until completeness holds to 0.5%, up to 1024 gradient evaluations).
     #[arg(long, default_value_t = 32)]
     pub ig_steps: usize,
     /// SmoothGrad: noisy copies per individual.
