@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use explain::genomic::Predictor as _;
 use explain::{Explanation, LinearExplainer, Method, NetworkExplainer, Settings};
 use geno::{Marker, PackedGenotypes, PhenoTable};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -193,8 +192,8 @@ fn explain_with<B: Backend>(a: ExplainArgs, backend: B) -> Result<()> {
         start,
     };
     if groups.len() == 1 {
-        let (_, group) = groups.pop().expect("one group");
-        return explain_group(&shared, group, &a.out);
+        let (name, group) = groups.pop().expect("one group");
+        return explain_group(&shared, &name, group, &a.out);
     }
     eprintln!(
         "{} kinds of model: {}; each is explained into {}/NAME",
@@ -214,7 +213,7 @@ fn explain_with<B: Backend>(a: ExplainArgs, backend: B) -> Result<()> {
         let out = a.out.join(&name);
         ensure_dir(&out)?;
         println!("== {name} ==");
-        explain_group(&shared, group, &out)?;
+        explain_group(&shared, &name, group, &out)?;
     }
     Ok(())
 }
@@ -235,7 +234,7 @@ struct Shared<'a> {
 }
 
 /// Explains models of one kind (averaged when there are several) into `out`.
-fn explain_group<B: Backend>(sh: &Shared, group: Group<B>, out: &Path) -> Result<()> {
+fn explain_group<B: Backend>(sh: &Shared, name: &str, group: Group<B>, out: &Path) -> Result<()> {
     let Shared {
         a,
         g,
@@ -248,14 +247,12 @@ fn explain_group<B: Backend>(sh: &Shared, group: Group<B>, out: &Path) -> Result
     } = *sh;
     let observed = trait_.map(|t| t.values.as_slice());
     let dirs: Vec<PathBuf> = group.iter().map(|(d, _)| d.clone()).collect();
-    let backend_name = match &group[0].1 {
-        SavedModel::Network(f) => f.network.backend.name(),
-        _ => "none (linear model)".to_string(),
+    let (kind, backend_name) = match &group[0].1 {
+        SavedModel::Network(f) => ("network", f.network.backend.name()),
+        _ => ("linear", "none (linear model)".to_string()),
     };
     // Every model is explained on the genotype file's markers, matched by ID and allele.
     let mut runs: Vec<(Explanation, Vec<usize>, Vec<bool>)> = Vec::new();
-    let mut names = Vec::new();
-    let mut kinds = Vec::new();
     let bar = ProgressBar::new(1);
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} [{elapsed} < {eta}]")
@@ -269,12 +266,12 @@ fn explain_group<B: Backend>(sh: &Shared, group: Group<B>, out: &Path) -> Result
             bar.set_position(done as u64);
             bar.set_message(format!("{label}: {what}"));
         };
-        let (ex, markers, name, kind) = match saved {
+        let (ex, markers) = match saved {
             SavedModel::Network(f) => {
                 let (map, _) = model::match_markers(&f.markers, g, file)?;
                 let ex = NetworkExplainer::new(&f, g, &map)?;
                 let out = ex.explain(rows, methods, settings, observed, &mut progress)?;
-                (out, map, f.spec.name.clone(), "network")
+                (out, map)
             }
             SavedModel::Linear(m) => {
                 let (map, _) = model::match_markers(&m.markers, g, file)?;
@@ -283,9 +280,8 @@ fn explain_group<B: Backend>(sh: &Shared, group: Group<B>, out: &Path) -> Result
                     g,
                     map: &map,
                 };
-                debug_assert_eq!(ex.n_markers(), m.effects.len());
                 let out = ex.explain(rows, methods, settings, observed, &mut progress)?;
-                (out, map, "gblup".to_string(), "linear")
+                (out, map)
             }
             SavedModel::Image(_) => unreachable!("refused above"),
         };
@@ -294,8 +290,6 @@ fn explain_group<B: Backend>(sh: &Shared, group: Group<B>, out: &Path) -> Result
             None => (0..markers.flipped.len()).collect(),
         };
         runs.push((ex, cols, markers.flipped.clone()));
-        names.push(name);
-        kinds.push(kind);
     }
     bar.finish_and_clear();
     if runs.iter().any(|r| r.1 != runs[0].1) {
@@ -462,7 +456,7 @@ fn explain_group<B: Backend>(sh: &Shared, group: Group<B>, out: &Path) -> Result
     let mut panels: Vec<eval::plots::ManhattanPanel> = columns
         .iter()
         .map(|(k, v)| eval::plots::ManhattanPanel {
-            title: format!("{} — {}", names[0], k.name()),
+            title: format!("{name} — {}", k.name()),
             y_label: if *k == Method::Permutation {
                 "loss in r".into()
             } else {
@@ -518,8 +512,8 @@ fn explain_group<B: Backend>(sh: &Shared, group: Group<B>, out: &Path) -> Result
         })
         .collect();
     let mut summary = json!({
-        "model": names[0],
-        "model_kind": kinds[0],
+        "model": name,
+        "model_kind": kind,
         "models": dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
         "n_models": n_models,
         "genotypes": file,
@@ -588,7 +582,7 @@ fn explain_group<B: Backend>(sh: &Shared, group: Group<B>, out: &Path) -> Result
     let lead = &columns[0];
     println!(
         "explained {} ({} model{}) on {} individuals × {} markers; top markers by {}:",
-        names[0],
+        name,
         n_models,
         if n_models == 1 { "" } else { "s" },
         rows.len(),

@@ -557,10 +557,7 @@ fn explain_with<B: Backend>(a: ImageExplainArgs, backend: B) -> Result<()> {
     let [c, h, w] = [m.meta.channels, m.meta.height, m.meta.width];
     let img = c * h * w;
     let probs = ex.probabilities(x.clone(), n)?;
-    let predicted: Vec<usize> = probs
-        .chunks(classes)
-        .map(|r| (0..classes).fold(0, |b, i| if r[i] > r[b] { i } else { b }))
-        .collect();
+    let predicted = ex.predicted(&probs);
     let mut wrote = Vec::new();
 
     // The intermediate activations: one row per image, one tile per channel.

@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use nn::spec::{PaddingName, PaddingSpec, Size};
+use nn::spec::{PaddingName, PaddingSpec};
 use nn::LayerSpec;
 
 /// Position `l` of a layer's output sees input positions
@@ -49,10 +49,6 @@ impl Field {
     }
 }
 
-fn one(s: Size) -> Option<usize> {
-    s.one()
-}
-
 /// Padding on each side of a window, as the kernels resolve it.
 fn pads(p: PaddingSpec, len: usize, span: usize, stride: usize) -> (usize, usize) {
     match p {
@@ -86,21 +82,21 @@ pub fn field_of(specs: &[LayerSpec], f: Field) -> Option<Field> {
 fn layer_field(spec: &LayerSpec, f: Field) -> Option<Field> {
     match spec {
         LayerSpec::Conv1d(c) => {
-            let (k, s, d) = (one(c.kernel)?, one(c.stride)?, one(c.dilation)?);
+            let (k, s, d) = (c.kernel.one()?, c.stride.one()?, c.dilation.one()?);
             let span = d * (k - 1) + 1;
             let (l, r) = pads(c.padding, f.len, span, s);
             window(f, span, s, l, r)
         }
         LayerSpec::SeparableConv1d(c) => {
-            let (k, s, d) = (one(c.kernel)?, one(c.stride)?, one(c.dilation)?);
+            let (k, s, d) = (c.kernel.one()?, c.stride.one()?, c.dilation.one()?);
             let span = d * (k - 1) + 1;
             let (l, r) = pads(c.padding, f.len, span, s);
             window(f, span, s, l, r)
         }
         LayerSpec::MaxPool1d(p) | LayerSpec::AvgPool1d(p) => {
-            let k = one(p.size)?;
+            let k = p.size.one()?;
             let s = match p.stride {
-                Some(s) => one(s)?,
+                Some(s) => s.one()?,
                 None => k,
             };
             window(f, k, s, p.padding, p.padding)

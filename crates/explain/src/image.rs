@@ -120,6 +120,15 @@ impl<'a, B: Backend> ImageExplainer<'a, B> {
             .collect())
     }
 
+    /// The most probable class of each image, from [`Self::probabilities`].
+    pub fn predicted(&self, probs: &[f64]) -> Vec<usize> {
+        let k = self.model.meta.classes;
+        probs
+            .chunks(k)
+            .map(|r| (0..k).fold(0, |b, i| if r[i] > r[b] { i } else { b }))
+            .collect()
+    }
+
     /// The feature maps of every top-level convolutional or pooling layer.
     pub fn activations(&self, x: Vec<f32>, n: usize) -> Result<Vec<ActivationMaps>> {
         let outs = self.net.forward_all(&self.tensor(x, n)?, &Ctx::eval())?;
@@ -340,9 +349,8 @@ impl<'a, B: Backend> ImageExplainer<'a, B> {
     /// The deletion areas of one image for its predicted class: in the
     /// order of the Grad-CAM heatmap, and in a random order.
     pub fn deletion_pair(&self, x: &[f32], steps: usize, seed: u64) -> Result<(f64, f64, usize)> {
-        let k = self.model.meta.classes;
         let probs = self.probabilities(x.to_vec(), 1)?;
-        let class = (0..k).fold(0, |b, i| if probs[i] > probs[b] { i } else { b });
+        let class = self.predicted(&probs)[0];
         let heat = self.gradcam(x, class)?;
         let mut by_heat: Vec<usize> = (0..heat.len()).collect();
         by_heat.sort_by(|&a, &b| heat[b].total_cmp(&heat[a]).then(a.cmp(&b)));
