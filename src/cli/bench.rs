@@ -328,6 +328,7 @@ fn train_bench_with<B: nn::Backend>(a: TrainBenchArgs, backend: B) -> Result<()>
     let network = model::build_network(backend, &spec, g.n_markers(), 1)?;
     let opts = model::TrainOptions {
         profile: profiling(),
+        ..Default::default()
     };
     let fitted = model::fit_with(
         network,

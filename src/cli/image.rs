@@ -16,7 +16,10 @@ use vision::ImageSet;
 use super::output::{
     ensure_dir, median_after_first, num, spinner, table, write_json, EpochProgress,
 };
-use super::train::{engine_threads, override_training, with_engine, ComputeArgs};
+use super::train::{
+    engine_threads, override_training, phase_tag, run_spec, with_engine, ComputeArgs,
+};
+use super::transfer::TransferArgs;
 use nn::Backend;
 
 #[derive(Args, Debug)]
@@ -122,9 +125,15 @@ pub struct DataArgs {
 pub struct ImageTrainArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// Model config (TOML), e.g. configs/lenet5.toml.
-    #[arg(long, value_name = "CONFIG")]
-    pub model: PathBuf,
+    /// Model config (TOML), e.g. configs/lenet5.toml (default with
+    /// --init-from: the source model's).
+    #[arg(long, value_name = "CONFIG", required_unless_present = "init_from")]
+    pub model: Option<PathBuf>,
+    /// Keep only these classes, in training and test sets alike, relabelled
+    /// 0…k−1 in this order: 5,6,7,8,9 or 5-9. The last dense layer gets k
+    /// units; from --init-from with other classes, it is initialised afresh.
+    #[arg(long, value_name = "LIST")]
+    pub classes: Option<String>,
     /// Override the config's number of epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -137,12 +146,14 @@ pub struct ImageTrainArgs {
     /// Augmentation spec (TOML, Keras ImageDataGenerator keys), applied per batch.
     #[arg(long, value_name = "SPEC.toml")]
     pub augment: Option<PathBuf>,
-    /// Train on the first N training images only.
+    /// Train on the first N training images only (of --classes, when given).
     #[arg(long, value_name = "N")]
     pub train_limit: Option<usize>,
     /// Random seed: the same seed and thread count give bit-identical weights.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
     #[command(flatten)]
     pub compute: ComputeArgs,
     /// Output directory.
@@ -202,9 +213,41 @@ fn read_augment(path: &Path) -> Result<AugmentSpec> {
     AugmentSpec::from_toml(&text, &path.display().to_string()).map_err(anyhow::Error::msg)
 }
 
+/// The names of a model's classes: the data set's, or those kept by `--classes`.
+fn model_class_names(dataset: Dataset, labels: &[u32]) -> Vec<String> {
+    let all = dataset.class_names();
+    if labels.is_empty() {
+        return all;
+    }
+    labels
+        .iter()
+        .map(|&l| {
+            all.get(l as usize)
+                .cloned()
+                .unwrap_or_else(|| l.to_string())
+        })
+        .collect()
+}
+
+/// A test set as a model sees it: only its classes, relabelled, when it
+/// was trained with `--classes`.
+fn for_model(set: ImageSet, labels: &[u32]) -> ImageSet {
+    if labels.is_empty() {
+        return set;
+    }
+    let keep: Vec<u8> = labels.iter().map(|&l| l as u8).collect();
+    set.select_classes(&keep)
+}
+
 /// Writes confusion.csv and confusion.png into `dir`.
-fn write_confusion(dir: &Path, e: &Evaluation, model: &str, dataset: Dataset) -> Result<()> {
-    let names = dataset.class_names();
+fn write_confusion(
+    dir: &Path,
+    e: &Evaluation,
+    model: &str,
+    dataset: Dataset,
+    labels: &[u32],
+) -> Result<()> {
+    let names = model_class_names(dataset, labels);
     let title = format!(
         "{model} on {} test: error {:.2}%",
         dataset.name(),
@@ -246,14 +289,33 @@ fn run_train(a: ImageTrainArgs) -> Result<()> {
 }
 
 fn train_with<B: Backend>(a: ImageTrainArgs, backend: B, threads: usize) -> Result<()> {
-    let mut spec = ModelSpec::from_file(&a.model)?;
+    let source = a.transfer.source()?;
+    let mut spec = run_spec(a.model.as_deref(), source.as_ref())?;
     override_training(&mut spec, a.epochs, a.batch_size, a.lr)?;
     let augment = match &a.augment {
         Some(p) => Some(Augmenter::new(read_augment(p)?, a.seed)),
         None => None,
     };
-    ensure_dir(&a.out)?;
     let mut train = load_data(&a.data, true)?;
+    let mut test = load_data(&a.data, false)?;
+    let n_classes = a.data.dataset.class_names().len();
+    let labels: Vec<u32> = match &a.classes {
+        Some(text) => {
+            let keep = vision::parse_classes(text, n_classes).map_err(anyhow::Error::msg)?;
+            train = train.select_classes(&keep);
+            test = test.select_classes(&keep);
+            if train.is_empty() {
+                bail!(
+                    "--classes {text}: {} has no training image of these classes",
+                    a.data.data_dir.display()
+                );
+            }
+            set_output_units(&mut spec, keep.len())?;
+            keep.iter().map(|&c| c as u32).collect()
+        }
+        None => Vec::new(),
+    };
+    ensure_dir(&a.out)?;
     if let Some(n) = a.train_limit {
         if n == 0 {
             bail!("--train-limit must be at least 1");
@@ -263,17 +325,42 @@ fn train_with<B: Backend>(a: ImageTrainArgs, backend: B, threads: usize) -> Resu
         train.images.truncate(n * size);
         train.labels.truncate(n);
     }
-    let test = load_data(&a.data, false)?;
+    let input_shape = [train.channels, train.height, train.width];
+    let mut network = nn::Network::build(backend, &spec.layers, &input_shape, spec.init, a.seed)?;
+    // A source trained on other classes gives no output layer.
+    let mine: Vec<u32> = if labels.is_empty() {
+        (0..network.output_shape.iter().product::<usize>() as u32).collect()
+    } else {
+        labels.clone()
+    };
+    let (reinit, note) = match &source {
+        Some(s) if !s.class_labels.is_empty() && s.class_labels != mine => {
+            let out = format!("layers.{}", spec.layers.len() - 1);
+            let note = format!(
+                "output layer {out} replaced: the source's classes are {:?}, these {:?}",
+                s.class_labels, mine
+            );
+            (vec![out], Some(note))
+        }
+        _ => (Vec::new(), None),
+    };
+    let plan = a.transfer.plan(source, &spec, &mut network, reinit, note)?;
+    eprint!("{}", plan.describe());
     eprintln!(
-        "training {} on {} {} images ({}×{}×{}), testing on {}, {}{}",
+        "training {} on {} {} images ({}×{}×{}{}), testing on {}, {}{}",
         spec.name,
         train.len(),
         a.data.dataset.name(),
         train.channels,
         train.height,
         train.width,
+        if labels.is_empty() {
+            String::new()
+        } else {
+            format!(", classes {labels:?}")
+        },
         test.len(),
-        backend.name(),
+        network.backend.name(),
         if augment.is_some() { ", augmented" } else { "" }
     );
     let start = Instant::now();
@@ -282,14 +369,17 @@ fn train_with<B: Backend>(a: ImageTrainArgs, backend: B, threads: usize) -> Resu
         test: Some(&test),
         dataset: a.data.dataset.name().into(),
         profile: false,
+        labels: labels.clone(),
+        phases: plan.phases.clone(),
     };
     let mut progress = EpochProgress::new();
-    let fitted = model::fit_images(backend, &spec, &train, &opts, a.seed, &mut |ev| {
+    let fitted = model::fit_images_with(network, &spec, &train, &opts, a.seed, &mut |ev| {
         progress.on(ev, |r| {
             (
                 format!(
-                    "  epoch {:>3}  lr {:.2e}  loss {:.4}  train acc {:.4}  test acc {:.4}  {:.2}s",
+                    "  epoch {:>3}{}  lr {:.2e}  loss {:.4}  train acc {:.4}  test acc {:.4}  {:.2}s",
                     r.epoch + 1,
+                    phase_tag(r.phase),
                     r.lr,
                     r.train_loss,
                     r.train_accuracy,
@@ -303,14 +393,16 @@ fn train_with<B: Backend>(a: ImageTrainArgs, backend: B, threads: usize) -> Resu
     let bar = progress.bar;
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
+    let mut fitted = fitted;
+    fitted.provenance = plan.provenance(&fitted.provenance);
 
     let mut hist = String::from(
-        "epoch,lr,train_loss,train_accuracy,val_loss,val_accuracy,test_accuracy,seconds\n",
+        "epoch,lr,train_loss,train_accuracy,val_loss,val_accuracy,test_accuracy,seconds,phase\n",
     );
     for r in &fitted.history {
         writeln!(
             hist,
-            "{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{}",
             r.epoch + 1,
             r.lr,
             num(Some(r.train_loss)),
@@ -318,13 +410,14 @@ fn train_with<B: Backend>(a: ImageTrainArgs, backend: B, threads: usize) -> Resu
             num(Some(r.val_loss)),
             num(Some(r.val_accuracy)),
             num(Some(r.test_accuracy)),
-            num(Some(r.seconds))
+            num(Some(r.seconds)),
+            r.phase
         )?;
     }
     geno::write_atomic(a.out.join("history.csv"), hist.as_bytes())?;
     model::save_image(&fitted, &a.out)?;
     let e = fitted.evaluate(&test)?;
-    write_confusion(&a.out, &e, &spec.name, a.data.dataset)?;
+    write_confusion(&a.out, &e, &spec.name, a.data.dataset, &labels)?;
     let times: Vec<f64> = fitted.history.iter().map(|r| r.seconds).collect();
     let spe = times.iter().sum::<f64>() / times.len() as f64;
     let median_after_first = median_after_first(&times);
@@ -333,8 +426,10 @@ fn train_with<B: Backend>(a: ImageTrainArgs, backend: B, threads: usize) -> Resu
         &a.out.join("summary.json"),
         &json!({
             "model": spec.name,
-            "config": a.model.display().to_string(),
+            "config": a.model.as_ref().map(|p| p.display().to_string()),
             "dataset": a.data.dataset.name(),
+            "classes": (!labels.is_empty()).then(|| labels.clone()),
+            "train_limit": a.train_limit,
             "n_train": fitted.n_train,
             "n_val": fitted.n_val,
             "n_test": e.n,
@@ -352,6 +447,7 @@ fn train_with<B: Backend>(a: ImageTrainArgs, backend: B, threads: usize) -> Resu
             "seed": a.seed,
             "threads": threads,
             "backend": fitted.network.backend.name(),
+            "transfer": a.transfer.any().then(|| plan.json(&fitted.provenance)),
         }),
     )?;
     print!(
@@ -383,6 +479,21 @@ fn train_with<B: Backend>(a: ImageTrainArgs, backend: B, threads: usize) -> Resu
     Ok(())
 }
 
+/// Gives the spec's output layer (its last, a dense layer) `k` units.
+fn set_output_units(spec: &mut ModelSpec, k: usize) -> Result<()> {
+    match spec.layers.last_mut() {
+        Some(nn::LayerSpec::Dense(d)) => {
+            d.units = k;
+            Ok(())
+        }
+        other => bail!(
+            "--classes: model '{}' must end with a dense layer (one unit per class), not {}",
+            spec.name,
+            other.map_or("nothing", |l| l.kind())
+        ),
+    }
+}
+
 fn run_eval(a: ImageEvalArgs) -> Result<()> {
     let engine = a.compute.apply()?;
     with_engine!(engine, b => eval_with(a, b))
@@ -403,11 +514,11 @@ fn eval_with<B: Backend>(a: ImageEvalArgs, backend: B) -> Result<()> {
         );
     }
     ensure_dir(&a.out)?;
-    let test = load_data(&a.data, false)?;
+    let test = for_model(load_data(&a.data, false)?, &m.meta.labels);
     let start = Instant::now();
     let e = m.evaluate(&test)?;
     let secs = start.elapsed().as_secs_f64();
-    write_confusion(&a.out, &e, &m.spec.name, a.data.dataset)?;
+    write_confusion(&a.out, &e, &m.spec.name, a.data.dataset, &m.meta.labels)?;
     write_json(
         &a.out.join("summary.json"),
         &json!({
@@ -550,7 +661,7 @@ fn explain_with<B: Backend>(a: ImageExplainArgs, backend: B) -> Result<()> {
         );
     }
     ensure_dir(&a.out)?;
-    let test = load_data(&a.data, false)?;
+    let test = for_model(load_data(&a.data, false)?, &m.meta.labels);
     let ex = ImageExplainer::new(&m)?;
     let x = ex.pixels(&test, &a.images)?;
     let n = a.images.len();

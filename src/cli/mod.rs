@@ -11,6 +11,7 @@ mod output;
 mod qc;
 mod simulate;
 mod train;
+mod transfer;
 
 use std::path::PathBuf;
 

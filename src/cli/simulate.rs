@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 use geno::{simulate, write_atomic, SimParams};
 
@@ -23,9 +23,22 @@ pub struct SimulateArgs {
     /// Number of additive QTL.
     #[arg(long, default_value_t = 100)]
     pub qtl: usize,
-    /// Narrow-sense heritability: the additive share of the phenotypic variance.
-    #[arg(long, default_value_t = 0.5)]
-    pub h2: f64,
+    /// Narrow-sense heritability: the additive share of the phenotypic
+    /// variance; one value, or one per trait with --traits (0.5,0.2).
+    #[arg(long, default_value = "0.5", value_name = "H2[,H2…]")]
+    pub h2: String,
+    /// Traits to simulate. Traits 2… share trait 1's QTL, with additive
+    /// effects correlated by --genetic-correlation (and no dominance or
+    /// epistasis); PREFIX.pheno.csv then has columns trait1, trait2, ….
+    #[arg(long, default_value_t = 1)]
+    pub traits: usize,
+    /// The genetic correlation of traits 2… with trait 1.
+    #[arg(long, default_value_t = 0.0, value_name = "R")]
+    pub genetic_correlation: f64,
+    /// Share of phenotype records set missing (NA) at random: one value, or
+    /// one per trait (0,0.7).
+    #[arg(long, default_value = "0", value_name = "F[,F…]")]
+    pub missing_rate: String,
     /// Dominance share of the phenotypic variance (at the same QTL).
     #[arg(long, default_value_t = 0.0)]
     pub dominance: f64,
@@ -58,13 +71,41 @@ fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// A value per trait from `one` or `one,per,trait`.
+fn per_trait(text: &str, k: usize, flag: &str) -> Result<Vec<f64>> {
+    let v: Vec<f64> = text
+        .split(',')
+        .map(|x| {
+            x.trim()
+                .parse::<f64>()
+                .map_err(|_| anyhow::anyhow!("{flag} {text}: '{}' is not a number", x.trim()))
+        })
+        .collect::<Result<_>>()?;
+    match v.len() {
+        1 => Ok(vec![v[0]; k]),
+        l if l == k => Ok(v),
+        l => bail!("{flag} {text}: {l} values for {k} traits (give one, or one per trait)"),
+    }
+}
+
 pub fn run(a: SimulateArgs) -> Result<()> {
+    if a.traits == 0 {
+        bail!("--traits must be at least 1");
+    }
+    let h2 = per_trait(&a.h2, a.traits, "--h2")?;
+    let missing_rate = per_trait(&a.missing_rate, a.traits, "--missing-rate")?;
+    if let Some(f) = missing_rate.iter().find(|f| !(0.0..1.0).contains(*f)) {
+        bail!("--missing-rate {f}: expected a share in [0, 1)");
+    }
+    if a.traits == 1 && a.genetic_correlation != 0.0 {
+        bail!("--genetic-correlation needs --traits 2 or more");
+    }
     let params = SimParams {
         n: a.n,
         snps: a.snps,
         chromosomes: a.chromosomes,
         qtl: a.qtl,
-        h2: a.h2,
+        h2: h2[0],
         dominance: a.dominance,
         epistasis: a.epistasis,
         missing: a.missing,
@@ -85,15 +126,33 @@ pub fn run(a: SimulateArgs) -> Result<()> {
     if !a.no_csv {
         geno::write_genotypes(g, &with_suffix(&a.out, ".csv"))?;
     }
-    let mut text = String::from("id,trait\n");
-    for (ind, y) in g.individuals().iter().zip(&sim.phenotype) {
-        writeln!(text, "{},{}", ind.iid, num(Some(*y)))?;
+    let more = geno::correlated_traits(&sim, &h2[1..], a.genetic_correlation, a.seed)?;
+    let mut traits: Vec<&[f64]> = vec![&sim.phenotype];
+    traits.extend(more.iter().map(|t| &t.phenotype[..]));
+    let names: Vec<String> = if a.traits == 1 {
+        vec!["trait".into()]
+    } else {
+        (1..=a.traits).map(|t| format!("trait{t}")).collect()
+    };
+    let missing = geno::simulate::missing_records(a.n, &missing_rate, a.seed);
+    let mut text = format!("id,{}\n", names.join(","));
+    for (i, ind) in g.individuals().iter().enumerate() {
+        text.push_str(&ind.iid);
+        for (t, y) in traits.iter().enumerate() {
+            text.push(',');
+            text.push_str(&num((!missing[t][i]).then_some(y[i])));
+        }
+        text.push('\n');
     }
     write_atomic(with_suffix(&a.out, ".pheno.csv"), text.as_bytes())?;
-    let mut text = String::from("marker,chromosome,position,effect,dominance\n");
-    for q in &sim.qtl {
+    let mut text = String::from("marker,chromosome,position,effect,dominance");
+    for t in 2..=a.traits {
+        write!(text, ",effect_trait{t}")?;
+    }
+    text.push('\n');
+    for (k, q) in sim.qtl.iter().enumerate() {
         let mk = &g.markers()[q.marker];
-        writeln!(
+        write!(
             text,
             "{},{},{},{},{}",
             mk.id,
@@ -102,6 +161,10 @@ pub fn run(a: SimulateArgs) -> Result<()> {
             num(Some(q.effect)),
             num(Some(q.dominance))
         )?;
+        for t in &more {
+            write!(text, ",{}", num(Some(t.effects[k])))?;
+        }
+        text.push('\n');
     }
     write_atomic(with_suffix(&a.out, ".qtl.csv"), text.as_bytes())?;
     if !sim.epistatic_pairs.is_empty() {
@@ -145,8 +208,25 @@ pub fn run(a: SimulateArgs) -> Result<()> {
                 "variance shares",
                 format!(
                     "additive {}, dominance {}, epistasis {}",
-                    a.h2, a.dominance, a.epistasis
+                    h2[0], a.dominance, a.epistasis
                 )
+            ),
+            (
+                "traits",
+                if more.is_empty() {
+                    "1".to_string()
+                } else {
+                    format!(
+                        "{}: h2 {:?}, genetic correlation with trait1 {} (realized {})",
+                        a.traits,
+                        h2,
+                        a.genetic_correlation,
+                        more.iter()
+                            .map(|t| format!("{:.3}", t.realized_rg))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
             ),
             (
                 "trait",

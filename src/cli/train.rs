@@ -1,7 +1,7 @@
 //! `genocnn train` and `genocnn predict`.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -14,7 +14,9 @@ use nn::{Backend, CandleDevice, Native};
 use serde_json::json;
 
 use super::output::{csv_field, ensure_dir, num, spinner, table, write_json, EpochProgress};
+use super::transfer::TransferArgs;
 use super::{GenoArgs, PhenoArgs};
+use model::transfer::SourceWeights;
 
 /// Compute options shared by the commands that run networks.
 #[derive(Args, Debug, Clone)]
@@ -107,9 +109,10 @@ pub struct TrainArgs {
     pub geno: GenoArgs,
     #[command(flatten)]
     pub pheno: PhenoArgs,
-    /// Model config (TOML), e.g. configs/cnn1d-pez.toml.
-    #[arg(long, value_name = "CONFIG")]
-    pub model: PathBuf,
+    /// Model config (TOML), e.g. configs/cnn1d-pez.toml (default with
+    /// --init-from: the source model's).
+    #[arg(long, value_name = "CONFIG", required_unless_present = "init_from")]
+    pub model: Option<PathBuf>,
     /// Override the config's number of epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -129,10 +132,33 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     #[command(flatten)]
+    pub transfer: TransferArgs,
+    #[command(flatten)]
     pub compute: ComputeArgs,
     /// Output directory.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+}
+
+/// The spec of a run: the config given, or else the `--init-from` model's.
+pub fn run_spec(config: Option<&Path>, source: Option<&SourceWeights>) -> Result<ModelSpec> {
+    match (config, source) {
+        (Some(p), _) => Ok(ModelSpec::from_file(p)?),
+        (None, Some(s)) => s
+            .spec
+            .clone()
+            .with_context(|| format!("{} holds no model spec; give --model", s.dir.display())),
+        (None, None) => bail!("give --model CONFIG (or --init-from DIR)"),
+    }
+}
+
+/// `  [2]` after an epoch of a fine-tuning phase.
+pub fn phase_tag(phase: usize) -> String {
+    if phase > 1 {
+        format!(" [{phase}]")
+    } else {
+        String::new()
+    }
 }
 
 /// Applies the command line's overrides of a spec's training settings and checks them.
@@ -163,7 +189,8 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
 }
 
 fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()> {
-    let mut spec = ModelSpec::from_file(&a.model)?;
+    let source = a.transfer.source()?;
+    let mut spec = run_spec(a.model.as_deref(), source.as_ref())?;
     override_training(&mut spec, a.epochs, a.batch_size, a.lr)?;
     let t = &mut spec.training;
     if let Some(v) = a.val_fraction {
@@ -193,43 +220,65 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()
         backend.name()
     );
 
+    let mut network = model::build_network(backend, &spec, g.n_markers(), a.seed)?;
+    let plan = a
+        .transfer
+        .plan(source, &spec, &mut network, Vec::new(), None)?;
+    eprint!("{}", plan.describe());
+    let opts = model::TrainOptions {
+        profile: false,
+        phases: plan.phases.clone(),
+    };
     let start = Instant::now();
     let mut progress = EpochProgress::new();
-    let fitted = model::fit(backend, &spec, &g, &tr.values, &train, a.seed, &mut |ev| {
-        progress.on(ev, |r| {
-            // With no validation split, there is no validation loss to show.
-            let val = if r.val_loss.is_finite() {
-                format!("  val_loss {:.4}  val_r {:.3}", r.val_loss, r.val_r)
-            } else {
-                String::new()
-            };
-            (
-                format!(
-                    "  epoch {:>3}  lr {:.2e}  loss {:.4}{val}  {:.2}s",
-                    r.epoch + 1,
-                    r.lr,
-                    r.train_loss,
-                    r.seconds
-                ),
-                format!("loss {:.4}{val}", r.train_loss),
-            )
-        })
-    })?;
+    let fitted = model::fit_with(
+        network,
+        &spec,
+        &g,
+        &tr.values,
+        &train,
+        a.seed,
+        &opts,
+        &mut |ev| {
+            progress.on(ev, |r| {
+                // With no validation split, there is no validation loss to show.
+                let val = if r.val_loss.is_finite() {
+                    format!("  val_loss {:.4}  val_r {:.3}", r.val_loss, r.val_r)
+                } else {
+                    String::new()
+                };
+                (
+                    format!(
+                        "  epoch {:>3}{}  lr {:.2e}  loss {:.4}{val}  {:.2}s",
+                        r.epoch + 1,
+                        phase_tag(r.phase),
+                        r.lr,
+                        r.train_loss,
+                        r.seconds
+                    ),
+                    format!("loss {:.4}{val}", r.train_loss),
+                )
+            })
+        },
+    )?;
     let bar = progress.bar;
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
+    let mut fitted = fitted;
+    fitted.provenance = plan.provenance(&fitted.provenance);
 
-    let mut hist = String::from("epoch,lr,train_loss,val_loss,val_r,seconds\n");
+    let mut hist = String::from("epoch,lr,train_loss,val_loss,val_r,seconds,phase\n");
     for r in &fitted.history {
         writeln!(
             hist,
-            "{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{}",
             r.epoch + 1,
             r.lr,
             num(Some(r.train_loss)),
             num(Some(r.val_loss)),
             num(Some(r.val_r)),
-            num(Some(r.seconds))
+            num(Some(r.seconds)),
+            r.phase
         )?;
     }
     geno::write_atomic(a.out.join("history.csv"), hist.as_bytes())?;
@@ -242,7 +291,7 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()
         &a.out.join("summary.json"),
         &json!({
             "model": spec.name,
-            "config": a.model.display().to_string(),
+            "config": a.model.as_ref().map(|p| p.display().to_string()),
             "trait": tr.name,
             "n_train": fitted.n_train,
             "n_val": fitted.n_val,
@@ -258,6 +307,7 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()
             "seed": a.seed,
             "threads": threads,
             "backend": fitted.network.backend.name(),
+            "transfer": a.transfer.any().then(|| plan.json(&fitted.provenance)),
         }),
     )?;
     print!(

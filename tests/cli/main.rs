@@ -11,3 +11,4 @@ mod qc;
 mod real_data;
 mod simulate;
 mod train;
+mod transfer;

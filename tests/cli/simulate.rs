@@ -122,3 +122,50 @@ fn bench_io_reports_json() {
         );
     }
 }
+
+#[test]
+fn correlated_traits_with_missing_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mt");
+    let text = ok(&[
+        "simulate",
+        "--n",
+        "400",
+        "--snps",
+        "500",
+        "--qtl",
+        "50",
+        "--traits",
+        "2",
+        "--h2",
+        "0.6,0.3",
+        "--genetic-correlation",
+        "0.8",
+        "--missing-rate",
+        "0,0.7",
+        "--no-csv",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains("genetic correlation with trait1 0.8"),
+        "{text}"
+    );
+    let (h, rows) = read_csv(&dir.path().join("mt.pheno.csv"));
+    assert_eq!(h, ["id", "trait1", "trait2"]);
+    let na = |c: usize| rows.iter().filter(|r| r[c] == "NA").count() as f64 / 400.0;
+    assert_eq!(na(1), 0.0);
+    assert!((na(2) - 0.7).abs() < 0.07, "{}", na(2));
+    let (q, _) = read_csv(&dir.path().join("mt.qtl.csv"));
+    assert_eq!(q.last().unwrap(), "effect_trait2");
+    let e = fails(&[
+        "simulate",
+        "--traits",
+        "3",
+        "--h2",
+        "0.5,0.2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(e.contains("2 values for 3 traits"), "{e}");
+}

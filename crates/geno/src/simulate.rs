@@ -132,6 +132,8 @@ pub struct Simulation {
     /// The total genetic value (A + D + E) of each individual.
     pub genetic_value: Vec<f64>,
     pub qtl: Vec<Qtl>,
+    /// The true (unmasked) dosages at the QTL: qtl × n, QTL by QTL.
+    pub qtl_dosages: Vec<u8>,
     /// Epistatic pairs (marker a, marker b, effect on (x_a − 1)(x_b − 1)).
     pub epistatic_pairs: Vec<(usize, usize, f64)>,
 }
@@ -364,8 +366,112 @@ pub fn simulate(p: &SimParams) -> Result<Simulation> {
         phenotype,
         genetic_value,
         qtl,
+        qtl_dosages: qtl_dosage,
         epistatic_pairs,
     })
+}
+
+/// A further trait of a simulation: additive only, on the first trait's QTL.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CorrelatedTrait {
+    pub phenotype: Vec<f64>,
+    pub genetic_value: Vec<f64>,
+    /// Its additive effect at each QTL (in the order of `Simulation::qtl`).
+    pub effects: Vec<f64>,
+    /// The correlation of its genetic values with the first trait's
+    /// additive values, as realized.
+    pub realized_rg: f64,
+}
+
+/// Traits correlated with the first through shared QTL: trait t's effect at
+/// QTL k is rg·u_k + √(1 − rg²)·z_k, with u the first trait's additive
+/// effects standardized and z fresh normal draws, so the genetic
+/// correlation is rg in expectation over QTL (LD among the QTL moves the
+/// realized value a little; it is reported). Each trait's additive values
+/// are scaled to its `h2`, and Gaussian noise makes up the rest.
+pub fn correlated_traits(
+    sim: &Simulation,
+    h2: &[f64],
+    rg: f64,
+    seed: u64,
+) -> Result<Vec<CorrelatedTrait>> {
+    if !(-1.0..=1.0).contains(&rg) {
+        return Err(GenoError::Usage(format!(
+            "--genetic-correlation {rg}: expected a value in [-1, 1]"
+        )));
+    }
+    if let Some(h) = h2.iter().find(|h| !(0.0..=1.0).contains(*h)) {
+        return Err(GenoError::Usage(format!(
+            "--h2 {h}: each trait's h2 lies in [0, 1]"
+        )));
+    }
+    let k = sim.qtl.len();
+    let n = sim.genetic_value.len();
+    let ms = sim.qtl.iter().map(|q| q.effect * q.effect).sum::<f64>() / k.max(1) as f64;
+    let u: Vec<f64> = sim
+        .qtl
+        .iter()
+        .map(|q| if ms > 0.0 { q.effect / ms.sqrt() } else { 0.0 })
+        .collect();
+    let x = |q: usize, i: usize| sim.qtl_dosages[q * n + i] as f64;
+    let additive = |b: &[f64]| -> Vec<f64> {
+        (0..n)
+            .map(|i| (0..k).map(|q| b[q] * x(q, i)).sum())
+            .collect()
+    };
+    let first = additive(&u);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7ea1_75ee_d000_0002);
+    let mut out = Vec::with_capacity(h2.len());
+    for &h in h2 {
+        let mut b: Vec<f64> = u
+            .iter()
+            .map(|&uk| {
+                let z: f64 = rng.sample(StandardNormal);
+                rg * uk + (1.0 - rg * rg).sqrt() * z
+            })
+            .collect();
+        let mut a = additive(&b);
+        let f = scale_to(&mut a, h);
+        for v in b.iter_mut() {
+            *v *= f;
+        }
+        let noise = (1.0 - h).max(0.0).sqrt();
+        let phenotype = a
+            .iter()
+            .map(|g| g + noise * rng.sample::<f64, _>(StandardNormal))
+            .collect();
+        let realized_rg = pearson(&first, &a);
+        out.push(CorrelatedTrait {
+            phenotype,
+            genetic_value: a,
+            effects: b,
+            realized_rg,
+        });
+    }
+    Ok(out)
+}
+
+/// Which phenotype records are missing, per trait, at random at each
+/// trait's rate: drawn from a stream of their own, so the genotypes and
+/// traits do not depend on it.
+pub fn missing_records(n: usize, rates: &[f64], seed: u64) -> Vec<Vec<bool>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0a11_5e70_0000_0003);
+    rates
+        .iter()
+        .map(|&f| (0..n).map(|_| f > 0.0 && rng.gen::<f64>() < f).collect())
+        .collect()
+}
+
+fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let (mx, vx) = mean_var(x);
+    let (my, vy) = mean_var(y);
+    let c = x
+        .iter()
+        .zip(y)
+        .map(|(a, b)| (a - mx) * (b - my))
+        .sum::<f64>()
+        / x.len() as f64;
+    c / (vx * vy).sqrt()
 }
 
 #[cfg(test)]
@@ -388,6 +494,33 @@ mod tests {
         (0..g.n_individuals())
             .map(|i| g.dosage(i, j).unwrap() as f64)
             .collect()
+    }
+
+    #[test]
+    fn correlated_traits_share_qtl_at_the_genetic_correlation_asked() {
+        let p = SimParams {
+            n: 2000,
+            snps: 2000,
+            chromosomes: 4,
+            qtl: 400,
+            ..Default::default()
+        };
+        let s = simulate(&p).unwrap();
+        for rg in [0.8, 0.0, -0.5] {
+            let t = correlated_traits(&s, &[0.3], rg, 5).unwrap();
+            let t = &t[0];
+            // Independent of the reported figure: correlate the genetic values
+            // directly (trait 1 has no dominance here, so its genetic value is
+            // additive).
+            let r = corr(&s.genetic_value, &t.genetic_value);
+            assert!((r - t.realized_rg).abs() < 1e-9);
+            assert!((r - rg).abs() < 0.1, "rg {rg}: realized {r}");
+            let (_, vg) = mean_var(&t.genetic_value);
+            let (_, vy) = mean_var(&t.phenotype);
+            assert!((vg - 0.3).abs() < 1e-9 && (vg / vy - 0.3).abs() < 0.05);
+        }
+        assert!(correlated_traits(&s, &[0.3], 1.5, 5).is_err());
+        assert!(correlated_traits(&s, &[1.3], 0.5, 5).is_err());
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub enum ModelError {
     /// Genotypes that do not fit the model.
     #[error("{0}")]
     Data(String),
+    /// A transfer (`--init-from`, `--freeze`, `--unfreeze`) that cannot be
+    /// done: the message names the paths.
+    #[error("{0}")]
+    Transfer(String),
     /// Training that cannot continue.
     #[error("{0}")]
     Training(String),

@@ -14,6 +14,7 @@ use vision::ImageSet;
 use crate::error::{ModelError, Result};
 use crate::spec::ModelSpec;
 use crate::trainer::{self, EpochCore, Task, TrainOptions};
+use crate::transfer::Provenance;
 
 /// What an image model expects: the shape of one image, the number of
 /// classes, and the data set it was trained on.
@@ -24,12 +25,19 @@ pub struct ImageMeta {
     pub height: usize,
     pub width: usize,
     pub classes: usize,
+    /// The original label of each output class, when the model was
+    /// trained on some classes only (`--classes 5-9`: 5, 6, 7, 8, 9);
+    /// empty when output k is label k.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<u32>,
 }
 
 /// One epoch's figures.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImageEpoch {
     pub epoch: usize,
+    /// The training phase (1-based; 2 while fine-tuning).
+    pub phase: usize,
     pub lr: f32,
     pub train_loss: f64,
     pub train_accuracy: f64,
@@ -56,6 +64,11 @@ pub struct ImageOptions<'a> {
     pub dataset: String,
     /// Time each layer.
     pub profile: bool,
+    /// The original labels of the classes kept (`--classes`), recorded
+    /// with the model.
+    pub labels: Vec<u32>,
+    /// The run's phases (see [`TrainOptions::phases`]).
+    pub phases: Vec<crate::transfer::Phase>,
 }
 
 /// A trained image classifier.
@@ -70,6 +83,8 @@ pub struct ImageModel<B: Backend> {
     pub seed: u64,
     /// Per-layer times of the training run, when asked for.
     pub profile: Option<Profile>,
+    /// The source model and the phases, for a transferred or fine-tuned model.
+    pub provenance: Provenance,
 }
 
 /// Accuracy, loss and confusion matrix on a labelled set.
@@ -221,6 +236,7 @@ impl<B: Backend> Task<B> for ImageTask<'_> {
         };
         let report = ImageEpoch {
             epoch: core.epoch,
+            phase: core.phase,
             lr: core.lr,
             train_loss: core.train_loss,
             train_accuracy: std::mem::take(&mut self.correct) as f64 / self.n_fit as f64,
@@ -291,6 +307,7 @@ pub fn fit_images_with<B: Backend>(
         height: train.height,
         width: train.width,
         classes,
+        labels: opts.labels.clone(),
     };
     check_set(train, &meta, "training")?;
     if let Some(test) = opts.test {
@@ -323,6 +340,7 @@ pub fn fit_images_with<B: Backend>(
     let backend = network.backend.clone();
     let run_opts = TrainOptions {
         profile: opts.profile,
+        phases: opts.phases.clone(),
     };
     let trained = backend.install(|| {
         trainer::run(
@@ -349,6 +367,10 @@ pub fn fit_images_with<B: Backend>(
         n_val,
         seed,
         profile: trained.profile,
+        provenance: Provenance {
+            phases: trained.phases,
+            ..Provenance::default()
+        },
     })
 }
 

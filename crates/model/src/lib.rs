@@ -11,6 +11,7 @@ pub mod search;
 pub mod spec;
 pub mod train;
 pub mod trainer;
+pub mod transfer;
 
 pub use error::{ModelError, Result};
 pub use image::{
@@ -18,9 +19,11 @@ pub use image::{
     ImageOptions,
 };
 pub use saved::{
-    load, match_markers, save_image, save_linear, save_network, LinearModel, SavedModel,
+    load, match_markers, read_weights, save_image, save_linear, save_network, LinearModel,
+    SavedModel,
 };
 pub use search::{Candidate, SearchSpec};
 pub use spec::{InputEncoding, ModelSpec, TrainingSpec};
 pub use train::{build_network, fit, fit_with, EpochReport, Event, Fitted, InputMap, TargetScale};
 pub use trainer::TrainOptions;
+pub use transfer::{LayerSelection, Phase, Provenance, TransferReport};

@@ -17,6 +17,7 @@ use crate::error::{ModelError, Result};
 use crate::image::{ImageMeta, ImageModel};
 use crate::spec::ModelSpec;
 use crate::train::{Fitted, InputMap, TargetScale};
+use crate::transfer::{Provenance, SourceWeights};
 
 const FORMAT: &str = "genocnn-model";
 
@@ -72,6 +73,9 @@ struct Header {
     spec: Option<ModelSpec>,
     #[serde(default)]
     markers: MarkerTable,
+    /// Where a transferred or fine-tuned model came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    transfer: Option<Provenance>,
 }
 
 /// A linear model on centred dosages (used for SNP-BLUP from GBLUP).
@@ -195,8 +199,15 @@ pub fn save_network<B: Backend>(f: &Fitted<B>, dir: &Path, trait_name: &str) -> 
         image: None,
         spec: Some(f.spec.clone()),
         markers: MarkerTable::from_markers(&f.markers),
+        transfer: provenance(&f.provenance),
     };
     write_files(dir, &header, tensors)
+}
+
+/// The provenance to write: none for a model trained from scratch in one phase.
+fn provenance(p: &Provenance) -> Option<Provenance> {
+    (p.source.is_some() || p.phases.len() > 1 || p.phases.iter().any(|ph| !ph.frozen.is_empty()))
+        .then(|| p.clone())
 }
 
 /// Saves a trained image classifier.
@@ -215,6 +226,7 @@ pub fn save_image<B: Backend>(m: &ImageModel<B>, dir: &Path) -> Result<()> {
         image: Some(m.meta.clone()),
         spec: Some(m.spec.clone()),
         markers: MarkerTable::default(),
+        transfer: provenance(&m.provenance),
     };
     write_files(dir, &header, tensors)
 }
@@ -264,6 +276,7 @@ pub fn save_linear(m: &LinearModel, dir: &Path) -> Result<()> {
         image: None,
         spec: None,
         markers: MarkerTable::from_markers(&m.markers),
+        transfer: None,
     };
     let k = m.center.len();
     let tensors = vec![
@@ -288,8 +301,15 @@ fn saved_err(path: &Path, message: impl Into<String>) -> ModelError {
     }
 }
 
-/// Loads a saved model onto a backend.
-pub fn load<B: Backend>(dir: &Path, backend: B) -> Result<SavedModel<B>> {
+/// A model directory's header, its paths and the bytes of its tensors.
+struct Opened {
+    header: Header,
+    toml_path: PathBuf,
+    st_path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+fn open(dir: &Path) -> Result<Opened> {
     let toml_path = dir.join("model.toml");
     let st_path: PathBuf = dir.join("model.safetensors");
     let text = std::fs::read_to_string(&toml_path)
@@ -303,23 +323,78 @@ pub fn load<B: Backend>(dir: &Path, backend: B) -> Result<SavedModel<B>> {
     }
     let bytes =
         std::fs::read(&st_path).map_err(|e| ModelError::Io(st_path.display().to_string(), e))?;
+    Ok(Opened {
+        header,
+        toml_path,
+        st_path,
+        bytes,
+    })
+}
+
+/// An F32 tensor's values.
+fn f32_values(st_path: &Path, name: &str, t: &TensorView) -> Result<Vec<f32>> {
+    if t.dtype() != Dtype::F32 {
+        return Err(saved_err(
+            st_path,
+            format!("tensor '{name}' is {:?}, expected F32", t.dtype()),
+        ));
+    }
+    Ok(t.data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// A saved network's (genomic or image) parameters, to start another
+/// network from (`--init-from`). A linear model is refused: it has no
+/// layers to give.
+pub fn read_weights(dir: &Path) -> Result<SourceWeights> {
+    let o = open(dir)?;
+    if o.header.kind == ModelKind::Linear {
+        return Err(ModelError::Transfer(format!(
+            "--init-from {}: it holds a linear (GBLUP) model, which has no layers to transfer; give a network trained by `genocnn train` or `genocnn image train`",
+            dir.display()
+        )));
+    }
+    let st =
+        SafeTensors::deserialize(&o.bytes).map_err(|e| saved_err(&o.st_path, e.to_string()))?;
+    let mut tensors = Vec::new();
+    for (name, t) in st.tensors() {
+        if name.starts_with("input.") {
+            continue;
+        }
+        let v = f32_values(&o.st_path, &name, &t)?;
+        tensors.push((name, t.shape().to_vec(), v));
+    }
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let class_labels = match &o.header.image {
+        Some(m) if m.labels.is_empty() => (0..m.classes as u32).collect(),
+        Some(m) => m.labels.clone(),
+        None => Vec::new(),
+    };
+    Ok(SourceWeights {
+        dir: dir.to_path_buf(),
+        tensors,
+        sha256: crate::transfer::sha256_hex(&o.bytes),
+        class_labels,
+        spec: o.header.spec.clone(),
+    })
+}
+
+/// Loads a saved model onto a backend.
+pub fn load<B: Backend>(dir: &Path, backend: B) -> Result<SavedModel<B>> {
+    let Opened {
+        header,
+        toml_path,
+        st_path,
+        bytes,
+    } = open(dir)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| saved_err(&st_path, e.to_string()))?;
     let get = |name: &str| -> Result<(Vec<usize>, Vec<f32>)> {
         let t = st
             .tensor(name)
             .map_err(|_| saved_err(&st_path, format!("tensor '{name}' is missing")))?;
-        if t.dtype() != Dtype::F32 {
-            return Err(saved_err(
-                &st_path,
-                format!("tensor '{name}' is {:?}, expected F32", t.dtype()),
-            ));
-        }
-        let v = t
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        Ok((t.shape().to_vec(), v))
+        Ok((t.shape().to_vec(), f32_values(&st_path, name, &t)?))
     };
     if header.kind == ModelKind::Image {
         let spec = header
@@ -340,6 +415,7 @@ pub fn load<B: Backend>(dir: &Path, backend: B) -> Result<SavedModel<B>> {
             n_val: 0,
             seed: header.seed,
             profile: None,
+            provenance: header.transfer.unwrap_or_default(),
         })));
     }
     let mk = &header.markers;
@@ -397,6 +473,7 @@ pub fn load<B: Backend>(dir: &Path, backend: B) -> Result<SavedModel<B>> {
                 n_val: 0,
                 seed: header.seed,
                 profile: None,
+                provenance: header.transfer.unwrap_or_default(),
             })))
         }
     }

@@ -12,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::{ModelError, Result};
 use crate::spec::{InputEncoding, ModelSpec};
 use crate::trainer::{self, EpochCore, Task, TrainOptions};
+use crate::transfer::Provenance;
 
 /// How the model's markers are read from a genotype store: for each model
 /// marker, its column in the store (None: the same column) and whether its
@@ -125,6 +126,8 @@ pub struct TargetScale {
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpochReport {
     pub epoch: usize,
+    /// The training phase (1-based; 2 while fine-tuning).
+    pub phase: usize,
     pub lr: f32,
     /// Mean training loss (standardized units), penalties included.
     pub train_loss: f64,
@@ -166,6 +169,8 @@ pub struct Fitted<B: Backend> {
     pub seed: u64,
     /// Per-layer times of the training run, when asked for.
     pub profile: Option<Profile>,
+    /// The source model and the phases, for a transferred or fine-tuned model.
+    pub provenance: Provenance,
 }
 
 fn to_targets(loss: Loss, y: &[f64], rows: &[usize], scale: TargetScale) -> Vec<f32> {
@@ -260,6 +265,7 @@ impl<B: Backend> Task<B> for GenomicTask<'_, '_> {
         };
         let report = EpochReport {
             epoch: core.epoch,
+            phase: core.phase,
             lr: core.lr,
             train_loss: core.train_loss,
             val_loss: val_loss.unwrap_or(f64::NAN),
@@ -411,6 +417,10 @@ pub fn fit_with<B: Backend>(
         n_val,
         seed,
         profile: trained.profile,
+        provenance: Provenance {
+            phases: trained.phases,
+            ..Provenance::default()
+        },
     })
 }
 

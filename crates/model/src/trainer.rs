@@ -16,18 +16,26 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::{ModelError, Result};
 use crate::spec::TrainingSpec;
 use crate::train::Event;
+use crate::transfer::{apply_frozen, check_phases, Phase, PhaseRecord};
 
 /// Options of a training run beyond the spec.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TrainOptions {
     /// Time each layer's forward and backward passes.
     pub profile: bool,
+    /// The run's phases, each with the layers it freezes, its epochs and
+    /// its learning rate (empty: one phase of the spec's epochs and rate,
+    /// with the network's frozen layers as they are).
+    pub phases: Vec<Phase>,
 }
 
 /// An epoch's figures that every task has, for its end-of-epoch report.
 #[derive(Clone, Copy, Debug)]
 pub struct EpochCore {
+    /// Counted over the whole run (0-based), across phases.
     pub epoch: usize,
+    /// The phase the epoch belongs to (1-based).
+    pub phase: usize,
     pub lr: f32,
     /// Mean training loss over the epoch's samples, penalties included.
     pub train_loss: f64,
@@ -63,6 +71,8 @@ pub struct Trained<R> {
     pub best_epoch: usize,
     /// Per-layer times over the run, when asked for.
     pub profile: Option<Profile>,
+    /// What each phase froze and kept.
+    pub phases: Vec<PhaseRecord>,
 }
 
 /// Early stopping on a validation loss, keeping the best epoch's weights.
@@ -124,8 +134,11 @@ fn step_seed(seed: u64, step: u32) -> u64 {
 }
 
 /// Trains `network` on `fit_rows` (shuffled each epoch by `rng`) with the
-/// spec's optimizer, schedule and early stopping. `loss` and `width` (the
-/// outputs per sample) are the task's; `n_val` is only reported.
+/// spec's optimizer, schedule and early stopping, phase by phase
+/// ([`TrainOptions::phases`]): each phase freezes its layers, starts a new
+/// optimizer state and schedule at its own rate, stops early on its own,
+/// and hands the next phase its best epoch's weights. `loss` and `width`
+/// (the outputs per sample) are the task's; `n_val` is only reported.
 #[allow(clippy::too_many_arguments)]
 pub fn run<B: Backend, T: Task<B>>(
     network: &mut Network<B>,
@@ -140,6 +153,95 @@ pub fn run<B: Backend, T: Task<B>>(
     opts: &TrainOptions,
     on: &mut dyn FnMut(Event<T::Report>),
 ) -> Result<Trained<T::Report>> {
+    let mut run = Run {
+        history: Vec::new(),
+        profile: opts.profile.then(Profile::default),
+        step: 0,
+        phases: Vec::new(),
+    };
+    if opts.phases.is_empty() {
+        let best = run_phase(
+            network, t, task, fit_rows, n_val, rng, seed, loss, width, opts, on, &mut run, 1,
+        )?;
+        return Ok(run.finish(best));
+    }
+    check_phases(network, &opts.phases)?;
+    let mut best = 0;
+    for (k, ph) in opts.phases.iter().enumerate() {
+        apply_frozen(network, &ph.frozen);
+        let tp = TrainingSpec {
+            epochs: ph.epochs,
+            lr: ph.lr,
+            ..t.clone()
+        };
+        tp.validate()?;
+        let first = run.history.len();
+        let trainable_values = network.n_trainable();
+        best = run_phase(
+            network,
+            &tp,
+            task,
+            fit_rows,
+            n_val,
+            rng,
+            seed,
+            loss,
+            width,
+            opts,
+            on,
+            &mut run,
+            k + 1,
+        )?;
+        run.phases.push(PhaseRecord {
+            phase: k + 1,
+            frozen: ph.frozen.clone(),
+            lr: ph.lr,
+            epochs_run: run.history.len() - first,
+            best_epoch: best + 1,
+            trainable_values,
+        });
+    }
+    apply_frozen(network, &[]);
+    Ok(run.finish(best))
+}
+
+/// What the phases of a run add up.
+struct Run<R> {
+    history: Vec<R>,
+    profile: Option<Profile>,
+    /// Optimizer steps over the whole run (the dropout masks' seeds).
+    step: u32,
+    phases: Vec<PhaseRecord>,
+}
+
+impl<R> Run<R> {
+    fn finish(self, best_epoch: usize) -> Trained<R> {
+        Trained {
+            history: self.history,
+            best_epoch,
+            profile: self.profile,
+            phases: self.phases,
+        }
+    }
+}
+
+/// One phase of [`run`]; returns the epoch (over the run) whose weights it kept.
+#[allow(clippy::too_many_arguments)]
+fn run_phase<B: Backend, T: Task<B>>(
+    network: &mut Network<B>,
+    t: &TrainingSpec,
+    task: &mut T,
+    fit_rows: &mut [usize],
+    n_val: usize,
+    rng: &mut ChaCha8Rng,
+    seed: u64,
+    loss: Loss,
+    width: usize,
+    opts: &TrainOptions,
+    on: &mut dyn FnMut(Event<T::Report>),
+    run: &mut Run<T::Report>,
+    phase: usize,
+) -> Result<usize> {
     let bs = t.batch_size;
     on(Event::Start {
         epochs: t.epochs,
@@ -147,21 +249,23 @@ pub fn run<B: Backend, T: Task<B>>(
         n_train: fit_rows.len(),
         n_val,
     });
+    let epoch0 = run.history.len();
     let mut sched = ScheduleState::new(t.schedule, t.lr, t.epochs);
-    let mut history = Vec::new();
     let mut stopper = EarlyStopping::new(t.patience);
     let mut state = OptState::new();
-    let mut profile = opts.profile.then(Profile::default);
-    let mut step = 0u32;
-    for epoch in 0..t.epochs {
+    // Adam's bias correction counts this phase's steps: its state is new.
+    let mut local_step = 0u32;
+    for e in 0..t.epochs {
+        let epoch = epoch0 + e;
         let started = Instant::now();
-        let lr = sched.lr(epoch);
+        let lr = sched.lr(e);
         fit_rows.shuffle(rng);
         let mut total = 0.0;
         for (k, rows) in fit_rows.chunks(bs).enumerate() {
             let (x, targets) = task.batch(&network.backend, rows, epoch)?;
-            step += 1;
-            let update = t.optimizer.update(lr, step);
+            run.step += 1;
+            local_step += 1;
+            let update = t.optimizer.update(lr, local_step);
             let out = nn::train_step(
                 network,
                 &mut state,
@@ -170,7 +274,7 @@ pub fn run<B: Backend, T: Task<B>>(
                 width,
                 &targets,
                 &update,
-                step_seed(seed, step),
+                step_seed(seed, run.step),
                 opts.profile,
             )?;
             if !out.loss.is_finite() {
@@ -180,7 +284,7 @@ pub fn run<B: Backend, T: Task<B>>(
                     out.loss
                 )));
             }
-            if let Some(p) = &mut profile {
+            if let Some(p) = &mut run.profile {
                 p.merge(&out.profile);
             }
             task.observe(&out.outputs, &targets);
@@ -193,6 +297,7 @@ pub fn run<B: Backend, T: Task<B>>(
         }
         let core = EpochCore {
             epoch,
+            phase,
             lr,
             train_loss: total / fit_rows.len() as f64,
             started,
@@ -201,17 +306,12 @@ pub fn run<B: Backend, T: Task<B>>(
         let (val_loss, report) = task.end_epoch(network, &core)?;
         sched.observe(val_loss.unwrap_or(core.train_loss));
         on(Event::Epoch(&report));
-        history.push(report);
+        run.history.push(report);
         if let Some(v) = val_loss {
             if stopper.stop_after(network, v, epoch)? {
                 break;
             }
         }
     }
-    let best_epoch = stopper.restore(network, history.len() - 1)?;
-    Ok(Trained {
-        history,
-        best_epoch,
-        profile,
-    })
+    stopper.restore(network, run.history.len() - 1)
 }

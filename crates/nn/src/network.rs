@@ -6,7 +6,7 @@ use crate::backend::{Backend, Update};
 use crate::error::{NnError, Result};
 use crate::layers::{describe, Builder, Layer, LayerSpec, Sequential};
 use crate::param::{Gradients, Init, OptState, Param};
-use crate::pass::{Backward, Ctx, Forward, Pass};
+use crate::pass::{Backward, Ctx, Forward, Mode, Pass};
 
 /// A feed-forward network: the spec's layers (containers included), built
 /// for inputs of one sample's shape.
@@ -122,13 +122,63 @@ impl<B: Backend> Network<B> {
     /// A forward pass of a batch shaped [batch, input_shape…]. The network
     /// is not changed: a training pass's new batch-norm statistics stay in
     /// the pass until [`Network::commit`] (or use [`Network::forward_train`]).
+    /// A training pass does not record the frozen base
+    /// ([`Network::frozen_base`]), which its backward pass never enters.
     pub fn forward(&self, x: &B::Tensor, ctx: &Ctx) -> Result<Pass<B>> {
         self.check_input(x)?;
+        let base = if ctx.record && ctx.mode == Mode::Train && !ctx.keep_outputs {
+            self.frozen_base()
+        } else {
+            0
+        };
         self.backend.install(|| {
             let mut f = Forward::new(&self.backend, ctx);
-            let y = self.root.forward(x.clone(), &mut f)?;
-            Ok(f.finish(y))
+            let mut h = x.clone();
+            for (i, l) in self.root.layers().iter().enumerate() {
+                f.record = ctx.record && i >= base;
+                f.mark();
+                h = f.run(l.as_ref(), h)?;
+            }
+            f.skipped = base;
+            Ok(f.finish(h))
         })
+    }
+
+    /// How many top-level layers at the start have no parameter that
+    /// learns: the frozen base (0 when nothing is frozen). Backward passes
+    /// that need no input gradient stop above it, so its layers compute no
+    /// gradient at all.
+    pub fn frozen_base(&self) -> usize {
+        if !self.params().iter().any(|p| p.frozen) {
+            return 0;
+        }
+        let layers = self.root.layers();
+        layers
+            .iter()
+            .position(|l| {
+                let mut learns = false;
+                l.visit_params(&mut |p| learns |= p.learns());
+                learns
+            })
+            .unwrap_or(layers.len())
+    }
+
+    /// Freezes (or unfreezes) every parameter of the layers at these spec
+    /// paths, containers included (`layers.2` freezes all inside it).
+    /// Returns, for each path, how many parameters it matched.
+    pub fn set_frozen(&mut self, paths: &[String], frozen: bool) -> Vec<usize> {
+        let mut counts = vec![0; paths.len()];
+        for p in self.params_mut() {
+            for (k, path) in paths.iter().enumerate() {
+                if p.name.starts_with(path.as_str())
+                    && p.name.as_bytes().get(path.len()) == Some(&b'.')
+                {
+                    p.frozen = frozen;
+                    counts[k] += 1;
+                }
+            }
+        }
+        counts
     }
 
     /// A recorded training-mode pass, its running statistics committed.
@@ -183,11 +233,31 @@ impl<B: Backend> Network<B> {
                 message: format!("the output gradient has shape {got:?}, the output {out:?}"),
             });
         }
+        // Layers below `floor` need neither an input nor a weight gradient.
+        let floor = if need_dx { 0 } else { self.frozen_base() };
+        if pass.skipped > floor {
+            return Err(NnError::Pass(format!(
+                "the pass did not record the {} frozen layers at the start; an input gradient needs a pass recorded in full",
+                pass.skipped
+            )));
+        }
+        let unread = pass.marks.get(floor).copied().unwrap_or(0);
+        let layers = self.root.layers();
         self.backend.install(|| {
             let grads = params.then(|| Gradients::new(self.n_params));
             let mut b = Backward::new(&self.backend, pass, grads)?;
-            let dx = self.root.backward(dy, &mut b, need_dx)?;
-            Ok((dx, b.finish()?))
+            let mut g = Some(dy);
+            for i in (floor..layers.len()).rev() {
+                let l = layers[i].as_ref();
+                let dy = g.take().ok_or_else(|| crate::layers::mismatch(l))?;
+                g = b.run(l, dy, i > floor || need_dx)?;
+            }
+            let grads = if floor > 0 {
+                b.finish_above(unread)?
+            } else {
+                b.finish()?
+            };
+            Ok((if need_dx { g } else { None }, grads))
         })
     }
 
@@ -278,7 +348,7 @@ impl<B: Backend> Network<B> {
     pub fn apply_penalties(&self, grads: &mut Gradients<B>) -> Result<f32> {
         let mut total = 0.0;
         for p in self.params() {
-            if p.trainable && (p.l1 > 0.0 || p.l2 > 0.0) {
+            if p.learns() && (p.l1 > 0.0 || p.l2 > 0.0) {
                 if let Some(g) = grads.get_mut(p.id) {
                     total += self.backend.add_penalty(&p.value, g, p.l1, p.l2)?;
                 }
@@ -298,7 +368,7 @@ impl<B: Backend> Network<B> {
         let params = self.params_mut();
         backend.install(|| {
             for p in params {
-                if let (true, Some(g)) = (p.trainable, grads.get(p.id)) {
+                if let (true, Some(g)) = (p.learns(), grads.get(p.id)) {
                     backend.update(&mut p.value, g, state.slot(p.id), u)?;
                 }
             }
@@ -306,11 +376,11 @@ impl<B: Backend> Network<B> {
         })
     }
 
-    /// The number of trainable values.
+    /// The number of values the optimizer updates (trainable, not frozen).
     pub fn n_trainable(&self) -> usize {
         self.params()
             .iter()
-            .filter(|p| p.trainable)
+            .filter(|p| p.learns())
             .map(|p| self.backend.shape(&p.value).iter().product::<usize>())
             .sum()
     }

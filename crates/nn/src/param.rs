@@ -29,6 +29,16 @@ pub struct Param<B: Backend> {
     pub l2: f32,
     /// False for batch-norm running statistics: saved, never updated by the optimizer.
     pub trainable: bool,
+    /// Frozen by the user (transfer learning): no gradient, no update, no
+    /// penalty; a frozen batch norm also runs in inference mode.
+    pub frozen: bool,
+}
+
+impl<B: Backend> Param<B> {
+    /// Whether the optimizer updates this parameter: trainable and not frozen.
+    pub fn learns(&self) -> bool {
+        self.trainable && !self.frozen
+    }
 }
 
 /// A small deterministic generator for initialization (SplitMix64).

@@ -158,6 +158,11 @@ pub struct Pass<B: Backend> {
     pub(crate) recorded: bool,
     /// Batch-norm running statistics moved by a training pass: (param id, value).
     pub(crate) stats: Vec<(usize, B::Tensor)>,
+    /// How many top-level layers at the start ran unrecorded: a frozen
+    /// base in a training pass, which backward never enters.
+    pub(crate) skipped: usize,
+    /// The tape's length before each top-level layer ran.
+    pub(crate) marks: Vec<usize>,
     /// Each layer's output by path, when the context kept them.
     pub outputs: Vec<(String, B::Tensor)>,
     /// The layers' times, when the context asked for them (a backward pass
@@ -169,6 +174,11 @@ pub struct Pass<B: Backend> {
 pub struct Forward<'a, B: Backend> {
     pub backend: &'a B,
     pub ctx: &'a Ctx,
+    /// Whether [`Forward::save`] keeps what it is given (the context's
+    /// `record`, off while a frozen base runs in a training pass).
+    pub(crate) record: bool,
+    pub(crate) skipped: usize,
+    pub(crate) marks: Vec<usize>,
     tape: Vec<Vec<B::Tensor>>,
     stats: Vec<(usize, B::Tensor)>,
     outputs: Vec<(String, B::Tensor)>,
@@ -181,6 +191,9 @@ impl<'a, B: Backend> Forward<'a, B> {
         Forward {
             backend,
             ctx,
+            record: ctx.record,
+            skipped: 0,
+            marks: Vec::new(),
             tape: Vec::new(),
             stats: Vec::new(),
             outputs: Vec::new(),
@@ -194,10 +207,17 @@ impl<'a, B: Backend> Forward<'a, B> {
             output,
             tape: self.tape,
             recorded: self.ctx.record,
+            skipped: self.skipped,
+            marks: self.marks,
             stats: self.stats,
             outputs: self.outputs,
             profile: self.profile,
         }
+    }
+
+    /// Marks the start of a top-level layer (the tape's length now).
+    pub(crate) fn mark(&mut self) {
+        self.marks.push(self.tape.len());
     }
 
     pub fn training(&self) -> bool {
@@ -208,7 +228,7 @@ impl<'a, B: Backend> Forward<'a, B> {
     /// is not recorded). Every leaf layer saves exactly one entry per
     /// forward call, possibly empty.
     pub fn save(&mut self, tensors: Vec<B::Tensor>) {
-        if self.ctx.record {
+        if self.record {
             self.tape.push(tensors);
         }
     }
@@ -282,11 +302,18 @@ impl<'a, B: Backend> Backward<'a, B> {
         })
     }
 
+    /// The end of a backward pass that ran down to the first layer.
     pub(crate) fn finish(self) -> Result<Option<Gradients<B>>> {
-        if self.cursor != 0 {
+        self.finish_above(0)
+    }
+
+    /// The end of a backward pass that stopped above `unread` tape entries:
+    /// those of a frozen base that needs no gradient.
+    pub(crate) fn finish_above(self, unread: usize) -> Result<Option<Gradients<B>>> {
+        if self.cursor != unread {
             return Err(NnError::Pass(format!(
                 "the backward pass left {} of the forward pass's records unread",
-                self.cursor
+                self.cursor - unread.min(self.cursor)
             )));
         }
         Ok(self.grads)
@@ -309,10 +336,10 @@ impl<'a, B: Backend> Backward<'a, B> {
     }
 
     /// Adds a parameter's gradient, when parameter gradients are wanted and
-    /// the parameter is trainable.
+    /// the parameter learns (trainable and not frozen).
     pub fn accumulate(&mut self, param: &Param<B>, g: B::Tensor) -> Result<()> {
         match &mut self.grads {
-            Some(gr) if param.trainable => gr.accumulate(self.backend, param.id, g),
+            Some(gr) if param.learns() => gr.accumulate(self.backend, param.id, g),
             _ => Ok(()),
         }
     }

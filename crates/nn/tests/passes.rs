@@ -401,3 +401,188 @@ fn a_pass_may_run_without_fusion() {
     }
     assert_eq!(net.backend.shape(&a), vec![2, 1]);
 }
+
+/// One Adam step (lr 0.01) on a batch, with dropout masks from `step`.
+fn adam_step(
+    net: &mut Network<Native>,
+    state: &mut OptState<Native>,
+    x: &HostTensor,
+    y: &[f32],
+    step: u32,
+) {
+    let u = Optimizer::default().update(1e-2, step);
+    nn::train_step(net, state, x, Loss::Mse, 1, y, &u, step as u64, false).unwrap();
+}
+
+/// Σ w·output of a training-mode pass (dropout masks from `seed`), in
+/// f64. The weights differ by sample: batch norm in training makes the
+/// plain sum over a batch constant.
+fn train_sum(net: &Network<Native>, x: &HostTensor, seed: u64, w: &[f32]) -> f64 {
+    net.forward(x, &Ctx::train(seed))
+        .unwrap()
+        .output
+        .data
+        .iter()
+        .zip(w)
+        .map(|(&v, &w)| v as f64 * w as f64)
+        .sum()
+}
+
+fn param_bits(net: &Network<Native>, prefix: &str) -> Vec<(String, Vec<u32>)> {
+    snapshot(net)
+        .into_iter()
+        .filter(|(n, _)| n.starts_with(prefix))
+        .collect()
+}
+
+#[test]
+fn a_frozen_base_is_skipped_by_backward_and_stays_bit_identical() {
+    let mut net = trained();
+    // The base: conv, pool, batch norm, branches, dropout (layers.0–4).
+    let base: Vec<String> = (0..5).map(|i| format!("layers.{i}")).collect();
+    let counts = net.set_frozen(&base, true);
+    assert_eq!(counts, vec![2, 0, 4, 4, 0], "parameters matched per path");
+    // Built layers: the conv and its pool are fused into one, then batch
+    // norm, branches, dropout and flatten (which has nothing to learn).
+    assert_eq!(net.frozen_base(), 5);
+    let frozen_before: Vec<_> = base.iter().flat_map(|p| param_bits(&net, p)).collect();
+    let head_before = param_bits(&net, "layers.6");
+
+    // The head's gradients against finite differences of the training
+    // pass's output, with the base frozen (its batch norm in inference mode).
+    let batch = 4;
+    let x = HostTensor::new(data(batch * 44, 12), &[batch, 2, 22]).unwrap();
+    let mut pass = net.forward(&x, &Ctx::train(7).profiled(true)).unwrap();
+    let wy = [1.0, -0.5, 2.0, 0.3];
+    let dy = HostTensor::new(wy.to_vec(), &[batch, 1]).unwrap();
+    let grads = net.backward(&mut pass, dy).unwrap();
+    for row in pass.profile.rows() {
+        let in_base = base
+            .iter()
+            .any(|b| row.path == *b || row.path.starts_with(&format!("{b}.")));
+        if in_base {
+            assert_eq!(row.backward, 0.0, "{} ran backward", row.path);
+        }
+    }
+    for p in net.params() {
+        assert_eq!(
+            grads.get(p.id).is_some(),
+            p.learns(),
+            "{}: a gradient exactly when it learns",
+            p.name
+        );
+    }
+    let w_id = net
+        .params()
+        .iter()
+        .find(|p| p.name == "layers.6.weight")
+        .unwrap()
+        .id;
+    let g = grads.get(w_id).unwrap().data.clone();
+    let scale = g.iter().fold(1e-3f32, |m, v| m.max(v.abs())) as f64;
+    let h = 1e-2f32;
+    for i in (0..g.len()).step_by(7) {
+        let at = |net: &mut Network<Native>, d: f32| {
+            let p = net.params_mut().into_iter().find(|p| p.id == w_id).unwrap();
+            p.value.data[i] += d;
+        };
+        at(&mut net, h);
+        let lp = train_sum(&net, &x, 7, &wy);
+        at(&mut net, -2.0 * h);
+        let lm = train_sum(&net, &x, 7, &wy);
+        at(&mut net, h);
+        let fd = (lp - lm) / (2.0 * h as f64);
+        assert!(
+            (fd - g[i] as f64).abs() / scale < 2e-2,
+            "layers.6.weight[{i}]: analytic {} vs finite difference {fd}",
+            g[i]
+        );
+    }
+
+    // Training steps move the head and leave the base, its batch-norm
+    // statistics included, bit-identical.
+    let mut state = OptState::new();
+    let y = data(batch, 13);
+    for step in 1..=4 {
+        adam_step(&mut net, &mut state, &x, &y, step);
+    }
+    let frozen_after: Vec<_> = base.iter().flat_map(|p| param_bits(&net, p)).collect();
+    assert_eq!(frozen_after, frozen_before);
+    assert_ne!(param_bits(&net, "layers.6"), head_before);
+    // The head's batch norm (not frozen) moved its running statistics.
+    let bn = |net: &Network<Native>| {
+        param_bits(net, "layers.7.")
+            .into_iter()
+            .filter(|(n, _)| n.contains("running"))
+            .collect::<Vec<_>>()
+    };
+    let before = bn(&net);
+    assert_eq!(before.len(), 2);
+    adam_step(&mut net, &mut state, &x, &y, 5);
+    assert_ne!(bn(&net), before);
+
+    // An input gradient needs the base recorded: a training pass refuses,
+    // an evaluation pass gives it.
+    let mut pass = net.forward(&x, &Ctx::train(1)).unwrap();
+    let dy = HostTensor::new(vec![1.0; batch], &[batch, 1]).unwrap();
+    let err = net.input_gradient(&mut pass, dy.clone()).unwrap_err();
+    assert!(err.to_string().contains("frozen"), "{err}");
+    let mut pass = net.forward(&x, &Ctx::eval().recording()).unwrap();
+    assert_eq!(net.input_gradient(&mut pass, dy).unwrap().shape, x.shape);
+
+    // Unfrozen, the base learns again.
+    net.set_frozen(&base, false);
+    assert_eq!(net.frozen_base(), 0);
+    adam_step(&mut net, &mut state, &x, &y, 6);
+    assert_ne!(
+        param_bits(&net, "layers.0"),
+        param_bits(&trained(), "layers.0")
+    );
+}
+
+#[test]
+fn a_frozen_layer_inside_gets_no_gradient_and_no_penalty() {
+    let mut net = trained();
+    // The hidden dense layer, between learning layers.
+    net.set_frozen(&["layers.6".to_string()], true);
+    assert_eq!(net.frozen_base(), 0);
+    for p in net.params_mut() {
+        p.l2 = 0.5;
+    }
+    let before = param_bits(&net, "layers.6");
+    let others = param_bits(&net, "layers.0");
+    let batch = 4;
+    let x = HostTensor::new(data(batch * 44, 21), &[batch, 2, 22]).unwrap();
+    let y = data(batch, 22);
+    let mut pass = net.forward(&x, &Ctx::train(3)).unwrap();
+    let dy = HostTensor::new(vec![1.0; batch], &[batch, 1]).unwrap();
+    let mut grads = net.backward(&mut pass, dy).unwrap();
+    let id = |n: &str| net.params().iter().find(|p| p.name == n).unwrap().id;
+    assert!(grads.get(id("layers.6.weight")).is_none());
+    assert!(grads.get(id("layers.0.weight")).is_some());
+    // The penalty counts only what learns: a frozen layer adds none.
+    let pen = net.apply_penalties(&mut grads).unwrap();
+    let expect: f64 = net
+        .params()
+        .iter()
+        .filter(|p| p.learns())
+        .map(|p| {
+            0.5 * p
+                .value
+                .data
+                .iter()
+                .map(|v| (*v as f64).powi(2))
+                .sum::<f64>()
+        })
+        .sum();
+    assert!(
+        (pen as f64 - expect).abs() <= 1e-4 * expect,
+        "{pen} vs {expect}"
+    );
+    let mut state = OptState::new();
+    for step in 1..=3 {
+        adam_step(&mut net, &mut state, &x, &y, step);
+    }
+    assert_eq!(param_bits(&net, "layers.6"), before);
+    assert_ne!(param_bits(&net, "layers.0"), others);
+}

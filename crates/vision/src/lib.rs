@@ -127,6 +127,69 @@ impl ImageSet {
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
+
+    /// The images of the classes `keep` only, in their order, relabelled
+    /// 0, 1, … in the order of `keep` (`[5, 6, 7]`: label 5 becomes 0).
+    pub fn select_classes(&self, keep: &[u8]) -> ImageSet {
+        let size = self.channels * self.height * self.width;
+        let mut out = ImageSet {
+            images: Vec::new(),
+            labels: Vec::new(),
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+        };
+        for (i, &l) in self.labels.iter().enumerate() {
+            if let Some(k) = keep.iter().position(|&c| c == l) {
+                out.images
+                    .extend_from_slice(&self.images[i * size..(i + 1) * size]);
+                out.labels.push(k as u8);
+            }
+        }
+        out
+    }
+}
+
+/// Parses a list of classes: `5,6,7`, `5-9`, or both (`0-2,7`). Each class
+/// is below `classes`, and none is given twice.
+pub fn parse_classes(text: &str, classes: usize) -> std::result::Result<Vec<u8>, String> {
+    let bad = |why: String| format!("--classes {text}: {why}");
+    let num = |s: &str| -> std::result::Result<usize, String> {
+        let v: usize = s
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("'{}' is not a class number", s.trim())))?;
+        if v >= classes {
+            return Err(bad(format!(
+                "class {v} does not exist (the data set has classes 0–{})",
+                classes - 1
+            )));
+        }
+        Ok(v)
+    };
+    let mut out: Vec<u8> = Vec::new();
+    for part in text.split(',') {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => {
+                let v = num(part)?;
+                (v, v)
+            }
+        };
+        if a > b {
+            return Err(bad(format!("the range {a}-{b} runs backwards")));
+        }
+        for c in a..=b {
+            if out.contains(&(c as u8)) {
+                return Err(bad(format!("class {c} is given twice")));
+            }
+            out.push(c as u8);
+        }
+    }
+    if out.len() < 2 {
+        return Err(bad("a classifier needs at least 2 classes".into()));
+    }
+    Ok(out)
 }
 
 /// Reads an MNIST split: `PREFIX-images-idx3-ubyte[.gz]` and `PREFIX-labels-idx1-ubyte[.gz]` in `dir`.

@@ -124,3 +124,31 @@ fn bundled_mnist_subset_reads() {
     assert_eq!((train.len(), test.len()), (2000, 500));
     assert_eq!(train.images.len(), 2000 * 784);
 }
+
+#[test]
+fn classes_are_selected_in_order_and_relabelled() {
+    use vision::{parse_classes, ImageSet};
+    assert_eq!(parse_classes("5-9", 10).unwrap(), vec![5, 6, 7, 8, 9]);
+    assert_eq!(parse_classes("7, 0-2", 10).unwrap(), vec![7, 0, 1, 2]);
+    for (text, why) in [
+        ("5-12", "class 12 does not exist"),
+        ("9-5", "runs backwards"),
+        ("1,1", "given twice"),
+        ("3", "at least 2"),
+        ("a-3", "'a' is not a class"),
+    ] {
+        let e = parse_classes(text, 10).unwrap_err();
+        assert!(e.contains(why) && e.contains(text), "{text}: {e}");
+    }
+    // Four 1 × 1 × 2 images of labels 3, 1, 3, 2.
+    let set = ImageSet {
+        images: vec![0, 1, 10, 11, 20, 21, 30, 31],
+        labels: vec![3, 1, 3, 2],
+        channels: 1,
+        height: 1,
+        width: 2,
+    };
+    let s = set.select_classes(&[3, 2]);
+    assert_eq!(s.labels, vec![0, 0, 1]);
+    assert_eq!(s.images, vec![0, 1, 20, 21, 30, 31]);
+}

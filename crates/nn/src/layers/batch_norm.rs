@@ -111,11 +111,13 @@ impl<B: Backend> Layer<B> for BatchNorm<B> {
         &self.shape
     }
 
-    /// Training saves the input and the batch statistics; evaluation the input.
+    /// Training saves the input and the batch statistics; evaluation the
+    /// input. A frozen batch norm runs as in evaluation, in training too,
+    /// and keeps its running statistics.
     fn forward(&self, x: B::Tensor, f: &mut Forward<'_, B>) -> Result<B::Tensor> {
         let be = f.backend;
         let (g, b) = (&self.gamma.value, &self.beta.value);
-        if f.training() {
+        if f.training() && !self.gamma.frozen {
             let (y, s, mean, var) = be.batchnorm_train(
                 &x,
                 g,

@@ -302,6 +302,7 @@ impl<'a, B: Backend> Builder<'a, B> {
             l1,
             l2,
             trainable,
+            frozen: false,
         }
     }
 
