@@ -479,15 +479,7 @@ mod tests {
     use super::*;
 
     fn corr(x: &[f64], y: &[f64]) -> f64 {
-        let (mx, vx) = mean_var(x);
-        let (my, vy) = mean_var(y);
-        let c = x
-            .iter()
-            .zip(y)
-            .map(|(a, b)| (a - mx) * (b - my))
-            .sum::<f64>()
-            / x.len() as f64;
-        c / (vx * vy).sqrt()
+        pearson(x, y)
     }
 
     fn dosages(g: &PackedGenotypes, j: usize) -> Vec<f64> {
