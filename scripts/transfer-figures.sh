@@ -12,10 +12,12 @@ mkdir -p "$OUT"
 # --- MNIST: 0–4 → 5–9 ---
 C=(--dataset mnist --data-dir "$MNIST" --classes 5-9 --train-limit 500)
 $G image train --dataset mnist --data-dir "$MNIST" --model configs/lenet5.toml --classes 0-4 --epochs 10 --out "$OUT/mnist-pre"
-$G image train "${C[@]}" --model configs/lenet5.toml --epochs 30 --out "$OUT/mnist-scratch"
-$G image train "${C[@]}" --init-from "$OUT/mnist-pre" --freeze base --epochs 20 --out "$OUT/mnist-frozen"
-$G image train "${C[@]}" --init-from "$OUT/mnist-pre" --freeze base --epochs 20 \
-  --fine-tune-epochs 10 --fine-tune-lr 1e-4 --out "$OUT/mnist-finetuned"
+# Scratch gets the 60 epochs the fine-tuned model has in its two phases.
+$G image train "${C[@]}" --model configs/lenet5.toml --epochs 60 --out "$OUT/mnist-scratch"
+# The course's recipe: the convolutional base kept, a new dense head.
+$G image train "${C[@]}" --init-from "$OUT/mnist-pre" --reinit head --freeze base --epochs 30 --out "$OUT/mnist-frozen"
+$G image train "${C[@]}" --init-from "$OUT/mnist-pre" --reinit head --freeze base --epochs 30 \
+  --fine-tune-epochs 30 --fine-tune-lr 3e-4 --out "$OUT/mnist-finetuned"
 
 # --- Genomics: trait A (2000 phenotyped) → trait B (300 phenotyped) ---
 $G simulate --n 2000 --snps 10000 --qtl 200 --traits 2 --h2 0.5 --genetic-correlation 0.8 \

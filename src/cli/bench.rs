@@ -325,7 +325,7 @@ fn train_bench_with<B: nn::Backend>(a: TrainBenchArgs, backend: B) -> Result<()>
     let g = &sim.genotypes;
     let all: Vec<usize> = (0..a.n).collect();
     let mut times = Vec::new();
-    let network = model::build_network(backend, &spec, g.n_markers(), 1)?;
+    let network = model::build_network(backend, &spec, g.n_markers(), 0, 1)?;
     let opts = model::TrainOptions {
         profile: profiling(),
         ..Default::default()
@@ -334,7 +334,7 @@ fn train_bench_with<B: nn::Backend>(a: TrainBenchArgs, backend: B) -> Result<()>
         network,
         &spec,
         g,
-        &sim.phenotype,
+        &model::TraitData::single("y", &sim.phenotype),
         &all,
         1,
         &opts,
@@ -395,7 +395,8 @@ fn explain_bench_with<B: nn::Backend>(a: ExplainBenchArgs, backend: B) -> Result
     let g = &sim.genotypes;
     let all: Vec<usize> = (0..a.n).collect();
     let mut times = Vec::new();
-    let fitted = model::fit(backend, &spec, g, &sim.phenotype, &all, 1, &mut |ev| {
+    let data = model::TraitData::single("y", &sim.phenotype);
+    let fitted = model::fit(backend, &spec, g, &data, &all, 1, &mut |ev| {
         if let model::Event::Epoch(r) = ev {
             log_epoch(r.epoch, r.seconds, r.train_loss, &mut times);
         }

@@ -1,16 +1,14 @@
 //! `genocnn cv`: CNN, MLP and GBLUP on the same folds, and `genocnn cv merge`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Instant;
 
-use super::train::{parse_device, with_engine, Engine};
+use super::train::{parse_device, select_traits, trait_data, with_engine, Engine};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use eval::report::{self, Prediction, Record};
-use eval::{Folds, Metrics};
-use gblup::KernelChoice;
-use geno::{PackedGenotypes, PhenoTable, TraitSelector};
+use eval::Folds;
+use geno::{PhenoTable, TraitSelector};
 use indicatif::{ProgressBar, ProgressStyle};
 use model::ModelSpec;
 use serde_json::json;
@@ -58,10 +56,23 @@ pub struct CvRun {
     /// Phenotypes: a table with an ID column, a headerless file in genotype order, or a .fam.
     #[arg(long, value_name = "PATH")]
     pub pheno: PathBuf,
-    /// The trait: a column name, or its number among the trait columns counting from 1.
-    #[arg(long = "trait", value_name = "NAME|N")]
+    /// The trait: a column name, or its number among the trait columns
+    /// counting from 1; several, comma-separated, for multi-trait networks
+    /// (one output per trait) and multi-trait GBLUP (`mtgblup`, then the baseline).
+    #[arg(long = "trait", value_name = "NAME|N[,…]")]
     pub trait_: TraitSelector,
-    /// Models, comma-separated: gblup, rkhs, or model configs (named by their file stem).
+    /// Traits whose records the test individuals keep (CV2): networks see
+    /// them as inputs, multi-trait GBLUP models them jointly; never evaluated.
+    #[arg(long, value_name = "NAME|N,…")]
+    pub predictor_traits: Option<TraitSelector>,
+    /// cv1: the test individuals have no record of any trait. cv2: they keep
+    /// the records of --predictor-traits (or, without it, of the other
+    /// traits, each trait in turn being predicted).
+    #[arg(long, default_value = "cv1", value_parser = clap::value_parser!(cv::Scheme))]
+    pub scheme: cv::Scheme,
+    /// Models, comma-separated: gblup, rkhs, mtgblup (multi-trait GBLUP), or
+    /// model configs (named by their file stem; `single:CONFIG` trains one
+    /// network per trait on its own records, named STEM-st).
     #[arg(long, value_delimiter = ',', required = true)]
     pub models: Vec<String>,
     /// Number of folds (with --groups: 0 for one fold per group).
@@ -108,61 +119,84 @@ pub struct CvRun {
     pub out: PathBuf,
 }
 
-/// Where a fold's model is kept, when models are kept.
-struct Keep<'a> {
-    root: &'a Path,
-    trait_name: &'a str,
-}
-
-impl Keep<'_> {
-    fn dir(&self, model: &str, t: &Task) -> PathBuf {
-        self.root
-            .join("models")
-            .join(model)
-            .join(format!("r{}-f{}", t.repeat + 1, t.fold + 1))
-    }
-}
-
-/// A model of the comparison.
-enum CvModel {
+/// A model of the comparison, as named on the command line.
+enum ModelArg {
     Gblup,
     Rkhs,
-    Network(Box<ModelSpec>),
+    MultiGblup,
+    Network { spec: Box<ModelSpec>, single: bool },
     Search(Box<model::SearchSpec>),
 }
 
-impl CvModel {
+impl ModelArg {
     fn name(&self) -> String {
         match self {
-            CvModel::Gblup => "gblup".into(),
-            CvModel::Rkhs => "rkhs".into(),
-            CvModel::Network(s) => s.name.clone(),
-            CvModel::Search(s) => s.name.clone(),
+            ModelArg::Gblup => "gblup".into(),
+            ModelArg::Rkhs => "rkhs".into(),
+            ModelArg::MultiGblup => "mtgblup".into(),
+            ModelArg::Network { spec, single } => {
+                if *single {
+                    format!("{}-st", spec.name)
+                } else {
+                    spec.name.clone()
+                }
+            }
+            ModelArg::Search(s) => s.name.clone(),
+        }
+    }
+
+    /// The predictor on the engine's backend.
+    fn predictor<'a>(self, engine: &Engine) -> Box<dyn cv::Predictor + 'a> {
+        match self {
+            ModelArg::Gblup => Box::new(cv::Gblup::vanraden()),
+            ModelArg::Rkhs => Box::new(cv::Gblup::rkhs()),
+            ModelArg::MultiGblup => Box::new(cv::MultiGblup),
+            ModelArg::Network { spec, single } => {
+                with_engine!(engine.clone(), b => Box::new(cv::NetworkModel {
+                    backend: b,
+                    spec: *spec,
+                    single,
+                }))
+            }
+            ModelArg::Search(search) => {
+                with_engine!(engine.clone(), b => Box::new(cv::SearchModel {
+                    backend: b,
+                    search: *search,
+                }))
+            }
         }
     }
 }
 
-fn parse_models(list: &[String], epochs: Option<usize>) -> Result<Vec<CvModel>> {
+fn parse_models(list: &[String], epochs: Option<usize>) -> Result<Vec<ModelArg>> {
     let mut out = Vec::new();
     for m in list {
         let model = match m.to_ascii_lowercase().as_str() {
-            "gblup" => CvModel::Gblup,
-            "rkhs" => CvModel::Rkhs,
+            "gblup" => ModelArg::Gblup,
+            "rkhs" => ModelArg::Rkhs,
+            "mtgblup" => ModelArg::MultiGblup,
             _ => {
-                let path = Path::new(m);
+                let (single, file) = match m.strip_prefix("single:") {
+                    Some(f) => (true, f),
+                    None => (false, m.as_str()),
+                };
+                let path = Path::new(file);
                 if !path.exists() {
                     bail!(
-                        "--models: '{m}' is neither gblup, rkhs nor an existing model config file"
+                        "--models: '{m}' is neither gblup, rkhs, mtgblup nor an existing model config file"
                     );
                 }
                 let mut spec = ModelSpec::from_file(path)?;
                 if let Some(e) = epochs {
                     spec.training.epochs = e;
                 }
-                CvModel::Network(Box::new(spec))
+                ModelArg::Network {
+                    spec: Box::new(spec),
+                    single,
+                }
             }
         };
-        if out.iter().any(|o: &CvModel| o.name() == model.name()) {
+        if out.iter().any(|o: &ModelArg| o.name() == model.name()) {
             bail!("--models: '{}' appears twice", model.name());
         }
         out.push(model);
@@ -178,12 +212,6 @@ pub fn run(a: CvArgs) -> Result<()> {
             bail!("cv needs --geno, --pheno, --trait, --models and --out (or the merge subcommand)")
         }
     }
-}
-
-struct Task {
-    repeat: usize,
-    fold: usize,
-    model: usize,
 }
 
 fn run_cv(a: CvRun) -> Result<()> {
@@ -203,9 +231,8 @@ fn run_cv(a: CvRun) -> Result<()> {
             spec.candidates.len(),
             spec.inner_folds
         );
-        models.push(CvModel::Search(Box::new(spec)));
+        models.push(ModelArg::Search(Box::new(spec)));
     }
-    let (pheno, trait_sel) = (&a.pheno, &a.trait_);
     let geno_args = GenoArgs {
         geno: a.geno.clone(),
         geno_format: a.geno_format,
@@ -224,18 +251,46 @@ fn run_cv(a: CvRun) -> Result<()> {
     ensure_dir(&a.out)?;
     let pb = spinner(format!("reading {}", a.geno.display()));
     let g = geno_args.reader().read()?;
-    let table = PhenoTable::read(pheno)?;
-    let tr = table.select(trait_sel, g.individuals())?;
+    let table = PhenoTable::read(&a.pheno)?;
+    let (traits, predictors) = select_traits(
+        &table,
+        &a.trait_,
+        a.predictor_traits.as_ref(),
+        g.individuals(),
+    )?;
+    let multi = traits.len() > 1 || !predictors.is_empty();
+    // With several traits, multi-trait GBLUP is the baseline, and the
+    // univariate GBLUP is reported beside it.
+    if multi
+        && models.iter().any(|m| matches!(m, ModelArg::Gblup))
+        && !models.iter().any(|m| matches!(m, ModelArg::MultiGblup))
+    {
+        eprintln!("several traits: mtgblup (multi-trait GBLUP) added as the baseline");
+        let at = models
+            .iter()
+            .position(|m| matches!(m, ModelArg::Gblup))
+            .expect("gblup is there");
+        models.insert(at, ModelArg::MultiGblup);
+    }
+    if !multi && models.iter().any(|m| matches!(m, ModelArg::MultiGblup)) {
+        bail!("--models mtgblup needs several traits (--trait a,b) or --predictor-traits");
+    }
+    let baseline = if multi && models.iter().any(|m| matches!(m, ModelArg::MultiGblup)) {
+        "mtgblup"
+    } else {
+        "gblup"
+    };
     let ids: Vec<String> = g.individuals().iter().map(|i| i.iid.clone()).collect();
+    let columns = trait_data(&traits, &predictors);
     let eligible: Vec<usize> = (0..g.n_individuals())
-        .filter(|&i| !tr.values[i].is_nan())
+        .filter(|&i| traits.iter().any(|t| !t.values[i].is_nan()))
         .collect();
     let folds = if let Some(f) = &a.fold_file {
         Folds::from_csv(f, &ids)?
     } else if let Some(col) = &a.groups {
         let mut groups = table.column_text(col, g.individuals())?;
         for (i, gr) in groups.iter_mut().enumerate() {
-            if tr.values[i].is_nan() {
+            if !eligible.contains(&i) {
                 *gr = None;
             }
         }
@@ -249,9 +304,10 @@ fn run_cv(a: CvRun) -> Result<()> {
         }
     }
     geno::write_atomic(a.out.join("folds.csv"), folds.to_csv(&ids).as_bytes())?;
-    let needs_grm = models
-        .iter()
-        .any(|m| matches!(m, CvModel::Gblup | CvModel::Rkhs));
+    let names: Vec<String> = models.iter().map(ModelArg::name).collect();
+    let predictors_boxed: Vec<Box<dyn cv::Predictor>> =
+        models.into_iter().map(|m| m.predictor(&engine)).collect();
+    let needs_grm = predictors_boxed.iter().any(|m| m.needs_grm());
     let grm = if needs_grm {
         pb.set_message("computing the GRM");
         Some(gblup::vanraden(&g))
@@ -259,41 +315,48 @@ fn run_cv(a: CvRun) -> Result<()> {
         None
     };
     pb.finish_and_clear();
-
-    let fold_list: Vec<usize> = match a.fold {
-        Some(k) => vec![k - 1],
-        None => (0..folds.k).collect(),
+    let plan = cv::Plan {
+        g: &g,
+        grm: grm.as_ref(),
+        traits: columns.targets,
+        predictors: columns.predictors,
+        scheme: a.scheme,
+        folds: &folds,
+        only_fold: a.fold.map(|k| k - 1),
+        models: predictors_boxed,
+        ids: &ids,
+        seed: a.seed,
+        keep: a.save_models.then(|| a.out.clone()),
     };
-    let n_models = models.len();
-    let tasks: Vec<Task> = (0..folds.repeats())
-        .flat_map(|r| {
-            fold_list.iter().flat_map(move |&f| {
-                (0..n_models).map(move |m| Task {
-                    repeat: r,
-                    fold: f,
-                    model: m,
-                })
-            })
-        })
-        .collect();
+    let n_jobs = plan.jobs()?.len();
+    let trait_names: Vec<&str> = traits.iter().map(|t| t.name.as_str()).collect();
     eprintln!(
-        "{} individuals with {} ({} markers); {} folds × {} repeat(s); models: {}",
+        "{} individuals with {} ({} markers); {} folds × {} repeat(s); {}{}models: {}",
         eligible.len(),
-        tr.name,
+        trait_names.join(", "),
         g.n_markers(),
         folds.k,
         folds.repeats(),
-        models
-            .iter()
-            .map(CvModel::name)
-            .collect::<Vec<_>>()
-            .join(", ")
+        if multi {
+            format!("scheme {:?}; ", a.scheme).to_uppercase()
+        } else {
+            String::new()
+        },
+        if predictors.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "predictor traits {}; ",
+                predictors
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+        names.join(", ")
     );
-    let keep = a.save_models.then(|| Keep {
-        root: &a.out,
-        trait_name: &tr.name,
-    });
-    let bar = ProgressBar::new(tasks.len() as u64);
+    let bar = ProgressBar::new(n_jobs as u64);
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} [{bar:30}] {pos}/{len} fits {msg} [{elapsed} < {eta}]",
@@ -302,89 +365,37 @@ fn run_cv(a: CvRun) -> Result<()> {
         .progress_chars("=> "),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-
-    let results: Mutex<Vec<(usize, Record, Vec<Prediction>)>> = Mutex::new(Vec::new());
-    let next = Mutex::new(0usize);
-    let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    let jobs = a.jobs.min(tasks.len()).max(1);
-    let per_job = (threads / jobs).max(1);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| {
-                let pool = match rayon::ThreadPoolBuilder::new().num_threads(per_job).build() {
-                    Ok(p) => p,
-                    Err(e) => {
-                        *failure.lock().expect("lock") = Some(e.into());
-                        return;
-                    }
-                };
-                loop {
-                    let k = {
-                        let mut n = next.lock().expect("lock");
-                        if *n >= tasks.len() || failure.lock().expect("lock").is_some() {
-                            break;
-                        }
-                        *n += 1;
-                        *n - 1
-                    };
-                    let t = &tasks[k];
-                    let m = &models[t.model];
-                    bar.set_message(format!(
-                        "repeat {} fold {} {}",
-                        t.repeat + 1,
-                        t.fold + 1,
-                        m.name()
-                    ));
-                    let out = pool.install(|| {
-                        run_task(
-                            keep.as_ref(),
-                            &engine,
-                            &g,
-                            grm.as_ref(),
-                            &tr.values,
-                            &folds,
-                            t,
-                            m,
-                            &ids,
-                            a.seed,
-                        )
-                    });
-                    match out {
-                        Ok((rec, preds)) => {
-                            bar.println(format!(
-                                "  repeat {} fold {} {:<16} r = {:.3}  ({:.1} s)",
-                                t.repeat + 1,
-                                t.fold + 1,
-                                rec.model,
-                                rec.metrics.r,
-                                rec.seconds
-                            ));
-                            results.lock().expect("lock").push((k, rec, preds));
-                        }
-                        Err(e) => {
-                            *failure.lock().expect("lock") = Some(e.context(format!(
-                                "repeat {} fold {} model {}",
-                                t.repeat + 1,
-                                t.fold + 1,
-                                m.name()
-                            )));
-                        }
-                    }
-                    bar.inc(1);
-                }
-            });
+    let (records, preds) = plan.run(a.jobs, threads, &|p| match p {
+        cv::Progress::Started(j, name) => bar.set_message(format!(
+            "repeat {} fold {} {name}",
+            j.repeat + 1,
+            j.fold + 1
+        )),
+        cv::Progress::Finished(j, recs) => {
+            for rec in recs {
+                bar.println(format!(
+                    "  repeat {} fold {} {:<16} {}r = {:.3}  ({:.1} s)",
+                    j.repeat + 1,
+                    j.fold + 1,
+                    rec.model,
+                    if multi {
+                        format!("{:<10} ", rec.trait_name)
+                    } else {
+                        String::new()
+                    },
+                    rec.metrics.r,
+                    rec.seconds
+                ));
+            }
+            bar.inc(1);
         }
-    });
+    })?;
     bar.finish_and_clear();
-    if let Some(e) = failure.into_inner().expect("lock") {
-        return Err(e);
-    }
-    let mut results = results.into_inner().expect("lock");
-    results.sort_by_key(|(k, _, _)| *k);
-    let records: Vec<Record> = results.iter().map(|(_, r, _)| r.clone()).collect();
-    let preds: Vec<Prediction> = results.into_iter().flat_map(|(_, _, p)| p).collect();
     let extra = json!({
-        "trait": tr.name,
+        "trait": trait_names.join(","),
+        "traits": trait_names,
+        "predictor_traits": predictors.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        "scheme": format!("{:?}", a.scheme).to_lowercase(),
         "n_phenotyped": eligible.len(),
         "n_markers": g.n_markers(),
         "folds": folds.k,
@@ -393,173 +404,29 @@ fn run_cv(a: CvRun) -> Result<()> {
         "only_fold": a.fold,
         "seconds_total": start.elapsed().as_secs_f64(),
     });
-    write_outputs(&a.out, &records, &preds, &tr.name, extra)
+    write_outputs(&a.out, &records, &preds, baseline, extra)
 }
 
-/// Trains a network on `train` with the engine's backend and predicts
-/// `test`; returns the predictions, the epochs run and the best epoch.
-#[allow(clippy::too_many_arguments)]
-fn fit_predict(
-    save: Option<(PathBuf, &str)>,
-    engine: &Engine,
-    spec: &model::ModelSpec,
-    g: &PackedGenotypes,
-    y: &[f64],
-    train: &[usize],
-    test: &[usize],
-    seed: u64,
-) -> Result<(Vec<f64>, usize, usize)> {
-    with_engine!(engine.clone(), b => {
-        let f = model::fit(b, spec, g, y, train, seed, &mut |_| {})?;
-        if let Some((dir, trait_name)) = save {
-            model::save_network(&f, &dir, trait_name)?;
-        }
-        Ok((f.predict(g, test)?, f.history.len(), f.best_epoch))
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_task(
-    keep: Option<&Keep>,
-    engine: &Engine,
-    g: &PackedGenotypes,
-    grm: Option<&gblup::Grm>,
-    y: &[f64],
-    folds: &Folds,
-    t: &Task,
-    m: &CvModel,
-    ids: &[String],
-    seed: u64,
-) -> Result<(Record, Vec<Prediction>)> {
-    let start = Instant::now();
-    let (train, test) = folds.split(t.repeat, t.fold);
-    if test.is_empty() {
-        bail!("the test fold is empty");
-    }
-    // Only the training individuals' phenotypes reach the model.
-    let mut masked = vec![f64::NAN; y.len()];
-    for &i in &train {
-        masked[i] = y[i];
-    }
-    let (pred, note) = match m {
-        CvModel::Gblup | CvModel::Rkhs => {
-            let kernel = if matches!(m, CvModel::Gblup) {
-                KernelChoice::VanRaden
+/// A file-name-safe form of a trait's name, for its plots.
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
             } else {
-                KernelChoice::rkhs()
-            };
-            let grm = grm.context("the GRM was not computed")?;
-            let fit = gblup::fit(g, grm, &masked, &[], &train, &kernel)?;
-            let b0 = fit.reml.beta[0];
-            if let (Some(k), Some(eff)) = (keep, &fit.snp_effects) {
-                let lm = model::LinearModel {
-                    markers: g.markers().to_vec(),
-                    center: fit.centers.clone(),
-                    effects: eff.clone(),
-                    intercept: b0,
-                    trait_name: k.trait_name.to_string(),
-                    n_train: fit.train.len(),
-                };
-                model::save_linear(&lm, &k.dir(&m.name(), t))?;
+                '_'
             }
-            let note = match fit.theta {
-                Some(th) => format!("h2={:.3};theta={th}", fit.reml.h2),
-                None => format!("h2={:.3}", fit.reml.h2),
-            };
-            (
-                test.iter().map(|&i| b0 + fit.gebv[i]).collect::<Vec<f64>>(),
-                note,
-            )
-        }
-        CvModel::Network(spec) => {
-            let s = seed.wrapping_add(1000 * t.repeat as u64 + t.fold as u64);
-            let save = keep.map(|k| (k.dir(&m.name(), t), k.trait_name));
-            let (pred, epochs, best) =
-                fit_predict(save, engine, spec, g, &masked, &train, &test, s)?;
-            (pred, format!("epochs={epochs};best={}", best + 1))
-        }
-        CvModel::Search(search) => {
-            // Inner folds on the training part only choose the configuration.
-            let s = seed.wrapping_add(1000 * t.repeat as u64 + t.fold as u64);
-            let inner = Folds::kfold(
-                g.n_individuals(),
-                &train,
-                search.inner_folds,
-                1,
-                s ^ search.seed,
-            )?;
-            let mut best: Option<(f64, usize)> = None;
-            for (ci, cand) in search.candidates.iter().enumerate() {
-                let spec = cand.apply(&search.base)?;
-                let mut rs = Vec::new();
-                for k in 0..inner.k {
-                    let (itrain, itest) = inner.split(0, k);
-                    let mut inner_y = vec![f64::NAN; y.len()];
-                    for &i in &itrain {
-                        inner_y[i] = masked[i];
-                    }
-                    let (p, _, _) = fit_predict(
-                        None,
-                        engine,
-                        &spec,
-                        g,
-                        &inner_y,
-                        &itrain,
-                        &itest,
-                        s.wrapping_add(k as u64),
-                    )?;
-                    let o: Vec<f64> = itest.iter().map(|&i| masked[i]).collect();
-                    rs.push(eval::metrics::pearson(&p, &o));
-                }
-                let mean = rs.iter().filter(|v| v.is_finite()).sum::<f64>() / rs.len() as f64;
-                if best.is_none_or(|(b, _)| mean > b) {
-                    best = Some((mean, ci));
-                }
-            }
-            let (inner_r, ci) = best.context("the search has no candidates")?;
-            let spec = search.candidates[ci].apply(&search.base)?;
-            let save = keep.map(|k| (k.dir(&m.name(), t), k.trait_name));
-            let (pred, _, _) = fit_predict(save, engine, &spec, g, &masked, &train, &test, s)?;
-            let note = format!(
-                "chosen: {} (inner r={inner_r:.3})",
-                search.candidates[ci].describe()
-            );
-            (pred, note)
-        }
-    };
-    let obs: Vec<f64> = test.iter().map(|&i| y[i]).collect();
-    let metrics = Metrics::compute(&pred, &obs);
-    let name = m.name();
-    let preds = test
-        .iter()
-        .zip(pred.iter().zip(&obs))
-        .map(|(&i, (&p, &o))| Prediction {
-            id: ids[i].clone(),
-            repeat: t.repeat,
-            fold: t.fold,
-            model: name.clone(),
-            prediction: p,
-            observed: o,
         })
-        .collect();
-    Ok((
-        Record {
-            model: name,
-            repeat: t.repeat,
-            fold: t.fold,
-            metrics,
-            seconds: start.elapsed().as_secs_f64(),
-            note,
-        },
-        preds,
-    ))
+        .collect()
 }
 
+/// Writes the CSVs, the summary, the report and the plots: one comparison
+/// per trait (each against `baseline` on the same folds).
 fn write_outputs(
     dir: &Path,
     records: &[Record],
     preds: &[Prediction],
-    trait_name: &str,
+    baseline: &str,
     extra: serde_json::Value,
 ) -> Result<()> {
     geno::write_atomic(
@@ -574,34 +441,88 @@ fn write_outputs(
         dir.join("predictions.csv"),
         report::predictions_csv(preds).as_bytes(),
     )?;
-    let summary = report::summarize(records, "gblup");
-    write_json(&dir.join("summary.json"), &summary.to_json(extra))?;
-    let table = summary.table();
-    let verdicts = summary.verdicts();
-    let plots = eval::plots::write_plots(dir, records, preds, trait_name)?;
-    let mut md = format!("# Cross-validation: {trait_name}\n\n{table}\n");
-    for v in &verdicts {
-        md.push_str(&format!("- {v}\n"));
-    }
-    md.push_str("\nr: Pearson correlation of predictions with observations on the test fold (predictive ability); slope: regression of observed on predicted (1 = unbiased); top-10%: share of the best 10% by observation also in the best 10% by prediction; Δr: paired difference from GBLUP over the same folds, with a two-sided paired t-test.\n\n");
-    for p in &plots {
-        if p.extension().is_some_and(|e| e == "png") {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            md.push_str(&format!("![{name}]({name})\n"));
+    let traits = report::trait_order(records);
+    let multi = traits.len() > 1 || baseline == "mtgblup";
+    let mut md = String::new();
+    let mut by_trait = serde_json::Map::new();
+    let mut single_json = None;
+    let mut all_plots = Vec::new();
+    for t in &traits {
+        let recs: Vec<Record> = records
+            .iter()
+            .filter(|r| &r.trait_name == t)
+            .cloned()
+            .collect();
+        let tp: Vec<Prediction> = preds
+            .iter()
+            .filter(|p| &p.trait_name == t)
+            .cloned()
+            .collect();
+        let summary = report::summarize(&recs, baseline);
+        let table = summary.table();
+        let verdicts = summary.verdicts();
+        let suffix = if multi {
+            format!("_{}", file_safe(t))
+        } else {
+            String::new()
+        };
+        let plots = eval::plots::write_plots(dir, &recs, &tp, t, &suffix)?;
+        if multi {
+            md.push_str(&format!("## {t}\n\n{table}\n"));
+            by_trait.insert(t.clone(), summary.to_json(json!({})));
+            println!("\n{t}:");
+        } else {
+            md.push_str(&format!("# Cross-validation: {t}\n\n{table}\n"));
+            single_json = Some(summary.to_json(extra.clone()));
+            println!();
         }
+        for v in &verdicts {
+            md.push_str(&format!("- {v}\n"));
+        }
+        md.push('\n');
+        for p in &plots {
+            if p.extension().is_some_and(|e| e == "png") {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                md.push_str(&format!("![{name}]({name})\n"));
+            }
+        }
+        md.push('\n');
+        println!("{table}");
+        for v in &verdicts {
+            println!("{v}");
+        }
+        all_plots.extend(plots);
     }
+    let summary = match single_json {
+        Some(j) if !multi => j,
+        _ => {
+            let mut out = json!({ "baseline": baseline, "by_trait": by_trait });
+            if let (serde_json::Value::Object(o), serde_json::Value::Object(e)) = (&mut out, extra)
+            {
+                o.extend(e);
+            }
+            out
+        }
+    };
+    write_json(&dir.join("summary.json"), &summary)?;
+    let head = if multi {
+        format!(
+            "# Cross-validation: {} (baseline {baseline})\n\n",
+            traits.join(", ")
+        )
+    } else {
+        String::new()
+    };
+    md = format!("{head}{md}");
+    md.push_str("r: Pearson correlation of predictions with observations on the test fold (predictive ability); slope: regression of observed on predicted (1 = unbiased); top-10%: share of the best 10% by observation also in the best 10% by prediction; Δr: paired difference from the baseline over the same folds, with a two-sided paired t-test.\n");
     geno::write_atomic(dir.join("report.md"), md.as_bytes())?;
-    println!("\n{table}");
-    for v in &verdicts {
-        println!("{v}");
-    }
     println!(
         "\nwrote {}/{{metrics.csv, predictions.csv, folds.csv, timings.csv, summary.json, report.md}}",
         dir.display()
     );
     println!(
         "plots: {}",
-        plots
+        all_plots
             .iter()
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
@@ -643,6 +564,7 @@ fn merge(m: MergeArgs) -> Result<()> {
         }
         if let Ok(text) = std::fs::read_to_string(d.join("summary.json")) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                // (the trait's name is in the records; kept for the summary)
                 if let Some(t) = v["trait"].as_str() {
                     trait_name = t.to_string();
                 }
@@ -653,11 +575,16 @@ fn merge(m: MergeArgs) -> Result<()> {
     if let Some(f) = folds_csv {
         geno::write_atomic(m.out.join("folds.csv"), f.as_bytes())?;
     }
+    let baseline = if records.iter().any(|r| r.model == "mtgblup") {
+        "mtgblup"
+    } else {
+        "gblup"
+    };
     write_outputs(
         &m.out,
         &records,
         &preds,
-        &trait_name,
+        baseline,
         json!({ "trait": trait_name, "merged_from": m.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>() }),
     )
 }

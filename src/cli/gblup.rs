@@ -10,7 +10,7 @@ use gblup::KernelChoice;
 use geno::{PhenoTable, TraitSelector};
 use serde_json::json;
 
-use super::output::{csv_field, ensure_dir, num, spinner, table, write_json};
+use super::output::{csv_field, csv_header, ensure_dir, num, spinner, table, write_json};
 use super::{GenoArgs, PhenoArgs};
 
 #[derive(Args, Debug)]
@@ -90,6 +90,9 @@ pub fn run_gblup(a: GblupArgs) -> Result<()> {
     let (Some(pheno), Some(trait_sel)) = (&a.pheno.pheno, &a.pheno.trait_) else {
         bail!("gblup needs --pheno and --trait");
     };
+    if trait_sel.list().len() > 1 {
+        return run_multi(&a, pheno, trait_sel, start);
+    }
     ensure_dir(&a.out)?;
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
     let g = a.geno.reader().read()?;
@@ -215,6 +218,136 @@ pub fn run_gblup(a: GblupArgs) -> Result<()> {
         format!("{total_s:.2} s (read {read_s:.2}, GRM {grm_s:.2}, REML+BLUP {fit_s:.2})"),
     ));
     rows.push(("wrote", format!("{}", a.out.display())));
+    print!("{}", table(&rows));
+    Ok(())
+}
+
+/// A d × d row-major matrix as nested arrays.
+fn nested(v: &[f64], d: usize) -> serde_json::Value {
+    json!(v.chunks(d).collect::<Vec<_>>())
+}
+
+/// `gblup --trait a,b,…`: multi-trait GBLUP.
+fn run_multi(
+    a: &GblupArgs,
+    pheno: &std::path::Path,
+    trait_sel: &TraitSelector,
+    start: Instant,
+) -> Result<()> {
+    if a.covar.is_some() || a.test_trait.is_some() || !matches!(a.kernel, KernelArg::Vanraden) {
+        bail!("gblup with several traits takes neither --covar, --test-trait nor --kernel rkhs");
+    }
+    ensure_dir(&a.out)?;
+    let pb = spinner(format!("reading {}", a.geno.geno.display()));
+    let g = a.geno.reader().read()?;
+    let table_p = PhenoTable::read(pheno)?;
+    let (traits, _) = super::train::select_traits(&table_p, trait_sel, None, g.individuals())?;
+    pb.set_message("computing the GRM");
+    let t0 = Instant::now();
+    let grm = gblup::vanraden(&g);
+    let grm_s = t0.elapsed().as_secs_f64();
+    pb.set_message("multi-trait REML and BLUP");
+    let t1 = Instant::now();
+    let y: Vec<Vec<f64>> = traits.iter().map(|t| t.values.clone()).collect();
+    let train: Vec<usize> = (0..g.n_individuals())
+        .filter(|&i| y.iter().any(|t| !t[i].is_nan()))
+        .collect();
+    let fit = gblup::fit_multi(&grm, &y, &train)?;
+    let fit_s = t1.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+    let d = traits.len();
+    let names: Vec<&str> = traits.iter().map(|t| t.name.as_str()).collect();
+    let pred = fit.predictions();
+    let mut text = csv_header("id,set", &names);
+    for (i, ind) in g.individuals().iter().enumerate() {
+        let set = if y.iter().any(|t| !t[i].is_nan()) {
+            "train"
+        } else {
+            "test"
+        };
+        write!(text, "{},{set}", csv_field(&ind.iid))?;
+        for p in &pred {
+            write!(text, ",{}", num(Some(p[i])))?;
+        }
+        text.push('\n');
+    }
+    geno::write_atomic(a.out.join("predictions.csv"), text.as_bytes())?;
+    let mv = &fit.mv;
+    let h2 = mv.h2();
+    let total_s = start.elapsed().as_secs_f64();
+    write_json(
+        &a.out.join("summary.json"),
+        &json!({
+            "kernel": "vanraden",
+            "traits": names,
+            "vg": nested(&mv.vg, d),
+            "ve": nested(&mv.ve, d),
+            "rg": nested(&mv.rg(), d),
+            "re": nested(&mv.re(), d),
+            "h2": h2,
+            "intercepts": mv.beta,
+            "loglik": mv.loglik,
+            "n_complete": fit.complete.len(),
+            "n_records": y.iter().map(|t| t.iter().filter(|v| !v.is_nan()).count()).collect::<Vec<_>>(),
+            "reml_iterations": mv.iterations,
+            "blup_cg_iterations": fit.cg_iterations,
+            "univariate": fit.univariate.iter().zip(&names).map(|(u, n)| json!({
+                "trait": n, "h2": u.h2, "var_g": u.var_g, "var_e": u.var_e, "n": u.n,
+            })).collect::<Vec<_>>(),
+            "missing_records": "Vg and Ve come from the individuals with every trait recorded; the BLUP of every individual uses all its records",
+            "seconds": { "grm": grm_s, "reml_blup": fit_s, "total": total_s },
+        }),
+    )?;
+    let fmt_m = |v: &[f64]| {
+        v.chunks(d)
+            .map(|r| {
+                r.iter()
+                    .map(|x| format!("{x:.5}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let rows = vec![
+        ("traits", names.join(", ")),
+        (
+            "individuals",
+            format!(
+                "{} with every trait (REML), {} with any, of {} genotyped",
+                fit.complete.len(),
+                train.len(),
+                g.n_individuals()
+            ),
+        ),
+        ("Vg", fmt_m(&mv.vg)),
+        ("Ve", fmt_m(&mv.ve)),
+        ("rg", fmt_m(&mv.rg())),
+        (
+            "h2",
+            format!(
+                "{} (univariate {})",
+                h2.iter()
+                    .map(|h| format!("{h:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                fit.univariate
+                    .iter()
+                    .map(|u| format!("{:.4}", u.h2))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        (
+            "REML loglik",
+            format!("{:.3} ({} BFGS iterations)", mv.loglik, mv.iterations),
+        ),
+        (
+            "time",
+            format!("{total_s:.2} s (GRM {grm_s:.2}, REML+BLUP {fit_s:.2})"),
+        ),
+        ("wrote", format!("{}", a.out.display())),
+    ];
     print!("{}", table(&rows));
     Ok(())
 }

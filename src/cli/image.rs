@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use model::{Evaluation, ImageOptions, ModelSpec, SavedModel};
+use model::{Evaluation, ImageOptions, SavedModel};
 use serde_json::json;
 use vision::augment::{AugmentSpec, Augmenter};
 use vision::ImageSet;
@@ -310,7 +310,7 @@ fn train_with<B: Backend>(a: ImageTrainArgs, backend: B, threads: usize) -> Resu
                     a.data.data_dir.display()
                 );
             }
-            set_output_units(&mut spec, keep.len())?;
+            spec.set_output_units(keep.len(), "--classes")?;
             keep.iter().map(|&c| c as u32).collect()
         }
         None => Vec::new(),
@@ -477,21 +477,6 @@ fn train_with<B: Backend>(a: ImageTrainArgs, backend: B, threads: usize) -> Resu
         ])
     );
     Ok(())
-}
-
-/// Gives the spec's output layer (its last, a dense layer) `k` units.
-fn set_output_units(spec: &mut ModelSpec, k: usize) -> Result<()> {
-    match spec.layers.last_mut() {
-        Some(nn::LayerSpec::Dense(d)) => {
-            d.units = k;
-            Ok(())
-        }
-        other => bail!(
-            "--classes: model '{}' must end with a dense layer (one unit per class), not {}",
-            spec.name,
-            other.map_or("nothing", |l| l.kind())
-        ),
-    }
 }
 
 fn run_eval(a: ImageEvalArgs) -> Result<()> {

@@ -38,6 +38,17 @@ pub fn num(v: Option<f64>) -> String {
 }
 
 /// Quotes a CSV field when it needs it.
+/// A CSV header: `first`, then `names` quoted where needed.
+pub fn csv_header(first: &str, names: &[&str]) -> String {
+    let mut h = first.to_string();
+    for n in names {
+        h.push(',');
+        h.push_str(&csv_field(n));
+    }
+    h.push('\n');
+    h
+}
+
 pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))

@@ -6,14 +6,16 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use geno::PhenoTable;
+use geno::{PhenoTable, TraitSelector};
 use model::{ModelSpec, SavedModel};
 #[cfg(feature = "candle")]
 use nn::Candle;
 use nn::{Backend, CandleDevice, Native};
 use serde_json::json;
 
-use super::output::{csv_field, ensure_dir, num, spinner, table, write_json, EpochProgress};
+use super::output::{
+    csv_field, csv_header, ensure_dir, num, spinner, table, write_json, EpochProgress,
+};
 use super::transfer::TransferArgs;
 use super::{GenoArgs, PhenoArgs};
 use model::transfer::SourceWeights;
@@ -131,6 +133,12 @@ pub struct TrainArgs {
     /// Random seed: the same seed and thread count give bit-identical weights.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Traits the network sees as inputs besides the genotypes (one
+    /// constant input channel each, standardized; a missing record reads as
+    /// the training mean): the CV2 scheme's records of other traits.
+    /// `predict` then needs them in --pheno.
+    #[arg(long, value_name = "NAME|N,…")]
+    pub predictor_traits: Option<TraitSelector>,
     #[command(flatten)]
     pub transfer: TransferArgs,
     #[command(flatten)]
@@ -149,6 +157,53 @@ pub fn run_spec(config: Option<&Path>, source: Option<&SourceWeights>) -> Result
             .clone()
             .with_context(|| format!("{} holds no model spec; give --model", s.dir.display())),
         (None, None) => bail!("give --model CONFIG (or --init-from DIR)"),
+    }
+}
+
+/// The traits of `--trait` (comma-separated for several) and of
+/// `--predictor-traits`: each named once, none in both lists.
+pub fn select_traits(
+    table: &PhenoTable,
+    traits: &TraitSelector,
+    predictors: Option<&TraitSelector>,
+    individuals: &[geno::Individual],
+) -> Result<(Vec<geno::Trait>, Vec<geno::Trait>)> {
+    let pick = |sel: &TraitSelector| -> Result<Vec<geno::Trait>> {
+        Ok(sel
+            .list()
+            .iter()
+            .map(|s| table.select(s, individuals))
+            .collect::<geno::Result<Vec<_>>>()?)
+    };
+    let t = pick(traits)?;
+    let p = match predictors {
+        Some(sel) => pick(sel)?,
+        None => Vec::new(),
+    };
+    let all: Vec<&geno::Trait> = t.iter().chain(&p).collect();
+    for (k, x) in all.iter().enumerate() {
+        if all[..k].iter().any(|y| y.name == x.name) {
+            bail!(
+                "trait {} is named twice in --trait and --predictor-traits; each trait is either predicted or a predictor, once",
+                x.name
+            );
+        }
+    }
+    Ok((t, p))
+}
+
+/// What a network learns from: the traits it predicts and its predictor traits.
+pub fn trait_data<'a>(
+    traits: &'a [geno::Trait],
+    predictors: &'a [geno::Trait],
+) -> model::TraitData<'a> {
+    let col = |t: &'a geno::Trait| model::TraitColumn {
+        name: &t.name,
+        values: &t.values,
+    };
+    model::TraitData {
+        targets: traits.iter().map(col).collect(),
+        predictors: predictors.iter().map(col).collect(),
     }
 }
 
@@ -206,21 +261,40 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()
     ensure_dir(&a.out)?;
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
     let g = a.geno.reader().read()?;
-    let tr = PhenoTable::read(pheno)?.select(trait_sel, g.individuals())?;
+    let phenos = PhenoTable::read(pheno)?;
+    let (traits, predictors) = select_traits(
+        &phenos,
+        trait_sel,
+        a.predictor_traits.as_ref(),
+        g.individuals(),
+    )?;
     pb.finish_and_clear();
+    if traits.len() > 1 {
+        spec.set_output_units(traits.len(), "--trait")?;
+    }
     let train: Vec<usize> = (0..g.n_individuals())
-        .filter(|&i| !tr.values[i].is_nan())
+        .filter(|&i| traits.iter().any(|t| !t.values[i].is_nan()))
         .collect();
+    let names: Vec<&str> = traits.iter().map(|t| t.name.as_str()).collect();
+    let pnames: Vec<&str> = predictors.iter().map(|t| t.name.as_str()).collect();
     eprintln!(
-        "training {} on {} individuals × {} markers (trait {}), {}",
+        "training {} on {} individuals × {} markers (trait{} {}{}), {}",
         spec.name,
         train.len(),
         g.n_markers(),
-        tr.name,
+        if names.len() > 1 { "s" } else { "" },
+        names.join(", "),
+        if pnames.is_empty() {
+            String::new()
+        } else {
+            format!("; predictor traits {}", pnames.join(", "))
+        },
         backend.name()
     );
+    let data = trait_data(&traits, &predictors);
 
-    let mut network = model::build_network(backend, &spec, g.n_markers(), a.seed)?;
+    let mut network =
+        model::build_network(backend, &spec, g.n_markers(), predictors.len(), a.seed)?;
     let plan = a
         .transfer
         .plan(source, &spec, &mut network, Vec::new(), None)?;
@@ -235,7 +309,7 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()
         network,
         &spec,
         &g,
-        &tr.values,
+        &data,
         &train,
         a.seed,
         &opts,
@@ -282,7 +356,7 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()
         )?;
     }
     geno::write_atomic(a.out.join("history.csv"), hist.as_bytes())?;
-    model::save_network(&fitted, &a.out, &tr.name)?;
+    model::save_network(&fitted, &a.out)?;
     let best = &fitted.history[fitted.best_epoch];
     let spe = fitted.history.iter().map(|r| r.seconds).sum::<f64>() / fitted.history.len() as f64;
     let n_params = fitted.network.n_trainable();
@@ -292,7 +366,9 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()
         &json!({
             "model": spec.name,
             "config": a.model.as_ref().map(|p| p.display().to_string()),
-            "trait": tr.name,
+            "trait": names.join(","),
+            "traits": names,
+            "predictor_traits": pnames,
             "n_train": fitted.n_train,
             "n_val": fitted.n_val,
             "n_markers": g.n_markers(),
@@ -372,9 +448,41 @@ pub struct PredictArgs {
     pub geno: GenoArgs,
     #[command(flatten)]
     pub compute: ComputeArgs,
-    /// Output CSV: id,prediction.
+    /// Phenotypes holding the records of the model's predictor traits
+    /// (a network trained with --predictor-traits), by their names.
+    #[arg(long, value_name = "PATH")]
+    pub pheno: Option<PathBuf>,
+    /// Output CSV: id,prediction (a multi-trait model: id and one column per trait).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+}
+
+/// The records of a network's predictor traits over the individuals of
+/// `g`, read by name from `--pheno`.
+fn predictor_records<B: Backend>(
+    f: &model::Fitted<B>,
+    pheno: Option<&Path>,
+    g: &geno::PackedGenotypes,
+) -> Result<Vec<Vec<f64>>> {
+    if f.predictors.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<&str> = f.predictors.iter().map(|p| p.name.as_str()).collect();
+    let Some(pheno) = pheno else {
+        bail!(
+            "the model sees the predictor traits {} as inputs: give their records with --pheno",
+            names.join(", ")
+        );
+    };
+    let table = PhenoTable::read(pheno)?;
+    names
+        .iter()
+        .map(|n| {
+            Ok(table
+                .select(&TraitSelector::Name(n.to_string()), g.individuals())?
+                .values)
+        })
+        .collect()
 }
 
 pub fn run_predict(a: PredictArgs) -> Result<()> {
@@ -388,15 +496,22 @@ fn predict_with<B: Backend>(a: PredictArgs, backend: B) -> Result<()> {
     let g = a.geno.reader().read()?;
     pb.finish_and_clear();
     let file = a.geno.geno.display().to_string();
-    let (preds, report) = match saved {
+    let (names, preds, report) = match saved {
         SavedModel::Network(f) => {
             let (map, report) = model::match_markers(&f.markers, &g, &file)?;
             let rows: Vec<usize> = (0..g.n_individuals()).collect();
-            (f.predict_mapped(&g, &rows, &map)?, report)
+            let records = predictor_records(&f, a.pheno.as_deref(), &g)?;
+            let refs: Vec<&[f64]> = records.iter().map(|v| v.as_slice()).collect();
+            let names: Vec<String> = if f.traits.len() > 1 {
+                f.traits.iter().map(|t| t.name.clone()).collect()
+            } else {
+                vec!["prediction".into()]
+            };
+            (names, f.predict_traits(&g, &rows, &map, &refs)?, report)
         }
         SavedModel::Linear(m) => {
             let (map, report) = model::match_markers(&m.markers, &g, &file)?;
-            (m.predict(&g, &map), report)
+            (vec!["prediction".into()], vec![m.predict(&g, &map)], report)
         }
         SavedModel::Image(_) => bail!(
             "{} holds an image classifier; use `genocnn image eval --model {}`",
@@ -407,9 +522,14 @@ fn predict_with<B: Backend>(a: PredictArgs, backend: B) -> Result<()> {
     if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         ensure_dir(dir)?;
     }
-    let mut text = String::from("id,prediction\n");
-    for (ind, p) in g.individuals().iter().zip(&preds) {
-        writeln!(text, "{},{}", csv_field(&ind.iid), num(Some(*p)))?;
+    let refs: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+    let mut text = csv_header("id", &refs);
+    for (i, ind) in g.individuals().iter().enumerate() {
+        text.push_str(&csv_field(&ind.iid));
+        for p in &preds {
+            write!(text, ",{}", num(Some(p[i])))?;
+        }
+        text.push('\n');
     }
     geno::write_atomic(&a.out, text.as_bytes())?;
     let mut notes = String::new();

@@ -107,7 +107,15 @@ fn cv_writes_every_output_and_repeats_itself() {
     let (h, rows) = read_csv(&a.join("predictions.csv"));
     assert_eq!(
         h,
-        ["id", "repeat", "fold", "model", "prediction", "observed"]
+        [
+            "id",
+            "repeat",
+            "fold",
+            "model",
+            "prediction",
+            "observed",
+            "trait"
+        ]
     );
     assert_eq!(rows.len(), 2 * 600);
     let report = fs::read_to_string(a.join("report.md")).unwrap();

@@ -7,6 +7,7 @@ mod device;
 mod explain;
 mod formats;
 mod image;
+mod multitrait;
 mod qc;
 mod real_data;
 mod simulate;

@@ -201,11 +201,14 @@ where
 
 /// Writes `r_by_fold.{svg,png}` and `observed_vs_predicted.{svg,png}` into
 /// `dir`; returns their paths.
+/// `suffix` goes between a plot's name and its extension (`_TRAIT` for
+/// each trait of a multi-trait run).
 pub fn write_plots(
     dir: &Path,
     records: &[Record],
     preds: &[Prediction],
     trait_name: &str,
+    suffix: &str,
 ) -> Result<Vec<PathBuf>> {
     font();
     let title = format!("Predictive ability per fold: {trait_name}");
@@ -216,9 +219,11 @@ pub fn write_plots(
     // Each plot is drawn into a temporary file in the same folder (its name
     // keeps the extension, which picks the image format) and then renamed.
     let mut place = |name: &str, draw: &dyn Fn(&Path) -> Result<()>| -> Result<()> {
+        let (stem, ext) = name.rsplit_once('.').expect("a plot name has an extension");
+        let name = format!("{stem}{suffix}.{ext}");
         let (tmp, p) = (
             dir.join(format!(".tmp-{}-{name}", std::process::id())),
-            dir.join(name),
+            dir.join(&name),
         );
         let done = draw(&tmp).and_then(|()| {
             std::fs::rename(&tmp, &p).map_err(|e| EvalError::Plot(format!("{}: {e}", p.display())))

@@ -14,6 +14,8 @@ use crate::metrics::{mean_se, paired_t, Metrics, NAMES};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
     pub model: String,
+    /// The trait predicted (the last column of `metrics.csv`).
+    pub trait_name: String,
     pub repeat: usize,
     pub fold: usize,
     pub metrics: Metrics,
@@ -29,6 +31,7 @@ pub struct Prediction {
     pub repeat: usize,
     pub fold: usize,
     pub model: String,
+    pub trait_name: String,
     pub prediction: f64,
     pub observed: f64,
 }
@@ -55,56 +58,60 @@ fn quote(s: &str) -> String {
     }
 }
 
-/// `metrics.csv`: model, repeat, fold (from 1), the metrics, note. The
-/// same seed gives the same file (times are kept apart, in `timings.csv`).
+/// `metrics.csv`: model, repeat, fold (from 1), the metrics, note, trait.
+/// The same seed gives the same file (times are kept apart, in
+/// `timings.csv`).
 pub fn metrics_csv(records: &[Record]) -> String {
-    let mut s = format!("model,repeat,fold,{},note\n", NAMES.join(","));
+    let mut s = format!("model,repeat,fold,{},note,trait\n", NAMES.join(","));
     for r in records {
         let vals: Vec<String> = r.metrics.values().iter().map(|&v| num(v)).collect();
+        writeln!(
+            s,
+            "{},{},{},{},{},{}",
+            quote(&r.model),
+            r.repeat + 1,
+            r.fold + 1,
+            vals.join(","),
+            quote(&r.note),
+            quote(&r.trait_name)
+        )
+        .expect("write");
+    }
+    s
+}
+
+/// `timings.csv`: model, repeat, fold, seconds, trait.
+pub fn timings_csv(records: &[Record]) -> String {
+    let mut s = String::from("model,repeat,fold,seconds,trait\n");
+    for r in records {
         writeln!(
             s,
             "{},{},{},{},{}",
             quote(&r.model),
             r.repeat + 1,
             r.fold + 1,
-            vals.join(","),
-            quote(&r.note)
+            num(r.seconds),
+            quote(&r.trait_name)
         )
         .expect("write");
     }
     s
 }
 
-/// `timings.csv`: model, repeat, fold, seconds.
-pub fn timings_csv(records: &[Record]) -> String {
-    let mut s = String::from("model,repeat,fold,seconds\n");
-    for r in records {
-        writeln!(
-            s,
-            "{},{},{},{}",
-            quote(&r.model),
-            r.repeat + 1,
-            r.fold + 1,
-            num(r.seconds)
-        )
-        .expect("write");
-    }
-    s
-}
-
-/// `predictions.csv`: id, repeat, fold, model, prediction, observed.
+/// `predictions.csv`: id, repeat, fold, model, prediction, observed, trait.
 pub fn predictions_csv(preds: &[Prediction]) -> String {
-    let mut s = String::from("id,repeat,fold,model,prediction,observed\n");
+    let mut s = String::from("id,repeat,fold,model,prediction,observed,trait\n");
     for p in preds {
         writeln!(
             s,
-            "{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{}",
             quote(&p.id),
             p.repeat + 1,
             p.fold + 1,
             quote(&p.model),
             num(p.prediction),
-            num(p.observed)
+            num(p.observed),
+            quote(&p.trait_name)
         )
         .expect("write");
     }
@@ -140,40 +147,50 @@ fn parse_num(s: &str) -> f64 {
 pub fn read_metrics(path: &Path) -> Result<Vec<Record>> {
     let text =
         std::fs::read_to_string(path).map_err(|e| EvalError::Io(path.display().to_string(), e))?;
-    let timings: BTreeMap<(String, String, String), f64> =
-        std::fs::read_to_string(path.with_file_name("timings.csv"))
-            .map(|t| {
-                t.lines()
-                    .skip(1)
-                    .filter_map(|l| {
-                        let f = split_csv(l);
-                        (f.len() == 4)
-                            .then(|| ((f[0].clone(), f[1].clone(), f[2].clone()), parse_num(&f[3])))
+    type Key = (String, String, String, String);
+    let timings: BTreeMap<Key, f64> = std::fs::read_to_string(path.with_file_name("timings.csv"))
+        .map(|t| {
+            t.lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let f = split_csv(l);
+                    (f.len() >= 4).then(|| {
+                        let tr = f.get(4).cloned().unwrap_or_default();
+                        (
+                            (f[0].clone(), f[1].clone(), f[2].clone(), tr),
+                            parse_num(&f[3]),
+                        )
                     })
-                    .collect()
-            })
-            .unwrap_or_default();
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let mut lines = text.lines();
     let header = lines.next().unwrap_or_default();
-    let want = format!("model,repeat,fold,{},note", NAMES.join(","));
-    if header != want {
+    let old = format!("model,repeat,fold,{},note", NAMES.join(","));
+    let want = format!("{old},trait");
+    let fields = if header == want {
+        5 + NAMES.len()
+    } else if header == old {
+        4 + NAMES.len()
+    } else {
         return Err(EvalError::Parse(format!(
             "{}, line 1: expected the header {want}",
             path.display()
         )));
-    }
+    };
     let mut out = Vec::new();
     for (no, line) in lines.enumerate() {
         let f = split_csv(line);
-        if f.len() != 3 + NAMES.len() + 1 {
+        if f.len() != fields {
             return Err(EvalError::Parse(format!(
-                "{}, line {}: expected {} fields, found {}",
+                "{}, line {}: expected {fields} fields, found {}",
                 path.display(),
                 no + 2,
-                4 + NAMES.len(),
                 f.len()
             )));
         }
+        let trait_name = f.get(4 + NAMES.len()).cloned().unwrap_or_default();
         let v: Vec<f64> = f[3..3 + NAMES.len()].iter().map(|s| parse_num(s)).collect();
         let idx = |s: &str| {
             s.parse::<usize>()
@@ -186,8 +203,10 @@ pub fn read_metrics(path: &Path) -> Result<Vec<Record>> {
                     ))
                 })
         };
+        let key = (f[0].clone(), f[1].clone(), f[2].clone(), trait_name.clone());
         out.push(Record {
             model: f[0].clone(),
+            trait_name,
             repeat: idx(&f[1])?,
             fold: idx(&f[2])?,
             metrics: Metrics {
@@ -200,10 +219,7 @@ pub fn read_metrics(path: &Path) -> Result<Vec<Record>> {
                 top10: v[6],
                 auc: v[7].is_finite().then_some(v[7]),
             },
-            seconds: timings
-                .get(&(f[0].clone(), f[1].clone(), f[2].clone()))
-                .copied()
-                .unwrap_or(f64::NAN),
+            seconds: timings.get(&key).copied().unwrap_or(f64::NAN),
             note: f[3 + NAMES.len()].clone(),
         });
     }
@@ -217,15 +233,16 @@ pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
     let mut out = Vec::new();
     for (no, line) in text.lines().enumerate().skip(1) {
         let f = split_csv(line);
-        if f.len() != 6 {
+        if f.len() != 6 && f.len() != 7 {
             return Err(EvalError::Parse(format!(
-                "{}, line {}: expected 6 fields, found {}",
+                "{}, line {}: expected 7 fields, found {}",
                 path.display(),
                 no + 1,
                 f.len()
             )));
         }
         out.push(Prediction {
+            trait_name: f.get(6).cloned().unwrap_or_default(),
             id: f[0].clone(),
             repeat: f[1].parse::<usize>().unwrap_or(1).saturating_sub(1),
             fold: f[2].parse::<usize>().unwrap_or(1).saturating_sub(1),
@@ -235,6 +252,17 @@ pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
         });
     }
     Ok(out)
+}
+
+/// The traits in the order they first appear.
+pub fn trait_order(records: &[Record]) -> Vec<String> {
+    let mut seen = Vec::new();
+    for r in records {
+        if !seen.contains(&r.trait_name) {
+            seen.push(r.trait_name.clone());
+        }
+    }
+    seen
 }
 
 /// The models in the order they first appear.

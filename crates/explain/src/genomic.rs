@@ -229,6 +229,14 @@ pub struct NetworkExplainer<'a, B: Backend> {
 
 impl<'a, B: Backend> NetworkExplainer<'a, B> {
     pub fn new(fitted: &'a Fitted<B>, g: &'a PackedGenotypes, map: &'a InputMap) -> Result<Self> {
+        if fitted.traits.len() > 1 || !fitted.predictors.is_empty() {
+            return Err(ExplainError::Invalid(format!(
+                "model '{}' predicts {} trait(s) from {} predictor trait(s) besides the genotypes; explanations cover single-trait networks on genotypes alone",
+                fitted.spec.name,
+                fitted.traits.len(),
+                fitted.predictors.len()
+            )));
+        }
         let src = &fitted.network;
         let net = crate::unfused_copy(src, &fitted.spec)?;
         let channels = src.input_shape[0];
@@ -786,7 +794,7 @@ impl<B: Backend> Predictor for NetworkExplainer<'_, B> {
             self.fitted.spec.training.loss,
             &out,
             self.width,
-            self.fitted.target,
+            &self.fitted.scales(),
         ))
     }
 }

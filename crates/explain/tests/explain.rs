@@ -30,7 +30,16 @@ fn fitted(layers: &str, g: &PackedGenotypes, y: &[f64], input: &str) -> Fitted<N
     );
     let spec = ModelSpec::from_toml(&text, "t", "test").unwrap();
     let rows: Vec<usize> = (0..g.n_individuals()).collect();
-    model::fit(Native::new(), &spec, g, y, &rows, 3, &mut |_| {}).unwrap()
+    model::fit(
+        Native::new(),
+        &spec,
+        g,
+        &model::TraitData::single("y", y),
+        &rows,
+        3,
+        &mut |_| {},
+    )
+    .unwrap()
 }
 
 const SMOOTH: &str = r#"

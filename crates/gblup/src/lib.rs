@@ -9,12 +9,14 @@
 
 pub mod error;
 pub mod grm;
+pub mod mvreml;
 pub mod reml;
 
 use geno::PackedGenotypes;
 
 pub use error::{GblupError, Result};
 pub use grm::{vanraden, Grm, Kinship};
+pub use mvreml::{MvFit, MvProblem};
 pub use reml::{RemlFit, Spectral};
 
 /// The kernel of the mixed model.
@@ -172,4 +174,91 @@ fn snp_blup(g: &PackedGenotypes, grm: &Grm, train: &[usize], alpha: &[f64]) -> V
             s * scale
         })
         .collect()
+}
+
+/// A fitted multi-trait GBLUP.
+#[derive(Clone, Debug)]
+pub struct MultiFit {
+    pub mv: MvFit,
+    /// The individuals whose records of every trait gave the REML estimates.
+    pub complete: Vec<usize>,
+    /// Each trait's univariate REML on its own records, for comparison.
+    pub univariate: Vec<RemlFit>,
+    /// Genetic values, traits × every individual of the store, from all the
+    /// records given (conditional expectation).
+    pub gebv: Vec<Vec<f64>>,
+    /// Conjugate-gradient iterations of the BLUP.
+    pub cg_iterations: usize,
+}
+
+impl MultiFit {
+    /// Predictions in each trait's units (intercept + genetic value),
+    /// traits × individuals.
+    pub fn predictions(&self) -> Vec<Vec<f64>> {
+        self.gebv
+            .iter()
+            .enumerate()
+            .map(|(t, g)| g.iter().map(|v| v + self.mv.beta[t]).collect())
+            .collect()
+    }
+}
+
+/// Multi-trait GBLUP ([`mvreml`]): Vg and Ve by REML on the individuals of
+/// `train` with a record of every trait, then the genetic values of every
+/// individual of the store from every record of `y` (traits × individuals,
+/// NaN where missing: hide the test records before calling; in CV2 a test
+/// individual's other traits stay). Intercepts only.
+pub fn fit_multi(grm: &Grm, y: &[Vec<f64>], train: &[usize]) -> Result<MultiFit> {
+    let d = y.len();
+    if d < 2 {
+        return Err(GblupError::Data(
+            "multi-trait GBLUP needs at least 2 traits".into(),
+        ));
+    }
+    let complete: Vec<usize> = train
+        .iter()
+        .copied()
+        .filter(|&i| y.iter().all(|t| !t[i].is_nan()))
+        .collect();
+    let nc = complete.len();
+    if nc < 3 * d {
+        return Err(GblupError::Data(format!(
+            "only {nc} training individuals have a record of all {d} traits; multi-trait REML needs at least {}",
+            3 * d
+        )));
+    }
+    let k = &grm.kinship;
+    let sub: Vec<f64> = complete
+        .iter()
+        .flat_map(|&i| complete.iter().map(move |&j| k.get(i, j)))
+        .collect();
+    let eig = Spectral::new(&sub, nc)?;
+    let traits: Vec<Vec<f64>> = y
+        .iter()
+        .map(|t| complete.iter().map(|&i| t[i]).collect())
+        .collect();
+    let ones = vec![vec![1.0; nc]];
+    let mv = MvProblem::new(&eig, &traits, &ones)?.fit()?;
+    let univariate = y
+        .iter()
+        .map(|t| {
+            let rows: Vec<usize> = train.iter().copied().filter(|&i| !t[i].is_nan()).collect();
+            let sub: Vec<f64> = rows
+                .iter()
+                .flat_map(|&i| rows.iter().map(move |&j| k.get(i, j)))
+                .collect();
+            let e = Spectral::new(&sub, rows.len())?;
+            let yt: Vec<f64> = rows.iter().map(|&i| t[i]).collect();
+            reml::Problem::new(&e, &yt, &[vec![1.0; rows.len()]])?.fit()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mean: Vec<Vec<f64>> = (0..d).map(|t| vec![mv.beta[t]; k.n]).collect();
+    let (gebv, cg_iterations) = mvreml::blup(k, y, &mean, &mv.vg, &mv.ve)?;
+    Ok(MultiFit {
+        mv,
+        complete,
+        univariate,
+        gebv,
+        cg_iterations,
+    })
 }

@@ -33,6 +33,22 @@ impl FromStr for TraitSelector {
     }
 }
 
+impl TraitSelector {
+    /// The traits of a comma-separated selection (`a,b`, `1,6`): itself
+    /// when it names one.
+    pub fn list(&self) -> Vec<TraitSelector> {
+        match self {
+            TraitSelector::Name(n) if n.contains(',') => n
+                .split(',')
+                .map(|p| p.trim())
+                .filter(|p| !p.is_empty())
+                .map(|p| p.parse().expect("a non-empty part parses"))
+                .collect(),
+            other => vec![other.clone()],
+        }
+    }
+}
+
 impl fmt::Display for TraitSelector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -24,6 +24,9 @@ pub use saved::{
 };
 pub use search::{Candidate, SearchSpec};
 pub use spec::{InputEncoding, ModelSpec, TrainingSpec};
-pub use train::{build_network, fit, fit_with, EpochReport, Event, Fitted, InputMap, TargetScale};
+pub use train::{
+    build_network, fit, fit_with, EpochReport, Event, Fitted, InputMap, ScaledTrait, TargetScale,
+    TraitColumn, TraitData,
+};
 pub use trainer::TrainOptions;
 pub use transfer::{LayerSelection, Phase, Provenance, TransferReport};

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ModelError, Result};
 use crate::image::{ImageMeta, ImageModel};
 use crate::spec::ModelSpec;
-use crate::train::{Fitted, InputMap, TargetScale};
+use crate::train::{Fitted, InputMap, ScaledTrait, TargetScale};
 use crate::transfer::{Provenance, SourceWeights};
 
 const FORMAT: &str = "genocnn-model";
@@ -76,6 +76,41 @@ struct Header {
     /// Where a transferred or fine-tuned model came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     transfer: Option<Provenance>,
+    /// A multi-trait network's traits, one output each, in order (a
+    /// single-trait one has `trait_name`, `target_mean` and `target_sd`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    traits: Vec<TraitRecord>,
+    /// The predictor traits a network sees as input channels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    predictor_traits: Vec<TraitRecord>,
+}
+
+/// A trait's name and scaling in `model.toml`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct TraitRecord {
+    name: String,
+    mean: f64,
+    sd: f64,
+}
+
+impl TraitRecord {
+    fn of(t: &ScaledTrait) -> Self {
+        TraitRecord {
+            name: t.name.clone(),
+            mean: t.scale.mean,
+            sd: t.scale.sd,
+        }
+    }
+
+    fn scaled(&self) -> ScaledTrait {
+        ScaledTrait {
+            name: self.name.clone(),
+            scale: TargetScale {
+                mean: self.mean,
+                sd: self.sd,
+            },
+        }
+    }
 }
 
 /// A linear model on centred dosages (used for SNP-BLUP from GBLUP).
@@ -172,7 +207,7 @@ fn param_tensors<B: Backend>(network: &Network<B>) -> Result<Vec<NamedTensor>> {
 }
 
 /// Saves a trained network.
-pub fn save_network<B: Backend>(f: &Fitted<B>, dir: &Path, trait_name: &str) -> Result<()> {
+pub fn save_network<B: Backend>(f: &Fitted<B>, dir: &Path) -> Result<()> {
     let mut tensors = vec![
         (
             "input.mean".to_string(),
@@ -190,16 +225,22 @@ pub fn save_network<B: Backend>(f: &Fitted<B>, dir: &Path, trait_name: &str) -> 
         format: FORMAT.into(),
         version: 1,
         kind: ModelKind::Network,
-        trait_name: trait_name.into(),
+        trait_name: f.traits[0].name.clone(),
         seed: f.seed,
         n_train: f.n_train,
-        target_mean: f.target.mean,
-        target_sd: f.target.sd,
+        target_mean: f.traits[0].scale.mean,
+        target_sd: f.traits[0].scale.sd,
         intercept: 0.0,
         image: None,
         spec: Some(f.spec.clone()),
         markers: MarkerTable::from_markers(&f.markers),
         transfer: provenance(&f.provenance),
+        traits: if f.traits.len() > 1 {
+            f.traits.iter().map(TraitRecord::of).collect()
+        } else {
+            Vec::new()
+        },
+        predictor_traits: f.predictors.iter().map(TraitRecord::of).collect(),
     };
     write_files(dir, &header, tensors)
 }
@@ -227,6 +268,8 @@ pub fn save_image<B: Backend>(m: &ImageModel<B>, dir: &Path) -> Result<()> {
         spec: Some(m.spec.clone()),
         markers: MarkerTable::default(),
         transfer: provenance(&m.provenance),
+        traits: Vec::new(),
+        predictor_traits: Vec::new(),
     };
     write_files(dir, &header, tensors)
 }
@@ -277,6 +320,8 @@ pub fn save_linear(m: &LinearModel, dir: &Path) -> Result<()> {
         spec: None,
         markers: MarkerTable::from_markers(&m.markers),
         transfer: None,
+        traits: Vec::new(),
+        predictor_traits: Vec::new(),
     };
     let k = m.center.len();
     let tensors = vec![
@@ -456,17 +501,31 @@ pub fn load<B: Backend>(dir: &Path, backend: B) -> Result<SavedModel<B>> {
                 .ok_or_else(|| saved_err(&toml_path, "a network model needs its [spec]"))?;
             let (_, sd) = get("input.sd")?;
             let standardizer = Standardizer::from_moments(mean, sd);
-            let input_shape = [spec.input.channels(), markers.len()];
+            let predictors: Vec<ScaledTrait> = header
+                .predictor_traits
+                .iter()
+                .map(TraitRecord::scaled)
+                .collect();
+            let traits: Vec<ScaledTrait> = if header.traits.is_empty() {
+                vec![ScaledTrait {
+                    name: header.trait_name.clone(),
+                    scale: TargetScale {
+                        mean: header.target_mean,
+                        sd: header.target_sd,
+                    },
+                }]
+            } else {
+                header.traits.iter().map(TraitRecord::scaled).collect()
+            };
+            let input_shape = [spec.input.channels() + predictors.len(), markers.len()];
             let network = build_loaded(backend, &spec, &input_shape, header.seed, &st_path, &get)?;
             Ok(SavedModel::Network(Box::new(Fitted {
                 spec,
                 network,
                 standardizer,
                 markers,
-                target: TargetScale {
-                    mean: header.target_mean,
-                    sd: header.target_sd,
-                },
+                traits,
+                predictors,
                 history: Vec::new(),
                 best_epoch: 0,
                 n_train: header.n_train,

@@ -222,6 +222,22 @@ impl ModelSpec {
         Self::from_toml(&text, stem, &path.display().to_string())
     }
 
+    /// Gives the output layer (the last, a dense layer) `k` units: one per
+    /// class, or one per trait. `what` names the option asking, for the error.
+    pub fn set_output_units(&mut self, k: usize, what: &str) -> Result<()> {
+        match self.layers.last_mut() {
+            Some(LayerSpec::Dense(d)) => {
+                d.units = k;
+                Ok(())
+            }
+            other => Err(ModelError::Spec(format!(
+                "{what}: model '{}' must end with a dense layer (one unit per output), not {}",
+                self.name,
+                other.map_or("nothing", |l| l.kind())
+            ))),
+        }
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a spec serializes")
     }

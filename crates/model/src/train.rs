@@ -61,13 +61,17 @@ fn channel_luts(
         .collect()
 }
 
-/// Decodes mini-batches of network input from a genotype store.
+/// Decodes mini-batches of network input from a genotype store: the
+/// encoding's channels, then one constant channel per predictor trait (its
+/// standardized record, 0 where missing).
 pub struct BatchDecoder<'a> {
     g: &'a PackedGenotypes,
     cols: Option<Vec<usize>>,
     luts: Vec<Vec<[f32; 4]>>,
     m: usize,
     buf: Vec<f32>,
+    /// Predictor channels × individuals of `g`.
+    extra: Vec<Vec<f32>>,
 }
 
 impl<'a> BatchDecoder<'a> {
@@ -86,12 +90,35 @@ impl<'a> BatchDecoder<'a> {
             luts,
             m: map.flipped.len(),
             buf: Vec::new(),
+            extra: Vec::new(),
         }
+    }
+
+    /// Adds the predictor traits' channels: each trait's values over the
+    /// individuals of the store (NaN where missing), standardized by its scale.
+    pub fn with_predictors(mut self, values: &[&[f64]], scales: &[TargetScale]) -> Self {
+        self.extra = values
+            .iter()
+            .zip(scales)
+            .map(|(v, s)| {
+                v.iter()
+                    .map(|&x| {
+                        if x.is_nan() {
+                            0.0
+                        } else {
+                            ((x - s.mean) / s.sd) as f32
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        self
     }
 
     /// The input of individuals `rows`: batch × channels × markers.
     pub fn decode(&mut self, rows: &[usize]) -> (Vec<f32>, [usize; 3]) {
-        let (b, c, m) = (rows.len(), self.luts.len(), self.m);
+        let (b, m) = (rows.len(), self.m);
+        let c = self.luts.len() + self.extra.len();
         let mut out = vec![0f32; b * c * m];
         self.buf.resize(b * m, 0.0);
         for (ch, lut) in self.luts.iter().enumerate() {
@@ -111,6 +138,12 @@ impl<'a> BatchDecoder<'a> {
                 }
             }
         }
+        let c0 = self.luts.len();
+        for (k, e) in self.extra.iter().enumerate() {
+            for (r, &i) in rows.iter().enumerate() {
+                out[(r * c + c0 + k) * m..(r * c + c0 + k + 1) * m].fill(e[i]);
+            }
+        }
         (out, [b, c, m])
     }
 }
@@ -120,6 +153,62 @@ impl<'a> BatchDecoder<'a> {
 pub struct TargetScale {
     pub mean: f64,
     pub sd: f64,
+}
+
+impl TargetScale {
+    /// The mean and sd of `y` over `rows` with a record (sd 1 where it is 0
+    /// or undefined).
+    pub fn of(y: &[f64], rows: &[usize]) -> Self {
+        let v: Vec<f64> = rows.iter().map(|&i| y[i]).filter(|x| !x.is_nan()).collect();
+        if v.is_empty() {
+            return TargetScale { mean: 0.0, sd: 1.0 };
+        }
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let sd = if v.len() > 1 {
+            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        TargetScale {
+            mean,
+            sd: if sd > 0.0 { sd } else { 1.0 },
+        }
+    }
+}
+
+/// A trait a network predicts or sees, with its name and scaling.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScaledTrait {
+    pub name: String,
+    pub scale: TargetScale,
+}
+
+/// A trait's records over the individuals of the genotype store (NaN where
+/// missing).
+#[derive(Clone, Copy, Debug)]
+pub struct TraitColumn<'a> {
+    pub name: &'a str,
+    pub values: &'a [f64],
+}
+
+/// What a network learns from: the traits it predicts, one output each
+/// (records may be missing: the loss skips them), and the predictor traits
+/// it sees as inputs (CV2: records of other traits on the individuals
+/// predicted), one constant input channel each.
+#[derive(Clone, Debug)]
+pub struct TraitData<'a> {
+    pub targets: Vec<TraitColumn<'a>>,
+    pub predictors: Vec<TraitColumn<'a>>,
+}
+
+impl<'a> TraitData<'a> {
+    /// One trait, no predictors.
+    pub fn single(name: &'a str, values: &'a [f64]) -> Self {
+        TraitData {
+            targets: vec![TraitColumn { name, values }],
+            predictors: Vec::new(),
+        }
+    }
 }
 
 /// One epoch's figures.
@@ -160,7 +249,10 @@ pub struct Fitted<B: Backend> {
     pub network: Network<B>,
     pub standardizer: Standardizer,
     pub markers: Vec<Marker>,
-    pub target: TargetScale,
+    /// The traits predicted, one output each, in order.
+    pub traits: Vec<ScaledTrait>,
+    /// The predictor traits, one input channel each after the genotypes'.
+    pub predictors: Vec<ScaledTrait>,
     pub history: Vec<EpochReport>,
     /// The epoch whose weights were kept (0-based).
     pub best_epoch: usize,
@@ -173,32 +265,37 @@ pub struct Fitted<B: Backend> {
     pub provenance: Provenance,
 }
 
-fn to_targets(loss: Loss, y: &[f64], rows: &[usize], scale: TargetScale) -> Vec<f32> {
+/// The targets of `rows`, batch × traits (NaN where missing; standardized
+/// for regression losses).
+fn to_targets(loss: Loss, ys: &[&[f64]], rows: &[usize], scales: &[TargetScale]) -> Vec<f32> {
     rows.iter()
-        .map(|&i| match loss {
-            Loss::Mse | Loss::Huber => ((y[i] - scale.mean) / scale.sd) as f32,
-            _ => y[i] as f32,
+        .flat_map(|&i| {
+            ys.iter().zip(scales).map(move |(y, s)| match loss {
+                Loss::Mse | Loss::Huber => ((y[i] - s.mean) / s.sd) as f32,
+                _ => y[i] as f32,
+            })
         })
         .collect()
 }
 
-/// Trains `spec` on the individuals `train` (those with a value in `y`).
+/// Trains `spec` on the individuals `train` with a record of some target
+/// trait.
 pub fn fit<B: Backend>(
     backend: B,
     spec: &ModelSpec,
     g: &PackedGenotypes,
-    y: &[f64],
+    data: &TraitData,
     train: &[usize],
     seed: u64,
     on: &mut (dyn FnMut(Event) + Send),
 ) -> Result<Fitted<B>> {
     spec.training.validate()?;
-    let network = build_network(backend, spec, g.n_markers(), seed)?;
+    let network = build_network(backend, spec, g.n_markers(), data.predictors.len(), seed)?;
     fit_with(
         network,
         spec,
         g,
-        y,
+        data,
         train,
         seed,
         &TrainOptions::default(),
@@ -206,14 +303,16 @@ pub fn fit<B: Backend>(
     )
 }
 
-/// The spec's network for genotypes of `n_markers` markers, initialized from `seed`.
+/// The spec's network for genotypes of `n_markers` markers and
+/// `predictors` predictor-trait channels, initialized from `seed`.
 pub fn build_network<B: Backend>(
     backend: B,
     spec: &ModelSpec,
     n_markers: usize,
+    predictors: usize,
     seed: u64,
 ) -> Result<Network<B>> {
-    let input_shape = [spec.input.channels(), n_markers];
+    let input_shape = [spec.input.channels() + predictors, n_markers];
     Ok(Network::build(
         backend,
         &spec.layers,
@@ -227,11 +326,11 @@ pub fn build_network<B: Backend>(
 /// store, and the validation split's loss and r after each epoch.
 struct GenomicTask<'a, 'g> {
     decoder: BatchDecoder<'g>,
-    y: &'a [f64],
+    ys: Vec<&'a [f64]>,
     val: &'a [usize],
     loss: Loss,
     width: usize,
-    scale: TargetScale,
+    scales: Vec<TargetScale>,
 }
 
 impl<B: Backend> Task<B> for GenomicTask<'_, '_> {
@@ -245,7 +344,7 @@ impl<B: Backend> Task<B> for GenomicTask<'_, '_> {
     ) -> Result<(B::Tensor, Vec<f32>)> {
         let (x, shape) = self.decoder.decode(rows);
         let x = backend.tensor(x, &shape)?;
-        Ok((x, to_targets(self.loss, self.y, rows, self.scale)))
+        Ok((x, to_targets(self.loss, &self.ys, rows, &self.scales)))
     }
 
     fn end_epoch(
@@ -257,11 +356,25 @@ impl<B: Backend> Task<B> for GenomicTask<'_, '_> {
             (None, f64::NAN)
         } else {
             let out = raw_outputs(network, &mut self.decoder, self.val, self.width)?;
-            let targets = to_targets(self.loss, self.y, self.val, self.scale);
+            let targets = to_targets(self.loss, &self.ys, self.val, &self.scales);
             let (l, _) = self.loss.eval(&out, self.width, &targets);
-            let pred = outputs_to_predictions(self.loss, &out, self.width, self.scale);
-            let obs: Vec<f64> = self.val.iter().map(|&i| self.y[i]).collect();
-            (Some(l), eval::metrics::pearson(&pred, &obs))
+            let pred = outputs_to_predictions(self.loss, &out, self.width, &self.scales);
+            // Each trait's r over the validation individuals with its
+            // record, averaged over the traits.
+            let d = self.ys.len();
+            let rs: Vec<f64> = (0..d)
+                .map(|t| {
+                    let (p, o): (Vec<f64>, Vec<f64>) = self
+                        .val
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &i)| !self.ys[t][i].is_nan())
+                        .map(|(k, &i)| (pred[k * d + t], self.ys[t][i]))
+                        .unzip();
+                    eval::metrics::pearson(&p, &o)
+                })
+                .collect();
+            (Some(l), rs.iter().sum::<f64>() / d as f64)
         };
         let report = EpochReport {
             epoch: core.epoch,
@@ -277,14 +390,14 @@ impl<B: Backend> Task<B> for GenomicTask<'_, '_> {
 }
 
 /// Trains `network` (built for `spec`, or loaded) on the individuals
-/// `train` (those with a value in `y`): linfa's `FitWith`, for training
-/// that starts from given weights.
+/// `train` with a record of some target trait of `data`: linfa's
+/// `FitWith`, for training that starts from given weights.
 #[allow(clippy::too_many_arguments)]
 pub fn fit_with<B: Backend>(
     mut network: Network<B>,
     spec: &ModelSpec,
     g: &PackedGenotypes,
-    y: &[f64],
+    data: &TraitData,
     train: &[usize],
     seed: u64,
     opts: &TrainOptions,
@@ -292,16 +405,43 @@ pub fn fit_with<B: Backend>(
 ) -> Result<Fitted<B>> {
     let t = &spec.training;
     t.validate()?;
-    let input_shape = [spec.input.channels(), g.n_markers()];
-    if network.input_shape != input_shape {
-        return Err(ModelError::Spec(format!(
-            "model '{}': the network takes inputs of {:?}, but the genotypes give {input_shape:?} ({} markers)",
-            spec.name,
-            network.input_shape,
-            g.n_markers()
+    let d = data.targets.len();
+    if d == 0 {
+        return Err(ModelError::Data("no trait to train on".into()));
+    }
+    let n = g.n_individuals();
+    if let Some(c) = data
+        .targets
+        .iter()
+        .chain(&data.predictors)
+        .find(|c| c.values.len() != n)
+    {
+        return Err(ModelError::Data(format!(
+            "trait {} has {} values for {n} genotyped individuals",
+            c.name,
+            c.values.len()
         )));
     }
-    let train: Vec<usize> = train.iter().copied().filter(|&i| !y[i].is_nan()).collect();
+    let ys: Vec<&[f64]> = data.targets.iter().map(|c| c.values).collect();
+    let input_shape = [spec.input.channels() + data.predictors.len(), g.n_markers()];
+    if network.input_shape != input_shape {
+        return Err(ModelError::Spec(format!(
+            "model '{}': the network takes inputs of {:?}, but the genotypes give {input_shape:?} ({} markers{})",
+            spec.name,
+            network.input_shape,
+            g.n_markers(),
+            if data.predictors.is_empty() {
+                String::new()
+            } else {
+                format!(", {} predictor traits", data.predictors.len())
+            }
+        )));
+    }
+    let train: Vec<usize> = train
+        .iter()
+        .copied()
+        .filter(|&i| ys.iter().any(|y| !y[i].is_nan()))
+        .collect();
     if train.len() < 2 {
         return Err(ModelError::Data(format!(
             "only {} training individuals have a phenotype; at least 2 are needed",
@@ -309,26 +449,41 @@ pub fn fit_with<B: Backend>(
         )));
     }
     let loss = t.loss;
+    if d > 1 && !matches!(loss, Loss::Mse | Loss::Huber) {
+        return Err(ModelError::Spec(format!(
+            "model '{}': several traits need a regression loss (mse or huber), not {loss:?}",
+            spec.name
+        )));
+    }
+    let y0 = ys[0];
     match loss {
         Loss::BinaryCrossEntropy => {
-            if let Some(&i) = train.iter().find(|&&i| y[i] != 0.0 && y[i] != 1.0) {
+            if let Some(&i) = train.iter().find(|&&i| y0[i] != 0.0 && y0[i] != 1.0) {
                 return Err(ModelError::Data(format!(
                     "binary_cross_entropy needs a 0/1 trait, but individual {} has {}",
                     g.individuals()[i].iid,
-                    y[i]
+                    y0[i]
                 )));
             }
         }
         Loss::SoftmaxCrossEntropy => {
-            if let Some(&i) = train.iter().find(|&&i| y[i] < 0.0 || y[i].fract() != 0.0) {
+            if let Some(&i) = train.iter().find(|&&i| y0[i] < 0.0 || y0[i].fract() != 0.0) {
                 return Err(ModelError::Data(format!(
                     "softmax_cross_entropy needs class numbers 0, 1, …, but individual {} has {}",
                     g.individuals()[i].iid,
-                    y[i]
+                    y0[i]
                 )));
             }
         }
         _ => {}
+    }
+    for c in &data.targets {
+        if train.iter().all(|&i| c.values[i].is_nan()) {
+            return Err(ModelError::Data(format!(
+                "trait {} has no record among the training individuals",
+                c.name
+            )));
+        }
     }
 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -346,49 +501,58 @@ pub fn fit_with<B: Backend>(
 
     // Everything learned comes from the training individuals only.
     let standardizer = Standardizer::fit(g, Some(&train));
-    let scale = match loss {
-        Loss::Mse | Loss::Huber => {
-            let v: Vec<f64> = train.iter().map(|&i| y[i]).collect();
-            let mean = v.iter().sum::<f64>() / v.len() as f64;
-            let sd =
-                (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt();
-            TargetScale {
-                mean,
-                sd: if sd > 0.0 { sd } else { 1.0 },
-            }
-        }
-        _ => TargetScale { mean: 0.0, sd: 1.0 },
-    };
+    let scales: Vec<TargetScale> = ys
+        .iter()
+        .map(|y| match loss {
+            Loss::Mse | Loss::Huber => TargetScale::of(y, &train),
+            _ => TargetScale { mean: 0.0, sd: 1.0 },
+        })
+        .collect();
+    let predictors: Vec<ScaledTrait> = data
+        .predictors
+        .iter()
+        .map(|c| ScaledTrait {
+            name: c.name.to_string(),
+            scale: TargetScale::of(c.values, &train),
+        })
+        .collect();
 
     let width: usize = network.output_shape.iter().product();
     match loss {
         Loss::SoftmaxCrossEntropy => {
-            if let Some(&i) = train.iter().find(|&&i| y[i] as usize >= width) {
+            if let Some(&i) = train.iter().find(|&&i| y0[i] as usize >= width) {
                 return Err(ModelError::Data(format!(
                     "individual {} has class {}, but the last layer has {width} outputs",
                     g.individuals()[i].iid,
-                    y[i]
+                    y0[i]
                 )));
             }
         }
-        _ if width != 1 || network.output_shape.len() != 1 => {
+        _ if width != d || network.output_shape.len() != 1 => {
             return Err(ModelError::Spec(format!(
-                "model '{}': the last layer gives {:?} values per individual; a {:?} model needs one (end with a dense layer of 1 unit)",
-                spec.name, network.output_shape, loss
+                "model '{}': the last layer gives {:?} values per individual; a {:?} model of {d} trait{} needs {d} (end with a dense layer of {d} unit{})",
+                spec.name,
+                network.output_shape,
+                loss,
+                if d == 1 { "" } else { "s" },
+                if d == 1 { "" } else { "s" },
             )))
         }
         _ => {}
     }
     let map = InputMap::identity(g.n_markers());
     let backend = network.backend.clone();
-    let decoder = BatchDecoder::new(g, spec.input, &standardizer, &map);
+    let pred_values: Vec<&[f64]> = data.predictors.iter().map(|c| c.values).collect();
+    let pred_scales: Vec<TargetScale> = predictors.iter().map(|p| p.scale).collect();
+    let decoder = BatchDecoder::new(g, spec.input, &standardizer, &map)
+        .with_predictors(&pred_values, &pred_scales);
     let mut task = GenomicTask {
         decoder,
-        y,
+        ys: ys.clone(),
         val: &val,
         loss,
         width,
-        scale,
+        scales: scales.clone(),
     };
     let trained = backend.install(|| {
         trainer::run(
@@ -410,7 +574,16 @@ pub fn fit_with<B: Backend>(
         network,
         standardizer,
         markers: g.markers().to_vec(),
-        target: scale,
+        traits: data
+            .targets
+            .iter()
+            .zip(scales)
+            .map(|(c, scale)| ScaledTrait {
+                name: c.name.to_string(),
+                scale,
+            })
+            .collect(),
+        predictors,
         history: trained.history,
         best_epoch: trained.best_epoch,
         n_train: fit_rows.len(),
@@ -441,18 +614,23 @@ fn raw_outputs<B: Backend>(
     Ok(out)
 }
 
-/// Turns network outputs into predictions in the trait's units: the
-/// regression value, the probability of a binary trait, or the class.
+/// Turns network outputs into predictions in the traits' units: the
+/// regression values (batch × traits, each with its own scale), the
+/// probability of a binary trait, or the class.
 pub fn outputs_to_predictions(
     loss: Loss,
     out: &[f32],
     width: usize,
-    scale: TargetScale,
+    scales: &[TargetScale],
 ) -> Vec<f64> {
     match loss {
         Loss::Mse | Loss::Huber => out
             .iter()
-            .map(|&o| o as f64 * scale.sd + scale.mean)
+            .enumerate()
+            .map(|(k, &o)| {
+                let s = scales[k % scales.len()];
+                o as f64 * s.sd + s.mean
+            })
             .collect(),
         Loss::BinaryCrossEntropy => out
             .iter()
@@ -477,29 +655,67 @@ pub fn outputs_to_predictions(
 }
 
 impl<B: Backend> Fitted<B> {
+    /// The scales of the traits predicted.
+    pub fn scales(&self) -> Vec<TargetScale> {
+        self.traits.iter().map(|t| t.scale).collect()
+    }
+
     /// Predictions for individuals `rows` of a store laid out as the model's
-    /// markers through `map`.
+    /// markers through `map`, traits × rows; `predictors` gives the
+    /// predictor traits' records over the individuals of `g` (NaN where
+    /// missing, read as the training mean), one per [`Fitted::predictors`].
+    pub fn predict_traits(
+        &self,
+        g: &PackedGenotypes,
+        rows: &[usize],
+        map: &InputMap,
+        predictors: &[&[f64]],
+    ) -> Result<Vec<Vec<f64>>> {
+        if predictors.len() != self.predictors.len() {
+            return Err(ModelError::Data(format!(
+                "the model sees {} predictor trait{} ({}), but {} were given",
+                self.predictors.len(),
+                if self.predictors.len() == 1 { "" } else { "s" },
+                self.predictors
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                predictors.len()
+            )));
+        }
+        let width: usize = self.network.output_shape.iter().product();
+        let scales: Vec<TargetScale> = self.predictors.iter().map(|p| p.scale).collect();
+        let mut decoder = BatchDecoder::new(g, self.spec.input, &self.standardizer, map)
+            .with_predictors(predictors, &scales);
+        let out = self
+            .network
+            .backend
+            .install(|| raw_outputs(&self.network, &mut decoder, rows, width))?;
+        let flat = outputs_to_predictions(self.spec.training.loss, &out, width, &self.scales());
+        let d = match self.spec.training.loss {
+            Loss::Mse | Loss::Huber => width,
+            _ => 1,
+        };
+        Ok((0..d)
+            .map(|t| (0..rows.len()).map(|r| flat[r * d + t]).collect())
+            .collect())
+    }
+
+    /// Predictions of the first trait for individuals `rows` of a store laid
+    /// out as the model's markers through `map` (a model without predictor
+    /// traits).
     pub fn predict_mapped(
         &self,
         g: &PackedGenotypes,
         rows: &[usize],
         map: &InputMap,
     ) -> Result<Vec<f64>> {
-        let width: usize = self.network.output_shape.iter().product();
-        let mut decoder = BatchDecoder::new(g, self.spec.input, &self.standardizer, map);
-        let out = self
-            .network
-            .backend
-            .install(|| raw_outputs(&self.network, &mut decoder, rows, width))?;
-        Ok(outputs_to_predictions(
-            self.spec.training.loss,
-            &out,
-            width,
-            self.target,
-        ))
+        Ok(self.predict_traits(g, rows, map, &[])?.swap_remove(0))
     }
 
-    /// Predictions for individuals `rows` of the store the model was trained on.
+    /// Predictions of the first trait for individuals `rows` of the store
+    /// the model was trained on.
     pub fn predict(&self, g: &PackedGenotypes, rows: &[usize]) -> Result<Vec<f64>> {
         let map = InputMap::identity(g.n_markers());
         self.predict_mapped(g, rows, &map)

@@ -209,16 +209,30 @@ pub enum Loss {
 
 impl Loss {
     /// The mean loss over a batch and its gradient with respect to the
-    /// outputs (`outputs` is batch × width, `targets` one per sample).
+    /// outputs (`outputs` is batch × width). Softmax cross-entropy takes one
+    /// target per sample (the class); the others one per output (batch ×
+    /// width, one column per trait), where a NaN target is a missing record:
+    /// it adds nothing to the loss and gets a zero gradient, and the mean is
+    /// over the records present.
     pub fn eval(self, outputs: &[f32], width: usize, targets: &[f32]) -> (f64, Vec<f32>) {
-        let batch = targets.len();
-        let n = batch as f64;
         let mut grad = vec![0f32; outputs.len()];
-        let mut total = 0f64;
         match self {
             Loss::Mse | Loss::Huber | Loss::BinaryCrossEntropy => {
-                assert_eq!(width, 1, "{self:?} needs one output per sample");
+                assert_eq!(
+                    outputs.len(),
+                    targets.len(),
+                    "{self:?} needs one target per output (width {width})"
+                );
+                let present = targets.iter().filter(|t| !t.is_nan()).count();
+                if present == 0 {
+                    return (0.0, grad);
+                }
+                let n = present as f64;
+                let mut total = 0f64;
                 for ((o, t), g) in outputs.iter().zip(targets).zip(grad.iter_mut()) {
+                    if t.is_nan() {
+                        continue;
+                    }
                     let (o, t) = (*o as f64, *t as f64);
                     let (l, d) = match self {
                         Loss::Mse => ((o - t).powi(2), 2.0 * (o - t)),
@@ -239,16 +253,21 @@ impl Loss {
                     total += l;
                     *g = (d / n) as f32;
                 }
+                (total / n, grad)
             }
             Loss::SoftmaxCrossEntropy => {
                 let labels: Vec<usize> = targets.iter().map(|&t| t as usize).collect();
                 let mut probs = vec![0f32; outputs.len()];
                 let mean = kernels::softmax_cross_entropy(
-                    outputs, batch, width, &labels, &mut probs, &mut grad,
+                    outputs,
+                    targets.len(),
+                    width,
+                    &labels,
+                    &mut probs,
+                    &mut grad,
                 );
-                total = mean as f64 * n;
+                (mean as f64, grad)
             }
         }
-        (total / n, grad)
     }
 }

@@ -28,8 +28,14 @@ fn penalties(net: &Network<Native>) -> f64 {
 }
 
 fn gradcheck(name: &str, specs: &str, input: &[usize], lossf: Loss, targets: Vec<f32>) {
-    let batch = targets.len();
     let mut net = Network::build(Native::new(), &layers(specs), input, Init::Glorot, 3).unwrap();
+    // One target per sample for softmax, one per output otherwise.
+    let width: usize = net.output_shape.iter().product();
+    let batch = if lossf == Loss::SoftmaxCrossEntropy {
+        targets.len()
+    } else {
+        targets.len() / width
+    };
     let mut shape = vec![batch];
     shape.extend_from_slice(input);
     let x = HostTensor::new(data(shape.iter().product(), 11), &shape).unwrap();
@@ -78,6 +84,69 @@ fn gradcheck(name: &str, specs: &str, input: &[usize], lossf: Loss, targets: Vec
         }
     }
     eprintln!("{name}: worst relative difference {worst:.2e}");
+}
+
+/// Several traits, some records missing: the loss is the mean over the
+/// records present, and a missing record adds nothing, so its output's
+/// gradient is 0 and so is the finite difference of the loss in it.
+#[test]
+fn missing_records_are_masked_out_of_a_multi_trait_loss() {
+    let specs = r#"
+        [[layers]]
+        type = "flatten"
+        [[layers]]
+        type = "dense"
+        units = 5
+        activation = "tanh"
+        [[layers]]
+        type = "dense"
+        units = 3
+    "#;
+    // 4 samples × 3 traits; the second trait missing for samples 0 and 2,
+    // the third for sample 3.
+    let mut t = data(12, 21);
+    for k in [1, 7, 11] {
+        t[k] = f32::NAN;
+    }
+    for loss in [Loss::Mse, Loss::Huber] {
+        gradcheck("multi-trait", specs, &[2, 6], loss, t.clone());
+        // The loss against outputs directly.
+        let out = data(12, 4);
+        let (l, g) = loss.eval(&out, 3, &t);
+        let present: Vec<usize> = (0..12).filter(|&k| !t[k].is_nan()).collect();
+        let h = 1e-3f32;
+        for k in 0..12 {
+            let mut o = out.clone();
+            o[k] += h;
+            let (lp, _) = loss.eval(&o, 3, &t);
+            o[k] -= 2.0 * h;
+            let (lm, _) = loss.eval(&o, 3, &t);
+            let fd = (lp - lm) / (2.0 * h as f64);
+            if t[k].is_nan() {
+                assert_eq!(g[k], 0.0, "{loss:?}: output {k}");
+                assert!(fd.abs() < 1e-9, "{loss:?}: output {k}: {fd}");
+            } else {
+                assert!((fd - g[k] as f64).abs() < 1e-3, "{loss:?}: output {k}");
+            }
+        }
+        // The mean over the 9 records present, by a naive sum.
+        let want: f64 = present
+            .iter()
+            .map(|&k| {
+                let r = (out[k] - t[k]) as f64;
+                match loss {
+                    Loss::Mse => r * r,
+                    _ if r.abs() <= 1.0 => 0.5 * r * r,
+                    _ => r.abs() - 0.5,
+                }
+            })
+            .sum::<f64>()
+            / present.len() as f64;
+        assert!((l - want).abs() < 1e-9, "{loss:?}: {l} vs {want}");
+    }
+    // Every record missing: no loss, no gradient.
+    let (l, g) = Loss::Mse.eval(&[0.5, 1.0], 2, &[f32::NAN, f32::NAN]);
+    assert_eq!((l, g), (0.0, vec![0.0, 0.0]));
 }
 
 #[test]
