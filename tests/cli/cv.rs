@@ -253,11 +253,12 @@ fn nested_search_records_its_choice_per_outer_fold() {
         &["--search", s(&search)],
         "search",
     );
-    let (_, rows) = read_csv(&d.join("metrics.csv"));
+    let (h, rows) = read_csv(&d.join("metrics.csv"));
+    let note_col = h.iter().position(|c| c == "note").unwrap();
     let chosen: Vec<&Vec<String>> = rows.iter().filter(|r| r[0] == "search").collect();
     assert_eq!(chosen.len(), 3);
     for r in chosen {
-        let note = r.last().unwrap();
+        let note = &r[note_col];
         assert!(
             note.starts_with("chosen: filters=")
                 && note.contains("lr=0.001")

@@ -281,7 +281,7 @@ fn configs_with_unknown_keys_or_impossible_shapes_are_refused() {
     fs::write(&bad, SMALL.replace("units = 1\n", "units = 2\n")).unwrap();
     let err = fails(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
-        err.contains("needs one") && err.contains("dense layer of 1 unit"),
+        err.contains("needs 1 (") && err.contains("dense layer of 1 unit"),
         "{err}"
     );
 }

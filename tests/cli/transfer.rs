@@ -174,7 +174,7 @@ fn another_marker_panel_gives_its_convolutional_base_only() {
     let source = model::read_weights(&src).unwrap();
     let spec = model::ModelSpec::from_file(&config).unwrap();
     // 3000 markers in the source; a panel of 2000 here.
-    let mut net = model::build_network(Native::new(), &spec, 2000, 1).unwrap();
+    let mut net = model::build_network(Native::new(), &spec, 2000, 0, 1).unwrap();
     let r = init_from(&mut net, &source, &[]).unwrap();
     assert_eq!(
         r.copied,

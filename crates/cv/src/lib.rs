@@ -88,6 +88,9 @@ pub struct Job {
     pub model: usize,
 }
 
+/// A finished job: its place in the queue, its records and predictions.
+type Finished = (usize, Vec<Record>, Vec<Prediction>);
+
 /// What the runner reports as it goes.
 pub enum Progress<'a> {
     Started(&'a Job, &'a str),
@@ -287,7 +290,7 @@ impl<'a> Plan<'a> {
     ) -> Result<(Vec<Record>, Vec<Prediction>)> {
         let sets = self.target_sets()?;
         let queue = self.jobs()?;
-        let results: Mutex<Vec<(usize, Vec<Record>, Vec<Prediction>)>> = Mutex::new(Vec::new());
+        let results: Mutex<Vec<Finished>> = Mutex::new(Vec::new());
         let next = Mutex::new(0usize);
         let failure: Mutex<Option<CvError>> = Mutex::new(None);
         let workers = jobs.min(queue.len()).max(1);

@@ -201,6 +201,7 @@ pub struct NetworkModel<B: Backend> {
 /// Trains `spec` (its output layer given one unit per target) on the
 /// fold's training individuals and predicts its test ones: predictions,
 /// epochs run and the best epoch.
+#[allow(clippy::too_many_arguments)]
 fn train_predict<B: Backend>(
     backend: &B,
     spec: &ModelSpec,

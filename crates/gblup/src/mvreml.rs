@@ -35,7 +35,7 @@ fn cholesky(a: &[f64], d: usize) -> Option<Vec<f64>> {
                 s -= l[i * d + k] * l[j * d + k];
             }
             if i == j {
-                if !(s > 0.0) {
+                if s.is_nan() || s <= 0.0 {
                     return None;
                 }
                 l[i * d + i] = s.sqrt();
@@ -378,7 +378,7 @@ fn bfgs(f: &dyn Fn(&[f64]) -> f64, mut x: Vec<f64>, max_iter: usize) -> (Vec<f64
             }
             step *= 0.5;
         }
-        if !(fnew < fx) {
+        if fnew.is_nan() || fnew >= fx {
             return (x, fx, it);
         }
         let gn = gradient(f, &xn);
