@@ -288,13 +288,19 @@ fn run_multi(
             "intercepts": mv.beta,
             "loglik": mv.loglik,
             "n_complete": fit.complete.len(),
+            "n_with_records": fit.rows.len(),
+            "reml_records": fit.reml_records,
             "n_records": y.iter().map(|t| t.iter().filter(|v| !v.is_nan()).count()).collect::<Vec<_>>(),
             "reml_iterations": mv.iterations,
             "blup_cg_iterations": fit.cg_iterations,
             "univariate": fit.univariate.iter().zip(&names).map(|(u, n)| json!({
                 "trait": n, "h2": u.h2, "var_g": u.var_g, "var_e": u.var_e, "n": u.n,
             })).collect::<Vec<_>>(),
-            "missing_records": "Vg and Ve come from the individuals with every trait recorded; the BLUP of every individual uses all its records",
+            "missing_records": if fit.reml_records == "all" {
+                "Vg and Ve by REML over every observed record (the dense covariance of the observed records where some are missing); the BLUP of every individual uses all the records"
+            } else {
+                "Vg and Ve by REML over the individuals with every trait recorded (too many records for the dense likelihood); the BLUP of every individual uses all the records"
+            },
             "seconds": { "grm": grm_s, "reml_blup": fit_s, "total": total_s },
         }),
     )?;
@@ -314,10 +320,15 @@ fn run_multi(
         (
             "individuals",
             format!(
-                "{} with every trait (REML), {} with any, of {} genotyped",
+                "{} with every trait, {} with any, of {} genotyped; REML over {}",
                 fit.complete.len(),
                 train.len(),
-                g.n_individuals()
+                g.n_individuals(),
+                if fit.reml_records == "all" {
+                    "every record"
+                } else {
+                    "the complete individuals"
+                }
             ),
         ),
         ("Vg", fmt_m(&mv.vg)),

@@ -295,14 +295,30 @@ fn mouse_multi_trait_gblup_matches_gemma_mvlmm() {
     };
     let m = data.join("mouse_hs1940");
     let dir = tempfile::tempdir().unwrap();
+    // GEMMA's mvLMM takes the mice with both traits: CD8 and MCH, both NA
+    // where either is (as scripts/gemma-mvlmm.sh gives GEMMA).
+    let both = dir.path().join("cd8-mch.txt");
+    let text: String = std::fs::read_to_string(m.join("mouse_hs1940.pheno.txt"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f[0] == "NA" || f[5] == "NA" {
+                "NA NA\n".to_string()
+            } else {
+                format!("{} {}\n", f[0], f[5])
+            }
+        })
+        .collect();
+    std::fs::write(&both, text).unwrap();
     ok(&[
         "gblup",
         "--geno",
         s(&m.join("mouse_hs1940.bed")),
         "--pheno",
-        s(&m.join("mouse_hs1940.pheno.txt")),
+        s(&both),
         "--trait",
-        "1,6",
+        "1,2",
         "--out",
         s(&dir.path().join("mv")),
     ]);
@@ -310,6 +326,7 @@ fn mouse_multi_trait_gblup_matches_gemma_mvlmm() {
     // GEMMA 0.98.5 -lmm 1 -n 1 2, on the same GRM and the 1197 mice with both.
     let (vg, ve, ll) = gemma_fixture("mouse-cd8-mch-mvlmm.txt");
     assert_eq!(j["n_complete"], 1197);
+    assert_eq!(j["n_with_records"], 1197);
     let lower = |key: &str| -> Vec<f64> {
         let m = &j[key];
         vec![
@@ -329,6 +346,40 @@ fn mouse_multi_trait_gblup_matches_gemma_mvlmm() {
     assert_eq!(j["vg"][0][1], j["vg"][1][0]);
     let rg = j["rg"][0][1].as_f64().unwrap();
     assert!((rg - vg[1] / (vg[0] * vg[2]).sqrt()).abs() < 1e-3);
-    // The univariate fits beside it: CD8 on its 1410 mice is the published 0.6057.
-    assert!((j["univariate"][0]["h2"].as_f64().unwrap() - 0.6057).abs() < 5e-4);
+    // Every record of the two traits (CD8 on 1410 mice, MCH on 1580):
+    // REML over the observed records, and the univariate fits beside it,
+    // CD8's the published 0.6057.
+    ok(&[
+        "gblup",
+        "--geno",
+        s(&m.join("mouse_hs1940.bed")),
+        "--pheno",
+        s(&m.join("mouse_hs1940.pheno.txt")),
+        "--trait",
+        "1,6",
+        "--out",
+        s(&dir.path().join("all")),
+    ]);
+    let a = read_json(&dir.path().join("all/summary.json"));
+    assert_eq!(a["reml_records"], "all");
+    assert!(a["n_with_records"].as_u64().unwrap() > 1197);
+    assert!((a["univariate"][0]["h2"].as_f64().unwrap() - 0.6057).abs() < 5e-4);
+    // More records move the estimates only by their sampling error.
+    for (key, se) in [
+        ("vg", [0.0554, 0.0482, 0.0834]),
+        ("ve", [0.0206, 0.0166, 0.0267]),
+    ] {
+        let got = [
+            a[key][0][0].as_f64().unwrap(),
+            a[key][1][0].as_f64().unwrap(),
+            a[key][1][1].as_f64().unwrap(),
+        ];
+        let want = if key == "vg" { &vg } else { &ve };
+        for k in 0..3 {
+            assert!(
+                (got[k] - want[k]).abs() < 3.0 * se[k],
+                "{key}: {got:?} vs complete-case {want:?}"
+            );
+        }
+    }
 }

@@ -128,10 +128,10 @@ impl Predictor for Gblup {
 }
 
 /// Multi-trait GBLUP over the targets and the predictor traits
-/// ([`gblup::fit_multi`]): Vg and Ve by REML on the training individuals
-/// with every trait recorded, then each test individual's genetic values
-/// from all the records it and the others have (in CV2, its predictor
-/// traits' records).
+/// ([`gblup::fit_multi`]): Vg and Ve by REML on the training records, then
+/// each test individual's expected record given all the records it and the
+/// others have: its genetic value, plus, in CV2, the residual its predictor
+/// traits' records imply through Ve.
 pub struct MultiGblup;
 
 impl Predictor for MultiGblup {
@@ -163,7 +163,9 @@ impl Predictor for MultiGblup {
             .filter(|&i| y.iter().any(|t| !t[i].is_nan()))
             .collect();
         let fit = gblup::fit_multi(grm, &y, &train)?;
-        let pred = fit.predictions();
+        // E[y | records]: in CV2 a test individual's records of correlated
+        // traits predict its hidden one through Vg and Ve alike.
+        let pred = fit.record_predictions();
         let rg = fit.mv.rg();
         let k = y.len();
         Ok(FoldFit {

@@ -180,20 +180,29 @@ fn snp_blup(g: &PackedGenotypes, grm: &Grm, train: &[usize], alpha: &[f64]) -> V
 #[derive(Clone, Debug)]
 pub struct MultiFit {
     pub mv: MvFit,
-    /// The individuals whose records of every trait gave the REML estimates.
+    /// The training individuals with a record of every trait.
     pub complete: Vec<usize>,
+    /// The training individuals with a record of some trait.
+    pub rows: Vec<usize>,
+    /// Which records gave Vg and Ve: `all` (every observed record; the
+    /// same as `complete` when no record is missing), or `complete` (the
+    /// individuals with every trait, past [`mvreml::MAX_OBSERVED`] records).
+    pub reml_records: &'static str,
     /// Each trait's univariate REML on its own records, for comparison.
     pub univariate: Vec<RemlFit>,
     /// Genetic values, traits × every individual of the store, from all the
     /// records given (conditional expectation).
     pub gebv: Vec<Vec<f64>>,
+    /// Residuals' conditional expectations, traits × individuals: non-zero
+    /// for a missing record of an individual with records of correlated traits.
+    pub residual: Vec<Vec<f64>>,
     /// Conjugate-gradient iterations of the BLUP.
     pub cg_iterations: usize,
 }
 
 impl MultiFit {
-    /// Predictions in each trait's units (intercept + genetic value),
-    /// traits × individuals.
+    /// Genetic values in each trait's units (intercept + GEBV), traits ×
+    /// individuals.
     pub fn predictions(&self) -> Vec<Vec<f64>> {
         self.gebv
             .iter()
@@ -201,13 +210,39 @@ impl MultiFit {
             .map(|(t, g)| g.iter().map(|v| v + self.mv.beta[t]).collect())
             .collect()
     }
+
+    /// The records' conditional expectations E[y | observed records]
+    /// (intercept + GEBV + expected residual), traits × individuals: what
+    /// predicts a missing record of an individual with records of
+    /// correlated traits (CV2). Without such records it is the GEBV.
+    pub fn record_predictions(&self) -> Vec<Vec<f64>> {
+        self.predictions()
+            .iter()
+            .zip(&self.residual)
+            .map(|(p, e)| p.iter().zip(e).map(|(a, b)| a + b).collect())
+            .collect()
+    }
 }
 
-/// Multi-trait GBLUP ([`mvreml`]): Vg and Ve by REML on the individuals of
-/// `train` with a record of every trait, then the genetic values of every
+/// The kernel's rows and columns `rows`, row-major.
+fn sub_kernel(k: &Kinship, rows: &[usize]) -> Vec<f64> {
+    rows.iter()
+        .flat_map(|&i| rows.iter().map(move |&j| k.get(i, j)))
+        .collect()
+}
+
+/// Multi-trait GBLUP ([`mvreml`]): Vg and Ve by REML on the records of the
+/// training individuals `train`, then the genetic values of every
 /// individual of the store from every record of `y` (traits × individuals,
 /// NaN where missing: hide the test records before calling; in CV2 a test
 /// individual's other traits stay). Intercepts only.
+///
+/// When every training individual has every trait, REML runs in the
+/// eigenbasis of the kernel (d × d work per individual). With records
+/// missing, it runs on the dense covariance of the observed records (up to
+/// [`mvreml::MAX_OBSERVED`] of them), starting from the univariate fits'
+/// variances and the complete individuals' correlations; beyond that, on
+/// the complete individuals only.
 pub fn fit_multi(grm: &Grm, y: &[Vec<f64>], train: &[usize]) -> Result<MultiFit> {
     let d = y.len();
     if d < 2 {
@@ -215,50 +250,104 @@ pub fn fit_multi(grm: &Grm, y: &[Vec<f64>], train: &[usize]) -> Result<MultiFit>
             "multi-trait GBLUP needs at least 2 traits".into(),
         ));
     }
-    let complete: Vec<usize> = train
+    let k = &grm.kinship;
+    let rows: Vec<usize> = train
+        .iter()
+        .copied()
+        .filter(|&i| y.iter().any(|t| !t[i].is_nan()))
+        .collect();
+    let complete: Vec<usize> = rows
         .iter()
         .copied()
         .filter(|&i| y.iter().all(|t| !t[i].is_nan()))
         .collect();
-    let nc = complete.len();
-    if nc < 3 * d {
-        return Err(GblupError::Data(format!(
-            "only {nc} training individuals have a record of all {d} traits; multi-trait REML needs at least {}",
-            3 * d
-        )));
-    }
-    let k = &grm.kinship;
-    let sub: Vec<f64> = complete
-        .iter()
-        .flat_map(|&i| complete.iter().map(move |&j| k.get(i, j)))
-        .collect();
-    let eig = Spectral::new(&sub, nc)?;
-    let traits: Vec<Vec<f64>> = y
-        .iter()
-        .map(|t| complete.iter().map(|&i| t[i]).collect())
-        .collect();
-    let ones = vec![vec![1.0; nc]];
-    let mv = MvProblem::new(&eig, &traits, &ones)?.fit()?;
     let univariate = y
         .iter()
         .map(|t| {
-            let rows: Vec<usize> = train.iter().copied().filter(|&i| !t[i].is_nan()).collect();
-            let sub: Vec<f64> = rows
-                .iter()
-                .flat_map(|&i| rows.iter().map(move |&j| k.get(i, j)))
-                .collect();
-            let e = Spectral::new(&sub, rows.len())?;
-            let yt: Vec<f64> = rows.iter().map(|&i| t[i]).collect();
-            reml::Problem::new(&e, &yt, &[vec![1.0; rows.len()]])?.fit()
+            let r: Vec<usize> = train.iter().copied().filter(|&i| !t[i].is_nan()).collect();
+            if r.len() < 3 {
+                return Err(GblupError::Data(format!(
+                    "a trait has {} training records; multi-trait GBLUP needs at least 3 of each",
+                    r.len()
+                )));
+            }
+            let e = Spectral::new(&sub_kernel(k, &r), r.len())?;
+            let yt: Vec<f64> = r.iter().map(|&i| t[i]).collect();
+            reml::Problem::new(&e, &yt, &[vec![1.0; r.len()]])?.fit()
         })
         .collect::<Result<Vec<_>>>()?;
+    let nc = complete.len();
+    // The complete individuals' fit: the answer when none is missing, and
+    // the correlations to start from otherwise.
+    let complete_fit = if nc >= 3 * d {
+        let eig = Spectral::new(&sub_kernel(k, &complete), nc)?;
+        let traits: Vec<Vec<f64>> = y
+            .iter()
+            .map(|t| complete.iter().map(|&i| t[i]).collect())
+            .collect();
+        Some(MvProblem::new(&eig, &traits, &[vec![1.0; nc]])?.fit()?)
+    } else {
+        None
+    };
+    let n_records: usize = rows
+        .iter()
+        .map(|&i| y.iter().filter(|t| !t[i].is_nan()).count())
+        .sum();
+    let (mv, reml_records) = match complete_fit {
+        Some(f) if nc == rows.len() => (f, "all"),
+        Some(f) if n_records > mvreml::MAX_OBSERVED => (f, "complete"),
+        None if n_records > mvreml::MAX_OBSERVED => {
+            return Err(GblupError::Data(format!(
+                "only {nc} training individuals have a record of all {d} traits, and the {n_records} records are more than the {} that REML over the observed records handles",
+                mvreml::MAX_OBSERVED
+            )))
+        }
+        start => {
+            // Start: the univariate variances, the complete individuals'
+            // correlations (shrunk a little to stay positive definite).
+            let mut vg0 = vec![0f64; d * d];
+            let mut ve0 = vec![0f64; d * d];
+            for (t, u) in univariate.iter().enumerate() {
+                let floor = 1e-3 * (u.var_g + u.var_e);
+                vg0[t * d + t] = u.var_g.max(floor);
+                ve0[t * d + t] = u.var_e.max(floor);
+            }
+            if let Some(f) = &start {
+                let (rg, re) = (f.rg(), f.re());
+                for a in 0..d {
+                    for b in 0..d {
+                        if a != b {
+                            let sg = (vg0[a * d + a] * vg0[b * d + b]).sqrt();
+                            let se = (ve0[a * d + a] * ve0[b * d + b]).sqrt();
+                            vg0[a * d + b] = 0.9 * rg[a * d + b].clamp(-1.0, 1.0) * sg;
+                            ve0[a * d + b] = 0.9 * re[a * d + b].clamp(-1.0, 1.0) * se;
+                        }
+                    }
+                }
+            }
+            let traits: Vec<Vec<f64>> = y
+                .iter()
+                .map(|t| rows.iter().map(|&i| t[i]).collect())
+                .collect();
+            let prob = mvreml::ObservedProblem::new(
+                sub_kernel(k, &rows),
+                rows.len(),
+                &traits,
+                &[vec![1.0; rows.len()]],
+            )?;
+            (prob.fit_from(&vg0, &ve0)?, "all")
+        }
+    };
     let mean: Vec<Vec<f64>> = (0..d).map(|t| vec![mv.beta[t]; k.n]).collect();
-    let (gebv, cg_iterations) = mvreml::blup(k, y, &mean, &mv.vg, &mv.ve)?;
+    let b = mvreml::blup(k, y, &mean, &mv.vg, &mv.ve)?;
     Ok(MultiFit {
         mv,
         complete,
+        rows,
+        reml_records,
         univariate,
-        gebv,
-        cg_iterations,
+        gebv: b.genetic,
+        residual: b.residual,
+        cg_iterations: b.cg_iterations,
     })
 }

@@ -251,35 +251,158 @@ impl<'a> MvProblem<'a> {
             vg0[t * d + t] = f.var_g.max(floor);
             ve0[t * d + t] = f.var_e.max(floor);
         }
-        let theta0 = [to_theta(&vg0, d), to_theta(&ve0, d)].concat();
-        let m = theta0.len() / 2;
-        let f = |th: &[f64]| -> f64 {
-            let vg = from_theta(&th[..m], d);
-            let ve = from_theta(&th[m..], d);
-            match self.eval(&vg, &ve) {
-                Some((ll, _)) => -ll,
-                None => f64::INFINITY,
-            }
-        };
-        let (theta, fx, iterations) = bfgs(&f, theta0, 1000);
-        if !fx.is_finite() {
-            return Err(GblupError::Numeric(
-                "multi-trait REML failed: no positive-definite covariances found".into(),
-            ));
+        fit_with(d, self.n, &vg0, &ve0, &|vg, ve| self.eval(vg, ve))
+    }
+}
+
+/// The most observed records for which REML runs on the dense covariance of
+/// the observed records (beyond it, only the complete records are used).
+pub const MAX_OBSERVED: usize = 8000;
+
+/// A multi-trait REML problem with records missing: the restricted
+/// likelihood of the observed records alone, through the dense covariance
+/// Σ_oo = (Vg ⊗ K + Ve ⊗ I)_oo (a Cholesky factorization per evaluation, so
+/// for up to [`MAX_OBSERVED`] records). Every record counts: an individual
+/// with one trait informs Vg through its relatives' records of the others.
+pub struct ObservedProblem {
+    d: usize,
+    p: usize,
+    /// The kernel over the individuals of the fit, n × n row-major.
+    k: Vec<f64>,
+    n: usize,
+    /// The observed records: (individual, trait), and their values.
+    records: Vec<(usize, usize)>,
+    y: Vec<f64>,
+    /// The fixed-effect design of the records, records × (p·d): column
+    /// a·d + t is covariate a on trait t's records.
+    x: faer::Mat<f64>,
+    logdet_xtx: f64,
+}
+
+impl ObservedProblem {
+    /// `k` over the n individuals of the fit, `traits` (d vectors over them,
+    /// NaN where missing), `x` the fixed-effect columns over them.
+    pub fn new(k: Vec<f64>, n: usize, traits: &[Vec<f64>], x: &[Vec<f64>]) -> Result<Self> {
+        let (d, p) = (traits.len(), x.len());
+        let records: Vec<(usize, usize)> = (0..n)
+            .flat_map(|i| (0..d).map(move |t| (i, t)))
+            .filter(|&(i, t)| !traits[t][i].is_nan())
+            .collect();
+        let no = records.len();
+        if no <= p * d + 1 {
+            return Err(GblupError::Data(format!(
+                "{no} records are too few for {} fixed effects",
+                p * d
+            )));
         }
-        let vg = from_theta(&theta[..m], d);
-        let ve = from_theta(&theta[m..], d);
-        let (loglik, beta) = self.eval(&vg, &ve).expect("evaluated at the optimum");
-        Ok(MvFit {
+        let y = records.iter().map(|&(i, t)| traits[t][i]).collect();
+        let xm = faer::Mat::from_fn(no, p * d, |r, c| {
+            let (i, t) = records[r];
+            if c % d == t {
+                x[c / d][i]
+            } else {
+                0.0
+            }
+        });
+        let xtx = xm.transpose() * &xm;
+        let lx = xtx.llt(faer::Side::Lower).map_err(|_| {
+            GblupError::Data(
+                "the fixed effects are collinear on some trait's records (a trait with too few records?)"
+                    .into(),
+            )
+        })?;
+        let logdet_xtx = 2.0 * (0..p * d).map(|i| lx.L()[(i, i)].ln()).sum::<f64>();
+        Ok(ObservedProblem {
             d,
-            vg,
-            ve,
-            beta,
-            loglik,
-            n: self.n,
-            iterations,
+            p,
+            k,
+            n,
+            records,
+            y,
+            x: xm,
+            logdet_xtx,
         })
     }
+
+    /// The observed records.
+    pub fn n_records(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The restricted log-likelihood at (Vg, Ve), with B at its GLS
+    /// estimate (p × d); None where Σ_oo is not positive definite.
+    pub fn eval(&self, vg: &[f64], ve: &[f64]) -> Option<(f64, Vec<f64>)> {
+        use faer::linalg::solvers::Solve;
+        let (d, n) = (self.d, self.n);
+        let no = self.records.len();
+        let pd = self.p * d;
+        let sigma = faer::Mat::from_fn(no, no, |a, b| {
+            let (i, t) = self.records[a];
+            let (j, s) = self.records[b];
+            vg[t * d + s] * self.k[i * n + j] + if i == j { ve[t * d + s] } else { 0.0 }
+        });
+        let llt = sigma.llt(faer::Side::Lower).ok()?;
+        let ld: f64 = 2.0 * (0..no).map(|i| llt.L()[(i, i)].ln()).sum::<f64>();
+        let yv = faer::Mat::from_fn(no, 1, |a, _| self.y[a]);
+        let vy = llt.solve(&yv);
+        let vx = llt.solve(&self.x);
+        let a = self.x.transpose() * &vx;
+        let c = self.x.transpose() * &vy;
+        let la = a.llt(faer::Side::Lower).ok()?;
+        let lda: f64 = 2.0 * (0..pd).map(|i| la.L()[(i, i)].ln()).sum::<f64>();
+        let beta = la.solve(&c);
+        let yvy = (yv.transpose() * &vy)[(0, 0)];
+        let cb: f64 = (0..pd).map(|k| c[(k, 0)] * beta[(k, 0)]).sum();
+        let q = yvy - cb;
+        let dof = (no - pd) as f64;
+        let ll = -0.5 * (dof * (2.0 * std::f64::consts::PI).ln() + ld + lda - self.logdet_xtx + q);
+        if !ll.is_finite() {
+            return None;
+        }
+        Some((ll, (0..pd).map(|k| beta[(k, 0)]).collect()))
+    }
+
+    /// Maximizes the restricted likelihood from (vg0, ve0).
+    pub fn fit_from(&self, vg0: &[f64], ve0: &[f64]) -> Result<MvFit> {
+        fit_with(self.d, self.n, vg0, ve0, &|vg, ve| self.eval(vg, ve))
+    }
+}
+
+/// A restricted likelihood at (Vg, Ve), with B at its GLS estimate; None
+/// where a covariance is not positive definite.
+type Likelihood<'a> = dyn Fn(&[f64], &[f64]) -> Option<(f64, Vec<f64>)> + 'a;
+
+/// Maximizes a restricted likelihood over the Cholesky factors of Vg and Ve
+/// by BFGS from (vg0, ve0), for `n` individuals.
+fn fit_with(d: usize, n: usize, vg0: &[f64], ve0: &[f64], eval: &Likelihood) -> Result<MvFit> {
+    let theta0 = [to_theta(vg0, d), to_theta(ve0, d)].concat();
+    let m = theta0.len() / 2;
+    let f = |th: &[f64]| -> f64 {
+        let vg = from_theta(&th[..m], d);
+        let ve = from_theta(&th[m..], d);
+        match eval(&vg, &ve) {
+            Some((ll, _)) => -ll,
+            None => f64::INFINITY,
+        }
+    };
+    let (theta, fx, iterations) = bfgs(&f, theta0, 1000);
+    if !fx.is_finite() {
+        return Err(GblupError::Numeric(
+            "multi-trait REML failed: no positive-definite covariances found".into(),
+        ));
+    }
+    let vg = from_theta(&theta[..m], d);
+    let ve = from_theta(&theta[m..], d);
+    let (loglik, beta) = eval(&vg, &ve).expect("evaluated at the optimum");
+    Ok(MvFit {
+        d,
+        vg,
+        ve,
+        beta,
+        loglik,
+        n,
+        iterations,
+    })
 }
 
 /// A covariance's Cholesky factor as free parameters: the lower triangle,
@@ -408,17 +531,29 @@ fn bfgs(f: &dyn Fn(&[f64]) -> f64, mut x: Vec<f64>, max_iter: usize) -> (Vec<f64
     (x, fx, max_iter)
 }
 
-/// The conditional expectation of every individual's genetic values given
-/// the observed records: `y[t][i]` (NaN where missing) for the individuals
-/// of `k` (the kernel over all of them), `mean[t][i]` the fixed part.
-/// Returns the genetic values, traits × individuals, and the CG iterations.
+/// What [`blup`] gives: conditional expectations given the observed
+/// records, traits × individuals.
+pub struct Blup {
+    /// E[G | records]: the genetic values (GEBV).
+    pub genetic: Vec<Vec<f64>>,
+    /// E[E | records]: the residuals. Where a record is missing but the
+    /// individual has records of correlated traits, Ve makes this non-zero;
+    /// E[y | records] = mean + genetic + residual predicts the record.
+    pub residual: Vec<Vec<f64>>,
+    pub cg_iterations: usize,
+}
+
+/// The conditional expectation of every individual's genetic values (and
+/// residuals) given the observed records: `y[t][i]` (NaN where missing) for
+/// the individuals of `k` (the kernel over all of them), `mean[t][i]` the
+/// fixed part.
 pub fn blup(
     k: &Kinship,
     y: &[Vec<f64>],
     mean: &[Vec<f64>],
     vg: &[f64],
     ve: &[f64],
-) -> Result<(Vec<Vec<f64>>, usize)> {
+) -> Result<Blup> {
     let (n, d) = (k.n, y.len());
     let obs: Vec<bool> = (0..n * d).map(|q| !y[q % d][q / d].is_nan()).collect();
     // Records as n × d matrices (row i, trait t at i*d + t).
@@ -509,10 +644,23 @@ pub fn blup(
         }
     }
     let g = kprod(&alpha, vg);
-    let out = (0..d)
-        .map(|t| (0..n).map(|i| g[i * d + t]).collect())
-        .collect();
-    Ok((out, iters))
+    let by_trait = |m: &[f64]| -> Vec<Vec<f64>> {
+        (0..d)
+            .map(|t| (0..n).map(|i| m[i * d + t]).collect())
+            .collect()
+    };
+    // E[E | records] = (Ve ⊗ I)[·, o] α: each individual's own records only.
+    let mut e = vec![0f64; n * d];
+    for i in 0..n {
+        for t in 0..d {
+            e[i * d + t] = (0..d).map(|s| ve[t * d + s] * alpha[i * d + s]).sum();
+        }
+    }
+    Ok(Blup {
+        genetic: by_trait(&g),
+        residual: by_trait(&e),
+        cg_iterations: iters,
+    })
 }
 
 #[cfg(test)]
@@ -551,8 +699,9 @@ mod tests {
             .collect()
     }
 
-    /// The REML log-likelihood by dense algebra over all n·d records: the
-    /// reference the rotated computation is checked against.
+    /// The REML log-likelihood by dense algebra over the n·d records (NaN:
+    /// missing, left out), with an explicit inverse: the reference the
+    /// rotated and the observed-record computations are checked against.
     fn naive_reml(
         k: &[f64],
         n: usize,
@@ -565,15 +714,18 @@ mod tests {
         use faer::Mat;
         let d = y.len();
         let p = x.len();
-        let nd = n * d;
-        // Record (t, i) at t*n + i.
+        // Records ordered trait by trait: (t, i).
+        let recs: Vec<(usize, usize)> = (0..d)
+            .flat_map(|t| (0..n).map(move |i| (t, i)))
+            .filter(|&(t, i)| !y[t][i].is_nan())
+            .collect();
+        let nd = recs.len();
         let sigma = Mat::from_fn(nd, nd, |a, b| {
-            let (t, i) = (a / n, a % n);
-            let (s, j) = (b / n, b % n);
+            let ((t, i), (s, j)) = (recs[a], recs[b]);
             vg[t * d + s] * k[i * n + j] + if i == j { ve[t * d + s] } else { 0.0 }
         });
         let xx = Mat::from_fn(nd, p * d, |a, c| {
-            let (t, i) = (a / n, a % n);
+            let (t, i) = recs[a];
             let (f, s) = (c / d, c % d);
             if t == s {
                 x[f][i]
@@ -581,7 +733,7 @@ mod tests {
                 0.0
             }
         });
-        let yy = Mat::from_fn(nd, 1, |a, _| y[a / n][a % n]);
+        let yy = Mat::from_fn(nd, 1, |a, _| y[recs[a].0][recs[a].1]);
         let llt = sigma.llt(faer::Side::Lower).unwrap();
         let si = llt.inverse();
         let ld_s: f64 = 2.0 * (0..nd).map(|i| llt.L()[(i, i)].ln()).sum::<f64>();
@@ -591,11 +743,113 @@ mod tests {
         let beta = la.solve(xx.transpose() * &si * &yy);
         let r = &yy - &xx * &beta;
         let q = (r.transpose() * &si * &r)[(0, 0)];
-        let xtx = Mat::from_fn(p, p, |a, b| (0..n).map(|i| x[a][i] * x[b][i]).sum::<f64>());
+        let xtx = xx.transpose() * &xx;
         let lx = xtx.llt(faer::Side::Lower).unwrap();
-        let ld_x: f64 = 2.0 * (0..p).map(|i| lx.L()[(i, i)].ln()).sum::<f64>();
-        let dof = ((n - p) * d) as f64;
-        -0.5 * (dof * (2.0 * std::f64::consts::PI).ln() + ld_s + ld_a - d as f64 * ld_x + q)
+        let ld_x: f64 = 2.0 * (0..p * d).map(|i| lx.L()[(i, i)].ln()).sum::<f64>();
+        let dof = (nd - p * d) as f64;
+        -0.5 * (dof * (2.0 * std::f64::consts::PI).ln() + ld_s + ld_a - ld_x + q)
+    }
+
+    #[test]
+    fn observed_record_reml_equals_the_dense_one_and_the_rotated_one() {
+        let n = 30;
+        let k = kernel(n, 5);
+        let mut y = vec![data(n, 1), data(n, 2), data(n, 5)];
+        let x = vec![vec![1.0; n], data(n, 9)];
+        let vg = [0.5, 0.2, -0.1, 0.2, 0.4, 0.05, -0.1, 0.05, 0.3];
+        let ve = [0.3, 0.1, 0.0, 0.1, 0.5, -0.1, 0.0, -0.1, 0.6];
+        // Complete: the same likelihood as in the eigenbasis.
+        let eig = Spectral::new(&k, n).unwrap();
+        let (rot, _) = MvProblem::new(&eig, &y, &x)
+            .unwrap()
+            .eval(&vg, &ve)
+            .unwrap();
+        let obs = ObservedProblem::new(k.clone(), n, &y, &x).unwrap();
+        let (full, _) = obs.eval(&vg, &ve).unwrap();
+        assert!((full - rot).abs() < 1e-8 * rot.abs(), "{full} vs {rot}");
+        // Records missing: the dense reference over the records present.
+        for (t, i) in [(1, 3), (1, 4), (2, 4), (0, 10), (2, 20), (1, 29)] {
+            y[t][i] = f64::NAN;
+        }
+        let obs = ObservedProblem::new(k.clone(), n, &y, &x).unwrap();
+        assert_eq!(obs.n_records(), 3 * n - 6);
+        let (ll, _) = obs.eval(&vg, &ve).unwrap();
+        let want = naive_reml(&k, n, &y, &x, &vg, &ve);
+        assert!((ll - want).abs() < 1e-8 * want.abs(), "{ll} vs {want}");
+    }
+
+    /// Two traits drawn from the model (Vg = [[0.6, 0.3], [0.3, 0.5]], Ve =
+    /// [[0.4, 0.1], [0.1, 0.5]]) on a kernel of n individuals.
+    fn drawn(n: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
+        use faer::Mat;
+        let k = kernel(n, 12);
+        let lk = Mat::from_fn(n, n, |i, j| k[i * n + j])
+            .llt(faer::Side::Lower)
+            .unwrap();
+        let z = [data(n, 31), data(n, 32), data(n, 33), data(n, 34)];
+        // Uniform(−1, 1) has variance 1/3: scale to 1.
+        let s3 = 3f64.sqrt();
+        let g0: Vec<f64> = (0..n)
+            .map(|i| (0..=i).map(|j| lk.L()[(i, j)] * z[0][j] * s3).sum())
+            .collect();
+        let g1: Vec<f64> = (0..n)
+            .map(|i| (0..=i).map(|j| lk.L()[(i, j)] * z[1][j] * s3).sum())
+            .collect();
+        // Vg's factor [[a, 0], [b, c]]: a² = 0.6, ab = 0.3, b² + c² = 0.5.
+        let (a, b) = (0.6f64.sqrt(), 0.3 / 0.6f64.sqrt());
+        let c = (0.5 - b * b).sqrt();
+        let (ea, eb) = (0.4f64.sqrt(), 0.1 / 0.4f64.sqrt());
+        let ec = (0.5 - eb * eb).sqrt();
+        let y0 = (0..n).map(|i| a * g0[i] + ea * z[2][i] * s3).collect();
+        let y1 = (0..n)
+            .map(|i| b * g0[i] + c * g1[i] + eb * z[2][i] * s3 + ec * z[3][i] * s3)
+            .collect();
+        (k, vec![y0, y1])
+    }
+
+    #[test]
+    fn observed_record_reml_finds_the_rotated_maximum_and_a_maximum_with_gaps() {
+        let n = 80;
+        let (k, mut y) = drawn(n);
+        let x = vec![vec![1.0; n]];
+        let eig = Spectral::new(&k, n).unwrap();
+        let rot = MvProblem::new(&eig, &y, &x).unwrap().fit().unwrap();
+        let start = [0.5, 0.0, 0.0, 0.5];
+        let obs = ObservedProblem::new(k.clone(), n, &y, &x).unwrap();
+        let fit = obs.fit_from(&start, &start).unwrap();
+        assert!((fit.loglik - rot.loglik).abs() < 1e-6, "{fit:?} vs {rot:?}");
+        for q in 0..4 {
+            assert!((fit.vg[q] - rot.vg[q]).abs() < 1e-3, "{fit:?} vs {rot:?}");
+            assert!((fit.ve[q] - rot.ve[q]).abs() < 1e-3, "{fit:?} vs {rot:?}");
+        }
+        // With a third of the second trait missing: no nearby covariance
+        // does better (beyond the optimizer's tolerance).
+        for i in (0..n).step_by(3) {
+            y[1][i] = f64::NAN;
+        }
+        let obs = ObservedProblem::new(k, n, &y, &x).unwrap();
+        let fit = obs.fit_from(&start, &start).unwrap();
+        for q in 0..4 {
+            for h in [2e-3, -2e-3] {
+                let mut vg2 = fit.vg.clone();
+                let mut ve2 = fit.ve.clone();
+                // Symmetric perturbations.
+                let (i, j) = (q / 2, q % 2);
+                vg2[i * 2 + j] += h;
+                if i != j {
+                    vg2[j * 2 + i] += h;
+                }
+                ve2[i * 2 + j] += h;
+                if i != j {
+                    ve2[j * 2 + i] += h;
+                }
+                for (a, b) in [(&vg2, &fit.ve), (&fit.vg, &ve2)] {
+                    if let Some((l2, _)) = obs.eval(a, b) {
+                        assert!(l2 <= fit.loglik + 1e-6, "{l2} > {}", fit.loglik);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -655,7 +909,8 @@ mod tests {
         let mean = vec![vec![0.1; n], vec![-0.2; n]];
         let vg = [0.6, 0.3, 0.3, 0.5];
         let ve = [0.4, 0.1, 0.1, 0.5];
-        let (g, _) = blup(&k, &y, &mean, &vg, &ve).unwrap();
+        let b = blup(&k, &y, &mean, &vg, &ve).unwrap();
+        let (g, e) = (&b.genetic, &b.residual);
         // Dense: records (i, t) at i*d + t.
         let obs: Vec<usize> = (0..n * d).filter(|&q| !y[q % d][q / d].is_nan()).collect();
         let cov = |a: usize, b: usize, with_e: bool| {
@@ -674,6 +929,26 @@ mod tests {
                 .sum();
             let got = g[q % d][q / d];
             assert!((got - want).abs() < 1e-7, "record {q}: {got} vs {want}");
+            // The residual: Cov(e_q, y_o) is Ve where the individual is the same.
+            let want_e: f64 = (0..obs.len())
+                .map(|a| {
+                    let (i, t, j, s) = (q / d, q % d, obs[a] / d, obs[a] % d);
+                    if i == j {
+                        ve[t * d + s] * w[(a, 0)]
+                    } else {
+                        0.0
+                    }
+                })
+                .sum();
+            let got_e = e[q % d][q / d];
+            assert!(
+                (got_e - want_e).abs() < 1e-7,
+                "record {q}: {got_e} vs {want_e}"
+            );
         }
+        // Individual 2 misses trait 1 but has trait 0: its residual is
+        // predicted through Ve[0][1] ≠ 0; individual 20 has no record.
+        assert!(e[1][2].abs() > 1e-6);
+        assert_eq!((e[0][20], e[1][20]), (0.0, 0.0));
     }
 }
