@@ -251,7 +251,7 @@ impl<'a> MvProblem<'a> {
             vg0[t * d + t] = f.var_g.max(floor);
             ve0[t * d + t] = f.var_e.max(floor);
         }
-        fit_with(d, self.n, &vg0, &ve0, &|vg, ve| self.eval(vg, ve))
+        fit_with(d, self.n, &vg0, &ve0, &|vg, ve| self.eval(vg, ve), None)
     }
 }
 
@@ -362,9 +362,62 @@ impl ObservedProblem {
         Some((ll, (0..pd).map(|k| beta[(k, 0)]).collect()))
     }
 
+    /// The gradient of the restricted log-likelihood in the entries of Vg
+    /// and Ve (each d × d entry on its own): ∂ℓ/∂V[s,t] = −½ Σ over records
+    /// a of trait s and b of trait t of (P − uuᵀ)_ab · ∂Σ_ab/∂V[s,t], with
+    /// P = Σ⁻¹ − Σ⁻¹X(XᵀΣ⁻¹X)⁻¹XᵀΣ⁻¹ and u = Py; ∂Σ_ab/∂Vg[s,t] = K_ab and
+    /// ∂Σ_ab/∂Ve[s,t] = 1 on the same individual. One inverse instead of a
+    /// likelihood per parameter.
+    pub fn gradient(&self, vg: &[f64], ve: &[f64]) -> Option<(Vec<f64>, Vec<f64>)> {
+        use faer::linalg::solvers::{DenseSolveCore, Solve};
+        let (d, n) = (self.d, self.n);
+        let no = self.records.len();
+        let sigma = faer::Mat::from_fn(no, no, |a, b| {
+            let (i, t) = self.records[a];
+            let (j, s) = self.records[b];
+            vg[t * d + s] * self.k[i * n + j] + if i == j { ve[t * d + s] } else { 0.0 }
+        });
+        let llt = sigma.llt(faer::Side::Lower).ok()?;
+        let si = llt.inverse();
+        let w = &si * &self.x;
+        let a = self.x.transpose() * &w;
+        let la = a.llt(faer::Side::Lower).ok()?;
+        // P = Σ⁻¹ − W A⁻¹ Wᵀ, u = P y.
+        let ainv_wt = la.solve(w.transpose());
+        let p = &si - &w * &ainv_wt;
+        let yv = faer::Mat::from_fn(no, 1, |r, _| self.y[r]);
+        let u = &p * &yv;
+        let mut dg = vec![0f64; d * d];
+        let mut de = vec![0f64; d * d];
+        for b in 0..no {
+            let (j, s) = self.records[b];
+            let ub = u[(b, 0)];
+            let col = p.col(b);
+            for a in 0..no {
+                let (i, t) = self.records[a];
+                let m = col[a] - u[(a, 0)] * ub;
+                dg[t * d + s] += m * self.k[i * n + j];
+                if i == j {
+                    de[t * d + s] += m;
+                }
+            }
+        }
+        for v in dg.iter_mut().chain(de.iter_mut()) {
+            *v *= -0.5;
+        }
+        Some((dg, de))
+    }
+
     /// Maximizes the restricted likelihood from (vg0, ve0).
     pub fn fit_from(&self, vg0: &[f64], ve0: &[f64]) -> Result<MvFit> {
-        fit_with(self.d, self.n, vg0, ve0, &|vg, ve| self.eval(vg, ve))
+        fit_with(
+            self.d,
+            self.n,
+            vg0,
+            ve0,
+            &|vg, ve| self.eval(vg, ve),
+            Some(&|vg, ve| self.gradient(vg, ve)),
+        )
     }
 }
 
@@ -372,9 +425,42 @@ impl ObservedProblem {
 /// where a covariance is not positive definite.
 type Likelihood<'a> = dyn Fn(&[f64], &[f64]) -> Option<(f64, Vec<f64>)> + 'a;
 
+/// The gradient of a restricted likelihood in the entries of Vg and Ve
+/// (each d × d entry taken on its own), or None.
+type LikelihoodGradient<'a> = dyn Fn(&[f64], &[f64]) -> Option<(Vec<f64>, Vec<f64>)> + 'a;
+
+/// ∂ℓ/∂θ of a covariance V = LLᵀ parametrized as in [`to_theta`], from
+/// ∂ℓ/∂V (d × d, symmetric): ∂ℓ/∂L = 2·(∂ℓ/∂V)·L, and the diagonal's log scale.
+fn chain_to_theta(dv: &[f64], th: &[f64], d: usize) -> Vec<f64> {
+    let mut l = vec![0f64; d * d];
+    let mut k = 0;
+    for i in 0..d {
+        for j in 0..=i {
+            l[i * d + j] = if i == j { th[k].exp() } else { th[k] };
+            k += 1;
+        }
+    }
+    let mut out = Vec::with_capacity(th.len());
+    for i in 0..d {
+        for j in 0..=i {
+            let dl: f64 = 2.0 * (0..d).map(|c| dv[i * d + c] * l[c * d + j]).sum::<f64>();
+            out.push(if i == j { dl * l[i * d + i] } else { dl });
+        }
+    }
+    out
+}
+
 /// Maximizes a restricted likelihood over the Cholesky factors of Vg and Ve
-/// by BFGS from (vg0, ve0), for `n` individuals.
-fn fit_with(d: usize, n: usize, vg0: &[f64], ve0: &[f64], eval: &Likelihood) -> Result<MvFit> {
+/// by BFGS from (vg0, ve0), for `n` individuals; with `grad`, by its
+/// analytic gradient, else by central differences.
+fn fit_with(
+    d: usize,
+    n: usize,
+    vg0: &[f64],
+    ve0: &[f64],
+    eval: &Likelihood,
+    grad: Option<&LikelihoodGradient>,
+) -> Result<MvFit> {
     let theta0 = [to_theta(vg0, d), to_theta(ve0, d)].concat();
     let m = theta0.len() / 2;
     let f = |th: &[f64]| -> f64 {
@@ -385,7 +471,21 @@ fn fit_with(d: usize, n: usize, vg0: &[f64], ve0: &[f64], eval: &Likelihood) -> 
             None => f64::INFINITY,
         }
     };
-    let (theta, fx, iterations) = bfgs(&f, theta0, 1000);
+    let analytic = |th: &[f64]| -> Vec<f64> {
+        let vg = from_theta(&th[..m], d);
+        let ve = from_theta(&th[m..], d);
+        match grad.and_then(|g| g(&vg, &ve)) {
+            Some((dg, de)) => chain_to_theta(&dg, &th[..m], d)
+                .into_iter()
+                .chain(chain_to_theta(&de, &th[m..], d))
+                .map(|v| -v)
+                .collect(),
+            None => gradient(&f, th),
+        }
+    };
+    let numeric = |th: &[f64]| gradient(&f, th);
+    let g: &dyn Fn(&[f64]) -> Vec<f64> = if grad.is_some() { &analytic } else { &numeric };
+    let (theta, fx, iterations) = bfgs(&f, g, theta0, 1000);
     if !fx.is_finite() {
         return Err(GblupError::Numeric(
             "multi-trait REML failed: no positive-definite covariances found".into(),
@@ -458,14 +558,19 @@ fn gradient(f: &dyn Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
 
 /// Minimizes `f` by BFGS with a backtracking line search; returns (x,
 /// f(x), iterations).
-fn bfgs(f: &dyn Fn(&[f64]) -> f64, mut x: Vec<f64>, max_iter: usize) -> (Vec<f64>, f64, usize) {
+fn bfgs(
+    f: &dyn Fn(&[f64]) -> f64,
+    grad: &dyn Fn(&[f64]) -> Vec<f64>,
+    mut x: Vec<f64>,
+    max_iter: usize,
+) -> (Vec<f64>, f64, usize) {
     let m = x.len();
     let mut h = vec![0f64; m * m];
     for i in 0..m {
         h[i * m + i] = 1.0;
     }
     let mut fx = f(&x);
-    let mut g = gradient(f, &x);
+    let mut g = grad(&x);
     for it in 0..max_iter {
         let gnorm = g.iter().fold(0f64, |a, v| a.max(v.abs()));
         if gnorm < 1e-6 {
@@ -504,7 +609,7 @@ fn bfgs(f: &dyn Fn(&[f64]) -> f64, mut x: Vec<f64>, max_iter: usize) -> (Vec<f64
         if fnew.is_nan() || fnew >= fx {
             return (x, fx, it);
         }
-        let gn = gradient(f, &xn);
+        let gn = grad(&xn);
         let s: Vec<f64> = (0..m).map(|i| xn[i] - x[i]).collect();
         let yv: Vec<f64> = (0..m).map(|i| gn[i] - g[i]).collect();
         let sy: f64 = s.iter().zip(&yv).map(|(a, b)| a * b).sum();
@@ -805,6 +910,48 @@ mod tests {
             .map(|i| b * g0[i] + c * g1[i] + eb * z[2][i] * s3 + ec * z[3][i] * s3)
             .collect();
         (k, vec![y0, y1])
+    }
+
+    #[test]
+    fn observed_record_gradient_equals_central_differences() {
+        let n = 25;
+        let k = kernel(n, 6);
+        let mut y = vec![data(n, 3), data(n, 4), data(n, 8)];
+        for (t, i) in [(1, 2), (2, 2), (0, 9), (2, 17)] {
+            y[t][i] = f64::NAN;
+        }
+        let x = vec![vec![1.0; n], data(n, 2)];
+        let obs = ObservedProblem::new(k, n, &y, &x).unwrap();
+        let vg = [0.5, 0.2, -0.1, 0.2, 0.4, 0.05, -0.1, 0.05, 0.3];
+        let ve = [0.3, 0.1, 0.0, 0.1, 0.5, -0.1, 0.0, -0.1, 0.6];
+        let (dg, de) = obs.gradient(&vg, &ve).unwrap();
+        let h = 1e-6;
+        for (which, grad) in [(0, &dg), (1, &de)] {
+            for (s_, t_) in [(0, 0), (1, 0), (1, 1), (2, 0), (2, 1), (2, 2)] {
+                // A covariance stays symmetric: move V[s,t] and V[t,s]
+                // together, whose derivative is the sum of the two entries'.
+                let shift = |sign: f64| {
+                    let (mut g2, mut e2) = (vg.to_vec(), ve.to_vec());
+                    let m = if which == 0 { &mut g2 } else { &mut e2 };
+                    m[s_ * 3 + t_] += sign * h;
+                    if s_ != t_ {
+                        m[t_ * 3 + s_] += sign * h;
+                    }
+                    obs.eval(&g2, &e2).unwrap().0
+                };
+                let fd = (shift(1.0) - shift(-1.0)) / (2.0 * h);
+                let an = if s_ == t_ {
+                    grad[s_ * 3 + t_]
+                } else {
+                    grad[s_ * 3 + t_] + grad[t_ * 3 + s_]
+                };
+                assert!(
+                    (fd - an).abs() < 1e-5 * fd.abs().max(1.0),
+                    "{} ({s_}, {t_}): analytic {an} vs {fd}",
+                    if which == 0 { "Vg" } else { "Ve" }
+                );
+            }
+        }
     }
 
     #[test]
