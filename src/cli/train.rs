@@ -452,6 +452,10 @@ pub struct PredictArgs {
     /// (a network trained with --predictor-traits), by their names.
     #[arg(long, value_name = "PATH")]
     pub pheno: Option<PathBuf>,
+    /// Of a multi-trait model, write only these traits (comma-separated
+    /// names, in this order; default: all).
+    #[arg(long = "trait", value_name = "NAME,…", value_delimiter = ',')]
+    pub traits: Vec<String>,
     /// Output CSV: id,prediction (a multi-trait model: id and one column per trait).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -502,12 +506,27 @@ fn predict_with<B: Backend>(a: PredictArgs, backend: B) -> Result<()> {
             let rows: Vec<usize> = (0..g.n_individuals()).collect();
             let records = predictor_records(&f, a.pheno.as_deref(), &g)?;
             let refs: Vec<&[f64]> = records.iter().map(|v| v.as_slice()).collect();
-            let names: Vec<String> = if f.traits.len() > 1 {
-                f.traits.iter().map(|t| t.name.clone()).collect()
+            let all = f.predict_traits(&g, &rows, &map, &refs)?;
+            let model_names: Vec<&str> = f.traits.iter().map(|t| t.name.as_str()).collect();
+            let picked: Vec<usize> = if a.traits.is_empty() {
+                (0..model_names.len()).collect()
+            } else {
+                a.traits
+                    .iter()
+                    .map(|t| {
+                        model_names.iter().position(|m| m == t).with_context(|| {
+                            format!("--trait {t}: the model predicts {}", model_names.join(", "))
+                        })
+                    })
+                    .collect::<Result<_>>()?
+            };
+            let names: Vec<String> = if model_names.len() > 1 {
+                picked.iter().map(|&k| model_names[k].to_string()).collect()
             } else {
                 vec!["prediction".into()]
             };
-            (names, f.predict_traits(&g, &rows, &map, &refs)?, report)
+            let preds = picked.iter().map(|&k| all[k].clone()).collect();
+            (names, preds, report)
         }
         SavedModel::Linear(m) => {
             let (map, report) = model::match_markers(&m.markers, &g, &file)?;

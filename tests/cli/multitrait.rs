@@ -100,6 +100,37 @@ fn a_multi_trait_network_trains_saves_and_predicts_each_trait() {
     let (h, rows) = read_csv(&p);
     assert_eq!(h, ["id", "trait1", "trait2"]);
     assert_eq!(rows.len(), 400);
+    // --trait picks and orders; an unknown one is refused, naming the model's.
+    let p2 = dir.path().join("p2.csv");
+    ok(&[
+        "predict",
+        "--model",
+        s(&m),
+        "--geno",
+        s(&bed),
+        "--trait",
+        "trait2",
+        "--out",
+        s(&p2),
+    ]);
+    let (h2, rows2) = read_csv(&p2);
+    assert_eq!(h2, ["id", "trait2"]);
+    assert!(rows2.iter().zip(&rows).all(|(a, b)| a[1] == b[2]));
+    let e = fails(&[
+        "predict",
+        "--model",
+        s(&m),
+        "--geno",
+        s(&bed),
+        "--trait",
+        "yield",
+        "--out",
+        s(&p2),
+    ]);
+    assert!(
+        e.contains("--trait yield: the model predicts trait1, trait2"),
+        "{e}"
+    );
     // Predictions in each trait's units: their means are near the traits'.
     let (_, ph) = read_csv(&pheno);
     for c in 1..=2 {
