@@ -212,8 +212,10 @@ impl Loss {
     /// outputs (`outputs` is batch × width). Softmax cross-entropy takes one
     /// target per sample (the class); the others one per output (batch ×
     /// width, one column per trait), where a NaN target is a missing record:
-    /// it adds nothing to the loss and gets a zero gradient, and the mean is
-    /// over the records present.
+    /// it adds nothing to the loss and gets a zero gradient. The loss is
+    /// each trait's mean over its records present, averaged over the traits
+    /// with a record in the batch (so a sparse trait weighs as much as a
+    /// complete one).
     pub fn eval(self, outputs: &[f32], width: usize, targets: &[f32]) -> (f64, Vec<f32>) {
         let mut grad = vec![0f32; outputs.len()];
         match self {
@@ -223,16 +225,25 @@ impl Loss {
                     targets.len(),
                     "{self:?} needs one target per output (width {width})"
                 );
-                let present = targets.iter().filter(|t| !t.is_nan()).count();
-                if present == 0 {
+                let mut present = vec![0usize; width];
+                for (k, t) in targets.iter().enumerate() {
+                    if !t.is_nan() {
+                        present[k % width] += 1;
+                    }
+                }
+                let traits = present.iter().filter(|&&c| c > 0).count();
+                if traits == 0 {
                     return (0.0, grad);
                 }
-                let n = present as f64;
-                let mut total = 0f64;
-                for ((o, t), g) in outputs.iter().zip(targets).zip(grad.iter_mut()) {
+                let mut sums = vec![0f64; width];
+                for (k, ((o, t), g)) in outputs.iter().zip(targets).zip(grad.iter_mut()).enumerate()
+                {
                     if t.is_nan() {
                         continue;
                     }
+                    // This record's share of the mean: records of its trait
+                    // × traits present.
+                    let share = (present[k % width] * traits) as f64;
                     let (o, t) = (*o as f64, *t as f64);
                     let (l, d) = match self {
                         Loss::Mse => ((o - t).powi(2), 2.0 * (o - t)),
@@ -250,10 +261,16 @@ impl Loss {
                             (l, 1.0 / (1.0 + (-o).exp()) - t)
                         }
                     };
-                    total += l;
-                    *g = (d / n) as f32;
+                    sums[k % width] += l;
+                    *g = (d / share) as f32;
                 }
-                (total / n, grad)
+                let total: f64 = sums
+                    .iter()
+                    .zip(&present)
+                    .filter(|(_, &c)| c > 0)
+                    .map(|(s, &c)| s / c as f64)
+                    .sum();
+                (total / traits as f64, grad)
             }
             Loss::SoftmaxCrossEntropy => {
                 let labels: Vec<usize> = targets.iter().map(|&t| t as usize).collect();

@@ -86,9 +86,10 @@ fn gradcheck(name: &str, specs: &str, input: &[usize], lossf: Loss, targets: Vec
     eprintln!("{name}: worst relative difference {worst:.2e}");
 }
 
-/// Several traits, some records missing: the loss is the mean over the
-/// records present, and a missing record adds nothing, so its output's
-/// gradient is 0 and so is the finite difference of the loss in it.
+/// Several traits, some records missing: the loss is each trait's mean over
+/// its records present, averaged over the traits, and a missing record adds
+/// nothing, so its output's gradient is 0 and so is the finite difference
+/// of the loss in it.
 #[test]
 fn missing_records_are_masked_out_of_a_multi_trait_loss() {
     let specs = r#"
@@ -129,19 +130,23 @@ fn missing_records_are_masked_out_of_a_multi_trait_loss() {
                 assert!((fd - g[k] as f64).abs() < 1e-3, "{loss:?}: output {k}");
             }
         }
-        // The mean over the 9 records present, by a naive sum.
-        let want: f64 = present
-            .iter()
-            .map(|&k| {
-                let r = (out[k] - t[k]) as f64;
-                match loss {
-                    Loss::Mse => r * r,
-                    _ if r.abs() <= 1.0 => 0.5 * r * r,
-                    _ => r.abs() - 0.5,
-                }
+        // By a naive sum: each trait's mean over its records (4, 2 and 3 of
+        // them), then the mean of the three.
+        let per = |k: usize| {
+            let r = (out[k] - t[k]) as f64;
+            match loss {
+                Loss::Mse => r * r,
+                _ if r.abs() <= 1.0 => 0.5 * r * r,
+                _ => r.abs() - 0.5,
+            }
+        };
+        let want: f64 = (0..3)
+            .map(|c| {
+                let ks: Vec<usize> = present.iter().copied().filter(|k| k % 3 == c).collect();
+                ks.iter().map(|&k| per(k)).sum::<f64>() / ks.len() as f64
             })
             .sum::<f64>()
-            / present.len() as f64;
+            / 3.0;
         assert!((l - want).abs() < 1e-9, "{loss:?}: {l} vs {want}");
     }
     // Every record missing: no loss, no gradient.
