@@ -423,3 +423,62 @@ fn multi_trait_mistakes_are_refused() {
     ]);
     assert!(e.contains("named twice"), "{e}");
 }
+
+/// CV2 keeps the test individuals' predictor traits, never their targets:
+/// poisoning fold 1's test records of trait2 leaves every prediction of
+/// trait2 on fold 1 unchanged, for every model, with explicit predictor
+/// traits and in the rotating scheme alike.
+#[test]
+fn cv2_never_shows_a_model_the_test_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bed, pheno, cfg) = sim(dir.path());
+    let models = format!("mtgblup,gblup,{}", cfg.display());
+    for (name, extra) in [
+        (
+            "explicit",
+            vec!["--trait", "trait2", "--predictor-traits", "trait1"],
+        ),
+        ("rotating", vec!["--trait", "trait1,trait2"]),
+    ] {
+        let clean = dir.path().join(format!("{name}-clean"));
+        let mut args = extra.clone();
+        args.extend(["--scheme", "cv2", "--fold", "1"]);
+        cv_run(&bed, &pheno, &models, &args, &clean);
+        let (_, folds) = read_csv(&clean.join("folds.csv"));
+        let test: std::collections::HashSet<String> = folds
+            .iter()
+            .filter(|r| r[2] == "1")
+            .map(|r| r[0].clone())
+            .collect();
+        let (h, rows) = read_csv(&pheno);
+        let mut text = h.join(",") + "\n";
+        for r in &rows {
+            let v2 = if test.contains(&r[0]) && r[2] != "NA" {
+                "1000000"
+            } else {
+                &r[2]
+            };
+            text.push_str(&format!("{},{},{v2}\n", r[0], r[1]));
+        }
+        let poisoned = dir.path().join(format!("{name}.csv"));
+        fs::write(&poisoned, text).unwrap();
+        let bad = dir.path().join(format!("{name}-poisoned"));
+        let fold_file = clean.join("folds.csv");
+        args.extend(["--fold-file", s(&fold_file)]);
+        cv_run(&bed, &poisoned, &models, &args, &bad);
+        let preds = |d: &Path| -> Vec<(String, String, String)> {
+            read_csv(&d.join("predictions.csv"))
+                .1
+                .into_iter()
+                .filter(|r| r[6] == "trait2")
+                .map(|r| (r[0].clone(), r[3].clone(), r[4].clone()))
+                .collect()
+        };
+        let (pa, pb) = (preds(&clean), preds(&bad));
+        assert!(pa.len() > 3 * 20, "{name}: {}", pa.len());
+        assert_eq!(
+            pa, pb,
+            "{name}: predictions of trait2 changed with its test records"
+        );
+    }
+}
