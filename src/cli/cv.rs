@@ -338,7 +338,7 @@ fn run_cv(a: CvRun) -> Result<()> {
         folds.k,
         folds.repeats(),
         if multi {
-            format!("scheme {:?}; ", a.scheme).to_uppercase()
+            format!("scheme {}; ", a.scheme.name().to_uppercase())
         } else {
             String::new()
         },
@@ -395,7 +395,7 @@ fn run_cv(a: CvRun) -> Result<()> {
         "trait": trait_names.join(","),
         "traits": trait_names,
         "predictor_traits": predictors.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
-        "scheme": format!("{:?}", a.scheme).to_lowercase(),
+        "scheme": a.scheme.name(),
         "n_phenotyped": eligible.len(),
         "n_markers": g.n_markers(),
         "folds": folds.k,

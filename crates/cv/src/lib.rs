@@ -37,6 +37,16 @@ pub enum Scheme {
     Cv2,
 }
 
+impl Scheme {
+    /// `cv1` or `cv2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Cv1 => "cv1",
+            Scheme::Cv2 => "cv2",
+        }
+    }
+}
+
 impl std::str::FromStr for Scheme {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
