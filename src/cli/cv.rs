@@ -258,6 +258,19 @@ fn run_cv(a: CvRun) -> Result<()> {
         a.predictor_traits.as_ref(),
         g.individuals(),
     )?;
+    for t in &traits {
+        let v: Vec<f64> = t.values.iter().copied().filter(|x| !x.is_nan()).collect();
+        if let Some(&first) = v.first() {
+            if v.iter().all(|&x| x == first) {
+                bail!(
+                    "{}: trait {} is constant (all {} records are {first}); there is nothing to predict",
+                    a.pheno.display(),
+                    t.name,
+                    v.len()
+                );
+            }
+        }
+    }
     let multi = traits.len() > 1 || !predictors.is_empty();
     // With several traits, multi-trait GBLUP is the baseline, and the
     // univariate GBLUP is reported beside it.
@@ -572,6 +585,45 @@ fn merge(m: MergeArgs) -> Result<()> {
         }
     }
     records.sort_by_key(|r| (r.repeat, r.fold));
+    // Every model and trait must have every fold of every repeat in folds.csv.
+    if let Some(f) = &folds_csv {
+        let mut want: std::collections::BTreeSet<(usize, usize)> = Default::default();
+        for line in f.lines().skip(1) {
+            let cells: Vec<&str> = line.rsplitn(3, ',').collect();
+            if let [fold, repeat, _] = cells[..] {
+                if let (Ok(r), Ok(k)) = (repeat.parse::<usize>(), fold.parse::<usize>()) {
+                    want.insert((r - 1, k - 1));
+                }
+            }
+        }
+        let mut have: std::collections::BTreeMap<(&str, &str), Vec<(usize, usize)>> =
+            Default::default();
+        for r in &records {
+            have.entry((r.model.as_str(), r.trait_name.as_str()))
+                .or_default()
+                .push((r.repeat, r.fold));
+        }
+        for ((model, trait_name), got) in &have {
+            let missing: Vec<String> = want
+                .iter()
+                .filter(|w| !got.contains(w))
+                .map(|(r, k)| format!("repeat {} fold {}", r + 1, k + 1))
+                .collect();
+            if !missing.is_empty() {
+                bail!(
+                    "cv merge: model {model}{} lacks {} of the {} folds in folds.csv ({}); merge the directories of every fold",
+                    if trait_name.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (trait {trait_name})")
+                    },
+                    missing.len(),
+                    want.len(),
+                    missing.join(", ")
+                );
+            }
+        }
+    }
     if let Some(f) = folds_csv {
         geno::write_atomic(m.out.join("folds.csv"), f.as_bytes())?;
     }

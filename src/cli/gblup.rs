@@ -121,7 +121,19 @@ pub fn run_gblup(a: GblupArgs) -> Result<()> {
         KernelArg::Rkhs => KernelChoice::rkhs(),
     };
     let train: Vec<usize> = (0..g.n_individuals()).collect();
-    let fit = gblup::fit(&g, &grm, &tr.values, &covs, &train, &kernel)?;
+    let fit = match gblup::fit(&g, &grm, &tr.values, &covs, &train, &kernel) {
+        Err(gblup::GblupError::ConstantTrait { value, n }) => bail!(
+            "{}: trait {} is constant (all {n} records are {value}); there is no variance to estimate or predict",
+            pheno.display(),
+            tr.name
+        ),
+        Err(gblup::GblupError::ConstantCovariate { index, value, n }) => bail!(
+            "{}: covariate {} is constant ({value}) on the {n} individuals with the trait, so it duplicates the intercept; drop it",
+            a.covar.as_ref().map_or(String::new(), |p| p.display().to_string()),
+            a.covar_names[index - 1]
+        ),
+        other => other?,
+    };
     let fit_s = t1.elapsed().as_secs_f64();
     pb.finish_and_clear();
 

@@ -13,6 +13,51 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot create the output directory {}", dir.display()))
 }
 
+/// The files an input path stands for: itself, and for a PLINK fileset
+/// (`x.bed` or the prefix `x`) its .bed, .bim and .fam.
+fn input_files(p: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![p.to_path_buf()];
+    let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if matches!(ext, "bed" | "bim" | "fam" | "") {
+        let stem = if ext.is_empty() {
+            p.to_path_buf()
+        } else {
+            p.with_extension("")
+        };
+        for e in ["bed", "bim", "fam"] {
+            let mut f = stem.clone().into_os_string();
+            f.push(format!(".{e}"));
+            out.push(f.into());
+        }
+    }
+    out
+}
+
+/// Refuses an output file that is one of the inputs (it would be
+/// overwritten): compared after resolving links and `..`.
+pub fn refuse_input_as_output(out: &Path, inputs: &[(&str, &Path)]) -> Result<()> {
+    let canon = |p: &Path| -> Option<std::path::PathBuf> {
+        let parent = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Some(parent.canonicalize().ok()?.join(p.file_name()?))
+    };
+    let Some(o) = canon(out) else { return Ok(()) };
+    for (flag, input) in inputs {
+        for f in input_files(input) {
+            if canon(&f).is_some_and(|c| c == o) {
+                anyhow::bail!(
+                    "--out {} is the {flag} input {}; it would be overwritten. Give another output path",
+                    out.display(),
+                    f.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes pretty JSON atomically.
 pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;
@@ -37,7 +82,6 @@ pub fn num(v: Option<f64>) -> String {
     }
 }
 
-/// Quotes a CSV field when it needs it.
 /// A CSV header: `first`, then `names` quoted where needed.
 pub fn csv_header(first: &str, names: &[&str]) -> String {
     let mut h = first.to_string();
@@ -49,6 +93,7 @@ pub fn csv_header(first: &str, names: &[&str]) -> String {
     h
 }
 
+/// Quotes a CSV field when it needs it.
 pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))

@@ -14,7 +14,8 @@ use nn::{Backend, CandleDevice, Native};
 use serde_json::json;
 
 use super::output::{
-    csv_field, csv_header, ensure_dir, num, spinner, table, write_json, EpochProgress,
+    csv_field, csv_header, ensure_dir, num, refuse_input_as_output, spinner, table, write_json,
+    EpochProgress,
 };
 use super::transfer::TransferArgs;
 use super::{GenoArgs, PhenoArgs};
@@ -495,6 +496,11 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
 }
 
 fn predict_with<B: Backend>(a: PredictArgs, backend: B) -> Result<()> {
+    let mut inputs = vec![("--geno", a.geno.geno.as_path())];
+    if let Some(p) = &a.pheno {
+        inputs.push(("--pheno", p.as_path()));
+    }
+    refuse_input_as_output(&a.out, &inputs)?;
     let saved = model::load(&a.model, backend)?;
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
     let g = a.geno.reader().read()?;

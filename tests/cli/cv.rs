@@ -205,6 +205,20 @@ fn single_folds_merge_into_the_full_comparison() {
     );
     let j = read_json(&merged.join("summary.json"));
     assert_eq!(j["models"]["gblup"]["folds"], 3);
+    // Two of the three folds are not a comparison: refused, naming the gap.
+    let e = crate::common::fails(&[
+        "cv",
+        "merge",
+        "--out",
+        s(&dir.path().join("partial")),
+        s(&parts[0]),
+        s(&parts[2]),
+    ]);
+    assert!(
+        e.contains("model gblup (trait trait) lacks 1 of the 3 folds")
+            && e.contains("repeat 1 fold 2"),
+        "{e}"
+    );
 }
 
 #[test]

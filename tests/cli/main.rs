@@ -10,6 +10,7 @@ mod image;
 mod multitrait;
 mod qc;
 mod real_data;
+mod reliability;
 mod simulate;
 mod train;
 mod transfer;

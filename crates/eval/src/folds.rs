@@ -19,6 +19,16 @@ pub struct Folds {
     pub assignment: Vec<Vec<Option<usize>>>,
 }
 
+/// At least one repeat.
+fn check_repeats(repeats: usize) -> Result<()> {
+    if repeats == 0 {
+        return Err(EvalError::Usage(
+            "--repeats 0: expected at least 1 repeat of the folds".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl Folds {
     /// k-fold assignment of the individuals `eligible`, shuffled by `seed`
     /// for each repeat; fold sizes differ by at most one.
@@ -35,6 +45,7 @@ impl Folds {
                 eligible.len()
             )));
         }
+        check_repeats(repeats)?;
         let mut assignment = Vec::with_capacity(repeats);
         for r in 0..repeats {
             let mut rng =
@@ -71,11 +82,21 @@ impl Folds {
                 distinct.len()
             )));
         }
-        let k = if k == 0 || k >= distinct.len() {
-            distinct.len()
-        } else {
-            k
-        };
+        if k > distinct.len() {
+            return Err(EvalError::Usage(format!(
+                "--folds {k}: there are only {} groups; give at most {}, or --folds 0 for one fold per group",
+                distinct.len(),
+                distinct.len()
+            )));
+        }
+        if k == 1 {
+            return Err(EvalError::Usage(
+                "--folds 1: cross-validation needs at least 2 folds (--folds 0: one per group)"
+                    .into(),
+            ));
+        }
+        check_repeats(repeats)?;
+        let k = if k == 0 { distinct.len() } else { k };
         let mut assignment = Vec::with_capacity(repeats);
         for r in 0..repeats {
             let mut rng =

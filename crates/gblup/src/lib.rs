@@ -77,9 +77,20 @@ pub fn fit(
     }
     let n = grm.kinship.n;
     let yt: Vec<f64> = train.iter().map(|&i| y[i]).collect();
+    if let Some(value) = error::constant(&yt) {
+        return Err(GblupError::ConstantTrait { value, n: nt });
+    }
     let mut xcols = vec![vec![1.0; nt]];
-    for c in covariates {
-        xcols.push(train.iter().map(|&i| c[i]).collect());
+    for (index, c) in covariates.iter().enumerate() {
+        let col: Vec<f64> = train.iter().map(|&i| c[i]).collect();
+        if let Some(value) = error::constant(&col) {
+            return Err(GblupError::ConstantCovariate {
+                index: index + 1,
+                value,
+                n: nt,
+            });
+        }
+        xcols.push(col);
     }
     let sub = |k: &Kinship| -> Vec<f64> {
         train
@@ -271,8 +282,11 @@ pub fn fit_multi(grm: &Grm, y: &[Vec<f64>], train: &[usize]) -> Result<MultiFit>
                     r.len()
                 )));
             }
-            let e = Spectral::new(&sub_kernel(k, &r), r.len())?;
             let yt: Vec<f64> = r.iter().map(|&i| t[i]).collect();
+            if let Some(value) = error::constant(&yt) {
+                return Err(GblupError::ConstantTrait { value, n: r.len() });
+            }
+            let e = Spectral::new(&sub_kernel(k, &r), r.len())?;
             reml::Problem::new(&e, &yt, &[vec![1.0; r.len()]])?.fit()
         })
         .collect::<Result<Vec<_>>>()?;

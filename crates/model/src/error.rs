@@ -25,6 +25,16 @@ pub enum ModelError {
     /// Training that cannot continue.
     #[error("{0}")]
     Training(String),
+    /// A trait whose training records are all the same value.
+    #[error("trait {trait_name} is constant: all {n} training records are {value}; there is nothing to learn")]
+    ConstantTrait {
+        trait_name: String,
+        value: f64,
+        n: usize,
+    },
+    /// Training that diverged: the loss or the outputs left any sensible range.
+    #[error("training diverged in epoch {epoch} ({what}); try a lower learning rate than {lr}")]
+    Diverged { epoch: usize, what: String, lr: f32 },
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;

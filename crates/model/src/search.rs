@@ -240,9 +240,14 @@ impl SearchSpec {
         let candidates = match raw.mode.as_str() {
             "grid" => grid,
             "random" => {
+                if raw.samples == 0 {
+                    return Err(ModelError::Spec(format!(
+                        "{origin}: samples = 0; a random search needs at least 1 sample"
+                    )));
+                }
                 let mut rng = ChaCha8Rng::seed_from_u64(raw.seed);
                 grid.shuffle(&mut rng);
-                grid.truncate(raw.samples.max(1));
+                grid.truncate(raw.samples);
                 grid
             }
             other => {

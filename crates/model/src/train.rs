@@ -478,11 +478,23 @@ pub fn fit_with<B: Backend>(
         _ => {}
     }
     for c in &data.targets {
-        if train.iter().all(|&i| c.values[i].is_nan()) {
+        let v: Vec<f64> = train
+            .iter()
+            .map(|&i| c.values[i])
+            .filter(|x| !x.is_nan())
+            .collect();
+        let Some(&first) = v.first() else {
             return Err(ModelError::Data(format!(
                 "trait {} has no record among the training individuals",
                 c.name
             )));
+        };
+        if matches!(loss, Loss::Mse | Loss::Huber) && v.len() > 1 && v.iter().all(|&x| x == first) {
+            return Err(ModelError::ConstantTrait {
+                trait_name: c.name.to_string(),
+                value: first,
+                n: v.len(),
+            });
         }
     }
 

@@ -128,6 +128,27 @@ impl EarlyStopping {
     }
 }
 
+/// The largest loss and output magnitude a run may reach. Targets are
+/// standardized (regression) or labels (classification), so a healthy loss
+/// is of order 1 and outputs of order 10; past this, the run has diverged
+/// and its weights are garbage, even while the numbers stay finite.
+pub const DIVERGED: f64 = 1e6;
+
+/// Why a batch's loss and outputs say the run diverged, or None.
+fn diverged(loss: f64, outputs: &[f32]) -> Option<String> {
+    if !loss.is_finite() || loss > DIVERGED {
+        return Some(format!("the loss is {loss:e}"));
+    }
+    let worst = outputs
+        .iter()
+        .map(|o| o.abs())
+        .fold(0f32, |m, v| if v.is_nan() || v > m { v } else { m });
+    if worst.is_nan() || worst as f64 > DIVERGED {
+        return Some(format!("an output is {worst:e}"));
+    }
+    None
+}
+
 /// The seed of the dropout masks of optimizer step `step`.
 fn step_seed(seed: u64, step: u32) -> u64 {
     kernels::norm::splitmix64(seed ^ (step as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
@@ -277,12 +298,12 @@ fn run_phase<B: Backend, T: Task<B>>(
                 step_seed(seed, run.step),
                 opts.profile,
             )?;
-            if !out.loss.is_finite() {
-                return Err(ModelError::Training(format!(
-                    "training diverged in epoch {} (the loss is {}); try a lower learning rate than {lr}",
-                    epoch + 1,
-                    out.loss
-                )));
+            if let Some(what) = diverged(out.loss, &out.outputs) {
+                return Err(ModelError::Diverged {
+                    epoch: epoch + 1,
+                    what,
+                    lr,
+                });
             }
             if let Some(p) = &mut run.profile {
                 p.merge(&out.profile);
@@ -314,4 +335,22 @@ fn run_phase<B: Backend, T: Task<B>>(
         }
     }
     stopper.restore(network, run.history.len() - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::diverged;
+
+    #[test]
+    fn divergence_is_caught_before_the_loss_is_nan() {
+        assert_eq!(diverged(0.9, &[0.5, -3.0, 12.0]), None);
+        // The figures of issue 16: a loss of 1e31, outputs of 1e16.
+        assert!(diverged(1e31, &[0.5]).unwrap().contains("loss is 1e31"));
+        assert!(diverged(0.5, &[1.0, -1e16])
+            .unwrap()
+            .contains("output is 1e16"));
+        assert!(diverged(f64::NAN, &[0.5]).is_some());
+        assert!(diverged(f64::INFINITY, &[0.5]).is_some());
+        assert!(diverged(0.5, &[0.0, f32::NAN]).unwrap().contains("NaN"));
+    }
 }

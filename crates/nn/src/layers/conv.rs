@@ -186,6 +186,7 @@ impl<B: Backend> Conv<B> {
         cx: &mut Builder<B>,
     ) -> Result<Self> {
         let shape = geom.output(input).map_err(|m| at.err(m))?;
+        at.penalties(l1, l2)?;
         let (wshape, fan_in, fan_out) = geom.weight_shape();
         let w = cx.weights(at.name("weight"), &wshape, fan_in, fan_out, l1, l2)?;
         let b = if bias {

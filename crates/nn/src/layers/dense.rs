@@ -51,6 +51,7 @@ pub fn build<B: Backend>(
     if d.units == 0 {
         return Err(at.err("units must be at least 1"));
     }
+    at.penalties(d.l1, d.l2)?;
     let n_in = input[0];
     let w = cx.weights(
         at.name("weight"),

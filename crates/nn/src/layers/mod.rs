@@ -219,6 +219,18 @@ impl At {
         }
     }
 
+    /// Checks a layer's l1 and l2 penalties: finite and not negative.
+    pub fn penalties(&self, l1: f32, l2: f32) -> Result<()> {
+        for (key, v) in [("l1", l1), ("l2", l2)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(self.err(format!(
+                    "{key} = {v}; a penalty must be a finite number ≥ 0"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// A parameter's name: `layers.3.weight`.
     pub fn name(&self, what: &str) -> String {
         format!("{}.{what}", self.path)

@@ -1,0 +1,251 @@
+//! Issue 16's defects, one test each: inputs that used to pass silently
+//! (a constant trait or covariate, negative penalties, empty searches and
+//! repeats, more folds than groups, an output over an input, a diverging
+//! run) are refused with a message that says what was expected.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::common::{example_bed, example_pheno, fails, s, train_example_args};
+
+/// The example's phenotypes with the trait column replaced by `f(row)`,
+/// and an extra column `extra` = `g(row)`.
+fn pheno_with(
+    dir: &Path,
+    name: &str,
+    f: &dyn Fn(usize, &str) -> String,
+    g: &dyn Fn(usize) -> String,
+) -> PathBuf {
+    let text = fs::read_to_string(example_pheno()).unwrap();
+    let mut out = String::from("id,trait,extra\n");
+    for (k, line) in text.lines().enumerate().skip(1) {
+        let (id, v) = line.split_once(',').unwrap();
+        out.push_str(&format!("{id},{},{}\n", f(k, v), g(k)));
+    }
+    let p = dir.join(name);
+    fs::write(&p, out).unwrap();
+    p
+}
+
+const MLP: &str = r#"
+name = "m"
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "dense"
+units = 4
+activation = "relu"
+l2 = 0.001
+[[layers]]
+type = "dense"
+units = 1
+[training]
+epochs = 2
+"#;
+
+#[test]
+fn a_constant_trait_is_refused_by_gblup_train_and_cv() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pheno_with(dir.path(), "c.csv", &|_, _| "2.5".into(), &|_| "1".into());
+    let out = dir.path().join("o");
+    let e = fails(&[
+        "gblup",
+        "--geno",
+        example_bed(),
+        "--pheno",
+        s(&p),
+        "--trait",
+        "trait",
+        "--out",
+        s(&out),
+    ]);
+    assert!(
+        e.contains("c.csv") && e.contains("trait trait is constant") && e.contains("2.5"),
+        "{e}"
+    );
+    let cfg = dir.path().join("m.toml");
+    fs::write(&cfg, MLP).unwrap();
+    let mut args = train_example_args(&cfg, &out, &[]);
+    args[4] = s(&p);
+    let e = fails(&args);
+    assert!(
+        e.contains("trait trait is constant") && e.contains("2.5"),
+        "{e}"
+    );
+    let e = fails(&[
+        "cv",
+        "--geno",
+        example_bed(),
+        "--pheno",
+        s(&p),
+        "--trait",
+        "trait",
+        "--models",
+        "gblup",
+        "--out",
+        s(&out),
+    ]);
+    assert!(e.contains("c.csv") && e.contains("is constant"), "{e}");
+    // The multi-trait path too.
+    let e = fails(&[
+        "gblup",
+        "--geno",
+        example_bed(),
+        "--pheno",
+        s(&p),
+        "--trait",
+        "trait,extra",
+        "--out",
+        s(&out),
+    ]);
+    assert!(e.contains("constant"), "{e}");
+}
+
+#[test]
+fn a_constant_covariate_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pheno_with(dir.path(), "c.csv", &|_, v| v.to_string(), &|_| "1".into());
+    let e = fails(&[
+        "gblup",
+        "--geno",
+        example_bed(),
+        "--pheno",
+        example_pheno(),
+        "--trait",
+        "trait",
+        "--covar",
+        s(&p),
+        "--covar-names",
+        "extra",
+        "--out",
+        s(&dir.path().join("o")),
+    ]);
+    assert!(
+        e.contains("c.csv") && e.contains("covariate 'extra' is constant"),
+        "{e}"
+    );
+}
+
+#[test]
+fn negative_or_nan_penalties_are_refused_naming_the_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o");
+    for (bad, key) in [
+        ("l2 = -0.1", "l2 = -0.1"),
+        ("l2 = nan", "l2 = NaN"),
+        ("l1 = -1.0\nl2 = 0.001", "l1 = -1"),
+    ] {
+        let cfg = dir.path().join("bad.toml");
+        fs::write(&cfg, MLP.replace("l2 = 0.001", bad)).unwrap();
+        let e = fails(&train_example_args(&cfg, &out, &[]));
+        assert!(
+            e.contains("layer 1 (dense)") && e.contains(key) && e.contains("≥ 0"),
+            "{bad}: {e}"
+        );
+    }
+}
+
+#[test]
+fn empty_searches_repeats_and_folds_beyond_the_groups_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o");
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/cnn1d-pez.toml");
+    let search = dir.path().join("s.toml");
+    fs::write(
+        &search,
+        format!(
+            "base = \"{}\"\nmode = \"random\"\nsamples = 0\n[space]\nlr = [0.001, 0.0001]\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    let cv = |extra: &[&str]| {
+        let mut a = vec![
+            "cv",
+            "--geno",
+            example_bed(),
+            "--pheno",
+            example_pheno(),
+            "--trait",
+            "trait",
+            "--models",
+            "gblup",
+            "--out",
+            s(&out),
+        ];
+        a.extend_from_slice(extra);
+        fails(&a)
+    };
+    let e = cv(&["--search", s(&search)]);
+    assert!(e.contains("s.toml") && e.contains("samples = 0"), "{e}");
+    let e = cv(&["--repeats", "0"]);
+    assert!(e.contains("--repeats 0"), "{e}");
+    let p = pheno_with(dir.path(), "g.csv", &|_, v| v.to_string(), &|k| {
+        format!("fam{}", k % 4)
+    });
+    let e = fails(&[
+        "cv",
+        "--geno",
+        example_bed(),
+        "--pheno",
+        s(&p),
+        "--trait",
+        "trait",
+        "--models",
+        "gblup",
+        "--groups",
+        "extra",
+        "--folds",
+        "9",
+        "--out",
+        s(&out),
+    ]);
+    assert!(e.contains("--folds 9: there are only 4 groups"), "{e}");
+}
+
+#[test]
+fn predict_never_writes_over_its_genotypes() {
+    let dir = tempfile::tempdir().unwrap();
+    // A copy of the example fileset, and a GBLUP model of it.
+    for e in ["bed", "bim", "fam"] {
+        fs::copy(
+            example_bed().replace(".bed", &format!(".{e}")),
+            dir.path().join(format!("g.{e}")),
+        )
+        .unwrap();
+    }
+    let bed = dir.path().join("g.bed");
+    let m = dir.path().join("m");
+    crate::common::ok(&[
+        "gblup",
+        "--geno",
+        s(&bed),
+        "--pheno",
+        example_pheno(),
+        "--trait",
+        "trait",
+        "--out",
+        s(&m),
+    ]);
+    let before = fs::read(&bed).unwrap();
+    for out in [
+        bed.clone(),
+        dir.path().join("g.fam"),
+        dir.path().join("sub/../g.bim"),
+    ] {
+        if let Some(d) = out.parent() {
+            fs::create_dir_all(d).unwrap();
+        }
+        let e = fails(&[
+            "predict",
+            "--model",
+            s(&m),
+            "--geno",
+            s(&bed),
+            "--out",
+            s(&out),
+        ]);
+        assert!(e.contains("would be overwritten"), "{e}");
+    }
+    assert_eq!(fs::read(&bed).unwrap(), before);
+}
