@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 use geno::{run_qc, AtomicFile, PhenoTable, QcFilters};
 use serde_json::json;
@@ -38,12 +38,25 @@ pub fn run(a: QcArgs) -> Result<()> {
         mind: a.mind,
     };
     filters.validate()?;
-    ensure_dir(&a.out)?;
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
     let g = a.geno.reader().read()?;
     pb.set_message("computing QC statistics");
     let report = run_qc(&g, &filters)?;
     pb.finish_and_clear();
+    // Nothing left is not a result: say which filter emptied it, write nothing.
+    if report.kept_individuals.is_empty() || report.kept_markers.is_empty() {
+        bail!(
+            "{}: the filters remove every {} ({} of {} individuals by --mind, {} of {} markers by --geno-missing and {} by --maf); nothing would be written. Loosen the thresholds",
+            a.geno.geno.display(),
+            if report.kept_markers.is_empty() { "marker" } else { "individual" },
+            report.removed_by_mind,
+            g.n_individuals(),
+            report.removed_by_geno,
+            g.n_markers(),
+            report.removed_by_maf
+        );
+    }
+    ensure_dir(&a.out)?;
 
     let phenotyped = match (&a.pheno.pheno, &a.pheno.trait_) {
         (Some(p), Some(t)) => {

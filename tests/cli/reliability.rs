@@ -249,3 +249,33 @@ fn predict_never_writes_over_its_genotypes() {
     }
     assert_eq!(fs::read(&bed).unwrap(), before);
 }
+
+#[test]
+fn qc_that_removes_everything_fails_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("g.csv");
+    fs::write(&g, "id,m1,m2,m3\na,0,0,NA\nb,0,1,0\nc,0,0,0\nd,1,0,0\n").unwrap();
+    let out = dir.path().join("qc");
+    let e = fails(&["qc", "--geno", s(&g), "--maf", "0.3", "--out", s(&out)]);
+    assert!(
+        e.contains("g.csv") && e.contains("remove every marker") && e.contains("3 by --maf"),
+        "{e}"
+    );
+    // Every individual misses a call: --mind 0 removes them all.
+    let g2 = dir.path().join("g2.csv");
+    fs::write(
+        &g2,
+        "id,m1,m2
+a,0,NA
+b,NA,1
+c,1,NA
+",
+    )
+    .unwrap();
+    let e = fails(&["qc", "--geno", s(&g2), "--mind", "0", "--out", s(&out)]);
+    assert!(
+        e.contains("remove every individual") && e.contains("3 of 3 individuals"),
+        "{e}"
+    );
+    assert!(!out.exists(), "a failed qc left {}", out.display());
+}

@@ -332,10 +332,21 @@ pub fn read_delimited(path: &Path, opts: DelimitedOptions) -> Result<PackedGenot
                 ),
             });
         }
-        names
+        let markers: Vec<Marker> = names
             .iter()
             .map(|s| Marker::from_id(to_string(s)))
-            .collect()
+            .collect();
+        // Columns counted from 1 in the header line.
+        let lead = f1.len() - names.len();
+        crate::error::unique_markers(
+            path,
+            "column",
+            markers
+                .iter()
+                .enumerate()
+                .map(|(j, mk)| (mk.id.as_str(), lead + j + 1)),
+        )?;
+        markers
     } else {
         (1..=m).map(|j| Marker::from_id(format!("m{j}"))).collect()
     };
@@ -412,6 +423,14 @@ pub fn read_raw(path: &Path) -> Result<PackedGenotypes> {
         .iter()
         .map(|f| raw_marker(&to_string(f)))
         .collect();
+    crate::error::unique_markers(
+        path,
+        "column",
+        markers
+            .iter()
+            .enumerate()
+            .map(|(j, mk)| (mk.id.as_str(), 7 + j)),
+    )?;
     if markers.is_empty() {
         return Err(GenoError::invalid(
             path,

@@ -74,6 +74,21 @@ pub enum GenoError {
         second: usize,
     },
 
+    /// Two markers share one ID: a model's markers are matched by ID, so the
+    /// second would be read from the first's column.
+    #[error(
+        "{}: the marker ID '{id}' appears twice, on {unit}s {first} and {second}; marker IDs must be unique (plink2 --set-all-var-ids @:#:$r:$a renames them)",
+        path.display()
+    )]
+    DuplicateMarker {
+        path: PathBuf,
+        id: String,
+        /// `line` (a .bim) or `column` (a header).
+        unit: &'static str,
+        first: usize,
+        second: usize,
+    },
+
     /// Anything else that is wrong with the content of a file.
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
@@ -114,4 +129,26 @@ impl GenoError {
             message: message.into(),
         }
     }
+}
+
+/// Refuses a marker ID seen twice among `(id, line or column)`.
+pub(crate) fn unique_markers<'a>(
+    path: &std::path::Path,
+    unit: &'static str,
+    ids: impl Iterator<Item = (&'a str, usize)>,
+) -> Result<()> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (id, at) in ids {
+        if let Some(&first) = seen.get(id) {
+            return Err(GenoError::DuplicateMarker {
+                path: path.into(),
+                id: id.to_string(),
+                unit,
+                first,
+                second: at,
+            });
+        }
+        seen.insert(id, at);
+    }
+    Ok(())
 }

@@ -48,6 +48,7 @@ impl PlinkPaths {
 pub fn read_bim(path: &Path) -> Result<Vec<Marker>> {
     let mut lines = LineReader::new(open_text(path, "a PLINK .bim file")?, path);
     let mut markers = Vec::new();
+    let mut line_of = Vec::new();
     while lines.next_line()? {
         let f = split_fields(&lines.buf, Delimiter::Whitespace);
         if f.is_empty() {
@@ -85,6 +86,7 @@ pub fn read_bim(path: &Path) -> Result<Vec<Marker>> {
             a1: to_string(f[4]),
             a2: to_string(f[5]),
         });
+        line_of.push(lines.line_no());
     }
     if markers.is_empty() {
         return Err(GenoError::Empty {
@@ -92,6 +94,11 @@ pub fn read_bim(path: &Path) -> Result<Vec<Marker>> {
             expected: "a PLINK .bim file with one line per marker",
         });
     }
+    crate::error::unique_markers(
+        path,
+        "line",
+        markers.iter().map(|m| m.id.as_str()).zip(line_of),
+    )?;
     Ok(markers)
 }
 
