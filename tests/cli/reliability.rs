@@ -279,3 +279,151 @@ c,1,NA
     );
     assert!(!out.exists(), "a failed qc left {}", out.display());
 }
+
+/// Rewrites one F32 tensor of a safetensors file through `f` (its shape
+/// follows the new length), keeping the others.
+fn rewrite_tensor(path: &Path, name: &str, f: &dyn Fn(Vec<f32>) -> Vec<f32>) {
+    let bytes = fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let mut out_header = serde_json::Map::new();
+    let mut out_data = Vec::new();
+    let mut names: Vec<&String> = header.keys().filter(|k| *k != "__metadata__").collect();
+    names.sort_by_key(|k| header[*k]["data_offsets"][0].as_u64().unwrap());
+    for k in names {
+        let t = &header[k];
+        let (a, b) = (
+            t["data_offsets"][0].as_u64().unwrap() as usize,
+            t["data_offsets"][1].as_u64().unwrap() as usize,
+        );
+        let mut v: Vec<f32> = data[a..b]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let mut shape = t["shape"].clone();
+        if k == name {
+            let len = v.len();
+            v = f(v);
+            if v.len() != len {
+                shape = serde_json::json!([v.len()]);
+            }
+        }
+        let start = out_data.len();
+        out_data.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+        out_header.insert(
+            k.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, out_data.len()]}),
+        );
+    }
+    let h = serde_json::to_vec(&out_header).unwrap();
+    let mut file = (h.len() as u64).to_le_bytes().to_vec();
+    file.extend(h);
+    file.extend(out_data);
+    fs::write(path, file).unwrap();
+}
+
+#[test]
+fn saved_models_are_checked_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let gb = dir.path().join("gblup");
+    crate::common::ok(&[
+        "gblup",
+        "--geno",
+        example_bed(),
+        "--pheno",
+        example_pheno(),
+        "--trait",
+        "trait",
+        "--out",
+        s(&gb),
+    ]);
+    let cfg = dir.path().join("m.toml");
+    fs::write(&cfg, MLP).unwrap();
+    let net = dir.path().join("net");
+    crate::common::ok(&train_example_args(&cfg, &net, &[]));
+    let p = dir.path().join("p.csv");
+    let predict = |m: &Path| {
+        fails(&[
+            "predict",
+            "--model",
+            s(m),
+            "--geno",
+            example_bed(),
+            "--out",
+            s(&p),
+        ])
+    };
+    let copy = |src: &Path, name: &str| -> PathBuf {
+        let d = dir.path().join(name);
+        fs::create_dir_all(&d).unwrap();
+        for f in ["model.toml", "model.safetensors"] {
+            fs::copy(src.join(f), d.join(f)).unwrap();
+        }
+        d
+    };
+    // A newer version is not read as this one.
+    let m = copy(&net, "v2");
+    let t = fs::read_to_string(m.join("model.toml")).unwrap();
+    fs::write(
+        m.join("model.toml"),
+        t.replacen("version = 1", "version = 2", 1),
+    )
+    .unwrap();
+    let e = predict(&m);
+    assert!(
+        e.contains("model.toml") && e.contains("version = 2") && e.contains("newer"),
+        "{e}"
+    );
+    // Marker arrays of unequal length.
+    let m = copy(&net, "ragged");
+    let t = fs::read_to_string(m.join("model.toml")).unwrap();
+    let a1 = t.lines().find(|l| l.starts_with("a1 = [")).unwrap();
+    let short = format!("a1 = [{}", &a1[a1.find(", ").unwrap() + 2..]);
+    fs::write(m.join("model.toml"), t.replacen(a1, &short, 1)).unwrap();
+    let e = predict(&m);
+    assert!(e.contains("[markers] has 3000 IDs but 2999 a1"), "{e}");
+    // A short input.sd, short SNP-BLUP effects, a NaN weight.
+    for (src, name, tensor, f, want) in [
+        (
+            &net,
+            "sd",
+            "input.sd",
+            &(|mut v: Vec<f32>| {
+                v.pop();
+                v
+            }) as &dyn Fn(Vec<f32>) -> Vec<f32>,
+            "input.sd has 2999 values for 3000 markers",
+        ),
+        (
+            &gb,
+            "effects",
+            "snp.effects",
+            &|mut v: Vec<f32>| {
+                v.truncate(10);
+                v
+            },
+            "snp.effects has 10 values for 3000 markers",
+        ),
+        (
+            &net,
+            "nan",
+            "layers.1.weight",
+            &|mut v: Vec<f32>| {
+                v[5] = f32::NAN;
+                v
+            },
+            "tensor 'layers.1.weight' holds NaN at index 5",
+        ),
+    ] {
+        let m = copy(src, name);
+        rewrite_tensor(&m.join("model.safetensors"), tensor, f);
+        let e = predict(&m);
+        assert!(
+            e.contains("model.safetensors") && e.contains(want),
+            "{name}: {e}"
+        );
+    }
+    assert!(!p.exists());
+}

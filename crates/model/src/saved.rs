@@ -20,6 +20,8 @@ use crate::train::{Fitted, InputMap, ScaledTrait, TargetScale};
 use crate::transfer::{Provenance, SourceWeights};
 
 const FORMAT: &str = "genocnn-model";
+/// The version of `model.toml` this build writes and reads.
+const VERSION: u32 = 1;
 
 /// The markers of a saved model.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -223,7 +225,7 @@ pub fn save_network<B: Backend>(f: &Fitted<B>, dir: &Path) -> Result<()> {
     tensors.extend(param_tensors(&f.network)?);
     let header = Header {
         format: FORMAT.into(),
-        version: 1,
+        version: VERSION,
         kind: ModelKind::Network,
         trait_name: f.traits[0].name.clone(),
         seed: f.seed,
@@ -256,7 +258,7 @@ pub fn save_image<B: Backend>(m: &ImageModel<B>, dir: &Path) -> Result<()> {
     let tensors = param_tensors(&m.network)?;
     let header = Header {
         format: FORMAT.into(),
-        version: 1,
+        version: VERSION,
         kind: ModelKind::Image,
         trait_name: String::new(),
         seed: m.seed,
@@ -308,7 +310,7 @@ fn build_loaded<B: Backend>(
 pub fn save_linear(m: &LinearModel, dir: &Path) -> Result<()> {
     let header = Header {
         format: FORMAT.into(),
-        version: 1,
+        version: VERSION,
         kind: ModelKind::Linear,
         trait_name: m.trait_name.clone(),
         seed: 0,
@@ -364,6 +366,20 @@ fn open(dir: &Path) -> Result<Opened> {
         return Err(saved_err(
             &toml_path,
             format!("not a genocnn model (format = '{}')", header.format),
+        ));
+    }
+    if header.version != VERSION {
+        return Err(saved_err(
+            &toml_path,
+            format!(
+                "version = {}; this genocnn reads version {VERSION} models{}",
+                header.version,
+                if header.version > VERSION {
+                    " (the model was written by a newer genocnn)"
+                } else {
+                    ""
+                }
+            ),
         ));
     }
     let bytes =
@@ -439,7 +455,17 @@ pub fn load<B: Backend>(dir: &Path, backend: B) -> Result<SavedModel<B>> {
         let t = st
             .tensor(name)
             .map_err(|_| saved_err(&st_path, format!("tensor '{name}' is missing")))?;
-        Ok((t.shape().to_vec(), f32_values(&st_path, name, &t)?))
+        let v = f32_values(&st_path, name, &t)?;
+        if let Some(k) = v.iter().position(|x| !x.is_finite()) {
+            return Err(saved_err(
+                &st_path,
+                format!(
+                    "tensor '{name}' holds {} at index {k}; a saved model's values must be finite",
+                    v[k]
+                ),
+            ));
+        }
+        Ok((t.shape().to_vec(), v))
     };
     if header.kind == ModelKind::Image {
         let spec = header
@@ -464,6 +490,17 @@ pub fn load<B: Backend>(dir: &Path, backend: B) -> Result<SavedModel<B>> {
         })));
     }
     let mk = &header.markers;
+    if mk.a1.len() != mk.id.len() || mk.a2.len() != mk.id.len() {
+        return Err(saved_err(
+            &toml_path,
+            format!(
+                "[markers] has {} IDs but {} a1 and {} a2 alleles; each marker needs one of each",
+                mk.id.len(),
+                mk.a1.len(),
+                mk.a2.len()
+            ),
+        ));
+    }
     let markers: Vec<Marker> = (0..mk.id.len())
         .map(|j| Marker {
             a1: mk.a1[j].clone(),
@@ -485,6 +522,16 @@ pub fn load<B: Backend>(dir: &Path, backend: B) -> Result<SavedModel<B>> {
     match header.kind {
         ModelKind::Linear => {
             let (_, eff) = get("snp.effects")?;
+            if eff.len() != markers.len() {
+                return Err(saved_err(
+                    &st_path,
+                    format!(
+                        "snp.effects has {} values for {} markers",
+                        eff.len(),
+                        markers.len()
+                    ),
+                ));
+            }
             Ok(SavedModel::Linear(LinearModel {
                 markers,
                 center: mean.iter().map(|&v| v as f64).collect(),
@@ -500,6 +547,16 @@ pub fn load<B: Backend>(dir: &Path, backend: B) -> Result<SavedModel<B>> {
                 .spec
                 .ok_or_else(|| saved_err(&toml_path, "a network model needs its [spec]"))?;
             let (_, sd) = get("input.sd")?;
+            if sd.len() != markers.len() {
+                return Err(saved_err(
+                    &st_path,
+                    format!(
+                        "input.sd has {} values for {} markers",
+                        sd.len(),
+                        markers.len()
+                    ),
+                ));
+            }
             let standardizer = Standardizer::from_moments(mean, sd);
             let predictors: Vec<ScaledTrait> = header
                 .predictor_traits
