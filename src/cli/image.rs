@@ -92,16 +92,21 @@ impl Dataset {
                 } else {
                     vec!["test_batch.bin".into()]
                 };
-                let paths: Vec<PathBuf> = names
+                let paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
+                let missing: Vec<&str> = names
                     .iter()
-                    .map(|n| dir.join(n))
-                    .filter(|p| p.exists())
+                    .zip(&paths)
+                    .filter(|(_, p)| !p.exists())
+                    .map(|(n, _)| n.as_str())
                     .collect();
-                if paths.is_empty() {
+                if !missing.is_empty() {
                     bail!(
-                        "{}: no CIFAR-10 {} batch found (expected {})",
+                        "{}: the CIFAR-10 {} batch{} {} {} missing (expected {}); a partial download would train on part of the data without a word, so it is refused (use --train-limit for a smaller run)",
                         dir.display(),
                         if train { "training" } else { "test" },
+                        if missing.len() == 1 { "" } else { "es" },
+                        missing.join(", "),
+                        if missing.len() == 1 { "is" } else { "are" },
                         names.join(", ")
                     );
                 }

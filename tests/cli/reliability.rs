@@ -427,3 +427,38 @@ fn saved_models_are_checked_not_trusted() {
     }
     assert!(!p.exists());
 }
+
+#[test]
+fn a_missing_cifar_batch_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec: Vec<u8> = std::iter::once(3u8)
+        .chain(std::iter::repeat_n(7u8, 3072))
+        .collect();
+    for name in [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_4.bin",
+        "test_batch.bin",
+    ] {
+        fs::write(dir.path().join(name), &rec).unwrap();
+    }
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/vgg-small.toml");
+    let e = fails(&[
+        "image",
+        "train",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        s(dir.path()),
+        "--model",
+        s(&cfg),
+        "--epochs",
+        "1",
+        "--out",
+        s(&dir.path().join("o")),
+    ]);
+    assert!(
+        e.contains("data_batch_3.bin, data_batch_5.bin are missing") && e.contains("--train-limit"),
+        "{e}"
+    );
+}

@@ -88,16 +88,30 @@ pub fn read_idx(path: &Path) -> Result<Idx> {
             u32::from_be_bytes([b[4 + 4 * k], b[5 + 4 * k], b[6 + 4 * k], b[7 + 4 * k]]) as usize
         })
         .collect();
-    let n: usize = dims.iter().product();
+    let shape = || {
+        dims.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(" × ")
+    };
+    let n = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| {
+            invalid(
+                path,
+                format!(
+                    "the header's dimensions {} multiply past any file size; the header is corrupt",
+                    shape()
+                ),
+            )
+        })?;
     if b.len() - header != n {
         return Err(invalid(
             path,
             format!(
                 "the header promises {} = {n} values, but the file holds {}",
-                dims.iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" × "),
+                shape(),
                 b.len() - header
             ),
         ));
@@ -219,6 +233,18 @@ pub fn read_mnist(dir: &Path, prefix: &str) -> Result<ImageSet> {
         return Err(invalid(
             &lp,
             format!("expected 1 dimension (count), found {}", labels.dims.len()),
+        ));
+    }
+    if images.dims[0] == 0 {
+        return Err(invalid(&ip, "the file holds no images (its count is 0)"));
+    }
+    if images.dims[1] == 0 || images.dims[2] == 0 {
+        return Err(invalid(
+            &ip,
+            format!(
+                "images of {} × {} pixels; expected rows and columns of at least 1",
+                images.dims[1], images.dims[2]
+            ),
         ));
     }
     if images.dims[0] != labels.dims[0] {

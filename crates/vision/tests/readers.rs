@@ -152,3 +152,47 @@ fn classes_are_selected_in_order_and_relabelled() {
     assert_eq!(s.labels, vec![0, 0, 1]);
     assert_eq!(s.images, vec![0, 1, 20, 21, 30, 31]);
 }
+
+/// Issue 16: a header whose dimensions overflow, an empty split and images
+/// of zero rows are errors naming the file, not a panic or an accuracy of 0.
+#[test]
+fn overflowing_empty_and_zero_size_idx_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4 dimensions of 2^32 − 1: their product passes u64.
+    let p = dir.path().join("huge-images-idx3-ubyte");
+    let mut b = vec![0u8, 0, 0x08, 4];
+    for _ in 0..4 {
+        b.extend_from_slice(&u32::MAX.to_be_bytes());
+    }
+    std::fs::write(&p, &b).unwrap();
+    let e = read_idx(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("huge-images") && e.contains("multiply past"),
+        "{e}"
+    );
+    for (name, dims, want) in [
+        ("empty", [0usize, 28, 28], "holds no images"),
+        ("flat", [3, 0, 28], "images of 0 × 28 pixels"),
+    ] {
+        let n: usize = dims.iter().product();
+        write_idx(
+            &dir.path().join(format!("{name}-images-idx3-ubyte")),
+            &dims,
+            &vec![0u8; n],
+            false,
+        )
+        .unwrap();
+        write_idx(
+            &dir.path().join(format!("{name}-labels-idx1-ubyte")),
+            &[dims[0]],
+            &vec![0u8; dims[0]],
+            false,
+        )
+        .unwrap();
+        let e = read_mnist(dir.path(), name).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{name}-images-idx3-ubyte")) && e.contains(want),
+            "{e}"
+        );
+    }
+}
