@@ -299,7 +299,7 @@ fn run_cv(a: CvRun) -> Result<()> {
         .filter(|&i| traits.iter().any(|t| !t.values[i].is_nan()))
         .collect();
     let folds = if let Some(f) = &a.fold_file {
-        Folds::from_csv(f, &ids)?
+        Folds::from_csv(f, &ids, &eligible)?
     } else if let Some(col) = &a.groups {
         let mut groups = table.column_text(col, g.individuals())?;
         for (i, gr) in groups.iter_mut().enumerate() {

@@ -462,3 +462,60 @@ fn a_missing_cifar_batch_is_refused_naming_it() {
         "{e}"
     );
 }
+
+#[test]
+fn a_fold_file_must_assign_every_individual_once_and_name_no_stranger() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<String> = fs::read_to_string(example_pheno())
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .collect();
+    let lines: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(k, id)| format!("{id},1,{}", k % 3 + 1))
+        .collect();
+    let run = |name: &str, body: &[String]| {
+        let f = dir.path().join(name);
+        fs::write(&f, format!("id,repeat,fold\n{}\n", body.join("\n"))).unwrap();
+        fails(&[
+            "cv",
+            "--geno",
+            example_bed(),
+            "--pheno",
+            example_pheno(),
+            "--trait",
+            "trait",
+            "--models",
+            "gblup",
+            "--fold-file",
+            s(&f),
+            "--out",
+            s(&dir.path().join("o")),
+        ])
+    };
+    let e = run("left.csv", &lines[1..]);
+    assert!(
+        e.contains("left.csv")
+            && e.contains("1 phenotyped individuals are in no fold of repeat 1")
+            && e.contains(&ids[0]),
+        "{e}"
+    );
+    let mut stranger = lines.clone();
+    stranger.insert(5, "nobody,1,2".into());
+    let e = run("stranger.csv", &stranger);
+    assert!(
+        e.contains("stranger.csv, line 7") && e.contains("'nobody' is not a genotyped individual"),
+        "{e}"
+    );
+    let mut twice = lines.clone();
+    twice.push(format!("{},1,3", ids[0]));
+    let e = run("twice.csv", &twice);
+    assert!(
+        e.contains(&format!("twice.csv, line {}", lines.len() + 2))
+            && e.contains("is in fold 3 of repeat 1, but line 2 put it in fold 1"),
+        "{e}"
+    );
+}

@@ -147,7 +147,7 @@ impl Folds {
     }
 
     /// Reads `id,repeat,fold` (from 1), matching IDs to the genotype store.
-    pub fn from_csv(path: &Path, ids: &[String]) -> Result<Self> {
+    pub fn from_csv(path: &Path, ids: &[String], eligible: &[usize]) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| EvalError::Io(path.display().to_string(), e))?;
         let index: HashMap<&str, usize> = ids
@@ -155,26 +155,30 @@ impl Folds {
             .enumerate()
             .map(|(i, s)| (s.as_str(), i))
             .collect();
+        let at = |no: usize| format!("{}, line {}", path.display(), no + 1);
         let mut lines = text.lines().enumerate();
         match lines.next() {
-            Some((_, h)) if h.trim() == "id,repeat,fold" => {}
+            Some((_, h)) if h.trim_start_matches('\u{feff}').trim() == "id,repeat,fold" => {}
             _ => {
                 return Err(EvalError::Parse(format!(
-                    "{}, line 1: expected the header id,repeat,fold",
-                    path.display()
+                    "{}: expected the header id,repeat,fold",
+                    at(0)
                 )))
             }
         }
-        let mut by_repeat: BTreeMap<usize, Vec<Option<usize>>> = BTreeMap::new();
+        // Per repeat: each individual's fold and the line that gave it.
+        let mut by_repeat: BTreeMap<usize, Vec<Option<(usize, usize)>>> = BTreeMap::new();
         let mut k = 0;
-        let mut unknown = 0;
         for (no, line) in lines {
             if line.trim().is_empty() {
                 continue;
             }
             let f: Vec<&str> = line.split(',').collect();
             let bad = || {
-                EvalError::Parse(format!("{}, line {}: expected id,repeat,fold with repeat and fold from 1, found '{line}'", path.display(), no + 1))
+                EvalError::Parse(format!(
+                    "{}: expected id,repeat,fold with repeat and fold from 1, found '{line}'",
+                    at(no)
+                ))
             };
             if f.len() != 3 {
                 return Err(bad());
@@ -184,29 +188,63 @@ impl Folds {
             if r == 0 || fold == 0 {
                 return Err(bad());
             }
-            let Some(&i) = index.get(f[0].trim()) else {
-                unknown += 1;
-                continue;
+            let id = f[0].trim();
+            let Some(&i) = index.get(id) else {
+                return Err(EvalError::Parse(format!(
+                    "{}: '{id}' is not a genotyped individual; a fold file names only individuals of the genotypes",
+                    at(no)
+                )));
             };
             k = k.max(fold);
-            by_repeat
+            let slot = &mut by_repeat
                 .entry(r - 1)
-                .or_insert_with(|| vec![None; ids.len()])[i] = Some(fold - 1);
+                .or_insert_with(|| vec![None; ids.len()])[i];
+            match *slot {
+                Some((f0, line0)) if f0 != fold - 1 => {
+                    return Err(EvalError::Parse(format!(
+                        "{}: '{id}' is in fold {fold} of repeat {r}, but line {} put it in fold {}",
+                        at(no),
+                        line0 + 1,
+                        f0 + 1
+                    )))
+                }
+                Some(_) => {}
+                None => *slot = Some((fold - 1, no)),
+            }
         }
         if by_repeat.is_empty() {
             return Err(EvalError::Parse(format!(
-                "{}: no fold assignment matches a genotyped individual ({unknown} IDs unknown)",
+                "{}: no fold assignment in the file",
                 path.display()
             )));
         }
         let repeats = by_repeat.keys().max().map_or(0, |r| r + 1);
-        let assignment = (0..repeats)
-            .map(|r| {
-                by_repeat
-                    .remove(&r)
-                    .unwrap_or_else(|| vec![None; ids.len()])
-            })
-            .collect();
+        let mut assignment = Vec::with_capacity(repeats);
+        for r in 0..repeats {
+            let Some(a) = by_repeat.remove(&r) else {
+                return Err(EvalError::Parse(format!(
+                    "{}: repeat {} has no line, but repeat {repeats} does; repeats are numbered from 1 without gaps",
+                    path.display(),
+                    r + 1
+                )));
+            };
+            // Every phenotyped individual is in a fold of every repeat.
+            let left: Vec<&str> = eligible
+                .iter()
+                .filter(|&&i| a[i].is_none())
+                .map(|&i| ids[i].as_str())
+                .collect();
+            if !left.is_empty() {
+                return Err(EvalError::Parse(format!(
+                    "{}: {} phenotyped individuals are in no fold of repeat {}, for example {}; a fold file assigns every one",
+                    path.display(),
+                    left.len(),
+                    r + 1,
+                    left.iter().take(3).copied().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            assignment.push(a.into_iter().map(|x| x.map(|(f, _)| f)).collect());
+        }
         Ok(Folds { k, assignment })
     }
 }
