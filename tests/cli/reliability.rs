@@ -519,3 +519,27 @@ fn a_fold_file_must_assign_every_individual_once_and_name_no_stranger() {
         "{e}"
     );
 }
+
+#[test]
+fn convert_refuses_ids_that_plink_files_cannot_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("g.csv");
+    fs::write(&g, "id,m1,m2\nline 1,0,1\nline2,2,1\n").unwrap();
+    let out = dir.path().join("out.bed");
+    let e = fails(&["convert", "--geno", s(&g), "--out", s(&out)]);
+    assert!(
+        e.contains("out.fam")
+            && e.contains("family ID 'line 1' of individual 1")
+            && e.contains("white space"),
+        "{e}"
+    );
+    assert!(!out.exists() && !dir.path().join("out.fam").exists());
+    // The same file converts to CSV, which can hold it, and back.
+    crate::common::ok(&[
+        "convert",
+        "--geno",
+        s(&g),
+        "--out",
+        s(&dir.path().join("copy.csv")),
+    ]);
+}

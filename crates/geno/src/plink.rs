@@ -288,18 +288,59 @@ pub fn write_plink(
             &all_rows
         }
     };
-    let cols: Box<dyn Iterator<Item = usize>> = match cols {
-        Some(c) => Box::new(c.iter().copied()),
-        None => Box::new(0..g.n_markers()),
-    };
     let identity = rows.len() == g.n_individuals() && rows.iter().enumerate().all(|(k, &i)| k == i);
+    // PLINK's text files split on white space: a field holding some (or
+    // none at all) would not read back as written.
+    let field_ok = |v: &str| !v.is_empty() && !v.chars().any(char::is_whitespace);
+    for &i in rows {
+        let ind = &g.individuals()[i];
+        for (what, v) in [
+            ("family ID", &ind.fid),
+            ("individual ID", &ind.iid),
+            ("father ID", &ind.father),
+            ("mother ID", &ind.mother),
+        ] {
+            if !field_ok(v) {
+                return Err(GenoError::invalid(
+                    &paths.fam,
+                    format!(
+                        "the {what} '{v}' of individual {} is empty or holds white space, which a .fam cannot hold; rename it (for example with underscores) before writing PLINK files",
+                        i + 1
+                    ),
+                ));
+            }
+        }
+    }
+    let col_list: Vec<usize> = match cols {
+        Some(c) => c.to_vec(),
+        None => (0..g.n_markers()).collect(),
+    };
+    for &j in &col_list {
+        let mk = &g.markers()[j];
+        for (what, v) in [
+            ("chromosome", &mk.chromosome),
+            ("marker ID", &mk.id),
+            ("allele A1", &mk.a1),
+            ("allele A2", &mk.a2),
+        ] {
+            if !field_ok(v) {
+                return Err(GenoError::invalid(
+                    &paths.bim,
+                    format!(
+                        "the {what} '{v}' of marker {} is empty or holds white space, which a .bim cannot hold; rename it before writing PLINK files",
+                        j + 1
+                    ),
+                ));
+            }
+        }
+    }
 
     let mut bed = AtomicFile::create(&paths.bed)?;
     let mut bim = AtomicFile::create(&paths.bim)?;
     bed.write_all(&BED_MAGIC)?;
     let mut buf = vec![0u8; rows.len().div_ceil(4)];
     let mut line = String::new();
-    for j in cols {
+    for j in col_list {
         if identity {
             bed.write_all(g.snp(j))?;
         } else {
