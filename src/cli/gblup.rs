@@ -195,6 +195,7 @@ pub fn run_gblup(a: GblupArgs) -> Result<()> {
             "n_test": test_rows.len(),
             "test_r": test_r.map(finite),
             "n_markers": g.n_markers(),
+            "n_monomorphic": g.n_markers() - grm.n_polymorphic,
             "grm_mean_diagonal": grm.kinship.mean_diagonal(),
             "seconds": { "read": read_s, "grm": grm_s, "reml_blup": fit_s, "total": total_s },
         }),
@@ -213,6 +214,14 @@ pub fn run_gblup(a: GblupArgs) -> Result<()> {
                 "{} for training of {} genotyped",
                 fit.train.len(),
                 g.n_individuals()
+            ),
+        ),
+        (
+            "markers",
+            format!(
+                "{} ({} monomorphic or uncalled, which add nothing)",
+                g.n_markers(),
+                g.n_markers() - grm.n_polymorphic
             ),
         ),
         ("h2", format!("{:.4} ± {:.4}", r.h2, r.h2_se)),

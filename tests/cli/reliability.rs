@@ -543,3 +543,50 @@ fn convert_refuses_ids_that_plink_files_cannot_hold() {
         s(&dir.path().join("copy.csv")),
     ]);
 }
+
+#[test]
+fn genotypes_without_a_polymorphic_marker_are_refused_by_gblup() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.csv");
+    fs::write(&p, "id,y\na,1.0\nb,2.0\nc,0.5\nd,1.5\n").unwrap();
+    for (name, rows) in [
+        ("mono", ["2,0", "2,0", "2,0", "2,0"]),
+        ("het", ["1,1", "1,1", "1,1", "1,1"]),
+        ("missing", ["NA,2", "NA,2", "NA,2", "NA,2"]),
+    ] {
+        let g = dir.path().join(format!("{name}.csv"));
+        let body: Vec<String> = ["a", "b", "c", "d"]
+            .iter()
+            .zip(rows)
+            .map(|(i, r)| format!("{i},{r}"))
+            .collect();
+        fs::write(&g, format!("id,m1,m2\n{}\n", body.join("\n"))).unwrap();
+        let e = fails(&[
+            "gblup",
+            "--geno",
+            s(&g),
+            "--pheno",
+            s(&p),
+            "--trait",
+            "y",
+            "--out",
+            s(&dir.path().join("o")),
+        ]);
+        assert!(e.contains("none of the 2 markers varies"), "{name}: {e}");
+    }
+    // One monomorphic marker among others is allowed, and counted.
+    let g = dir.path().join("some.csv");
+    fs::write(&g, "id,m1,m2,m3\na,0,0,2\nb,1,0,0\nc,2,0,1\nd,0,0,1\n").unwrap();
+    let out = crate::common::ok(&[
+        "gblup",
+        "--geno",
+        s(&g),
+        "--pheno",
+        s(&p),
+        "--trait",
+        "y",
+        "--out",
+        s(&dir.path().join("o")),
+    ]);
+    assert!(out.contains("3 (1 monomorphic or uncalled"), "{out}");
+}

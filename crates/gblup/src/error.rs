@@ -14,6 +14,11 @@ pub enum GblupError {
     /// variance to partition.
     #[error("the trait is constant: all {n} training records are {value}; there is no variance to estimate or predict")]
     ConstantTrait { value: f64, n: usize },
+    /// Genotypes without a single polymorphic marker (all monomorphic or
+    /// all missing): the relationship matrix is zero and nothing can be
+    /// estimated from it.
+    #[error("none of the {n_markers} markers varies between individuals (all are monomorphic, uncalled, or the same call in everyone), so the genotypes say nothing about relationships; check the file and the QC filters")]
+    NoVariation { n_markers: usize },
     /// A covariate that is constant on the training individuals, and so
     /// collinear with the intercept.
     #[error("covariate {index} is constant ({value}) on the {n} training individuals, so it duplicates the intercept; drop it")]

@@ -69,6 +69,11 @@ pub fn fit(
         .copied()
         .filter(|&i| !y[i].is_nan() && covariates.iter().all(|c| !c[i].is_nan()))
         .collect();
+    if grm.n_polymorphic == 0 || grm.kinship.mean_diagonal().abs() < 1e-12 {
+        return Err(GblupError::NoVariation {
+            n_markers: grm.freqs.len(),
+        });
+    }
     let nt = train.len();
     if nt < 3 {
         return Err(GblupError::Data(format!(
@@ -260,6 +265,11 @@ pub fn fit_multi(grm: &Grm, y: &[Vec<f64>], train: &[usize]) -> Result<MultiFit>
         return Err(GblupError::Data(
             "multi-trait GBLUP needs at least 2 traits".into(),
         ));
+    }
+    if grm.n_polymorphic == 0 || grm.kinship.mean_diagonal().abs() < 1e-12 {
+        return Err(GblupError::NoVariation {
+            n_markers: grm.freqs.len(),
+        });
     }
     let k = &grm.kinship;
     let rows: Vec<usize> = train
