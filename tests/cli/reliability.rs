@@ -590,3 +590,22 @@ fn genotypes_without_a_polymorphic_marker_are_refused_by_gblup() {
     ]);
     assert!(out.contains("3 (1 monomorphic or uncalled"), "{out}");
 }
+
+#[test]
+fn io_errors_say_their_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.csv");
+    let e = fails(&[
+        "gblup",
+        "--geno",
+        example_bed(),
+        "--pheno",
+        s(&missing),
+        "--trait",
+        "trait",
+        "--out",
+        s(&dir.path().join("o")),
+    ]);
+    assert!(e.contains("nope.csv"), "{e}");
+    assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
+}

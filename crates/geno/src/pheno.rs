@@ -127,6 +127,8 @@ impl PhenoTable {
     pub fn read(path: &Path) -> Result<Self> {
         const WHAT: &str = "a phenotype table";
         let bytes = read_small(path, WHAT)?;
+        // A UTF-8 byte-order mark (spreadsheets write one) is not data.
+        let bytes: &[u8] = bytes.strip_prefix(&[0xef, 0xbb, 0xbf]).unwrap_or(&bytes);
         let mut rows: Vec<(usize, Vec<&[u8]>)> = Vec::new();
         let is_fam = path.extension().is_some_and(|e| e == "fam");
         let mut delim = None;

@@ -87,6 +87,10 @@ impl<R: BufRead> LineReader<R> {
             return Ok(false);
         }
         self.line_no += 1;
+        // A UTF-8 byte-order mark (spreadsheets write one) is not data.
+        if self.line_no == 1 && self.buf.starts_with(&[0xef, 0xbb, 0xbf]) {
+            self.buf.drain(..3);
+        }
         if self.buf.last() == Some(&b'\n') {
             self.buf.pop();
         }
@@ -188,7 +192,8 @@ impl AtomicFile {
             .to_string_lossy()
             .into_owned();
         let tmp = target.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-        let file = File::create(&tmp).map_err(|e| GenoError::io(&tmp, e))?;
+        // Errors name the output asked for, not the hidden temporary file.
+        let file = File::create(&tmp).map_err(|e| GenoError::io(&target, e))?;
         Ok(AtomicFile {
             target,
             tmp,
