@@ -93,23 +93,38 @@ impl Dataset {
                     vec!["test_batch.bin".into()]
                 };
                 let paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
-                let missing: Vec<&str> = names
-                    .iter()
-                    .zip(&paths)
-                    .filter(|(_, p)| !p.exists())
-                    .map(|(n, _)| n.as_str())
-                    .collect();
-                if !missing.is_empty() {
+                let (present, missing): (Vec<PathBuf>, Vec<&str>) = {
+                    let mut present = Vec::new();
+                    let mut missing = Vec::new();
+                    for (n, p) in names.iter().zip(paths) {
+                        if p.exists() {
+                            present.push(p);
+                        } else {
+                            missing.push(n.as_str());
+                        }
+                    }
+                    (present, missing)
+                };
+                if present.is_empty() {
                     bail!(
-                        "{}: the CIFAR-10 {} batch{} {} {} missing (expected {}); a partial download would train on part of the data without a word, so it is refused (use --train-limit for a smaller run)",
+                        "{}: no CIFAR-10 {} batch found (expected {})",
                         dir.display(),
                         if train { "training" } else { "test" },
-                        if missing.len() == 1 { "" } else { "es" },
-                        missing.join(", "),
-                        if missing.len() == 1 { "is" } else { "are" },
                         names.join(", ")
                     );
                 }
+                if !missing.is_empty() {
+                    // Never part of the data without a word.
+                    eprintln!(
+                        "warning: {}: reading {} of the {} CIFAR-10 {} batches; {} missing",
+                        dir.display(),
+                        present.len(),
+                        names.len(),
+                        if train { "training" } else { "test" },
+                        missing.join(", ")
+                    );
+                }
+                let paths = present;
                 Ok(vision::read_cifar(&paths)?)
             }
         }

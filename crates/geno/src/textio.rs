@@ -54,6 +54,27 @@ pub(crate) fn open_text(path: &Path, expected: &'static str) -> Result<BufReader
             path: path.to_path_buf(),
         });
     }
+    // Binary data (a .bed read as text, say): say so instead of quoting it.
+    let probe = &head[..head.len().min(4096)];
+    let binary = probe
+        .iter()
+        .filter(|&&b| b == 0 || (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')))
+        .count();
+    if binary * 20 > probe.len() || probe.contains(&0) {
+        let start: Vec<String> = head.iter().take(3).map(|b| format!("{b:02x}")).collect();
+        let hint = if head.starts_with(&[0x6c, 0x1b]) {
+            " — the magic number of a PLINK .bed"
+        } else {
+            ""
+        };
+        return Err(GenoError::invalid(
+            path,
+            format!(
+                "this is binary data, not text (it starts with the bytes {}{hint}); expected {expected}",
+                start.join(" ")
+            ),
+        ));
+    }
     Ok(reader)
 }
 

@@ -38,3 +38,23 @@ fn an_output_error_names_the_output_not_its_temporary_file() {
         "{e}"
     );
 }
+
+#[test]
+fn a_bed_read_as_text_is_called_binary_not_quoted() {
+    let bed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/example.bed");
+    for format in [geno::GenoFormat::Raw, geno::GenoFormat::Delimited] {
+        let e = GenoReader::new(&bed)
+            .format(Some(format))
+            .read()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("example.bed")
+                && e.contains("binary data")
+                && e.contains("6c 1b 01")
+                && e.contains("PLINK .bed"),
+            "{format:?}: {e}"
+        );
+        assert!(!e.contains('\u{fffd}'), "{e}");
+    }
+}
