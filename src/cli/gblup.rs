@@ -106,7 +106,7 @@ pub fn run_gblup(a: GblupArgs) -> Result<()> {
     if let Some(path) = &a.covar {
         let ct = PhenoTable::read(path)?;
         for name in &a.covar_names {
-            covs.push(ct.select(name, g.individuals())?.values);
+            covs.push(ct.select_as(name, g.individuals(), "covariate")?.values);
         }
     }
     let read_s = start.elapsed().as_secs_f64();

@@ -246,7 +246,7 @@ fn trait_that_does_not_exist() {
     );
     let err = qc_pheno(dir.path(), &p, "3");
     assert!(
-        err.contains("no trait number 3") && err.contains("2 trait column(s)"),
+        err.contains("no trait number 3") && err.contains("2 column(s) besides the IDs"),
         "{err}"
     );
 }

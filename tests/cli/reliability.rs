@@ -610,3 +610,67 @@ fn io_errors_say_their_cause_once() {
     assert!(e.contains("nope.csv"), "{e}");
     assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
 }
+
+#[test]
+fn covariate_and_group_columns_are_not_called_traits() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pheno_with(dir.path(), "c.csv", &|_, v| v.to_string(), &|k| {
+        if k == 3 {
+            "x".into()
+        } else {
+            format!("{k}")
+        }
+    });
+    let out = dir.path().join("o");
+    let e = fails(&[
+        "gblup",
+        "--geno",
+        example_bed(),
+        "--pheno",
+        example_pheno(),
+        "--trait",
+        "trait",
+        "--covar",
+        s(&p),
+        "--covar-names",
+        "extra",
+        "--out",
+        s(&out),
+    ]);
+    assert!(
+        e.contains("covariate 'extra': expected a number") && !e.contains("trait 'extra'"),
+        "{e}"
+    );
+    let e = fails(&[
+        "gblup",
+        "--geno",
+        example_bed(),
+        "--pheno",
+        example_pheno(),
+        "--trait",
+        "trait",
+        "--covar",
+        s(&p),
+        "--covar-names",
+        "sex",
+        "--out",
+        s(&out),
+    ]);
+    assert!(e.contains("there is no covariate 'sex'"), "{e}");
+    let e = fails(&[
+        "cv",
+        "--geno",
+        example_bed(),
+        "--pheno",
+        s(&p),
+        "--trait",
+        "trait",
+        "--models",
+        "gblup",
+        "--groups",
+        "family",
+        "--out",
+        s(&out),
+    ]);
+    assert!(e.contains("there is no group column 'family'"), "{e}");
+}

@@ -279,6 +279,12 @@ impl PhenoTable {
 
     /// The index among the trait columns that `sel` names.
     pub fn trait_index(&self, sel: &TraitSelector) -> Result<usize> {
+        self.column_index(sel, "trait")
+    }
+
+    /// The index of column `sel` among the non-ID columns; `role` (trait,
+    /// covariate, group column) names it in the error.
+    fn column_index(&self, sel: &TraitSelector, role: &str) -> Result<usize> {
         let by_name = |n: &str| self.names.iter().position(|x| x == n);
         let found = match sel {
             TraitSelector::Name(n) => by_name(n),
@@ -294,7 +300,7 @@ impl PhenoTable {
             GenoError::invalid(
                 &self.path,
                 format!(
-                    "there is no trait {sel}; the file has {} trait column(s): {list} (a number counts from 1)",
+                    "there is no {role} {sel}; the file has {} column(s) besides the IDs: {list} (a number counts from 1)",
                     self.names.len()
                 ),
             )
@@ -308,7 +314,7 @@ impl PhenoTable {
         sel: &TraitSelector,
         individuals: &[Individual],
     ) -> Result<Vec<Option<String>>> {
-        let t = self.trait_index(sel)?;
+        let t = self.column_index(sel, "group column")?;
         let cell = |r: usize| Some(self.cells[r][t].clone()).filter(|c| !is_missing(c));
         Ok(match self.layout {
             PhenoLayout::Aligned => {
@@ -341,7 +347,18 @@ impl PhenoTable {
 
     /// Parses trait `sel` and aligns it to the genotyped individuals.
     pub fn select(&self, sel: &TraitSelector, individuals: &[Individual]) -> Result<Trait> {
-        let t = self.trait_index(sel)?;
+        self.select_as(sel, individuals, "trait")
+    }
+
+    /// Parses numeric column `sel` (a trait, a covariate: `role` names it in
+    /// errors) and aligns it to the genotyped individuals.
+    pub fn select_as(
+        &self,
+        sel: &TraitSelector,
+        individuals: &[Individual],
+        role: &str,
+    ) -> Result<Trait> {
+        let t = self.column_index(sel, role)?;
         let name = self.names[t].clone();
         let mut parsed = Vec::with_capacity(self.cells.len());
         for (r, row) in self.cells.iter().enumerate() {
@@ -358,7 +375,7 @@ impl PhenoTable {
                         self.lines[r],
                         self.columns[t],
                         format!(
-                            "trait '{name}': expected a number (or NA/-9 for missing), found '{}'",
+                            "{role} '{name}': expected a number (or NA/-9 for missing), found '{}'",
                             show(cell.as_bytes())
                         ),
                     ))
@@ -418,7 +435,7 @@ impl PhenoTable {
             return Err(GenoError::invalid(
                 &self.path,
                 format!(
-                    "trait '{name}' (column {}) has no values: every one of the {n_matched} matched individuals is missing (NA)",
+                    "{role} '{name}' (column {}) has no values: every one of the {n_matched} matched individuals is missing (NA)",
                     self.columns[t]
                 ),
             ));
