@@ -248,7 +248,6 @@ fn run_cv(a: CvRun) -> Result<()> {
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    ensure_dir(&a.out)?;
     let pb = spinner(format!("reading {}", a.geno.display()));
     let g = geno_args.reader().read()?;
     let table = PhenoTable::read(&a.pheno)?;
@@ -316,6 +315,8 @@ fn run_cv(a: CvRun) -> Result<()> {
             bail!("--fold {k}: expected a fold between 1 and {}", folds.k);
         }
     }
+    // The folder appears once the inputs are read and the folds drawn.
+    ensure_dir(&a.out)?;
     geno::write_atomic(a.out.join("folds.csv"), folds.to_csv(&ids).as_bytes())?;
     let names: Vec<String> = models.iter().map(ModelArg::name).collect();
     let predictors_boxed: Vec<Box<dyn cv::Predictor>> =
@@ -545,7 +546,6 @@ fn write_outputs(
 }
 
 fn merge(m: MergeArgs) -> Result<()> {
-    ensure_dir(&m.out)?;
     let mut records: Vec<Record> = Vec::new();
     let mut preds: Vec<Prediction> = Vec::new();
     let mut folds_csv: Option<String> = None;
@@ -624,6 +624,7 @@ fn merge(m: MergeArgs) -> Result<()> {
             }
         }
     }
+    ensure_dir(&m.out)?;
     if let Some(f) = folds_csv {
         geno::write_atomic(m.out.join("folds.csv"), f.as_bytes())?;
     }

@@ -93,7 +93,6 @@ pub fn run_gblup(a: GblupArgs) -> Result<()> {
     if trait_sel.list().len() > 1 {
         return run_multi(&a, pheno, trait_sel, start);
     }
-    ensure_dir(&a.out)?;
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
     let g = a.geno.reader().read()?;
     let table_p = PhenoTable::read(pheno)?;
@@ -136,6 +135,8 @@ pub fn run_gblup(a: GblupArgs) -> Result<()> {
     };
     let fit_s = t1.elapsed().as_secs_f64();
     pb.finish_and_clear();
+    // The folder appears only once the inputs are read and the fit is done.
+    ensure_dir(&a.out)?;
 
     let in_train: std::collections::HashSet<usize> = fit.train.iter().copied().collect();
     let mut test_rows = Vec::new();
@@ -258,7 +259,6 @@ fn run_multi(
     if a.covar.is_some() || a.test_trait.is_some() || !matches!(a.kernel, KernelArg::Vanraden) {
         bail!("gblup with several traits takes neither --covar, --test-trait nor --kernel rkhs");
     }
-    ensure_dir(&a.out)?;
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
     let g = a.geno.reader().read()?;
     let table_p = PhenoTable::read(pheno)?;
@@ -276,6 +276,7 @@ fn run_multi(
     let fit = gblup::fit_multi(&grm, &y, &train)?;
     let fit_s = t1.elapsed().as_secs_f64();
     pb.finish_and_clear();
+    ensure_dir(&a.out)?;
     let d = traits.len();
     let names: Vec<&str> = traits.iter().map(|t| t.name.as_str()).collect();
     let pred = fit.predictions();

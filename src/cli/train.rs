@@ -259,7 +259,6 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()
     let (Some(pheno), Some(trait_sel)) = (&a.pheno.pheno, &a.pheno.trait_) else {
         bail!("train needs --pheno and --trait");
     };
-    ensure_dir(&a.out)?;
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
     let g = a.geno.reader().read()?;
     let phenos = PhenoTable::read(pheno)?;
@@ -293,6 +292,8 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()
         backend.name()
     );
     let data = trait_data(&traits, &predictors);
+    // The folder appears once the inputs are read and checked.
+    ensure_dir(&a.out)?;
 
     let mut network =
         model::build_network(backend, &spec, g.n_markers(), predictors.len(), a.seed)?;

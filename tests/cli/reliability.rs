@@ -674,3 +674,38 @@ fn covariate_and_group_columns_are_not_called_traits() {
     ]);
     assert!(e.contains("there is no group column 'family'"), "{e}");
 }
+
+#[test]
+fn a_run_refused_on_its_inputs_leaves_no_output_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("m.toml");
+    fs::write(&cfg, MLP).unwrap();
+    let out = dir.path().join("out");
+    let bad = ["--trait", "nosuch"];
+    let common = [
+        "--geno",
+        example_bed(),
+        "--pheno",
+        example_pheno(),
+        "--out",
+        s(&out),
+    ];
+    for cmd in [
+        vec!["gblup"],
+        vec!["gblup", "--trait", "trait,nosuch"],
+        vec!["train", "--model", s(&cfg)],
+        vec!["cv", "--models", "gblup"],
+    ] {
+        let mut args = cmd.clone();
+        args.extend_from_slice(&common);
+        if !cmd.contains(&"--trait") {
+            args.extend_from_slice(&bad);
+        }
+        let e = fails(&args);
+        assert!(e.contains("nosuch"), "{cmd:?}: {e}");
+        assert!(!out.exists(), "{cmd:?} left {}", out.display());
+    }
+    let e = fails(&["cv", "merge", "--out", s(&out), s(&dir.path().join("none"))]);
+    assert!(e.contains("none"), "{e}");
+    assert!(!out.exists(), "cv merge left {}", out.display());
+}
