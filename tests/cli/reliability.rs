@@ -709,3 +709,24 @@ fn a_run_refused_on_its_inputs_leaves_no_output_folder() {
     assert!(e.contains("none"), "{e}");
     assert!(!out.exists(), "cv merge left {}", out.display());
 }
+
+#[test]
+fn a_layer_too_large_to_allocate_is_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("huge.toml");
+    fs::write(&cfg, MLP.replace("units = 4", "units = 1099511627776")).unwrap();
+    let e = fails(&train_example_args(&cfg, &dir.path().join("o"), &[]));
+    assert!(
+        e.contains("layer 1 (dense)")
+            && e.contains("1099511627776 × 3000")
+            && e.contains("most a tensor may hold"),
+        "{e}"
+    );
+    let cfg2 = dir.path().join("wide.toml");
+    fs::write(&cfg2, "name = \"w\"\n[[layers]]\ntype = \"conv1d\"\nfilters = 4000000000\nkernel = 3\n[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 1\n").unwrap();
+    let e = fails(&train_example_args(&cfg2, &dir.path().join("o"), &[]));
+    assert!(
+        e.contains("layer 0 (conv1d)") && e.contains("most a tensor may hold"),
+        "{e}"
+    );
+}

@@ -188,6 +188,10 @@ impl<B: Backend> Conv<B> {
         let shape = geom.output(input).map_err(|m| at.err(m))?;
         at.penalties(l1, l2)?;
         let (wshape, fan_in, fan_out) = geom.weight_shape();
+        at.check_size("weight", &wshape)?;
+        let mut out_shape = vec![1usize];
+        out_shape.extend_from_slice(&shape);
+        at.check_size("output per sample", &out_shape)?;
         let w = cx.weights(at.name("weight"), &wshape, fan_in, fan_out, l1, l2)?;
         let b = if bias {
             Some(cx.constant(at.name("bias"), geom.c_out(), 0.0, true)?)

@@ -53,6 +53,7 @@ pub fn build<B: Backend>(
     }
     at.penalties(d.l1, d.l2)?;
     let n_in = input[0];
+    at.check_size("weight", &[d.units, n_in])?;
     let w = cx.weights(
         at.name("weight"),
         &[d.units, n_in],

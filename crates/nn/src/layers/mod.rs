@@ -197,6 +197,9 @@ pub fn deactivate<'a, B: Backend>(
     }
 }
 
+/// The most values one tensor may hold (2^32: 16 GiB of f32).
+pub const MAX_TENSOR: usize = 1 << 32;
+
 /// Where a layer sits in the spec: its path, for parameter names and errors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct At {
@@ -216,6 +219,24 @@ impl At {
                 .to_string(),
             kind: self.kind.to_string(),
             message: message.into(),
+        }
+    }
+
+    /// Checks that a tensor of `shape` can be made before it is allocated:
+    /// sizes come from a config, and 2^40 units would abort the process.
+    pub fn check_size(&self, what: &str, shape: &[usize]) -> Result<()> {
+        let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        match n {
+            Some(n) if n <= MAX_TENSOR => Ok(()),
+            _ => Err(self.err(format!(
+                "its {what} would hold {} values{}; the most a tensor may hold is {MAX_TENSOR} (16 GiB of f32)",
+                shape
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" × "),
+                n.map_or(String::new(), |n| format!(" = {n}"))
+            ))),
         }
     }
 
