@@ -19,7 +19,7 @@ pub struct ConvertArgs {
 
 pub fn run(a: ConvertArgs) -> Result<()> {
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
-    let g = a.geno.reader().read()?;
+    let g = a.geno.load()?;
     pb.set_message(format!("writing {}", a.out.display()));
     geno::write_genotypes(&g, &a.out)?;
     pb.finish_and_clear();

@@ -53,6 +53,9 @@ pub struct CvRun {
     /// Override the format implied by the extension: plink, raw or csv.
     #[arg(long, value_name = "FORMAT", value_parser = clap::value_parser!(geno::GenoFormat))]
     pub geno_format: Option<geno::GenoFormat>,
+    /// How calls are read: additive (0/1/2) or inbred (0/1 = the two homozygotes).
+    #[arg(long, value_enum, default_value = "additive")]
+    pub coding: super::Coding,
     /// Phenotypes: a table with an ID column, a headerless file in genotype order, or a .fam.
     #[arg(long, value_name = "PATH")]
     pub pheno: PathBuf,
@@ -239,6 +242,7 @@ fn run_cv(a: CvRun) -> Result<()> {
         geno_delimiter: None,
         geno_header: None,
         geno_ids: None,
+        coding: a.coding,
     };
     if a.jobs == 0 {
         bail!("--jobs must be at least 1");
@@ -249,7 +253,7 @@ fn run_cv(a: CvRun) -> Result<()> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let pb = spinner(format!("reading {}", a.geno.display()));
-    let g = geno_args.reader().read()?;
+    let g = geno_args.load()?;
     let table = PhenoTable::read(&a.pheno)?;
     let (traits, predictors) = select_traits(
         &table,

@@ -143,7 +143,7 @@ fn explain_with<B: Backend>(a: ExplainArgs, backend: B) -> Result<()> {
     }
     ensure_dir(&a.out)?;
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
-    let g = a.geno.reader().read()?;
+    let g = a.geno.load()?;
     pb.finish_and_clear();
     let file = a.geno.geno.display().to_string();
     let trait_ = match (&a.pheno.pheno, &a.pheno.trait_) {

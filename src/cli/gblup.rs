@@ -25,7 +25,7 @@ pub struct GrmArgs {
 pub fn run_grm(a: GrmArgs) -> Result<()> {
     let start = Instant::now();
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
-    let g = a.geno.reader().read()?;
+    let g = a.geno.load()?;
     pb.set_message("computing the GRM");
     let grm = gblup::vanraden(&g);
     pb.set_message("writing");
@@ -94,7 +94,7 @@ pub fn run_gblup(a: GblupArgs) -> Result<()> {
         return run_multi(&a, pheno, trait_sel, start);
     }
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
-    let g = a.geno.reader().read()?;
+    let g = a.geno.load()?;
     let table_p = PhenoTable::read(pheno)?;
     let tr = table_p.select(trait_sel, g.individuals())?;
     let test = match &a.test_trait {
@@ -260,7 +260,7 @@ fn run_multi(
         bail!("gblup with several traits takes neither --covar, --test-trait nor --kernel rkhs");
     }
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
-    let g = a.geno.reader().read()?;
+    let g = a.geno.load()?;
     let table_p = PhenoTable::read(pheno)?;
     let (traits, _) = super::train::select_traits(&table_p, trait_sel, None, g.individuals())?;
     pb.set_message("computing the GRM");

@@ -107,9 +107,64 @@ pub struct GenoArgs {
     /// Delimited matrices: whether the first column holds individual IDs (detected when absent).
     #[arg(long, value_enum)]
     pub geno_ids: Option<YesNo>,
+    /// How calls are read: additive (0/1/2 copies of A1) or inbred (0/1
+    /// are the two homozygotes, read as dosages 0 and 2).
+    #[arg(long, value_enum, default_value = "additive")]
+    pub coding: Coding,
+}
+
+/// How genotype calls are read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Coding {
+    /// Dosages 0, 1, 2: copies of A1.
+    #[default]
+    Additive,
+    /// Inbred lines coded 0/1 (BGLR's `wheat.X`): the two homozygotes,
+    /// read as dosages 0 and 2.
+    Inbred,
+}
+
+/// Reads genotypes with `coding`: recodes inbred 0/1 calls, and says how
+/// calls that are all 0 or 1 were read when nothing was asked.
+pub fn load_genotypes(
+    reader: GenoReader,
+    path: &std::path::Path,
+    coding: Coding,
+) -> anyhow::Result<geno::PackedGenotypes> {
+    let mut g = reader.read()?;
+    match coding {
+        Coding::Inbred => {
+            if let Err((j, i)) = g.recode_inbred() {
+                anyhow::bail!(
+                    "{}: --coding inbred reads calls 0/1 as the two homozygotes, but individual {} has 2 copies of A1 at marker {}; this file is coded 0/1/2 (drop --coding inbred)",
+                    path.display(),
+                    g.individuals()[i].iid,
+                    g.markers()[j].id
+                );
+            }
+            eprintln!(
+                "note: {}: calls 0/1 read as the two homozygotes (dosages 0 and 2), as --coding inbred asks",
+                path.display()
+            );
+        }
+        Coding::Additive => {
+            if g.calls_are_zero_one() {
+                eprintln!(
+                    "note: {}: every call is 0 or 1; they are read as dosages 0 and 1 (1 = a heterozygote). If these are inbred lines coded 0/1 (the two homozygotes), give --coding inbred",
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(g)
 }
 
 impl GenoArgs {
+    /// Reads the genotypes as `--coding` says.
+    pub fn load(&self) -> anyhow::Result<geno::PackedGenotypes> {
+        load_genotypes(self.reader(), &self.geno, self.coding)
+    }
+
     pub fn reader(&self) -> GenoReader {
         GenoReader::new(&self.geno)
             .format(self.geno_format)

@@ -39,7 +39,7 @@ pub fn run(a: QcArgs) -> Result<()> {
     };
     filters.validate()?;
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
-    let g = a.geno.reader().read()?;
+    let g = a.geno.load()?;
     pb.set_message("computing QC statistics");
     let report = run_qc(&g, &filters)?;
     pb.finish_and_clear();

@@ -260,7 +260,7 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()
         bail!("train needs --pheno and --trait");
     };
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
-    let g = a.geno.reader().read()?;
+    let g = a.geno.load()?;
     let phenos = PhenoTable::read(pheno)?;
     let (traits, predictors) = select_traits(
         &phenos,
@@ -504,7 +504,7 @@ fn predict_with<B: Backend>(a: PredictArgs, backend: B) -> Result<()> {
     refuse_input_as_output(&a.out, &inputs)?;
     let saved = model::load(&a.model, backend)?;
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
-    let g = a.geno.reader().read()?;
+    let g = a.geno.load()?;
     pb.finish_and_clear();
     let file = a.geno.geno.display().to_string();
     let (names, preds, report) = match saved {

@@ -383,3 +383,60 @@ fn mouse_multi_trait_gblup_matches_gemma_mvlmm() {
         }
     }
 }
+
+/// Issue 16: BGLR's wheat.X codes inbred lines 0/1 (the two homozygotes).
+/// With `--coding inbred`, GBLUP on environment 1 gives genoselect's h2 on
+/// the same matrix coded 0/2 (0.358), reading a 0/2 file gives the same
+/// fit, and the GRM's diagonal is near 2 (inbred lines: 1 + F with F ≈ 1).
+#[test]
+fn wheat599_inbred_coding_matches_the_0_2_matrix_and_genoselect() {
+    let Some(data) = shared_data("wheat599_inbred_coding_matches_the_0_2_matrix_and_genoselect")
+    else {
+        return;
+    };
+    let w = data.join("wheat599");
+    let dir = tempfile::tempdir().unwrap();
+    let x02 = dir.path().join("wheat02.txt");
+    let text: String = std::fs::read_to_string(w.join("wheat.X"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            l.split_whitespace()
+                .map(|v| if v == "1" { "2" } else { v })
+                .collect::<Vec<_>>()
+                .join(" ")
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&x02, text).unwrap();
+    let y = w.join("wheat.Y");
+    let fit = |geno: &std::path::Path, extra: &[&str], out: &str| {
+        let o = dir.path().join(out);
+        let mut args = vec![
+            "gblup",
+            "--geno",
+            s(geno),
+            "--pheno",
+            s(&y),
+            "--trait",
+            "1",
+            "--out",
+            s(&o),
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
+        read_json(&dir.path().join(out).join("summary.json"))
+    };
+    let inbred = fit(&w.join("wheat.X"), &["--coding", "inbred"], "inbred");
+    let coded02 = fit(&x02, &[], "02");
+    let h2 = inbred["h2"].as_f64().unwrap();
+    assert!(
+        (h2 - coded02["h2"].as_f64().unwrap()).abs() < 1e-9,
+        "{inbred} {coded02}"
+    );
+    assert!((h2 - 0.358).abs() < 5e-4, "h2 {h2}, genoselect 0.358");
+    assert!((inbred["grm_mean_diagonal"].as_f64().unwrap() - 2.0).abs() < 0.05);
+    // Read additively (0/1 as dosages), the same calls give another h2.
+    let additive = fit(&w.join("wheat.X"), &[], "additive");
+    assert!((additive["h2"].as_f64().unwrap() - 0.709).abs() < 5e-3);
+}

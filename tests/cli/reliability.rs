@@ -730,3 +730,57 @@ fn a_layer_too_large_to_allocate_is_refused_before_allocating() {
         "{e}"
     );
 }
+
+#[test]
+fn calls_coded_0_1_are_named_and_inbred_coding_refuses_a_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.csv");
+    fs::write(&p, "id,y\na,1.0\nb,2.0\nc,0.5\nd,1.5\n").unwrap();
+    let g = dir.path().join("g01.csv");
+    fs::write(&g, "id,m1,m2,m3\na,0,1,1\nb,1,1,0\nc,1,0,1\nd,0,0,1\n").unwrap();
+    let o = dir.path().join("o");
+    let run = |geno: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "gblup",
+            "--geno",
+            s(geno),
+            "--pheno",
+            s(&p),
+            "--trait",
+            "y",
+            "--out",
+            s(&o),
+        ];
+        args.extend_from_slice(extra);
+        crate::common::run(&args)
+    };
+    let out = run(&g, &[]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("every call is 0 or 1") && err.contains("--coding inbred"),
+        "{err}"
+    );
+    let out = run(&g, &["--coding", "inbred"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("read as the two homozygotes"));
+    let g2 = dir.path().join("g012.csv");
+    fs::write(&g2, "id,m1,m2\na,0,1\nb,2,1\nc,1,0\nd,0,0\n").unwrap();
+    let e = fails(&[
+        "gblup",
+        "--geno",
+        s(&g2),
+        "--pheno",
+        s(&p),
+        "--trait",
+        "y",
+        "--coding",
+        "inbred",
+        "--out",
+        s(&dir.path().join("o")),
+    ]);
+    assert!(
+        e.contains("g012.csv") && e.contains("individual b has 2 copies of A1 at marker m1"),
+        "{e}"
+    );
+}

@@ -237,6 +237,47 @@ impl PackedGenotypes {
 
     /// The packed calls of marker `j`.
     #[inline]
+    /// Whether every call is dosage 0 or 1 (and some are 1): how inbred
+    /// lines coded 0/1 (BGLR's `wheat.X`) read.
+    pub fn calls_are_zero_one(&self) -> bool {
+        let n = self.individuals.len();
+        let mut any_one = false;
+        for j in 0..self.markers.len() {
+            for i in 0..n {
+                match self.code(i, j) {
+                    0b00 => return false,
+                    0b10 => any_one = true,
+                    _ => {}
+                }
+            }
+        }
+        any_one
+    }
+
+    /// Reads calls coded 0/1 as the two homozygotes (inbred lines): dosage
+    /// 1 becomes dosage 2. A call of dosage 2 already is an error, returned
+    /// as (marker, individual).
+    pub fn recode_inbred(&mut self) -> std::result::Result<(), (usize, usize)> {
+        let n = self.individuals.len();
+        for j in 0..self.markers.len() {
+            for i in 0..n {
+                if self.code(i, j) == 0b00 {
+                    return Err((j, i));
+                }
+            }
+        }
+        for j in 0..self.markers.len() {
+            let row = &mut self.data[j * self.stride..(j + 1) * self.stride];
+            for i in 0..n {
+                let shift = 2 * (i % 4);
+                if (row[i / 4] >> shift) & 0b11 == 0b10 {
+                    row[i / 4] &= !(0b11 << shift);
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn snp(&self, j: usize) -> &[u8] {
         &self.data[j * self.stride..(j + 1) * self.stride]
     }
