@@ -29,6 +29,16 @@ use model::TraitColumn;
 pub use error::{CvError, Result};
 pub use predictor::{FoldData, FoldFit, Gblup, MultiGblup, NetworkModel, Predictor, SearchModel};
 
+/// `values` with every record outside `keep` hidden (NaN): what a model
+/// may see of a trait.
+pub(crate) fn only(values: &[f64], keep: &[usize]) -> Vec<f64> {
+    let mut v = vec![f64::NAN; values.len()];
+    for &i in keep {
+        v[i] = values[i];
+    }
+    v
+}
+
 /// The evaluation scheme.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Scheme {
@@ -203,13 +213,7 @@ impl<'a> Plan<'a> {
         let hidden: Vec<Vec<f64>> = set
             .targets
             .iter()
-            .map(|&t| {
-                let mut v = vec![f64::NAN; self.g.n_individuals()];
-                for &i in &train {
-                    v[i] = self.traits[t].values[i];
-                }
-                v
-            })
+            .map(|&t| only(self.traits[t].values, &train))
             .collect();
         let targets: Vec<TraitColumn> = set
             .targets

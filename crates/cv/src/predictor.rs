@@ -325,13 +325,7 @@ impl<B: Backend> Predictor for SearchModel<B> {
                 let hidden: Vec<Vec<f64>> = d
                     .targets
                     .iter()
-                    .map(|t| {
-                        let mut v = vec![f64::NAN; t.values.len()];
-                        for &i in &itrain {
-                            v[i] = t.values[i];
-                        }
-                        v
-                    })
+                    .map(|t| crate::only(t.values, &itrain))
                     .collect();
                 let cols: Vec<TraitColumn> = d
                     .targets

@@ -97,13 +97,6 @@ pub fn fit(
         }
         xcols.push(col);
     }
-    let sub = |k: &Kinship| -> Vec<f64> {
-        train
-            .iter()
-            .flat_map(|&i| train.iter().map(move |&j| k.get(i, j)))
-            .collect()
-    };
-
     // Candidate kernels: the GRM, or the Gaussian kernel at each θ.
     let kernels: Vec<(Option<f64>, Kinship)> = match kernel {
         KernelChoice::VanRaden => vec![(None, grm.kinship.clone())],
@@ -118,7 +111,7 @@ pub fn fit(
     };
     let mut best: Option<(RemlFit, Option<f64>, Kinship, Spectral)> = None;
     for (theta, k) in kernels {
-        let eig = Spectral::new(&sub(&k), nt)?;
+        let eig = Spectral::new(&sub_kernel(&k, &train), nt)?;
         let fit = reml::Problem::new(&eig, &yt, &xcols)?.fit()?;
         if best.as_ref().is_none_or(|b| fit.loglik > b.0.loglik) {
             best = Some((fit, theta, k, eig));

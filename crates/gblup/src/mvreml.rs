@@ -324,6 +324,17 @@ impl ObservedProblem {
         })
     }
 
+    /// Σ_oo = (Vg ⊗ K + Ve ⊗ I) over the observed records.
+    fn sigma(&self, vg: &[f64], ve: &[f64]) -> faer::Mat<f64> {
+        let (d, n) = (self.d, self.n);
+        let no = self.records.len();
+        faer::Mat::from_fn(no, no, |a, b| {
+            let (i, t) = self.records[a];
+            let (j, s) = self.records[b];
+            vg[t * d + s] * self.k[i * n + j] + if i == j { ve[t * d + s] } else { 0.0 }
+        })
+    }
+
     /// The observed records.
     pub fn n_records(&self) -> usize {
         self.records.len()
@@ -333,15 +344,10 @@ impl ObservedProblem {
     /// estimate (p × d); None where Σ_oo is not positive definite.
     pub fn eval(&self, vg: &[f64], ve: &[f64]) -> Option<(f64, Vec<f64>)> {
         use faer::linalg::solvers::Solve;
-        let (d, n) = (self.d, self.n);
+        let d = self.d;
         let no = self.records.len();
         let pd = self.p * d;
-        let sigma = faer::Mat::from_fn(no, no, |a, b| {
-            let (i, t) = self.records[a];
-            let (j, s) = self.records[b];
-            vg[t * d + s] * self.k[i * n + j] + if i == j { ve[t * d + s] } else { 0.0 }
-        });
-        let llt = sigma.llt(faer::Side::Lower).ok()?;
+        let llt = self.sigma(vg, ve).llt(faer::Side::Lower).ok()?;
         let ld: f64 = 2.0 * (0..no).map(|i| llt.L()[(i, i)].ln()).sum::<f64>();
         let yv = faer::Mat::from_fn(no, 1, |a, _| self.y[a]);
         let vy = llt.solve(&yv);
@@ -372,12 +378,7 @@ impl ObservedProblem {
         use faer::linalg::solvers::{DenseSolveCore, Solve};
         let (d, n) = (self.d, self.n);
         let no = self.records.len();
-        let sigma = faer::Mat::from_fn(no, no, |a, b| {
-            let (i, t) = self.records[a];
-            let (j, s) = self.records[b];
-            vg[t * d + s] * self.k[i * n + j] + if i == j { ve[t * d + s] } else { 0.0 }
-        });
-        let llt = sigma.llt(faer::Side::Lower).ok()?;
+        let llt = self.sigma(vg, ve).llt(faer::Side::Lower).ok()?;
         let si = llt.inverse();
         let w = &si * &self.x;
         let a = self.x.transpose() * &w;
