@@ -519,6 +519,22 @@ fn a_fold_file_must_assign_every_individual_once_and_name_no_stranger() {
             && e.contains("is in fold 3 of repeat 1, but line 2 put it in fold 1"),
         "{e}"
     );
+    // Found by the fuzzer: a fold numbered past a gap (here 1, 2 and 9) left
+    // six empty folds, whose test sets cv would score as NaN.
+    let mut gap = lines.clone();
+    gap[0] = format!("{},1,9", ids[0]);
+    let e = run("gap.csv", &gap);
+    assert!(
+        e.contains("gap.csv")
+            && e.contains("fold 4 of repeat 1 has no individual, but fold 9 does"),
+        "{e}"
+    );
+    let one: Vec<String> = ids.iter().map(|id| format!("{id},1,1")).collect();
+    let e = run("one.csv", &one);
+    assert!(
+        e.contains("one.csv") && e.contains("needs at least 2 folds"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -188,6 +188,13 @@ impl Folds {
             if r == 0 || fold == 0 {
                 return Err(bad());
             }
+            if fold > ids.len() {
+                return Err(EvalError::Parse(format!(
+                    "{}: fold {fold} is more folds than there are individuals ({}); folds are numbered from 1 without gaps",
+                    at(no),
+                    ids.len()
+                )));
+            }
             let id = f[0].trim();
             let Some(&i) = index.get(id) else {
                 return Err(EvalError::Parse(format!(
@@ -218,16 +225,16 @@ impl Folds {
                 path.display()
             )));
         }
-        let repeats = by_repeat.keys().max().map_or(0, |r| r + 1);
-        let mut assignment = Vec::with_capacity(repeats);
-        for r in 0..repeats {
-            let Some(a) = by_repeat.remove(&r) else {
-                return Err(EvalError::Parse(format!(
-                    "{}: repeat {} has no line, but repeat {repeats} does; repeats are numbered from 1 without gaps",
-                    path.display(),
-                    r + 1
-                )));
-            };
+        let last = by_repeat.keys().max().map_or(0, |r| r + 1);
+        if let Some(r) = (0..last).find(|r| !by_repeat.contains_key(r)) {
+            return Err(EvalError::Parse(format!(
+                "{}: repeat {} has no line, but repeat {last} does; repeats are numbered from 1 without gaps",
+                path.display(),
+                r + 1
+            )));
+        }
+        let mut assignment = Vec::with_capacity(by_repeat.len());
+        for (r, a) in by_repeat {
             // Every phenotyped individual is in a fold of every repeat.
             let left: Vec<&str> = eligible
                 .iter()
@@ -243,7 +250,27 @@ impl Folds {
                     left.iter().take(3).copied().collect::<Vec<_>>().join(", ")
                 )));
             }
+            // Folds are numbered 1..k without gaps: an empty fold has no test
+            // set to score.
+            let mut size = vec![0usize; k];
+            for (f, _) in a.iter().flatten() {
+                size[*f] += 1;
+            }
+            if let Some(f) = size.iter().position(|&s| s == 0) {
+                return Err(EvalError::Parse(format!(
+                    "{}: fold {} of repeat {} has no individual, but fold {k} does; folds are numbered from 1 without gaps",
+                    path.display(),
+                    f + 1,
+                    r + 1
+                )));
+            }
             assignment.push(a.into_iter().map(|x| x.map(|(f, _)| f)).collect());
+        }
+        if k < 2 {
+            return Err(EvalError::Parse(format!(
+                "{}: every individual is in fold 1; cross-validation needs at least 2 folds",
+                path.display()
+            )));
         }
         Ok(Folds { k, assignment })
     }

@@ -11,7 +11,8 @@ use crate::packed::{
     Individual, Marker, PackedGenotypes, CODE_DOSAGE, HET, HOM_A1, HOM_A2, MISSING,
 };
 use crate::textio::{
-    open_text, show, split_fields, to_string, trim, unquote, AtomicFile, Delimiter, LineReader,
+    open_text, show, split_fields, to_string, trim, unquote, unwritable, AtomicFile, Delimiter,
+    LineReader,
 };
 
 /// How to read a delimited dosage matrix. Every `None` is detected from the file.
@@ -530,6 +531,51 @@ fn trim_zeros(s: &str) -> String {
 
 /// Writes a PLINK `.raw` file as `plink1.9 --recode A` does.
 pub fn write_raw(g: &PackedGenotypes, path: &Path) -> Result<()> {
+    let ws = Delimiter::Whitespace;
+    for (i, ind) in g.individuals().iter().enumerate() {
+        for (what, v) in [
+            ("family ID", &ind.fid),
+            ("individual ID", &ind.iid),
+            ("father ID", &ind.father),
+            ("mother ID", &ind.mother),
+            ("sex", &ind.sex),
+        ] {
+            if let Some(why) = unwritable(v, ws) {
+                return Err(unwritable_error(
+                    path,
+                    what,
+                    v,
+                    "individual",
+                    i,
+                    why,
+                    ".raw",
+                ));
+            }
+        }
+    }
+    for (j, mk) in g.markers().iter().enumerate() {
+        if let Some(why) = unwritable(&mk.id, ws) {
+            return Err(unwritable_error(
+                path, "ID", &mk.id, "marker", j, why, ".raw",
+            ));
+        }
+        // The column is ID_A1: the reader splits at the last underscore.
+        let why = unwritable(&mk.a1, ws).or_else(|| {
+            (mk.a1.contains('_') || mk.a1.contains('('))
+                .then_some("holds '_' or '(', which mark the allele in a .raw column name")
+        });
+        if let Some(why) = why {
+            return Err(unwritable_error(
+                path,
+                "allele A1",
+                &mk.a1,
+                "marker",
+                j,
+                why,
+                ".raw",
+            ));
+        }
+    }
     let mut out = AtomicFile::create(path)?;
     let mut line = String::from("FID IID PAT MAT SEX PHENOTYPE");
     for mk in g.markers() {
@@ -561,6 +607,26 @@ pub fn write_raw(g: &PackedGenotypes, path: &Path) -> Result<()> {
     out.commit()
 }
 
+/// A field the file cannot hold as written (see [`unwritable`]).
+fn unwritable_error(
+    path: &Path,
+    what: &str,
+    value: &str,
+    of: &str,
+    index: usize,
+    why: &str,
+    kind: &str,
+) -> GenoError {
+    GenoError::invalid(
+        path,
+        format!(
+            "the {what} '{}' of {of} {} {why}, so a {kind} file would not read back as written; rename it, or write another format",
+            value.escape_debug(),
+            index + 1
+        ),
+    )
+}
+
 fn push_dosages(g: &PackedGenotypes, i: usize, sep: u8, missing: &[u8], buf: &mut Vec<u8>) {
     let (byte, shift) = (i / 4, 2 * (i % 4));
     let data = g.packed();
@@ -579,6 +645,29 @@ fn push_dosages(g: &PackedGenotypes, i: usize, sep: u8, missing: &[u8], buf: &mu
 /// individual (its IID and the A1 dosages, NA when missing).
 pub fn write_delimited(g: &PackedGenotypes, path: &Path, delim: Delimiter) -> Result<()> {
     let sep = delim.byte();
+    let kind = match delim {
+        Delimiter::Comma => "comma-separated",
+        Delimiter::Tab => "tab-separated",
+        Delimiter::Whitespace => "space-separated",
+    };
+    for (j, mk) in g.markers().iter().enumerate() {
+        if let Some(why) = unwritable(&mk.id, delim) {
+            return Err(unwritable_error(path, "ID", &mk.id, "marker", j, why, kind));
+        }
+    }
+    for (i, ind) in g.individuals().iter().enumerate() {
+        if let Some(why) = unwritable(&ind.iid, delim) {
+            return Err(unwritable_error(
+                path,
+                "ID",
+                &ind.iid,
+                "individual",
+                i,
+                why,
+                kind,
+            ));
+        }
+    }
     let mut out = AtomicFile::create(path)?;
     let mut buf: Vec<u8> = b"id".to_vec();
     for mk in g.markers() {

@@ -38,6 +38,33 @@ impl Delimiter {
     }
 }
 
+/// Why `value` cannot be written as one field of a `delim`-separated file
+/// and read back as itself (`None` when it can). The readers trim white
+/// space at a field's ends, strip quotes and split at the separator, so a
+/// writer refuses what they would change instead of writing a file that
+/// reads back different.
+pub(crate) fn unwritable(value: &str, delim: Delimiter) -> Option<&'static str> {
+    if value.is_empty() {
+        return Some("is empty");
+    }
+    if value.trim_ascii() != value {
+        return Some("starts or ends with white space, which a reader trims");
+    }
+    if value.contains('"') {
+        return Some("holds a double quote");
+    }
+    if value.chars().any(char::is_control) {
+        return Some("holds a control character");
+    }
+    match delim {
+        Delimiter::Comma if value.contains(',') => Some("holds a comma, the file's separator"),
+        Delimiter::Whitespace if value.contains(' ') => {
+            Some("holds a space, which separates the file's fields")
+        }
+        _ => None,
+    }
+}
+
 /// Opens a text file for reading, refusing an empty or gzip-compressed file.
 pub(crate) fn open_text(path: &Path, expected: &'static str) -> Result<BufReader<File>> {
     let file = File::open(path).map_err(|e| GenoError::io(path, e))?;

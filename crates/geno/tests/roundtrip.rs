@@ -60,3 +60,62 @@ proptest! {
         prop_assert_eq!(g.missing_per_individual(0..1).iter().sum::<u32>(), naive[3]);
     }
 }
+
+/// Found by the fuzzer (crates/fuzz): a tab-separated matrix whose marker
+/// ID holds a comma, or a `.raw` whose field is only a form feed, was
+/// written into a file that read back different. The writers now refuse
+/// such a field, naming it, and the same store writes to a format that can
+/// hold it.
+#[test]
+fn writers_refuse_fields_that_would_not_read_back() {
+    use geno::delim::{read_delimited, read_raw, write_delimited, write_raw};
+    use geno::{DelimitedOptions, Delimiter};
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = dir.path().join("g.tsv");
+    std::fs::write(&tsv, "id\tm,1\tm2\na\t0\t1\nb\t2\tNA\n").unwrap();
+    let g = read_delimited(&tsv, DelimitedOptions::default()).unwrap();
+    assert_eq!(g.markers()[0].id, "m,1");
+    let csv = dir.path().join("out.csv");
+    let e = write_delimited(&g, &csv, Delimiter::Comma)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("out.csv")
+            && e.contains("the ID 'm,1' of marker 1 holds a comma")
+            && e.contains("comma-separated"),
+        "{e}"
+    );
+    assert!(!csv.exists(), "nothing is written");
+    let back_path = dir.path().join("out.tsv");
+    write_delimited(&g, &back_path, Delimiter::Tab).unwrap();
+    let back = read_delimited(&back_path, DelimitedOptions::default()).unwrap();
+    assert_eq!(back.markers()[0].id, "m,1");
+    // A raw file refuses a space in an ID.
+    let mut ind = g.individuals().to_vec();
+    ind[0].iid = "line 1".into();
+    ind[0].fid = "line 1".into();
+    let spaced = geno::PackedGenotypes::from_packed(
+        ind,
+        vec![geno::Marker::from_id("m1"), geno::Marker::from_id("m2")],
+        g.packed().to_vec(),
+    );
+    let e = write_raw(&spaced, &dir.path().join("s.raw"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("s.raw") && e.contains("the family ID 'line 1' of individual 1 holds a space"),
+        "{e}"
+    );
+    // And what is writable reads back.
+    let fine = geno::PackedGenotypes::from_packed(
+        vec![
+            geno::Individual::from_id("a"),
+            geno::Individual::from_id("b"),
+        ],
+        vec![geno::Marker::from_id("m1"), geno::Marker::from_id("m2")],
+        g.packed().to_vec(),
+    );
+    let raw = dir.path().join("f.raw");
+    write_raw(&fine, &raw).unwrap();
+    assert_eq!(read_raw(&raw).unwrap().markers()[1].id, "m2");
+}
