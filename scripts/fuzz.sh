@@ -35,8 +35,8 @@ if ! cargo afl --version > /dev/null 2>&1; then
 fi
 
 # A target folder of its own: the instrumented build must not replace the
-# ordinary one.
-export CARGO_TARGET_DIR=target/afl
+# ordinary one (FUZZ_TARGET_DIR chooses another, for a long run beside work).
+export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-target/afl}"
 cargo afl build --release -p fuzz --features afl --bins --quiet
 
 export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1
@@ -48,7 +48,7 @@ run_one() {
     local input="crates/fuzz/corpora/$f"
     # A 2-second limit per input: anything slower counts as a hang.
     cargo afl fuzz -i "$input" -o "$out/$f" -V "$seconds" -t 2000 \
-        "target/afl/release/fuzz-$f" > "$out/$f.log" 2>&1 || {
+        "$CARGO_TARGET_DIR/release/fuzz-$f" > "$out/$f.log" 2>&1 || {
         echo "fuzz.sh: afl-fuzz failed for $f; its log:" >&2
         tail -20 "$out/$f.log" >&2
         return 1

@@ -172,8 +172,10 @@ pub(crate) fn is_blank(line: &[u8]) -> bool {
 /// double quotes from each field.
 pub(crate) fn split_fields(line: &[u8], delim: Delimiter) -> Vec<&[u8]> {
     match delim {
+        // As PLINK reads its text files: any ASCII white space separates
+        // (a stray carriage return or form feed included).
         Delimiter::Whitespace => line
-            .split(|b| *b == b' ' || *b == b'\t')
+            .split(u8::is_ascii_whitespace)
             .filter(|f| !f.is_empty())
             .map(unquote)
             .collect(),

@@ -119,3 +119,24 @@ fn writers_refuse_fields_that_would_not_read_back() {
     write_raw(&fine, &raw).unwrap();
     assert_eq!(read_raw(&raw).unwrap().markers()[1].id, "m2");
 }
+
+/// Found by the fuzzer: a `.fam` line ending in two carriage returns kept
+/// one in the phenotype field, so the fileset did not write back as read.
+/// PLINK's text files split at any ASCII white space, and so do ours.
+#[test]
+fn plink_text_fields_split_at_any_white_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x");
+    std::fs::write(
+        p.with_extension("fam"),
+        "a a 0 0 1 0.7\r\r\nb\tb 0 0 2\x0c-9\n",
+    )
+    .unwrap();
+    std::fs::write(p.with_extension("bim"), "1 m1 0 10 A G\r\r\n").unwrap();
+    std::fs::write(p.with_extension("bed"), [0x6c, 0x1b, 0x01, 0b0000_1011]).unwrap();
+    let g = geno::read_plink(&p).unwrap();
+    assert_eq!(g.individuals()[0].phenotype, "0.7");
+    assert_eq!(g.individuals()[1].sex, "2");
+    assert_eq!(g.individuals()[1].phenotype, "-9");
+    assert_eq!(g.markers()[0].a2, "G");
+}
