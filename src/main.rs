@@ -19,8 +19,18 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
-    let args = cli::Cli::parse();
-    match cli::run(args) {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `genocnn train|cv --resume DIR` runs the unfinished run's own command
+    // line again, from where it stopped.
+    let result = match cli::rundir::resumed_run(&argv) {
+        Ok(Some((_, record))) => {
+            let again = std::iter::once("genocnn".to_string()).chain(record.argv.clone());
+            cli::run(cli::Cli::parse_from(again), Some(record))
+        }
+        Ok(None) => cli::run(cli::Cli::parse(), None),
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // Library errors often quote their source already: print each

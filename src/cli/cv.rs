@@ -14,6 +14,7 @@ use model::ModelSpec;
 use serde_json::json;
 
 use super::output::{ensure_dir, spinner, write_json};
+use super::rundir::{RunDir, RunRecord};
 use super::GenoArgs;
 
 #[derive(Args, Debug)]
@@ -207,17 +208,31 @@ fn parse_models(list: &[String], epochs: Option<usize>) -> Result<Vec<ModelArg>>
     Ok(out)
 }
 
-pub fn run(a: CvArgs) -> Result<()> {
+pub fn run(a: CvArgs, resume: Option<RunRecord>) -> Result<()> {
     match (a.merge, a.run) {
         (Some(CvSub::Merge(m)), _) => merge(m),
-        (None, Some(r)) => run_cv(r),
+        (None, Some(r)) => run_cv(r, resume),
         (None, None) => {
             bail!("cv needs --geno, --pheno, --trait, --models and --out (or the merge subcommand)")
         }
     }
 }
 
-fn run_cv(a: CvRun) -> Result<()> {
+/// A test hook: `GENOCNN_KILL_AFTER_JOBS=N` makes a run kill itself with
+/// SIGKILL right after keeping its N-th finished job.
+fn kill_after_jobs(finished: usize) {
+    let at = std::env::var("GENOCNN_KILL_AFTER_JOBS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    if at == Some(finished) {
+        // SAFETY: kill(2) on our own process id has no memory effects.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+fn run_cv(a: CvRun, resume: Option<RunRecord>) -> Result<()> {
     let start = Instant::now();
     let mut models = parse_models(&a.models, a.epochs)?;
     if let Some(path) = &a.search {
@@ -319,9 +334,16 @@ fn run_cv(a: CvRun) -> Result<()> {
             bail!("--fold {k}: expected a fold between 1 and {}", folds.k);
         }
     }
-    // The folder appears once the inputs are read and the folds drawn.
-    ensure_dir(&a.out)?;
-    geno::write_atomic(a.out.join("folds.csv"), folds.to_csv(&ids).as_bytes())?;
+    // The folder appears once the inputs are read and the folds drawn. The
+    // run writes into its staging folder, keeps each finished job there
+    // (for --resume), and its files move into place at the end.
+    let run = match resume {
+        Some(r) => RunDir::resume(&a.out, r),
+        None => RunDir::start(&a.out, "cv")?,
+    };
+    let dir = run.stage().to_path_buf();
+    let store = cv::JobStore::new(&dir.join("jobs"))?;
+    geno::write_atomic(dir.join("folds.csv"), folds.to_csv(&ids).as_bytes())?;
     let names: Vec<String> = models.iter().map(ModelArg::name).collect();
     let predictors_boxed: Vec<Box<dyn cv::Predictor>> =
         models.into_iter().map(|m| m.predictor(&engine)).collect();
@@ -344,7 +366,7 @@ fn run_cv(a: CvRun) -> Result<()> {
         models: predictors_boxed,
         ids: &ids,
         seed: a.seed,
-        keep: a.save_models.then(|| a.out.clone()),
+        keep: a.save_models.then(|| dir.clone()),
     };
     let n_jobs = plan.jobs()?.len();
     let trait_names: Vec<&str> = traits.iter().map(|t| t.name.as_str()).collect();
@@ -383,30 +405,40 @@ fn run_cv(a: CvRun) -> Result<()> {
         .progress_chars("=> "),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    let (records, preds) = plan.run(a.jobs, threads, &|p| match p {
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let show = |j: &cv::Job, recs: &[Record], kept: bool| {
+        for rec in recs {
+            let how = if kept {
+                "kept from the killed run".to_string()
+            } else {
+                format!("{:.1} s", rec.seconds)
+            };
+            bar.println(format!(
+                "  repeat {} fold {} {:<16} {}r = {:.3}  ({how})",
+                j.repeat + 1,
+                j.fold + 1,
+                rec.model,
+                if multi {
+                    format!("{:<10} ", rec.trait_name)
+                } else {
+                    String::new()
+                },
+                rec.metrics.r,
+            ));
+        }
+        bar.inc(1);
+    };
+    let (records, preds) = plan.run(a.jobs, threads, Some(&store), &|p| match p {
         cv::Progress::Started(j, name) => bar.set_message(format!(
             "repeat {} fold {} {name}",
             j.repeat + 1,
             j.fold + 1
         )),
         cv::Progress::Finished(j, recs) => {
-            for rec in recs {
-                bar.println(format!(
-                    "  repeat {} fold {} {:<16} {}r = {:.3}  ({:.1} s)",
-                    j.repeat + 1,
-                    j.fold + 1,
-                    rec.model,
-                    if multi {
-                        format!("{:<10} ", rec.trait_name)
-                    } else {
-                        String::new()
-                    },
-                    rec.metrics.r,
-                    rec.seconds
-                ));
-            }
-            bar.inc(1);
+            show(j, recs, false);
+            kill_after_jobs(finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1);
         }
+        cv::Progress::Kept(j, recs) => show(j, recs, true),
     })?;
     bar.finish_and_clear();
     let extra = json!({
@@ -421,8 +453,10 @@ fn run_cv(a: CvRun) -> Result<()> {
         "seed": a.seed,
         "only_fold": a.fold,
         "seconds_total": start.elapsed().as_secs_f64(),
+        "resumed": run.resumed(),
     });
-    write_outputs(&a.out, &records, &preds, baseline, extra)
+    write_outputs(&dir, &a.out, &records, &preds, baseline, extra)?;
+    run.commit()
 }
 
 /// A file-name-safe form of a trait's name, for its plots.
@@ -442,6 +476,7 @@ fn file_safe(name: &str) -> String {
 /// per trait (each against `baseline` on the same folds).
 fn write_outputs(
     dir: &Path,
+    shown: &Path,
     records: &[Record],
     preds: &[Prediction],
     baseline: &str,
@@ -536,13 +571,16 @@ fn write_outputs(
     geno::write_atomic(dir.join("report.md"), md.as_bytes())?;
     println!(
         "\nwrote {}/{{metrics.csv, predictions.csv, folds.csv, timings.csv, summary.json, report.md}}",
-        dir.display()
+        shown.display()
     );
     println!(
         "plots: {}",
         all_plots
             .iter()
-            .map(|p| p.display().to_string())
+            .map(|p| match p.strip_prefix(dir) {
+                Ok(rel) => shown.join(rel).display().to_string(),
+                Err(_) => p.display().to_string(),
+            })
             .collect::<Vec<_>>()
             .join(" ")
     );
@@ -638,6 +676,7 @@ fn merge(m: MergeArgs) -> Result<()> {
         "gblup"
     };
     write_outputs(
+        &m.out,
         &m.out,
         &records,
         &preds,

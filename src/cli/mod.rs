@@ -9,6 +9,7 @@ mod gblup;
 mod image;
 mod output;
 mod qc;
+pub mod rundir;
 mod simulate;
 mod train;
 mod transfer;
@@ -54,15 +55,17 @@ pub enum Command {
     Bench(bench::BenchArgs),
 }
 
-pub fn run(cli: Cli) -> Result<()> {
+/// Runs a command; `resume` is the record of the unfinished run that
+/// `genocnn train|cv --resume DIR` continues (its command line is `cli`).
+pub fn run(cli: Cli, resume: Option<rundir::RunRecord>) -> Result<()> {
     match cli.command {
         Command::Qc(a) => qc::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Simulate(a) => simulate::run(a),
-        Command::Cv(a) => cv::run(a),
+        Command::Cv(a) => cv::run(a, resume),
         Command::Grm(a) => gblup::run_grm(a),
         Command::Gblup(a) => gblup::run_gblup(a),
-        Command::Train(a) => train::run_train(a),
+        Command::Train(a) => train::run_train(a, resume),
         Command::Predict(a) => train::run_predict(a),
         Command::Explain(a) => explain::run(a),
         Command::Image(a) => image::run(a),

@@ -176,6 +176,7 @@ impl EpochProgress {
                 bar.println(line);
                 bar.set_position(0);
             }
+            model::Event::Checkpoint(_) => {}
         }
     }
 }

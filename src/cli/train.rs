@@ -17,6 +17,7 @@ use super::output::{
     csv_field, csv_header, ensure_dir, num, refuse_input_as_output, spinner, table, write_json,
     EpochProgress,
 };
+use super::rundir::{RunDir, RunRecord};
 use super::transfer::TransferArgs;
 use super::{GenoArgs, PhenoArgs};
 use model::transfer::SourceWeights;
@@ -238,13 +239,60 @@ pub fn override_training(
     Ok(())
 }
 
-pub fn run_train(a: TrainArgs) -> Result<()> {
+pub fn run_train(a: TrainArgs, resume: Option<RunRecord>) -> Result<()> {
     let engine = a.compute.apply()?;
     let threads = engine_threads(&engine);
-    with_engine!(engine, b => train_with(a, b, threads))
+    with_engine!(engine, b => train_with(a, b, threads, resume))
 }
 
-fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()> {
+/// The epoch reports in a checkpoint (f64 as bits: NaN has no JSON form).
+type SavedReport = (usize, usize, f32, u64, u64, u64, u64);
+
+fn save_report(r: &model::EpochReport) -> SavedReport {
+    (
+        r.epoch,
+        r.phase,
+        r.lr,
+        r.train_loss.to_bits(),
+        r.val_loss.to_bits(),
+        r.val_r.to_bits(),
+        r.seconds.to_bits(),
+    )
+}
+
+fn load_report(s: &SavedReport) -> model::EpochReport {
+    model::EpochReport {
+        epoch: s.0,
+        phase: s.1,
+        lr: s.2,
+        train_loss: f64::from_bits(s.3),
+        val_loss: f64::from_bits(s.4),
+        val_r: f64::from_bits(s.5),
+        seconds: f64::from_bits(s.6),
+    }
+}
+
+/// A test hook: `GENOCNN_KILL_AFTER_EPOCH=N` makes a run kill itself with
+/// SIGKILL right after writing epoch N's checkpoint, as a user's `kill -9`
+/// or a cluster's time limit would.
+fn kill_hook(epochs_done: usize) {
+    let at = std::env::var("GENOCNN_KILL_AFTER_EPOCH")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    if at == Some(epochs_done) {
+        // SAFETY: kill(2) on our own process id has no memory effects.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+fn train_with<B: Backend>(
+    a: TrainArgs,
+    backend: B,
+    threads: usize,
+    resume: Option<RunRecord>,
+) -> Result<()> {
     let source = a.transfer.source()?;
     let mut spec = run_spec(a.model.as_deref(), source.as_ref())?;
     override_training(&mut spec, a.epochs, a.batch_size, a.lr)?;
@@ -292,8 +340,33 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()
         backend.name()
     );
     let data = trait_data(&traits, &predictors);
-    // The folder appears once the inputs are read and checked.
-    ensure_dir(&a.out)?;
+    // The folder appears once the inputs are read and checked; the run
+    // writes into its staging folder, and its files move into place at the end.
+    let run = match resume {
+        Some(r) => RunDir::resume(&a.out, r),
+        None => RunDir::start(&a.out, "train")?,
+    };
+    let dir = run.stage().to_path_buf();
+    let ck_path = dir.join("checkpoint.safetensors");
+    let (resume_ck, prior) = if run.resumed() && ck_path.exists() {
+        let (ck, caller) = model::Checkpoint::read(&ck_path)?;
+        let saved: Vec<SavedReport> = serde_json::from_str(&caller)
+            .with_context(|| format!("{}: bad epoch reports", ck_path.display()))?;
+        eprintln!(
+            "resuming from the checkpoint after epoch {} ({})",
+            ck.epochs_done,
+            ck_path.display()
+        );
+        (
+            Some(Box::new(ck)),
+            saved.iter().map(load_report).collect::<Vec<_>>(),
+        )
+    } else {
+        if run.resumed() {
+            eprintln!("resuming: no epoch had finished, so the run starts again");
+        }
+        (None, Vec::new())
+    };
 
     let mut network =
         model::build_network(backend, &spec, g.n_markers(), predictors.len(), a.seed)?;
@@ -304,9 +377,13 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()
     let opts = model::TrainOptions {
         profile: false,
         phases: plan.phases.clone(),
+        checkpoints: true,
+        resume: resume_ck,
     };
     let start = Instant::now();
     let mut progress = EpochProgress::new();
+    let mut reports: Vec<SavedReport> = prior.iter().map(save_report).collect();
+    let mut ck_error: Option<anyhow::Error> = None;
     let fitted = model::fit_with(
         network,
         &spec,
@@ -316,6 +393,21 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()
         a.seed,
         &opts,
         &mut |ev| {
+            match &ev {
+                model::Event::Epoch(r) => reports.push(save_report(r)),
+                model::Event::Checkpoint(ck) => {
+                    let written = serde_json::to_string(&reports)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|caller| Ok(ck.write(&ck_path, &caller)?));
+                    match written {
+                        Ok(()) => kill_hook(ck.epochs_done),
+                        Err(e) => {
+                            ck_error.get_or_insert(e);
+                        }
+                    }
+                }
+                _ => {}
+            }
             progress.on(ev, |r| {
                 // With no validation split, there is no validation loss to show.
                 let val = if r.val_loss.is_finite() {
@@ -340,8 +432,15 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()
     let bar = progress.bar;
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
+    if let Some(e) = ck_error {
+        return Err(e.context("cannot write the training checkpoint"));
+    }
     let mut fitted = fitted;
     fitted.provenance = plan.provenance(&fitted.provenance);
+    if !prior.is_empty() {
+        let new = std::mem::take(&mut fitted.history);
+        fitted.history = prior.into_iter().chain(new).collect();
+    }
 
     let mut hist = String::from("epoch,lr,train_loss,val_loss,val_r,seconds,phase\n");
     for r in &fitted.history {
@@ -357,14 +456,14 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()
             r.phase
         )?;
     }
-    geno::write_atomic(a.out.join("history.csv"), hist.as_bytes())?;
-    model::save_network(&fitted, &a.out)?;
+    geno::write_atomic(dir.join("history.csv"), hist.as_bytes())?;
+    model::save_network(&fitted, &dir)?;
     let best = &fitted.history[fitted.best_epoch];
     let spe = fitted.history.iter().map(|r| r.seconds).sum::<f64>() / fitted.history.len() as f64;
     let n_params = fitted.network.n_trainable();
     let finite = |v: f64| if v.is_finite() { json!(v) } else { json!(null) };
     write_json(
-        &a.out.join("summary.json"),
+        &dir.join("summary.json"),
         &json!({
             "model": spec.name,
             "config": a.model.as_ref().map(|p| p.display().to_string()),
@@ -386,8 +485,10 @@ fn train_with<B: Backend>(a: TrainArgs, backend: B, threads: usize) -> Result<()
             "threads": threads,
             "backend": fitted.network.backend.name(),
             "transfer": a.transfer.any().then(|| plan.json(&fitted.provenance)),
+            "resumed": run.resumed(),
         }),
     )?;
+    run.commit()?;
     print!(
         "{}",
         table(&[

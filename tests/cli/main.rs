@@ -11,6 +11,7 @@ mod multitrait;
 mod qc;
 mod real_data;
 mod reliability;
+mod resume;
 mod simulate;
 mod train;
 mod transfer;

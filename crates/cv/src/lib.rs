@@ -16,6 +16,7 @@
 
 pub mod error;
 pub mod predictor;
+pub mod store;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -28,6 +29,7 @@ use model::TraitColumn;
 
 pub use error::{CvError, Result};
 pub use predictor::{FoldData, FoldFit, Gblup, MultiGblup, NetworkModel, Predictor, SearchModel};
+pub use store::JobStore;
 
 /// `values` with every record outside `keep` hidden (NaN): what a model
 /// may see of a trait.
@@ -115,6 +117,8 @@ type Finished = (usize, Vec<Record>, Vec<Prediction>);
 pub enum Progress<'a> {
     Started(&'a Job, &'a str),
     Finished(&'a Job, &'a [Record]),
+    /// A job a killed run had finished, taken from the [`JobStore`].
+    Kept(&'a Job, &'a [Record]),
 }
 
 impl<'a> Plan<'a> {
@@ -295,19 +299,34 @@ impl<'a> Plan<'a> {
 
     /// Runs the queue on `jobs` workers sharing `threads` threads, each
     /// worker with its own pool; the records and predictions come back in
-    /// queue order, whatever order the jobs finished in.
+    /// queue order, whatever order the jobs finished in. With a `store`,
+    /// each finished job is kept there as it ends, and the jobs it already
+    /// holds (a killed run's) are taken from it instead of run again.
     pub fn run(
         &self,
         jobs: usize,
         threads: usize,
+        store: Option<&JobStore>,
         on: &(dyn Fn(Progress) + Sync),
     ) -> Result<(Vec<Record>, Vec<Prediction>)> {
         let sets = self.target_sets()?;
         let queue = self.jobs()?;
-        let results: Mutex<Vec<Finished>> = Mutex::new(Vec::new());
+        let mut kept: Vec<Finished> = Vec::new();
+        let mut todo: Vec<usize> = Vec::new();
+        for (k, job) in queue.iter().enumerate() {
+            let name = self.models[job.model].name();
+            match store.and_then(|s| s.load(k, job, &name)) {
+                Some((recs, preds)) => {
+                    on(Progress::Kept(job, &recs));
+                    kept.push((k, recs, preds));
+                }
+                None => todo.push(k),
+            }
+        }
+        let results: Mutex<Vec<Finished>> = Mutex::new(kept);
         let next = Mutex::new(0usize);
         let failure: Mutex<Option<CvError>> = Mutex::new(None);
-        let workers = jobs.min(queue.len()).max(1);
+        let workers = jobs.min(todo.len()).max(1);
         let per_worker = (threads / workers).max(1);
         std::thread::scope(|scope| {
             for _ in 0..workers {
@@ -326,17 +345,23 @@ impl<'a> Plan<'a> {
                     loop {
                         let k = {
                             let mut n = next.lock().expect("lock");
-                            if *n >= queue.len() || failure.lock().expect("lock").is_some() {
+                            if *n >= todo.len() || failure.lock().expect("lock").is_some() {
                                 break;
                             }
                             *n += 1;
-                            *n - 1
+                            todo[*n - 1]
                         };
                         let job = &queue[k];
                         let name = self.models[job.model].name();
                         on(Progress::Started(job, &name));
                         match pool.install(|| self.run_job(job, &sets)) {
                             Ok((recs, preds)) => {
+                                let saved =
+                                    store.map_or(Ok(()), |s| s.save(k, job, &name, &recs, &preds));
+                                if let Err(e) = saved {
+                                    *failure.lock().expect("lock") = Some(e);
+                                    break;
+                                }
                                 on(Progress::Finished(job, &recs));
                                 results.lock().expect("lock").push((k, recs, preds));
                             }

@@ -341,6 +341,7 @@ pub fn fit_images_with<B: Backend>(
     let run_opts = TrainOptions {
         profile: opts.profile,
         phases: opts.phases.clone(),
+        ..TrainOptions::default()
     };
     let trained = backend.install(|| {
         trainer::run(

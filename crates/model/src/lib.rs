@@ -4,6 +4,7 @@
 //! genotype files whose markers are matched by ID and allele
 //! ([`saved::match_markers`]).
 
+pub mod checkpoint;
 pub mod error;
 pub mod image;
 pub mod saved;
@@ -13,6 +14,7 @@ pub mod train;
 pub mod trainer;
 pub mod transfer;
 
+pub use checkpoint::Checkpoint;
 pub use error::{ModelError, Result};
 pub use image::{
     fit_images, fit_images_with, Evaluation, ImageEpoch, ImageEvent, ImageMeta, ImageModel,

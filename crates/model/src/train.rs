@@ -241,6 +241,8 @@ pub enum Event<'a, R = EpochReport> {
         loss: f64,
     },
     Epoch(&'a R),
+    /// The run's state after an epoch, when [`crate::TrainOptions::checkpoints`] asks.
+    Checkpoint(&'a crate::checkpoint::Checkpoint),
 }
 
 /// A trained network with everything needed to predict.

@@ -13,6 +13,7 @@ use nn::{Backend, Loss, Network, OptState, Profile, ScheduleState};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use crate::checkpoint::{Checkpoint, RngState};
 use crate::error::{ModelError, Result};
 use crate::spec::TrainingSpec;
 use crate::train::Event;
@@ -27,6 +28,13 @@ pub struct TrainOptions {
     /// its learning rate (empty: one phase of the spec's epochs and rate,
     /// with the network's frozen layers as they are).
     pub phases: Vec<Phase>,
+    /// Report a [`Checkpoint`] after each epoch ([`Event::Checkpoint`]).
+    pub checkpoints: bool,
+    /// Continue the run from this checkpoint: the network must be built
+    /// (or loaded) as at the run's start, and the rest of the call be the
+    /// same; the run then ends as if it had never stopped. The reports of
+    /// the epochs before it are not repeated in [`Trained::history`].
+    pub resume: Option<Box<Checkpoint>>,
 }
 
 /// An epoch's figures that every task has, for its end-of-epoch report.
@@ -113,6 +121,21 @@ impl EarlyStopping {
         }
     }
 
+    /// The stopper a checkpoint recorded.
+    fn resumed(patience: usize, ck: &Checkpoint) -> Self {
+        EarlyStopping {
+            best: ck.best.map(|(loss, epoch)| {
+                (
+                    f64::from_bits(loss),
+                    epoch,
+                    ck.best_weights.clone().unwrap_or_default(),
+                )
+            }),
+            since_best: ck.since_best,
+            patience: patience.max(1),
+        }
+    }
+
     /// Puts the best epoch's weights back; returns that epoch (or `last`
     /// when no validation loss was recorded).
     fn restore<B: Backend>(self, network: &mut Network<B>, last: usize) -> Result<usize> {
@@ -174,12 +197,44 @@ pub fn run<B: Backend, T: Task<B>>(
     opts: &TrainOptions,
     on: &mut dyn FnMut(Event<T::Report>),
 ) -> Result<Trained<T::Report>> {
+    let resume = opts.resume.as_deref();
     let mut run = Run {
         history: Vec::new(),
         profile: opts.profile.then(Profile::default),
-        step: 0,
-        phases: Vec::new(),
+        step: resume.map_or(0, |c| c.step),
+        phases: resume.map_or_else(Vec::new, |c| c.phases_done.clone()),
+        done: resume.map_or(0, |c| c.epochs_done),
     };
+    if let Some(ck) = resume {
+        let backend = network.backend.clone();
+        let params = network.params_mut();
+        if params.len() != ck.params.len() {
+            return Err(ModelError::Training(format!(
+                "the checkpoint holds {} parameter arrays, the network {}",
+                ck.params.len(),
+                params.len()
+            )));
+        }
+        for (p, (shape, v)) in params.into_iter().zip(&ck.params) {
+            if backend.shape(&p.value) != *shape {
+                return Err(ModelError::Training(format!(
+                    "the checkpoint's {} is {shape:?}, the network's {:?}",
+                    p.name,
+                    backend.shape(&p.value)
+                )));
+            }
+            p.value = backend.tensor(v.clone(), shape)?;
+        }
+        *rng = ck.rng.rng()?;
+        if ck.fit_rows.len() != fit_rows.len() {
+            return Err(ModelError::Training(format!(
+                "the checkpoint trains on {} rows, this run on {}",
+                ck.fit_rows.len(),
+                fit_rows.len()
+            )));
+        }
+        fit_rows.copy_from_slice(&ck.fit_rows);
+    }
     if opts.phases.is_empty() {
         let best = run_phase(
             network, t, task, fit_rows, n_val, rng, seed, loss, width, opts, on, &mut run, 1,
@@ -187,8 +242,9 @@ pub fn run<B: Backend, T: Task<B>>(
         return Ok(run.finish(best));
     }
     check_phases(network, &opts.phases)?;
-    let mut best = 0;
-    for (k, ph) in opts.phases.iter().enumerate() {
+    let mut best = resume.map_or(0, |c| c.best_of_last_phase);
+    let first_phase = resume.map_or(0, |c| c.phase);
+    for (k, ph) in opts.phases.iter().enumerate().skip(first_phase) {
         apply_frozen(network, &ph.frozen);
         let tp = TrainingSpec {
             epochs: ph.epochs,
@@ -196,7 +252,11 @@ pub fn run<B: Backend, T: Task<B>>(
             ..t.clone()
         };
         tp.validate()?;
-        let first = run.history.len();
+        // A resumed phase counts the epochs it ran before the stop.
+        let first = match resume {
+            Some(c) if c.phase == k => run.epochs() - c.phase_epochs,
+            _ => run.epochs(),
+        };
         let trainable_values = network.n_trainable();
         best = run_phase(
             network,
@@ -217,7 +277,7 @@ pub fn run<B: Backend, T: Task<B>>(
             phase: k + 1,
             frozen: ph.frozen.clone(),
             lr: ph.lr,
-            epochs_run: run.history.len() - first,
+            epochs_run: run.epochs() - first,
             best_epoch: best + 1,
             trainable_values,
         });
@@ -233,9 +293,16 @@ struct Run<R> {
     /// Optimizer steps over the whole run (the dropout masks' seeds).
     step: u32,
     phases: Vec<PhaseRecord>,
+    /// Epochs run before a resumed run's checkpoint.
+    done: usize,
 }
 
 impl<R> Run<R> {
+    /// Epochs completed over the whole run.
+    fn epochs(&self) -> usize {
+        self.done + self.history.len()
+    }
+
     fn finish(self, best_epoch: usize) -> Trained<R> {
         Trained {
             history: self.history,
@@ -270,13 +337,25 @@ fn run_phase<B: Backend, T: Task<B>>(
         n_train: fit_rows.len(),
         n_val,
     });
-    let epoch0 = run.history.len();
     let mut sched = ScheduleState::new(t.schedule, t.lr, t.epochs);
     let mut stopper = EarlyStopping::new(t.patience);
     let mut state = OptState::new();
     // Adam's bias correction counts this phase's steps: its state is new.
     let mut local_step = 0u32;
-    for e in 0..t.epochs {
+    let mut first_epoch = 0;
+    let resumed = opts.resume.as_deref().filter(|c| c.phase == phase - 1);
+    if let Some(ck) = resumed {
+        sched.restore((ck.schedule.0, f64::from_bits(ck.schedule.1), ck.schedule.2));
+        stopper = EarlyStopping::resumed(t.patience, ck);
+        state = OptState::import(&network.backend, ck.opt.clone())?;
+        local_step = ck.local_step;
+        first_epoch = ck.phase_epochs;
+        if ck.phase_stopped {
+            first_epoch = t.epochs;
+        }
+    }
+    let epoch0 = run.epochs() - first_epoch;
+    for e in first_epoch..t.epochs {
         let epoch = epoch0 + e;
         let started = Instant::now();
         let lr = sched.lr(e);
@@ -328,13 +407,44 @@ fn run_phase<B: Backend, T: Task<B>>(
         sched.observe(val_loss.unwrap_or(core.train_loss));
         on(Event::Epoch(&report));
         run.history.push(report);
-        if let Some(v) = val_loss {
-            if stopper.stop_after(network, v, epoch)? {
-                break;
-            }
+        let stop = match val_loss {
+            Some(v) => stopper.stop_after(network, v, epoch)?,
+            None => false,
+        };
+        if opts.checkpoints {
+            let backend = &network.backend;
+            let ck = Checkpoint {
+                epochs_done: run.epochs(),
+                phase: phase - 1,
+                phase_epochs: e + 1,
+                phase_stopped: stop,
+                step: run.step,
+                local_step,
+                rng: RngState::of(rng),
+                fit_rows: fit_rows.to_vec(),
+                schedule: {
+                    let (c, b, k) = sched.progress();
+                    (c, b.to_bits(), k)
+                },
+                best: stopper.best.as_ref().map(|(l, ep, _)| (l.to_bits(), *ep)),
+                since_best: stopper.since_best,
+                phases_done: run.phases.clone(),
+                best_of_last_phase: run.phases.last().map_or(0, |p| p.best_epoch - 1),
+                params: network
+                    .params()
+                    .iter()
+                    .map(|p| Ok((backend.shape(&p.value), backend.to_vec(&p.value)?)))
+                    .collect::<Result<_>>()?,
+                opt: state.export(backend)?,
+                best_weights: stopper.best.as_ref().map(|(_, _, w)| w.clone()),
+            };
+            on(Event::Checkpoint(&ck));
+        }
+        if stop {
+            break;
         }
     }
-    stopper.restore(network, run.history.len() - 1)
+    stopper.restore(network, run.epochs().saturating_sub(1))
 }
 
 #[cfg(test)]

@@ -38,6 +38,6 @@ pub use layers::{Layer, LayerSpec};
 pub use native::{HostTensor, Native};
 pub use network::{Network, NetworkBuilder};
 pub use optim::{Loss, Optimizer, Schedule, ScheduleState};
-pub use param::{Gradients, Init, OptState, Param};
+pub use param::{Gradients, HostSlots, Init, OptState, Param};
 pub use pass::{Ctx, Mode, Pass, Profile, ProfileRow};
 pub use step::{train_step, StepOutcome};

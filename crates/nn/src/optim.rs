@@ -153,6 +153,19 @@ impl ScheduleState {
         }
     }
 
+    /// What changes during a run: the current rate, the best validation
+    /// loss seen (reduce-on-plateau) and the epochs since it, for a checkpoint.
+    pub fn progress(&self) -> (f32, f64, usize) {
+        (self.current, self.best, self.since_best)
+    }
+
+    /// Puts back what [`ScheduleState::progress`] gave.
+    pub fn restore(&mut self, (current, best, since_best): (f32, f64, usize)) {
+        self.current = current;
+        self.best = best;
+        self.since_best = since_best;
+    }
+
     /// The learning rate for epoch `epoch` (from 0).
     pub fn lr(&mut self, epoch: usize) -> f32 {
         self.current = match self.schedule {

@@ -115,6 +115,9 @@ impl<B: Backend> Gradients<B> {
     }
 }
 
+/// Optimizer buffers on the host: per parameter id, (shape, values) each.
+pub type HostSlots = Vec<Vec<(Vec<usize>, Vec<f32>)>>;
+
 /// The optimizer's buffers (velocity, or Adam's moments), by parameter id.
 pub struct OptState<B: Backend> {
     slots: Vec<Vec<B::Tensor>>,
@@ -129,6 +132,32 @@ impl<B: Backend> Default for OptState<B> {
 impl<B: Backend> OptState<B> {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The buffers on the host, by parameter id: (shape, values) each, for
+    /// a checkpoint.
+    pub fn export(&self, backend: &B) -> Result<HostSlots> {
+        self.slots
+            .iter()
+            .map(|slot| {
+                slot.iter()
+                    .map(|t| Ok((backend.shape(t), backend.to_vec(t)?)))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The state [`OptState::export`] gave, back on `backend`.
+    pub fn import(backend: &B, slots: HostSlots) -> Result<Self> {
+        let slots = slots
+            .into_iter()
+            .map(|slot| {
+                slot.into_iter()
+                    .map(|(shape, v)| backend.tensor(v, &shape))
+                    .collect()
+            })
+            .collect::<Result<_>>()?;
+        Ok(OptState { slots })
     }
 
     /// The buffers of parameter `id` (empty before its first step).
