@@ -72,6 +72,13 @@ for f in "${list[@]}"; do
 done
 for p in "${pids[@]}"; do wait "$p" || status=1; done
 
+# The harnesses' scratch folders of finished fuzzer processes.
+for d in /dev/shm/genocnn-fuzz-* "${TMPDIR:-/tmp}"/genocnn-fuzz-*; do
+    [ -d "$d" ] || continue
+    pid="${d##*-}"
+    kill -0 "$pid" 2> /dev/null || rm -rf "$d"
+done
+
 stat() { sed -n "s/^$2 *: *//p" "$out/$1/default/fuzzer_stats" 2>/dev/null || echo "?"; }
 printf '%-10s %14s %10s %10s %8s %6s\n' family executions seconds "execs/s" crashes hangs
 for f in "${list[@]}"; do

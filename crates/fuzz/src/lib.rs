@@ -72,20 +72,31 @@ pub fn join(files: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-/// This process's scratch folder (in `/dev/shm` where there is one).
-fn scratch() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let base = Path::new("/dev/shm");
-        let base = if base.is_dir() {
-            base.to_path_buf()
+/// This thread's scratch folder (in `/dev/shm` where there is one): the
+/// tests replay corpora on several threads of one process.
+fn scratch() -> PathBuf {
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    let base = BASE.get_or_init(|| {
+        let shm = Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
         } else {
             std::env::temp_dir()
         };
-        let dir = base.join(format!("genocnn-fuzz-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create the scratch folder");
-        dir
-    })
+        base.join(format!("genocnn-fuzz-{}", std::process::id()))
+    });
+    let thread = format!("{:?}", std::thread::current().id());
+    let name: String = thread.chars().filter(char::is_ascii_digit).collect();
+    base.join(format!("t{name}"))
+}
+
+/// Removes this thread's scratch folder (and the process's, once empty).
+pub fn clear_scratch() {
+    let dir = scratch();
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(base) = dir.parent() {
+        let _ = std::fs::remove_dir(base);
+    }
 }
 
 /// A clean sub-folder of the scratch folder.

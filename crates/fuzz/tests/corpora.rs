@@ -36,6 +36,7 @@ fn every_seed_is_read_as_labelled() {
             );
         }
     }
+    fuzz::clear_scratch();
 }
 
 #[test]
@@ -50,6 +51,7 @@ fn every_saved_crash_is_refused_or_read_without_panic() {
             harness(&data);
         }
     }
+    fuzz::clear_scratch();
 }
 
 #[test]

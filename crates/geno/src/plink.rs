@@ -290,8 +290,12 @@ pub fn write_plink(
     };
     let identity = rows.len() == g.n_individuals() && rows.iter().enumerate().all(|(k, &i)| k == i);
     // PLINK's text files split on white space: a field holding some (or
-    // none at all) would not read back as written.
-    let field_ok = |v: &str| !v.is_empty() && !v.chars().any(char::is_whitespace);
+    // none at all, or a quote or control character) would not read back as
+    // written.
+    let field_ok = |v: &str| {
+        crate::textio::unwritable(v, crate::Delimiter::Whitespace).is_none()
+            && !v.chars().any(char::is_whitespace)
+    };
     for &i in rows {
         let ind = &g.individuals()[i];
         for (what, v) in [
@@ -299,12 +303,15 @@ pub fn write_plink(
             ("individual ID", &ind.iid),
             ("father ID", &ind.father),
             ("mother ID", &ind.mother),
+            ("sex", &ind.sex),
+            ("phenotype", &ind.phenotype),
         ] {
             if !field_ok(v) {
                 return Err(GenoError::invalid(
                     &paths.fam,
                     format!(
-                        "the {what} '{v}' of individual {} is empty or holds white space, which a .fam cannot hold; rename it (for example with underscores) before writing PLINK files",
+                        "the {what} '{}' of individual {} is empty or holds white space, a quote or a control character, which a .fam cannot hold; rename it (for example with underscores) before writing PLINK files",
+                        v.escape_debug(),
                         i + 1
                     ),
                 ));
@@ -320,6 +327,7 @@ pub fn write_plink(
         for (what, v) in [
             ("chromosome", &mk.chromosome),
             ("marker ID", &mk.id),
+            ("genetic position", &mk.cm),
             ("allele A1", &mk.a1),
             ("allele A2", &mk.a2),
         ] {
@@ -327,7 +335,8 @@ pub fn write_plink(
                 return Err(GenoError::invalid(
                     &paths.bim,
                     format!(
-                        "the {what} '{v}' of marker {} is empty or holds white space, which a .bim cannot hold; rename it before writing PLINK files",
+                        "the {what} '{}' of marker {} is empty or holds white space, a quote or a control character, which a .bim cannot hold; rename it before writing PLINK files",
+                        v.escape_debug(),
                         j + 1
                     ),
                 ));

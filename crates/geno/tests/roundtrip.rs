@@ -140,3 +140,30 @@ fn plink_text_fields_split_at_any_white_space() {
     assert_eq!(g.individuals()[1].phenotype, "-9");
     assert_eq!(g.markers()[0].a2, "G");
 }
+
+/// Found by the fuzzer: a `.fam` field `""` reads as empty, and a field
+/// with control characters is kept; write_plink wrote both into files that
+/// did not read back. It now refuses them, naming the field.
+#[test]
+fn write_plink_refuses_fields_a_fam_cannot_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let mk = vec![geno::Marker::from_id("m1")];
+    let mut a = geno::Individual::from_id("a");
+    a.phenotype = String::new();
+    let g = geno::PackedGenotypes::from_fn(vec![a], mk.clone(), |_, _| Some(1));
+    let e = geno::write_plink(&g, &dir.path().join("x"), None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("x.fam") && e.contains("the phenotype '' of individual 1"),
+        "{e}"
+    );
+    let mut b = geno::Individual::from_id("b");
+    b.sex = "\u{2}1".into();
+    let g = geno::PackedGenotypes::from_fn(vec![b], mk, |_, _| Some(1));
+    let e = geno::write_plink(&g, &dir.path().join("y"), None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("the sex '\\u{2}1' of individual 1"), "{e}");
+    assert!(!dir.path().join("y.bed").exists());
+}
