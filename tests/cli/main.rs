@@ -8,6 +8,7 @@ mod explain;
 mod formats;
 mod image;
 mod multitrait;
+mod options;
 mod qc;
 mod real_data;
 mod reliability;

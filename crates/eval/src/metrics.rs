@@ -287,4 +287,24 @@ mod tests {
         assert!((auc(&p, &bin).unwrap() - 8.0 / 9.0).abs() < 1e-12);
         assert_eq!(ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
     }
+
+    #[test]
+    fn mse_r2_and_slope_by_hand() {
+        // Worked by hand: errors 1, 0, 1, 1 give SSE 3 and MSE 0.75; the
+        // observations' mean is 3.25, SST 6.75, so R² = 1 − 3/6.75 = 5/9;
+        // Σ(p − 2.5)(o − 3.25) = 5.5 over Σ(p − 2.5)² = 5 gives slope 1.1.
+        let m = Metrics::compute(&[1.0, 2.0, 3.0, 4.0], &[2.0, 2.0, 4.0, 5.0]);
+        assert_eq!(m.n, 4);
+        assert!((m.mse - 0.75).abs() < 1e-15);
+        assert!((m.r2 - 5.0 / 9.0).abs() < 1e-15);
+        assert!((m.slope - 1.1).abs() < 1e-14);
+        // r = 5.5 / sqrt(5 × 6.75).
+        assert!((m.r - 5.5 / (5.0f64 * 6.75).sqrt()).abs() < 1e-15);
+        // Predicting the mean scores R² = 0; worse than the mean, below 0,
+        // while r says nothing of the scale.
+        let flat = Metrics::compute(&[3.25; 4], &[2.0, 2.0, 4.0, 5.0]);
+        assert!(flat.r2.abs() < 1e-15 && (flat.mse - 6.75 / 4.0).abs() < 1e-15);
+        let scaled = Metrics::compute(&[10.0, 20.0, 30.0, 40.0], &[2.0, 2.0, 4.0, 5.0]);
+        assert!(scaled.r2 < -100.0 && (scaled.r - m.r).abs() < 1e-12);
+    }
 }

@@ -314,9 +314,10 @@ pub fn conv1d_backward(
         }
     }
 
-    // Weight gradient: per-thread partial sums over samples, then reduced.
+    // Weight gradient: partial sums over fixed runs of samples, then reduced
+    // in order (the same numbers on any thread count).
     let wl = p.weight_len();
-    let chunk = batch.div_ceil(rayon::current_num_threads()).max(1);
+    let chunk = crate::grad_chunk(batch);
     let partial: Vec<Vec<f32>> = (0..batch.div_ceil(chunk))
         .into_par_iter()
         .map(|c| {
@@ -830,7 +831,7 @@ pub fn conv1d_act_maxpool2_backward(
     }
     let dxp = dx.map(|d| SendPtr(d.as_mut_ptr()));
     let (xs, ys) = (p.c_in * l, p.c_out * lp2);
-    let chunk = batch.div_ceil(rayon::current_num_threads()).max(1);
+    let chunk = crate::grad_chunk(batch);
     let parts: Vec<(Vec<f32>, Vec<f64>)> = (0..batch.div_ceil(chunk))
         .into_par_iter()
         .map(|c| {

@@ -331,7 +331,7 @@ pub fn conv2d_backward(
             }
         }
     }
-    let chunk = batch.div_ceil(rayon::current_num_threads()).max(1);
+    let chunk = crate::grad_chunk(batch);
     let partial: Vec<Vec<f32>> = (0..batch.div_ceil(chunk))
         .into_par_iter()
         .map(|c| {
@@ -636,7 +636,7 @@ fn wide_backward(
         SendPtr(d.as_mut_ptr())
     });
     let row = geo.grad_row();
-    let chunk = batch.div_ceil(rayon::current_num_threads()).max(1);
+    let chunk = crate::grad_chunk(batch);
     let need_db = db.is_some();
     // With short rows, samples are taken 8 at a time, so that the weight
     // gradient's dot products run over all of them before their lanes are

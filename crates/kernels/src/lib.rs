@@ -27,3 +27,14 @@ pub use conv2d::{conv2d_backward, conv2d_forward, Conv2dParams};
 pub use dense::{dense_backward, dense_forward};
 pub use pool::{Pool1dParams, Pool2dParams, PoolKind};
 pub use simd::{with_path, SimdPath};
+
+/// The number of partial sums a weight gradient over a batch is split into
+/// (each a fixed run of samples, summed in order at the end). It does not
+/// follow the thread count, so that a run gives the same numbers on 1, 2 or
+/// 16 threads; 8 parts keep 8 threads busy and cost 8 weight-sized buffers.
+pub const GRAD_PARTS: usize = 8;
+
+/// Samples per partial sum of a weight gradient over `batch` samples.
+pub fn grad_chunk(batch: usize) -> usize {
+    batch.div_ceil(GRAD_PARTS).max(1)
+}

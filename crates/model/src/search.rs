@@ -187,6 +187,9 @@ impl Candidate {
 }
 
 /// A hyperparameter search.
+/// The most combinations a search space may hold.
+pub const MAX_GRID: usize = 100_000;
+
 #[derive(Clone, Debug)]
 pub struct SearchSpec {
     pub name: String,
@@ -223,7 +226,18 @@ impl SearchSpec {
                 "{origin}: inner_folds must be at least 2"
             )));
         }
-        // The grid: every combination, in a fixed order.
+        // The grid: every combination, in a fixed order. Its size is
+        // checked first: ten keys of ten values would be 10^10 candidates.
+        let size = raw
+            .space
+            .values()
+            .try_fold(1usize, |n, v| n.checked_mul(v.len()))
+            .filter(|&n| n <= MAX_GRID);
+        if size.is_none() {
+            return Err(ModelError::Spec(format!(
+                "{origin}: the space has more than {MAX_GRID} combinations; search fewer values, or fewer keys at once"
+            )));
+        }
         let keys: Vec<&String> = raw.space.keys().collect();
         let mut grid: Vec<Candidate> = vec![Candidate(Vec::new())];
         for k in &keys {
@@ -272,5 +286,69 @@ impl SearchSpec {
             inner_folds: raw.inner_folds,
             seed: raw.seed,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "[[layers]]\ntype = \"conv1d\"\nfilters = 4\nkernel = 3\n[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 8\n[[layers]]\ntype = \"dense\"\nunits = 1\n";
+
+    fn spec(dir: &Path, name: &str, body: &str) -> Result<SearchSpec> {
+        std::fs::write(dir.join("base.toml"), BASE).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, format!("base = \"base.toml\"\n{body}")).unwrap();
+        SearchSpec::from_file(&p)
+    }
+
+    #[test]
+    fn random_search_draws_distinct_candidates_of_the_grid_by_its_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        let space = "[space]\nfilters = [8, 16, 32]\nlr = [0.01, 0.001]\n";
+        let grid = spec(dir.path(), "g.toml", space).unwrap();
+        assert_eq!(grid.candidates.len(), 6);
+        let draw = |seed: u64| {
+            let body = format!("mode = \"random\"\nsamples = 4\nseed = {seed}\n{space}");
+            spec(dir.path(), "r.toml", &body).unwrap().candidates
+        };
+        let a = draw(1);
+        assert_eq!(a.len(), 4);
+        for c in &a {
+            assert!(
+                grid.candidates.contains(c),
+                "{} is not in the grid",
+                c.describe()
+            );
+            assert_eq!(a.iter().filter(|d| *d == c).count(), 1, "drawn twice");
+        }
+        assert_eq!(a, draw(1), "the same seed draws the same candidates");
+        // Over a few seeds, the draws are not all the same subset.
+        assert!((2..6).any(|s| draw(s) != a));
+        // More samples than combinations gives the whole grid.
+        let body = format!("mode = \"random\"\nsamples = 50\n{space}");
+        assert_eq!(
+            spec(dir.path(), "all.toml", &body)
+                .unwrap()
+                .candidates
+                .len(),
+            6
+        );
+    }
+
+    #[test]
+    fn a_space_too_large_to_list_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let values: Vec<String> = (1..=20).map(|k| format!("{}", k as f64 * 1e-4)).collect();
+        let v = values.join(", ");
+        let body = format!(
+            "[space]\nlr = [{v}]\ndropout = [{v}]\nl2 = [{v}]\nunits = [{}]\n",
+            (1..=20)
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let e = spec(dir.path(), "big.toml", &body).unwrap_err().to_string();
+        assert!(e.contains("more than 100000 combinations"), "{e}");
     }
 }

@@ -449,7 +449,97 @@ fn run_phase<B: Backend, T: Task<B>>(
 
 #[cfg(test)]
 mod tests {
-    use super::diverged;
+    use super::*;
+    use nn::Native;
+    use rand::SeedableRng;
+
+    /// A task whose validation losses follow a script, and which records
+    /// the network's weights at the end of every epoch.
+    struct Scripted {
+        losses: Vec<f64>,
+        snapshots: Vec<Vec<Vec<f32>>>,
+    }
+
+    impl Task<Native> for Scripted {
+        type Report = usize;
+        fn batch(
+            &mut self,
+            backend: &Native,
+            rows: &[usize],
+            _epoch: usize,
+        ) -> Result<(<Native as Backend>::Tensor, Vec<f32>)> {
+            let x: Vec<f32> = rows
+                .iter()
+                .flat_map(|&r| (0..4).map(move |j| ((r * 7 + j * 3) % 5) as f32 - 2.0))
+                .collect();
+            let y = rows.iter().map(|&r| (r % 3) as f32 - 1.0).collect();
+            Ok((backend.tensor(x, &[rows.len(), 1, 4])?, y))
+        }
+        fn end_epoch(
+            &mut self,
+            network: &Network<Native>,
+            core: &EpochCore,
+        ) -> Result<(Option<f64>, usize)> {
+            let w = network
+                .params()
+                .iter()
+                .map(|p| network.backend.to_vec(&p.value))
+                .collect::<nn::Result<Vec<_>>>()?;
+            self.snapshots.push(w);
+            Ok((Some(self.losses[core.epoch]), core.epoch))
+        }
+    }
+
+    #[test]
+    fn early_stopping_stops_after_patience_and_restores_the_best_epochs_weights() {
+        let spec = crate::ModelSpec::from_toml(
+            "[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 1\n",
+            "t",
+            "test",
+        )
+        .unwrap();
+        let mut network = crate::build_network(Native::new(), &spec, 4, 0, 1).unwrap();
+        // Best at epoch 3 (0-based); epochs 4, 5 and 6 do not improve on
+        // it, so with patience 3 the run stops after epoch 6 of 20.
+        let losses = vec![3.0, 1.0, 2.0, 0.5, 0.7, 0.5, 4.0, 0.1, 0.1, 0.1];
+        let t = TrainingSpec {
+            epochs: 20,
+            batch_size: 4,
+            lr: 0.05,
+            patience: 3,
+            ..TrainingSpec::default()
+        };
+        let mut task = Scripted {
+            losses,
+            snapshots: Vec::new(),
+        };
+        let mut rows: Vec<usize> = (0..12).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let trained = run(
+            &mut network,
+            &t,
+            &mut task,
+            &mut rows,
+            0,
+            &mut rng,
+            1,
+            Loss::Mse,
+            1,
+            &TrainOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(trained.history, vec![0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(trained.best_epoch, 3);
+        // The weights moved after epoch 3, and were put back.
+        assert_ne!(task.snapshots[3], task.snapshots[6]);
+        let now: Vec<Vec<f32>> = network
+            .params()
+            .iter()
+            .map(|p| network.backend.to_vec(&p.value).unwrap())
+            .collect();
+        assert_eq!(now, task.snapshots[3]);
+    }
 
     #[test]
     fn divergence_is_caught_before_the_loss_is_nan() {
