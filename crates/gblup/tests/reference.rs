@@ -164,8 +164,220 @@ fn spectral_reml_equals_brute_force_grid() {
         fit.delta,
         best.1
     );
-    assert!((fit.h2 - 1.0 / (1.0 + fit.delta)).abs() < 1e-12);
-    assert!(fit.h2_se > 0.0 && fit.h2_se < 1.0);
+    // The variances against the brute-force profile: σg² = q/(n − 1) at
+    // δ̂, σe² = δ̂ σg², and h2 their share.
+    let bf = brute_fit(&grm.kinship.data, n, &y, &[vec![1.0; n]], fit.delta);
+    assert!(
+        (fit.var_g - bf.var_g).abs() < 1e-9 * bf.var_g,
+        "{} vs {}",
+        fit.var_g,
+        bf.var_g
+    );
+    assert!((fit.var_e - fit.delta * bf.var_g).abs() < 1e-9 * bf.var_g);
+    let h2 = bf.var_g / (bf.var_g + fit.delta * bf.var_g);
+    assert!((fit.h2 - h2).abs() < 1e-9, "{} vs {h2}", fit.h2);
+    assert!(
+        (fit.beta[0] - bf.beta[0]).abs() < 1e-8,
+        "{:?} vs {:?}",
+        fit.beta,
+        bf.beta
+    );
+}
+
+/// What the explicit-inverse computation gives at δ for fixed effects X
+/// (columns): the REML log-likelihood, β̂ (GLS), σg² and H⁻¹(y − Xβ̂).
+struct Brute {
+    loglik: f64,
+    beta: Vec<f64>,
+    var_g: f64,
+    hinv_r: Vec<f64>,
+}
+
+fn brute_fit(k: &[f64], n: usize, y: &[f64], x: &[Vec<f64>], delta: f64) -> Brute {
+    let p = x.len();
+    let h: Vec<f64> = (0..n * n)
+        .map(|v| k[v] + if v / n == v % n { delta } else { 0.0 })
+        .collect();
+    let (hi, logdet_h) = inverse(&h, n);
+    let hmul = |v: &[f64]| -> Vec<f64> {
+        (0..n)
+            .map(|i| (0..n).map(|j| hi[i][j] * v[j]).sum())
+            .collect()
+    };
+    let hx: Vec<Vec<f64>> = x.iter().map(|c| hmul(c)).collect();
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(u, v)| u * v).sum::<f64>();
+    let xthx: Vec<f64> = (0..p * p).map(|v| dot(&x[v / p], &hx[v % p])).collect();
+    let xtx: Vec<f64> = (0..p * p).map(|v| dot(&x[v / p], &x[v % p])).collect();
+    let (a_inv, logdet_a) = inverse(&xthx, p);
+    let (_, logdet_xtx) = inverse(&xtx, p);
+    let xthy: Vec<f64> = hx.iter().map(|c| dot(c, y)).collect();
+    let beta: Vec<f64> = (0..p).map(|i| dot(&a_inv[i], &xthy)).collect();
+    let r: Vec<f64> = (0..n)
+        .map(|t| y[t] - (0..p).map(|i| x[i][t] * beta[i]).sum::<f64>())
+        .collect();
+    let hinv_r = hmul(&r);
+    let q = dot(&r, &hinv_r);
+    let dof = (n - p) as f64;
+    let var_g = q / dof;
+    let loglik = -0.5
+        * (dof * (2.0 * std::f64::consts::PI * var_g).ln() + logdet_h + logdet_a - logdet_xtx
+            + dof);
+    Brute {
+        loglik,
+        beta,
+        var_g,
+        hinv_r,
+    }
+}
+
+#[test]
+fn h2_standard_error_is_the_curvature_of_the_brute_force_likelihood() {
+    let (g, y) = small(60, 800, 0.0, 5);
+    let n = 60;
+    let grm = gblup::vanraden(&g);
+    let eig = Spectral::new(&grm.kinship.data, n).unwrap();
+    let x = [vec![1.0; n]];
+    let fit = reml::Problem::new(&eig, &y, &x).unwrap().fit().unwrap();
+    // ln L as a function of h2 (δ = (1 − h2)/h2, σ² profiled), from
+    // explicit inverses; its second derivative by central differences with
+    // a step 30 times the code's, extrapolated (Richardson).
+    let l = |h: f64| brute_fit(&grm.kinship.data, n, &y, &x, (1.0 - h) / h).loglik;
+    let h2 = fit.h2;
+    let d2 = |s: f64| (l(h2 + s) - 2.0 * l(h2) + l(h2 - s)) / (s * s);
+    let s = 3e-3f64.min(h2 / 3.0).min((1.0 - h2) / 3.0);
+    let curv = (4.0 * d2(s / 2.0) - d2(s)) / 3.0;
+    let se = (-1.0 / curv).sqrt();
+    assert!(se.is_finite() && se > 0.0);
+    assert!(
+        (fit.h2_se - se).abs() < 0.01 * se,
+        "h2 SE {} vs the brute-force curvature's {se}",
+        fit.h2_se
+    );
+}
+
+#[test]
+fn blups_equal_a_direct_solve_of_the_mixed_model() {
+    // û = σg² K V⁻¹ (y − Xβ̂) = K H⁻¹ (y − Xβ̂) with H = K + δI over the
+    // training individuals, and K_test,train H⁻¹ (y − Xβ̂) for the others:
+    // the BLUP from Henderson's equations, solved with an explicit inverse.
+    let (g, mut y) = small(70, 900, 0.02, 21);
+    let test: Vec<usize> = (50..70).collect();
+    for &i in &test {
+        y[i] = f64::NAN;
+    }
+    let grm = gblup::vanraden(&g);
+    let all: Vec<usize> = (0..70).collect();
+    let fit = gblup::fit(&g, &grm, &y, &[], &all, &KernelChoice::VanRaden).unwrap();
+    let train: Vec<usize> = (0..50).collect();
+    let kt: Vec<f64> = train
+        .iter()
+        .flat_map(|&i| train.iter().map(move |&j| (i, j)))
+        .map(|(i, j)| grm.kinship.get(i, j))
+        .collect();
+    let yt: Vec<f64> = train.iter().map(|&i| y[i]).collect();
+    let bf = brute_fit(&kt, 50, &yt, &[vec![1.0; 50]], fit.reml.delta);
+    assert!((fit.reml.beta[0] - bf.beta[0]).abs() < 1e-8);
+    for i in 0..70 {
+        let u: f64 = train
+            .iter()
+            .zip(&bf.hinv_r)
+            .map(|(&j, a)| grm.kinship.get(i, j) * a)
+            .sum();
+        assert!(
+            (fit.gebv[i] - u).abs() < 1e-7 * (1.0 + u.abs()),
+            "individual {i}: {} vs {u}",
+            fit.gebv[i]
+        );
+    }
+}
+
+#[test]
+fn the_likelihood_with_a_covariate_equals_the_brute_force_one() {
+    let (g, y) = small(60, 800, 0.0, 8);
+    let n = 60;
+    let cov: Vec<f64> = (0..n).map(|i| ((i * 37) % 11) as f64 - 5.0).collect();
+    let y: Vec<f64> = y.iter().zip(&cov).map(|(a, c)| a + 0.5 * c).collect();
+    let grm = gblup::vanraden(&g);
+    let eig = Spectral::new(&grm.kinship.data, n).unwrap();
+    let x = [vec![1.0; n], cov];
+    let prob = reml::Problem::new(&eig, &y, &x).unwrap();
+    for &d in &[0.1, 0.7, 3.0] {
+        let (ll, beta, var_g) = prob.eval(d);
+        let bf = brute_fit(&grm.kinship.data, n, &y, &x, d);
+        assert!(
+            (ll - bf.loglik).abs() < 1e-8 * bf.loglik.abs(),
+            "δ={d}: {ll} vs {}",
+            bf.loglik
+        );
+        assert!((var_g - bf.var_g).abs() < 1e-9 * bf.var_g);
+        for (b, w) in beta.iter().zip(&bf.beta) {
+            assert!((b - w).abs() < 1e-8, "β {beta:?} vs {:?}", bf.beta);
+        }
+    }
+}
+
+#[test]
+fn rkhs_kernel_bandwidth_and_choice_against_naive_computations() {
+    let (g, mut y) = small(40, 600, 0.03, 17);
+    for v in y.iter_mut().skip(32) {
+        *v = f64::NAN;
+    }
+    let (n, m) = (g.n_individuals(), g.n_markers());
+    // Squared distances between centred dosage vectors (missing at the
+    // mean), summed marker by marker.
+    let z: Vec<Vec<f64>> = (0..m)
+        .map(|j| {
+            let called: Vec<f64> = (0..n)
+                .filter_map(|i| g.dosage(i, j))
+                .map(f64::from)
+                .collect();
+            let mean = called.iter().sum::<f64>() / called.len().max(1) as f64;
+            (0..n)
+                .map(|i| g.dosage(i, j).map_or(0.0, |d| f64::from(d) - mean))
+                .collect()
+        })
+        .collect();
+    let d2: Vec<f64> = (0..n * n)
+        .map(|v| z.iter().map(|c| (c[v / n] - c[v % n]).powi(2)).sum())
+        .collect();
+    let mut off: Vec<f64> = (0..n)
+        .flat_map(|i| (0..i).map(move |j| (i, j)))
+        .map(|(i, j)| d2[i * n + j])
+        .collect();
+    off.sort_by(f64::total_cmp);
+    let median = off[off.len() / 2];
+    let grm = gblup::vanraden(&g);
+    let ours = gblup::grm::squared_distances(&grm);
+    for (v, (o, w)) in ours.data.iter().zip(&d2).enumerate() {
+        assert!((o - w).abs() < 1e-6 * (1.0 + w), "d² at {v}");
+    }
+    let med = gblup::grm::median_offdiagonal(&ours);
+    assert!((med - median).abs() < 1e-6 * median);
+    // θ: the grid value whose kernel exp(−d²/(θ·median)) has the largest
+    // REML likelihood, each maximized over a fine grid of δ by brute force.
+    let train: Vec<usize> = (0..32).collect();
+    let yt: Vec<f64> = train.iter().map(|&i| y[i]).collect();
+    let thetas = [0.25, 0.5, 1.0, 2.0, 4.0];
+    let best_of = |theta: f64| {
+        let k: Vec<f64> = train
+            .iter()
+            .flat_map(|&i| train.iter().map(move |&j| (i, j)))
+            .map(|(i, j)| (-d2[i * n + j] / (theta * median)).exp())
+            .collect();
+        (0..=400)
+            .map(|t| (-8.0 + 16.0 * t as f64 / 400.0).exp())
+            .map(|d| brute_fit(&k, 32, &yt, &[vec![1.0; 32]], d).loglik)
+            .fold(f64::NEG_INFINITY, f64::max)
+    };
+    let scores: Vec<f64> = thetas.iter().map(|&t| best_of(t)).collect();
+    let want = thetas[(0..5)
+        .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
+        .unwrap()];
+    let all: Vec<usize> = (0..n).collect();
+    let rk = gblup::fit(&g, &grm, &y, &[], &all, &KernelChoice::rkhs()).unwrap();
+    assert_eq!(rk.theta, Some(want), "likelihoods by θ: {scores:?}");
+    let top = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    assert!(rk.reml.loglik >= top - 1e-4, "{} vs {top}", rk.reml.loglik);
 }
 
 #[test]

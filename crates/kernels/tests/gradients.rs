@@ -370,8 +370,42 @@ fn batchnorm_gradients() {
     check("batchnorm dx", &x, &dx, |t| bn(t, &gd, &bd));
     check("batchnorm dgamma", &gamma, &dg, |t| bn(&xd, t, &bd));
     check("batchnorm dbeta", &beta, &db, |t| bn(&xd, &gd, t));
-    // Running statistics moved 10% of the way to the batch's.
-    assert!((rm[0] - 0.1 * cache.mean[0]).abs() < 1e-6);
+    // Running statistics moved 10% of the way to the batch's, computed here
+    // from the data (the variance unbiased, as PyTorch keeps it), starting
+    // from mean 0 and variance 1, and twice over for the second step.
+    let stats = |c: usize| {
+        let v: Vec<f64> = (0..batch)
+            .flat_map(|b| (0..spatial).map(move |s| (b * channels + c) * spatial + s))
+            .map(|i| x[i] as f64)
+            .collect();
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let var = v.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        (mean, var)
+    };
+    for c in 0..channels {
+        let (mean, var) = stats(c);
+        assert!((rm[c] as f64 - 0.1 * mean).abs() < 1e-6, "running mean {c}");
+        assert!(
+            (rv[c] as f64 - (0.9 + 0.1 * var)).abs() < 1e-6,
+            "running var {c}"
+        );
+    }
+    let mut y2 = vec![0f32; x.len()];
+    batchnorm_forward_train(
+        &x, batch, channels, spatial, &gamma, &beta, eps, 0.1, &mut rm, &mut rv, &mut y2,
+    );
+    for c in 0..channels {
+        let (mean, var) = stats(c);
+        assert!(
+            (rm[c] as f64 - 0.19 * mean).abs() < 1e-6,
+            "second step, mean {c}"
+        );
+        assert!(
+            (rv[c] as f64 - (0.81 + 0.19 * var)).abs() < 1e-6,
+            "second step, var {c}"
+        );
+    }
 }
 
 #[test]
