@@ -146,10 +146,14 @@ proptest! {
         prop_assume!(p2.validate(h, w).is_ok());
         let (ho, wo) = p2.out_hw(h, w);
         let x2 = data(rows * h * w, seed + 5);
-        let mut y2 = vec![0f32; rows * ho * wo];
-        pool::pool2d_forward(&p2, &x2, rows, h, w, &mut y2);
         let y2_ref = reference::pool2d_forward(&p2, &f64s(&x2), rows, h, w);
-        prop_assert!(rel(&y2, &y2_ref) <= 1e-6);
+        for path in SimdPath::available() {
+            with_path(path, || {
+                let mut y2 = vec![0f32; rows * ho * wo];
+                pool::pool2d_forward(&p2, &x2, rows, h, w, &mut y2);
+                assert!(rel(&y2, &y2_ref) <= 1e-6, "{path} pool2d {p2:?} {h}×{w}");
+            });
+        }
     }
 }
 
