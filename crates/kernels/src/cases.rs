@@ -54,7 +54,8 @@ fn conv1d_case(
         what,
         flops: passes * p.flops(batch, l),
         run: Box::new(move || {
-            conv1d_forward(&p, &x, batch, l, &w, Some(&b), &mut y);
+            conv1d_forward(&p, &x, batch, l, &w, Some(&b), &mut y)
+                .expect("valid kernel parameters");
             conv1d_backward(
                 &p,
                 &x,
@@ -65,7 +66,8 @@ fn conv1d_case(
                 input_grad.then_some(&mut dx[..]),
                 &mut dw,
                 Some(&mut db),
-            );
+            )
+            .expect("valid kernel parameters");
         }),
     }
 }
@@ -94,7 +96,8 @@ fn conv2d_case(
         what,
         flops: passes * p.flops(batch, h, w_),
         run: Box::new(move || {
-            conv2d_forward(&p, &x, batch, h, w_, &w, Some(&b), &mut y);
+            conv2d_forward(&p, &x, batch, h, w_, &w, Some(&b), &mut y)
+                .expect("valid kernel parameters");
             conv2d_backward(
                 &p,
                 &x,
@@ -106,7 +109,8 @@ fn conv2d_case(
                 input_grad.then_some(&mut dx[..]),
                 &mut dw,
                 Some(&mut db),
-            );
+            )
+            .expect("valid kernel parameters");
         }),
     }
 }
@@ -134,7 +138,8 @@ fn conv1d_pool_case(
     let input_grad = p.c_in > 1;
     let act = Activation::Relu;
     if backward {
-        conv1d_act_maxpool2_forward(&p, act, &x, batch, l, &w, Some(&b), &mut y, &mut mask);
+        conv1d_act_maxpool2_forward(&p, act, &x, batch, l, &w, Some(&b), &mut y, &mut mask)
+            .expect("valid kernel parameters");
     }
     let passes = if backward && input_grad { 2.0 } else { 1.0 };
     Case {
@@ -154,9 +159,11 @@ fn conv1d_pool_case(
                     input_grad.then_some(&mut dx[..]),
                     &mut dw,
                     Some(&mut db),
-                );
+                )
+                .expect("valid kernel parameters");
             } else {
-                conv1d_act_maxpool2_forward(&p, act, &x, batch, l, &w, Some(&b), &mut y, &mut mask);
+                conv1d_act_maxpool2_forward(&p, act, &x, batch, l, &w, Some(&b), &mut y, &mut mask)
+                    .expect("valid kernel parameters");
             }
         }),
     }
@@ -232,8 +239,8 @@ pub fn all() -> Vec<Case> {
             what: "max-pool 2 on 32×32×4994: forward + backward (one comparison per input, twice)",
             flops: 2.0 * (rows * l) as f64,
             run: Box::new(move || {
-                pool1d_forward(&p, &x, rows, l, &mut y);
-                pool1d_backward(&p, &x, rows, l, &dy, &mut dx);
+                pool1d_forward(&p, &x, rows, l, &mut y).expect("valid kernel parameters");
+                pool1d_backward(&p, &x, rows, l, &dy, &mut dx).expect("valid kernel parameters");
             }),
         });
     }

@@ -8,6 +8,7 @@
 //! gathers columns first. Work is spread over the batch with rayon, and
 //! inside the GEMM when the batch is a single sample.
 
+use crate::error::{check_len, require, KernelError};
 use rayon::prelude::*;
 
 use crate::gemm::{gemm_dots, gemm_rows, gemm_rows_bias, transpose_groups};
@@ -194,12 +195,15 @@ pub fn conv1d_forward(
     w: &[f32],
     bias: Option<&[f32]>,
     y: &mut [f32],
-) {
-    p.validate(l).unwrap_or_else(|e| panic!("{e}"));
+) -> crate::error::Result<()> {
+    p.validate(l).map_err(|message| KernelError::Params {
+        op: "conv1d_forward",
+        message,
+    })?;
     let lo = p.l_out(l);
-    assert_eq!(x.len(), batch * p.c_in * l, "conv1d: x length");
-    assert_eq!(w.len(), p.weight_len(), "conv1d: weight length");
-    assert_eq!(y.len(), batch * p.c_out * lo, "conv1d: y length");
+    check_len("conv1d_forward", "x", x.len(), batch * p.c_in * l)?;
+    check_len("conv1d_forward", "weight", w.len(), p.weight_len())?;
+    check_len("conv1d_forward", "y", y.len(), batch * p.c_out * lo)?;
     let path = SimdPath::current();
     let inner_par = batch == 1;
     let sample =
@@ -213,6 +217,7 @@ pub fn conv1d_forward(
             .zip(y.chunks_mut(p.c_out * lo))
             .for_each(sample);
     }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -295,17 +300,20 @@ pub fn conv1d_backward(
     dx: Option<&mut [f32]>,
     dw: &mut [f32],
     db: Option<&mut [f32]>,
-) {
-    p.validate(l).unwrap_or_else(|e| panic!("{e}"));
+) -> crate::error::Result<()> {
+    p.validate(l).map_err(|message| KernelError::Params {
+        op: "conv1d_backward",
+        message,
+    })?;
     let lo = p.l_out(l);
-    assert_eq!(x.len(), batch * p.c_in * l, "conv1d backward: x length");
-    assert_eq!(w.len(), p.weight_len(), "conv1d backward: weight length");
-    assert_eq!(dy.len(), batch * p.c_out * lo, "conv1d backward: dy length");
-    assert_eq!(dw.len(), p.weight_len(), "conv1d backward: dw length");
+    check_len("conv1d_backward", "x", x.len(), batch * p.c_in * l)?;
+    check_len("conv1d_backward", "weight", w.len(), p.weight_len())?;
+    check_len("conv1d_backward", "dy", dy.len(), batch * p.c_out * lo)?;
+    check_len("conv1d_backward", "dw", dw.len(), p.weight_len())?;
     let path = SimdPath::current();
 
     if let Some(db) = db {
-        assert_eq!(db.len(), p.c_out, "conv1d backward: db length");
+        check_len("conv1d_backward", "db", db.len(), p.c_out)?;
         for b in 0..batch {
             for co in 0..p.c_out {
                 let row = &dy[(b * p.c_out + co) * lo..(b * p.c_out + co + 1) * lo];
@@ -342,7 +350,7 @@ pub fn conv1d_backward(
     }
 
     if let Some(dx) = dx {
-        assert_eq!(dx.len(), batch * p.c_in * l, "conv1d backward: dx length");
+        check_len("conv1d_backward", "dx", dx.len(), batch * p.c_in * l)?;
         let dxp = SendPtr(dx.as_mut_ptr());
         let sample = |b: usize| {
             // Each sample writes its own disjoint slice of dx.
@@ -366,6 +374,7 @@ pub fn conv1d_backward(
             (0..batch).for_each(sample);
         }
     }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -650,22 +659,42 @@ pub fn conv1d_act_maxpool2_forward(
     bias: Option<&[f32]>,
     y: &mut [f32],
     mask: &mut [f32],
-) {
-    p.validate(l).unwrap_or_else(|e| panic!("{e}"));
-    assert!(
+) -> crate::error::Result<()> {
+    p.validate(l).map_err(|message| KernelError::Params {
+        op: "conv1d_act_maxpool2_forward",
+        message,
+    })?;
+    require(
+        "conv1d_act_maxpool2_forward",
         act.is_monotonic(),
-        "fused pooling needs a monotonic activation"
-    );
+        "fused pooling needs a monotonic activation",
+    )?;
     let lo = p.l_out(l);
     let lp2 = lo / 2;
-    assert!(
+    require(
+        "conv1d_act_maxpool2_forward",
         lp2 > 0,
-        "conv1d + max-pool 2: the convolution gives fewer than 2 values"
-    );
-    assert_eq!(x.len(), batch * p.c_in * l, "conv1d: x length");
-    assert_eq!(w.len(), p.weight_len(), "conv1d: weight length");
-    assert_eq!(y.len(), batch * p.c_out * lp2, "conv1d: y length");
-    assert_eq!(mask.len(), y.len(), "conv1d: mask length");
+        "conv1d + max-pool 2: the convolution gives fewer than 2 values",
+    )?;
+    check_len(
+        "conv1d_act_maxpool2_forward",
+        "x",
+        x.len(),
+        batch * p.c_in * l,
+    )?;
+    check_len(
+        "conv1d_act_maxpool2_forward",
+        "weight",
+        w.len(),
+        p.weight_len(),
+    )?;
+    check_len(
+        "conv1d_act_maxpool2_forward",
+        "y",
+        y.len(),
+        batch * p.c_out * lp2,
+    )?;
+    check_len("conv1d_act_maxpool2_forward", "mask", mask.len(), y.len())?;
     let path = SimdPath::current();
     let (pl, pr) = p.pads(l);
     let lpad = l + pl + pr;
@@ -756,6 +785,7 @@ pub fn conv1d_act_maxpool2_forward(
             .zip(mask.chunks_mut(as_))
             .for_each(sample);
     }
+    Ok(())
 }
 
 /// Columns of the input gradient per block of the fused backward pass.
@@ -786,24 +816,43 @@ pub fn conv1d_act_maxpool2_backward(
     dx: Option<&mut [f32]>,
     dw: &mut [f32],
     db: Option<&mut [f32]>,
-) {
-    p.validate(l).unwrap_or_else(|e| panic!("{e}"));
+) -> crate::error::Result<()> {
+    p.validate(l).map_err(|message| KernelError::Params {
+        op: "conv1d_act_maxpool2_backward",
+        message,
+    })?;
     let lo = p.l_out(l);
     let lp2 = lo / 2;
-    assert_eq!(x.len(), batch * p.c_in * l, "conv1d backward: x length");
-    assert_eq!(w.len(), p.weight_len(), "conv1d backward: weight length");
-    assert_eq!(
+    check_len(
+        "conv1d_act_maxpool2_backward",
+        "x",
+        x.len(),
+        batch * p.c_in * l,
+    )?;
+    check_len(
+        "conv1d_act_maxpool2_backward",
+        "weight",
+        w.len(),
+        p.weight_len(),
+    )?;
+    check_len(
+        "conv1d_act_maxpool2_backward",
+        "dy",
         dy.len(),
         batch * p.c_out * lp2,
-        "conv1d backward: dy length"
-    );
-    assert_eq!(mask.len(), dy.len(), "conv1d backward: mask length");
-    assert_eq!(dw.len(), p.weight_len(), "conv1d backward: dw length");
+    )?;
+    check_len("conv1d_act_maxpool2_backward", "mask", mask.len(), dy.len())?;
+    check_len(
+        "conv1d_act_maxpool2_backward",
+        "dw",
+        dw.len(),
+        p.weight_len(),
+    )?;
     let path = SimdPath::current();
     let (pl, pr) = p.pads(l);
     let front = (p.k - 1) * p.dilation;
     if p.stride != 1 || pl > front || pr > front {
-        with_scratch(batch * p.c_out * lo, |dz| {
+        return with_scratch(batch * p.c_out * lo, |dz| {
             dz.par_chunks_mut(lo)
                 .zip(dy.par_chunks(lp2).zip(mask.par_chunks(lp2)))
                 .for_each(|(row, (dyr, mr))| {
@@ -814,15 +863,19 @@ pub fn conv1d_act_maxpool2_backward(
                         row,
                     })
                 });
-            conv1d_backward(p, x, batch, l, w, dz, dx, dw, db);
+            conv1d_backward(p, x, batch, l, w, dz, dx, dw, db)
         });
-        return;
     }
     if let Some(db) = &db {
-        assert_eq!(db.len(), p.c_out, "conv1d backward: db length");
+        check_len("conv1d_act_maxpool2_backward", "db", db.len(), p.c_out)?;
     }
     if let Some(dx) = &dx {
-        assert_eq!(dx.len(), batch * p.c_in * l, "conv1d backward: dx length");
+        check_len(
+            "conv1d_act_maxpool2_backward",
+            "dx",
+            dx.len(),
+            batch * p.c_in * l,
+        )?;
     }
     // For the input gradient, the weights per group as wt[ci][(co, t)].
     let mut wt = vec![0f32; if dx.is_some() { p.weight_len() } else { 0 }];
@@ -865,6 +918,7 @@ pub fn conv1d_act_maxpool2_backward(
             *d += parts.iter().map(|(_, s)| s[co]).sum::<f64>() as f32;
         }
     }
+    Ok(())
 }
 
 /// One sample of the fused backward pass of [`conv1d_act_maxpool2_backward`].

@@ -3,6 +3,7 @@
 //! (im2col) per sample and multiplied with [`gemm_rows`]; the weight
 //! gradient uses [`gemm_dots`]; the input gradient scatters columns back.
 
+use crate::error::{check_len, require, KernelError};
 use rayon::prelude::*;
 
 use crate::conv1d::Padding;
@@ -208,13 +209,16 @@ pub fn conv2d_forward(
     wt: &[f32],
     bias: Option<&[f32]>,
     y: &mut [f32],
-) {
-    p.validate(h, w).unwrap_or_else(|e| panic!("{e}"));
+) -> crate::error::Result<()> {
+    p.validate(h, w).map_err(|message| KernelError::Params {
+        op: "conv2d_forward",
+        message,
+    })?;
     let geo = Geo::new(p, h, w);
     let n = geo.ho * geo.wo;
-    assert_eq!(x.len(), batch * p.c_in * h * w, "conv2d: x length");
-    assert_eq!(wt.len(), p.weight_len(), "conv2d: weight length");
-    assert_eq!(y.len(), batch * p.c_out * n, "conv2d: y length");
+    check_len("conv2d_forward", "x", x.len(), batch * p.c_in * h * w)?;
+    check_len("conv2d_forward", "weight", wt.len(), p.weight_len())?;
+    check_len("conv2d_forward", "y", y.len(), batch * p.c_out * n)?;
     let path = SimdPath::current();
     if let Some(wide) = Wide::new(p, h, w) {
         let (ho, wo) = (wide.ho, wide.wo);
@@ -230,7 +234,7 @@ pub fn conv2d_forward(
                     }
                 })
             });
-        return;
+        return Ok(());
     }
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
     let kk = cig * p.kh * p.kw;
@@ -264,6 +268,7 @@ pub fn conv2d_forward(
                 }
             }
         });
+    Ok(())
 }
 
 /// Backward pass: adds the weight and bias gradients to `dw` and `db`, and
@@ -283,13 +288,16 @@ pub fn conv2d_backward(
     dx: Option<&mut [f32]>,
     dw: &mut [f32],
     db: Option<&mut [f32]>,
-) {
-    p.validate(h, w).unwrap_or_else(|e| panic!("{e}"));
+) -> crate::error::Result<()> {
+    p.validate(h, w).map_err(|message| KernelError::Params {
+        op: "conv2d_backward",
+        message,
+    })?;
     let geo = Geo::new(p, h, w);
     let n = geo.ho * geo.wo;
-    assert_eq!(x.len(), batch * p.c_in * h * w, "conv2d backward: x length");
-    assert_eq!(dy.len(), batch * p.c_out * n, "conv2d backward: dy length");
-    assert_eq!(dw.len(), p.weight_len(), "conv2d backward: dw length");
+    check_len("conv2d_backward", "x", x.len(), batch * p.c_in * h * w)?;
+    check_len("conv2d_backward", "dy", dy.len(), batch * p.c_out * n)?;
+    check_len("conv2d_backward", "dw", dw.len(), p.weight_len())?;
     if let Some(wide) = Wide::new(p, h, w) {
         let (ho, wo, row) = (wide.ho, wide.wo, wide.grad_row());
         let fill = |b: usize, gw: &mut [f32]| {
@@ -301,7 +309,7 @@ pub fn conv2d_backward(
             }
         };
         wide_backward(p, &wide, x, batch, wt, fill, dx, dw, db);
-        return;
+        return Ok(());
     }
     let path = SimdPath::current();
     let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
@@ -314,14 +322,10 @@ pub fn conv2d_backward(
             }
         }
     }
-    let dxp = dx.map(|d| {
-        assert_eq!(
-            d.len(),
-            batch * p.c_in * h * w,
-            "conv2d backward: dx length"
-        );
-        SendPtr(d.as_mut_ptr())
-    });
+    if let Some(d) = &dx {
+        check_len("conv2d_backward", "dx", d.len(), batch * p.c_in * h * w)?;
+    }
+    let dxp = dx.map(|d| SendPtr(d.as_mut_ptr()));
     // Transposed weights per group: wtt[(ci, ky, kx)][co].
     let mut wtt = vec![0f32; p.weight_len()];
     for g in 0..p.groups {
@@ -393,6 +397,7 @@ pub fn conv2d_backward(
     for part in partial {
         dw.iter_mut().zip(part).for_each(|(d, v)| *d += v);
     }
+    Ok(())
 }
 
 /// The layout of the direct path for stride-1, undilated convolutions.
@@ -725,22 +730,39 @@ pub fn conv2d_act_maxpool2_forward(
     bias: Option<&[f32]>,
     y: &mut [f32],
     mask: &mut [f32],
-) {
-    assert!(
+) -> crate::error::Result<()> {
+    require(
+        "conv2d_act_maxpool2_forward",
         fusable_with_pool2(p, h, w),
-        "conv2d + max pool 2: not fusable"
-    );
-    assert!(
+        "conv2d + max pool 2: not fusable",
+    )?;
+    require(
+        "conv2d_act_maxpool2_forward",
         act.is_monotonic(),
-        "fused pooling needs a monotonic activation"
-    );
+        "fused pooling needs a monotonic activation",
+    )?;
     let wide = Wide::new(p, h, w).expect("checked by fusable_with_pool2");
     let (hq, wq) = (wide.ho / 2, wide.wo / 2);
     let ps = p.c_out * hq * wq;
-    assert_eq!(x.len(), batch * p.c_in * h * w, "conv2d: x length");
-    assert_eq!(wt.len(), p.weight_len(), "conv2d: weight length");
-    assert_eq!(y.len(), batch * ps, "conv2d: y length");
-    assert_eq!(mask.len(), 2 * y.len(), "conv2d: mask length");
+    check_len(
+        "conv2d_act_maxpool2_forward",
+        "x",
+        x.len(),
+        batch * p.c_in * h * w,
+    )?;
+    check_len(
+        "conv2d_act_maxpool2_forward",
+        "weight",
+        wt.len(),
+        p.weight_len(),
+    )?;
+    check_len("conv2d_act_maxpool2_forward", "y", y.len(), batch * ps)?;
+    check_len(
+        "conv2d_act_maxpool2_forward",
+        "mask",
+        mask.len(),
+        2 * y.len(),
+    )?;
     let path = SimdPath::current();
     x.par_chunks(p.c_in * h * w)
         .zip(y.par_chunks_mut(ps).zip(mask.par_chunks_mut(2 * ps)))
@@ -783,6 +805,7 @@ pub fn conv2d_act_maxpool2_forward(
                 }
             })
         });
+    Ok(())
 }
 
 /// Backward pass of [`conv2d_act_maxpool2_forward`], from its input, its
@@ -804,18 +827,34 @@ pub fn conv2d_act_maxpool2_backward(
     dx: Option<&mut [f32]>,
     dw: &mut [f32],
     db: Option<&mut [f32]>,
-) {
-    assert!(
+) -> crate::error::Result<()> {
+    require(
+        "conv2d_act_maxpool2_backward",
         fusable_with_pool2(p, h, w),
-        "conv2d + max pool 2: not fusable"
-    );
+        "conv2d + max pool 2: not fusable",
+    )?;
     let wide = Wide::new(p, h, w).expect("checked by fusable_with_pool2");
     let (hq, wq) = (wide.ho / 2, wide.wo / 2);
     let ps = p.c_out * hq * wq;
-    assert_eq!(x.len(), batch * p.c_in * h * w, "conv2d backward: x length");
-    assert_eq!(dy.len(), batch * ps, "conv2d backward: dy length");
-    assert_eq!(mask.len(), 2 * dy.len(), "conv2d backward: mask length");
-    assert_eq!(dw.len(), p.weight_len(), "conv2d backward: dw length");
+    check_len(
+        "conv2d_act_maxpool2_backward",
+        "x",
+        x.len(),
+        batch * p.c_in * h * w,
+    )?;
+    check_len("conv2d_act_maxpool2_backward", "dy", dy.len(), batch * ps)?;
+    check_len(
+        "conv2d_act_maxpool2_backward",
+        "mask",
+        mask.len(),
+        2 * dy.len(),
+    )?;
+    check_len(
+        "conv2d_act_maxpool2_backward",
+        "dw",
+        dw.len(),
+        p.weight_len(),
+    )?;
     let row = wide.grad_row();
     let fill = |b: usize, gw: &mut [f32]| {
         for co in 0..p.c_out {
@@ -833,4 +872,5 @@ pub fn conv2d_act_maxpool2_backward(
         }
     };
     wide_backward(p, &wide, x, batch, wt, fill, dx, dw, db);
+    Ok(())
 }

@@ -13,6 +13,7 @@ pub mod cases;
 pub mod conv1d;
 pub mod conv2d;
 pub mod dense;
+pub mod error;
 pub mod gemm;
 pub mod norm;
 pub mod optim;
@@ -25,6 +26,7 @@ pub use act::{softmax_cross_entropy, Activation};
 pub use conv1d::{conv1d_backward, conv1d_forward, Conv1dParams, Padding};
 pub use conv2d::{conv2d_backward, conv2d_forward, Conv2dParams};
 pub use dense::{dense_backward, dense_forward};
+pub use error::KernelError;
 pub use pool::{Pool1dParams, Pool2dParams, PoolKind};
 pub use simd::{with_path, SimdPath};
 

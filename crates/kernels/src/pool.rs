@@ -7,6 +7,7 @@
 //! with rayon, and each inner loop runs under the dispatched SIMD path so
 //! that the compiler vectorizes it for the CPU at hand.
 
+use crate::error::{check_len, KernelError};
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
@@ -255,11 +256,20 @@ fn par_rows_back(
 ///
 /// # Panics
 /// If the window does not fit or a slice has the wrong length.
-pub fn pool1d_forward(p: &Pool1dParams, x: &[f32], rows: usize, l: usize, y: &mut [f32]) {
-    p.validate(l).unwrap_or_else(|e| panic!("{e}"));
+pub fn pool1d_forward(
+    p: &Pool1dParams,
+    x: &[f32],
+    rows: usize,
+    l: usize,
+    y: &mut [f32],
+) -> crate::error::Result<()> {
+    p.validate(l).map_err(|message| KernelError::Params {
+        op: "pool1d_forward",
+        message,
+    })?;
     let lo = p.l_out(l);
-    assert_eq!(x.len(), rows * l, "pool1d: x length");
-    assert_eq!(y.len(), rows * lo, "pool1d: y length");
+    check_len("pool1d_forward", "x", x.len(), rows * l)?;
+    check_len("pool1d_forward", "y", y.len(), rows * lo)?;
     let path = SimdPath::current();
     par_rows(x, l, y, lo, |xr, yr| {
         path.dispatch(Pool1dRow {
@@ -268,6 +278,7 @@ pub fn pool1d_forward(p: &Pool1dParams, x: &[f32], rows: usize, l: usize, y: &mu
             y: yr,
         })
     });
+    Ok(())
 }
 
 /// 1D pooling backward: writes dx from the forward input and dy.
@@ -281,12 +292,15 @@ pub fn pool1d_backward(
     l: usize,
     dy: &[f32],
     dx: &mut [f32],
-) {
-    p.validate(l).unwrap_or_else(|e| panic!("{e}"));
+) -> crate::error::Result<()> {
+    p.validate(l).map_err(|message| KernelError::Params {
+        op: "pool1d_backward",
+        message,
+    })?;
     let lo = p.l_out(l);
-    assert_eq!(x.len(), rows * l, "pool1d backward: x length");
-    assert_eq!(dy.len(), rows * lo, "pool1d backward: dy length");
-    assert_eq!(dx.len(), rows * l, "pool1d backward: dx length");
+    check_len("pool1d_backward", "x", x.len(), rows * l)?;
+    check_len("pool1d_backward", "dy", dy.len(), rows * lo)?;
+    check_len("pool1d_backward", "dx", dx.len(), rows * l)?;
     let path = SimdPath::current();
     par_rows_back(x, l, dy, lo, dx, |xr, dyr, dxr| {
         path.dispatch(Pool1dBackRow {
@@ -296,6 +310,7 @@ pub fn pool1d_backward(
             dx: dxr,
         })
     });
+    Ok(())
 }
 
 /// 2D pooling forward over `planes` planes (batch × channels) of h × w.
@@ -309,11 +324,14 @@ pub fn pool2d_forward(
     h: usize,
     w: usize,
     y: &mut [f32],
-) {
-    p.validate(h, w).unwrap_or_else(|e| panic!("{e}"));
+) -> crate::error::Result<()> {
+    p.validate(h, w).map_err(|message| KernelError::Params {
+        op: "pool2d_forward",
+        message,
+    })?;
     let (ho, wo) = p.out_hw(h, w);
-    assert_eq!(x.len(), planes * h * w, "pool2d: x length");
-    assert_eq!(y.len(), planes * ho * wo, "pool2d: y length");
+    check_len("pool2d_forward", "x", x.len(), planes * h * w)?;
+    check_len("pool2d_forward", "y", y.len(), planes * ho * wo)?;
     x.par_chunks(h * w)
         .zip(y.par_chunks_mut(ho * wo))
         .for_each(|(xp, yp)| {
@@ -336,6 +354,7 @@ pub fn pool2d_forward(
                 }
             }
         });
+    Ok(())
 }
 
 /// 2D pooling backward.
@@ -350,12 +369,15 @@ pub fn pool2d_backward(
     w: usize,
     dy: &[f32],
     dx: &mut [f32],
-) {
-    p.validate(h, w).unwrap_or_else(|e| panic!("{e}"));
+) -> crate::error::Result<()> {
+    p.validate(h, w).map_err(|message| KernelError::Params {
+        op: "pool2d_backward",
+        message,
+    })?;
     let (ho, wo) = p.out_hw(h, w);
-    assert_eq!(x.len(), planes * h * w, "pool2d backward: x length");
-    assert_eq!(dy.len(), planes * ho * wo, "pool2d backward: dy length");
-    assert_eq!(dx.len(), planes * h * w, "pool2d backward: dx length");
+    check_len("pool2d_backward", "x", x.len(), planes * h * w)?;
+    check_len("pool2d_backward", "dy", dy.len(), planes * ho * wo)?;
+    check_len("pool2d_backward", "dx", dx.len(), planes * h * w)?;
     x.par_chunks(h * w)
         .zip(dy.par_chunks(ho * wo))
         .zip(dx.par_chunks_mut(h * w))
@@ -390,6 +412,7 @@ pub fn pool2d_backward(
                 }
             }
         });
+    Ok(())
 }
 
 /// Global pooling: one value per row of length `l`.

@@ -50,12 +50,12 @@ proptest! {
         for path in SimdPath::available() {
             with_path(path, || {
                 let mut y = vec![0f32; y_ref.len()];
-                conv1d_forward(&p, &x, batch, l, &w, Some(&b), &mut y);
+                conv1d_forward(&p, &x, batch, l, &w, Some(&b), &mut y).expect("valid kernel parameters");
                 assert!(rel(&y, &y_ref) <= 1e-5, "{path} forward {p:?} l={l}: {}", rel(&y, &y_ref));
                 let mut dx = vec![0f32; x.len()];
                 let mut dw = vec![0f32; w.len()];
                 let mut db = vec![0f32; b.len()];
-                conv1d_backward(&p, &x, batch, l, &w, &dy, Some(&mut dx), &mut dw, Some(&mut db));
+                conv1d_backward(&p, &x, batch, l, &w, &dy, Some(&mut dx), &mut dw, Some(&mut db)).expect("valid kernel parameters");
                 assert!(rel(&dx, &dx_ref) <= 1e-5, "{path} dx {p:?} l={l}: {}", rel(&dx, &dx_ref));
                 assert!(rel(&dw, &dw_ref) <= 1e-5, "{path} dw {p:?} l={l}: {}", rel(&dw, &dw_ref));
                 assert!(rel(&db, &db_ref) <= 1e-5, "{path} db {p:?}");
@@ -81,12 +81,12 @@ proptest! {
         for path in SimdPath::available() {
             with_path(path, || {
                 let mut y = vec![0f32; y_ref.len()];
-                conv2d_forward(&p, &x, batch, h, w_, &w, Some(&b), &mut y);
+                conv2d_forward(&p, &x, batch, h, w_, &w, Some(&b), &mut y).expect("valid kernel parameters");
                 assert!(rel(&y, &y_ref) <= 1e-5, "{path} forward {p:?}");
                 let mut dx = vec![0f32; x.len()];
                 let mut dw = vec![0f32; w.len()];
                 let mut db = vec![0f32; b.len()];
-                conv2d_backward(&p, &x, batch, h, w_, &w, &dy, Some(&mut dx), &mut dw, Some(&mut db));
+                conv2d_backward(&p, &x, batch, h, w_, &w, &dy, Some(&mut dx), &mut dw, Some(&mut db)).expect("valid kernel parameters");
                 assert!(rel(&dx, &dx_ref) <= 1e-5, "{path} dx {p:?}");
                 assert!(rel(&dw, &dw_ref) <= 1e-5, "{path} dw {p:?}");
                 assert!(rel(&db, &db_ref) <= 1e-5, "{path} db {p:?}");
@@ -134,10 +134,10 @@ proptest! {
         for path in SimdPath::available() {
             with_path(path, || {
                 let mut y = vec![0f32; rows * lo];
-                pool::pool1d_forward(&p, &x, rows, l, &mut y);
+                pool::pool1d_forward(&p, &x, rows, l, &mut y).expect("valid kernel parameters");
                 assert!(rel(&y, &y_ref) <= 1e-6, "{path} pool1d {p:?} l={l}");
                 let mut dx = vec![0f32; x.len()];
-                pool::pool1d_backward(&p, &x, rows, l, &dy, &mut dx);
+                pool::pool1d_backward(&p, &x, rows, l, &dy, &mut dx).expect("valid kernel parameters");
                 assert!(rel(&dx, &dx_ref) <= 1e-6, "{path} pool1d backward {p:?} l={l}");
             });
         }
@@ -150,7 +150,7 @@ proptest! {
         for path in SimdPath::available() {
             with_path(path, || {
                 let mut y2 = vec![0f32; rows * ho * wo];
-                pool::pool2d_forward(&p2, &x2, rows, h, w, &mut y2);
+                pool::pool2d_forward(&p2, &x2, rows, h, w, &mut y2).expect("valid kernel parameters");
                 assert!(rel(&y2, &y2_ref) <= 1e-6, "{path} pool2d {p2:?} {h}×{w}");
             });
         }
@@ -186,10 +186,11 @@ fn paths_agree_on_the_benchmark_shapes() {
     let run = |path| {
         with_path(path, || {
             let mut y = vec![0f32; batch * 32 * p.l_out(l)];
-            conv1d_forward(&p, &x, batch, l, &w, None, &mut y);
+            conv1d_forward(&p, &x, batch, l, &w, None, &mut y).expect("valid kernel parameters");
             let mut dx = vec![0f32; x.len()];
             let mut dw = vec![0f32; w.len()];
-            conv1d_backward(&p, &x, batch, l, &w, &dy, Some(&mut dx), &mut dw, None);
+            conv1d_backward(&p, &x, batch, l, &w, &dy, Some(&mut dx), &mut dw, None)
+                .expect("valid kernel parameters");
             (y, dx, dw)
         })
     };
@@ -268,10 +269,11 @@ fn large_shapes_take_the_parallel_paths() {
         let (dx_ref, dw_ref, _) =
             reference::conv1d_backward(&p, &f64s(&x), batch, l, &f64s(&w), &f64s(&dy));
         let mut y = vec![0f32; y_ref.len()];
-        conv1d_forward(&p, &x, batch, l, &w, None, &mut y);
+        conv1d_forward(&p, &x, batch, l, &w, None, &mut y).expect("valid kernel parameters");
         assert!(rel(&y, &y_ref) <= 1e-5, "conv y batch {batch}");
         let (mut dx, mut dw) = (vec![0f32; x.len()], vec![0f32; w.len()]);
-        conv1d_backward(&p, &x, batch, l, &w, &dy, Some(&mut dx), &mut dw, None);
+        conv1d_backward(&p, &x, batch, l, &w, &dy, Some(&mut dx), &mut dw, None)
+            .expect("valid kernel parameters");
         assert!(rel(&dx, &dx_ref) <= 1e-5, "conv dx batch {batch}");
         assert!(
             rel(&dw, &dw_ref) <= 1e-5,
@@ -304,7 +306,7 @@ proptest! {
         let dy = data(batch * p.c_out * lp2, seed + 3);
         // Unfused: conv, activation, pool.
         let mut z = vec![0f32; batch * p.c_out * lo];
-        conv1d_forward(&p, &x, batch, l, &w, Some(&b), &mut z);
+        conv1d_forward(&p, &x, batch, l, &w, Some(&b), &mut z).expect("valid kernel parameters");
         let mut a = vec![0f32; z.len()];
         act.forward(&z, &mut a);
         let pp = Pool1dParams::new(PoolKind::Max, 2);
@@ -316,27 +318,27 @@ proptest! {
         let kink = |m: f32| relu && m.abs() <= 1e-6;
         prop_assume!(z.chunks(lo).all(|r| r[..2 * lp2].chunks(2).all(|v| (v[0] - v[1]).abs() > 1e-6 && !kink(v[0].max(v[1])))));
         let mut y_ref = vec![0f32; dy.len()];
-        pool1d_forward(&pp, &a, batch * p.c_out, lo, &mut y_ref);
+        pool1d_forward(&pp, &a, batch * p.c_out, lo, &mut y_ref).expect("valid kernel parameters");
         let mut da = vec![0f32; z.len()];
-        pool1d_backward(&pp, &a, batch * p.c_out, lo, &dy, &mut da);
+        pool1d_backward(&pp, &a, batch * p.c_out, lo, &dy, &mut da).expect("valid kernel parameters");
         let mut dz = vec![0f32; z.len()];
         act.backward(&z, &da, &mut dz);
         let (mut dx_ref, mut dw_ref, mut db_ref) = (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; b.len()]);
-        conv1d_backward(&p, &x, batch, l, &w, &dz, Some(&mut dx_ref), &mut dw_ref, Some(&mut db_ref));
+        conv1d_backward(&p, &x, batch, l, &w, &dz, Some(&mut dx_ref), &mut dw_ref, Some(&mut db_ref)).expect("valid kernel parameters");
         // Fused, on every SIMD path, with and without the input gradient
         // (the first layer of a network needs none).
         for path in SimdPath::available() {
             with_path(path, || {
                 let (mut y, mut mask) = (vec![0f32; dy.len()], vec![0f32; dy.len()]);
-                kernels::conv1d::conv1d_act_maxpool2_forward(&p, act, &x, batch, l, &w, Some(&b), &mut y, &mut mask);
+                kernels::conv1d::conv1d_act_maxpool2_forward(&p, act, &x, batch, l, &w, Some(&b), &mut y, &mut mask).expect("valid kernel parameters");
                 assert!(rel(&y, &f64s(&y_ref)) <= 1e-5, "{path} y {}", rel(&y, &f64s(&y_ref)));
                 let (mut dx, mut dw, mut db) = (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; b.len()]);
-                kernels::conv1d::conv1d_act_maxpool2_backward(&p, &x, batch, l, &w, &mask, &dy, Some(&mut dx), &mut dw, Some(&mut db));
+                kernels::conv1d::conv1d_act_maxpool2_backward(&p, &x, batch, l, &w, &mask, &dy, Some(&mut dx), &mut dw, Some(&mut db)).expect("valid kernel parameters");
                 assert!(rel(&dx, &f64s(&dx_ref)) <= 1e-4, "{path} dx {}", rel(&dx, &f64s(&dx_ref)));
                 assert!(rel(&dw, &f64s(&dw_ref)) <= 1e-4, "{path} dw {}", rel(&dw, &f64s(&dw_ref)));
                 assert!(rel(&db, &f64s(&db_ref)) <= 1e-4, "{path} db {}", rel(&db, &f64s(&db_ref)));
                 let (mut dw2, mut db2) = (vec![0f32; w.len()], vec![0f32; b.len()]);
-                kernels::conv1d::conv1d_act_maxpool2_backward(&p, &x, batch, l, &w, &mask, &dy, None, &mut dw2, Some(&mut db2));
+                kernels::conv1d::conv1d_act_maxpool2_backward(&p, &x, batch, l, &w, &mask, &dy, None, &mut dw2, Some(&mut db2)).expect("valid kernel parameters");
                 assert!(rel(&dw2, &f64s(&dw_ref)) <= 1e-4, "{path} dw without dx {}", rel(&dw2, &f64s(&dw_ref)));
                 assert!(rel(&db2, &f64s(&db_ref)) <= 1e-4, "{path} db without dx {}", rel(&db2, &f64s(&db_ref)));
             });
@@ -363,7 +365,7 @@ proptest! {
         let b = data(p.c_out, seed + 2);
         let dy = data(batch * p.c_out * hq * wq, seed + 3);
         let mut z = vec![0f32; batch * p.c_out * ho * wo];
-        conv2d_forward(&p, &x, batch, h, w_, &w, Some(&b), &mut z);
+        conv2d_forward(&p, &x, batch, h, w_, &w, Some(&b), &mut z).expect("valid kernel parameters");
         let mut a = vec![0f32; z.len()];
         act.forward(&z, &mut a);
         let pp = Pool2dParams::new(PoolKind::Max, 2);
@@ -380,24 +382,69 @@ proptest! {
         });
         prop_assume!(clear);
         let mut y_ref = vec![0f32; dy.len()];
-        pool2d_forward(&pp, &a, batch * p.c_out, ho, wo, &mut y_ref);
+        pool2d_forward(&pp, &a, batch * p.c_out, ho, wo, &mut y_ref).expect("valid kernel parameters");
         let mut da = vec![0f32; z.len()];
-        pool2d_backward(&pp, &a, batch * p.c_out, ho, wo, &dy, &mut da);
+        pool2d_backward(&pp, &a, batch * p.c_out, ho, wo, &dy, &mut da).expect("valid kernel parameters");
         let mut dz = vec![0f32; z.len()];
         act.backward(&z, &da, &mut dz);
         let (mut dx_ref, mut dw_ref, mut db_ref) = (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; b.len()]);
-        conv2d_backward(&p, &x, batch, h, w_, &w, &dz, Some(&mut dx_ref), &mut dw_ref, Some(&mut db_ref));
+        conv2d_backward(&p, &x, batch, h, w_, &w, &dz, Some(&mut dx_ref), &mut dw_ref, Some(&mut db_ref)).expect("valid kernel parameters");
         for path in SimdPath::available() {
             with_path(path, || {
                 let (mut y, mut mask) = (vec![0f32; dy.len()], vec![0f32; 2 * dy.len()]);
-                conv2d_act_maxpool2_forward(&p, act, &x, batch, h, w_, &w, Some(&b), &mut y, &mut mask);
+                conv2d_act_maxpool2_forward(&p, act, &x, batch, h, w_, &w, Some(&b), &mut y, &mut mask).expect("valid kernel parameters");
                 assert!(rel(&y, &f64s(&y_ref)) <= 1e-5, "{path} y {}", rel(&y, &f64s(&y_ref)));
                 let (mut dx, mut dw, mut db) = (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; b.len()]);
-                conv2d_act_maxpool2_backward(&p, &x, batch, h, w_, &w, &mask, &dy, Some(&mut dx), &mut dw, Some(&mut db));
+                conv2d_act_maxpool2_backward(&p, &x, batch, h, w_, &w, &mask, &dy, Some(&mut dx), &mut dw, Some(&mut db)).expect("valid kernel parameters");
                 assert!(rel(&dx, &f64s(&dx_ref)) <= 1e-4, "{path} dx {}", rel(&dx, &f64s(&dx_ref)));
                 assert!(rel(&dw, &f64s(&dw_ref)) <= 1e-4, "{path} dw {}", rel(&dw, &f64s(&dw_ref)));
                 assert!(rel(&db, &f64s(&db_ref)) <= 1e-4, "{path} db {}", rel(&db, &f64s(&db_ref)));
             });
         }
     }
+}
+
+/// Invalid parameters and buffers are errors a caller can report, not
+/// panics (issue 16): each names the operation and what is wrong.
+#[test]
+fn kernels_refuse_bad_parameters_and_buffers_with_typed_errors() {
+    use kernels::conv1d::{conv1d_forward, Conv1dParams};
+    use kernels::pool::{pool2d_backward, Pool2dParams, PoolKind};
+    use kernels::KernelError;
+    // A kernel of 5 over 3 values, without padding.
+    let p = Conv1dParams::new(1, 1, 5);
+    let (x, w) = (vec![0f32; 3], vec![0f32; 5]);
+    let mut y = vec![0f32; 1];
+    match conv1d_forward(&p, &x, 1, 3, &w, None, &mut y) {
+        Err(KernelError::Params { op, .. }) => assert_eq!(op, "conv1d_forward"),
+        other => panic!("expected a parameter error, got {other:?}"),
+    }
+    // A weight buffer of the wrong length.
+    let p = Conv1dParams::new(1, 2, 3);
+    let x = vec![0f32; 10];
+    let mut y = vec![0f32; 2 * 8];
+    assert_eq!(
+        conv1d_forward(&p, &x, 1, 10, &[0.0; 5], None, &mut y),
+        Err(KernelError::Length {
+            op: "conv1d_forward",
+            buffer: "weight",
+            found: 5,
+            expected: 6
+        })
+    );
+    // Pooling with a window larger than the input.
+    let pp = Pool2dParams::new(PoolKind::Max, 4);
+    let mut dx = vec![0f32; 4];
+    let e = pool2d_backward(&pp, &[0.0; 4], 1, 2, 2, &[0.0; 1], &mut dx).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            KernelError::Params {
+                op: "pool2d_backward",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().starts_with("pool2d_backward: "), "{e}");
 }

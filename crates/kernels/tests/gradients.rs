@@ -84,7 +84,8 @@ fn conv1d_gradients() {
                 Some(&mut dx),
                 &mut dw,
                 Some(&mut db),
-            );
+            )
+            .expect("valid kernel parameters");
             let (xd, wd, bd) = (f64s(&x), f64s(&w), f64s(&b));
             check("conv1d dx", &x, &dx, |t| {
                 dot(
@@ -137,7 +138,8 @@ fn conv2d_gradients() {
                 Some(&mut dx),
                 &mut dw,
                 Some(&mut db),
-            );
+            )
+            .expect("valid kernel parameters");
             let (xd, wd, bd) = (f64s(&x), f64s(&w), f64s(&b));
             check("conv2d dx", &x, &dx, |t| {
                 dot(
@@ -221,7 +223,8 @@ fn pooling_gradients() {
                 let x = data(rows * l, 13);
                 let r = data(rows * p.l_out(l), 14);
                 let mut dx = vec![0f32; x.len()];
-                pool::pool1d_backward(&p, &x, rows, l, &r, &mut dx);
+                pool::pool1d_backward(&p, &x, rows, l, &r, &mut dx)
+                    .expect("valid kernel parameters");
                 check("pool1d", &x, &dx, |t| {
                     dot(&reference::pool1d_forward(&p, t, rows, l), &r)
                 });
@@ -237,7 +240,8 @@ fn pooling_gradients() {
             let x = data(planes * h * w, 15);
             let r = data(planes * ho * wo, 16);
             let mut dx = vec![0f32; x.len()];
-            pool::pool2d_backward(&p, &x, planes, h, w, &r, &mut dx);
+            pool::pool2d_backward(&p, &x, planes, h, w, &r, &mut dx)
+                .expect("valid kernel parameters");
             check("pool2d", &x, &dx, |t| {
                 dot(&reference::pool2d_forward(&p, t, planes, h, w), &r)
             });

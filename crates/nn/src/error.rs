@@ -25,6 +25,9 @@ pub enum NnError {
     /// Training diverged or cannot continue.
     #[error("{0}")]
     Training(String),
+    /// A kernel refused its parameters or buffers.
+    #[error(transparent)]
+    Kernel(#[from] kernels::KernelError),
 }
 
 pub type Result<T> = std::result::Result<T, NnError>;

@@ -311,7 +311,7 @@ impl Backend for Native {
             &w.data,
             b.map(|b| &b.data[..]),
             &mut y.data,
-        );
+        )?;
         Ok(y)
     }
 
@@ -337,7 +337,7 @@ impl Backend for Native {
             dx.as_mut().map(|d| &mut d.data[..]),
             &mut dw.data,
             Some(&mut db.data),
-        );
+        )?;
         Ok((dx, dw, db))
     }
 
@@ -369,7 +369,7 @@ impl Backend for Native {
             b.map(|b| &b.data[..]),
             &mut y.data,
             &mut mask.data,
-        );
+        )?;
         Ok((y, mask))
     }
 
@@ -398,7 +398,7 @@ impl Backend for Native {
             dx.as_mut().map(|d| &mut d.data[..]),
             &mut dw.data,
             Some(&mut db.data),
-        );
+        )?;
         Ok((dx, dw, db))
     }
 
@@ -433,7 +433,7 @@ impl Backend for Native {
             b.map(|b| &b.data[..]),
             &mut y.data,
             &mut mask.data,
-        );
+        )?;
         Ok((y, mask))
     }
 
@@ -463,7 +463,7 @@ impl Backend for Native {
             dx.as_mut().map(|d| &mut d.data[..]),
             &mut dw.data,
             Some(&mut db.data),
-        );
+        )?;
         Ok((dx, dw, db))
     }
 
@@ -486,7 +486,7 @@ impl Backend for Native {
             &w.data,
             b.map(|b| &b.data[..]),
             &mut y.data,
-        );
+        )?;
         Ok(y)
     }
 
@@ -513,7 +513,7 @@ impl Backend for Native {
             dx.as_mut().map(|d| &mut d.data[..]),
             &mut dw.data,
             Some(&mut db.data),
-        );
+        )?;
         Ok((dx, dw, db))
     }
 
@@ -538,12 +538,9 @@ impl Backend for Native {
             message,
         })?;
         let mut y = self.scratch(&[b, c, p.l_out(l)]);
-        match act {
-            Activation::Linear => pool::pool1d_forward(p, &x.data, b * c, l, &mut y.data),
-            a => {
-                pool::pool1d_forward(p, &x.data, b * c, l, &mut y.data);
-                a.forward_inplace(&mut y.data);
-            }
+        pool::pool1d_forward(p, &x.data, b * c, l, &mut y.data)?;
+        if act != Activation::Linear {
+            act.forward_inplace(&mut y.data);
         }
         Ok(y)
     }
@@ -559,14 +556,14 @@ impl Backend for Native {
         let mut dx = self.scratch(&x.shape);
         match act {
             Activation::Linear => {
-                pool::pool1d_backward(p, &x.data, b * c, l, &dy.data, &mut dx.data)
+                pool::pool1d_backward(p, &x.data, b * c, l, &dy.data, &mut dx.data)?
             }
             a => {
                 let mut pooled = vec![0f32; dy.data.len()];
-                pool::pool1d_forward(p, &x.data, b * c, l, &mut pooled);
+                pool::pool1d_forward(p, &x.data, b * c, l, &mut pooled)?;
                 let mut dpooled = vec![0f32; dy.data.len()];
                 a.backward(&pooled, &dy.data, &mut dpooled);
-                pool::pool1d_backward(p, &x.data, b * c, l, &dpooled, &mut dx.data);
+                pool::pool1d_backward(p, &x.data, b * c, l, &dpooled, &mut dx.data)?;
             }
         }
         Ok(dx)
@@ -581,7 +578,7 @@ impl Backend for Native {
         })?;
         let (ho, wo) = p.out_hw(h, w);
         let mut y = self.scratch(&[b, c, ho, wo]);
-        pool::pool2d_forward(p, &x.data, b * c, h, w, &mut y.data);
+        pool::pool2d_forward(p, &x.data, b * c, h, w, &mut y.data)?;
         Ok(y)
     }
 
@@ -593,7 +590,7 @@ impl Backend for Native {
     ) -> Result<HostTensor> {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
         let mut dx = self.scratch(&x.shape);
-        pool::pool2d_backward(p, &x.data, b * c, h, w, &dy.data, &mut dx.data);
+        pool::pool2d_backward(p, &x.data, b * c, h, w, &dy.data, &mut dx.data)?;
         Ok(dx)
     }
 
