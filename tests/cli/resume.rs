@@ -211,7 +211,11 @@ fn a_run_that_fails_leaves_no_folder_behind() {
     .unwrap();
     let out = dir.path().join("o");
     let e = fails(&train_args(&out, s(&cfg)));
-    assert!(e.contains("needs a flat input"), "{e}");
+    // The error names the config file and the layer.
+    assert!(
+        e.contains("bad.toml: layer 1 (dense)") && e.contains("needs a flat input"),
+        "{e}"
+    );
     assert!(!out.exists(), "the failed run left {}", out.display());
     // Into an existing folder, the folder stays and holds nothing new.
     fs::create_dir(&out).unwrap();

@@ -22,8 +22,10 @@ pub struct Folds {
 /// At least one repeat.
 fn check_repeats(repeats: usize) -> Result<()> {
     if repeats == 0 {
-        return Err(EvalError::Usage(
-            "--repeats 0: expected at least 1 repeat of the folds".into(),
+        return Err(EvalError::option(
+            "--repeats",
+            0,
+            "expected at least 1 repeat of the folds",
         ));
     }
     Ok(())
@@ -40,10 +42,14 @@ impl Folds {
         seed: u64,
     ) -> Result<Self> {
         if k < 2 || k > eligible.len() {
-            return Err(EvalError::Usage(format!(
-                "--folds {k}: expected between 2 and the number of phenotyped individuals ({})",
-                eligible.len()
-            )));
+            return Err(EvalError::option(
+                "--folds",
+                k,
+                format!(
+                    "expected between 2 and the number of phenotyped individuals ({})",
+                    eligible.len()
+                ),
+            ));
         }
         check_repeats(repeats)?;
         let mut assignment = Vec::with_capacity(repeats);
@@ -77,22 +83,26 @@ impl Folds {
             v
         };
         if distinct.len() < 2 {
-            return Err(EvalError::Usage(format!(
-                "leave-group-out folds need at least 2 groups; found {}",
-                distinct.len()
-            )));
+            return Err(EvalError::TooFewGroups {
+                found: distinct.len(),
+            });
         }
         if k > distinct.len() {
-            return Err(EvalError::Usage(format!(
-                "--folds {k}: there are only {} groups; give at most {}, or --folds 0 for one fold per group",
-                distinct.len(),
-                distinct.len()
-            )));
+            return Err(EvalError::option(
+                "--folds",
+                k,
+                format!(
+                    "there are only {} groups; give at most {}, or --folds 0 for one fold per group",
+                    distinct.len(),
+                    distinct.len()
+                ),
+            ));
         }
         if k == 1 {
-            return Err(EvalError::Usage(
-                "--folds 1: cross-validation needs at least 2 folds (--folds 0: one per group)"
-                    .into(),
+            return Err(EvalError::option(
+                "--folds",
+                1,
+                "cross-validation needs at least 2 folds (--folds 0: one per group)",
             ));
         }
         check_repeats(repeats)?;
@@ -155,15 +165,15 @@ impl Folds {
             .enumerate()
             .map(|(i, s)| (s.as_str(), i))
             .collect();
-        let at = |no: usize| format!("{}, line {}", path.display(), no + 1);
         let mut lines = text.lines().enumerate();
         match lines.next() {
             Some((_, h)) if h.trim_start_matches('\u{feff}').trim() == "id,repeat,fold" => {}
             _ => {
-                return Err(EvalError::Parse(format!(
-                    "{}: expected the header id,repeat,fold",
-                    at(0)
-                )))
+                return Err(EvalError::File {
+                    path: path.into(),
+                    line: Some(1),
+                    message: "expected the header id,repeat,fold".to_string(),
+                })
             }
         }
         // Per repeat: each individual's fold and the line that gave it.
@@ -174,11 +184,12 @@ impl Folds {
                 continue;
             }
             let f: Vec<&str> = line.split(',').collect();
-            let bad = || {
-                EvalError::Parse(format!(
-                    "{}: expected id,repeat,fold with repeat and fold from 1, found '{line}'",
-                    at(no)
-                ))
+            let bad = || EvalError::File {
+                path: path.into(),
+                line: Some(no + 1),
+                message: format!(
+                    "expected id,repeat,fold with repeat and fold from 1, found '{line}'"
+                ),
             };
             if f.len() != 3 {
                 return Err(bad());
@@ -189,18 +200,19 @@ impl Folds {
                 return Err(bad());
             }
             if fold > ids.len() {
-                return Err(EvalError::Parse(format!(
-                    "{}: fold {fold} is more folds than there are individuals ({}); folds are numbered from 1 without gaps",
-                    at(no),
-                    ids.len()
-                )));
+                return Err(EvalError::File {
+                    path: path.into(),
+                    line: Some(no + 1),
+                    message: format!("fold {fold} is more folds than there are individuals ({}); folds are numbered from 1 without gaps", ids.len()),
+                });
             }
             let id = f[0].trim();
             let Some(&i) = index.get(id) else {
-                return Err(EvalError::Parse(format!(
-                    "{}: '{id}' is not a genotyped individual; a fold file names only individuals of the genotypes",
-                    at(no)
-                )));
+                return Err(EvalError::File {
+                    path: path.into(),
+                    line: Some(no + 1),
+                    message: format!("'{id}' is not a genotyped individual; a fold file names only individuals of the genotypes"),
+                });
             };
             k = k.max(fold);
             let slot = &mut by_repeat
@@ -208,30 +220,34 @@ impl Folds {
                 .or_insert_with(|| vec![None; ids.len()])[i];
             match *slot {
                 Some((f0, line0)) if f0 != fold - 1 => {
-                    return Err(EvalError::Parse(format!(
-                        "{}: '{id}' is in fold {fold} of repeat {r}, but line {} put it in fold {}",
-                        at(no),
-                        line0 + 1,
-                        f0 + 1
-                    )))
+                    return Err(EvalError::File {
+                        path: path.into(),
+                        line: Some(no + 1),
+                        message: format!(
+                            "'{id}' is in fold {fold} of repeat {r}, but line {} put it in fold {}",
+                            line0 + 1,
+                            f0 + 1
+                        ),
+                    })
                 }
                 Some(_) => {}
                 None => *slot = Some((fold - 1, no)),
             }
         }
         if by_repeat.is_empty() {
-            return Err(EvalError::Parse(format!(
-                "{}: no fold assignment in the file",
-                path.display()
-            )));
+            return Err(EvalError::File {
+                path: path.into(),
+                line: None,
+                message: "no fold assignment in the file".to_string(),
+            });
         }
         let last = by_repeat.keys().max().map_or(0, |r| r + 1);
         if let Some(r) = (0..last).find(|r| !by_repeat.contains_key(r)) {
-            return Err(EvalError::Parse(format!(
-                "{}: repeat {} has no line, but repeat {last} does; repeats are numbered from 1 without gaps",
-                path.display(),
-                r + 1
-            )));
+            return Err(EvalError::File {
+                path: path.into(),
+                line: None,
+                message: format!("repeat {} has no line, but repeat {last} does; repeats are numbered from 1 without gaps", r + 1),
+            });
         }
         let mut assignment = Vec::with_capacity(by_repeat.len());
         for (r, a) in by_repeat {
@@ -242,13 +258,13 @@ impl Folds {
                 .map(|&i| ids[i].as_str())
                 .collect();
             if !left.is_empty() {
-                return Err(EvalError::Parse(format!(
-                    "{}: {} phenotyped individuals are in no fold of repeat {}, for example {}; a fold file assigns every one",
-                    path.display(),
-                    left.len(),
+                return Err(EvalError::File {
+                    path: path.into(),
+                    line: None,
+                    message: format!("{} phenotyped individuals are in no fold of repeat {}, for example {}; a fold file assigns every one", left.len(),
                     r + 1,
-                    left.iter().take(3).copied().collect::<Vec<_>>().join(", ")
-                )));
+                    left.iter().take(3).copied().collect::<Vec<_>>().join(", ")),
+                });
             }
             // Folds are numbered 1..k without gaps: an empty fold has no test
             // set to score.
@@ -257,20 +273,22 @@ impl Folds {
                 size[*f] += 1;
             }
             if let Some(f) = size.iter().position(|&s| s == 0) {
-                return Err(EvalError::Parse(format!(
-                    "{}: fold {} of repeat {} has no individual, but fold {k} does; folds are numbered from 1 without gaps",
-                    path.display(),
-                    f + 1,
-                    r + 1
-                )));
+                return Err(EvalError::File {
+                    path: path.into(),
+                    line: None,
+                    message: format!("fold {} of repeat {} has no individual, but fold {k} does; folds are numbered from 1 without gaps", f + 1,
+                    r + 1),
+                });
             }
             assignment.push(a.into_iter().map(|x| x.map(|(f, _)| f)).collect());
         }
         if k < 2 {
-            return Err(EvalError::Parse(format!(
-                "{}: every individual is in fold 1; cross-validation needs at least 2 folds",
-                path.display()
-            )));
+            return Err(EvalError::File {
+                path: path.into(),
+                line: None,
+                message: "every individual is in fold 1; cross-validation needs at least 2 folds"
+                    .to_string(),
+            });
         }
         Ok(Folds { k, assignment })
     }

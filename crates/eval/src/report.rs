@@ -174,33 +174,31 @@ pub fn read_metrics(path: &Path) -> Result<Vec<Record>> {
     } else if header == old {
         4 + NAMES.len()
     } else {
-        return Err(EvalError::Parse(format!(
-            "{}, line 1: expected the header {want}",
-            path.display()
-        )));
+        return Err(EvalError::File {
+            path: path.into(),
+            line: Some(1),
+            message: format!("expected the header {want}"),
+        });
     };
     let mut out = Vec::new();
     for (no, line) in lines.enumerate() {
         let f = split_csv(line);
         if f.len() != fields {
-            return Err(EvalError::Parse(format!(
-                "{}, line {}: expected {fields} fields, found {}",
-                path.display(),
-                no + 2,
-                f.len()
-            )));
+            return Err(EvalError::File {
+                path: path.into(),
+                line: Some(no + 2),
+                message: format!("expected {fields} fields, found {}", f.len()),
+            });
         }
         let trait_name = f.get(4 + NAMES.len()).cloned().unwrap_or_default();
         let v: Vec<f64> = f[3..3 + NAMES.len()].iter().map(|s| parse_num(s)).collect();
         let idx = |s: &str| {
             s.parse::<usize>()
                 .map(|x| x.saturating_sub(1))
-                .map_err(|_| {
-                    EvalError::Parse(format!(
-                        "{}, line {}: '{s}' is not a number",
-                        path.display(),
-                        no + 2
-                    ))
+                .map_err(|_| EvalError::File {
+                    path: path.into(),
+                    line: Some(no + 2),
+                    message: format!("'{s}' is not a number"),
                 })
         };
         let key = (f[0].clone(), f[1].clone(), f[2].clone(), trait_name.clone());
@@ -234,12 +232,11 @@ pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
     for (no, line) in text.lines().enumerate().skip(1) {
         let f = split_csv(line);
         if f.len() != 6 && f.len() != 7 {
-            return Err(EvalError::Parse(format!(
-                "{}, line {}: expected 7 fields, found {}",
-                path.display(),
-                no + 1,
-                f.len()
-            )));
+            return Err(EvalError::File {
+                path: path.into(),
+                line: Some(no + 1),
+                message: format!("expected 7 fields, found {}", f.len()),
+            });
         }
         out.push(Prediction {
             trait_name: f.get(6).cloned().unwrap_or_default(),

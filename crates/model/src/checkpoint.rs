@@ -41,11 +41,9 @@ impl RngState {
 
     pub fn rng(&self) -> Result<ChaCha8Rng> {
         use rand::SeedableRng;
-        let pos: u128 = self.word_pos.parse().map_err(|_| {
-            ModelError::Training(format!(
-                "checkpoint: bad random-generator position '{}'",
-                self.word_pos
-            ))
+        let pos: u128 = self.word_pos.parse().map_err(|_| ModelError::Checkpoint {
+            path: String::new(),
+            message: format!("bad random-generator position '{}'", self.word_pos),
         })?;
         let mut rng = ChaCha8Rng::from_seed(self.seed);
         rng.set_stream(self.stream);
@@ -93,7 +91,10 @@ fn le_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 fn bad(path: &Path, why: impl std::fmt::Display) -> ModelError {
-    ModelError::Training(format!("checkpoint {}: {why}", path.display()))
+    ModelError::Checkpoint {
+        path: path.display().to_string(),
+        message: why.to_string(),
+    }
 }
 
 impl Checkpoint {

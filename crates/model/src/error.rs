@@ -1,11 +1,45 @@
 //! Errors of model building, training, saving and prediction.
 
+/// The layer a spec error is about: its place (`3`, or `3.branch.1.layers.0`
+/// inside a container) and its kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerAt {
+    pub at: String,
+    pub kind: String,
+}
+
+fn spec_text(origin: &str, layer: &Option<LayerAt>, message: &str) -> String {
+    let mut s = String::new();
+    if !origin.is_empty() {
+        s.push_str(origin);
+        s.push_str(": ");
+    }
+    if let Some(l) = layer {
+        s.push_str(&format!("layer {} ({}): ", l.at, l.kind));
+    }
+    s.push_str(message);
+    s
+}
+
 /// A failure in the model crate.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    /// A model spec that cannot be used.
-    #[error("{0}")]
-    Spec(String),
+    /// A model or search spec that cannot be used: where it came from (its
+    /// file, or the model's name; empty when only the caller knows), the
+    /// layer at fault and the key when there is one, and why.
+    #[error("{}", spec_text(origin, layer, message))]
+    Spec {
+        origin: String,
+        layer: Option<LayerAt>,
+        key: Option<String>,
+        message: String,
+    },
+    /// A model or checkpoint that cannot be written.
+    #[error("cannot write {path}: {message}")]
+    Save { path: String, message: String },
+    /// A training checkpoint that cannot be read or does not fit the run.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: String, message: String },
     #[error(transparent)]
     Nn(#[from] nn::NnError),
     #[error(transparent)]
@@ -22,9 +56,6 @@ pub enum ModelError {
     /// done: the message names the paths.
     #[error("{0}")]
     Transfer(String),
-    /// Training that cannot continue.
-    #[error("{0}")]
-    Training(String),
     /// A trait whose training records are all the same value.
     #[error("trait {trait_name} is constant: all {n} training records are {value}; there is nothing to learn")]
     ConstantTrait {
@@ -38,3 +69,65 @@ pub enum ModelError {
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;
+
+impl ModelError {
+    /// A spec error from `origin` with no particular layer or key.
+    pub fn spec(origin: impl Into<String>, message: impl Into<String>) -> Self {
+        ModelError::Spec {
+            origin: origin.into(),
+            layer: None,
+            key: None,
+            message: message.into(),
+        }
+    }
+
+    /// A spec error about a key (`training.epochs`, `space.lr`).
+    pub fn spec_key(
+        origin: impl Into<String>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        ModelError::Spec {
+            origin: origin.into(),
+            layer: None,
+            key: Some(key.into()),
+            message: message.into(),
+        }
+    }
+
+    /// A spec error about a layer.
+    pub fn spec_layer(
+        origin: impl Into<String>,
+        at: impl Into<String>,
+        kind: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        ModelError::Spec {
+            origin: origin.into(),
+            layer: Some(LayerAt {
+                at: at.into(),
+                kind: kind.into(),
+            }),
+            key: None,
+            message: message.into(),
+        }
+    }
+
+    /// The same error, from `origin` when it had none.
+    pub fn within(self, origin: &str) -> Self {
+        match self {
+            ModelError::Spec {
+                origin: o,
+                layer,
+                key,
+                message,
+            } if o.is_empty() => ModelError::Spec {
+                origin: origin.to_string(),
+                layer,
+                key,
+                message,
+            },
+            other => other,
+        }
+    }
+}

@@ -276,10 +276,13 @@ pub fn fit_images_with<B: Backend>(
     let t = &spec.training;
     t.validate()?;
     if t.loss != Loss::SoftmaxCrossEntropy {
-        return Err(ModelError::Spec(format!(
-            "model '{}': image classification needs training.loss = \"softmax_cross_entropy\", not {:?}",
-            spec.name, t.loss
-        )));
+        return Err(ModelError::spec(
+            spec.origin(),
+            format!(
+                "image classification needs training.loss = \"softmax_cross_entropy\", not {:?}",
+                t.loss
+            ),
+        ));
     }
     if train.len() < 2 {
         return Err(ModelError::Data(format!(
@@ -289,16 +292,19 @@ pub fn fit_images_with<B: Backend>(
     }
     let input_shape = [train.channels, train.height, train.width];
     if network.input_shape != input_shape {
-        return Err(ModelError::Spec(format!(
-            "model '{}': the network takes images of {:?}, but the training images are {input_shape:?}",
-            spec.name, network.input_shape
-        )));
+        return Err(ModelError::spec(
+            spec.origin(),
+            format!(
+                "the network takes images of {:?}, but the training images are {input_shape:?}",
+                network.input_shape
+            ),
+        ));
     }
     let classes: usize = network.output_shape.iter().product();
     if network.output_shape.len() != 1 || classes < 2 {
-        return Err(ModelError::Spec(format!(
-            "model '{}': the last layer gives {:?} values per image; a classifier ends with a dense layer of one unit per class",
-            spec.name, network.output_shape
+        return Err(ModelError::spec(spec.origin(), format!(
+            "the last layer gives {:?} values per image; a classifier ends with a dense layer of one unit per class",
+            network.output_shape
         )));
     }
     let meta = ImageMeta {

@@ -175,16 +175,22 @@ fn write_files(
         .map(|(n, s, b)| {
             Ok((
                 n.clone(),
-                TensorView::new(Dtype::F32, s.clone(), b)
-                    .map_err(|e| ModelError::Training(format!("safetensors: {e}")))?,
+                TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| ModelError::Save {
+                    path: dir.join("model.safetensors").display().to_string(),
+                    message: e.to_string(),
+                })?,
             ))
         })
         .collect::<Result<Vec<_>>>()?;
-    let data = safetensors::tensor::serialize(views, None)
-        .map_err(|e| ModelError::Training(format!("safetensors: {e}")))?;
+    let data = safetensors::tensor::serialize(views, None).map_err(|e| ModelError::Save {
+        path: dir.join("model.safetensors").display().to_string(),
+        message: e.to_string(),
+    })?;
     geno::write_atomic(dir.join("model.safetensors"), &data)?;
-    let text =
-        toml::to_string(header).map_err(|e| ModelError::Training(format!("model.toml: {e}")))?;
+    let text = toml::to_string(header).map_err(|e| ModelError::Save {
+        path: dir.join("model.toml").display().to_string(),
+        message: e.to_string(),
+    })?;
     geno::write_atomic(dir.join("model.toml"), text.as_bytes())?;
     Ok(())
 }

@@ -78,9 +78,11 @@ impl Candidate {
                 if *v >= 1.0 && v.fract() == 0.0 {
                     Ok(*v as usize)
                 } else {
-                    Err(ModelError::Spec(format!(
-                        "search: {key} = {v} must be a whole number ≥ 1"
-                    )))
+                    Err(ModelError::spec_key(
+                        "",
+                        format!("space.{key}"),
+                        format!("search: {key} = {v} must be a whole number ≥ 1"),
+                    ))
                 }
             };
             let mut applied = false;
@@ -175,10 +177,14 @@ impl Candidate {
                 _ => {}
             }
             if !applied {
-                return Err(ModelError::Spec(format!(
-                    "search: the model '{}' has no layer that '{key}' applies to",
-                    base.name
-                )));
+                return Err(ModelError::spec_key(
+                    "",
+                    format!("space.{key}"),
+                    format!(
+                        "search: the model '{}' has no layer that '{key}' applies to",
+                        base.name
+                    ),
+                ));
             }
         }
         spec.training.validate()?;
@@ -205,26 +211,34 @@ impl SearchSpec {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::Io(origin.clone(), e))?;
         let raw: RawSearch =
-            toml::from_str(&text).map_err(|e| ModelError::Spec(format!("{origin}: {e}")))?;
+            toml::from_str(&text).map_err(|e| ModelError::spec(&origin, e.to_string()))?;
         let base_path = path.parent().unwrap_or(Path::new(".")).join(&raw.base);
         let base = ModelSpec::from_file(&base_path)?;
         for (k, v) in &raw.space {
             if !KEYS.contains(&k.as_str()) {
-                return Err(ModelError::Spec(format!(
-                    "{origin}: unknown search key '{k}'; expected one of {}",
-                    KEYS.join(", ")
-                )));
+                return Err(ModelError::spec_key(
+                    &origin,
+                    format!("space.{k}"),
+                    format!(
+                        "unknown search key '{k}'; expected one of {}",
+                        KEYS.join(", ")
+                    ),
+                ));
             }
             if v.is_empty() {
-                return Err(ModelError::Spec(format!(
-                    "{origin}: space.{k} lists no values"
-                )));
+                return Err(ModelError::spec_key(
+                    &origin,
+                    format!("space.{k}"),
+                    format!("space.{k} lists no values"),
+                ));
             }
         }
         if raw.inner_folds < 2 {
-            return Err(ModelError::Spec(format!(
-                "{origin}: inner_folds must be at least 2"
-            )));
+            return Err(ModelError::spec_key(
+                &origin,
+                "inner_folds",
+                "inner_folds must be at least 2",
+            ));
         }
         // The grid: every combination, in a fixed order. Its size is
         // checked first: ten keys of ten values would be 10^10 candidates.
@@ -234,9 +248,11 @@ impl SearchSpec {
             .try_fold(1usize, |n, v| n.checked_mul(v.len()))
             .filter(|&n| n <= MAX_GRID);
         if size.is_none() {
-            return Err(ModelError::Spec(format!(
-                "{origin}: the space has more than {MAX_GRID} combinations; search fewer values, or fewer keys at once"
-            )));
+            return Err(ModelError::spec_key(
+                &origin,
+                "space",
+                format!("the space has more than {MAX_GRID} combinations; search fewer values, or fewer keys at once"),
+            ));
         }
         let keys: Vec<&String> = raw.space.keys().collect();
         let mut grid: Vec<Candidate> = vec![Candidate(Vec::new())];
@@ -255,9 +271,11 @@ impl SearchSpec {
             "grid" => grid,
             "random" => {
                 if raw.samples == 0 {
-                    return Err(ModelError::Spec(format!(
-                        "{origin}: samples = 0; a random search needs at least 1 sample"
-                    )));
+                    return Err(ModelError::spec_key(
+                        &origin,
+                        "samples",
+                        "samples = 0; a random search needs at least 1 sample",
+                    ));
                 }
                 let mut rng = ChaCha8Rng::seed_from_u64(raw.seed);
                 grid.shuffle(&mut rng);
@@ -265,14 +283,15 @@ impl SearchSpec {
                 grid
             }
             other => {
-                return Err(ModelError::Spec(format!(
-                    "{origin}: mode = '{other}'; expected grid or random"
-                )))
+                return Err(ModelError::spec_key(
+                    &origin,
+                    "mode",
+                    format!("mode = '{other}'; expected grid or random"),
+                ))
             }
         };
         for c in &candidates {
-            c.apply(&base)
-                .map_err(|e| ModelError::Spec(format!("{origin}: {e}")))?;
+            c.apply(&base).map_err(|e| e.within(&origin))?;
         }
         let name = path
             .file_stem()

@@ -89,24 +89,33 @@ impl Default for TrainingSpec {
 impl TrainingSpec {
     /// Checks the settings once.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(ModelError::Spec(m));
+        let bad = |key: &str, m: String| Err(ModelError::spec_key("", key, m));
         if self.epochs == 0 {
-            return bad("training.epochs must be at least 1".into());
+            return bad(
+                "training.epochs",
+                "training.epochs must be at least 1".into(),
+            );
         }
         if self.batch_size == 0 {
-            return bad("training.batch_size must be at least 1".into());
+            return bad(
+                "training.batch_size",
+                "training.batch_size must be at least 1".into(),
+            );
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad(format!(
-                "training.lr = {}: expected a positive number",
-                self.lr
-            ));
+            return bad(
+                "training.lr",
+                format!("training.lr = {}: expected a positive number", self.lr),
+            );
         }
         if !(0.0..0.9).contains(&self.val_fraction) {
-            return bad(format!(
-                "training.val_fraction = {}: expected a value in [0, 0.9)",
-                self.val_fraction
-            ));
+            return bad(
+                "training.val_fraction",
+                format!(
+                    "training.val_fraction = {}: expected a value in [0, 0.9)",
+                    self.val_fraction
+                ),
+            );
         }
         Ok(())
     }
@@ -116,6 +125,9 @@ impl TrainingSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
     pub name: String,
+    /// Where the spec was read from (its file), for errors; not saved.
+    #[serde(skip)]
+    pub origin: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default)]
@@ -188,24 +200,24 @@ impl ModelSpec {
     /// Parses a spec; `default_name` is used when the file names none.
     pub fn from_toml(text: &str, default_name: &str, origin: &str) -> Result<Self> {
         let raw: RawSpec =
-            toml::from_str(text).map_err(|e| ModelError::Spec(format!("{origin}: {e}")))?;
+            toml::from_str(text).map_err(|e| ModelError::spec(origin, e.to_string()))?;
         let mut layers = Vec::with_capacity(raw.layers.len());
         for (i, v) in raw.layers.into_iter().enumerate() {
-            let layer = parse_layer(&v, &i.to_string()).map_err(|(at, kind, m)| {
-                ModelError::Spec(format!("{origin}: layer {at} ({kind}): {m}"))
-            })?;
+            let layer = parse_layer(&v, &i.to_string())
+                .map_err(|(at, kind, m)| ModelError::spec_layer(origin, at, kind, m))?;
             layers.push(layer);
         }
         if layers.is_empty() {
-            return Err(ModelError::Spec(format!(
-                "{origin}: the model has no layers"
-            )));
+            return Err(ModelError::spec_key(
+                origin,
+                "layers",
+                "the model has no layers",
+            ));
         }
-        raw.training
-            .validate()
-            .map_err(|e| ModelError::Spec(format!("{origin}: {e}")))?;
+        raw.training.validate().map_err(|e| e.within(origin))?;
         Ok(ModelSpec {
             name: raw.name.unwrap_or_else(|| default_name.to_string()),
+            origin: Some(origin.to_string()),
             description: raw.description,
             input: raw.input,
             init: raw.init,
@@ -225,17 +237,28 @@ impl ModelSpec {
     /// Gives the output layer (the last, a dense layer) `k` units: one per
     /// class, or one per trait. `what` names the option asking, for the error.
     pub fn set_output_units(&mut self, k: usize, what: &str) -> Result<()> {
+        let origin = self.origin();
         match self.layers.last_mut() {
             Some(LayerSpec::Dense(d)) => {
                 d.units = k;
                 Ok(())
             }
-            other => Err(ModelError::Spec(format!(
-                "{what}: model '{}' must end with a dense layer (one unit per output), not {}",
-                self.name,
-                other.map_or("nothing", |l| l.kind())
-            ))),
+            other => Err(ModelError::spec(
+                origin,
+                format!(
+                    "{what}: model '{}' must end with a dense layer (one unit per output), not {}",
+                    self.name,
+                    other.map_or("nothing", |l| l.kind())
+                ),
+            )),
         }
+    }
+
+    /// Where the spec came from, for errors: its file, or its name.
+    pub fn origin(&self) -> String {
+        self.origin
+            .clone()
+            .unwrap_or_else(|| format!("model '{}'", self.name))
     }
 
     pub fn to_toml(&self) -> String {

@@ -315,13 +315,13 @@ pub fn build_network<B: Backend>(
     seed: u64,
 ) -> Result<Network<B>> {
     let input_shape = [spec.input.channels() + predictors, n_markers];
-    Ok(Network::build(
-        backend,
-        &spec.layers,
-        &input_shape,
-        spec.init,
-        seed,
-    )?)
+    Network::build(backend, &spec.layers, &input_shape, spec.init, seed).map_err(|e| match e {
+        // A layer that cannot take its input: name the config it came from.
+        nn::NnError::Layer { at, kind, message } => {
+            ModelError::spec_layer(spec.origin(), at, kind, message)
+        }
+        other => other.into(),
+    })
 }
 
 /// The genomic task of the training loop: batches decoded from the packed
@@ -427,9 +427,8 @@ pub fn fit_with<B: Backend>(
     let ys: Vec<&[f64]> = data.targets.iter().map(|c| c.values).collect();
     let input_shape = [spec.input.channels() + data.predictors.len(), g.n_markers()];
     if network.input_shape != input_shape {
-        return Err(ModelError::Spec(format!(
-            "model '{}': the network takes inputs of {:?}, but the genotypes give {input_shape:?} ({} markers{})",
-            spec.name,
+        return Err(ModelError::spec(spec.origin(), format!(
+            "the network takes inputs of {:?}, but the genotypes give {input_shape:?} ({} markers{})",
             network.input_shape,
             g.n_markers(),
             if data.predictors.is_empty() {
@@ -452,10 +451,11 @@ pub fn fit_with<B: Backend>(
     }
     let loss = t.loss;
     if d > 1 && !matches!(loss, Loss::Mse | Loss::Huber) {
-        return Err(ModelError::Spec(format!(
-            "model '{}': several traits need a regression loss (mse or huber), not {loss:?}",
-            spec.name
-        )));
+        return Err(ModelError::spec_key(
+            spec.origin(),
+            "training.loss",
+            format!("several traits need a regression loss (mse or huber), not {loss:?}"),
+        ));
     }
     let y0 = ys[0];
     match loss {
@@ -543,9 +543,8 @@ pub fn fit_with<B: Backend>(
             }
         }
         _ if width != d || network.output_shape.len() != 1 => {
-            return Err(ModelError::Spec(format!(
-                "model '{}': the last layer gives {:?} values per individual; a {:?} model of {d} trait{} needs {d} (end with a dense layer of {d} unit{})",
-                spec.name,
+            return Err(ModelError::spec(spec.origin(), format!(
+                "the last layer gives {:?} values per individual; a {:?} model of {d} trait{} needs {d} (end with a dense layer of {d} unit{})",
                 network.output_shape,
                 loss,
                 if d == 1 { "" } else { "s" },

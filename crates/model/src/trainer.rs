@@ -209,29 +209,38 @@ pub fn run<B: Backend, T: Task<B>>(
         let backend = network.backend.clone();
         let params = network.params_mut();
         if params.len() != ck.params.len() {
-            return Err(ModelError::Training(format!(
-                "the checkpoint holds {} parameter arrays, the network {}",
-                ck.params.len(),
-                params.len()
-            )));
+            return Err(ModelError::Checkpoint {
+                path: String::new(),
+                message: format!(
+                    "it holds {} parameter arrays, the network {}",
+                    ck.params.len(),
+                    params.len()
+                ),
+            });
         }
         for (p, (shape, v)) in params.into_iter().zip(&ck.params) {
             if backend.shape(&p.value) != *shape {
-                return Err(ModelError::Training(format!(
-                    "the checkpoint's {} is {shape:?}, the network's {:?}",
-                    p.name,
-                    backend.shape(&p.value)
-                )));
+                return Err(ModelError::Checkpoint {
+                    path: String::new(),
+                    message: format!(
+                        "its {} is {shape:?}, the network's {:?}",
+                        p.name,
+                        backend.shape(&p.value)
+                    ),
+                });
             }
             p.value = backend.tensor(v.clone(), shape)?;
         }
         *rng = ck.rng.rng()?;
         if ck.fit_rows.len() != fit_rows.len() {
-            return Err(ModelError::Training(format!(
-                "the checkpoint trains on {} rows, this run on {}",
-                ck.fit_rows.len(),
-                fit_rows.len()
-            )));
+            return Err(ModelError::Checkpoint {
+                path: String::new(),
+                message: format!(
+                    "it trains on {} rows, this run on {}",
+                    ck.fit_rows.len(),
+                    fit_rows.len()
+                ),
+            });
         }
         fit_rows.copy_from_slice(&ck.fit_rows);
     }
