@@ -15,7 +15,7 @@ use model::SavedModel;
 use nn::Backend;
 use serde_json::{json, Map, Value};
 
-use super::output::{csv_field, ensure_dir, num, spinner, write_json};
+use super::output::{csv_field, ensure_dir, num, spinner, write_json, OutDir};
 use super::train::{with_engine, ComputeArgs};
 use super::{GenoArgs, PhenoArgs};
 
@@ -141,7 +141,7 @@ fn explain_with<B: Backend>(a: ExplainArgs, backend: B) -> Result<()> {
     for p in &a.model {
         dirs.extend(model_dirs(p)?);
     }
-    ensure_dir(&a.out)?;
+    let out_dir = OutDir::create(&a.out)?;
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
     let g = a.geno.load()?;
     pb.finish_and_clear();
@@ -215,6 +215,7 @@ fn explain_with<B: Backend>(a: ExplainArgs, backend: B) -> Result<()> {
         println!("== {name} ==");
         explain_group(&shared, &name, group, &out)?;
     }
+    out_dir.keep();
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use vision::augment::{AugmentSpec, Augmenter};
 use vision::ImageSet;
 
 use super::output::{
-    ensure_dir, median_after_first, num, spinner, table, write_json, EpochProgress,
+    ensure_dir, median_after_first, num, spinner, table, write_json, EpochProgress, OutDir,
 };
 use super::train::{
     engine_threads, override_training, phase_tag, run_spec, with_engine, ComputeArgs,
@@ -335,7 +335,7 @@ fn train_with<B: Backend>(a: ImageTrainArgs, backend: B, threads: usize) -> Resu
         }
         None => Vec::new(),
     };
-    ensure_dir(&a.out)?;
+    let out_dir = OutDir::create(&a.out)?;
     if let Some(n) = a.train_limit {
         if n == 0 {
             bail!("--train-limit must be at least 1");
@@ -496,6 +496,7 @@ fn train_with<B: Backend>(a: ImageTrainArgs, backend: B, threads: usize) -> Resu
             ("wrote", format!("{}/{{model.toml, model.safetensors, history.csv, summary.json, confusion.csv, confusion.png}}", a.out.display())),
         ])
     );
+    out_dir.keep();
     Ok(())
 }
 
@@ -518,7 +519,7 @@ fn eval_with<B: Backend>(a: ImageEvalArgs, backend: B) -> Result<()> {
             a.data.dataset.name()
         );
     }
-    ensure_dir(&a.out)?;
+    let out_dir = OutDir::create(&a.out)?;
     let test = for_model(load_data(&a.data, false)?, &m.meta.labels);
     let start = Instant::now();
     let e = m.evaluate(&test)?;
@@ -562,6 +563,7 @@ fn eval_with<B: Backend>(a: ImageEvalArgs, backend: B) -> Result<()> {
             ),
         ])
     );
+    out_dir.keep();
     Ok(())
 }
 
@@ -665,7 +667,7 @@ fn explain_with<B: Backend>(a: ImageExplainArgs, backend: B) -> Result<()> {
             classes - 1
         );
     }
-    ensure_dir(&a.out)?;
+    let out_dir = OutDir::create(&a.out)?;
     let test = for_model(load_data(&a.data, false)?, &m.meta.labels);
     let ex = ImageExplainer::new(&m)?;
     let x = ex.pixels(&test, &a.images)?;
@@ -798,5 +800,6 @@ fn explain_with<B: Backend>(a: ImageExplainArgs, backend: B) -> Result<()> {
             ("wrote", format!("{}/{{{}, summary.json}}", a.out.display(), wrote.join(", "))),
         ])
     );
+    out_dir.keep();
     Ok(())
 }

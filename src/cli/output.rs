@@ -13,6 +13,40 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot create the output directory {}", dir.display()))
 }
 
+/// An output folder made for a run: if the run fails before [`OutDir::keep`],
+/// a folder this run created goes again, with whatever it holds, so that a
+/// failed run leaves nothing behind. A folder that existed stays.
+pub struct OutDir {
+    path: std::path::PathBuf,
+    created: bool,
+    kept: bool,
+}
+
+impl OutDir {
+    pub fn create(dir: &Path) -> Result<OutDir> {
+        let created = !dir.exists();
+        ensure_dir(dir)?;
+        Ok(OutDir {
+            path: dir.to_path_buf(),
+            created,
+            kept: false,
+        })
+    }
+
+    /// The run succeeded: the folder stays.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for OutDir {
+    fn drop(&mut self) {
+        if self.created && !self.kept {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
 /// The files an input path stands for: itself, and for a PLINK fileset
 /// (`x.bed` or the prefix `x`) its .bed, .bim and .fam.
 fn input_files(p: &Path) -> Vec<std::path::PathBuf> {

@@ -800,3 +800,117 @@ fn calls_coded_0_1_are_named_and_inbred_coding_refuses_a_2() {
         "{e}"
     );
 }
+
+#[test]
+fn predict_counts_every_marker_matched_by_id_only() {
+    // A model trained on the .bed (real alleles), asked to predict from the
+    // same genotypes as a CSV matrix (no alleles): all 3000 markers are
+    // matched by ID alone, whichever letter the model's A1 happens to be.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/mlp.toml");
+    let model = dir.path().join("m");
+    crate::common::ok(&train_example_args(&cfg, &model, &["--epochs", "1"]));
+    let csv = dir.path().join("g.csv");
+    crate::common::ok(&["convert", "--geno", example_bed(), "--out", s(&csv)]);
+    let out = crate::common::ok(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--geno",
+        s(&csv),
+        "--out",
+        s(&dir.path().join("p.csv")),
+    ]);
+    assert!(out.contains("3000 matched by ID only"), "{out}");
+    // From the .bed itself, nothing is matched by ID only.
+    let out = crate::common::ok(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--geno",
+        example_bed(),
+        "--out",
+        s(&dir.path().join("q.csv")),
+    ]);
+    assert!(!out.contains("by ID only"), "{out}");
+}
+
+#[test]
+fn ids_that_are_not_utf8_and_numeric_id_columns_get_clear_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two IDs that differ only in bytes that are not UTF-8: refused as not
+    // text, not called duplicates.
+    let g = dir.path().join("bad.csv");
+    fs::write(&g, b"id,m1,m2\na\xff,0,1\na\xfe,2,1\n").unwrap();
+    let e = fails(&[
+        "convert",
+        "--geno",
+        s(&g),
+        "--out",
+        s(&dir.path().join("o.csv")),
+    ]);
+    assert!(
+        e.contains("bad.csv, line 2, column 1")
+            && e.contains("not valid UTF-8")
+            && !e.contains("duplicate"),
+        "{e}"
+    );
+    // A headerless matrix whose first column holds IDs 1, 2, 3, …: the
+    // first rows look like dosages, so the error says what to give.
+    let n = dir.path().join("num.csv");
+    fs::write(&n, "1,0,1\n2,2,1\n3,1,0\n").unwrap();
+    let e = fails(&[
+        "convert",
+        "--geno",
+        s(&n),
+        "--out",
+        s(&dir.path().join("p.csv")),
+    ]);
+    assert!(
+        e.contains("num.csv, line 3, column 1") && e.contains("--geno-ids yes"),
+        "{e}"
+    );
+}
+
+#[test]
+fn explain_and_image_runs_that_fail_leave_no_output_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = |p: &str| Path::new(env!("CARGO_MANIFEST_DIR")).join(p);
+    // A model to explain, then genotypes that are not there.
+    let model = dir.path().join("m");
+    crate::common::ok(&train_example_args(
+        &root("configs/mlp.toml"),
+        &model,
+        &["--epochs", "1"],
+    ));
+    let out = dir.path().join("ex");
+    let e = fails(&[
+        "explain",
+        "--model",
+        s(&model),
+        "--geno",
+        s(&dir.path().join("none.bed")),
+        "--out",
+        s(&out),
+    ]);
+    assert!(e.contains("none.bed"), "{e}");
+    assert!(!out.exists(), "explain left {}", out.display());
+    // An image run refused after its data were read.
+    let out = dir.path().join("im");
+    let e = fails(&[
+        "image",
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        s(&root("data/mnist")),
+        "--model",
+        s(&root("configs/lenet5.toml")),
+        "--train-limit",
+        "0",
+        "--out",
+        s(&out),
+    ]);
+    assert!(e.contains("--train-limit"), "{e}");
+    assert!(!out.exists(), "image train left {}", out.display());
+}

@@ -10,9 +10,9 @@ use crate::error::{GenoError, Result};
 use crate::packed::{
     Individual, Marker, PackedGenotypes, CODE_DOSAGE, HET, HOM_A1, HOM_A2, MISSING,
 };
+use crate::textio::id_text;
 use crate::textio::{
-    open_text, show, split_fields, to_string, trim, unquote, unwritable, AtomicFile, Delimiter,
-    LineReader,
+    open_text, show, split_fields, trim, unquote, unwritable, AtomicFile, Delimiter, LineReader,
 };
 
 /// How to read a delimited dosage matrix. Every `None` is detected from the file.
@@ -147,7 +147,13 @@ impl RowParser<'_> {
                 };
             let field = &line[pos.min(len)..end.min(len)];
             if col < self.lead {
-                lead_out.push(to_string(unquote(trim(field))));
+                lead_out.push(id_text(
+                    self.path,
+                    line_no,
+                    col + 1,
+                    unquote(trim(field)),
+                    "ID",
+                )?);
             } else {
                 if j >= m {
                     return Err(self.ragged(line, line_no));
@@ -335,8 +341,18 @@ pub fn read_delimited(path: &Path, opts: DelimitedOptions) -> Result<PackedGenot
         }
         let markers: Vec<Marker> = names
             .iter()
-            .map(|s| Marker::from_id(to_string(s)))
-            .collect();
+            .enumerate()
+            .map(|(j, s)| {
+                let col = f1.len() - names.len() + j + 1;
+                Ok(Marker::from_id(id_text(
+                    path,
+                    first_no,
+                    col,
+                    s,
+                    "marker ID",
+                )?))
+            })
+            .collect::<Result<_>>()?;
         // Columns counted from 1 in the header line.
         let lead = f1.len() - names.len();
         crate::error::unique_markers(
@@ -366,9 +382,34 @@ pub fn read_delimited(path: &Path, opts: DelimitedOptions) -> Result<PackedGenot
     let mut collector = RowCollector::new(m);
     let mut id_lines: Vec<(String, usize)> = Vec::new();
     let mut lead = Vec::new();
+    // Detected without an ID column: a whole number past 2 in the first
+    // column is more likely an ID (1, 2, 3, …) than a bad dosage; say so.
+    let guessed_no_ids = !ids && opts.ids.is_none();
     let mut handle = |line: &[u8], no: usize, collector: &mut RowCollector| -> Result<()> {
         let n = collector.n;
-        parser.parse(line, no, collector.next_row(), &mut lead)?;
+        let first_is_whole = guessed_no_ids
+            && split_fields(line, delim)
+                .first()
+                .and_then(|f| std::str::from_utf8(f).ok())
+                .is_some_and(|f| f.parse::<u64>().is_ok());
+        parser
+            .parse(line, no, collector.next_row(), &mut lead)
+            .map_err(|e| match e {
+                GenoError::Parse {
+                    path,
+                    line,
+                    column: 1,
+                    message,
+                } if first_is_whole => GenoError::Parse {
+                    path,
+                    line,
+                    column: 1,
+                    message: format!(
+                        "{message}. The first column was read as marker m1, since its first values look like dosages; if it holds individual IDs, give --geno-ids yes"
+                    ),
+                },
+                other => other,
+            })?;
         let id = lead.pop().unwrap_or_else(|| (n + 1).to_string());
         id_lines.push((id, no));
         Ok(())
@@ -420,10 +461,20 @@ pub fn read_raw(path: &Path) -> Result<PackedGenotypes> {
             ));
         }
     }
-    let markers: Vec<Marker> = header[6..]
+    let markers: Vec<Marker> = header
         .iter()
-        .map(|f| raw_marker(&to_string(f)))
-        .collect();
+        .enumerate()
+        .skip(6)
+        .map(|(k, f)| {
+            Ok(raw_marker(&id_text(
+                path,
+                lines.line_no(),
+                k + 1,
+                f,
+                "column name",
+            )?))
+        })
+        .collect::<Result<_>>()?;
     crate::error::unique_markers(
         path,
         "column",

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{GenoError, Result};
 use crate::packed::{pack_subset, Individual, Marker, PackedGenotypes};
-use crate::textio::{open_text, split_fields, to_string, AtomicFile, Delimiter, LineReader};
+use crate::textio::{
+    id_text, open_text, split_fields, to_string, AtomicFile, Delimiter, LineReader,
+};
 
 /// The magic bytes of a SNP-major PLINK 1 `.bed` file.
 pub const BED_MAGIC: [u8; 3] = [0x6c, 0x1b, 0x01];
@@ -80,7 +82,7 @@ pub fn read_bim(path: &Path) -> Result<Vec<Marker>> {
             })?;
         markers.push(Marker {
             chromosome: to_string(f[0]),
-            id: to_string(f[1]),
+            id: id_text(path, lines.line_no(), 2, f[1], "marker ID")?,
             cm: to_string(f[2]),
             position,
             a1: to_string(f[4]),
@@ -137,7 +139,7 @@ pub fn read_fam(path: &Path) -> Result<Vec<FamRow>> {
             });
         }
         width = f.len();
-        let iid = to_string(f[1]);
+        let iid = id_text(path, lines.line_no(), 2, f[1], "individual ID")?;
         if let Some(&first) = seen.get(&iid) {
             return Err(GenoError::DuplicateId {
                 path: path.into(),
@@ -149,7 +151,7 @@ pub fn read_fam(path: &Path) -> Result<Vec<FamRow>> {
         seen.insert(iid.clone(), lines.line_no());
         rows.push(FamRow {
             individual: Individual {
-                fid: to_string(f[0]),
+                fid: id_text(path, lines.line_no(), 1, f[0], "family ID")?,
                 iid,
                 father: to_string(f[2]),
                 mother: to_string(f[3]),

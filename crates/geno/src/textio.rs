@@ -209,6 +209,28 @@ pub(crate) fn show(field: &[u8]) -> String {
     }
 }
 
+/// An ID field as text, refusing bytes that are not UTF-8: read lossily,
+/// two IDs that differ only in such bytes would look the same.
+pub(crate) fn id_text(
+    path: &Path,
+    line: usize,
+    column: usize,
+    field: &[u8],
+    what: &str,
+) -> Result<String> {
+    std::str::from_utf8(field).map(str::to_string).map_err(|_| {
+        GenoError::parse(
+            path,
+            line,
+            column,
+            format!(
+                "the {what} '{}' is not valid UTF-8 text; IDs must be UTF-8 (save the file as UTF-8)",
+                show(field)
+            ),
+        )
+    })
+}
+
 pub(crate) fn to_string(field: &[u8]) -> String {
     String::from_utf8_lossy(field).into_owned()
 }

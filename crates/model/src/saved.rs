@@ -639,7 +639,14 @@ pub fn match_markers(
             continue;
         };
         let n = &g.markers()[j];
-        let flip = if n.a1 == m.a1
+        // A file (or a model) without alleles (a CSV matrix gives the
+        // placeholders A/B) can only be matched by ID: count every such
+        // marker, whatever letters the other side has.
+        let placeholder = |x: &Marker| x.a1 == "A" && x.a2 == "B";
+        let flip = if placeholder(n) || placeholder(m) {
+            report.unchecked += 1;
+            false
+        } else if n.a1 == m.a1
             && (n.a2 == m.a2 || unknown_alleles(&n.a1, &n.a2) || unknown_alleles(&m.a1, &m.a2))
         {
             false
