@@ -105,12 +105,22 @@ pub(crate) fn open_text(path: &Path, expected: &'static str) -> Result<BufReader
     Ok(reader)
 }
 
+/// The longest line a text reader takes: a header of 10^6 marker IDs is
+/// about 15 MB, so a longer line is not a row of a table but a file of
+/// another kind (or one without line breaks), and it is refused before it
+/// is held in memory.
+pub const MAX_LINE: usize = 256 << 20;
+
+/// The largest file read whole (phenotype tables).
+pub const MAX_SMALL: u64 = 1 << 30;
+
 /// Reads lines one by one into a reused buffer, counting line numbers and
 /// stripping the line ending (`\n` or `\r\n`).
 pub(crate) struct LineReader<R> {
     inner: R,
     path: PathBuf,
     line_no: usize,
+    limit: usize,
     pub buf: Vec<u8>,
 }
 
@@ -120,21 +130,38 @@ impl<R: BufRead> LineReader<R> {
             inner,
             path: path.to_path_buf(),
             line_no: 0,
+            limit: MAX_LINE,
             buf: Vec::new(),
         }
+    }
+
+    /// The same reader with another line-length bound (for tests).
+    #[cfg(test)]
+    fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
     }
 
     /// Reads the next line into `self.buf`; returns `false` at the end.
     pub fn next_line(&mut self) -> Result<bool> {
         self.buf.clear();
-        let n = self
-            .inner
+        let n = (&mut self.inner)
+            .take(self.limit as u64 + 1)
             .read_until(b'\n', &mut self.buf)
             .map_err(|e| GenoError::io(&self.path, e))?;
         if n == 0 {
             return Ok(false);
         }
         self.line_no += 1;
+        if self.buf.len() > self.limit && self.buf.last() != Some(&b'\n') {
+            return Err(GenoError::invalid(
+                &self.path,
+                format!(
+                    "line {} runs past {} bytes without a line break; this is not a table of one row per line",
+                    self.line_no, self.limit
+                ),
+            ));
+        }
         // A UTF-8 byte-order mark (spreadsheets write one) is not data.
         if self.line_no == 1 && self.buf.starts_with(&[0xef, 0xbb, 0xbf]) {
             self.buf.drain(..3);
@@ -237,11 +264,18 @@ pub(crate) fn to_string(field: &[u8]) -> String {
 
 /// Reads a whole (small) file, refusing empty and gzip files.
 pub(crate) fn read_small(path: &Path, expected: &'static str) -> Result<Vec<u8>> {
-    let mut reader = open_text(path, expected)?;
+    let reader = open_text(path, expected)?;
     let mut out = Vec::new();
     reader
+        .take(MAX_SMALL + 1)
         .read_to_end(&mut out)
         .map_err(|e| GenoError::io(path, e))?;
+    if out.len() as u64 > MAX_SMALL {
+        return Err(GenoError::invalid(
+            path,
+            format!("the file is larger than {MAX_SMALL} bytes; expected {expected}"),
+        ));
+    }
     Ok(out)
 }
 
@@ -313,4 +347,28 @@ pub fn write_atomic(target: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     let mut f = AtomicFile::create(target)?;
     f.write_all(bytes)?;
     f.commit()
+}
+
+#[cfg(test)]
+mod line_tests {
+    use super::*;
+
+    #[test]
+    fn a_line_past_the_bound_is_an_error_naming_the_file_and_line() {
+        let text = format!("short\n{}\nafter\n", "x".repeat(100));
+        let mut r = LineReader::new(text.as_bytes(), Path::new("g.csv")).with_limit(64);
+        assert!(r.next_line().unwrap());
+        assert_eq!(r.buf, b"short");
+        let e = r.next_line().unwrap_err().to_string();
+        assert!(
+            e.contains("g.csv") && e.contains("line 2 runs past 64 bytes"),
+            "{e}"
+        );
+        // A line of exactly the bound, with or without its break, is fine.
+        let text = format!("{}\n{}", "y".repeat(64), "z".repeat(64));
+        let mut r = LineReader::new(text.as_bytes(), Path::new("g.csv")).with_limit(64);
+        assert!(r.next_line().unwrap() && r.buf.len() == 64);
+        assert!(r.next_line().unwrap() && r.buf.len() == 64);
+        assert!(!r.next_line().unwrap());
+    }
 }
