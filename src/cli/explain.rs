@@ -193,7 +193,9 @@ fn explain_with<B: Backend>(a: ExplainArgs, backend: B) -> Result<()> {
     };
     if groups.len() == 1 {
         let (name, group) = groups.pop().expect("one group");
-        return explain_group(&shared, &name, group, &a.out);
+        explain_group(&shared, &name, group, &a.out)?;
+        out_dir.keep();
+        return Ok(());
     }
     eprintln!(
         "{} kinds of model: {}; each is explained into {}/NAME",
