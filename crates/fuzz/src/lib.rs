@@ -276,8 +276,17 @@ pub fn tables(data: &[u8]) -> bool {
         return false;
     };
     let individuals: Vec<Individual> = ids.iter().map(Individual::from_id).collect();
-    let mut sels: Vec<TraitSelector> = t.names.iter().cloned().map(TraitSelector::Name).collect();
-    sels.extend((1..=t.names.len() + 1).map(TraitSelector::Index));
+    // A command selects a few columns: the first 8 by name, 8 by number
+    // (and one past the end), as the CLI would.
+    let mut sels: Vec<TraitSelector> = t
+        .names
+        .iter()
+        .take(8)
+        .cloned()
+        .map(TraitSelector::Name)
+        .collect();
+    sels.extend((1..=t.names.len().min(8)).map(TraitSelector::Index));
+    sels.push(TraitSelector::Index(t.names.len() + 1));
     sels.extend(
         ["1", "2", "y", "x"]
             .iter()
