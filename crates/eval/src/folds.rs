@@ -158,7 +158,7 @@ impl Folds {
 
     /// Reads `id,repeat,fold` (from 1), matching IDs to the genotype store.
     pub fn from_csv(path: &Path, ids: &[String], eligible: &[usize]) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
+        let text = geno::textio::read_text(path)
             .map_err(|e| EvalError::Io(path.display().to_string(), e))?;
         let index: HashMap<&str, usize> = ids
             .iter()

@@ -146,9 +146,9 @@ fn parse_num(s: &str) -> f64 {
 /// the `timings.csv` beside it when present.
 pub fn read_metrics(path: &Path) -> Result<Vec<Record>> {
     let text =
-        std::fs::read_to_string(path).map_err(|e| EvalError::Io(path.display().to_string(), e))?;
+        geno::textio::read_text(path).map_err(|e| EvalError::Io(path.display().to_string(), e))?;
     type Key = (String, String, String, String);
-    let timings: BTreeMap<Key, f64> = std::fs::read_to_string(path.with_file_name("timings.csv"))
+    let timings: BTreeMap<Key, f64> = geno::textio::read_text(&path.with_file_name("timings.csv"))
         .map(|t| {
             t.lines()
                 .skip(1)
@@ -227,7 +227,7 @@ pub fn read_metrics(path: &Path) -> Result<Vec<Record>> {
 /// Reads a `predictions.csv` written by [`predictions_csv`].
 pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
     let text =
-        std::fs::read_to_string(path).map_err(|e| EvalError::Io(path.display().to_string(), e))?;
+        geno::textio::read_text(path).map_err(|e| EvalError::Io(path.display().to_string(), e))?;
     let mut out = Vec::new();
     for (no, line) in text.lines().enumerate().skip(1) {
         let f = split_csv(line);

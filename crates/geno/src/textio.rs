@@ -111,8 +111,26 @@ pub(crate) fn open_text(path: &Path, expected: &'static str) -> Result<BufReader
 /// is held in memory.
 pub const MAX_LINE: usize = 256 << 20;
 
-/// The largest file read whole (phenotype tables).
+/// The largest file read whole (phenotype tables, fold files, specs,
+/// metrics tables).
 pub const MAX_SMALL: u64 = 1 << 30;
+
+/// Reads a whole text file of at most [`MAX_SMALL`] bytes; a larger one is
+/// an `InvalidData` error (which the caller reports with the path), and is
+/// not read into memory.
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    let mut out = String::new();
+    File::open(path)?
+        .take(MAX_SMALL + 1)
+        .read_to_string(&mut out)?;
+    if out.len() as u64 > MAX_SMALL {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the file is larger than {MAX_SMALL} bytes, more than a table or spec holds"),
+        ));
+    }
+    Ok(out)
+}
 
 /// Reads lines one by one into a reused buffer, counting line numbers and
 /// stripping the line ending (`\n` or `\r\n`).

@@ -365,7 +365,7 @@ struct Opened {
 fn open(dir: &Path) -> Result<Opened> {
     let toml_path = dir.join("model.toml");
     let st_path: PathBuf = dir.join("model.safetensors");
-    let text = std::fs::read_to_string(&toml_path)
+    let text = geno::textio::read_text(&toml_path)
         .map_err(|e| ModelError::Io(toml_path.display().to_string(), e))?;
     let header: Header = toml::from_str(&text).map_err(|e| saved_err(&toml_path, e.to_string()))?;
     if header.format != FORMAT {

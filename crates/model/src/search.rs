@@ -209,7 +209,7 @@ impl SearchSpec {
     /// Reads a search spec; `base` is relative to the spec's folder.
     pub fn from_file(path: &Path) -> Result<Self> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ModelError::Io(origin.clone(), e))?;
+        let text = geno::textio::read_text(path).map_err(|e| ModelError::Io(origin.clone(), e))?;
         let raw: RawSearch =
             toml::from_str(&text).map_err(|e| ModelError::spec(&origin, e.to_string()))?;
         let base_path = path.parent().unwrap_or(Path::new(".")).join(&raw.base);

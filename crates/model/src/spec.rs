@@ -228,7 +228,7 @@ impl ModelSpec {
 
     /// Reads a spec file; the model's name defaults to the file stem.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
+        let text = geno::textio::read_text(path)
             .map_err(|e| ModelError::Io(path.display().to_string(), e))?;
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
         Self::from_toml(&text, stem, &path.display().to_string())
