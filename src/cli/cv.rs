@@ -14,7 +14,7 @@ use model::ModelSpec;
 use serde_json::json;
 
 use super::output::{ensure_dir, spinner, write_json};
-use super::rundir::{RunDir, RunRecord};
+use super::rundir::{kill_hook, RunDir, RunRecord};
 use super::GenoArgs;
 
 #[derive(Args, Debug)]
@@ -214,20 +214,6 @@ pub fn run(a: CvArgs, resume: Option<RunRecord>) -> Result<()> {
         (None, Some(r)) => run_cv(r, resume),
         (None, None) => {
             bail!("cv needs --geno, --pheno, --trait, --models and --out (or the merge subcommand)")
-        }
-    }
-}
-
-/// A test hook: `GENOCNN_KILL_AFTER_JOBS=N` makes a run kill itself with
-/// SIGKILL right after keeping its N-th finished job.
-fn kill_after_jobs(finished: usize) {
-    let at = std::env::var("GENOCNN_KILL_AFTER_JOBS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok());
-    if at == Some(finished) {
-        // SAFETY: kill(2) on our own process id has no memory effects.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
         }
     }
 }
@@ -436,7 +422,10 @@ fn run_cv(a: CvRun, resume: Option<RunRecord>) -> Result<()> {
         )),
         cv::Progress::Finished(j, recs) => {
             show(j, recs, false);
-            kill_after_jobs(finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1);
+            kill_hook(
+                "GENOCNN_KILL_AFTER_JOBS",
+                finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1,
+            );
         }
         cv::Progress::Kept(j, recs) => show(j, recs, true),
     })?;

@@ -17,7 +17,7 @@ use super::output::{
     csv_field, csv_header, ensure_dir, num, refuse_input_as_output, spinner, table, write_json,
     EpochProgress,
 };
-use super::rundir::{RunDir, RunRecord};
+use super::rundir::{kill_hook, RunDir, RunRecord};
 use super::transfer::TransferArgs;
 use super::{GenoArgs, PhenoArgs};
 use model::transfer::SourceWeights;
@@ -272,21 +272,6 @@ fn load_report(s: &SavedReport) -> model::EpochReport {
     }
 }
 
-/// A test hook: `GENOCNN_KILL_AFTER_EPOCH=N` makes a run kill itself with
-/// SIGKILL right after writing epoch N's checkpoint, as a user's `kill -9`
-/// or a cluster's time limit would.
-fn kill_hook(epochs_done: usize) {
-    let at = std::env::var("GENOCNN_KILL_AFTER_EPOCH")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok());
-    if at == Some(epochs_done) {
-        // SAFETY: kill(2) on our own process id has no memory effects.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
-    }
-}
-
 fn train_with<B: Backend>(
     a: TrainArgs,
     backend: B,
@@ -400,7 +385,7 @@ fn train_with<B: Backend>(
                         .map_err(anyhow::Error::from)
                         .and_then(|caller| Ok(ck.write(&ck_path, &caller)?));
                     match written {
-                        Ok(()) => kill_hook(ck.epochs_done),
+                        Ok(()) => kill_hook("GENOCNN_KILL_AFTER_EPOCH", ck.epochs_done),
                         Err(e) => {
                             ck_error.get_or_insert(e);
                         }
