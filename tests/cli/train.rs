@@ -188,7 +188,8 @@ fn swapped_alleles_are_flipped_and_missing_markers_are_listed() {
     let inds: Vec<Individual> = g.individuals().to_vec();
     let swapped = PackedGenotypes::from_fn(inds, markers, |i, k| {
         let j = order[k];
-        g.dosage(i, j).map(|d| if j % 3 == 0 { 2 - d } else { d })
+        g.dosage(i, j)
+            .map(|d| if j.is_multiple_of(3) { 2 - d } else { d })
     });
     let sw = dir.path().join("swapped.bed");
     geno::write_plink(&swapped, &sw, None, None).unwrap();

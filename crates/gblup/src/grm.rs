@@ -2,9 +2,18 @@
 //!
 //! VanRaden (2008) method 1: G = ZZ′ / (2 Σ p(1 − p)), with Z the A1 dosage
 //! centred by 2p, p taken over all genotyped individuals, and missing calls
-//! mean-imputed (0 after centring). Z is decoded block by block of markers
-//! and multiplied with faer's f32 GEMM (lower triangle only); the blocks are
-//! summed in f64.
+//! mean-imputed (0 after centring).
+//!
+//! Two ways to the cross product ZZ′, the same to rounding:
+//! - **In integers**, where the CPU has an int8 path ([`Int8Path`]), for
+//!   every marker without missing calls: Z = X − 1·(2p)ᵀ with X the raw
+//!   dosages 0/1/2, so ZZ′ᵢₖ = (XXᵀ)ᵢₖ − aᵢ − aₖ + s, where aᵢ = Σⱼ 2pⱼ xᵢⱼ
+//!   and s = Σⱼ 4pⱼ². XXᵀ is summed exactly in int32 (kernels' Gram
+//!   kernel); the corrections are summed in f64.
+//! - **In f32**, for markers with missing calls (and for every marker on a
+//!   CPU without an int8 path): Z is decoded block by block of markers and
+//!   multiplied with faer's f32 GEMM (lower triangle only); the blocks are
+//!   summed in f64.
 
 use std::io::Write;
 use std::path::Path;
@@ -12,6 +21,8 @@ use std::path::Path;
 use faer::linalg::matmul::triangular::{matmul, BlockStructure};
 use faer::{Accum, Mat, MatRef, Par};
 use geno::{GenoError, PackedGenotypes};
+use kernels::{gram_lower_u8, Int8Path};
+use rayon::prelude::*;
 
 /// Markers per block of the GRM product.
 const BLOCK: usize = 2048;
@@ -76,16 +87,28 @@ pub fn centred_luts(freqs: &[f64]) -> Vec<[f32; 4]> {
 }
 
 /// Accumulates Σ over marker blocks of Zb Zbᵀ (lower triangle) into `acc`
-/// (n × n, row-major f64), Z decoded through `luts`.
-pub(crate) fn cross_product(g: &PackedGenotypes, luts: &[[f32; 4]], acc: &mut [f64]) {
-    let (n, m) = (g.n_individuals(), g.n_markers());
-    let mut buf = vec![0f32; n * BLOCK.min(m.max(1))];
+/// (n × n, row-major f64), for the markers `markers`, Z decoded through
+/// `luts` (indexed by marker).
+pub(crate) fn cross_product(
+    g: &PackedGenotypes,
+    markers: &[usize],
+    luts: &[[f32; 4]],
+    acc: &mut [f64],
+) {
+    let n = g.n_individuals();
+    let m = markers.len();
+    if m == 0 {
+        return;
+    }
+    let mut buf = vec![0f32; n * BLOCK.min(m)];
     let mut block = Mat::<f32>::zeros(n, n);
     let mut j = 0;
     while j < m {
         let b = BLOCK.min(m - j);
         // SNP-major decode: b rows of n values = an n × b column-major matrix.
-        g.decode_snp_major(j..j + b, luts, &mut buf[..b * n]);
+        for (t, &marker) in markers[j..j + b].iter().enumerate() {
+            g.decode_snp_major(marker..marker + 1, luts, &mut buf[t * n..(t + 1) * n]);
+        }
         let z = MatRef::from_column_major_slice(&buf[..b * n], n, b);
         matmul(
             block.as_mut(),
@@ -107,6 +130,88 @@ pub(crate) fn cross_product(g: &PackedGenotypes, luts: &[[f32; 4]], acc: &mut [f
     }
 }
 
+/// Markers per block of the integer product (X is n × this, in bytes).
+const INT_BLOCK: usize = 4096;
+
+/// The dosages of the 4 calls in a packed byte, by PLINK code: 00 → 2 A1
+/// alleles, 10 → 1, 11 → 0 (01, missing, does not occur among the markers
+/// this is used for).
+const QUAD_DOSAGES: [[u8; 4]; 256] = {
+    const DOSAGE: [u8; 4] = [2, 0, 1, 0];
+    let mut t = [[0u8; 4]; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut u = 0;
+        while u < 4 {
+            t[b][u] = DOSAGE[(b >> (2 * u)) & 3];
+            u += 1;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// Accumulates ZZ′ (lower triangle) over `markers`, which have no missing
+/// call, into `acc`, in integers: XXᵀ − a1ᵀ − 1aᵀ + s (see the module
+/// documentation).
+fn integer_cross_product(
+    g: &PackedGenotypes,
+    markers: &[usize],
+    freqs: &[f64],
+    path: Int8Path,
+    acc: &mut [f64],
+) {
+    let n = g.n_individuals();
+    if markers.is_empty() || n == 0 {
+        return;
+    }
+    let kb = INT_BLOCK.min(markers.len());
+    let mut x = vec![0u8; n * kb];
+    let mut xx = vec![0i32; n * n];
+    let mut a = vec![0f64; n];
+    let mut w = vec![0f64; kb];
+    // Rows of X per decoding task: 256 individuals are 64 packed bytes of a
+    // marker, and the task's packed bytes of a block (64 × 4096) stay in L2.
+    const ROWS: usize = 256;
+    for block in markers.chunks(kb) {
+        let k = block.len();
+        for (w, &j) in w.iter_mut().zip(block) {
+            *w = 2.0 * freqs[j];
+        }
+        let w = &w[..k];
+        x[..n * k]
+            .par_chunks_mut(ROWS * k)
+            .zip(a.par_chunks_mut(ROWS))
+            .enumerate()
+            .for_each(|(t, (rows, a))| {
+                let len = a.len();
+                let b0 = t * ROWS / 4;
+                // One packed byte (4 individuals) of each marker at a time:
+                // the writes run along 4 rows of X.
+                for q in 0..len.div_ceil(4) {
+                    let quads = (len - 4 * q).min(4);
+                    for (c, &j) in block.iter().enumerate() {
+                        let d = QUAD_DOSAGES[g.snp(j)[b0 + q] as usize];
+                        for (u, &v) in d[..quads].iter().enumerate() {
+                            rows[(4 * q + u) * k + c] = v;
+                        }
+                    }
+                }
+                for (r, a) in a.iter_mut().enumerate() {
+                    let row = &rows[r * k..(r + 1) * k];
+                    *a += row.iter().zip(w).map(|(&d, &w)| w * d as f64).sum::<f64>();
+                }
+            });
+        gram_lower_u8(path, n, k, &x[..n * k], k, &mut xx, n, true);
+    }
+    let s: f64 = markers.iter().map(|&j| 4.0 * freqs[j] * freqs[j]).sum();
+    acc.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+        for (k, v) in row[..=i].iter_mut().enumerate() {
+            *v += xx[i * n + k] as f64 - a[i] - a[k] + s;
+        }
+    });
+}
+
 fn symmetrize(acc: &mut [f64], n: usize, scale: f64) {
     for r in 0..n {
         for c in 0..r {
@@ -125,7 +230,17 @@ pub fn vanraden(g: &PackedGenotypes) -> Grm {
     let n_polymorphic = freqs.iter().filter(|&&p| p > 0.0 && p < 1.0).count();
     let n = g.n_individuals();
     let mut acc = vec![0f64; n * n];
-    cross_product(g, &centred_luts(&freqs), &mut acc);
+    let luts = centred_luts(&freqs);
+    let all: Vec<usize> = (0..g.n_markers()).collect();
+    match Int8Path::current() {
+        Some(path) => {
+            let (complete, partial): (Vec<usize>, Vec<usize>) =
+                all.iter().partition(|&&j| g.counts(j).missing == 0);
+            integer_cross_product(g, &complete, &freqs, path, &mut acc);
+            cross_product(g, &partial, &luts, &mut acc);
+        }
+        None => cross_product(g, &all, &luts, &mut acc),
+    }
     symmetrize(&mut acc, n, if denom > 0.0 { 1.0 / denom } else { 0.0 });
     Grm {
         kinship: Kinship { n, data: acc },
@@ -143,7 +258,8 @@ pub fn pair_counts(g: &PackedGenotypes) -> Kinship {
     let mut both = vec![0f64; n * n];
     if miss.iter().any(|&k| k > 0) {
         let luts = vec![[0f32, 1.0, 0.0, 0.0]; m];
-        cross_product(g, &luts, &mut both);
+        let all: Vec<usize> = (0..m).collect();
+        cross_product(g, &all, &luts, &mut both);
         symmetrize(&mut both, n, 1.0);
     }
     let data = (0..n * n)

@@ -46,20 +46,48 @@ fn naive_grm(g: &PackedGenotypes) -> Vec<f64> {
     out.iter().map(|v| v / denom).collect()
 }
 
+fn max_difference(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max)
+}
+
 #[test]
 fn grm_equals_naive_computation() {
     for (n, m, miss) in [(37, 300, 0.0), (50, 2100, 0.03), (9, 5000, 0.1)] {
         let (g, _) = small(n, m, miss, 3);
         let grm = gblup::vanraden(&g);
-        let want = naive_grm(&g);
-        let worst = grm
-            .kinship
-            .data
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
+        let worst = max_difference(&grm.kinship.data, &naive_grm(&g));
         assert!(worst < 1e-5, "n={n} m={m}: max difference {worst}");
+    }
+}
+
+/// Issue 17: the GRM in integers (for markers without missing calls, on a
+/// CPU with an int8 path) and in f32 (the rest, and every marker on the f32
+/// paths) each equal the naive f64 sum within 1e-6, missing calls included,
+/// on every SIMD path this CPU can run; with no missing call the integer
+/// path is exact to f64 rounding.
+#[test]
+fn grm_on_every_path_equals_naive_within_1e_6() {
+    for (n, m, miss) in [(130, 3000, 0.0), (97, 4500, 0.0005), (70, 1500, 0.02)] {
+        let (g, _) = small(n, m, miss, 11);
+        let want = naive_grm(&g);
+        for path in kernels::SimdPath::available() {
+            let grm = kernels::with_path(path, || gblup::vanraden(&g));
+            let worst = max_difference(&grm.kinship.data, &want);
+            let int8 = kernels::with_path(path, kernels::Int8Path::current);
+            let bound = if int8.is_some() && miss == 0.0 {
+                1e-12
+            } else {
+                1e-6
+            };
+            eprintln!("n={n} m={m} missing {miss}: {path} (int8 {int8:?}): {worst:.2e}");
+            assert!(
+                worst < bound,
+                "n={n} m={m} missing {miss}, {path}: max difference {worst} (bound {bound})"
+            );
+        }
     }
 }
 

@@ -201,7 +201,7 @@ impl PackedGenotypes {
 
     fn clear_padding(&mut self) {
         let n = self.individuals.len();
-        if n % 4 != 0 && self.stride > 0 {
+        if !n.is_multiple_of(4) && self.stride > 0 {
             let mask = (1u8 << (2 * (n % 4))) - 1;
             for row in self.data.chunks_mut(self.stride) {
                 row[self.stride - 1] &= mask;

@@ -128,7 +128,7 @@ impl Conv1dParams {
         {
             return Err(format!("conv1d: channels, kernel, stride, dilation and groups must be at least 1 ({self:?})"));
         }
-        if self.c_in % self.groups != 0 || self.c_out % self.groups != 0 {
+        if !self.c_in.is_multiple_of(self.groups) || !self.c_out.is_multiple_of(self.groups) {
             return Err(format!(
                 "conv1d: groups = {} must divide both the input channels ({}) and the filters ({})",
                 self.groups, self.c_in, self.c_out

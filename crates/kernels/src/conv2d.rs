@@ -91,7 +91,7 @@ impl Conv2dParams {
         if self.c_in == 0 || self.c_out == 0 || self.groups == 0 {
             return Err("conv2d: channels and groups must be at least 1".into());
         }
-        if self.c_in % self.groups != 0 || self.c_out % self.groups != 0 {
+        if !self.c_in.is_multiple_of(self.groups) || !self.c_out.is_multiple_of(self.groups) {
             return Err(format!(
                 "conv2d: groups = {} must divide both the input channels ({}) and the filters ({})",
                 self.groups, self.c_in, self.c_out

@@ -15,6 +15,7 @@ pub mod conv2d;
 pub mod dense;
 pub mod error;
 pub mod gemm;
+pub mod gram;
 pub mod norm;
 pub mod optim;
 pub mod pool;
@@ -27,6 +28,7 @@ pub use conv1d::{conv1d_backward, conv1d_forward, Conv1dParams, Padding};
 pub use conv2d::{conv2d_backward, conv2d_forward, Conv2dParams};
 pub use dense::{dense_backward, dense_forward};
 pub use error::KernelError;
+pub use gram::{gram_lower_u8, Int8Path};
 pub use pool::{Pool1dParams, Pool2dParams, PoolKind};
 pub use simd::{with_path, SimdPath};
 

@@ -310,3 +310,18 @@ pub fn pool2d_forward(p: &Pool2dParams, x: &[f64], planes: usize, h: usize, w: u
     }
     y
 }
+
+/// The lower triangle (with the diagonal) of X Xᵀ for an n × k byte matrix X
+/// (row-major, row stride `ldx`), summed in u64: entry (i, j), j ≤ i, at
+/// i·n + j; the upper triangle is 0.
+pub fn gram_u8(n: usize, k: usize, x: &[u8], ldx: usize) -> Vec<u64> {
+    let mut c = vec![0u64; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            c[i * n + j] = (0..k)
+                .map(|r| x[i * ldx + r] as u64 * x[j * ldx + r] as u64)
+                .sum();
+        }
+    }
+    c
+}

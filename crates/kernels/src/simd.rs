@@ -177,15 +177,21 @@ pub(crate) unsafe fn storeu<S: Simd>(p: *mut f32, v: S::f32s) {
 
 /// A raw pointer that may cross threads; the kernels hand disjoint parts of
 /// one output to different threads.
-#[derive(Clone, Copy)]
-pub(crate) struct SendPtr(pub *mut f32);
-unsafe impl Send for SendPtr {}
+pub(crate) struct SendPtr<T = f32>(pub *mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
 
-impl SendPtr {
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
     /// The pointer (a method, so that closures capture the whole wrapper).
     #[inline(always)]
-    pub(crate) fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut T {
         self.0
     }
 }
-unsafe impl Sync for SendPtr {}
