@@ -11,7 +11,11 @@ pub mod error;
 pub mod grm;
 pub mod mvreml;
 pub mod reml;
+pub mod tridiag;
 
+use std::borrow::Cow;
+
+use faer::Mat;
 use geno::PackedGenotypes;
 
 pub use error::{GblupError, Result};
@@ -98,28 +102,43 @@ pub fn fit(
         xcols.push(col);
     }
     // Candidate kernels: the GRM, or the Gaussian kernel at each θ.
-    let kernels: Vec<(Option<f64>, Kinship)> = match kernel {
-        KernelChoice::VanRaden => vec![(None, grm.kinship.clone())],
+    let kernels: Vec<(Option<f64>, Cow<Kinship>)> = match kernel {
+        KernelChoice::VanRaden => vec![(None, Cow::Borrowed(&grm.kinship))],
         KernelChoice::Rkhs { thetas } => {
             let d2 = grm::squared_distances(grm);
             let med = grm::median_offdiagonal(&d2);
             thetas
                 .iter()
-                .map(|&t| (Some(t), grm::gaussian_kernel(&d2, med, t)))
+                .map(|&t| (Some(t), Cow::Owned(grm::gaussian_kernel(&d2, med, t))))
                 .collect()
         }
     };
-    let mut best: Option<(RemlFit, Option<f64>, Kinship, Spectral)> = None;
+    // For each kernel, REML from its eigenvalues and Uᵀy, UᵀX, which a
+    // two-stage tridiagonal reduction gives without U (module `tridiag`).
+    let train_kernel = |k: &Kinship| {
+        Mat::from_fn(nt, nt, |i, j| {
+            if j <= i {
+                k.get(train[i], train[j])
+            } else {
+                0.0
+            }
+        })
+    };
+    let mut best: Option<(RemlFit, Option<f64>, Cow<Kinship>)> = None;
     for (theta, k) in kernels {
-        let eig = Spectral::new(&sub_kernel(&k, &train), nt)?;
-        let fit = reml::Problem::new(&eig, &yt, &xcols)?.fit()?;
+        let mut vs: Vec<&[f64]> = vec![&yt];
+        vs.extend(xcols.iter().map(Vec::as_slice));
+        let (values, mut rotated) = tridiag::eigen_rotations(train_kernel(&k), &vs)?;
+        let values: Vec<f64> = values.into_iter().map(|l| l.max(0.0)).collect();
+        let uy = rotated.remove(0);
+        let fit = reml::Problem::from_rotated(&values, uy, rotated, &xcols)?.fit()?;
         if best.as_ref().is_none_or(|b| fit.loglik > b.0.loglik) {
-            best = Some((fit, theta, k, eig));
+            best = Some((fit, theta, k));
         }
     }
-    let (reml, theta, k, eig) = best.expect("at least one kernel");
+    let (reml, theta, k) = best.expect("at least one kernel");
 
-    // α = H⁻¹ (y − Xβ) = U D⁻¹ Uᵀ (y − Xβ), D = Λ + δ.
+    // α = (K + δI)⁻¹ (y − Xβ), by one Cholesky factorization.
     let resid: Vec<f64> = (0..nt)
         .map(|t| {
             yt[t]
@@ -130,13 +149,7 @@ pub fn fit(
                     .sum::<f64>()
         })
         .collect();
-    let r = eig.rotate(&resid);
-    let scaled: Vec<f64> = r
-        .iter()
-        .zip(&eig.values)
-        .map(|(v, l)| v / (l + reml.delta))
-        .collect();
-    let alpha = eig.unrotate(&scaled);
+    let alpha = tridiag::solve_shifted(train_kernel(&k), reml.delta, &resid)?;
     // û_i = Σ_t K(i, t) α_t for every individual.
     let gebv: Vec<f64> = (0..n)
         .map(|i| {

@@ -76,7 +76,8 @@ pub struct RemlFit {
 
 /// The data of a REML problem in the rotated basis.
 pub struct Problem<'a> {
-    pub eig: &'a Spectral,
+    /// The kernel's eigenvalues.
+    pub values: &'a [f64],
     /// Uᵀ y.
     pub y: Vec<f64>,
     /// Uᵀ X, one vector per fixed effect.
@@ -125,6 +126,19 @@ fn solve_spd(a: &[f64], b: &[f64], p: usize) -> Option<(Vec<f64>, f64)> {
 impl<'a> Problem<'a> {
     /// Builds the rotated problem for phenotypes `y` and fixed-effect columns `x`.
     pub fn new(eig: &'a Spectral, y: &[f64], x: &[Vec<f64>]) -> Result<Self> {
+        let ux = x.iter().map(|c| eig.rotate(c)).collect();
+        Self::from_rotated(&eig.values, eig.rotate(y), ux, x)
+    }
+
+    /// The problem for a kernel with eigenvalues `values`, given the
+    /// rotated phenotypes `uy` = Uᵀy and fixed effects `ux` = UᵀX, and the
+    /// fixed-effect columns `x` themselves.
+    pub fn from_rotated(
+        values: &'a [f64],
+        uy: Vec<f64>,
+        ux: Vec<Vec<f64>>,
+        x: &[Vec<f64>],
+    ) -> Result<Self> {
         let p = x.len();
         let mut xtx = vec![0f64; p * p];
         for i in 0..p {
@@ -136,9 +150,9 @@ impl<'a> Problem<'a> {
             GblupError::Numeric("the fixed effects are collinear (XᵀX is singular)".into())
         })?;
         Ok(Problem {
-            eig,
-            y: eig.rotate(y),
-            x: x.iter().map(|c| eig.rotate(c)).collect(),
+            values,
+            y: uy,
+            x: ux,
             logdet_xtx,
         })
     }
@@ -147,7 +161,7 @@ impl<'a> Problem<'a> {
     pub fn eval(&self, delta: f64) -> (f64, Vec<f64>, f64) {
         let n = self.y.len();
         let p = self.x.len();
-        let w: Vec<f64> = self.eig.values.iter().map(|&l| 1.0 / (l + delta)).collect();
+        let w: Vec<f64> = self.values.iter().map(|&l| 1.0 / (l + delta)).collect();
         let mut a = vec![0f64; p * p];
         let mut b = vec![0f64; p];
         for i in 0..p {

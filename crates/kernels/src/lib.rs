@@ -1,7 +1,8 @@
-//! f32 compute kernels for genocnn: convolution (1D and 2D), pooling, dense
+//! Compute kernels for genocnn. In f32: convolution (1D and 2D), pooling, dense
 //! layers, activations, softmax cross-entropy, batch normalization and
-//! dropout; forward and backward. This crate depends on no other crate of
-//! genocnn's.
+//! dropout; forward and backward. In integers: the Gram matrix of genotype
+//! dosages behind the GRM ([`gram`]). This crate depends on no other crate
+//! of genocnn's.
 //!
 //! Layouts are NCL (batch, channels, length) and NCHW; weights are stored as
 //! in PyTorch and candle. Every kernel has a naive f64 reference in

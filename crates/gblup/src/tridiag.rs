@@ -1,0 +1,407 @@
+//! The eigenvalues of a training kernel and the rotations Uᵀv, without U.
+//!
+//! The spectral REML likelihood needs only the eigenvalues of the training
+//! kernel K and Uᵀy, UᵀX; U itself is never needed. A one-stage
+//! tridiagonal reduction (LAPACK's `dsytrd`, faer's `tridiag_in_place`)
+//! spends half its flops in matrix–vector products that read the whole
+//! trailing matrix at every column: it runs at memory speed (21 s at
+//! n = 4,500 on a 2-core AMD EPYC, about 6 GFLOP/s). So K is reduced
+//! in two stages, as LAPACK's `dsytrd_2stage` and ELPA do:
+//!
+//! 1. **dense → band** (bandwidth b): for each panel of b columns, a QR
+//!    factorization (faer) of the part below the band, then the two-sided
+//!    update of the trailing matrix, A ← QᵀAQ with Q = I − V T⁻¹ Vᵀ, in
+//!    matrix products (X = AVT⁻¹, W = X − ½V(T⁻ᵀVᵀX), A ← A − WVᵀ − VWᵀ,
+//!    lower triangle only);
+//! 2. **band → tridiagonal** by bulge chasing: one Householder reflector per
+//!    column brings it to tridiagonal form, and the bulge it leaves below the
+//!    band is chased down by further reflectors, b rows at a time (O(n²b)
+//!    work on a window that stays in cache);
+//! 3. **tridiagonal → eigenvalues** by the implicit QL algorithm with
+//!    Wilkinson shifts (EISPACK's `tql2`).
+//!
+//! Every reflector and rotation is applied, as it is made, to the few
+//! vectors to be rotated (y and the fixed-effect columns), instead of being
+//! stored or accumulated into U: U = Q₁Q₂W, so Uᵀv = WᵀQ₂ᵀQ₁ᵀv.
+
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::householder::{
+    apply_block_householder_transpose_on_the_left_in_place_scratch,
+    apply_block_householder_transpose_on_the_left_in_place_with_conj,
+};
+use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
+use faer::linalg::qr::no_pivoting::factor::{qr_in_place, qr_in_place_scratch};
+use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
+use faer::reborrow::{Reborrow, ReborrowMut};
+use faer::{Accum, Conj, Mat, MatMut};
+
+use crate::error::{GblupError, Result};
+use crate::grm::par;
+
+/// The bandwidth of the first stage.
+const BAND: usize = 32;
+
+/// The eigenvalues of the symmetric matrix `k` (n × n; only its lower
+/// triangle is read, and it is overwritten), and Uᵀv for each v of `vs`.
+/// U's columns have arbitrary signs and the values no order, as with any
+/// eigensolver; the REML likelihood depends on neither.
+pub fn eigen_rotations(k: Mat<f64>, vs: &[&[f64]]) -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
+    eigen_rotations_with_band(k, vs, BAND)
+}
+
+/// [`eigen_rotations`] with a chosen bandwidth (tests run several).
+pub fn eigen_rotations_with_band(
+    mut a: Mat<f64>,
+    vs: &[&[f64]],
+    b: usize,
+) -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
+    let n = a.nrows();
+    assert_eq!(a.ncols(), n, "a square matrix");
+    assert!(b >= 1, "bandwidth at least 1");
+    let r = vs.len();
+    let mut v = Mat::from_fn(n, r, |i, j| vs[j][i]);
+    for col in vs {
+        assert_eq!(col.len(), n, "vector length");
+    }
+    to_band(a.as_mut(), v.as_mut(), b);
+    let (d, e) = band_to_tridiagonal(a.as_mut(), v.as_mut(), b);
+    drop(a);
+    // Row-major n × r for the QL rotations of rows i, i + 1.
+    let mut rows = vec![0f64; n * r];
+    for i in 0..n {
+        for j in 0..r {
+            rows[i * r + j] = v[(i, j)];
+        }
+    }
+    let mut d = d;
+    let mut e = e;
+    e.push(0.0);
+    tql(&mut d, &mut e, &mut rows, r)?;
+    let out = (0..r)
+        .map(|j| (0..n).map(|i| rows[i * r + j]).collect())
+        .collect();
+    Ok((d, out))
+}
+
+/// Stage 1: reduces the symmetric `a` (lower triangle) to lower bandwidth
+/// `b` in place (entries below the band are set to 0; the upper triangle is
+/// left as it was), applying each panel's Qᵀ to the rows of `v`.
+fn to_band(mut a: MatMut<'_, f64>, mut v: MatMut<'_, f64>, b: usize) {
+    let n = a.nrows();
+    let par = par();
+    let mut j0 = 0;
+    while j0 + b + 1 < n {
+        let m = n - j0 - b;
+        let w = b.min(n - j0);
+        let k = m.min(w);
+        // QR of the panel below the band: rows j0 + b.., columns j0..j0 + w.
+        let mut t = Mat::<f64>::zeros(k, k);
+        {
+            let panel = a.rb_mut().submatrix_mut(j0 + b, j0, m, w);
+            let mut buf =
+                MemBuffer::new(qr_in_place_scratch::<f64>(m, w, k, par, Default::default()));
+            qr_in_place(
+                panel,
+                t.as_mut(),
+                par,
+                MemStack::new(&mut buf),
+                Default::default(),
+            );
+        }
+        // V (unit lower trapezoidal), and the panel becomes R with zeros below.
+        let mut vb = Mat::<f64>::zeros(m, k);
+        for c in 0..k {
+            vb[(c, c)] = 1.0;
+            for row in c + 1..m {
+                vb[(row, c)] = a[(j0 + b + row, j0 + c)];
+            }
+        }
+        for c in 0..w {
+            for row in (c + 1).min(m)..m {
+                a[(j0 + b + row, j0 + c)] = 0.0;
+            }
+        }
+        // The rotated vectors: rows j0 + b.. ← Qᵀ rows.
+        {
+            let mut buf = MemBuffer::new(
+                apply_block_householder_transpose_on_the_left_in_place_scratch::<f64>(
+                    m,
+                    k,
+                    v.ncols(),
+                ),
+            );
+            apply_block_householder_transpose_on_the_left_in_place_with_conj(
+                vb.as_ref(),
+                t.as_ref(),
+                Conj::No,
+                v.rb_mut().subrows_mut(j0 + b, m),
+                par,
+                MemStack::new(&mut buf),
+            );
+        }
+        // Two-sided update of the trailing matrix A₂₂ (lower triangle).
+        let mut a22 = a.rb_mut().submatrix_mut(j0 + b, j0 + b, m, m);
+        // X = A₂₂ V, with A₂₂ = L + L_strictᵀ from its lower triangle.
+        let mut x = Mat::<f64>::zeros(m, k);
+        triangular::matmul(
+            x.as_mut(),
+            BlockStructure::Rectangular,
+            Accum::Replace,
+            a22.rb(),
+            BlockStructure::TriangularLower,
+            vb.as_ref(),
+            BlockStructure::Rectangular,
+            1.0,
+            par,
+        );
+        triangular::matmul(
+            x.as_mut(),
+            BlockStructure::Rectangular,
+            Accum::Add,
+            a22.rb().transpose(),
+            BlockStructure::StrictTriangularUpper,
+            vb.as_ref(),
+            BlockStructure::Rectangular,
+            1.0,
+            par,
+        );
+        // X ← X T⁻¹ (faer's Q = I − V T⁻¹ Vᵀ): Tᵀ Xᵀ = (A₂₂V)ᵀ.
+        solve_lower_triangular_in_place(t.as_ref().transpose(), x.as_mut().transpose_mut(), par);
+        // M = T⁻ᵀ (Vᵀ X); W = X − ½ V M.
+        let mut mm = Mat::<f64>::zeros(k, k);
+        matmul(
+            mm.as_mut(),
+            Accum::Replace,
+            vb.as_ref().transpose(),
+            x.as_ref(),
+            1.0,
+            par,
+        );
+        solve_lower_triangular_in_place(t.as_ref().transpose(), mm.as_mut(), par);
+        matmul(x.as_mut(), Accum::Add, vb.as_ref(), mm.as_ref(), -0.5, par);
+        // A₂₂ ← A₂₂ − W Vᵀ − V Wᵀ (lower triangle).
+        for (l, r) in [(&x, &vb), (&vb, &x)] {
+            triangular::matmul(
+                a22.rb_mut(),
+                BlockStructure::TriangularLower,
+                Accum::Add,
+                l.as_ref(),
+                BlockStructure::Rectangular,
+                r.as_ref().transpose(),
+                BlockStructure::Rectangular,
+                -1.0,
+                par,
+            );
+        }
+        j0 += b;
+    }
+}
+
+/// A Householder reflector H = I − τ u uᵀ (u₀ = 1) with H x = (β, 0, …, 0).
+fn householder(x: &[f64], u: &mut [f64]) -> (f64, f64) {
+    let alpha = x[0];
+    let sigma: f64 = x[1..].iter().map(|v| v * v).sum();
+    u[0] = 1.0;
+    if sigma == 0.0 {
+        u[1..x.len()].fill(0.0);
+        return (0.0, alpha);
+    }
+    let norm = (alpha * alpha + sigma).sqrt();
+    let beta = if alpha <= 0.0 { norm } else { -norm };
+    let scale = 1.0 / (alpha - beta);
+    for (ui, xi) in u[1..x.len()].iter_mut().zip(&x[1..]) {
+        *ui = xi * scale;
+    }
+    ((beta - alpha) / beta, beta)
+}
+
+/// Stage 2: reduces the band matrix (lower bandwidth b, lower triangle of
+/// `a`) to tridiagonal form by bulge chasing, applying every reflector to
+/// the rows of `v`. Returns T's diagonal and subdiagonal.
+fn band_to_tridiagonal(
+    mut a: MatMut<'_, f64>,
+    mut v: MatMut<'_, f64>,
+    b: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let n = a.nrows();
+    if b > 1 {
+        // Work on the full symmetric matrix in a window around the band: the
+        // upper triangle mirrors the band, and is 0 up to 3b beyond it.
+        for c in 0..n {
+            for r in c.saturating_sub(4 * b + 1)..c {
+                a[(r, c)] = if c - r <= b { a[(c, r)] } else { 0.0 };
+            }
+        }
+        let mut u = vec![0f64; b];
+        let mut x = vec![0f64; b];
+        let mut col_buf = vec![0f64; n.min(6 * b + 2)];
+        for j in 0..n.saturating_sub(2) {
+            let mut col = j;
+            let mut s = j + 1;
+            loop {
+                let e = (s + b).min(n);
+                if e <= s + 1 {
+                    break;
+                }
+                let len = e - s;
+                for (i, xi) in x[..len].iter_mut().enumerate() {
+                    *xi = a[(s + i, col)];
+                }
+                if x[1..len].iter().all(|&t| t == 0.0) {
+                    col = s;
+                    s = e;
+                    continue;
+                }
+                let (tau, beta) = householder(&x[..len], &mut u);
+                let u = &u[..len];
+                a[(s, col)] = beta;
+                a[(col, s)] = beta;
+                for i in 1..len {
+                    a[(s + i, col)] = 0.0;
+                    a[(col, s + i)] = 0.0;
+                }
+                // The columns that rows s..e can reach: the band and a bulge
+                // of at most b on either side.
+                let lo = s.saturating_sub(2 * b + 1);
+                let hi = (e + 2 * b + 1).min(n);
+                // Columns outside s..e (and not `col`): c ← H c on rows s..e,
+                // mirrored into row c.
+                for c in (lo..hi).filter(|&c| (c < s || c >= e) && c != col) {
+                    let mut dot = 0.0;
+                    for i in 0..len {
+                        dot += u[i] * a[(s + i, c)];
+                    }
+                    if dot == 0.0 {
+                        continue;
+                    }
+                    let f = tau * dot;
+                    for i in 0..len {
+                        let val = a[(s + i, c)] - f * u[i];
+                        a[(s + i, c)] = val;
+                        a[(c, s + i)] = val;
+                    }
+                }
+                // The diagonal block: A ← H A H = A − u wᵀ − w uᵀ with
+                // p = τ A u, w = p − ½ τ (pᵀu) u.
+                let p = &mut col_buf[..len];
+                for (i, pi) in p.iter_mut().enumerate() {
+                    let mut sum = 0.0;
+                    for t in 0..len {
+                        sum += a[(s + i, s + t)] * u[t];
+                    }
+                    *pi = tau * sum;
+                }
+                let half = 0.5 * tau * p.iter().zip(u).map(|(p, u)| p * u).sum::<f64>();
+                for (pi, ui) in p.iter_mut().zip(u) {
+                    *pi -= half * ui;
+                }
+                for c in 0..len {
+                    for r in 0..len {
+                        a[(s + r, s + c)] -= u[r] * p[c] + p[r] * u[c];
+                    }
+                }
+                // The rotated vectors.
+                for jv in 0..v.ncols() {
+                    let mut dot = 0.0;
+                    for i in 0..len {
+                        dot += u[i] * v[(s + i, jv)];
+                    }
+                    let f = tau * dot;
+                    for i in 0..len {
+                        v[(s + i, jv)] -= f * u[i];
+                    }
+                }
+                // The bulge below the band in column s is chased next.
+                col = s;
+                s = e;
+            }
+        }
+    }
+    let d = (0..n).map(|i| a[(i, i)]).collect();
+    let e = (1..n).map(|i| a[(i, i - 1)]).collect();
+    (d, e)
+}
+
+/// (K + δI)⁻¹ v by a Cholesky factorization, for K positive semi-definite
+/// (lower triangle of `k`) and δ > 0.
+pub fn solve_shifted(mut k: Mat<f64>, delta: f64, v: &[f64]) -> Result<Vec<f64>> {
+    let n = k.nrows();
+    for i in 0..n {
+        k[(i, i)] += delta;
+    }
+    let llt = k.llt(faer::Side::Lower).map_err(|e| {
+        GblupError::Numeric(format!("Cholesky factorization of K + δI failed: {e:?}"))
+    })?;
+    let rhs = Mat::from_fn(n, 1, |i, _| v[i]);
+    let x = faer::linalg::solvers::Solve::solve(&llt, &rhs);
+    Ok((0..n).map(|i| x[(i, 0)]).collect())
+}
+
+/// The implicit QL algorithm for a symmetric tridiagonal matrix (diagonal
+/// `d`, subdiagonal `e` with e[i] joining i and i + 1, e[n − 1] = 0), as
+/// EISPACK's `tql2` and Numerical Recipes' `tqli`. On return `d` holds the
+/// eigenvalues; each plane rotation G is applied as Gᵀ to rows i, i + 1 of
+/// `v` (n × r, row-major), which turns v into Wᵀv.
+fn tql(d: &mut [f64], e: &mut [f64], v: &mut [f64], r: usize) -> Result<()> {
+    let n = d.len();
+    for l in 0..n {
+        let mut iterations = 0;
+        loop {
+            let mut m = l;
+            while m + 1 < n {
+                let dd = d[m].abs() + d[m + 1].abs();
+                if e[m].abs() <= f64::EPSILON * dd {
+                    break;
+                }
+                m += 1;
+            }
+            if m == l {
+                break;
+            }
+            iterations += 1;
+            if iterations > 60 {
+                return Err(GblupError::Numeric(format!(
+                    "the tridiagonal QL iteration did not converge for eigenvalue {l}"
+                )));
+            }
+            let mut g = (d[l + 1] - d[l]) / (2.0 * e[l]);
+            let mut rr = g.hypot(1.0);
+            g = d[m] - d[l] + e[l] / (g + rr.copysign(g));
+            let (mut s, mut c, mut p) = (1.0f64, 1.0f64, 0.0f64);
+            let mut deflated = false;
+            for i in (l..m).rev() {
+                let f = s * e[i];
+                let b = c * e[i];
+                rr = f.hypot(g);
+                e[i + 1] = rr;
+                if rr == 0.0 {
+                    d[i + 1] -= p;
+                    e[m] = 0.0;
+                    deflated = true;
+                    break;
+                }
+                s = f / rr;
+                c = g / rr;
+                g = d[i + 1] - p;
+                rr = (d[i] - g) * s + 2.0 * c * b;
+                p = s * rr;
+                d[i + 1] = g + p;
+                g = c * rr - b;
+                let (lo, hi) = v.split_at_mut((i + 1) * r);
+                for (x, y) in lo[i * r..].iter_mut().zip(&mut hi[..r]) {
+                    let f = *y;
+                    *y = s * *x + c * f;
+                    *x = c * *x - s * f;
+                }
+            }
+            if deflated {
+                continue;
+            }
+            d[l] -= p;
+            e[l] = g;
+            e[m] = 0.0;
+        }
+    }
+    Ok(())
+}
