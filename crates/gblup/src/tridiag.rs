@@ -23,6 +23,11 @@
 //! Every reflector and rotation is applied, as it is made, to the few
 //! vectors to be rotated (y and the fixed-effect columns), instead of being
 //! stored or accumulated into U: U = Q₁Q₂W, so Uᵀv = WᵀQ₂ᵀQ₁ᵀv.
+//!
+//! Measured on that machine (`gblup` on `simulate` data, 10% test): at
+//! n = 4,500 training individuals, stage 1 takes 2.8–4 s, stage 2 1.8 s and
+//! the QL 0.6 s; at n = 9,000, 30 s, 2.9 s and 2.1 s. b = 32 beat b = 64
+//! (stage 1 23 s, but stage 2 16 s) and b = 48.
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::householder::{
@@ -32,9 +37,9 @@ use faer::linalg::householder::{
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::linalg::qr::no_pivoting::factor::{qr_in_place, qr_in_place_scratch};
-use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
+use faer::linalg::triangular_solve::solve_upper_triangular_in_place;
 use faer::reborrow::{Reborrow, ReborrowMut};
-use faer::{Accum, Conj, Mat, MatMut};
+use faer::{Accum, Conj, Mat, MatMut, MatRef, Par};
 
 use crate::error::{GblupError, Result};
 use crate::grm::par;
@@ -65,7 +70,7 @@ pub fn eigen_rotations_with_band(
         assert_eq!(col.len(), n, "vector length");
     }
     to_band(a.as_mut(), v.as_mut(), b);
-    let (d, e) = band_to_tridiagonal(a.as_mut(), v.as_mut(), b);
+    let (d, e) = band_to_tridiagonal(a.as_ref(), v.as_mut(), b);
     drop(a);
     // Row-major n × r for the QL rotations of rows i, i + 1.
     let mut rows = vec![0f64; n * r];
@@ -166,34 +171,63 @@ fn to_band(mut a: MatMut<'_, f64>, mut v: MatMut<'_, f64>, b: usize) {
             1.0,
             par,
         );
-        // X ← X T⁻¹ (faer's Q = I − V T⁻¹ Vᵀ): Tᵀ Xᵀ = (A₂₂V)ᵀ.
-        solve_lower_triangular_in_place(t.as_ref().transpose(), x.as_mut().transpose_mut(), par);
-        // M = T⁻ᵀ (Vᵀ X); W = X − ½ V M.
-        let mut mm = Mat::<f64>::zeros(k, k);
+        // X ← X T⁻¹ (faer's Q = I − V T⁻¹ Vᵀ), with T⁻¹ formed (k × k).
+        let mut tinv = Mat::<f64>::identity(k, k);
+        solve_upper_triangular_in_place(t.as_ref(), tinv.as_mut(), Par::Seq);
+        let y = x;
+        let mut x = Mat::<f64>::zeros(m, k);
         matmul(
-            mm.as_mut(),
+            x.as_mut(),
+            Accum::Replace,
+            y.as_ref(),
+            tinv.as_ref(),
+            1.0,
+            par,
+        );
+        drop(y);
+        // M = T⁻ᵀ (Vᵀ X); W = X − ½ V M.
+        let mut z = Mat::<f64>::zeros(k, k);
+        matmul(
+            z.as_mut(),
             Accum::Replace,
             vb.as_ref().transpose(),
             x.as_ref(),
             1.0,
             par,
         );
-        solve_lower_triangular_in_place(t.as_ref().transpose(), mm.as_mut(), par);
+        let mut mm = Mat::<f64>::zeros(k, k);
+        matmul(
+            mm.as_mut(),
+            Accum::Replace,
+            tinv.as_ref().transpose(),
+            z.as_ref(),
+            1.0,
+            Par::Seq,
+        );
         matmul(x.as_mut(), Accum::Add, vb.as_ref(), mm.as_ref(), -0.5, par);
-        // A₂₂ ← A₂₂ − W Vᵀ − V Wᵀ (lower triangle).
-        for (l, r) in [(&x, &vb), (&vb, &x)] {
-            triangular::matmul(
-                a22.rb_mut(),
-                BlockStructure::TriangularLower,
-                Accum::Add,
-                l.as_ref(),
-                BlockStructure::Rectangular,
-                r.as_ref().transpose(),
-                BlockStructure::Rectangular,
-                -1.0,
-                par,
-            );
-        }
+        // A₂₂ ← A₂₂ − W Vᵀ − V Wᵀ = A₂₂ − [W V] [V W]ᵀ (lower triangle), one
+        // product with inner dimension 2k: one pass over A₂₂.
+        let wv = Mat::from_fn(
+            m,
+            2 * k,
+            |i, j| if j < k { x[(i, j)] } else { vb[(i, j - k)] },
+        );
+        let vw = Mat::from_fn(
+            m,
+            2 * k,
+            |i, j| if j < k { vb[(i, j)] } else { x[(i, j - k)] },
+        );
+        triangular::matmul(
+            a22.rb_mut(),
+            BlockStructure::TriangularLower,
+            Accum::Add,
+            wv.as_ref(),
+            BlockStructure::Rectangular,
+            vw.as_ref().transpose(),
+            BlockStructure::Rectangular,
+            -1.0,
+            par,
+        );
         j0 += b;
     }
 }
@@ -216,26 +250,60 @@ fn householder(x: &[f64], u: &mut [f64]) -> (f64, f64) {
     ((beta - alpha) / beta, beta)
 }
 
+/// The lower band of a symmetric matrix with room for the bulges of stage
+/// 2: column c holds rows c..c + ld (entry (r, c), r ≥ c, at c·ld + r − c),
+/// the rows of column c contiguous, and every column of the window a
+/// reflector touches within a few cache lines of the next.
+struct Band {
+    n: usize,
+    ld: usize,
+    ab: Vec<f64>,
+}
+
+impl Band {
+    /// The lower band (width b) of `a`, with room for bulges of 2b − 1.
+    fn from_lower(a: MatRef<'_, f64>, b: usize) -> Self {
+        let n = a.nrows();
+        let ld = 2 * b + 1;
+        let mut ab = vec![0f64; n * ld];
+        for c in 0..n {
+            for k in 0..=b.min(n - 1 - c) {
+                ab[c * ld + k] = a[(c + k, c)];
+            }
+        }
+        Band { n, ld, ab }
+    }
+
+    /// Rows r0..r1 of column c (all on or below the diagonal, r1 − c ≤ ld).
+    #[inline]
+    fn col(&mut self, c: usize, r0: usize, r1: usize) -> &mut [f64] {
+        debug_assert!(r0 >= c && r1 <= c + self.ld && r1 <= self.n);
+        &mut self.ab[c * self.ld + r0 - c..c * self.ld + r1 - c]
+    }
+}
+
 /// Stage 2: reduces the band matrix (lower bandwidth b, lower triangle of
 /// `a`) to tridiagonal form by bulge chasing, applying every reflector to
 /// the rows of `v`. Returns T's diagonal and subdiagonal.
+///
+/// The reflector of rows s..e (cleaning column `col` < s) is applied to
+/// the rest of the matrix in three parts, each a run of contiguous
+/// dot products and axpys on the band storage: the columns left of s
+/// (rows s..e of each), the rows below e (columns s..e of them, which are
+/// rows of those columns), and the diagonal block (two-sided).
 fn band_to_tridiagonal(
-    mut a: MatMut<'_, f64>,
+    a: MatRef<'_, f64>,
     mut v: MatMut<'_, f64>,
     b: usize,
 ) -> (Vec<f64>, Vec<f64>) {
     let n = a.nrows();
+    let mut band = Band::from_lower(a, b);
+    let ld = band.ld;
     if b > 1 {
-        // Work on the full symmetric matrix in a window around the band: the
-        // upper triangle mirrors the band, and is 0 up to 3b beyond it.
-        for c in 0..n {
-            for r in c.saturating_sub(4 * b + 1)..c {
-                a[(r, c)] = if c - r <= b { a[(c, r)] } else { 0.0 };
-            }
-        }
         let mut u = vec![0f64; b];
         let mut x = vec![0f64; b];
-        let mut col_buf = vec![0f64; n.min(6 * b + 2)];
+        let mut p = vec![0f64; b];
+        let mut dots = vec![0f64; ld];
         for j in 0..n.saturating_sub(2) {
             let mut col = j;
             let mut s = j + 1;
@@ -245,9 +313,7 @@ fn band_to_tridiagonal(
                     break;
                 }
                 let len = e - s;
-                for (i, xi) in x[..len].iter_mut().enumerate() {
-                    *xi = a[(s + i, col)];
-                }
+                x[..len].copy_from_slice(band.col(col, s, e));
                 if x[1..len].iter().all(|&t| t == 0.0) {
                     col = s;
                     s = e;
@@ -255,61 +321,86 @@ fn band_to_tridiagonal(
                 }
                 let (tau, beta) = householder(&x[..len], &mut u);
                 let u = &u[..len];
-                a[(s, col)] = beta;
-                a[(col, s)] = beta;
-                for i in 1..len {
-                    a[(s + i, col)] = 0.0;
-                    a[(col, s + i)] = 0.0;
-                }
-                // The columns that rows s..e can reach: the band and a bulge
-                // of at most b on either side.
-                let lo = s.saturating_sub(2 * b + 1);
-                let hi = (e + 2 * b + 1).min(n);
-                // Columns outside s..e (and not `col`): c ← H c on rows s..e,
-                // mirrored into row c.
-                for c in (lo..hi).filter(|&c| (c < s || c >= e) && c != col) {
-                    let mut dot = 0.0;
-                    for i in 0..len {
-                        dot += u[i] * a[(s + i, c)];
-                    }
-                    if dot == 0.0 {
+                let cleaned = band.col(col, s, e);
+                cleaned.fill(0.0);
+                cleaned[0] = beta;
+                // Columns c < s, c ≠ col, whose rows s..e lie in the band storage.
+                for c in (s + 1).saturating_sub(ld)..s {
+                    if c == col {
                         continue;
                     }
-                    let f = tau * dot;
-                    for i in 0..len {
-                        let val = a[(s + i, c)] - f * u[i];
-                        a[(s + i, c)] = val;
-                        a[(c, s + i)] = val;
+                    let r1 = e.min(c + ld);
+                    let seg = band.col(c, s, r1);
+                    let w = r1 - s;
+                    let dot: f64 = seg.iter().zip(&u[..w]).map(|(a, u)| a * u).sum();
+                    if dot != 0.0 {
+                        let f = tau * dot;
+                        for (a, u) in seg.iter_mut().zip(&u[..w]) {
+                            *a -= f * u;
+                        }
+                    }
+                }
+                // Rows r ≥ e: A(r, s..e) ← A(r, s..e) H, through the columns s + i.
+                let rmax = (s + ld).min(n);
+                if rmax > e {
+                    let rows = rmax - e;
+                    let d = &mut dots[..rows];
+                    d.fill(0.0);
+                    for (i, &ui) in u.iter().enumerate() {
+                        let c = s + i;
+                        let r1 = rmax.min(c + ld);
+                        for (dk, a) in d.iter_mut().zip(band.col(c, e, r1)) {
+                            *dk += *a * ui;
+                        }
+                    }
+                    for (i, &ui) in u.iter().enumerate() {
+                        let c = s + i;
+                        let r1 = rmax.min(c + ld);
+                        let f = tau * ui;
+                        for (a, dk) in band.col(c, e, r1).iter_mut().zip(d.iter()) {
+                            *a -= f * dk;
+                        }
                     }
                 }
                 // The diagonal block: A ← H A H = A − u wᵀ − w uᵀ with
-                // p = τ A u, w = p − ½ τ (pᵀu) u.
-                let p = &mut col_buf[..len];
-                for (i, pi) in p.iter_mut().enumerate() {
-                    let mut sum = 0.0;
-                    for t in 0..len {
-                        sum += a[(s + i, s + t)] * u[t];
+                // p = τ A u, w = p − ½ τ (pᵀu) u (lower triangle stored).
+                let p = &mut p[..len];
+                p.fill(0.0);
+                for t in 0..len {
+                    let colt = band.col(s + t, s + t, e);
+                    // Row t and below of column t: A(s + r, s + t), r ≥ t.
+                    let mut below = 0.0;
+                    for (k, &a) in colt.iter().enumerate() {
+                        p[t + k] += a * u[t];
+                        if k > 0 {
+                            below += a * u[t + k];
+                        }
                     }
-                    *pi = tau * sum;
+                    p[t] += below;
+                }
+                for pi in p.iter_mut() {
+                    *pi *= tau;
                 }
                 let half = 0.5 * tau * p.iter().zip(u).map(|(p, u)| p * u).sum::<f64>();
                 for (pi, ui) in p.iter_mut().zip(u) {
                     *pi -= half * ui;
                 }
-                for c in 0..len {
-                    for r in 0..len {
-                        a[(s + r, s + c)] -= u[r] * p[c] + p[r] * u[c];
+                for t in 0..len {
+                    let (ut, pt) = (u[t], p[t]);
+                    for (k, a) in band.col(s + t, s + t, e).iter_mut().enumerate() {
+                        *a -= u[t + k] * pt + p[t + k] * ut;
                     }
                 }
                 // The rotated vectors.
                 for jv in 0..v.ncols() {
+                    let mut seg = v.rb_mut().col_mut(jv).subrows_mut(s, len);
                     let mut dot = 0.0;
                     for i in 0..len {
-                        dot += u[i] * v[(s + i, jv)];
+                        dot += u[i] * seg[i];
                     }
                     let f = tau * dot;
                     for i in 0..len {
-                        v[(s + i, jv)] -= f * u[i];
+                        seg[i] -= f * u[i];
                     }
                 }
                 // The bulge below the band in column s is chased next.
@@ -318,8 +409,10 @@ fn band_to_tridiagonal(
             }
         }
     }
-    let d = (0..n).map(|i| a[(i, i)]).collect();
-    let e = (1..n).map(|i| a[(i, i - 1)]).collect();
+    let d = (0..n).map(|i| band.ab[i * ld]).collect();
+    let e = (0..n.saturating_sub(1))
+        .map(|i| band.ab[i * ld + 1])
+        .collect();
     (d, e)
 }
 
