@@ -24,10 +24,11 @@
 //! vectors to be rotated (y and the fixed-effect columns), instead of being
 //! stored or accumulated into U: U = Q₁Q₂W, so Uᵀv = WᵀQ₂ᵀQ₁ᵀv.
 //!
-//! Measured on that machine (`gblup` on `simulate` data, 10% test): at
-//! n = 4,500 training individuals, stage 1 takes 2.8–4 s, stage 2 1.8 s and
-//! the QL 0.6 s; at n = 9,000, 30 s, 2.9 s and 2.1 s. b = 32 beat b = 64
-//! (stage 1 23 s, but stage 2 16 s) and b = 48.
+//! Measured on that machine (`gblup` on `simulate` data, 10% test, the
+//! machine otherwise idle): at n = 9,000 training individuals stage 1
+//! takes about 12 s (its two products about 45 GFLOP/s each on 2 cores),
+//! and REML + BLUP 21.7 s in all. b = 32 beat b = 64 (stage 1 faster,
+//! but stage 2 5× slower) and b = 48.
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::householder::{
@@ -40,6 +41,8 @@ use faer::linalg::qr::no_pivoting::factor::{qr_in_place, qr_in_place_scratch};
 use faer::linalg::triangular_solve::solve_upper_triangular_in_place;
 use faer::reborrow::{Reborrow, ReborrowMut};
 use faer::{Accum, Conj, Mat, MatMut, MatRef, Par};
+
+use rayon::prelude::*;
 
 use crate::error::{GblupError, Result};
 use crate::grm::par;
@@ -147,30 +150,9 @@ fn to_band(mut a: MatMut<'_, f64>, mut v: MatMut<'_, f64>, b: usize) {
         }
         // Two-sided update of the trailing matrix A₂₂ (lower triangle).
         let mut a22 = a.rb_mut().submatrix_mut(j0 + b, j0 + b, m, m);
-        // X = A₂₂ V, with A₂₂ = L + L_strictᵀ from its lower triangle.
+        // X = A₂₂ V, from A₂₂'s lower triangle.
         let mut x = Mat::<f64>::zeros(m, k);
-        triangular::matmul(
-            x.as_mut(),
-            BlockStructure::Rectangular,
-            Accum::Replace,
-            a22.rb(),
-            BlockStructure::TriangularLower,
-            vb.as_ref(),
-            BlockStructure::Rectangular,
-            1.0,
-            par,
-        );
-        triangular::matmul(
-            x.as_mut(),
-            BlockStructure::Rectangular,
-            Accum::Add,
-            a22.rb().transpose(),
-            BlockStructure::StrictTriangularUpper,
-            vb.as_ref(),
-            BlockStructure::Rectangular,
-            1.0,
-            par,
-        );
+        symm_lower(a22.rb(), vb.as_ref(), x.as_mut(), par);
         // X ← X T⁻¹ (faer's Q = I − V T⁻¹ Vᵀ), with T⁻¹ formed (k × k).
         let mut tinv = Mat::<f64>::identity(k, k);
         solve_upper_triangular_in_place(t.as_ref(), tinv.as_mut(), Par::Seq);
@@ -217,19 +199,139 @@ fn to_band(mut a: MatMut<'_, f64>, mut v: MatMut<'_, f64>, b: usize) {
             2 * k,
             |i, j| if j < k { vb[(i, j)] } else { x[(i, j - k)] },
         );
-        triangular::matmul(
-            a22.rb_mut(),
-            BlockStructure::TriangularLower,
-            Accum::Add,
-            wv.as_ref(),
-            BlockStructure::Rectangular,
-            vw.as_ref().transpose(),
-            BlockStructure::Rectangular,
-            -1.0,
-            par,
-        );
+        update_lower(a22.rb_mut(), wv.as_ref(), vw.as_ref(), par);
         j0 += b;
     }
+}
+
+/// Columns per panel of the stage-1 products.
+const PANEL: usize = 256;
+
+/// The column panels of an m × m matrix, dealt to `parts` threads in turn
+/// (panel p to thread p mod parts): the lower triangle's panels shrink
+/// down the matrix, and dealing them round-robin balances the work.
+fn dealt(m: usize, parts: usize, t: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..m.div_ceil(PANEL))
+        .skip(t)
+        .step_by(parts)
+        .map(move |p| (p * PANEL, PANEL.min(m - p * PANEL)))
+}
+
+/// X = A V for a symmetric A given by its lower triangle. For the panel of
+/// columns J and its part L_J of the lower triangle (rows J.start..),
+/// X[J.start..] += L_J V[J] and X[J] += L_J,belowᵀ V[below], with the
+/// diagonal block's strict lower part also transposed. The panels are
+/// split over the threads, each summing into an X of its own. (faer runs
+/// these shapes on one thread: stage 1 took as long on 1 thread as on 2.)
+fn symm_lower(a: MatRef<'_, f64>, v: MatRef<'_, f64>, mut x: MatMut<'_, f64>, par: Par) {
+    let m = a.nrows();
+    let k = v.ncols();
+    let parts = par.degree().max(1);
+    let sums: Vec<Mat<f64>> = (0..parts)
+        .into_par_iter()
+        .map(|t| {
+            let mut xt = Mat::<f64>::zeros(m, k);
+            for (j, w) in dealt(m, parts, t) {
+                let panel = a.submatrix(j, j, m - j, w);
+                let diag = panel.subrows(0, w);
+                for (lhs, structure) in [
+                    (diag, BlockStructure::TriangularLower),
+                    (diag.transpose(), BlockStructure::StrictTriangularUpper),
+                ] {
+                    triangular::matmul(
+                        xt.as_mut().subrows_mut(j, w),
+                        BlockStructure::Rectangular,
+                        Accum::Add,
+                        lhs,
+                        structure,
+                        v.subrows(j, w),
+                        BlockStructure::Rectangular,
+                        1.0,
+                        Par::Seq,
+                    );
+                }
+                let below = m - j - w;
+                if below > 0 {
+                    let lower = panel.subrows(w, below);
+                    matmul(
+                        xt.as_mut().subrows_mut(j + w, below),
+                        Accum::Add,
+                        lower,
+                        v.subrows(j, w),
+                        1.0,
+                        Par::Seq,
+                    );
+                    matmul(
+                        xt.as_mut().subrows_mut(j, w),
+                        Accum::Add,
+                        lower.transpose(),
+                        v.subrows(j + w, below),
+                        1.0,
+                        Par::Seq,
+                    );
+                }
+            }
+            xt
+        })
+        .collect();
+    x.fill(0.0);
+    for xt in &sums {
+        for c in 0..k {
+            for r in 0..m {
+                x[(r, c)] += xt[(r, c)];
+            }
+        }
+    }
+}
+
+/// A ← A − L Rᵀ on the lower triangle of the m × m matrix A, with the
+/// column panels split over the threads (each panel's columns are written
+/// by one thread only).
+fn update_lower(a: MatMut<'_, f64>, l: MatRef<'_, f64>, r: MatRef<'_, f64>, par: Par) {
+    let m = a.nrows();
+    let parts = par.degree().max(1);
+    // Split A into its column panels, then deal them.
+    let mut panels: Vec<Vec<(usize, MatMut<'_, f64>)>> = (0..parts).map(|_| Vec::new()).collect();
+    let mut rest = a;
+    let mut j = 0;
+    let mut p = 0;
+    while j < m {
+        let w = PANEL.min(m - j);
+        let (left, right) = rest.split_at_col_mut(w);
+        panels[p % parts].push((j, left));
+        rest = right;
+        j += w;
+        p += 1;
+    }
+    panels.into_par_iter().for_each(|list| {
+        for (j, panel) in list {
+            let w = panel.ncols();
+            let (top, bottom) = panel.split_at_row_mut(j + w);
+            let diag = top.subrows_mut(j, w);
+            triangular::matmul(
+                diag,
+                BlockStructure::TriangularLower,
+                Accum::Add,
+                l.subrows(j, w),
+                BlockStructure::Rectangular,
+                r.subrows(j, w).transpose(),
+                BlockStructure::Rectangular,
+                -1.0,
+                Par::Seq,
+            );
+            let below = m - j - w;
+            if below > 0 {
+                matmul(
+                    bottom,
+                    Accum::Add,
+                    l.subrows(j + w, below),
+                    r.subrows(j, w).transpose(),
+                    -1.0,
+                    Par::Seq,
+                );
+            }
+        }
+    });
 }
 
 /// A Householder reflector H = I − τ u uᵀ (u₀ = 1) with H x = (β, 0, …, 0).
