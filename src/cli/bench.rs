@@ -70,6 +70,13 @@ pub struct LenetBenchArgs {
     pub json: Option<PathBuf>,
 }
 
+/// Where `bench train`'s data come from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchData {
+    Peer,
+    Simulate,
+}
+
 #[derive(Args, Debug)]
 pub struct TrainBenchArgs {
     /// Individuals.
@@ -84,6 +91,12 @@ pub struct TrainBenchArgs {
     /// Epochs: one warm-up, then the median of the rest is reported.
     #[arg(long, default_value_t = 4)]
     pub epochs: usize,
+    /// The data: `peer` draws them as ../shared/peers does (independent
+    /// uniform 0/1/2 dosages, 200 QTL, h2 ≈ 0.5); `simulate` runs
+    /// `genocnn simulate` (LD from 12 founder haplotypes), on which the
+    /// peer network's first Adam steps overshoot and its ReLUs die.
+    #[arg(long, value_enum, default_value_t = BenchData::Peer)]
+    pub data: BenchData,
     #[command(flatten)]
     pub compute: super::train::ComputeArgs,
     /// Also write the figures as JSON.
@@ -314,15 +327,21 @@ fn train_bench_with<B: nn::Backend>(a: TrainBenchArgs, backend: B) -> Result<()>
     let mut spec = model::ModelSpec::from_file(&a.model)?;
     spec.training.epochs = a.epochs.max(2);
     spec.training.val_fraction = 0.0;
-    let sim = simulate(&SimParams {
-        n: a.n,
-        snps: a.snps,
-        chromosomes: 10,
-        qtl: 200,
-        h2: 0.5,
-        ..Default::default()
-    })?;
-    let g = &sim.genotypes;
+    let (genotypes, phenotype) = match a.data {
+        BenchData::Peer => geno::independent_uniform(a.n, a.snps, 200.min(a.snps), 0)?,
+        BenchData::Simulate => {
+            let sim = simulate(&SimParams {
+                n: a.n,
+                snps: a.snps,
+                chromosomes: 10,
+                qtl: 200,
+                h2: 0.5,
+                ..Default::default()
+            })?;
+            (sim.genotypes, sim.phenotype)
+        }
+    };
+    let g = &genotypes;
     let all: Vec<usize> = (0..a.n).collect();
     let mut times = Vec::new();
     let network = model::build_network(backend, &spec, g.n_markers(), 0, 1)?;
@@ -334,7 +353,7 @@ fn train_bench_with<B: nn::Backend>(a: TrainBenchArgs, backend: B) -> Result<()>
         network,
         &spec,
         g,
-        &model::TraitData::single("y", &sim.phenotype),
+        &model::TraitData::single("y", &phenotype),
         &all,
         1,
         &opts,

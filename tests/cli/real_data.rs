@@ -172,8 +172,10 @@ fn mouse_cd8_gblup_matches_published_h2_and_test_r() {
     let j = read_json(&dir.path().join("cd8/summary.json"));
     let h2 = j["h2"].as_f64().unwrap();
     assert_eq!(j["n_train"], 1410);
-    // FaST-LMM and genoselect: 0.605729 with VanRaden's GRM and intercept-only REML.
-    assert!((h2 - 0.6057).abs() <= 0.0005, "h2 {h2}");
+    // FaST-LMM and genoselect: 0.605729 with VanRaden's GRM and intercept-only
+    // REML, given to 6 decimals; genocnn gives 0.6057290 (issue 17: the
+    // two-stage reduction and the integer GRM must not move it).
+    assert!((h2 - 0.605729).abs() <= 1e-6, "h2 {h2}");
     assert!(j["h2_se"].as_f64().unwrap() > 0.0);
     ok(&[
         "gblup",

@@ -22,6 +22,8 @@ pub use packed::{GenoCounts, Individual, Marker, PackedGenotypes, Standardizer};
 pub use pheno::{PhenoLayout, PhenoTable, Trait, TraitSelector};
 pub use plink::{read_plink, write_plink, PlinkPaths};
 pub use qc::{run_qc, QcFilters, QcReport};
-pub use simulate::{correlated_traits, simulate, CorrelatedTrait, SimParams, Simulation};
+pub use simulate::{
+    correlated_traits, independent_uniform, simulate, CorrelatedTrait, SimParams, Simulation,
+};
 pub use source::{write_genotypes, GenoFormat, GenoReader};
 pub use textio::{write_atomic, AtomicFile, Delimiter};

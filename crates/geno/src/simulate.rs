@@ -474,9 +474,85 @@ fn pearson(x: &[f64], y: &[f64]) -> f64 {
     c / (vx * vy).sqrt()
 }
 
+/// The peers' genomic benchmark data (`genomic_data` in
+/// `../shared/peers/common.py`), drawn the same way with another generator:
+/// n × m dosages drawn independently and uniformly from {0, 1, 2} (no LD,
+/// no allele-frequency spectrum); y = Xₛβ + e with Xₛ the column-standardized
+/// dosages, β ~ N(0, 1) on `qtl` random markers and 0 elsewhere,
+/// e ~ N(0, sd(Xₛβ)²) (h2 ≈ 0.5); then y standardized.
+pub fn independent_uniform(
+    n: usize,
+    m: usize,
+    qtl: usize,
+    seed: u64,
+) -> Result<(PackedGenotypes, Vec<f64>)> {
+    if n < 2 || m == 0 || qtl > m {
+        return Err(GenoError::Usage(format!(
+            "independent_uniform: n = {n} (at least 2), m = {m} (at least 1), qtl = {qtl} (at most m)"
+        )));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dosages: Vec<u8> = (0..n * m).map(|_| rng.gen_range(0..3u8)).collect();
+    let mut beta = vec![0f64; m];
+    for j in sample(&mut rng, m, qtl) {
+        beta[j] = rng.sample(StandardNormal);
+    }
+    let mut g = vec![0f64; n];
+    for (j, &b) in beta.iter().enumerate() {
+        if b == 0.0 {
+            continue;
+        }
+        let col: Vec<f64> = (0..n).map(|i| dosages[i * m + j] as f64).collect();
+        let (mu, var) = mean_var(&col);
+        let sd = if var > 0.0 { var.sqrt() } else { 1.0 };
+        for (gi, x) in g.iter_mut().zip(&col) {
+            *gi += (x - mu) / sd * b;
+        }
+    }
+    let (_, var_g) = mean_var(&g);
+    let mut y: Vec<f64> = g
+        .iter()
+        .map(|&gi| gi + var_g.sqrt() * rng.sample::<f64, _>(StandardNormal))
+        .collect();
+    scale_to(&mut y, 1.0);
+    let individuals = (0..n)
+        .map(|i| Individual::from_id(format!("i{i}")))
+        .collect();
+    let markers = (0..m).map(|j| Marker::from_id(format!("m{j}"))).collect();
+    let genotypes = PackedGenotypes::from_fn(individuals, markers, |i, j| Some(dosages[i * m + j]));
+    Ok((genotypes, y))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The peers' recipe: dosages uniform on {0, 1, 2} with no LD, y
+    /// standardized; sizes that cannot be drawn are refused.
+    #[test]
+    fn independent_uniform_draws_the_peers_data() {
+        let (g, y) = independent_uniform(2000, 300, 200, 7).unwrap();
+        let mut counts = [0usize; 3];
+        for i in 0..2000 {
+            for j in 0..300 {
+                counts[g.dosage(i, j).unwrap() as usize] += 1;
+            }
+        }
+        for c in counts {
+            let share = c as f64 / 600_000.0;
+            assert!((share - 1.0 / 3.0).abs() < 0.005, "dosage share {share}");
+        }
+        let (mu, var) = mean_var(&y);
+        assert!(
+            mu.abs() < 1e-9 && (var - 1.0).abs() < 1e-9,
+            "y: mean {mu}, var {var}"
+        );
+        // Adjacent markers are independent: their correlation is near 0.
+        let r = corr(&dosages(&g, 10), &dosages(&g, 11));
+        assert!(r.abs() < 0.1, "adjacent markers correlate: {r}");
+        assert!(independent_uniform(1, 10, 1, 0).is_err());
+        assert!(independent_uniform(10, 10, 11, 0).is_err());
+    }
 
     fn corr(x: &[f64], y: &[f64]) -> f64 {
         pearson(x, y)
