@@ -1,6 +1,7 @@
 //! Output helpers: JSON and CSV files written atomically, terminal tables,
 //! progress spinners.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -102,17 +103,29 @@ pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
 
 /// A number for a CSV cell: NA when absent, else up to 6 decimals.
 pub fn num(v: Option<f64>) -> String {
+    let mut s = String::new();
+    push_num(&mut s, v);
+    s
+}
+
+/// Appends [`num`]'s text of `v` to `out`, without allocating.
+pub fn push_num(out: &mut String, v: Option<f64>) {
     match v {
         Some(x) if x.is_finite() => {
-            let s = format!("{x:.6}");
-            let s = s.trim_end_matches('0').trim_end_matches('.');
-            if s.is_empty() || s == "-" || s == "-0" {
-                "0".into()
-            } else {
-                s.to_string()
+            let start = out.len();
+            write!(out, "{x:.6}").expect("write to String");
+            while out.ends_with('0') {
+                out.pop();
+            }
+            if out.ends_with('.') {
+                out.pop();
+            }
+            if matches!(&out[start..], "" | "-" | "-0") {
+                out.truncate(start);
+                out.push('0');
             }
         }
-        _ => "NA".into(),
+        _ => out.push_str("NA"),
     }
 }
 
@@ -128,11 +141,11 @@ pub fn csv_header(first: &str, names: &[&str]) -> String {
 }
 
 /// Quotes a CSV field when it needs it.
-pub fn csv_field(s: &str) -> String {
+pub fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
     } else {
-        s.to_string()
+        s.into()
     }
 }
 

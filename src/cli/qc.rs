@@ -8,7 +8,7 @@ use clap::Args;
 use geno::{run_qc, AtomicFile, PhenoTable, QcFilters};
 use serde_json::json;
 
-use super::output::{csv_field, ensure_dir, num, spinner, table, write_json};
+use super::output::{csv_field, ensure_dir, num, push_num, spinner, table, write_json};
 use super::{GenoArgs, PhenoArgs};
 
 #[derive(Args, Debug)]
@@ -76,19 +76,20 @@ pub fn run(a: QcArgs) -> Result<()> {
     let mut f = AtomicFile::create(a.out.join("markers.csv"))?;
     let mut line = String::from("marker,chromosome,position,a1,a2,a1_freq,maf,missing_rate,kept\n");
     for (mk, q) in g.markers().iter().zip(&report.markers) {
-        writeln!(
+        write!(
             line,
-            "{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},",
             csv_field(&mk.id),
             csv_field(&mk.chromosome),
             mk.position,
             csv_field(&mk.a1),
             csv_field(&mk.a2),
-            num(q.a1_freq),
-            num(q.maf),
-            num(Some(q.missing_rate)),
-            q.kept()
         )?;
+        for v in [q.a1_freq, q.maf, Some(q.missing_rate)] {
+            push_num(&mut line, v);
+            line.push(',');
+        }
+        writeln!(line, "{}", q.kept())?;
         if line.len() > 1 << 16 {
             f.write_all(line.as_bytes())?;
             line.clear();

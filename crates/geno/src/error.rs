@@ -137,7 +137,8 @@ pub(crate) fn unique_markers<'a>(
     unit: &'static str,
     ids: impl Iterator<Item = (&'a str, usize)>,
 ) -> Result<()> {
-    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut seen: std::collections::HashMap<&str, usize, crate::FastHash> =
+        std::collections::HashMap::with_capacity_and_hasher(ids.size_hint().0, Default::default());
     for (id, at) in ids {
         if let Some(&first) = seen.get(id) {
             return Err(GenoError::DuplicateMarker {
