@@ -8,8 +8,7 @@
 # Each family runs for N seconds (default 10: the short run in .ci/run). A
 # family whose output folder already holds a run is resumed, so repeated
 # runs add up; the table at the end gives each family's total executions and
-# fuzzing time from AFL's own fuzzer_stats, and the CPU seconds spent (summed
-# over the runs that recorded them). The long run in the README is
+# fuzzing time from AFL's own fuzzer_stats. The long run in the README is
 #   scripts/fuzz.sh --seconds 3600 --out fuzz-out --parallel 2
 # Any crash or hang fails the script and lists the inputs; copy each into
 # crates/fuzz/crashes/FAMILY/ once fixed, where `cargo test` replays it.
@@ -47,20 +46,9 @@ mkdir -p "$out"
 run_one() {
     local f="$1"
     local input="crates/fuzz/corpora/$f"
-    # A 2-second limit per input: anything slower counts as a hang. The
-    # subshell's `times` gives the CPU seconds of afl-fuzz and the harness
-    # processes it forked, which are added to the family's total in FAMILY.cpu.
-    (
-        cargo afl fuzz -i "$input" -o "$out/$f" -V "$seconds" -t 2000 \
-            "$CARGO_TARGET_DIR/release/fuzz-$f" > "$out/$f.log" 2>&1 || exit 1
-        times > "$out/$f.times"
-        awk 'NR == 2 {
-            t = 0
-            for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] }
-            printf "%.1f\n", t
-        }' "$out/$f.times" >> "$out/$f.cpu"
-        rm -f "$out/$f.times"
-    ) || {
+    # A 2-second limit per input: anything slower counts as a hang.
+    cargo afl fuzz -i "$input" -o "$out/$f" -V "$seconds" -t 2000 \
+        "$CARGO_TARGET_DIR/release/fuzz-$f" > "$out/$f.log" 2>&1 || {
         echo "fuzz.sh: afl-fuzz failed for $f; its log:" >&2
         tail -20 "$out/$f.log" >&2
         return 1
@@ -92,16 +80,14 @@ for d in /dev/shm/genocnn-fuzz-* "${TMPDIR:-/tmp}"/genocnn-fuzz-*; do
 done
 
 stat() { sed -n "s/^$2 *: *//p" "$out/$1/default/fuzzer_stats" 2>/dev/null || echo "?"; }
-printf '%-10s %14s %10s %10s %10s %8s %6s\n' family executions seconds "CPU s" "execs/s" crashes hangs
+printf '%-10s %14s %10s %10s %8s %6s\n' family executions seconds "execs/s" crashes hangs
 for f in "${list[@]}"; do
     execs=$(stat "$f" execs_done)
     secs=$(stat "$f" run_time)
     crashes=$(stat "$f" saved_crashes)
     hangs=$(stat "$f" saved_hangs)
     rate=$(awk -v e="$execs" -v s="$secs" 'BEGIN { if (s > 0) printf "%.0f", e / s; else print "?" }')
-    # CPU seconds over the runs that recorded them (older runs did not).
-    cpu=$(awk '{ t += $1 } END { if (NR > 0) printf "%.0f", t; else print "?" }' "$out/$f.cpu" 2>/dev/null || echo "?")
-    printf '%-10s %14s %10s %10s %10s %8s %6s\n' "$f" "$execs" "$secs" "$cpu" "$rate" "$crashes" "$hangs"
+    printf '%-10s %14s %10s %10s %8s %6s\n' "$f" "$execs" "$secs" "$rate" "$crashes" "$hangs"
     if [ "$crashes" != "0" ] || [ "$hangs" != "0" ]; then
         status=1
         for d in crashes hangs; do

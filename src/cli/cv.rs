@@ -114,6 +114,9 @@ pub struct CvRun {
     /// Where networks run: native, candle-cpu or cuda[:N] (see `train --help`).
     #[arg(long, default_value = "native")]
     pub device: String,
+    /// Number format of the networks' matrix products: fp32, or bf16 (see `train --help`).
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: super::train::PrecisionArg,
     /// Keep each fold's trained model in OUT/models/MODEL/rREPEAT-fFOLD
     /// (networks, and GBLUP as SNP-BLUP effects), for `genocnn explain`.
     #[arg(long)]
@@ -249,7 +252,7 @@ fn run_cv(a: CvRun, resume: Option<RunRecord>) -> Result<()> {
         bail!("--jobs must be at least 1");
     }
     // Networks run on each job's pool (installed below), as GBLUP does.
-    let engine = parse_device(&a.device, nn::Native::new())?;
+    let engine = parse_device(&a.device, nn::Native::new(), a.precision)?;
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -440,6 +443,7 @@ fn run_cv(a: CvRun, resume: Option<RunRecord>) -> Result<()> {
         "folds": folds.k,
         "repeats": folds.repeats(),
         "seed": a.seed,
+        "precision": nn::Precision::from(a.precision).to_string(),
         "only_fold": a.fold,
         "seconds_total": start.elapsed().as_secs_f64(),
         "resumed": run.resumed(),

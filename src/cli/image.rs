@@ -466,6 +466,7 @@ fn train_with<B: Backend>(a: ImageTrainArgs, backend: B, threads: usize) -> Resu
             "seconds_total": secs,
             "seed": a.seed,
             "threads": threads,
+            "precision": nn::Precision::from(a.compute.precision).to_string(),
             "backend": fitted.network.backend.name(),
             "transfer": a.transfer.any().then(|| plan.json(&fitted.provenance)),
         }),

@@ -32,6 +32,26 @@ pub struct ComputeArgs {
     /// cuda[:N] (builds with the `candle` / `cuda` features).
     #[arg(long, default_value = "native")]
     pub device: String,
+    /// Number format of the matrix products: fp32, or bf16 operands with f32
+    /// sums (needs AVX512-BF16; weights and optimizer state stay f32).
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: PrecisionArg,
+}
+
+/// `--precision`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrecisionArg {
+    Fp32,
+    Bf16,
+}
+
+impl From<PrecisionArg> for nn::Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::Fp32 => nn::Precision::Fp32,
+            PrecisionArg::Bf16 => nn::Precision::Bf16,
+        }
+    }
 }
 
 /// The backend that runs networks, chosen once from `--device`.
@@ -63,10 +83,14 @@ fn candle(device: CandleDevice) -> Result<Engine> {
 }
 
 /// Parses `--device`: native, candle-cpu, cuda or cuda:N. The native
-/// backend gets `native` (its thread pool).
-pub fn parse_device(device: &str, native: Native) -> Result<Engine> {
+/// backend gets `native` (its thread pool and precision); bf16 runs on it
+/// only.
+pub fn parse_device(device: &str, native: Native, precision: PrecisionArg) -> Result<Engine> {
+    if precision == PrecisionArg::Bf16 && !matches!(device, "native" | "cpu") {
+        bail!("--precision bf16 runs on the native backend only, not on --device {device}");
+    }
     match device {
-        "native" | "cpu" => Ok(Engine::Native(native)),
+        "native" | "cpu" => Ok(Engine::Native(native.with_precision(precision.into())?)),
         "candle-cpu" | "candle" => candle(CandleDevice::Cpu),
         d if d == "cuda" || d.starts_with("cuda:") => {
             let n = match d.strip_prefix("cuda:") {
@@ -94,7 +118,7 @@ pub fn native_backend(threads: Option<usize>) -> Result<Native> {
 impl ComputeArgs {
     /// Opens the device once, the native backend with its threads.
     pub fn apply(&self) -> Result<Engine> {
-        parse_device(&self.device, native_backend(self.threads)?)
+        parse_device(&self.device, native_backend(self.threads)?, self.precision)
     }
 }
 
@@ -468,6 +492,7 @@ fn train_with<B: Backend>(
             "seconds_total": secs,
             "seed": a.seed,
             "threads": threads,
+            "precision": nn::Precision::from(a.compute.precision).to_string(),
             "backend": fitted.network.backend.name(),
             "transfer": a.transfer.any().then(|| plan.json(&fitted.provenance)),
             "resumed": run.resumed(),

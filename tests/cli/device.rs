@@ -189,3 +189,75 @@ fn unknown_devices_are_refused() {
     ]);
     assert!(err.contains("cuda:N"), "{err}");
 }
+
+/// `--precision bf16`: the matrix products in bf16 where the CPU has
+/// AVX512-BF16 (predictions within bf16's rounding of fp32's, and not
+/// equal to them, so the path was taken), a clear error where it has not,
+/// and never on another device.
+#[test]
+fn precision_bf16_runs_the_products_in_bf16_or_says_why_not() {
+    use crate::common::{ok, read_csv, train_example_args};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("small.toml");
+    std::fs::write(&config, SMALL).unwrap();
+    let err = fails(&train_example_args(
+        &config,
+        &dir.path().join("m-candle"),
+        &["--precision", "bf16", "--device", "candle-cpu"],
+    ));
+    assert!(err.contains("native backend only"), "{err}");
+    let out = dir.path().join("m");
+    if !kernels::SimdPath::Avx512Bf16.is_available() {
+        let err = fails(&train_example_args(&config, &out, &["--precision", "bf16"]));
+        assert!(err.contains("AVX512-BF16"), "{err}");
+        eprintln!("skipped the bf16 runs: this CPU has no AVX512-BF16");
+        return;
+    }
+    ok(&train_example_args(
+        &config,
+        &out,
+        &["--precision", "bf16", "--seed", "3", "--threads", "2"],
+    ));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["precision"], "bf16", "{summary}");
+    assert!(
+        summary["backend"].as_str().unwrap().contains("avx512bf16"),
+        "{summary}"
+    );
+    let predict = |precision: &str| {
+        let file = dir.path().join(format!("pred-{precision}.csv"));
+        ok(&[
+            "predict",
+            "--model",
+            s(&out),
+            "--geno",
+            s(&root().join("data/example.bed")),
+            "--precision",
+            precision,
+            "--out",
+            s(&file),
+        ]);
+        let (_, rows) = read_csv(&file);
+        rows.iter()
+            .map(|r| r[1].parse::<f64>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (p32, p16) = (predict("fp32"), predict("bf16"));
+    let mean = p32.iter().sum::<f64>() / p32.len() as f64;
+    let sd = (p32.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / p32.len() as f64).sqrt();
+    let worst = p32
+        .iter()
+        .zip(&p16)
+        .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        worst > 0.0,
+        "bf16 predictions equal fp32's: the path was not taken"
+    );
+    // Each product is within 2⁻⁷ of its value; through four weighted layers
+    // the predictions stay within a few percent of their spread.
+    assert!(
+        worst <= 0.05 * sd,
+        "bf16 moved a prediction by {worst} (sd {sd})"
+    );
+}

@@ -73,6 +73,7 @@ pub fn gemm_rows_bias<F: Fn(usize) -> usize + Copy + Sync>(
     if let Some(bias) = bias {
         assert!(bias.len() >= m, "gemm_rows: bias too short");
     }
+    let bias_slice = bias;
     let bias = BiasPtr(bias.map_or(std::ptr::null(), |b| b.as_ptr()));
     assert!(
         k == 0 || (m - 1) * lda + k <= a.len(),
@@ -82,6 +83,11 @@ pub fn gemm_rows_bias<F: Fn(usize) -> usize + Copy + Sync>(
     with_offsets(k, boff, |offs| {
         for (r, &o) in offs.iter().enumerate() {
             assert!(o + n <= b.len(), "gemm_rows: row {r} of B out of bounds");
+        }
+        if path.is_bf16() {
+            return crate::bf16::rows(
+                m, n, k, a, lda, b, offs, bias_slice, c, ldc, accumulate, parallel,
+            );
         }
         let cp = SendPtr(c.as_mut_ptr());
         let offs = OffsPtr(offs.as_ptr());
@@ -331,6 +337,9 @@ pub fn gemm_dots<FA, FB>(
             c[i * ldc..i * ldc + n].fill(0.0);
         }
     }
+    if path.is_bf16() {
+        return crate::bf16::dots(m, n, len, Segments::ONE, a, aoff, b, boff, c, ldc, parallel);
+    }
     let cp = SendPtr(c.as_mut_ptr());
     let run = |j0: usize, j1: usize| {
         path.dispatch(DotsOp {
@@ -416,6 +425,9 @@ pub fn gemm_dots_segments<FA, FB>(
             boff(j) + last * segs.b_stride + len <= b.len(),
             "gemm_dots: row {j} of B out of bounds"
         );
+    }
+    if path.is_bf16() {
+        return crate::bf16::dots(m, n, len, segs, a, aoff, b, boff, c, ldc, false);
     }
     path.dispatch(DotsOp {
         m,

@@ -54,7 +54,7 @@ impl Int8Path {
     /// force ([`SimdPath::current`], which `GENOCNN_SIMD` sets) is AVX-512;
     /// none otherwise.
     pub fn current() -> Option<Int8Path> {
-        (SimdPath::current() == SimdPath::Avx512 && Int8Path::Avx512Vnni.is_available())
+        (SimdPath::current().fp32() == SimdPath::Avx512 && Int8Path::Avx512Vnni.is_available())
             .then_some(Int8Path::Avx512Vnni)
     }
 }

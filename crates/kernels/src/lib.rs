@@ -10,6 +10,7 @@
 //! and SIMD paths are chosen at run time ([`SimdPath`]).
 
 pub mod act;
+pub mod bf16;
 pub mod cases;
 pub mod conv1d;
 pub mod conv2d;
@@ -31,7 +32,7 @@ pub use dense::{dense_backward, dense_forward};
 pub use error::KernelError;
 pub use gram::{gram_lower_u8, Int8Path};
 pub use pool::{Pool1dParams, Pool2dParams, PoolKind};
-pub use simd::{with_path, SimdPath};
+pub use simd::{with_path, Precision, SimdPath};
 
 /// The number of partial sums a weight gradient over a batch is split into
 /// (each a fixed run of samples, summed in order at the end). It does not

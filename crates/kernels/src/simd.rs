@@ -4,6 +4,12 @@
 //! NEON on aarch64, through pulp). The path can be forced with the
 //! environment variable `GENOCNN_SIMD=avx512|avx2|scalar`, or per thread
 //! with [`with_path`], so that tests can run and compare every path.
+//!
+//! One path changes the numbers: [`SimdPath::Avx512Bf16`] runs the matrix
+//! products (convolutions, dense layers and their gradients) with bf16
+//! operands and f32 sums (`vdpbf16ps`, see [`crate::bf16`]), and everything
+//! else as [`SimdPath::Avx512`]. It is never chosen by detection: a backend
+//! asks for it (`--precision bf16`), or `GENOCNN_SIMD=avx512bf16` forces it.
 
 use std::cell::Cell;
 use std::fmt;
@@ -21,6 +27,8 @@ pub enum SimdPath {
     Avx2,
     /// AVX-512: 16 f32 lanes.
     Avx512,
+    /// AVX-512, with the matrix products in bf16 (f32 accumulation).
+    Avx512Bf16,
 }
 
 impl fmt::Display for SimdPath {
@@ -29,6 +37,7 @@ impl fmt::Display for SimdPath {
             SimdPath::Scalar => "scalar",
             SimdPath::Avx2 => "avx2",
             SimdPath::Avx512 => "avx512",
+            SimdPath::Avx512Bf16 => "avx512bf16",
         })
     }
 }
@@ -40,8 +49,9 @@ impl FromStr for SimdPath {
             "scalar" | "portable" => Ok(SimdPath::Scalar),
             "avx2" | "v3" => Ok(SimdPath::Avx2),
             "avx512" | "avx-512" | "v4" => Ok(SimdPath::Avx512),
+            "avx512bf16" | "bf16" => Ok(SimdPath::Avx512Bf16),
             other => Err(format!(
-                "unknown SIMD path '{other}'; expected avx512, avx2 or scalar"
+                "unknown SIMD path '{other}'; expected avx512bf16, avx512, avx2 or scalar"
             )),
         }
     }
@@ -56,12 +66,14 @@ impl SimdPath {
             SimdPath::Avx2 => pulp::x86::V3::try_new().is_some(),
             #[cfg(target_arch = "x86_64")]
             SimdPath::Avx512 => pulp::x86::V4::try_new().is_some(),
+            SimdPath::Avx512Bf16 => crate::bf16::available(),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
     }
 
-    /// The paths this CPU can run, best first.
+    /// The f32 paths this CPU can run, best first (the paths that give
+    /// f32 results; [`SimdPath::Avx512Bf16`] is not among them).
     pub fn available() -> Vec<SimdPath> {
         [SimdPath::Avx512, SimdPath::Avx2, SimdPath::Scalar]
             .into_iter()
@@ -72,6 +84,19 @@ impl SimdPath {
     /// The best path this CPU offers.
     pub fn detect() -> SimdPath {
         Self::available()[0]
+    }
+
+    /// Whether the matrix products of this path round their operands to bf16.
+    pub fn is_bf16(self) -> bool {
+        matches!(self, SimdPath::Avx512Bf16)
+    }
+
+    /// The f32 path this one runs everything but its matrix products on.
+    pub fn fp32(self) -> SimdPath {
+        match self {
+            SimdPath::Avx512Bf16 => SimdPath::Avx512,
+            p => p,
+        }
     }
 
     /// The path in force for this thread: a [`with_path`] override, else
@@ -107,7 +132,7 @@ impl SimdPath {
         match self {
             SimdPath::Scalar => 1,
             SimdPath::Avx2 => 8,
-            SimdPath::Avx512 => 16,
+            SimdPath::Avx512 | SimdPath::Avx512Bf16 => 16,
         }
     }
 
@@ -119,7 +144,7 @@ impl SimdPath {
     pub fn dispatch<Op: WithSimd>(self, op: Op) -> Op::Output {
         match self {
             #[cfg(target_arch = "x86_64")]
-            SimdPath::Avx512 => Simd::vectorize(
+            SimdPath::Avx512 | SimdPath::Avx512Bf16 => Simd::vectorize(
                 pulp::x86::V4::try_new().expect("AVX-512 is not available on this CPU"),
                 op,
             ),
@@ -129,8 +154,46 @@ impl SimdPath {
                 op,
             ),
             #[cfg(not(target_arch = "x86_64"))]
-            SimdPath::Avx512 | SimdPath::Avx2 => pulp::Arch::new().dispatch(op),
+            SimdPath::Avx512 | SimdPath::Avx512Bf16 | SimdPath::Avx2 => {
+                pulp::Arch::new().dispatch(op)
+            }
             SimdPath::Scalar => Simd::vectorize(pulp::Scalar::new(), op),
+        }
+    }
+}
+
+/// The number format of the matrix products: f32, or bf16 operands with
+/// f32 sums (`--precision`). Weights, optimizer state and every other
+/// operation stay f32 either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Bf16,
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+impl Precision {
+    /// The path that runs this precision, or why this CPU has none: bf16
+    /// needs AVX512-BF16 (Intel Cooper Lake and Sapphire Rapids on, AMD Zen 4
+    /// on). `Fp32` keeps `base`, the path in force.
+    pub fn path(self, base: SimdPath) -> Result<SimdPath, String> {
+        match self {
+            Precision::Fp32 => Ok(base.fp32()),
+            Precision::Bf16 if SimdPath::Avx512Bf16.is_available() => Ok(SimdPath::Avx512Bf16),
+            Precision::Bf16 => Err(
+                "bf16 matrix products need a CPU with AVX512-BF16, which this one lacks; \
+                 use --precision fp32"
+                    .into(),
+            ),
         }
     }
 }

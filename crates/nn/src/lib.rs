@@ -34,6 +34,7 @@ pub use backend::{Backend, Update};
 pub use candle::Candle;
 pub use candle::CandleDevice;
 pub use error::{NnError, Result};
+pub use kernels::Precision;
 pub use layers::{Layer, LayerSpec};
 pub use native::{HostTensor, Native};
 pub use network::{Network, NetworkBuilder};

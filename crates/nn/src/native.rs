@@ -5,7 +5,7 @@ use kernels::conv2d::{conv2d_backward, conv2d_forward, Conv2dParams};
 use kernels::dense::{dense_backward, dense_forward};
 use kernels::norm;
 use kernels::pool::{self, Pool1dParams, Pool2dParams, PoolKind};
-use kernels::{Activation, SimdPath};
+use kernels::{Activation, Precision, SimdPath};
 
 use std::sync::{Arc, Mutex};
 
@@ -142,6 +142,9 @@ impl HostTensor {
 pub struct Native {
     buffers: Arc<BufferPool>,
     threads: Option<Arc<rayon::ThreadPool>>,
+    /// The kernels' path, when chosen for this backend (`--precision`);
+    /// None: the path in force ([`SimdPath::current`]).
+    path: Option<SimdPath>,
 }
 
 impl Native {
@@ -162,7 +165,30 @@ impl Native {
         Ok(Native {
             buffers: Arc::default(),
             threads: Some(Arc::new(pool)),
+            path: None,
         })
+    }
+
+    /// This backend with its matrix products in `precision`: bf16 runs them
+    /// on [`SimdPath::Avx512Bf16`] (an error where the CPU lacks it), fp32 on
+    /// the path in force.
+    pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
+        self.path = match precision {
+            Precision::Fp32 => None,
+            p => Some(
+                p.path(SimdPath::current())
+                    .map_err(|message| NnError::Backend {
+                        backend: "native".into(),
+                        message,
+                    })?,
+            ),
+        };
+        Ok(self)
+    }
+
+    /// The path the kernels run on.
+    pub fn path(&self) -> SimdPath {
+        self.path.unwrap_or_else(SimdPath::current)
     }
 
     /// The worker threads the kernels run on.
@@ -254,17 +280,19 @@ impl Backend for Native {
     type Tensor = HostTensor;
 
     fn name(&self) -> String {
-        format!(
-            "native ({}, {} threads)",
-            SimdPath::current(),
-            self.threads()
-        )
+        format!("native ({}, {} threads)", self.path(), self.threads())
     }
 
     fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        match &self.threads {
-            Some(pool) => pool.install(f),
+        // The kernels read the path on the thread that calls them, and
+        // carry it into their workers.
+        let run = || match self.path {
+            Some(p) => kernels::with_path(p, f),
             None => f(),
+        };
+        match &self.threads {
+            Some(pool) => pool.install(run),
+            None => run(),
         }
     }
 

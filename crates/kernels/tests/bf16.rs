@@ -1,0 +1,598 @@
+//! The bf16 path (issue 17): its rounding against the scalar reference
+//! `bf16::to_bits`, its two matrix products against f64 sums, and every
+//! weighted layer's forward and backward against the f64 references.
+//!
+//! Two bounds, both derived, none fitted:
+//! - against the f64 sum of the operands rounded to bf16, only the f32
+//!   accumulation differs: |C − Σ bf16(a)·bf16(b)| ≤ L·2⁻²³·Σ|a·b| for a sum
+//!   of L products (Higham's γ_L with f32's u = 2⁻²⁴, doubled for the pair
+//!   sums of `vdpbf16ps` and the final reduction);
+//! - against the exact products, each operand's rounding adds at most 2⁻⁸
+//!   (bf16 keeps 8 significant bits), so a product's at most
+//!   2⁻⁷ + 2⁻¹⁶: |C − Σ a·b| ≤ (2⁻⁷ + 2⁻¹⁶ + L·2⁻²³)·Σ|a·b|.
+//!
+//! Sizes sit at the register tiles (6 rows; 16, 64 columns; 32-element
+//! chunks of a dot product), the parallel blocks and the dot-product chunk
+//! (2048), each ± 1. Skipped, with a message, where the CPU has no AVX512-BF16.
+
+mod common;
+use common::{data, f64s};
+use kernels::bf16::{from_bits, round, to_bits};
+use kernels::conv1d::{conv1d_backward, conv1d_forward, Conv1dParams, Padding};
+use kernels::conv2d::{conv2d_backward, conv2d_forward, Conv2dParams};
+use kernels::dense::{dense_backward, dense_forward};
+use kernels::gemm::{gemm_dots, gemm_dots_segments, gemm_rows_bias, Segments};
+use kernels::{reference, with_path, SimdPath};
+
+const PATH: SimdPath = SimdPath::Avx512Bf16;
+
+fn skip() -> bool {
+    if PATH.is_available() {
+        return false;
+    }
+    eprintln!("skipped: this CPU has no AVX512-BF16, so no bf16 path");
+    true
+}
+
+fn accumulation_bound(len: usize) -> f64 {
+    len as f64 * 2f64.powi(-23)
+}
+
+fn product_bound(len: usize) -> f64 {
+    2f64.powi(-7) + 2f64.powi(-16) + accumulation_bound(len)
+}
+
+/// Bit patterns that test the rounding: ties, values just off ties, the
+/// largest finite values, denormals, infinities, NaN, signed zeros.
+fn awkward_values() -> Vec<f32> {
+    let mut v = vec![
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        f32::MAX,
+        f32::MIN,
+        f32::MIN_POSITIVE,
+        -f32::MIN_POSITIVE,
+        1e-40,
+        -1e-40,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ];
+    for base in [
+        0x3f80_0000u32,
+        0x4049_0fdb,
+        0x7f7f_0000,
+        0x0080_0000,
+        0xbf80_0000,
+    ] {
+        for low in [
+            0x7fffu32, 0x8000, 0x8001, 0x1_7fff, 0x1_8000, 0x1_8001, 0xffff,
+        ] {
+            v.push(f32::from_bits(base | low));
+        }
+    }
+    let mut s = 0x9e37_79b9u32;
+    for _ in 0..20_000 {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        let x = f32::from_bits(s);
+        if !x.is_nan() {
+            v.push(x);
+        }
+    }
+    v
+}
+
+#[test]
+fn scalar_rounding_is_nearest_even() {
+    assert_eq!(to_bits(1.0), 0x3f80);
+    // 1 + 2⁻⁸ is halfway between 1 and 1 + 2⁻⁷: even (1) wins.
+    assert_eq!(to_bits(f32::from_bits(0x3f80_8000)), 0x3f80);
+    // 1 + 3·2⁻⁸ is halfway between 1 + 2⁻⁷ and 1 + 2⁻⁶: even (1 + 2⁻⁶) wins.
+    assert_eq!(to_bits(f32::from_bits(0x3f81_8000)), 0x3f82);
+    assert_eq!(to_bits(f32::from_bits(0x3f80_8001)), 0x3f81);
+    assert_eq!(to_bits(f32::MAX), 0x7f80, "past bf16's largest: +inf");
+    assert_eq!(to_bits(1e-40), 0, "an f32 denormal flushes to zero");
+    assert_eq!(to_bits(-1e-40), 0x8000);
+    assert!(from_bits(to_bits(f32::NAN)).is_nan());
+    for x in awkward_values() {
+        let r = round(x);
+        if x.is_finite() && x.abs() >= f32::MIN_POSITIVE && r.is_finite() {
+            assert!(
+                ((r - x) as f64).abs() <= (x as f64).abs() * 2f64.powi(-8),
+                "{x:e} rounded to {r:e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn kernels_round_as_the_scalar_reference() {
+    if skip() {
+        return;
+    }
+    let a = awkward_values();
+    let m = a.len();
+    // A product with 1.0 is the rounded operand itself, exactly.
+    let mut c = vec![f32::NAN; m];
+    gemm_dots(
+        PATH,
+        m,
+        1,
+        1,
+        &a,
+        |i| i,
+        &[1.0],
+        |_| 0,
+        &mut c,
+        1,
+        false,
+        true,
+    );
+    let mut c2 = vec![f32::NAN; m];
+    gemm_rows_bias(
+        PATH,
+        m,
+        1,
+        1,
+        &a,
+        1,
+        &[1.0],
+        |_| 0,
+        None,
+        &mut c2,
+        1,
+        false,
+        true,
+    );
+    for (i, &x) in a.iter().enumerate() {
+        let want = round(x);
+        for (what, got) in [("dots", c[i]), ("rows", c2[i])] {
+            assert!(
+                got == want || (got.is_nan() && want.is_nan()),
+                "{what}: {x:e} ({:#010x}) became {got:e}, the reference {want:e}",
+                x.to_bits()
+            );
+        }
+    }
+}
+
+/// Checks `got` against the two derived bounds. `terms(i, j)` lists the
+/// products (a, b) of output (i, j); `added(i, j)` the values added to
+/// them (what C held, when accumulated into; the bias), each of which also
+/// counts, by its size, in the bound.
+fn check(
+    what: &str,
+    got: &[f32],
+    rows: usize,
+    cols: usize,
+    ldc: usize,
+    added: impl Fn(usize, usize) -> Vec<f32>,
+    terms: impl Fn(usize, usize) -> Vec<(f32, f32)>,
+) {
+    for i in 0..rows {
+        for j in 0..cols {
+            let t = terms(i, j);
+            let adds = added(i, j);
+            let base: f64 = adds.iter().map(|&x| x as f64).sum();
+            let rounded: f64 = t
+                .iter()
+                .map(|&(a, b)| round(a) as f64 * round(b) as f64)
+                .sum();
+            let exact: f64 = t.iter().map(|&(a, b)| a as f64 * b as f64).sum();
+            let size: f64 = t
+                .iter()
+                .map(|&(a, b)| (a as f64 * b as f64).abs())
+                .sum::<f64>()
+                + adds.iter().map(|&x| (x as f64).abs()).sum::<f64>();
+            let g = got[i * ldc + j] as f64;
+            let l = t.len() + adds.len() + 2;
+            assert!(
+                (g - base - rounded).abs() <= accumulation_bound(l) * size + 1e-30,
+                "{what} ({i}, {j}), {} terms: {g} against the rounded sum {}",
+                t.len(),
+                base + rounded
+            );
+            assert!(
+                (g - base - exact).abs() <= product_bound(l) * size + 1e-30,
+                "{what} ({i}, {j}): {g} against the exact sum {}",
+                base + exact
+            );
+        }
+    }
+}
+
+#[test]
+fn rows_products_are_bf16_products_with_f32_sums() {
+    if skip() {
+        return;
+    }
+    let mut seed = 1;
+    for &m in &[1, 2, 5, 6, 7, 12, 13] {
+        for &n in &[1, 15, 16, 17, 63, 64, 65, 129, 2049] {
+            for &k in &[0, 1, 2, 3, 31, 32, 33, 100] {
+                if n > 200 && (m > 6 || k > 33) {
+                    continue;
+                }
+                seed += 1;
+                let lda = k + 1;
+                let a = data(m * lda, seed);
+                let ldb = n + 3;
+                let b = data((k + 1) * ldb, seed + 1);
+                // Rows of B in reverse order, shifted by one.
+                let boff = |r: usize| (k - r) * ldb + 1;
+                let bias = data(m, seed + 2);
+                let ldc = n + 2;
+                let c0 = data(m * ldc, seed + 3);
+                for (accumulate, with_bias) in [(false, false), (true, true)] {
+                    let mut c = c0.clone();
+                    gemm_rows_bias(
+                        PATH,
+                        m,
+                        n,
+                        k,
+                        &a,
+                        lda,
+                        &b,
+                        boff,
+                        with_bias.then_some(&bias[..]),
+                        &mut c,
+                        ldc,
+                        accumulate,
+                        true,
+                    );
+                    check(
+                        &format!("rows m={m} n={n} k={k} acc={accumulate}"),
+                        &c,
+                        m,
+                        n,
+                        ldc,
+                        |i, j| {
+                            let mut v = Vec::new();
+                            if accumulate {
+                                v.push(c0[i * ldc + j]);
+                            }
+                            if with_bias {
+                                v.push(bias[i]);
+                            }
+                            v
+                        },
+                        |i, j| (0..k).map(|r| (a[i * lda + r], b[boff(r) + j])).collect(),
+                    );
+                    // Columns past n are left alone.
+                    for i in 0..m {
+                        for j in n..ldc {
+                            if i * ldc + j < c.len() {
+                                assert_eq!(c[i * ldc + j], c0[i * ldc + j], "column {j} written");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dot_products_are_bf16_products_with_f32_sums() {
+    if skip() {
+        return;
+    }
+    let mut seed = 100;
+    for &(m, n) in &[(1, 1), (6, 4), (7, 5), (13, 9), (3, 40)] {
+        for &len in &[1, 2, 31, 32, 33, 63, 64, 65, 2047, 2048, 2049, 4100] {
+            seed += 1;
+            let a = data(m * (len + 1) + 1, seed);
+            let b = data(n * len + 7, seed + 1);
+            // Overlapping rows of B, one element apart, as a convolution's.
+            let aoff = |i: usize| i * (len + 1) + 1;
+            let boff = |j: usize| j;
+            let ldc = n + 1;
+            let c0 = data(m * ldc, seed + 2);
+            for accumulate in [false, true] {
+                let mut c = c0.clone();
+                gemm_dots(
+                    PATH, m, n, len, &a, aoff, &b, boff, &mut c, ldc, accumulate, true,
+                );
+                check(
+                    &format!("dots m={m} n={n} len={len} acc={accumulate}"),
+                    &c,
+                    m,
+                    n,
+                    ldc,
+                    |i, j| {
+                        if accumulate {
+                            vec![c0[i * ldc + j]]
+                        } else {
+                            vec![]
+                        }
+                    },
+                    |i, j| (0..len).map(|l| (a[aoff(i) + l], b[boff(j) + l])).collect(),
+                );
+            }
+        }
+    }
+    // Segments: the same dot product over 3 samples.
+    let (m, n, len) = (7, 5, 33);
+    let segs = Segments {
+        count: 3,
+        a_stride: m * len,
+        b_stride: n * len + 2,
+    };
+    let a = data(3 * m * len, 7);
+    let b = data(3 * (n * len + 2), 8);
+    let c0 = data(m * n, 9);
+    let mut c = c0.clone();
+    let aoff = |i: usize| i * len;
+    let boff = |j: usize| j * len;
+    gemm_dots_segments(PATH, m, n, len, segs, &a, aoff, &b, boff, &mut c, n);
+    let (a, b) = (&a, &b);
+    check(
+        "segments",
+        &c,
+        m,
+        n,
+        n,
+        |i, j| vec![c0[i * n + j]],
+        |i, j| {
+            (0..3)
+                .flat_map(|s| {
+                    (0..len).map(move |l| {
+                        (
+                            a[aoff(i) + s * segs.a_stride + l],
+                            b[boff(j) + s * segs.b_stride + l],
+                        )
+                    })
+                })
+                .collect()
+        },
+    );
+}
+
+/// ‖got − want‖∞ ≤ (2⁻⁷ + 2⁻¹⁶ + L·2⁻²³) · ‖|·|-reference‖∞ + the f32
+/// rounding of the result, where the |·|-reference is the same layer run
+/// on the absolute values of its inputs (so it bounds Σ|a·b| of every
+/// output) and L the longest sum.
+fn assert_within(what: &str, got: &[f32], want: &[f64], size: &[f64], len: usize) {
+    assert_eq!(got.len(), want.len());
+    let bound = product_bound(len + 2) * size.iter().fold(0f64, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(want)
+        .fold(0f64, |m, (g, w)| m.max((*g as f64 - w).abs()));
+    assert!(
+        err <= bound * 1.0001 + 1e-6 * 2f64.powi(-7),
+        "{what}: error {err:e}, bound {bound:e}"
+    );
+}
+
+fn abs(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|x| x.abs()).collect()
+}
+
+#[test]
+fn conv1d_in_bf16_matches_the_reference() {
+    if skip() {
+        return;
+    }
+    // The last two are grouped: a depthwise convolution (3 groups, 2
+    // filters each, as a separable convolution's first half) and 2 groups.
+    let cases = [
+        (1, 16, 5, 1, 1, Padding::Same, 3, 200, 1),
+        (3, 8, 3, 2, 1, Padding::Valid, 2, 65, 1),
+        (4, 12, 4, 1, 2, Padding::Explicit(1, 2), 3, 33, 1),
+        (16, 32, 9, 1, 1, Padding::Same, 4, 300, 1),
+        (3, 6, 3, 1, 1, Padding::Valid, 4, 20, 3),
+        (4, 6, 3, 1, 1, Padding::Same, 2, 37, 2),
+    ];
+    for (seed, &(ci, co, k, stride, dilation, pad, batch, l, groups)) in cases.iter().enumerate() {
+        let p = Conv1dParams::new(ci, co, k)
+            .stride(stride)
+            .dilation(dilation)
+            .padding(pad)
+            .groups(groups);
+        let lo = p.l_out(l);
+        let s = seed as u64 * 10;
+        let (x, w, b, dy) = (
+            data(batch * ci * l, s),
+            data(p.weight_len(), s + 1),
+            data(co, s + 2),
+            data(batch * co * lo, s + 3),
+        );
+        let (xd, wd, bd, dyd) = (f64s(&x), f64s(&w), f64s(&b), f64s(&dy));
+        let y_ref = reference::conv1d_forward(&p, &xd, batch, l, &wd, Some(&bd));
+        let y_abs = reference::conv1d_forward(&p, &abs(&xd), batch, l, &abs(&wd), Some(&abs(&bd)));
+        let (dx_ref, dw_ref, _) = reference::conv1d_backward(&p, &xd, batch, l, &wd, &dyd);
+        let (dx_abs, dw_abs, _) =
+            reference::conv1d_backward(&p, &abs(&xd), batch, l, &abs(&wd), &abs(&dyd));
+        with_path(PATH, || {
+            let mut y = vec![0f32; y_ref.len()];
+            conv1d_forward(&p, &x, batch, l, &w, Some(&b), &mut y).expect("valid parameters");
+            assert_within(
+                &format!("conv1d forward {p:?}"),
+                &y,
+                &y_ref,
+                &y_abs,
+                ci / groups * k,
+            );
+            let y32 = with_path(SimdPath::Avx512, || {
+                let mut y = vec![0f32; y_ref.len()];
+                conv1d_forward(&p, &x, batch, l, &w, Some(&b), &mut y).expect("valid parameters");
+                y
+            });
+            assert_ne!(y, y32, "conv1d took the f32 path");
+            let (mut dx, mut dw, mut db) =
+                (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; co]);
+            conv1d_backward(
+                &p,
+                &x,
+                batch,
+                l,
+                &w,
+                &dy,
+                Some(&mut dx),
+                &mut dw,
+                Some(&mut db),
+            )
+            .expect("valid parameters");
+            assert_within(
+                &format!("conv1d dx {p:?}"),
+                &dx,
+                &dx_ref,
+                &dx_abs,
+                co / groups * k,
+            );
+            assert_within(
+                &format!("conv1d dw {p:?}"),
+                &dw,
+                &dw_ref,
+                &dw_abs,
+                batch * lo,
+            );
+        });
+    }
+}
+
+#[test]
+fn conv2d_in_bf16_matches_the_reference() {
+    if skip() {
+        return;
+    }
+    // LeNet-5's two convolutions, and an odd-sized padded one.
+    let cases = [
+        (1, 6, 5, Padding::Same, 2, 28, 28),
+        (6, 16, 5, Padding::Valid, 2, 14, 14),
+        (3, 5, 3, Padding::Explicit(1, 1), 3, 9, 13),
+    ];
+    for (seed, &(ci, co, k, pad, batch, h, w_)) in cases.iter().enumerate() {
+        let p = Conv2dParams::new(ci, co, k).padding(pad);
+        let (ho, wo) = p.out_hw(h, w_);
+        let s = 50 + seed as u64 * 10;
+        let (x, w, b, dy) = (
+            data(batch * ci * h * w_, s),
+            data(p.weight_len(), s + 1),
+            data(co, s + 2),
+            data(batch * co * ho * wo, s + 3),
+        );
+        let (xd, wd, bd, dyd) = (f64s(&x), f64s(&w), f64s(&b), f64s(&dy));
+        let y_ref = reference::conv2d_forward(&p, &xd, batch, h, w_, &wd, Some(&bd));
+        let y_abs =
+            reference::conv2d_forward(&p, &abs(&xd), batch, h, w_, &abs(&wd), Some(&abs(&bd)));
+        let (dx_ref, dw_ref, _) = reference::conv2d_backward(&p, &xd, batch, h, w_, &wd, &dyd);
+        let (dx_abs, dw_abs, _) =
+            reference::conv2d_backward(&p, &abs(&xd), batch, h, w_, &abs(&wd), &abs(&dyd));
+        with_path(PATH, || {
+            let mut y = vec![0f32; y_ref.len()];
+            conv2d_forward(&p, &x, batch, h, w_, &w, Some(&b), &mut y).expect("valid parameters");
+            assert_within(
+                &format!("conv2d forward {p:?}"),
+                &y,
+                &y_ref,
+                &y_abs,
+                ci * k * k,
+            );
+            let y32 = with_path(SimdPath::Avx512, || {
+                let mut y = vec![0f32; y_ref.len()];
+                conv2d_forward(&p, &x, batch, h, w_, &w, Some(&b), &mut y)
+                    .expect("valid parameters");
+                y
+            });
+            assert_ne!(y, y32, "conv2d took the f32 path");
+            let (mut dx, mut dw, mut db) =
+                (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; co]);
+            conv2d_backward(
+                &p,
+                &x,
+                batch,
+                h,
+                w_,
+                &w,
+                &dy,
+                Some(&mut dx),
+                &mut dw,
+                Some(&mut db),
+            )
+            .expect("valid parameters");
+            assert_within(
+                &format!("conv2d dx {p:?}"),
+                &dx,
+                &dx_ref,
+                &dx_abs,
+                co * k * k,
+            );
+            assert_within(
+                &format!("conv2d dw {p:?}"),
+                &dw,
+                &dw_ref,
+                &dw_abs,
+                batch * ho * wo,
+            );
+        });
+    }
+}
+
+#[test]
+fn dense_in_bf16_matches_the_reference() {
+    if skip() {
+        return;
+    }
+    for (seed, &(batch, n_in, n_out)) in [(1, 1, 1), (3, 33, 7), (32, 5000, 16), (5, 80_000, 3)]
+        .iter()
+        .enumerate()
+    {
+        let s = 90 + seed as u64 * 10;
+        let (x, w, b, dy) = (
+            data(batch * n_in, s),
+            data(n_out * n_in, s + 1),
+            data(n_out, s + 2),
+            data(batch * n_out, s + 3),
+        );
+        let (xd, wd, bd, dyd) = (f64s(&x), f64s(&w), f64s(&b), f64s(&dy));
+        let y_ref = reference::dense_forward(&xd, batch, n_in, &wd, n_out, Some(&bd));
+        let y_abs =
+            reference::dense_forward(&abs(&xd), batch, n_in, &abs(&wd), n_out, Some(&abs(&bd)));
+        let (dx_ref, dw_ref, _) = reference::dense_backward(&xd, batch, n_in, &wd, n_out, &dyd);
+        let (dx_abs, dw_abs, _) =
+            reference::dense_backward(&abs(&xd), batch, n_in, &abs(&wd), n_out, &abs(&dyd));
+        with_path(PATH, || {
+            let mut y = vec![0f32; batch * n_out];
+            dense_forward(&x, batch, n_in, &w, n_out, Some(&b), &mut y);
+            assert_within("dense forward", &y, &y_ref, &y_abs, n_in);
+            if n_in > 1 {
+                let y32 = with_path(SimdPath::Avx512, || {
+                    let mut y = vec![0f32; batch * n_out];
+                    dense_forward(&x, batch, n_in, &w, n_out, Some(&b), &mut y);
+                    y
+                });
+                assert_ne!(y, y32, "dense took the f32 path");
+            }
+            let (mut dx, mut dw, mut db) =
+                (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; n_out]);
+            dense_backward(
+                &x,
+                batch,
+                n_in,
+                &w,
+                n_out,
+                &dy,
+                Some(&mut dx),
+                &mut dw,
+                Some(&mut db),
+            );
+            assert_within("dense dx", &dx, &dx_ref, &dx_abs, n_out);
+            assert_within("dense dw", &dw, &dw_ref, &dw_abs, batch);
+        });
+    }
+}
+
+#[test]
+fn the_bf16_path_is_not_an_f32_path() {
+    // Detection never chooses it, and `available()` (which the f32
+    // conformance tests iterate) does not list it.
+    assert!(!SimdPath::available().contains(&PATH));
+    assert_ne!(SimdPath::detect(), PATH);
+    assert_eq!(PATH.fp32(), SimdPath::Avx512);
+    assert_eq!("avx512bf16".parse::<SimdPath>(), Ok(PATH));
+}
