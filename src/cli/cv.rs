@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use model::ModelSpec;
 use serde_json::json;
 
-use super::output::{ensure_dir, spinner, write_json};
+use super::output::{spinner, write_json};
 use super::rundir::{kill_hook, RunDir, RunRecord};
 use super::GenoArgs;
 
@@ -659,9 +659,11 @@ fn merge(m: MergeArgs) -> Result<()> {
             }
         }
     }
-    ensure_dir(&m.out)?;
+    // Staged like every run: a merge killed part-way leaves `--out` as it was.
+    let run = RunDir::start(&m.out, "cv merge")?;
+    let dir = run.stage().to_path_buf();
     if let Some(f) = folds_csv {
-        geno::write_atomic(m.out.join("folds.csv"), f.as_bytes())?;
+        geno::write_atomic(dir.join("folds.csv"), f.as_bytes())?;
     }
     let baseline = if records.iter().any(|r| r.model == "mtgblup") {
         "mtgblup"
@@ -669,11 +671,12 @@ fn merge(m: MergeArgs) -> Result<()> {
         "gblup"
     };
     write_outputs(
-        &m.out,
+        &dir,
         &m.out,
         &records,
         &preds,
         baseline,
         json!({ "trait": trait_name, "merged_from": m.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>() }),
-    )
+    )?;
+    run.commit()
 }

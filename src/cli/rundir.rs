@@ -22,6 +22,8 @@ pub const STAGE: &str = ".partial";
 pub const MANIFEST: &str = "genocnn-run.json";
 /// The command line of a run under way, in the staging folder.
 const RUN: &str = "run.json";
+/// The commands that can continue a killed run (`--resume`).
+pub const RESUMABLE: [&str; 2] = ["train", "cv"];
 /// What stays in the staging folder: the state `--resume` reads.
 const STATE: [&str; 3] = [RUN, "checkpoint.safetensors", "jobs"];
 
@@ -84,7 +86,13 @@ impl RunDir {
     /// start again.
     pub fn start(out: &Path, command: &str) -> Result<RunDir> {
         let stage = out.join(STAGE);
-        if stage.join(RUN).exists() {
+        // A killed run of a command that cannot resume (`cv merge`) leaves
+        // nothing worth keeping; any other is kept until the user says.
+        let stale = std::fs::read_to_string(stage.join(RUN)).ok().map(|t| {
+            serde_json::from_str::<RunRecord>(&t).map_or_else(|_| "?".to_string(), |r| r.command)
+        });
+        if let Some(stale) = stale.filter(|c| RESUMABLE.contains(&c.as_str()) || c == "?") {
+            let command = if stale == "?" { command } else { &stale };
             bail!(
                 "{} holds an unfinished `genocnn {command}` run (in {}); continue it with `genocnn {command} --resume {}`, or remove {} to start again",
                 out.display(),
@@ -218,7 +226,7 @@ pub fn resumed_run(args: &[OsString]) -> Result<Option<(PathBuf, RunRecord)>> {
     let (Some(cmd), Some(flag)) = (cmd.to_str(), flag.to_str()) else {
         return Ok(None);
     };
-    if !matches!(cmd, "train" | "cv") || flag != "--resume" {
+    if !RESUMABLE.contains(&cmd) || flag != "--resume" {
         return Ok(None);
     }
     let dir = PathBuf::from(dir);

@@ -219,6 +219,80 @@ fn single_folds_merge_into_the_full_comparison() {
             && e.contains("repeat 1 fold 2"),
         "{e}"
     );
+
+    // The merge is staged like every run (issue 16): its manifest, written
+    // last, lists its files; a failed merge into its folder leaves the
+    // earlier merge's files as they were, and nothing staged behind.
+    let manifest = read_json(&merged.join("genocnn-run.json"));
+    assert_eq!(manifest["command"], "cv merge");
+    let files: Vec<&str> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    for f in [
+        "folds.csv",
+        "metrics.csv",
+        "predictions.csv",
+        "summary.json",
+    ] {
+        assert!(files.contains(&f), "{f} not in {files:?}");
+    }
+    let before: Vec<Vec<u8>> = files
+        .iter()
+        .filter(|f| merged.join(f).is_file())
+        .map(|f| fs::read(merged.join(f)).unwrap())
+        .collect();
+    crate::common::fails(&[
+        "cv",
+        "merge",
+        "--out",
+        s(&merged),
+        s(&parts[0]),
+        s(&parts[2]),
+    ]);
+    let after: Vec<Vec<u8>> = files
+        .iter()
+        .filter(|f| merged.join(f).is_file())
+        .map(|f| fs::read(merged.join(f)).unwrap())
+        .collect();
+    assert!(
+        before == after,
+        "a failed merge changed the earlier merge's files"
+    );
+    assert!(!merged.join(".partial").exists());
+    // A merge killed part-way leaves a staging folder that the next merge
+    // clears (a merge has no --resume); a killed `cv` run's is kept.
+    let stage = merged.join(".partial");
+    fs::create_dir_all(&stage).unwrap();
+    fs::write(
+        stage.join("run.json"),
+        r#"{"command":"cv merge","argv":[],"cwd":"/","version":"0","started":0}"#,
+    )
+    .unwrap();
+    fs::write(stage.join("metrics.csv"), "half-written").unwrap();
+    ok(&args);
+    assert!(!stage.exists());
+    assert_eq!(
+        fs::read(full.join("metrics.csv")).unwrap(),
+        fs::read(merged.join("metrics.csv")).unwrap()
+    );
+    fs::create_dir_all(&stage).unwrap();
+    fs::write(
+        stage.join("run.json"),
+        r#"{"command":"cv","argv":[],"cwd":"/","version":"0","started":0}"#,
+    )
+    .unwrap();
+    let e = crate::common::fails(&args);
+    assert!(
+        e.contains("unfinished `genocnn cv` run") && e.contains("--resume"),
+        "{e}"
+    );
+    assert!(
+        stage.join("run.json").exists(),
+        "the killed cv run's state was removed"
+    );
 }
 
 #[test]

@@ -74,6 +74,23 @@ fn inside(name: &str, prefixes: &[&str]) -> bool {
     prefixes.iter().any(|p| name.starts_with(&format!("{p}.")))
 }
 
+/// Two phases from `src`: the base frozen, then 2 epochs of fine-tuning
+/// with `layers.0` unfrozen at a lower learning rate.
+fn fine_tune(src: &Path) -> [&str; 10] {
+    [
+        "--init-from",
+        s(src),
+        "--freeze",
+        "base",
+        "--fine-tune-epochs",
+        "2",
+        "--fine-tune-lr",
+        "1e-4",
+        "--unfreeze",
+        "layers.0",
+    ]
+}
+
 #[test]
 fn a_frozen_base_is_copied_exactly_and_stays_bit_identical() {
     let dir = tempfile::tempdir().unwrap();
@@ -127,22 +144,7 @@ fn a_frozen_base_is_copied_exactly_and_stays_bit_identical() {
     // Two phases: the base unfrozen for fine-tuning moves, history marks
     // each epoch's phase.
     let tuned = dir.path().join("tuned");
-    ok(&train(
-        "",
-        &tuned,
-        &[
-            "--init-from",
-            s(&src),
-            "--freeze",
-            "base",
-            "--fine-tune-epochs",
-            "2",
-            "--fine-tune-lr",
-            "1e-4",
-            "--unfreeze",
-            "layers.0",
-        ],
-    ));
+    ok(&train("", &tuned, &fine_tune(&src)));
     let c = tensors(&tuned);
     let get = |t: &[(String, Vec<usize>, Vec<u32>)], n: &str| {
         t.iter().find(|x| x.0 == n).unwrap().2.clone()
@@ -339,4 +341,51 @@ fn an_image_model_is_retargeted_to_other_classes() {
     assert_eq!(read_json(&ev.join("summary.json"))["n_test"], n_test);
     let (h, _) = read_csv(&ev.join("confusion.csv"));
     assert_eq!(h[1..], ["5", "6", "7", "8", "9"]);
+}
+
+/// A two-phase run (a frozen base, then fine-tuning with the base
+/// unfrozen) killed with SIGKILL, at the end of phase 1 and inside phase
+/// 2, resumes to the same model, bit for bit, as the run never stopped
+/// (issue 16): the checkpoint carries the phase, its frozen layers, its
+/// learning rate and the best weights of the phase before.
+#[test]
+fn a_killed_fine_tuning_run_resumes_bit_identical_in_either_phase() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("small.toml");
+    fs::write(&config, SMALL).unwrap();
+    let src = dir.path().join("src");
+    ok(&train(s(&config), &src, &["--seed", "3"]));
+    let mut phases = fine_tune(&src).to_vec();
+    phases.extend(["--threads", "2"]);
+    let full = dir.path().join("full");
+    ok(&train("", &full, &phases));
+    let (_, rows) = read_csv(&full.join("history.csv"));
+    assert_eq!(rows.len(), 4, "2 epochs in each phase");
+    for kill_after in ["2", "3"] {
+        let out = dir.path().join(format!("killed{kill_after}"));
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_genocnn"))
+            .env("GENOCNN_KILL_AFTER_EPOCH", kill_after)
+            .args(train("", &out, &phases))
+            .status()
+            .unwrap();
+        assert_eq!(status.signal(), Some(9), "expected SIGKILL, got {status:?}");
+        ok(&["train", "--resume", s(&out)]);
+        assert_eq!(
+            fs::read(full.join("model.safetensors")).unwrap(),
+            fs::read(out.join("model.safetensors")).unwrap(),
+            "killed after epoch {kill_after}: the resumed model differs"
+        );
+        let (_, resumed) = read_csv(&out.join("history.csv"));
+        let losses = |r: &[Vec<String>]| -> Vec<Vec<String>> {
+            r.iter()
+                .map(|row| [&row[..5], &row[6..]].concat())
+                .collect()
+        };
+        assert_eq!(
+            losses(&rows),
+            losses(&resumed),
+            "killed after epoch {kill_after}"
+        );
+    }
 }

@@ -11,6 +11,13 @@ pub enum CvError {
     Eval(#[from] eval::EvalError),
     #[error(transparent)]
     Geno(#[from] geno::GenoError),
+    /// A job store's folder that cannot be created.
+    #[error("cannot create {}: {source}", path.display())]
+    Store {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A plan that cannot run, and why.
     #[error("{0}")]
     Plan(String),

@@ -115,8 +115,10 @@ fn key(k: usize, job: &Job, model: &str) -> Value {
 impl JobStore {
     /// A store in `dir` (created when missing).
     pub fn new(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| CvError::Plan(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|source| CvError::Store {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         Ok(JobStore {
             dir: dir.to_path_buf(),
         })
@@ -165,13 +167,7 @@ impl JobStore {
             "predictions": preds.iter().map(prediction_json).collect::<Vec<_>>(),
         });
         let path = self.path(k);
-        geno::write_atomic(&path, v.to_string().as_bytes()).map_err(|e| {
-            CvError::Plan(format!(
-                "cannot keep job {} ({}): {e}",
-                k + 1,
-                path.display()
-            ))
-        })
+        Ok(geno::write_atomic(&path, v.to_string().as_bytes())?)
     }
 }
 

@@ -5,6 +5,7 @@
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
+use crate::error::{check_len, KernelError, Result};
 use crate::simd::SimdPath;
 
 /// Elements per parallel chunk.
@@ -160,25 +161,25 @@ impl Activation {
     }
 
     /// y = f(x), elementwise.
-    pub fn forward(self, x: &[f32], y: &mut [f32]) {
-        assert_eq!(x.len(), y.len(), "activation: lengths");
+    pub fn forward(self, x: &[f32], y: &mut [f32]) -> Result<()> {
+        check_len("activation_forward", "y", y.len(), x.len())?;
         let path = SimdPath::current();
         x.par_chunks(CHUNK)
             .zip(y.par_chunks_mut(CHUNK))
             .for_each(|(x, y)| path.dispatch(Fwd { a: self, x, y }));
+        Ok(())
     }
 
     /// dx = dy · f′(x), elementwise, from the pre-activation x.
-    pub fn backward(self, x: &[f32], dy: &[f32], dx: &mut [f32]) {
-        assert!(
-            x.len() == dy.len() && dy.len() == dx.len(),
-            "activation backward: lengths"
-        );
+    pub fn backward(self, x: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<()> {
+        check_len("activation_backward", "dy", dy.len(), x.len())?;
+        check_len("activation_backward", "dx", dx.len(), x.len())?;
         let path = SimdPath::current();
         x.par_chunks(CHUNK)
             .zip(dy.par_chunks(CHUNK))
             .zip(dx.par_chunks_mut(CHUNK))
             .for_each(|((x, dy), dx)| path.dispatch(Bwd { a: self, x, dy, dx }));
+        Ok(())
     }
 
     /// In place: x ← f(x).
@@ -232,8 +233,11 @@ impl Activation {
 /// cross-entropy against `labels`. Writes the probabilities and the gradient
 /// of the mean loss with respect to the logits; returns the mean loss.
 ///
-/// # Panics
-/// If a label is not below `classes` or a slice has the wrong length.
+/// # Errors
+/// [`KernelError::Length`](crate::KernelError::Length) if a slice's length
+/// does not match the shapes, and
+/// [`KernelError::Params`](crate::KernelError::Params) if a label is not
+/// below `classes`; nothing is written then.
 pub fn softmax_cross_entropy(
     logits: &[f32],
     batch: usize,
@@ -241,13 +245,18 @@ pub fn softmax_cross_entropy(
     labels: &[usize],
     probs: &mut [f32],
     dlogits: &mut [f32],
-) -> f32 {
-    assert_eq!(logits.len(), batch * classes, "softmax: logits length");
-    assert_eq!(labels.len(), batch, "softmax: labels length");
-    assert!(
-        probs.len() == logits.len() && dlogits.len() == logits.len(),
-        "softmax: output lengths"
-    );
+) -> Result<f32> {
+    const OP: &str = "softmax_cross_entropy";
+    check_len(OP, "logits", logits.len(), batch * classes)?;
+    check_len(OP, "labels", labels.len(), batch)?;
+    check_len(OP, "probabilities", probs.len(), batch * classes)?;
+    check_len(OP, "dlogits", dlogits.len(), batch * classes)?;
+    if let Some((b, label)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
+        return Err(KernelError::Params {
+            op: OP,
+            message: format!("the label of sample {b} is {label}, not below {classes}"),
+        });
+    }
     let mut loss = 0f64;
     for b in 0..batch {
         let z = &logits[b * classes..(b + 1) * classes];
@@ -259,10 +268,6 @@ pub fn softmax_cross_entropy(
             sum += *pi as f64;
         }
         let label = labels[b];
-        assert!(
-            label < classes,
-            "softmax: label {label} is not below {classes}"
-        );
         loss += sum.ln() - (z[label] - m) as f64;
         let inv = (1.0 / sum) as f32;
         let d = &mut dlogits[b * classes..(b + 1) * classes];
@@ -271,5 +276,5 @@ pub fn softmax_cross_entropy(
             *di = (*pi - if k == label { 1.0 } else { 0.0 }) / batch as f32;
         }
     }
-    (loss / batch as f64) as f32
+    Ok((loss / batch as f64) as f32)
 }

@@ -188,7 +188,8 @@ fn dense_case(name: &'static str, what: &'static str, forward: bool, backward: b
         flops: passes * 2.0 * (batch * n_in * n_out) as f64,
         run: Box::new(move || {
             if forward {
-                dense_forward(&x, batch, n_in, &w, n_out, Some(&b), &mut y);
+                dense_forward(&x, batch, n_in, &w, n_out, Some(&b), &mut y)
+                    .expect("buffers of the right length");
             }
             if backward {
                 dense_backward(
@@ -201,7 +202,8 @@ fn dense_case(name: &'static str, what: &'static str, forward: bool, backward: b
                     Some(&mut dx),
                     &mut dw,
                     Some(&mut db),
-                );
+                )
+                .expect("buffers of the right length");
             }
         }),
     }
@@ -314,7 +316,7 @@ pub fn all() -> Vec<Case> {
                     decoupled: false,
                     step,
                 };
-                adam_step(h, &mut p, &g, &mut m, &mut v);
+                adam_step(h, &mut p, &g, &mut m, &mut v).expect("buffers of the right length");
             }),
         });
     }

@@ -3,14 +3,16 @@
 //! backward products are [`gemm_rows`] with plain rows. Both split their
 //! output over threads.
 
+use crate::error::{check_len, Result};
 use crate::gemm::{gemm_dots, gemm_rows};
 use crate::scratch::with_scratch;
 use crate::simd::SimdPath;
 
 /// Forward: y (batch × n_out) = x (batch × n_in) · wᵀ + bias.
 ///
-/// # Panics
-/// If a slice has the wrong length.
+/// # Errors
+/// [`KernelError::Length`](crate::KernelError::Length) if a slice's length
+/// does not match the shapes; nothing is written then.
 pub fn dense_forward(
     x: &[f32],
     batch: usize,
@@ -19,10 +21,14 @@ pub fn dense_forward(
     n_out: usize,
     bias: Option<&[f32]>,
     y: &mut [f32],
-) {
-    assert_eq!(x.len(), batch * n_in, "dense: x length");
-    assert_eq!(w.len(), n_out * n_in, "dense: weight length");
-    assert_eq!(y.len(), batch * n_out, "dense: y length");
+) -> Result<()> {
+    const OP: &str = "dense_forward";
+    check_len(OP, "x", x.len(), batch * n_in)?;
+    check_len(OP, "weight", w.len(), n_out * n_in)?;
+    check_len(OP, "y", y.len(), batch * n_out)?;
+    if let Some(b) = bias {
+        check_len(OP, "bias", b.len(), n_out)?;
+    }
     let path = SimdPath::current();
     gemm_dots(
         path,
@@ -39,18 +45,19 @@ pub fn dense_forward(
         true,
     );
     if let Some(b) = bias {
-        assert_eq!(b.len(), n_out, "dense: bias length");
         for row in y.chunks_mut(n_out) {
             row.iter_mut().zip(b).for_each(|(v, bv)| *v += bv);
         }
     }
+    Ok(())
 }
 
 /// Backward: writes dW = dyᵀ·x to `dw`, the column sums of dy to `db`, and
 /// dx = dy·W when asked for (every output is overwritten).
 ///
-/// # Panics
-/// If a slice has the wrong length.
+/// # Errors
+/// [`KernelError::Length`](crate::KernelError::Length) if a slice's length
+/// does not match the shapes; nothing is written then.
 #[allow(clippy::too_many_arguments)]
 pub fn dense_backward(
     x: &[f32],
@@ -62,14 +69,20 @@ pub fn dense_backward(
     dx: Option<&mut [f32]>,
     dw: &mut [f32],
     db: Option<&mut [f32]>,
-) {
-    assert_eq!(x.len(), batch * n_in, "dense backward: x length");
-    assert_eq!(w.len(), n_out * n_in, "dense backward: weight length");
-    assert_eq!(dy.len(), batch * n_out, "dense backward: dy length");
-    assert_eq!(dw.len(), n_out * n_in, "dense backward: dw length");
+) -> Result<()> {
+    const OP: &str = "dense_backward";
+    check_len(OP, "x", x.len(), batch * n_in)?;
+    check_len(OP, "weight", w.len(), n_out * n_in)?;
+    check_len(OP, "dy", dy.len(), batch * n_out)?;
+    check_len(OP, "dw", dw.len(), n_out * n_in)?;
+    if let Some(db) = &db {
+        check_len(OP, "db", db.len(), n_out)?;
+    }
+    if let Some(dx) = &dx {
+        check_len(OP, "dx", dx.len(), batch * n_in)?;
+    }
     let path = SimdPath::current();
     if let Some(db) = db {
-        assert_eq!(db.len(), n_out, "dense backward: db length");
         db.fill(0.0);
         for row in dy.chunks(n_out) {
             db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
@@ -97,7 +110,6 @@ pub fn dense_backward(
         );
     });
     if let Some(dx) = dx {
-        assert_eq!(dx.len(), batch * n_in, "dense backward: dx length");
         gemm_rows(
             path,
             batch,
@@ -113,4 +125,5 @@ pub fn dense_backward(
             true,
         );
     }
+    Ok(())
 }

@@ -1,11 +1,34 @@
 //! Batch normalization over the channels of (batch, channels, spatial)
 //! tensors, in training and inference mode, and the dropout mask.
+//!
+//! Each kernel checks every buffer against the shapes it is given and
+//! returns [`KernelError`](crate::KernelError) before writing anything.
+
+use crate::error::{check_len, require, Result};
 
 /// Per-channel statistics saved by the training forward pass for backward.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct BatchNormCache {
     pub mean: Vec<f32>,
     pub inv_std: Vec<f32>,
+}
+
+/// Checks a forward pass's buffers: x and y hold `len` values, gamma,
+/// beta and the running statistics one per channel.
+fn check_forward(
+    op: &'static str,
+    [x, y]: [usize; 2],
+    len: usize,
+    per_channel: [usize; 4],
+    channels: usize,
+) -> Result<()> {
+    check_len(op, "x", x, len)?;
+    check_len(op, "y", y, len)?;
+    let names = ["gamma", "beta", "running mean", "running variance"];
+    for (name, found) in names.into_iter().zip(per_channel) {
+        check_len(op, name, found, channels)?;
+    }
+    Ok(())
 }
 
 /// Training forward: normalizes each channel by its batch mean and variance
@@ -25,9 +48,19 @@ pub fn batchnorm_forward_train(
     running_mean: &mut [f32],
     running_var: &mut [f32],
     y: &mut [f32],
-) -> BatchNormCache {
-    assert_eq!(x.len(), batch * channels * spatial, "batchnorm: x length");
-    assert_eq!(y.len(), x.len(), "batchnorm: y length");
+) -> Result<BatchNormCache> {
+    check_forward(
+        "batchnorm_forward_train",
+        [x.len(), y.len()],
+        batch * channels * spatial,
+        [
+            gamma.len(),
+            beta.len(),
+            running_mean.len(),
+            running_var.len(),
+        ],
+        channels,
+    )?;
     let n = (batch * spatial) as f64;
     let mut cache = BatchNormCache {
         mean: vec![0.0; channels],
@@ -59,7 +92,7 @@ pub fn batchnorm_forward_train(
             }
         }
     }
-    cache
+    Ok(cache)
 }
 
 /// Inference forward with the running statistics.
@@ -75,8 +108,19 @@ pub fn batchnorm_forward_infer(
     running_mean: &[f32],
     running_var: &[f32],
     y: &mut [f32],
-) {
-    assert_eq!(x.len(), batch * channels * spatial, "batchnorm: x length");
+) -> Result<()> {
+    check_forward(
+        "batchnorm_forward_infer",
+        [x.len(), y.len()],
+        batch * channels * spatial,
+        [
+            gamma.len(),
+            beta.len(),
+            running_mean.len(),
+            running_var.len(),
+        ],
+        channels,
+    )?;
     for c in 0..channels {
         let inv = 1.0 / (running_var[c] + eps).sqrt();
         let (scale, shift) = (gamma[c] * inv, beta[c] - gamma[c] * running_mean[c] * inv);
@@ -87,6 +131,7 @@ pub fn batchnorm_forward_infer(
             }
         }
     }
+    Ok(())
 }
 
 /// Training backward: writes dx and adds to dgamma and dbeta.
@@ -102,7 +147,17 @@ pub fn batchnorm_backward(
     dx: &mut [f32],
     dgamma: &mut [f32],
     dbeta: &mut [f32],
-) {
+) -> Result<()> {
+    const OP: &str = "batchnorm_backward";
+    let len = batch * channels * spatial;
+    check_len(OP, "x", x.len(), len)?;
+    check_len(OP, "dy", dy.len(), len)?;
+    check_len(OP, "dx", dx.len(), len)?;
+    check_len(OP, "gamma", gamma.len(), channels)?;
+    check_len(OP, "saved mean", cache.mean.len(), channels)?;
+    check_len(OP, "saved inverse std", cache.inv_std.len(), channels)?;
+    check_len(OP, "dgamma", dgamma.len(), channels)?;
+    check_len(OP, "dbeta", dbeta.len(), channels)?;
     let n = (batch * spatial) as f64;
     for c in 0..channels {
         let (mean, inv) = (cache.mean[c] as f64, cache.inv_std[c] as f64);
@@ -130,22 +185,25 @@ pub fn batchnorm_backward(
             }
         }
     }
+    Ok(())
 }
 
 /// Fills `mask` for inverted dropout at `rate`: each element is 0 with
 /// probability `rate`, else 1/(1 − rate). The mask depends only on `seed`
 /// (a counter-based generator), so a run is reproducible.
-pub fn dropout_mask(rate: f32, seed: u64, mask: &mut [f32]) {
-    assert!(
+pub fn dropout_mask(rate: f32, seed: u64, mask: &mut [f32]) -> Result<()> {
+    require(
+        "dropout_mask",
         (0.0..1.0).contains(&rate),
-        "dropout: rate must be in [0, 1)"
-    );
+        &format!("the rate must be in [0, 1), not {rate}"),
+    )?;
     let keep = 1.0 / (1.0 - rate);
     for (i, m) in mask.iter_mut().enumerate() {
         let u = (splitmix64(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 40) as f32
             / (1u64 << 24) as f32;
         *m = if u < rate { 0.0 } else { keep };
     }
+    Ok(())
 }
 
 /// SplitMix64: a small, well-mixed hash used as a counter-based generator.

@@ -4,6 +4,7 @@
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
+use crate::error::{check_len, Result};
 use crate::simd::SimdPath;
 
 const CHUNK: usize = 1 << 14;
@@ -54,17 +55,27 @@ impl WithSimd for AdamOp<'_> {
 }
 
 /// One Adam (or AdamW) step on parameters `p` with gradient `g` and moments `m`, `v`.
-pub fn adam_step(h: AdamStep, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-    assert!(
-        p.len() == g.len() && g.len() == m.len() && m.len() == v.len(),
-        "adam: lengths"
-    );
+///
+/// # Errors
+/// [`KernelError::Length`](crate::KernelError::Length) if `g`, `m` or `v`
+/// is not as long as `p`; nothing is written then.
+pub fn adam_step(
+    h: AdamStep,
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) -> Result<()> {
+    check_len("adam_step", "gradient", g.len(), p.len())?;
+    check_len("adam_step", "first moment", m.len(), p.len())?;
+    check_len("adam_step", "second moment", v.len(), p.len())?;
     let path = SimdPath::current();
     p.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK))
         .zip(m.par_chunks_mut(CHUNK))
         .zip(v.par_chunks_mut(CHUNK))
         .for_each(|(((p, g), m), v)| path.dispatch(AdamOp { h, p, g, m, v }));
+    Ok(())
 }
 
 /// One SGD step with momentum (0 for plain SGD) and optional Nesterov
@@ -77,12 +88,14 @@ pub fn sgd_step(
     p: &mut [f32],
     g: &[f32],
     vel: &mut [f32],
-) {
-    assert!(p.len() == g.len() && g.len() == vel.len(), "sgd: lengths");
+) -> Result<()> {
+    check_len("sgd_step", "gradient", g.len(), p.len())?;
+    check_len("sgd_step", "velocity", vel.len(), p.len())?;
     for ((p, &g0), v) in p.iter_mut().zip(g).zip(vel.iter_mut()) {
         let g = g0 + weight_decay * *p;
         *v = momentum * *v + g;
         let step = if nesterov { g + momentum * *v } else { *v };
         *p -= lr * step;
     }
+    Ok(())
 }

@@ -7,7 +7,7 @@
 //! with rayon, and each inner loop runs under the dispatched SIMD path so
 //! that the compiler vectorizes it for the CPU at hand.
 
-use crate::error::{check_len, KernelError};
+use crate::error::{check_len, require, KernelError};
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
@@ -416,15 +416,23 @@ pub fn pool2d_backward(
 }
 
 /// Global pooling: one value per row of length `l`.
-pub fn global_pool_forward(kind: PoolKind, x: &[f32], rows: usize, l: usize, y: &mut [f32]) {
-    assert_eq!(x.len(), rows * l, "global pool: x length");
-    assert_eq!(y.len(), rows, "global pool: y length");
+pub fn global_pool_forward(
+    kind: PoolKind,
+    x: &[f32],
+    rows: usize,
+    l: usize,
+    y: &mut [f32],
+) -> crate::error::Result<()> {
+    check_len("global_pool_forward", "x", x.len(), rows * l)?;
+    check_len("global_pool_forward", "y", y.len(), rows)?;
+    require("global_pool_forward", l > 0, "the input has length 0")?;
     for (o, r) in y.iter_mut().zip(x.chunks(l)) {
         *o = match kind {
             PoolKind::Max => r.iter().copied().fold(f32::NEG_INFINITY, f32::max),
             PoolKind::Avg => (r.iter().map(|&v| v as f64).sum::<f64>() / l as f64) as f32,
         };
     }
+    Ok(())
 }
 
 /// Global pooling backward.
@@ -435,10 +443,11 @@ pub fn global_pool_backward(
     l: usize,
     dy: &[f32],
     dx: &mut [f32],
-) {
-    assert_eq!(x.len(), rows * l, "global pool backward: x length");
-    assert_eq!(dy.len(), rows, "global pool backward: dy length");
-    assert_eq!(dx.len(), rows * l, "global pool backward: dx length");
+) -> crate::error::Result<()> {
+    check_len("global_pool_backward", "x", x.len(), rows * l)?;
+    check_len("global_pool_backward", "dy", dy.len(), rows)?;
+    check_len("global_pool_backward", "dx", dx.len(), rows * l)?;
+    require("global_pool_backward", l > 0, "the input has length 0")?;
     for ((r, d), out) in x.chunks(l).zip(dy).zip(dx.chunks_mut(l)) {
         match kind {
             PoolKind::Max => {
@@ -454,4 +463,5 @@ pub fn global_pool_backward(
             PoolKind::Avg => out.fill(*d / l as f32),
         }
     }
+    Ok(())
 }

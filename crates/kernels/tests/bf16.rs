@@ -558,12 +558,12 @@ fn dense_in_bf16_matches_the_reference() {
             reference::dense_backward(&abs(&xd), batch, n_in, &abs(&wd), n_out, &abs(&dyd));
         with_path(PATH, || {
             let mut y = vec![0f32; batch * n_out];
-            dense_forward(&x, batch, n_in, &w, n_out, Some(&b), &mut y);
+            dense_forward(&x, batch, n_in, &w, n_out, Some(&b), &mut y).unwrap();
             assert_within("dense forward", &y, &y_ref, &y_abs, n_in);
             if n_in > 1 {
                 let y32 = with_path(SimdPath::Avx512, || {
                     let mut y = vec![0f32; batch * n_out];
-                    dense_forward(&x, batch, n_in, &w, n_out, Some(&b), &mut y);
+                    dense_forward(&x, batch, n_in, &w, n_out, Some(&b), &mut y).unwrap();
                     y
                 });
                 assert_ne!(y, y32, "dense took the f32 path");
@@ -580,7 +580,8 @@ fn dense_in_bf16_matches_the_reference() {
                 Some(&mut dx),
                 &mut dw,
                 Some(&mut db),
-            );
+            )
+            .unwrap();
             assert_within("dense dx", &dx, &dx_ref, &dx_abs, n_out);
             assert_within("dense dw", &dw, &dw_ref, &dw_abs, batch);
         });

@@ -106,10 +106,10 @@ proptest! {
         for path in SimdPath::available() {
             with_path(path, || {
                 let mut y = vec![0f32; batch * n_out];
-                dense_forward(&x, batch, n_in, &w, n_out, Some(&b), &mut y);
+                dense_forward(&x, batch, n_in, &w, n_out, Some(&b), &mut y).unwrap();
                 assert!(rel(&y, &y_ref) <= 1e-5, "{path} dense forward");
                 let (mut dx, mut dw, mut db) = (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; n_out]);
-                dense_backward(&x, batch, n_in, &w, n_out, &dy, Some(&mut dx), &mut dw, Some(&mut db));
+                dense_backward(&x, batch, n_in, &w, n_out, &dy, Some(&mut dx), &mut dw, Some(&mut db)).unwrap();
                 assert!(rel(&dx, &dx_ref) <= 1e-5, "{path} dense dx");
                 assert!(rel(&dw, &dw_ref) <= 1e-5, "{path} dense dw");
                 assert!(rel(&db, &db_ref) <= 1e-5, "{path} dense db");
@@ -167,7 +167,7 @@ fn dense_long_sums() {
     for path in SimdPath::available() {
         with_path(path, || {
             let mut y = vec![0f32; batch * n_out];
-            dense_forward(&x, batch, n_in, &w, n_out, None, &mut y);
+            dense_forward(&x, batch, n_in, &w, n_out, None, &mut y).unwrap();
             let e = rel(&y, &y_ref);
             assert!(e <= 2e-5, "{path}: {e}");
         });
@@ -243,7 +243,7 @@ fn large_shapes_take_the_parallel_paths() {
         reference::dense_backward(&f64s(&x), batch, n_in, &f64s(&w), n_out, &f64s(&dy));
     let y_ref = reference::dense_forward(&f64s(&x), batch, n_in, &f64s(&w), n_out, None);
     let mut y = vec![0f32; batch * n_out];
-    dense_forward(&x, batch, n_in, &w, n_out, None, &mut y);
+    dense_forward(&x, batch, n_in, &w, n_out, None, &mut y).unwrap();
     assert!(rel(&y, &y_ref) <= 1e-5, "dense y {}", rel(&y, &y_ref));
     let (mut dx, mut dw) = (vec![0f32; x.len()], vec![0f32; w.len()]);
     dense_backward(
@@ -256,7 +256,8 @@ fn large_shapes_take_the_parallel_paths() {
         Some(&mut dx),
         &mut dw,
         None,
-    );
+    )
+    .unwrap();
     assert!(rel(&dx, &dx_ref) <= 1e-5, "dense dx {}", rel(&dx, &dx_ref));
     assert!(rel(&dw, &dw_ref) <= 1e-5, "dense dw {}", rel(&dw, &dw_ref));
     for batch in [1, 3] {
@@ -308,7 +309,7 @@ proptest! {
         let mut z = vec![0f32; batch * p.c_out * lo];
         conv1d_forward(&p, &x, batch, l, &w, Some(&b), &mut z).expect("valid kernel parameters");
         let mut a = vec![0f32; z.len()];
-        act.forward(&z, &mut a);
+        act.forward(&z, &mut a).unwrap();
         let pp = Pool1dParams::new(PoolKind::Max, 2);
         // A near tie in a window may be resolved either way (both are valid
         // subgradients), and so may a ReLU's kink at a maximum within
@@ -322,7 +323,7 @@ proptest! {
         let mut da = vec![0f32; z.len()];
         pool1d_backward(&pp, &a, batch * p.c_out, lo, &dy, &mut da).expect("valid kernel parameters");
         let mut dz = vec![0f32; z.len()];
-        act.backward(&z, &da, &mut dz);
+        act.backward(&z, &da, &mut dz).unwrap();
         let (mut dx_ref, mut dw_ref, mut db_ref) = (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; b.len()]);
         conv1d_backward(&p, &x, batch, l, &w, &dz, Some(&mut dx_ref), &mut dw_ref, Some(&mut db_ref)).expect("valid kernel parameters");
         // Fused, on every SIMD path, with and without the input gradient
@@ -367,7 +368,7 @@ proptest! {
         let mut z = vec![0f32; batch * p.c_out * ho * wo];
         conv2d_forward(&p, &x, batch, h, w_, &w, Some(&b), &mut z).expect("valid kernel parameters");
         let mut a = vec![0f32; z.len()];
-        act.forward(&z, &mut a);
+        act.forward(&z, &mut a).unwrap();
         let pp = Pool2dParams::new(PoolKind::Max, 2);
         // Near ties and ReLU kinks may be resolved either way: leave such
         // draws out (looked for before the activation, as in 1D).
@@ -386,7 +387,7 @@ proptest! {
         let mut da = vec![0f32; z.len()];
         pool2d_backward(&pp, &a, batch * p.c_out, ho, wo, &dy, &mut da).expect("valid kernel parameters");
         let mut dz = vec![0f32; z.len()];
-        act.backward(&z, &da, &mut dz);
+        act.backward(&z, &da, &mut dz).unwrap();
         let (mut dx_ref, mut dw_ref, mut db_ref) = (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; b.len()]);
         conv2d_backward(&p, &x, batch, h, w_, &w, &dz, Some(&mut dx_ref), &mut dw_ref, Some(&mut db_ref)).expect("valid kernel parameters");
         for path in SimdPath::available() {
@@ -447,4 +448,177 @@ fn kernels_refuse_bad_parameters_and_buffers_with_typed_errors() {
         "{e}"
     );
     assert!(e.to_string().starts_with("pool2d_backward: "), "{e}");
+}
+
+/// The other kernels (dense, batch norm, activations, softmax, global
+/// pooling, the optimizers, dropout) refuse a buffer of the wrong length or
+/// a parameter they cannot use with a typed error, and write nothing then
+/// (issue 16): each case names the operation, the buffer, and both lengths.
+#[test]
+fn every_kernel_reports_wrong_lengths_as_typed_errors_and_writes_nothing() {
+    use kernels::norm::{
+        batchnorm_backward, batchnorm_forward_infer, batchnorm_forward_train, dropout_mask,
+        BatchNormCache,
+    };
+    use kernels::optim::{adam_step, sgd_step, AdamStep};
+    use kernels::pool::{global_pool_backward, global_pool_forward};
+    use kernels::{softmax_cross_entropy, Activation, KernelError};
+    fn length(
+        op: &'static str,
+        buffer: &'static str,
+        found: usize,
+        expected: usize,
+    ) -> KernelError {
+        KernelError::Length {
+            op,
+            buffer,
+            found,
+            expected,
+        }
+    }
+    const SENTINEL: f32 = 7.25;
+    let untouched = |v: &[f32]| v.iter().all(|&x| x == SENTINEL);
+
+    // Dense: batch 2, 3 → 4.
+    let (x, w) = (vec![1f32; 6], vec![1f32; 12]);
+    let mut y = vec![SENTINEL; 8];
+    assert_eq!(
+        dense_forward(&x, 2, 3, &w[..11], 4, None, &mut y),
+        Err(length("dense_forward", "weight", 11, 12))
+    );
+    assert_eq!(
+        dense_forward(&x, 2, 3, &w, 4, Some(&[0.0; 3]), &mut y),
+        Err(length("dense_forward", "bias", 3, 4))
+    );
+    assert!(untouched(&y));
+    let (mut dw, mut db, mut dx) = (vec![SENTINEL; 12], vec![SENTINEL; 4], vec![SENTINEL; 5]);
+    assert_eq!(
+        dense_backward(
+            &x,
+            2,
+            3,
+            &w,
+            4,
+            &[0.0; 8],
+            Some(&mut dx),
+            &mut dw,
+            Some(&mut db)
+        ),
+        Err(length("dense_backward", "dx", 5, 6))
+    );
+    assert!(untouched(&dw) && untouched(&db) && untouched(&dx));
+
+    // Batch norm: batch 2, 3 channels, 2 positions.
+    let x = vec![1f32; 12];
+    let (mut rm, mut rv, mut y) = (vec![SENTINEL; 3], vec![SENTINEL; 3], vec![SENTINEL; 12]);
+    assert_eq!(
+        batchnorm_forward_train(
+            &x, 2, 3, 2, &[1.0; 3], &[0.0; 2], 1e-5, 0.1, &mut rm, &mut rv, &mut y
+        ),
+        Err(length("batchnorm_forward_train", "beta", 2, 3))
+    );
+    assert!(untouched(&rm) && untouched(&rv) && untouched(&y));
+    assert_eq!(
+        batchnorm_forward_infer(
+            &x, 2, 3, 2, &[1.0; 3], &[0.0; 3], 1e-5, &[0.0; 3], &[1.0; 4], &mut y
+        ),
+        Err(length("batchnorm_forward_infer", "running variance", 4, 3))
+    );
+    assert!(untouched(&y));
+    let cache = BatchNormCache {
+        mean: vec![0.0; 3],
+        inv_std: vec![1.0; 2],
+    };
+    let (mut dx, mut dg, mut dbeta) = (vec![SENTINEL; 12], vec![SENTINEL; 3], vec![SENTINEL; 3]);
+    assert_eq!(
+        batchnorm_backward(
+            &x, 2, 3, 2, &[1.0; 3], &cache, &[0.0; 12], &mut dx, &mut dg, &mut dbeta
+        ),
+        Err(length("batchnorm_backward", "saved inverse std", 2, 3))
+    );
+    assert!(untouched(&dx) && untouched(&dg) && untouched(&dbeta));
+
+    // Activations.
+    let mut y = vec![SENTINEL; 4];
+    assert_eq!(
+        Activation::Relu.forward(&[1.0; 5], &mut y),
+        Err(length("activation_forward", "y", 4, 5))
+    );
+    assert_eq!(
+        Activation::Tanh.backward(&[1.0; 4], &[1.0; 3], &mut y),
+        Err(length("activation_backward", "dy", 3, 4))
+    );
+    assert!(untouched(&y));
+
+    // Softmax cross-entropy: a label past the classes, and short labels.
+    let (mut probs, mut dz) = (vec![SENTINEL; 6], vec![SENTINEL; 6]);
+    let e = softmax_cross_entropy(&[0.0; 6], 2, 3, &[0, 3], &mut probs, &mut dz).unwrap_err();
+    assert!(
+        matches!(e, KernelError::Params { op: "softmax_cross_entropy", ref message } if message.contains("sample 1 is 3")),
+        "{e}"
+    );
+    assert_eq!(
+        softmax_cross_entropy(&[0.0; 6], 2, 3, &[0], &mut probs, &mut dz),
+        Err(length("softmax_cross_entropy", "labels", 1, 2))
+    );
+    assert!(untouched(&probs) && untouched(&dz));
+
+    // Global pooling: short outputs, and rows of length 0.
+    let mut y = vec![SENTINEL; 2];
+    assert_eq!(
+        global_pool_forward(PoolKind::Max, &[1.0; 6], 3, 2, &mut y),
+        Err(length("global_pool_forward", "y", 2, 3))
+    );
+    assert!(matches!(
+        global_pool_forward(PoolKind::Avg, &[], 2, 0, &mut y),
+        Err(KernelError::Params {
+            op: "global_pool_forward",
+            ..
+        })
+    ));
+    let mut dx = vec![SENTINEL; 6];
+    assert_eq!(
+        global_pool_backward(PoolKind::Avg, &[1.0; 6], 3, 2, &[1.0; 2], &mut dx),
+        Err(length("global_pool_backward", "dy", 2, 3))
+    );
+    assert!(untouched(&y) && untouched(&dx));
+
+    // Optimizers.
+    let mut p = vec![SENTINEL; 4];
+    let (mut m, mut v) = (vec![SENTINEL; 4], vec![SENTINEL; 3]);
+    let h = AdamStep {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+        step: 1,
+    };
+    assert_eq!(
+        adam_step(h, &mut p, &[1.0; 4], &mut m, &mut v),
+        Err(length("adam_step", "second moment", 3, 4))
+    );
+    assert_eq!(
+        sgd_step(0.1, 0.9, false, 0.0, &mut p, &[1.0; 5], &mut m),
+        Err(length("sgd_step", "gradient", 5, 4))
+    );
+    assert!(untouched(&p) && untouched(&m) && untouched(&v));
+
+    // Dropout at a rate of 1 or NaN.
+    let mut mask = vec![SENTINEL; 4];
+    for rate in [1.0, f32::NAN, -0.1] {
+        let e = dropout_mask(rate, 1, &mut mask).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                KernelError::Params {
+                    op: "dropout_mask",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+    assert!(untouched(&mask));
 }

@@ -183,7 +183,8 @@ fn dense_gradients() {
             Some(&mut dx),
             &mut dw,
             Some(&mut db),
-        );
+        )
+        .unwrap();
         let (xd, wd, bd) = (f64s(&x), f64s(&w), f64s(&b));
         check("dense dx", &x, &dx, |t| {
             dot(
@@ -250,7 +251,7 @@ fn pooling_gradients() {
             let x = data(rows * l, 17);
             let r = data(rows, 18);
             let mut dx = vec![0f32; x.len()];
-            pool::global_pool_backward(kind, &x, rows, l, &r, &mut dx);
+            pool::global_pool_backward(kind, &x, rows, l, &r, &mut dx).unwrap();
             check("global pool", &x, &dx, |t| {
                 t.chunks(l)
                     .zip(&r)
@@ -310,7 +311,7 @@ fn activation_gradients() {
             Activation::Sigmoid,
         ] {
             let mut y = vec![0f32; 64];
-            a.forward(&x, &mut y);
+            a.forward(&x, &mut y).unwrap();
             for (yv, xv) in y.iter().zip(&x) {
                 assert!(
                     (*yv as f64 - act64(a, *xv as f64)).abs() < 1e-6 * (1.0 + yv.abs() as f64),
@@ -318,7 +319,7 @@ fn activation_gradients() {
                 );
             }
             let mut dx = vec![0f32; 64];
-            a.backward(&x, &r, &mut dx);
+            a.backward(&x, &r, &mut dx).unwrap();
             check(&format!("{a:?}"), &x, &dx, |t| {
                 t.iter()
                     .zip(&r)
@@ -336,7 +337,7 @@ fn softmax_cross_entropy_gradient() {
         let z: Vec<f32> = data(batch * classes, 21).iter().map(|v| v * 4.0).collect();
         let labels = [0, 6, 3, 3];
         let (mut probs, mut dz) = (vec![0f32; z.len()], vec![0f32; z.len()]);
-        let loss = softmax_cross_entropy(&z, batch, classes, &labels, &mut probs, &mut dz);
+        let loss = softmax_cross_entropy(&z, batch, classes, &labels, &mut probs, &mut dz).unwrap();
         let ce = |t: &[f64]| {
             t.chunks(classes)
                 .zip(&labels)
@@ -369,7 +370,8 @@ fn batchnorm_gradients() {
         let mut y = vec![0f32; x.len()];
         let cache = batchnorm_forward_train(
             &x, batch, channels, spatial, &gamma, &beta, eps, 0.1, &mut rm, &mut rv, &mut y,
-        );
+        )
+        .unwrap();
         let bn = |t: &[f64], g: &[f64], b: &[f64]| -> f64 {
             let mut l = 0.0;
             for c in 0..channels {
@@ -392,7 +394,8 @@ fn batchnorm_gradients() {
         );
         batchnorm_backward(
             &x, batch, channels, spatial, &gamma, &cache, &r, &mut dx, &mut dg, &mut db,
-        );
+        )
+        .unwrap();
         let (xd, gd, bd) = (f64s(&x), f64s(&gamma), f64s(&beta));
         check("batchnorm dx", &x, &dx, |t| bn(t, &gd, &bd));
         check("batchnorm dgamma", &gamma, &dg, |t| bn(&xd, t, &bd));
@@ -421,7 +424,8 @@ fn batchnorm_gradients() {
         let mut y2 = vec![0f32; x.len()];
         batchnorm_forward_train(
             &x, batch, channels, spatial, &gamma, &beta, eps, 0.1, &mut rm, &mut rv, &mut y2,
-        );
+        )
+        .unwrap();
         for c in 0..channels {
             let (mean, var) = stats(c);
             assert!(
@@ -440,12 +444,12 @@ fn batchnorm_gradients() {
 fn dropout_mask_is_seeded_and_scaled() {
     let mut a = vec![0f32; 10_000];
     let mut b = vec![0f32; 10_000];
-    kernels::norm::dropout_mask(0.3, 42, &mut a);
-    kernels::norm::dropout_mask(0.3, 42, &mut b);
+    kernels::norm::dropout_mask(0.3, 42, &mut a).unwrap();
+    kernels::norm::dropout_mask(0.3, 42, &mut b).unwrap();
     assert_eq!(a, b);
     let dropped = a.iter().filter(|&&v| v == 0.0).count() as f64 / 1e4;
     assert!((dropped - 0.3).abs() < 0.02, "{dropped}");
     assert!(a.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.7).abs() < 1e-6));
-    kernels::norm::dropout_mask(0.3, 43, &mut b);
+    kernels::norm::dropout_mask(0.3, 43, &mut b).unwrap();
     assert_ne!(a, b);
 }

@@ -83,7 +83,7 @@ fn adam_and_adamw_match_their_definitions_on_every_path() {
                     decoupled,
                     step: t as u32 + 1,
                 };
-                with_path(path, || adam_step(h, &mut p, g, &mut m, &mut v));
+                with_path(path, || adam_step(h, &mut p, g, &mut m, &mut v).unwrap());
             }
             let h = AdamStep {
                 lr: 1e-2,
@@ -111,7 +111,7 @@ fn sgd_momentum_and_nesterov_match_their_definitions() {
         let mut p = p0.clone();
         let mut vel = vec![0f32; N];
         for g in &grads {
-            sgd_step(0.05, momentum, nesterov, wd, &mut p, g, &mut vel);
+            sgd_step(0.05, momentum, nesterov, wd, &mut p, g, &mut vel).unwrap();
         }
         // PyTorch's SGD: g ← g + λθ; b ← μb + g; step = g + μb (Nesterov) or b.
         let (mu, lr, wd) = (momentum as f64, 0.05f64, wd as f64);

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use vision::augment::Augmenter;
 use vision::ImageSet;
 
-use crate::error::{ModelError, Result};
+use crate::error::{DataError, ModelError, Result};
 use crate::spec::ModelSpec;
 use crate::trainer::{self, EpochCore, Task, TrainOptions};
 use crate::transfer::Provenance;
@@ -113,10 +113,12 @@ pub fn gather(set: &ImageSet, rows: &[usize]) -> Vec<f32> {
 
 fn check_shape(set: &ImageSet, meta: &ImageMeta, what: &str) -> Result<()> {
     if (set.channels, set.height, set.width) != (meta.channels, meta.height, meta.width) {
-        return Err(ModelError::Data(format!(
-            "the {what} images are {}×{}×{} (channels × height × width), the model expects {}×{}×{}",
-            set.channels, set.height, set.width, meta.channels, meta.height, meta.width
-        )));
+        return Err(DataError::ImageShape {
+            what: what.to_string(),
+            found: [set.channels, set.height, set.width],
+            expected: [meta.channels, meta.height, meta.width],
+        }
+        .into());
     }
     Ok(())
 }
@@ -124,10 +126,13 @@ fn check_shape(set: &ImageSet, meta: &ImageMeta, what: &str) -> Result<()> {
 fn check_set(set: &ImageSet, meta: &ImageMeta, what: &str) -> Result<()> {
     check_shape(set, meta, what)?;
     if let Some(k) = set.labels.iter().position(|&l| l as usize >= meta.classes) {
-        return Err(ModelError::Data(format!(
-            "{what} image {k} has label {}, but the model has {} classes",
-            set.labels[k], meta.classes
-        )));
+        return Err(DataError::Target {
+            loss: "softmax_cross_entropy",
+            expected: format!("a class below {}", meta.classes),
+            individual: format!("{what} image {k}"),
+            value: f64::from(set.labels[k]),
+        }
+        .into());
     }
     Ok(())
 }
@@ -163,7 +168,7 @@ fn evaluate_rows<B: Backend>(
         )?;
         let out = backend.to_vec(&network.predict(&x)?)?;
         let targets: Vec<f32> = chunk.iter().map(|&r| set.labels[r] as f32).collect();
-        let (l, _) = Loss::SoftmaxCrossEntropy.eval(&out, classes, &targets);
+        let (l, _) = Loss::SoftmaxCrossEntropy.eval(&out, classes, &targets)?;
         total += l * chunk.len() as f64;
         for (row, &r) in out.chunks(classes).zip(chunk) {
             confusion[set.labels[r] as usize][argmax(row)] += 1;
@@ -285,10 +290,12 @@ pub fn fit_images_with<B: Backend>(
         ));
     }
     if train.len() < 2 {
-        return Err(ModelError::Data(format!(
-            "{} training images; at least 2 are needed",
-            train.len()
-        )));
+        return Err(DataError::TooFew {
+            what: "training images",
+            found: train.len(),
+            needed: 2,
+        }
+        .into());
     }
     let input_shape = [train.channels, train.height, train.width];
     if network.input_shape != input_shape {

@@ -15,7 +15,7 @@ pub mod trainer;
 pub mod transfer;
 
 pub use checkpoint::Checkpoint;
-pub use error::{ModelError, Result};
+pub use error::{DataError, ModelError, Result, TransferError};
 pub use image::{
     fit_images, fit_images_with, Evaluation, ImageEpoch, ImageEvent, ImageMeta, ImageModel,
     ImageOptions,

@@ -13,7 +13,7 @@ use nn::{Backend, Network};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ModelError, Result};
+use crate::error::{DataError, ModelError, Result, TransferError};
 use crate::image::{ImageMeta, ImageModel};
 use crate::spec::ModelSpec;
 use crate::train::{Fitted, InputMap, ScaledTrait, TargetScale};
@@ -418,10 +418,10 @@ fn f32_values(st_path: &Path, name: &str, t: &TensorView) -> Result<Vec<f32>> {
 pub fn read_weights(dir: &Path) -> Result<SourceWeights> {
     let o = open(dir)?;
     if o.header.kind == ModelKind::Linear {
-        return Err(ModelError::Transfer(format!(
-            "--init-from {}: it holds a linear (GBLUP) model, which has no layers to transfer; give a network trained by `genocnn train` or `genocnn image train`",
-            dir.display()
-        )));
+        return Err(TransferError::LinearSource {
+            dir: dir.display().to_string(),
+        }
+        .into());
     }
     let st =
         SafeTensors::deserialize(&o.bytes).map_err(|e| saved_err(&o.st_path, e.to_string()))?;
@@ -667,26 +667,19 @@ pub fn match_markers(
         flipped.push(flip);
     }
     if !missing.is_empty() {
-        let shown: Vec<&str> = missing.iter().take(5).copied().collect();
-        return Err(ModelError::Data(format!(
-            "{file}: {} of the model's {} markers are missing, for example {}{}",
-            missing.len(),
-            model.len(),
-            shown.join(", "),
-            if missing.len() > 5 { ", …" } else { "" }
-        )));
+        return Err(DataError::MissingMarkers {
+            file: file.to_string(),
+            missing: missing.iter().map(|m| m.to_string()).collect(),
+            total: model.len(),
+        }
+        .into());
     }
     if !mismatched.is_empty() {
-        return Err(ModelError::Data(format!(
-            "{file}: {} markers have alleles that match neither way, for example {}",
-            mismatched.len(),
-            mismatched
-                .iter()
-                .take(3)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("; ")
-        )));
+        return Err(DataError::Alleles {
+            file: file.to_string(),
+            mismatched,
+        }
+        .into());
     }
     let identity = cols.iter().enumerate().all(|(k, &j)| k == j) && cols.len() == g.n_markers();
     Ok((

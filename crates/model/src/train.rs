@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::{ModelError, Result};
+use crate::error::{DataError, ModelError, Result};
 use crate::spec::{InputEncoding, ModelSpec};
 use crate::trainer::{self, EpochCore, Task, TrainOptions};
 use crate::transfer::Provenance;
@@ -359,7 +359,7 @@ impl<B: Backend> Task<B> for GenomicTask<'_, '_> {
         } else {
             let out = raw_outputs(network, &mut self.decoder, self.val, self.width)?;
             let targets = to_targets(self.loss, &self.ys, self.val, &self.scales);
-            let (l, _) = self.loss.eval(&out, self.width, &targets);
+            let (l, _) = self.loss.eval(&out, self.width, &targets)?;
             let pred = outputs_to_predictions(self.loss, &out, self.width, &self.scales);
             // Each trait's r over the validation individuals with its
             // record, averaged over the traits.
@@ -409,7 +409,7 @@ pub fn fit_with<B: Backend>(
     t.validate()?;
     let d = data.targets.len();
     if d == 0 {
-        return Err(ModelError::Data("no trait to train on".into()));
+        return Err(DataError::NoTrait.into());
     }
     let n = g.n_individuals();
     if let Some(c) = data
@@ -418,11 +418,12 @@ pub fn fit_with<B: Backend>(
         .chain(&data.predictors)
         .find(|c| c.values.len() != n)
     {
-        return Err(ModelError::Data(format!(
-            "trait {} has {} values for {n} genotyped individuals",
-            c.name,
-            c.values.len()
-        )));
+        return Err(DataError::TraitLength {
+            trait_name: c.name.to_string(),
+            found: c.values.len(),
+            expected: n,
+        }
+        .into());
     }
     let ys: Vec<&[f64]> = data.targets.iter().map(|c| c.values).collect();
     let input_shape = [spec.input.channels() + data.predictors.len(), g.n_markers()];
@@ -444,10 +445,12 @@ pub fn fit_with<B: Backend>(
         .filter(|&i| ys.iter().any(|y| !y[i].is_nan()))
         .collect();
     if train.len() < 2 {
-        return Err(ModelError::Data(format!(
-            "only {} training individuals have a phenotype; at least 2 are needed",
-            train.len()
-        )));
+        return Err(DataError::TooFew {
+            what: "training individuals have a phenotype",
+            found: train.len(),
+            needed: 2,
+        }
+        .into());
     }
     let loss = t.loss;
     if d > 1 && !matches!(loss, Loss::Mse | Loss::Huber) {
@@ -461,20 +464,24 @@ pub fn fit_with<B: Backend>(
     match loss {
         Loss::BinaryCrossEntropy => {
             if let Some(&i) = train.iter().find(|&&i| y0[i] != 0.0 && y0[i] != 1.0) {
-                return Err(ModelError::Data(format!(
-                    "binary_cross_entropy needs a 0/1 trait, but individual {} has {}",
-                    g.individuals()[i].iid,
-                    y0[i]
-                )));
+                return Err(DataError::Target {
+                    loss: "binary_cross_entropy",
+                    expected: "a 0/1 trait".into(),
+                    individual: format!("individual {}", g.individuals()[i].iid),
+                    value: y0[i],
+                }
+                .into());
             }
         }
         Loss::SoftmaxCrossEntropy => {
             if let Some(&i) = train.iter().find(|&&i| y0[i] < 0.0 || y0[i].fract() != 0.0) {
-                return Err(ModelError::Data(format!(
-                    "softmax_cross_entropy needs class numbers 0, 1, …, but individual {} has {}",
-                    g.individuals()[i].iid,
-                    y0[i]
-                )));
+                return Err(DataError::Target {
+                    loss: "softmax_cross_entropy",
+                    expected: "class numbers 0, 1, …".into(),
+                    individual: format!("individual {}", g.individuals()[i].iid),
+                    value: y0[i],
+                }
+                .into());
             }
         }
         _ => {}
@@ -486,10 +493,10 @@ pub fn fit_with<B: Backend>(
             .filter(|x| !x.is_nan())
             .collect();
         let Some(&first) = v.first() else {
-            return Err(ModelError::Data(format!(
-                "trait {} has no record among the training individuals",
-                c.name
-            )));
+            return Err(DataError::NoRecords {
+                trait_name: c.name.to_string(),
+            }
+            .into());
         };
         if matches!(loss, Loss::Mse | Loss::Huber) && v.len() > 1 && v.iter().all(|&x| x == first) {
             return Err(ModelError::ConstantTrait {
@@ -535,11 +542,13 @@ pub fn fit_with<B: Backend>(
     match loss {
         Loss::SoftmaxCrossEntropy => {
             if let Some(&i) = train.iter().find(|&&i| y0[i] as usize >= width) {
-                return Err(ModelError::Data(format!(
-                    "individual {} has class {}, but the last layer has {width} outputs",
-                    g.individuals()[i].iid,
-                    y0[i]
-                )));
+                return Err(DataError::Target {
+                    loss: "softmax_cross_entropy",
+                    expected: format!("a class below {width}, the last layer's outputs"),
+                    individual: format!("individual {}", g.individuals()[i].iid),
+                    value: y0[i],
+                }
+                .into());
             }
         }
         _ if width != d || network.output_shape.len() != 1 => {
@@ -685,17 +694,11 @@ impl<B: Backend> Fitted<B> {
         predictors: &[&[f64]],
     ) -> Result<Vec<Vec<f64>>> {
         if predictors.len() != self.predictors.len() {
-            return Err(ModelError::Data(format!(
-                "the model sees {} predictor trait{} ({}), but {} were given",
-                self.predictors.len(),
-                if self.predictors.len() == 1 { "" } else { "s" },
-                self.predictors
-                    .iter()
-                    .map(|p| p.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                predictors.len()
-            )));
+            return Err(DataError::Predictors {
+                expected: self.predictors.iter().map(|p| p.name.clone()).collect(),
+                found: predictors.len(),
+            }
+            .into());
         }
         let width: usize = self.network.output_shape.iter().product();
         let scales: Vec<TargetScale> = self.predictors.iter().map(|p| p.scale).collect();

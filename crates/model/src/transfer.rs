@@ -12,7 +12,7 @@ use nn::{Backend, LayerSpec, Network};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::error::{ModelError, Result};
+use crate::error::{Result, TransferError};
 
 /// Layers named on the command line: the base, the head, or spec paths.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,18 +84,20 @@ pub fn resolve<B: Backend>(
     let paths = match sel {
         LayerSelection::Base => {
             if h == 0 {
-                return Err(ModelError::Transfer(format!(
-                    "{flag} base: the network has no convolutional base (its first layer, layers.0, is a {} layer)",
-                    layers.first().map_or("missing", |l| l.kind())
-                )));
+                return Err(TransferError::NoBase {
+                    flag: flag.to_string(),
+                    first: layers.first().map_or("missing", |l| l.kind()).to_string(),
+                }
+                .into());
             }
             top(0..h)
         }
         LayerSelection::Head => {
             if h == layers.len() {
-                return Err(ModelError::Transfer(format!(
-                    "{flag} head: the network has no flatten, global pool or dense layer, so no head"
-                )));
+                return Err(TransferError::NoHead {
+                    flag: flag.to_string(),
+                }
+                .into());
             }
             top(h..layers.len())
         }
@@ -108,11 +110,12 @@ pub fn resolve<B: Backend>(
         .map(|p| p.as_str())
         .collect();
     if !unknown.is_empty() {
-        return Err(ModelError::Transfer(format!(
-            "{flag}: {} names no layer of the network; its top-level layers are {}",
-            unknown.join(", "),
-            describe_top(layers)
-        )));
+        return Err(TransferError::UnknownLayers {
+            flag: flag.to_string(),
+            unknown: unknown.iter().map(|u| u.to_string()).collect(),
+            layers: describe_top(layers),
+        }
+        .into());
     }
     Ok(paths)
 }
@@ -213,24 +216,14 @@ pub fn init_from<B: Backend>(
             .iter()
             .map(|(n, s, _)| format!("{n} {s:?}"))
             .collect();
-        return Err(ModelError::Transfer(format!(
-            "--init-from {}: no tensor matches the new network by name and shape (the source has {}; the network needs {})",
-            source.dir.display(),
-            shorten(&theirs),
-            shorten(&mine)
-        )));
+        return Err(TransferError::NoMatch {
+            dir: source.dir.display().to_string(),
+            offered: theirs,
+            needed: mine,
+        }
+        .into());
     }
     Ok(report)
-}
-
-fn shorten(items: &[String]) -> String {
-    let shown: Vec<&str> = items.iter().take(6).map(|s| s.as_str()).collect();
-    let more = items.len().saturating_sub(6);
-    if more > 0 {
-        format!("{}, and {more} more", shown.join(", "))
-    } else {
-        shown.join(", ")
-    }
 }
 
 /// One phase of a training run: the layers frozen while it runs, its
@@ -282,11 +275,11 @@ pub fn check_phases<B: Backend>(network: &mut Network<B>, phases: &[Phase]) -> R
         apply_frozen(network, &ph.frozen);
         if network.n_trainable() == 0 {
             apply_frozen(network, &[]);
-            return Err(ModelError::Transfer(format!(
-                "phase {}: freezing {} leaves nothing to train",
-                k + 1,
-                ph.frozen.join(", ")
-            )));
+            return Err(TransferError::NothingToTrain {
+                phase: k + 1,
+                frozen: ph.frozen.clone(),
+            }
+            .into());
         }
     }
     apply_frozen(network, &[]);

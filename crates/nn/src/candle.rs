@@ -706,7 +706,7 @@ mod real {
         fn dropout_mask(&self, shape: &[usize], rate: f32, seed: u64) -> Result<Tensor> {
             // The native backend's mask, so that both backends drop the same units.
             let mut m = vec![0f32; shape.iter().product()];
-            kernels::norm::dropout_mask(rate, seed, &mut m);
+            kernels::norm::dropout_mask(rate, seed, &mut m)?;
             self.tensor(m, shape)
         }
 

@@ -590,7 +590,7 @@ impl Backend for Native {
                 let mut pooled = vec![0f32; dy.data.len()];
                 pool::pool1d_forward(p, &x.data, b * c, l, &mut pooled)?;
                 let mut dpooled = vec![0f32; dy.data.len()];
-                a.backward(&pooled, &dy.data, &mut dpooled);
+                a.backward(&pooled, &dy.data, &mut dpooled)?;
                 pool::pool1d_backward(p, &x.data, b * c, l, &dpooled, &mut dx.data)?;
             }
         }
@@ -632,7 +632,7 @@ impl Backend for Native {
         let (b, c) = (x.shape[0], x.shape[1]);
         let l = x.data.len() / (b * c).max(1);
         let mut y = self.scratch(&[b, c]);
-        pool::global_pool_forward(kind, &x.data, b * c, l, &mut y.data);
+        pool::global_pool_forward(kind, &x.data, b * c, l, &mut y.data)?;
         Ok(y)
     }
 
@@ -645,7 +645,7 @@ impl Backend for Native {
         let (b, c) = (x.shape[0], x.shape[1]);
         let l = x.data.len() / (b * c).max(1);
         let mut dx = self.scratch(&x.shape);
-        pool::global_pool_backward(kind, &x.data, b * c, l, &dy.data, &mut dx.data);
+        pool::global_pool_backward(kind, &x.data, b * c, l, &dy.data, &mut dx.data)?;
         Ok(dx)
     }
 
@@ -670,7 +670,7 @@ impl Backend for Native {
             n_out,
             b.map(|b| &b.data[..]),
             &mut y.data,
-        );
+        )?;
         Ok(y)
     }
 
@@ -695,13 +695,13 @@ impl Backend for Native {
             dx.as_mut().map(|d| &mut d.data[..]),
             &mut dw.data,
             Some(&mut db.data),
-        );
+        )?;
         Ok((dx, dw, db))
     }
 
     fn activation(&self, x: &HostTensor, a: Activation) -> Result<HostTensor> {
         let mut y = self.scratch(&x.shape);
-        a.forward(&x.data, &mut y.data);
+        a.forward(&x.data, &mut y.data)?;
         Ok(y)
     }
 
@@ -712,7 +712,7 @@ impl Backend for Native {
         a: Activation,
     ) -> Result<HostTensor> {
         let mut dx = self.scratch(&x.shape);
-        a.backward(&x.data, &dy.data, &mut dx.data);
+        a.backward(&x.data, &dy.data, &mut dx.data)?;
         Ok(dx)
     }
 
@@ -743,7 +743,7 @@ impl Backend for Native {
             &mut running_mean.data,
             &mut running_var.data,
             &mut y.data,
-        );
+        )?;
         Ok((
             y,
             BnSaved {
@@ -778,7 +778,7 @@ impl Backend for Native {
             &running_mean.data,
             &running_var.data,
             &mut y.data,
-        );
+        )?;
         Ok(y)
     }
 
@@ -809,13 +809,13 @@ impl Backend for Native {
             &mut dx.data,
             &mut dg.data,
             &mut dbeta.data,
-        );
+        )?;
         Ok((dx, dg, dbeta))
     }
 
     fn dropout_mask(&self, shape: &[usize], rate: f32, seed: u64) -> Result<HostTensor> {
         let mut m = self.scratch(shape);
-        norm::dropout_mask(rate, seed, &mut m.data);
+        norm::dropout_mask(rate, seed, &mut m.data)?;
         Ok(m)
     }
 
@@ -937,7 +937,7 @@ impl Backend for Native {
                     &mut param.data,
                     &grad.data,
                     &mut state[0].data,
-                );
+                )?;
             }
             Update::Adam {
                 lr,
@@ -968,7 +968,7 @@ impl Backend for Native {
                     &grad.data,
                     &mut m[0].data,
                     &mut v[0].data,
-                );
+                )?;
             }
         }
         Ok(())

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Update;
+use crate::error::{NnError, Result};
 
 /// An optimizer and its hyperparameters.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -229,15 +230,29 @@ impl Loss {
     /// each trait's mean over its records present, averaged over the traits
     /// with a record in the batch (so a sparse trait weighs as much as a
     /// complete one).
-    pub fn eval(self, outputs: &[f32], width: usize, targets: &[f32]) -> (f64, Vec<f32>) {
+    ///
+    /// # Errors
+    /// [`NnError::Shape`] if the targets do not match the outputs (one per
+    /// output, or for softmax one per row of `width`), or a softmax target
+    /// is not a class number; [`NnError::Kernel`] if a class is not below
+    /// `width`.
+    pub fn eval(self, outputs: &[f32], width: usize, targets: &[f32]) -> Result<(f64, Vec<f32>)> {
         let mut grad = vec![0f32; outputs.len()];
         match self {
             Loss::Mse | Loss::Huber | Loss::BinaryCrossEntropy => {
-                assert_eq!(
-                    outputs.len(),
-                    targets.len(),
-                    "{self:?} needs one target per output (width {width})"
-                );
+                if outputs.len() != targets.len()
+                    || width == 0
+                    || !outputs.len().is_multiple_of(width)
+                {
+                    return Err(NnError::Shape {
+                        op: "loss",
+                        message: format!(
+                            "{self:?} needs one target per output: {} outputs of width {width}, {} targets",
+                            outputs.len(),
+                            targets.len()
+                        ),
+                    });
+                }
                 let mut present = vec![0usize; width];
                 for (k, t) in targets.iter().enumerate() {
                     if !t.is_nan() {
@@ -246,7 +261,7 @@ impl Loss {
                 }
                 let traits = present.iter().filter(|&&c| c > 0).count();
                 if traits == 0 {
-                    return (0.0, grad);
+                    return Ok((0.0, grad));
                 }
                 let mut sums = vec![0f64; width];
                 for (k, ((o, t), g)) in outputs.iter().zip(targets).zip(grad.iter_mut()).enumerate()
@@ -283,9 +298,21 @@ impl Loss {
                     .filter(|(_, &c)| c > 0)
                     .map(|(s, &c)| s / c as f64)
                     .sum();
-                (total / traits as f64, grad)
+                Ok((total / traits as f64, grad))
             }
             Loss::SoftmaxCrossEntropy => {
+                if let Some((i, t)) = targets
+                    .iter()
+                    .enumerate()
+                    .find(|(_, t)| !(t.is_finite() && **t >= 0.0 && t.fract() == 0.0))
+                {
+                    return Err(NnError::Shape {
+                        op: "loss",
+                        message: format!(
+                            "softmax cross-entropy needs class numbers 0, 1, …; target {i} is {t}"
+                        ),
+                    });
+                }
                 let labels: Vec<usize> = targets.iter().map(|&t| t as usize).collect();
                 let mut probs = vec![0f32; outputs.len()];
                 let mean = kernels::softmax_cross_entropy(
@@ -295,8 +322,8 @@ impl Loss {
                     &labels,
                     &mut probs,
                     &mut grad,
-                );
-                (mean as f64, grad)
+                )?;
+                Ok((mean as f64, grad))
             }
         }
     }

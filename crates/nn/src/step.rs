@@ -34,7 +34,7 @@ pub fn train_step<B: Backend>(
     let backend = network.backend.clone();
     let mut pass = network.forward_train(x, seed, profile)?;
     let outputs = backend.to_vec(&pass.output)?;
-    let (l, dy) = loss.eval(&outputs, width, targets);
+    let (l, dy) = loss.eval(&outputs, width, targets)?;
     let dy = backend.tensor(dy, &backend.shape(&pass.output))?;
     let mut grads = network.backward(&mut pass, dy)?;
     let pen = network.apply_penalties(&mut grads)?;

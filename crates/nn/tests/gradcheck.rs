@@ -10,7 +10,7 @@ use nn::{Ctx, HostTensor, Init, LayerSpec, Loss, Native, Network, OptState, Opti
 fn loss(net: &Network<Native>, x: &HostTensor, y: &[f32], loss: Loss) -> f64 {
     let out = net.forward(x, &Ctx::train(0)).unwrap().output;
     let width = out.shape[1];
-    let (l, _) = loss.eval(&out.data, width, y);
+    let (l, _) = loss.eval(&out.data, width, y).unwrap();
     l + penalties(net)
 }
 
@@ -42,7 +42,7 @@ fn gradcheck(name: &str, specs: &str, input: &[usize], lossf: Loss, targets: Vec
     // Analytic gradients.
     let mut pass = net.forward(&x, &Ctx::train(0)).unwrap();
     let out = &pass.output;
-    let (_, dy) = lossf.eval(&out.data, out.shape[1], &targets);
+    let (_, dy) = lossf.eval(&out.data, out.shape[1], &targets).unwrap();
     let dyt = HostTensor::new(dy, &out.shape).unwrap();
     let mut g = net.backward(&mut pass, dyt).unwrap();
     net.apply_penalties(&mut g).unwrap();
@@ -113,15 +113,15 @@ fn missing_records_are_masked_out_of_a_multi_trait_loss() {
         gradcheck("multi-trait", specs, &[2, 6], loss, t.clone());
         // The loss against outputs directly.
         let out = data(12, 4);
-        let (l, g) = loss.eval(&out, 3, &t);
+        let (l, g) = loss.eval(&out, 3, &t).unwrap();
         let present: Vec<usize> = (0..12).filter(|&k| !t[k].is_nan()).collect();
         let h = 1e-3f32;
         for k in 0..12 {
             let mut o = out.clone();
             o[k] += h;
-            let (lp, _) = loss.eval(&o, 3, &t);
+            let (lp, _) = loss.eval(&o, 3, &t).unwrap();
             o[k] -= 2.0 * h;
-            let (lm, _) = loss.eval(&o, 3, &t);
+            let (lm, _) = loss.eval(&o, 3, &t).unwrap();
             let fd = (lp - lm) / (2.0 * h as f64);
             if t[k].is_nan() {
                 assert_eq!(g[k], 0.0, "{loss:?}: output {k}");
@@ -150,8 +150,42 @@ fn missing_records_are_masked_out_of_a_multi_trait_loss() {
         assert!((l - want).abs() < 1e-9, "{loss:?}: {l} vs {want}");
     }
     // Every record missing: no loss, no gradient.
-    let (l, g) = Loss::Mse.eval(&[0.5, 1.0], 2, &[f32::NAN, f32::NAN]);
+    let (l, g) = Loss::Mse
+        .eval(&[0.5, 1.0], 2, &[f32::NAN, f32::NAN])
+        .unwrap();
     assert_eq!((l, g), (0.0, vec![0.0, 0.0]));
+}
+
+/// Targets that do not fit the outputs are typed errors, not panics or a
+/// silent cast (issue 16): a short target vector, a softmax target that is
+/// not a class number, and a class past the outputs.
+#[test]
+fn losses_refuse_targets_that_do_not_fit() {
+    use nn::NnError;
+    let e = Loss::Mse.eval(&[0.0; 4], 2, &[0.0; 3]).unwrap_err();
+    assert!(matches!(e, NnError::Shape { op: "loss", .. }), "{e}");
+    for bad in [1.5, -1.0, f32::NAN] {
+        let e = Loss::SoftmaxCrossEntropy
+            .eval(&[0.0; 6], 3, &[0.0, bad])
+            .unwrap_err();
+        assert!(
+            matches!(e, NnError::Shape { op: "loss", ref message } if message.contains("target 1")),
+            "{e}"
+        );
+    }
+    let e = Loss::SoftmaxCrossEntropy
+        .eval(&[0.0; 6], 3, &[0.0, 3.0])
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            NnError::Kernel(kernels::KernelError::Params {
+                op: "softmax_cross_entropy",
+                ..
+            })
+        ),
+        "{e}"
+    );
 }
 
 #[test]
