@@ -22,9 +22,6 @@ pub enum NnError {
     /// without a recorded forward pass, a layer path that does not exist).
     #[error("{0}")]
     Pass(String),
-    /// Training diverged or cannot continue.
-    #[error("{0}")]
-    Training(String),
     /// A kernel refused its parameters or buffers.
     #[error(transparent)]
     Kernel(#[from] kernels::KernelError),
