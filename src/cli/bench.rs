@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use geno::{simulate, DelimitedOptions, PackedGenotypes, SimParams, Standardizer};
 use serde_json::json;
@@ -112,7 +112,11 @@ pub struct KernelArgs {
     /// Only the cases whose name contains this.
     #[arg(long)]
     pub filter: Option<String>,
-    /// Also write {"cases": {NAME: {"seconds", "gflops"}}} as JSON.
+    /// The SIMD paths to time: `all` (every path this CPU runs, bf16
+    /// included), or a list such as `avx512,avx512bf16`.
+    #[arg(long, default_value = "all")]
+    pub paths: String,
+    /// Also write {"paths": {PATH: {"peak_gflops", "cases": {NAME: {"seconds", "gflops", "fraction_of_peak"}}}}} as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 }
@@ -277,42 +281,83 @@ fn run_io(a: IoArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_kernels(a: KernelArgs) -> Result<()> {
-    let path = kernels::SimdPath::current();
-    println!(
-        "kernels on the {path} path, {} thread(s); median of {} runs after a warm-up",
-        rayon::current_num_threads(),
-        a.reps
-    );
-    let mut cases = serde_json::Map::new();
-    for mut case in kernels::cases::all() {
-        if a.filter
-            .as_ref()
-            .is_some_and(|f| !case.name.contains(f.as_str()))
-        {
-            continue;
+/// The paths `--paths` names: `all` (every path this CPU runs, the bf16
+/// one included), or a comma-separated list.
+fn kernel_paths(text: &str) -> Result<Vec<kernels::SimdPath>> {
+    use kernels::SimdPath;
+    if text == "all" {
+        let mut v = SimdPath::available();
+        if SimdPath::Avx512Bf16.is_available() {
+            v.insert(0, SimdPath::Avx512Bf16);
         }
-        (case.run)();
-        let secs = median_secs(a.reps, &mut case.run);
-        let gflops = case.flops / secs / 1e9;
-        println!(
-            "  {:<14} {:>10.3} ms {:>8.1} GFLOP/s   {}",
-            case.name,
-            secs * 1e3,
-            gflops,
-            case.what
-        );
-        cases.insert(
-            case.name.to_string(),
-            json!({ "seconds": secs, "gflops": gflops }),
+        return Ok(v);
+    }
+    text.split(',')
+        .map(|t| {
+            let p: SimdPath = t
+                .trim()
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--paths: {e}"))?;
+            if !p.is_available() {
+                bail!("--paths: this CPU cannot run the {p} path");
+            }
+            Ok(p)
+        })
+        .collect()
+}
+
+fn run_kernels(a: KernelArgs) -> Result<()> {
+    let paths = kernel_paths(&a.paths)?;
+    let threads = rayon::current_num_threads();
+    println!(
+        "kernels on {} thread(s); median of {} runs after a warm-up. Peak: multiply-adds on registers only, on every thread (`kernels::peak`)",
+        threads, a.reps
+    );
+    let mut by_path = serde_json::Map::new();
+    for &path in &paths {
+        let peak = kernels::peak::peak_gflops(path, 0.25);
+        println!("\n{path}: peak {peak:.1} GFLOP/s");
+        let mut cases = serde_json::Map::new();
+        for mut case in kernels::cases::all() {
+            if a.filter
+                .as_ref()
+                .is_some_and(|f| !case.name.contains(f.as_str()))
+            {
+                continue;
+            }
+            let secs = kernels::with_path(path, || {
+                (case.run)();
+                median_secs(a.reps, &mut case.run)
+            });
+            let gflops = case.flops / secs / 1e9;
+            let share = if case.compute_bound {
+                format!("{:>5.1}% of peak", 100.0 * gflops / peak)
+            } else {
+                format!("{:>14}", "memory-bound")
+            };
+            println!(
+                "  {:<14} {:>10.3} ms {:>8.1} GFLOP/s  {share}   {}",
+                case.name,
+                secs * 1e3,
+                gflops,
+                case.what
+            );
+            cases.insert(
+                case.name.to_string(),
+                json!({
+                    "seconds": secs,
+                    "gflops": gflops,
+                    "fraction_of_peak": case.compute_bound.then(|| gflops / peak),
+                }),
+            );
+        }
+        by_path.insert(
+            path.to_string(),
+            json!({ "peak_gflops": peak, "cases": cases }),
         );
     }
     if let Some(p) = &a.json {
-        let value = json!({
-            "simd_path": path.to_string(),
-            "threads": rayon::current_num_threads(),
-            "cases": cases,
-        });
+        let value = json!({ "threads": threads, "paths": by_path });
         write_json(p, &value)?;
     }
     Ok(())

@@ -169,3 +169,43 @@ fn correlated_traits_with_missing_records() {
     ]);
     assert!(e.contains("2 values for 3 traits"), "{e}");
 }
+
+/// `bench kernels` times each case on every path this CPU runs, beside
+/// that path's measured peak; no matrix product can beat the peak of its
+/// own path, so a fraction past 1 would mean a wrong peak or flop count.
+#[test]
+fn bench_kernels_reports_each_path_against_its_peak() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("k.json");
+    ok(&[
+        "bench",
+        "kernels",
+        "--reps",
+        "1",
+        "--filter",
+        "lenet_conv1",
+        "--json",
+        s(&j),
+    ]);
+    let v = crate::common::read_json(&j);
+    let mut want = kernels::SimdPath::available();
+    if kernels::SimdPath::Avx512Bf16.is_available() {
+        want.push(kernels::SimdPath::Avx512Bf16);
+    }
+    for path in want {
+        let p = &v["paths"][path.to_string()];
+        let peak = p["peak_gflops"].as_f64().unwrap();
+        let case = &p["cases"]["lenet_conv1"];
+        let fraction = case["fraction_of_peak"].as_f64().unwrap();
+        assert!(
+            peak > 0.0 && case["gflops"].as_f64().unwrap() > 0.0,
+            "{path}: {p}"
+        );
+        assert!(
+            fraction > 0.0 && fraction < 1.0,
+            "{path}: {fraction} of the peak"
+        );
+    }
+    let e = crate::common::fails(&["bench", "kernels", "--paths", "avx9"]);
+    assert!(e.contains("--paths") && e.contains("avx9"), "{e}");
+}

@@ -18,6 +18,10 @@ pub struct Case {
     pub name: &'static str,
     pub what: &'static str,
     pub flops: f64,
+    /// Whether its speed is set by the multiply-add units (a matrix
+    /// product), not by memory traffic (pooling, the optimizer): only then
+    /// is a fraction of the path's peak ([`crate::peak`]) a fair measure.
+    pub compute_bound: bool,
     pub run: Box<dyn FnMut() + Send>,
 }
 
@@ -53,6 +57,7 @@ fn conv1d_case(
         name,
         what,
         flops: passes * p.flops(batch, l),
+        compute_bound: true,
         run: Box::new(move || {
             conv1d_forward(&p, &x, batch, l, &w, Some(&b), &mut y)
                 .expect("valid kernel parameters");
@@ -95,6 +100,7 @@ fn conv2d_case(
         name,
         what,
         flops: passes * p.flops(batch, h, w_),
+        compute_bound: true,
         run: Box::new(move || {
             conv2d_forward(&p, &x, batch, h, w_, &w, Some(&b), &mut y)
                 .expect("valid kernel parameters");
@@ -146,6 +152,7 @@ fn conv1d_pool_case(
         name,
         what,
         flops: passes * p.flops(batch, l),
+        compute_bound: true,
         run: Box::new(move || {
             if backward {
                 conv1d_act_maxpool2_backward(
@@ -186,6 +193,7 @@ fn dense_case(name: &'static str, what: &'static str, forward: bool, backward: b
         name,
         what,
         flops: passes * 2.0 * (batch * n_in * n_out) as f64,
+        compute_bound: true,
         run: Box::new(move || {
             if forward {
                 dense_forward(&x, batch, n_in, &w, n_out, Some(&b), &mut y)
@@ -240,6 +248,7 @@ pub fn all() -> Vec<Case> {
             name: "genomic_pool",
             what: "max-pool 2 on 32×32×4994: forward + backward (one comparison per input, twice)",
             flops: 2.0 * (rows * l) as f64,
+            compute_bound: false,
             run: Box::new(move || {
                 pool1d_forward(&p, &x, rows, l, &mut y).expect("valid kernel parameters");
                 pool1d_backward(&p, &x, rows, l, &dy, &mut dx).expect("valid kernel parameters");
@@ -305,6 +314,7 @@ pub fn all() -> Vec<Case> {
             name: "g_adam",
             what: "one Adam step on the dense layer's 5.1M weights (flops: 1 per weight)",
             flops: n as f64,
+            compute_bound: false,
             run: Box::new(move || {
                 step += 1;
                 let h = AdamStep {

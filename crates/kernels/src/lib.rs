@@ -20,6 +20,7 @@ pub mod gemm;
 pub mod gram;
 pub mod norm;
 pub mod optim;
+pub mod peak;
 pub mod pool;
 pub mod reference;
 mod scratch;

@@ -1,0 +1,231 @@
+//! The machine's measured peak for each path: multiply-adds on registers
+//! only, with enough independent chains to hide the instruction's latency,
+//! on every thread at once. `genocnn bench kernels` divides a kernel's
+//! GFLOP/s by its path's peak.
+//!
+//! A multiply-add counts 2 flops; `vdpbf16ps` does 32 of them per
+//! 512-bit instruction (two bf16 products per f32 lane), so its peak is
+//! counted the same way as the bf16 kernels count theirs.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::simd::SimdPath;
+
+/// Independent accumulator chains per thread.
+const CHAINS: usize = 12;
+
+/// Flops of one round of the probe on `path`: `CHAINS` multiply-add
+/// instructions of the path's width.
+fn flops_per_round(path: SimdPath) -> f64 {
+    let products = if path.is_bf16() { 2 } else { 1 };
+    (CHAINS * 2 * products * probe_lanes(path)) as f64
+}
+
+/// f32 lanes of the probe on `path`. The scalar path's code is compiled
+/// for baseline x86-64, whose compiler widens loops to SSE2's 4 lanes
+/// (multiply and add, no FMA), so its probe does the same: the peak that
+/// path can reach, not one lane's.
+fn probe_lanes(path: SimdPath) -> usize {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::Scalar => 4,
+        p => p.lanes(),
+    }
+}
+
+/// Runs `rounds` rounds of the probe on this thread and returns a value
+/// that depends on every chain (so that nothing is optimized away).
+fn probe(path: SimdPath, rounds: usize) -> f32 {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::Scalar => unsafe { x86::mul_add128(rounds) },
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::Avx2 => unsafe { x86::fma256(rounds) },
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::Avx512 => unsafe { x86::fma512(rounds) },
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::Avx512Bf16 => unsafe { x86::dpbf16(rounds) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => scalar(rounds),
+    }
+}
+
+/// Chain `k`'s starting value: the chains differ, so that no compiler
+/// can merge them into one.
+fn start(k: usize) -> f32 {
+    k as f32 * 1e-3
+}
+
+/// One f32 at a time, where there is no x86 vector unit.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(never)]
+fn scalar(rounds: usize) -> f32 {
+    let mut acc: [f32; CHAINS] = std::array::from_fn(start);
+    let (a, b) = (
+        std::hint::black_box(0.999_f32),
+        std::hint::black_box(1e-3_f32),
+    );
+    for _ in 0..rounds {
+        for c in &mut acc {
+            *c = *c * a + b;
+        }
+        // One opaque step per round keeps the compiler from widening the
+        // chains into vectors, which the scalar path does not have.
+        acc[0] = std::hint::black_box(acc[0]);
+    }
+    acc.iter().sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{start, CHAINS};
+    use std::arch::x86_64::*;
+
+    /// SSE2 (baseline x86-64): a multiply, then an add.
+    pub(super) unsafe fn mul_add128(rounds: usize) -> f32 {
+        let a = _mm_set1_ps(std::hint::black_box(0.999));
+        let b = _mm_set1_ps(std::hint::black_box(1e-3));
+        let mut acc: [__m128; CHAINS] = std::array::from_fn(|k| _mm_set1_ps(start(k)));
+        for _ in 0..rounds {
+            for c in &mut acc {
+                *c = _mm_add_ps(_mm_mul_ps(*c, a), b);
+            }
+        }
+        let mut s = _mm_setzero_ps();
+        for c in acc {
+            s = _mm_add_ps(s, c);
+        }
+        let mut out = [0f32; 4];
+        _mm_storeu_ps(out.as_mut_ptr(), s);
+        out.iter().sum()
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn fma256(rounds: usize) -> f32 {
+        let a = _mm256_set1_ps(std::hint::black_box(0.999));
+        let b = _mm256_set1_ps(std::hint::black_box(1e-3));
+        let mut acc: [__m256; CHAINS] = std::array::from_fn(|k| _mm256_set1_ps(start(k)));
+        for _ in 0..rounds {
+            for c in &mut acc {
+                *c = _mm256_fmadd_ps(*c, a, b);
+            }
+        }
+        let mut s = _mm256_setzero_ps();
+        for c in acc {
+            s = _mm256_add_ps(s, c);
+        }
+        let mut out = [0f32; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), s);
+        out.iter().sum()
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn fma512(rounds: usize) -> f32 {
+        let a = _mm512_set1_ps(std::hint::black_box(0.999));
+        let b = _mm512_set1_ps(std::hint::black_box(1e-3));
+        let mut acc: [__m512; CHAINS] = std::array::from_fn(|k| _mm512_set1_ps(start(k)));
+        for _ in 0..rounds {
+            for c in &mut acc {
+                *c = _mm512_fmadd_ps(*c, a, b);
+            }
+        }
+        let mut s = _mm512_setzero_ps();
+        for c in acc {
+            s = _mm512_add_ps(s, c);
+        }
+        _mm512_reduce_add_ps(s)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn dpbf16(rounds: usize) -> f32 {
+        let x = _mm512_set1_ps(std::hint::black_box(0.5));
+        let y = _mm512_set1_ps(std::hint::black_box(1e-3));
+        let a: __m512bh = _mm512_cvtne2ps_pbh(x, x);
+        let b: __m512bh = _mm512_cvtne2ps_pbh(y, y);
+        let mut acc: [__m512; CHAINS] = std::array::from_fn(|k| _mm512_set1_ps(start(k)));
+        for _ in 0..rounds {
+            for c in &mut acc {
+                *c = _mm512_dpbf16_ps(*c, a, b);
+            }
+        }
+        let mut s = _mm512_setzero_ps();
+        for c in acc {
+            s = _mm512_add_ps(s, c);
+        }
+        _mm512_reduce_add_ps(s)
+    }
+}
+
+/// The peak GFLOP/s of `path` on the current rayon pool: every thread runs
+/// the probe at once for about `seconds`, and the best of three trials is
+/// kept (a shared machine only ever slows a trial down).
+///
+/// # Panics
+/// If the path is not available on this CPU.
+pub fn peak_gflops(path: SimdPath, seconds: f64) -> f64 {
+    assert!(path.is_available(), "SIMD path {path} is not available");
+    // Calibrate: rounds that take about `seconds` on one thread.
+    let mut rounds = 1 << 12;
+    loop {
+        let t = Instant::now();
+        std::hint::black_box(probe(path, rounds));
+        let s = t.elapsed().as_secs_f64();
+        if s > seconds / 4.0 || rounds > 1 << 34 {
+            rounds = ((rounds as f64) * seconds / s.max(1e-9)) as usize;
+            break;
+        }
+        rounds *= 4;
+    }
+    let threads = rayon::current_num_threads();
+    let mut best = 0f64;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let sink: f32 = (0..threads)
+            .into_par_iter()
+            .map(|_| probe(path, rounds))
+            .sum();
+        std::hint::black_box(sink);
+        let s = t.elapsed().as_secs_f64();
+        best = best.max(threads as f64 * rounds as f64 * flops_per_round(path) / s / 1e9);
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each available path's probe gives the value of its chains computed
+    /// naively: chain k starts at k·10⁻³ and takes c ← c·a + b (bf16:
+    /// c ← c + 2·0.5·10⁻³ per lane, the operands rounded to bf16), `rounds`
+    /// times; the result is the sum over chains and lanes.
+    #[test]
+    fn probes_compute_what_they_claim() {
+        let rounds = 50;
+        let fma = |k: usize| (0..rounds).fold(start(k) as f64, |c, _| c * 0.999 + 1e-3);
+        let r = |x: f32| crate::bf16::round(x) as f64;
+        let dot = |k: usize| start(k) as f64 + rounds as f64 * 2.0 * r(0.5) * r(1e-3);
+        for path in [
+            SimdPath::Scalar,
+            SimdPath::Avx2,
+            SimdPath::Avx512,
+            SimdPath::Avx512Bf16,
+        ] {
+            if !path.is_available() {
+                continue;
+            }
+            let got = probe(path, rounds) as f64;
+            let lanes = probe_lanes(path) as f64;
+            let want: f64 = (0..CHAINS)
+                .map(|k| if path.is_bf16() { dot(k) } else { fma(k) })
+                .sum::<f64>()
+                * lanes;
+            assert!(
+                (got - want).abs() <= 1e-5 * want.abs(),
+                "{path}: {got} vs {want}"
+            );
+        }
+    }
+}
