@@ -97,6 +97,11 @@ pub(crate) fn rows(
     accumulate: bool,
     parallel: bool,
 ) {
+    if let Some(prep) = Prepared::take(m, k, a, lda, offs) {
+        rows_direct(&prep, n, b, offs, bias, c, ldc, accumulate, parallel);
+        prep.give_back();
+        return;
+    }
     let kp = k.div_ceil(2);
     let mut ap = vec![0u32; m * kp];
     for i in 0..m {
@@ -150,6 +155,402 @@ pub(crate) fn rows(
             .for_each(|p| run(p * block, ((p + 1) * block).min(n)));
     } else {
         run(0, n);
+    }
+}
+
+/// The rows of B as `vdpbf16ps` pairs them when most rows lie one element
+/// after (or before) the row before, as a convolution's shifted views of
+/// its input do (row (c, t) of a kernel of width k starts at c·l + t; the
+/// input gradient's rows run backwards). Each entry is (low row, high
+/// row): B[offs(high)] follows B[offs(low)], and a row without such a
+/// neighbour stands alone (its partner's weight is 0). `None` when
+/// fewer than two thirds of the rows pair up: then packing B ([`rows`]'s
+/// panels) wastes less. The pairs go to `plan` as (low, high) word pairs
+/// (high [`LONE`] for a row alone); the count is returned.
+fn adjacent_pairs(offs: &[usize], plan: &mut [u32]) -> Option<usize> {
+    let k = offs.len();
+    let (mut r, mut np, mut singles) = (0, 0, 0);
+    while r < k {
+        let (lo, hi) = if r + 1 < k && offs[r + 1] == offs[r] + 1 {
+            (r, r + 1)
+        } else if r + 1 < k && offs[r] == offs[r + 1] + 1 {
+            (r + 1, r)
+        } else {
+            singles += 1;
+            (r, LONE as usize)
+        };
+        plan[2 * np] = lo as u32;
+        plan[2 * np + 1] = hi as u32;
+        np += 1;
+        r += if hi == LONE as usize { 1 } else { 2 };
+    }
+    (k >= 2 && 2 * singles <= np && k < LONE as usize).then_some(np)
+}
+
+/// A pair's high row when its low row stands alone.
+const LONE: u32 = u32::MAX;
+
+thread_local! {
+    static WORDS: std::cell::RefCell<Vec<Vec<u32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a per-thread buffer of `len` words (contents left from
+/// earlier use), taken from a pool so that nested calls get their own.
+fn with_words<R>(len: usize, f: impl FnOnce(&mut [u32]) -> R) -> R {
+    let mut buf = WORDS.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    let out = f(&mut buf[..len]);
+    WORDS.with(|p| p.borrow_mut().push(buf));
+    out
+}
+
+thread_local! {
+    static HALVES: std::cell::RefCell<Vec<Vec<u16>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a per-thread buffer of `len` bf16 values (contents left
+/// from earlier use), taken from a pool so that nested calls get their own.
+fn with_halves<R>(len: usize, f: impl FnOnce(&mut [u16]) -> R) -> R {
+    let mut buf = HALVES.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    let out = f(&mut buf[..len]);
+    HALVES.with(|p| p.borrow_mut().push(buf));
+    out
+}
+
+/// A's side of [`rows_direct`]: its rows paired as the plan pairs B's rows
+/// and rounded to bf16 words, with each pair's place in B. A convolution
+/// calls the product once per sample with the same weights, so the last
+/// few are kept per thread and reused when A's values, its shape and B's
+/// row offsets are all the same again (compared in full, so a weight that
+/// changed is never served stale).
+struct Prepared {
+    m: usize,
+    k: usize,
+    /// A's m × k values, contiguous, as they were.
+    a: Vec<f32>,
+    offs: Vec<usize>,
+    np: usize,
+    /// A's pairs (m × np words); then per pair its low row's offset in B
+    /// less the lowest offset, the top bit set for a row alone.
+    words: Vec<u32>,
+}
+
+/// Prepared A sides kept per thread.
+const KEPT: usize = 8;
+
+thread_local! {
+    static PREPARED: std::cell::RefCell<Vec<Prepared>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Prepared {
+    /// The prepared A for this product: a kept one when it matches, else a
+    /// new one; `None` when B's rows do not pair up ([`adjacent_pairs`]).
+    /// It is taken out of the thread's list while in use, so that a nested
+    /// call on this thread (rayon may run one while this one waits) never
+    /// shares it.
+    fn take(m: usize, k: usize, a: &[f32], lda: usize, offs: &[usize]) -> Option<Prepared> {
+        // Bit for bit: the same bits round to the same pairs.
+        let bytes = |x: &[f32]| -> &[u8] {
+            // SAFETY: any f32 is 4 initialized bytes.
+            unsafe { std::slice::from_raw_parts(x.as_ptr() as *const u8, 4 * x.len()) }
+        };
+        let same = |p: &Prepared| {
+            p.m == m
+                && p.k == k
+                && p.offs == offs
+                && (0..m)
+                    .all(|i| bytes(&p.a[i * k..(i + 1) * k]) == bytes(&a[i * lda..i * lda + k]))
+        };
+        let kept = PREPARED.with(|c| {
+            let mut c = c.borrow_mut();
+            let at = c.iter().position(same)?;
+            Some(c.remove(at))
+        });
+        if kept.is_some() {
+            return kept;
+        }
+        with_words(2 * k + 1, |plan| {
+            let np = adjacent_pairs(offs, plan)?;
+            let lo = offs.iter().copied().min().unwrap_or(0);
+            let mut words = vec![0u32; m * np + np];
+            let (ap, starts) = words.split_at_mut(m * np);
+            with_halves(k, |row16| {
+                for i in 0..m {
+                    round_into(&a[i * lda..i * lda + k], row16);
+                    for q in 0..np {
+                        let (l, h) = (plan[2 * q] as usize, plan[2 * q + 1]);
+                        let high = if h == LONE {
+                            0
+                        } else {
+                            row16[h as usize] as u32
+                        };
+                        ap[i * np + q] = row16[l] as u32 | high << 16;
+                    }
+                }
+            });
+            for q in 0..np {
+                let lone = if plan[2 * q + 1] == LONE { 1 << 31 } else { 0 };
+                starts[q] = (offs[plan[2 * q] as usize] - lo) as u32 | lone;
+            }
+            let mut copy = Vec::with_capacity(m * k);
+            for i in 0..m {
+                copy.extend_from_slice(&a[i * lda..i * lda + k]);
+            }
+            Some(Prepared {
+                m,
+                k,
+                a: copy,
+                offs: offs.to_vec(),
+                np,
+                words,
+            })
+        })
+    }
+
+    /// Keeps it for the next call on this thread (the oldest goes first).
+    fn give_back(self) {
+        PREPARED.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= KEPT {
+                c.remove(0);
+            }
+            c.push(self);
+        });
+    }
+}
+
+/// [`rows`] without packing B: B's span is rounded to bf16 once, and the
+/// pair of rows (r, r + 1) at column j is then the 32-bit word at bf16
+/// index offs(r) + j of it, read straight from there (a lone row's partner
+/// half is masked off). The products are the same bf16 products with f32
+/// sums; only the pairing of the sum's terms differs.
+#[allow(clippy::too_many_arguments)]
+fn rows_direct(
+    prep: &Prepared,
+    n: usize,
+    b: &[f32],
+    offs: &[usize],
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
+    let (m, np) = (prep.m, prep.np);
+    let lo = offs.iter().copied().min().unwrap_or(0);
+    let hi = offs.iter().copied().max().unwrap_or(0) + n;
+    let (ap, starts) = prep.words.split_at(m * np);
+    // One element past the span: a pair's partner at the last column.
+    with_halves(hi - lo + 1, |xb| {
+        let end = (hi + 1).min(b.len());
+        round_into(&b[lo..end], &mut xb[..end - lo]);
+        xb[end - lo..].fill(0);
+        let cp = SendPtr(c.as_mut_ptr());
+        let xp = SendPtr(xb.as_ptr() as *mut u16);
+        let d = Direct {
+            m,
+            np,
+            ap,
+            starts,
+            bias,
+            ldc,
+            accumulate,
+        };
+        let run = |j0: usize, j1: usize| {
+            // SAFETY: the caller checked every row of A, B and C
+            // against its slice; xb covers every row's columns plus
+            // one; [j0, j1) is this call's own columns of C.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                direct_avx512(&d, xp.get(), cp.get(), j0, j1)
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                let _ = (j0, j1, cp, xp, &d);
+                unreachable!("the bf16 path exists on x86-64 only")
+            }
+        };
+        let block = 16 * PANEL;
+        let threads = rayon::current_num_threads();
+        if parallel && threads > 1 && n >= 2 * block && (m * n * np) >= 1 << 15 {
+            (0..n.div_ceil(block))
+                .into_par_iter()
+                .for_each(|p| run(p * block, ((p + 1) * block).min(n)));
+        } else {
+            run(0, n);
+        }
+    });
+}
+
+/// `src` rounded to bf16 into `dst` (the same length).
+fn round_into(src: &[f32], dst: &mut [u16]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the bf16 path is only chosen where `available()`; the two
+    // slices have the same length.
+    unsafe {
+        round_avx512(src, dst)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = to_bits(s);
+    }
+}
+
+/// One product of [`rows_direct`], shared by its column blocks.
+struct Direct<'a> {
+    m: usize,
+    np: usize,
+    ap: &'a [u32],
+    /// Per pair: the bf16 index in the rounded span of its low row, with
+    /// the top bit set when that row stands alone.
+    starts: &'a [u32],
+    bias: Option<&'a [f32]>,
+    ldc: usize,
+    accumulate: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn direct_avx512(d: &Direct, xb: *const u16, c: *mut f32, j0: usize, j1: usize) {
+    let mut j = j0;
+    while j < j1 {
+        let w = (j1 - j).min(PANEL);
+        let two = w > 32;
+        let mut i = 0;
+        while i < d.m {
+            let r = (d.m - i).min(6);
+            match (r, two) {
+                (6, true) => direct_tile::<6, 2>(d, xb, c, i, j, w),
+                (6, false) => direct_tile::<6, 1>(d, xb, c, i, j, w),
+                (5, true) => direct_tile::<5, 2>(d, xb, c, i, j, w),
+                (5, false) => direct_tile::<5, 1>(d, xb, c, i, j, w),
+                (4, true) => direct_tile::<4, 2>(d, xb, c, i, j, w),
+                (4, false) => direct_tile::<4, 1>(d, xb, c, i, j, w),
+                (3, true) => direct_tile::<3, 2>(d, xb, c, i, j, w),
+                (3, false) => direct_tile::<3, 1>(d, xb, c, i, j, w),
+                (2, true) => direct_tile::<2, 2>(d, xb, c, i, j, w),
+                (2, false) => direct_tile::<2, 1>(d, xb, c, i, j, w),
+                (_, true) => direct_tile::<1, 2>(d, xb, c, i, j, w),
+                (_, false) => direct_tile::<1, 1>(d, xb, c, i, j, w),
+            }
+            i += r;
+        }
+        j += w;
+    }
+}
+
+/// Output column t of a group of 32 from its even- and odd-column sums:
+/// `EVEN_ODD[0]` gives columns 0–15, `EVEN_ODD[1]` columns 16–31 (index
+/// < 16: the even sums' lane, else the odd sums' lane − 16).
+#[cfg(target_arch = "x86_64")]
+const EVEN_ODD: [[i32; 16]; 2] = {
+    let mut t = [[0i32; 16]; 2];
+    let mut h = 0;
+    while h < 2 {
+        let mut l = 0;
+        while l < 16 {
+            let col = 16 * h + l;
+            t[h][l] = if col % 2 == 0 {
+                (col / 2) as i32
+            } else {
+                16 + (col / 2) as i32
+            };
+            l += 1;
+        }
+        h += 1;
+    }
+    t
+};
+
+/// Rows [i, i + R) of C, columns [j, j + w) (w ≤ 32·G), reading B's pairs
+/// straight from the rounded span. A 32-bit load at an even bf16 offset
+/// holds the pairs of the even columns of a group of 32, one at the next
+/// (odd) offset those of the odd columns: each group keeps an even and an
+/// odd sum, interleaved into columns once, at the end.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn direct_tile<const R: usize, const G: usize>(
+    d: &Direct,
+    xb: *const u16,
+    c: *mut f32,
+    i: usize,
+    j: usize,
+    w: usize,
+) {
+    let mut even = [[_mm512_setzero_ps(); G]; R];
+    let mut odd = [[_mm512_setzero_ps(); G]; R];
+    if let Some(bias) = d.bias {
+        for r in 0..R {
+            even[r] = [_mm512_set1_ps(bias[i + r]); G];
+            odd[r] = even[r];
+        }
+    }
+    // Columns of each group, and the lanes its even and odd loads fill.
+    let wg: [usize; G] = core::array::from_fn(|g| (w - 32 * g).min(32));
+    let em: [__mmask16; G] = core::array::from_fn(|g| lane_mask(wg[g].div_ceil(2)));
+    let om: [__mmask16; G] = core::array::from_fn(|g| lane_mask(wg[g] / 2));
+    let low = _mm512_set1_epi32(0xffff);
+    let a = d.ap.as_ptr().add(i * d.np);
+    for q in 0..d.np {
+        let start = d.starts[q];
+        let src = xb.add((start & !(1 << 31)) as usize + j);
+        let mut be: [__m512i; G] = core::array::from_fn(|g| {
+            _mm512_maskz_loadu_epi32(em[g], src.add(32 * g) as *const i32)
+        });
+        let mut bo: [__m512i; G] = core::array::from_fn(|g| {
+            _mm512_maskz_loadu_epi32(om[g], src.add(32 * g + 1) as *const i32)
+        });
+        if start >> 31 != 0 {
+            for g in 0..G {
+                be[g] = _mm512_and_si512(be[g], low);
+                bo[g] = _mm512_and_si512(bo[g], low);
+            }
+        }
+        for r in 0..R {
+            let av: __m512bh = core::mem::transmute(_mm512_set1_epi32(*a.add(r * d.np + q) as i32));
+            for g in 0..G {
+                even[r][g] = _mm512_dpbf16_ps(
+                    even[r][g],
+                    av,
+                    core::mem::transmute::<__m512i, __m512bh>(be[g]),
+                );
+                odd[r][g] = _mm512_dpbf16_ps(
+                    odd[r][g],
+                    av,
+                    core::mem::transmute::<__m512i, __m512bh>(bo[g]),
+                );
+            }
+        }
+    }
+    let idx = [
+        _mm512_loadu_si512(EVEN_ODD[0].as_ptr() as *const _),
+        _mm512_loadu_si512(EVEN_ODD[1].as_ptr() as *const _),
+    ];
+    for r in 0..R {
+        let cr = c.add((i + r) * d.ldc + j);
+        for g in 0..G {
+            for h in 0..2 {
+                let cols = wg[g].saturating_sub(16 * h);
+                if cols == 0 {
+                    continue;
+                }
+                let mask = lane_mask(cols);
+                let x = _mm512_permutex2var_ps(even[r][g], idx[h], odd[r][g]);
+                let at = cr.add(32 * g + 16 * h);
+                let out = if d.accumulate {
+                    _mm512_add_ps(_mm512_maskz_loadu_ps(mask, at), x)
+                } else {
+                    x
+                };
+                _mm512_mask_storeu_ps(at, mask, out);
+            }
+        }
     }
 }
 
@@ -298,37 +699,6 @@ unsafe fn rows_tile<const R: usize, const V: usize>(
     }
 }
 
-/// A span of an f32 buffer rounded to bf16 once, so that the rows of a
-/// dot-product kernel, which may overlap, are read as bf16.
-struct Rounded {
-    bits: Vec<u16>,
-    /// The buffer index of `bits[0]`.
-    start: usize,
-}
-
-impl Rounded {
-    /// `x[start..end]` rounded.
-    fn new(x: &[f32], start: usize, end: usize) -> Rounded {
-        let src = &x[start..end];
-        let mut bits = vec![0u16; src.len()];
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `available()` was checked when the path was chosen; the
-        // two slices have the same length.
-        unsafe {
-            round_avx512(src, &mut bits)
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        for (d, &s) in bits.iter_mut().zip(src) {
-            *d = to_bits(s);
-        }
-        Rounded { bits, start }
-    }
-
-    fn at(&self, offset: usize) -> *const u16 {
-        self.bits[offset - self.start..].as_ptr()
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn round_avx512(src: &[f32], dst: &mut [u16]) {
@@ -380,68 +750,75 @@ pub(crate) fn dots<FA, FB>(
     };
     let (alo, ahi) = span(m, &aoff, segs.a_stride);
     let (blo, bhi) = span(n, &boff, segs.b_stride);
-    let ar = Rounded::new(a, alo, ahi);
-    let br = Rounded::new(b, blo, bhi);
+    let ao: Vec<usize> = (0..m).map(|i| aoff(i) - alo).collect();
+    let bo: Vec<usize> = (0..n).map(|j| boff(j) - blo).collect();
     let cp = SendPtr(c.as_mut_ptr());
-    let run = |j0: usize, j1: usize| {
-        let d = Dots {
-            m,
-            j0,
-            j1,
-            len,
-            segs,
-            a: &ar,
-            aoff,
-            b: &br,
-            boff,
-            c: cp.get(),
-            ldc,
-        };
-        // SAFETY: the caller checked every segment of every row against
-        // its slice (so against the rounded spans), and C's rows; [j0, j1)
-        // is this call's own columns of C.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            dots_avx512(&d)
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = d;
-            unreachable!("the bf16 path exists on x86-64 only")
-        }
-    };
-    let threads = rayon::current_num_threads();
-    if parallel && threads > 1 && n >= 8 && m * n * len * segs.count >= 1 << 16 {
-        let per = n.div_ceil(threads).div_ceil(4) * 4;
-        (0..n.div_ceil(per))
-            .into_par_iter()
-            .for_each(|p| run(p * per, ((p + 1) * per).min(n)));
-    } else {
-        run(0, n);
-    }
+    // Each operand's span rounded once: rows may overlap (a convolution's
+    // do), and every row is read by many tiles.
+    with_halves(ahi - alo, |ar| {
+        with_halves(bhi - blo, |br| {
+            round_into(&a[alo..ahi], ar);
+            round_into(&b[blo..bhi], br);
+            let (ar, br) = (SendPtr(ar.as_mut_ptr()), SendPtr(br.as_mut_ptr()));
+            let run = |j0: usize, j1: usize| {
+                let d = Dots {
+                    m,
+                    j0,
+                    j1,
+                    len,
+                    segs,
+                    a: ar.get(),
+                    ao: &ao,
+                    b: br.get(),
+                    bo: &bo,
+                    c: cp.get(),
+                    ldc,
+                };
+                // SAFETY: the caller checked every segment of every row against
+                // its slice (so against the rounded spans), and C's rows; [j0, j1)
+                // is this call's own columns of C.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    dots_avx512(&d)
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                {
+                    let _ = d;
+                    unreachable!("the bf16 path exists on x86-64 only")
+                }
+            };
+            let threads = rayon::current_num_threads();
+            if parallel && threads > 1 && n >= 8 && m * n * len * segs.count >= 1 << 16 {
+                let per = n.div_ceil(threads).div_ceil(4) * 4;
+                (0..n.div_ceil(per))
+                    .into_par_iter()
+                    .for_each(|p| run(p * per, ((p + 1) * per).min(n)));
+            } else {
+                run(0, n);
+            }
+        })
+    });
 }
 
-struct Dots<'a, FA, FB> {
+struct Dots<'a> {
     m: usize,
     j0: usize,
     j1: usize,
     len: usize,
     segs: crate::gemm::Segments,
-    a: &'a Rounded,
-    aoff: FA,
-    b: &'a Rounded,
-    boff: FB,
+    /// The rounded spans, and each row's start in them (the closures'
+    /// offsets, computed once per call rather than per tile and segment).
+    a: *const u16,
+    ao: &'a [usize],
+    b: *const u16,
+    bo: &'a [usize],
     c: *mut f32,
     ldc: usize,
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn dots_avx512<FA, FB>(d: &Dots<FA, FB>)
-where
-    FA: Fn(usize) -> usize + Copy,
-    FB: Fn(usize) -> usize + Copy,
-{
+unsafe fn dots_avx512(d: &Dots) {
     let mut l0 = 0;
     while l0 < d.len {
         let l1 = (l0 + DOT_CHUNK).min(d.len);
@@ -452,15 +829,15 @@ where
             while j < d.j1 {
                 let q = (d.j1 - j).min(4);
                 match (r, q) {
-                    (6, 4) => dots_tile::<FA, FB, 6, 4>(d, i, j, l0, l1),
-                    (6, _) => dots_tile_dyn::<FA, FB, 6>(d, i, j, q, l0, l1),
-                    (5, 4) => dots_tile::<FA, FB, 5, 4>(d, i, j, l0, l1),
-                    (5, _) => dots_tile_dyn::<FA, FB, 5>(d, i, j, q, l0, l1),
-                    (4, 4) => dots_tile::<FA, FB, 4, 4>(d, i, j, l0, l1),
-                    (4, _) => dots_tile_dyn::<FA, FB, 4>(d, i, j, q, l0, l1),
-                    (3, _) => dots_tile_dyn::<FA, FB, 3>(d, i, j, q, l0, l1),
-                    (2, _) => dots_tile_dyn::<FA, FB, 2>(d, i, j, q, l0, l1),
-                    _ => dots_tile_dyn::<FA, FB, 1>(d, i, j, q, l0, l1),
+                    (6, 4) => dots_tile::<6, 4>(d, i, j, l0, l1),
+                    (6, _) => dots_tile_dyn::<6>(d, i, j, q, l0, l1),
+                    (5, 4) => dots_tile::<5, 4>(d, i, j, l0, l1),
+                    (5, _) => dots_tile_dyn::<5>(d, i, j, q, l0, l1),
+                    (4, 4) => dots_tile::<4, 4>(d, i, j, l0, l1),
+                    (4, _) => dots_tile_dyn::<4>(d, i, j, q, l0, l1),
+                    (3, _) => dots_tile_dyn::<3>(d, i, j, q, l0, l1),
+                    (2, _) => dots_tile_dyn::<2>(d, i, j, q, l0, l1),
+                    _ => dots_tile_dyn::<1>(d, i, j, q, l0, l1),
                 }
                 j += q;
             }
@@ -473,19 +850,16 @@ where
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn dots_tile_dyn<FA, FB, const R: usize>(
-    d: &Dots<FA, FB>,
+unsafe fn dots_tile_dyn<const R: usize>(
+    d: &Dots,
     i: usize,
     j: usize,
     q: usize,
     l0: usize,
     l1: usize,
-) where
-    FA: Fn(usize) -> usize + Copy,
-    FB: Fn(usize) -> usize + Copy,
-{
+) {
     for jj in j..j + q {
-        dots_tile::<FA, FB, R, 1>(d, i, jj, l0, l1);
+        dots_tile::<R, 1>(d, i, jj, l0, l1);
     }
 }
 
@@ -494,21 +868,18 @@ unsafe fn dots_tile_dyn<FA, FB, const R: usize>(
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn dots_tile<FA, FB, const R: usize, const Q: usize>(
-    d: &Dots<FA, FB>,
+unsafe fn dots_tile<const R: usize, const Q: usize>(
+    d: &Dots,
     i: usize,
     j: usize,
     l0: usize,
     l1: usize,
-) where
-    FA: Fn(usize) -> usize + Copy,
-    FB: Fn(usize) -> usize + Copy,
-{
+) {
     let mut acc = [[_mm512_setzero_ps(); Q]; R];
     for sg in 0..d.segs.count {
         let (ao, bo) = (sg * d.segs.a_stride, sg * d.segs.b_stride);
-        let ap: [*const u16; R] = core::array::from_fn(|r| d.a.at((d.aoff)(i + r) + ao));
-        let bp: [*const u16; Q] = core::array::from_fn(|q| d.b.at((d.boff)(j + q) + bo));
+        let ap: [*const u16; R] = core::array::from_fn(|r| d.a.add(d.ao[i + r] + ao));
+        let bp: [*const u16; Q] = core::array::from_fn(|q| d.b.add(d.bo[j + q] + bo));
         let mut l = l0;
         while l < l1 {
             let mask: __mmask32 = if l1 - l >= 32 {

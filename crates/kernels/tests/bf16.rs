@@ -221,12 +221,21 @@ fn rows_products_are_bf16_products_with_f32_sums() {
                 let a = data(m * lda, seed);
                 let ldb = n + 3;
                 let b = data((k + 1) * ldb, seed + 1);
-                // Rows of B in reverse order, shifted by one.
-                let boff = |r: usize| (k - r) * ldb + 1;
                 let bias = data(m, seed + 2);
                 let ldc = n + 2;
                 let c0 = data(m * ldc, seed + 3);
-                for (accumulate, with_bias) in [(false, false), (true, true)] {
+                // Rows of B in reverse order, shifted by one (packed into
+                // panels); or as a convolution's views, 5 taps a row apart
+                // each one element on (read in place, the fifth alone);
+                // or as its input gradient's, each one element back.
+                let layouts: [&(dyn Fn(usize) -> usize + Sync); 3] =
+                    [&|r| (k - r) * ldb + 1, &|r| (r / 5) * ldb + r % 5, &|r| {
+                        (r / 5) * ldb + 4 - r % 5
+                    }];
+                for (layout, (accumulate, with_bias)) in
+                    (0..3).flat_map(|l| [(false, false), (true, true)].map(|x| (l, x)))
+                {
+                    let boff = |r: usize| layouts[layout](r);
                     let mut c = c0.clone();
                     gemm_rows_bias(
                         PATH,
@@ -244,7 +253,7 @@ fn rows_products_are_bf16_products_with_f32_sums() {
                         true,
                     );
                     check(
-                        &format!("rows m={m} n={n} k={k} acc={accumulate}"),
+                        &format!("rows m={m} n={n} k={k} layout={layout} acc={accumulate}"),
                         &c,
                         m,
                         n,
@@ -596,4 +605,50 @@ fn the_bf16_path_is_not_an_f32_path() {
     assert_ne!(SimdPath::detect(), PATH);
     assert_eq!(PATH.fp32(), SimdPath::Avx512);
     assert_eq!("avx512bf16".parse::<SimdPath>(), Ok(PATH));
+}
+
+/// The bf16 path keeps A's prepared pairs from call to call (a convolution
+/// multiplies every sample by the same weights): a changed weight, a
+/// changed row offset or another shape must never be served the kept ones.
+#[test]
+fn kept_weights_are_never_served_stale() {
+    if skip() {
+        return;
+    }
+    let (m, n, k) = (6, 40, 10);
+    let mut a = data(m * k, 7);
+    let b = data(3 * 64, 8);
+    let conv = |r: usize| (r / 5) * 64 + r % 5;
+    let run = |a: &[f32], boff: &(dyn Fn(usize) -> usize + Sync)| {
+        let mut c = vec![0f32; m * n];
+        gemm_rows_bias(PATH, m, n, k, a, k, &b, boff, None, &mut c, n, false, false);
+        c
+    };
+    let want = |a: &[f32], boff: &dyn Fn(usize) -> usize| -> Vec<f64> {
+        (0..m * n)
+            .map(|t| {
+                let (i, j) = (t / n, t % n);
+                (0..k)
+                    .map(|r| round(a[i * k + r]) as f64 * round(b[boff(r) + j]) as f64)
+                    .sum()
+            })
+            .collect()
+    };
+    let close = |got: &[f32], want: &[f64]| {
+        got.iter()
+            .zip(want)
+            .all(|(&g, &w)| (g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()))
+    };
+    let first = run(&a, &conv);
+    assert!(close(&first, &want(&a, &conv)));
+    assert_eq!(run(&a, &conv), first, "the same product twice differs");
+    // One weight changed, in place: the same pointer, shape and offsets.
+    a[3 * k + 7] += 0.5;
+    assert!(
+        close(&run(&a, &conv), &want(&a, &conv)),
+        "a stale A was used"
+    );
+    // The same weights with other offsets (shifted by one).
+    let shifted = |r: usize| conv(r) + 1;
+    assert!(close(&run(&a, &shifted), &want(&a, &shifted)));
 }
