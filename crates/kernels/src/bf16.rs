@@ -535,13 +535,13 @@ unsafe fn direct_tile<const R: usize, const G: usize>(
     for r in 0..R {
         let cr = c.add((i + r) * d.ldc + j);
         for g in 0..G {
-            for h in 0..2 {
+            for (h, &ix) in idx.iter().enumerate() {
                 let cols = wg[g].saturating_sub(16 * h);
                 if cols == 0 {
                     continue;
                 }
                 let mask = lane_mask(cols);
-                let x = _mm512_permutex2var_ps(even[r][g], idx[h], odd[r][g]);
+                let x = _mm512_permutex2var_ps(even[r][g], ix, odd[r][g]);
                 let at = cr.add(32 * g + 16 * h);
                 let out = if d.accumulate {
                     _mm512_add_ps(_mm512_maskz_loadu_ps(mask, at), x)
@@ -748,6 +748,18 @@ pub(crate) fn dots<FA, FB>(
             .unwrap_or(0);
         (lo, hi)
     };
+    // Rows that do not overlap (a dense layer's) are rounded a chunk at a
+    // time into buffers that stay in cache, rather than whole: the whole
+    // would be written out and read back, twice the traffic of the f32
+    // operands themselves.
+    let disjoint = |count: usize, off: &dyn Fn(usize) -> usize| {
+        let mut starts: Vec<usize> = (0..count).map(off).collect();
+        starts.sort_unstable();
+        starts.windows(2).all(|w| w[1] >= w[0] + len)
+    };
+    if segs.count == 1 && len > DOT_CHUNK && disjoint(m, &aoff) && disjoint(n, &boff) {
+        return dots_streamed(m, n, len, a, aoff, b, boff, c, ldc, parallel);
+    }
     let (alo, ahi) = span(m, &aoff, segs.a_stride);
     let (blo, bhi) = span(n, &boff, segs.b_stride);
     let ao: Vec<usize> = (0..m).map(|i| aoff(i) - alo).collect();
@@ -774,30 +786,107 @@ pub(crate) fn dots<FA, FB>(
                     c: cp.get(),
                     ldc,
                 };
-                // SAFETY: the caller checked every segment of every row against
-                // its slice (so against the rounded spans), and C's rows; [j0, j1)
-                // is this call's own columns of C.
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    dots_avx512(&d)
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                {
-                    let _ = d;
-                    unreachable!("the bf16 path exists on x86-64 only")
-                }
+                // SAFETY: the caller checked every segment of every row
+                // against its slice (so against the rounded spans), and C's
+                // rows; [j0, j1) is this call's own columns of C.
+                unsafe { run_dots(&d) }
             };
-            let threads = rayon::current_num_threads();
-            if parallel && threads > 1 && n >= 8 && m * n * len * segs.count >= 1 << 16 {
-                let per = n.div_ceil(threads).div_ceil(4) * 4;
-                (0..n.div_ceil(per))
-                    .into_par_iter()
-                    .for_each(|p| run(p * per, ((p + 1) * per).min(n)));
-            } else {
-                run(0, n);
-            }
+            split_columns(n, parallel && m * n * len * segs.count >= 1 << 16, run);
         })
     });
+}
+
+/// [`dots`] over rows that do not overlap: per chunk of [`DOT_CHUNK`]
+/// along the sum, each thread rounds that chunk of every row of A and of
+/// its own rows of B into buffers that stay in cache, and adds the chunk's
+/// dot products to C.
+#[allow(clippy::too_many_arguments)]
+fn dots_streamed<FA, FB>(
+    m: usize,
+    n: usize,
+    len: usize,
+    a: &[f32],
+    aoff: FA,
+    b: &[f32],
+    boff: FB,
+    c: &mut [f32],
+    ldc: usize,
+    parallel: bool,
+) where
+    FA: Fn(usize) -> usize + Copy + Sync,
+    FB: Fn(usize) -> usize + Copy + Sync,
+{
+    let cp = SendPtr(c.as_mut_ptr());
+    let run = |j0: usize, j1: usize| {
+        let nb = j1 - j0;
+        with_halves(m * DOT_CHUNK, |ab| {
+            with_halves(nb * DOT_CHUNK, |bb| {
+                let ao: Vec<usize> = (0..m).map(|i| i * DOT_CHUNK).collect();
+                // Indexed by the column itself, as the tiles index it.
+                let bo: Vec<usize> = (0..j1).map(|j| j.saturating_sub(j0) * DOT_CHUNK).collect();
+                let mut l0 = 0;
+                while l0 < len {
+                    let cl = (len - l0).min(DOT_CHUNK);
+                    for i in 0..m {
+                        let o = aoff(i) + l0;
+                        round_into(&a[o..o + cl], &mut ab[i * DOT_CHUNK..][..cl]);
+                    }
+                    for j in j0..j1 {
+                        let o = boff(j) + l0;
+                        round_into(&b[o..o + cl], &mut bb[(j - j0) * DOT_CHUNK..][..cl]);
+                    }
+                    let d = Dots {
+                        m,
+                        j0,
+                        j1,
+                        len: cl,
+                        segs: crate::gemm::Segments::ONE,
+                        a: ab.as_ptr(),
+                        ao: &ao,
+                        b: bb.as_ptr(),
+                        bo: &bo,
+                        c: cp.get(),
+                        ldc,
+                    };
+                    // SAFETY: the caller checked every row against its
+                    // slice, and C's rows; the chunk buffers hold cl values
+                    // per row; [j0, j1) is this call's own columns of C.
+                    unsafe { run_dots(&d) }
+                    l0 += cl;
+                }
+            })
+        })
+    };
+    split_columns(n, parallel && m * n * len >= 1 << 16, run);
+}
+
+/// Runs the dot-product tiles of `d` on the bf16 path.
+///
+/// # Safety
+/// Every row of `d` must lie inside its buffer for `d.len` values per
+/// segment, and columns [j0, j1) of C must be this call's own.
+unsafe fn run_dots(d: &Dots) {
+    #[cfg(target_arch = "x86_64")]
+    dots_avx512(d);
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = d;
+        unreachable!("the bf16 path exists on x86-64 only")
+    }
+}
+
+/// Runs `run(j0, j1)` over C's n columns: split among the threads, in
+/// blocks of a multiple of 4, when `parallel` and there are several.
+fn split_columns(n: usize, parallel: bool, run: impl Fn(usize, usize) + Sync) {
+    let threads = rayon::current_num_threads();
+    if parallel && threads > 1 && n >= 8 {
+        let per = n.div_ceil(threads).div_ceil(4) * 4;
+        (0..n.div_ceil(per))
+            .into_par_iter()
+            .for_each(|p| run(p * per, ((p + 1) * per).min(n)));
+    } else {
+        run(0, n);
+    }
 }
 
 struct Dots<'a> {

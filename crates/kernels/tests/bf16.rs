@@ -294,19 +294,23 @@ fn dot_products_are_bf16_products_with_f32_sums() {
         for &len in &[1, 2, 31, 32, 33, 63, 64, 65, 2047, 2048, 2049, 4100] {
             seed += 1;
             let a = data(m * (len + 1) + 1, seed);
-            let b = data(n * len + 7, seed + 1);
-            // Overlapping rows of B, one element apart, as a convolution's.
+            let b = data(n * (len + 1) + 7, seed + 1);
             let aoff = |i: usize| i * (len + 1) + 1;
-            let boff = |j: usize| j;
             let ldc = n + 1;
             let c0 = data(m * ldc, seed + 2);
-            for accumulate in [false, true] {
+            // Overlapping rows of B, one element apart, as a convolution's
+            // (rounded whole); or rows apart, as a dense layer's (rounded a
+            // chunk at a time when longer than one), in reverse order.
+            let layouts: [&(dyn Fn(usize) -> usize + Sync); 2] =
+                [&|j| j, &|j| (n - 1 - j) * (len + 1) + 3];
+            for (layout, accumulate) in (0..2).flat_map(|l| [(l, false), (l, true)]) {
+                let boff = |j: usize| layouts[layout](j);
                 let mut c = c0.clone();
                 gemm_dots(
                     PATH, m, n, len, &a, aoff, &b, boff, &mut c, ldc, accumulate, true,
                 );
                 check(
-                    &format!("dots m={m} n={n} len={len} acc={accumulate}"),
+                    &format!("dots m={m} n={n} len={len} layout={layout} acc={accumulate}"),
                     &c,
                     m,
                     n,
