@@ -226,19 +226,24 @@ fn with_halves<R>(len: usize, f: impl FnOnce(&mut [u16]) -> R) -> R {
 /// and rounded to bf16 words, with each pair's place in B. A convolution
 /// calls the product once per sample with the same weights, so the last
 /// few are kept per thread and reused when A's values, its shape and B's
-/// row offsets are all the same again (compared in full, so a weight that
-/// changed is never served stale).
+/// row offsets (relative to the lowest: a convolution's column blocks
+/// shift them all) are all the same again, compared in full, so that a
+/// weight that changed is never served stale.
 struct Prepared {
     m: usize,
     k: usize,
     /// A's m × k values, contiguous, as they were.
     a: Vec<f32>,
+    /// B's row offsets less the lowest.
     offs: Vec<usize>,
     np: usize,
     /// A's pairs (m × np words); then per pair its low row's offset in B
-    /// less the lowest offset, the top bit set for a row alone.
+    /// less the lowest offset, [`LONE_BIT`] set for a row alone.
     words: Vec<u32>,
 }
+
+/// The flag of a pair whose low row stands alone.
+const LONE_BIT: u32 = 1 << 31;
 
 /// Prepared A sides kept per thread.
 const KEPT: usize = 8;
@@ -259,10 +264,11 @@ impl Prepared {
             // SAFETY: any f32 is 4 initialized bytes.
             unsafe { std::slice::from_raw_parts(x.as_ptr() as *const u8, 4 * x.len()) }
         };
+        let lo = offs.iter().copied().min().unwrap_or(0);
         let same = |p: &Prepared| {
             p.m == m
                 && p.k == k
-                && p.offs == offs
+                && p.offs.iter().zip(offs).all(|(&r, &o)| r == o - lo)
                 && (0..m)
                     .all(|i| bytes(&p.a[i * k..(i + 1) * k]) == bytes(&a[i * lda..i * lda + k]))
         };
@@ -276,7 +282,9 @@ impl Prepared {
         }
         with_words(2 * k + 1, |plan| {
             let np = adjacent_pairs(offs, plan)?;
-            let lo = offs.iter().copied().min().unwrap_or(0);
+            if offs.iter().max().unwrap_or(&0) - lo >= LONE_BIT as usize {
+                return None;
+            }
             let mut words = vec![0u32; m * np + np];
             let (ap, starts) = words.split_at_mut(m * np);
             with_halves(k, |row16| {
@@ -294,7 +302,7 @@ impl Prepared {
                 }
             });
             for q in 0..np {
-                let lone = if plan[2 * q + 1] == LONE { 1 << 31 } else { 0 };
+                let lone = if plan[2 * q + 1] == LONE { LONE_BIT } else { 0 };
                 starts[q] = (offs[plan[2 * q] as usize] - lo) as u32 | lone;
             }
             let mut copy = Vec::with_capacity(m * k);
@@ -305,7 +313,7 @@ impl Prepared {
                 m,
                 k,
                 a: copy,
-                offs: offs.to_vec(),
+                offs: offs.iter().map(|&o| o - lo).collect(),
                 np,
                 words,
             })
@@ -343,47 +351,85 @@ fn rows_direct(
 ) {
     let (m, np) = (prep.m, prep.np);
     let lo = offs.iter().copied().min().unwrap_or(0);
-    let hi = offs.iter().copied().max().unwrap_or(0) + n;
-    let (ap, starts) = prep.words.split_at(m * np);
-    // One element past the span: a pair's partner at the last column.
-    with_halves(hi - lo + 1, |xb| {
-        let end = (hi + 1).min(b.len());
-        round_into(&b[lo..end], &mut xb[..end - lo]);
-        xb[end - lo..].fill(0);
-        let cp = SendPtr(c.as_mut_ptr());
-        let xp = SendPtr(xb.as_ptr() as *mut u16);
-        let d = Direct {
-            m,
-            np,
-            ap,
-            starts,
-            bias,
-            ldc,
-            accumulate,
-        };
-        let run = |j0: usize, j1: usize| {
-            // SAFETY: the caller checked every row of A, B and C
-            // against its slice; xb covers every row's columns plus
-            // one; [j0, j1) is this call's own columns of C.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                direct_avx512(&d, xp.get(), cp.get(), j0, j1)
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            {
-                let _ = (j0, j1, cp, xp, &d);
-                unreachable!("the bf16 path exists on x86-64 only")
-            }
-        };
-        let block = 16 * PANEL;
-        let threads = rayon::current_num_threads();
-        if parallel && threads > 1 && n >= 2 * block && (m * n * np) >= 1 << 15 {
-            (0..n.div_ceil(block))
-                .into_par_iter()
-                .for_each(|p| run(p * block, ((p + 1) * block).min(n)));
-        } else {
-            run(0, n);
+    let (ap, rel) = prep.words.split_at(m * np);
+    // Only the windows the pairs read are rounded: each pair reads n + 1
+    // values from its low row's offset. Windows that overlap (a channel's
+    // taps) form one cluster, rounded once; the gaps between clusters (the
+    // rest of each channel's row, when a convolution works on a block of
+    // columns) are skipped. Per pair: its start in the rounded buffer.
+    with_words(5 * np, |w| {
+        let (order, rest) = w.split_at_mut(np);
+        let (starts, clusters) = rest.split_at_mut(np);
+        for (q, o) in order.iter_mut().enumerate() {
+            *o = q as u32;
         }
+        order.sort_unstable_by_key(|&q| rel[q as usize] & !LONE_BIT);
+        // Clusters as (first offset, end, place in the buffer), relative to lo.
+        let mut nc = 0;
+        let mut total = 0usize;
+        for &q in order.iter() {
+            let r = rel[q as usize];
+            let start = (r & !LONE_BIT) as usize;
+            let end = start + n + 1;
+            if nc > 0 && start <= clusters[3 * (nc - 1) + 1] as usize {
+                let c_end = &mut clusters[3 * (nc - 1) + 1];
+                let grown = (*c_end as usize).max(end);
+                total += grown - *c_end as usize;
+                *c_end = grown as u32;
+            } else {
+                clusters[3 * nc] = start as u32;
+                clusters[3 * nc + 1] = end as u32;
+                clusters[3 * nc + 2] = total as u32;
+                total += end - start;
+                nc += 1;
+            }
+            let c = &clusters[3 * (nc - 1)..3 * nc];
+            starts[q as usize] = (c[2] + (start as u32 - c[0])) | (r & LONE_BIT);
+        }
+        let starts = &*starts;
+        let clusters = &clusters[..3 * nc];
+        with_halves(total, |xb| {
+            for c in clusters.chunks(3) {
+                let (from, to, at) = (lo + c[0] as usize, lo + c[1] as usize, c[2] as usize);
+                let end = to.min(b.len());
+                round_into(&b[from..end], &mut xb[at..at + end - from]);
+                xb[at + end - from..at + to - from].fill(0);
+            }
+            let cp = SendPtr(c.as_mut_ptr());
+            let xp = SendPtr(xb.as_ptr() as *mut u16);
+            let d = Direct {
+                m,
+                np,
+                ap,
+                starts,
+                bias,
+                ldc,
+                accumulate,
+            };
+            let run = |j0: usize, j1: usize| {
+                // SAFETY: the caller checked every row of A, B and C
+                // against its slice; xb covers every row's columns plus
+                // one; [j0, j1) is this call's own columns of C.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    direct_avx512(&d, xp.get(), cp.get(), j0, j1)
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                {
+                    let _ = (j0, j1, cp, xp, &d);
+                    unreachable!("the bf16 path exists on x86-64 only")
+                }
+            };
+            let block = 16 * PANEL;
+            let threads = rayon::current_num_threads();
+            if parallel && threads > 1 && n >= 2 * block && (m * n * np) >= 1 << 15 {
+                (0..n.div_ceil(block))
+                    .into_par_iter()
+                    .for_each(|p| run(p * block, ((p + 1) * block).min(n)));
+            } else {
+                run(0, n);
+            }
+        });
     });
 }
 
@@ -817,26 +863,28 @@ fn dots_streamed<FA, FB>(
     FB: Fn(usize) -> usize + Copy + Sync,
 {
     let cp = SendPtr(c.as_mut_ptr());
-    let run = |j0: usize, j1: usize| {
-        let nb = j1 - j0;
-        with_halves(m * DOT_CHUNK, |ab| {
+    // Rows [i0, i1) of A against rows [j0, j1) of B: each thread rounds
+    // only the rows it multiplies.
+    let run = |i0: usize, i1: usize, j0: usize, j1: usize| {
+        let (mb, nb) = (i1 - i0, j1 - j0);
+        with_halves(mb * DOT_CHUNK, |ab| {
             with_halves(nb * DOT_CHUNK, |bb| {
-                let ao: Vec<usize> = (0..m).map(|i| i * DOT_CHUNK).collect();
+                let ao: Vec<usize> = (0..mb).map(|i| i * DOT_CHUNK).collect();
                 // Indexed by the column itself, as the tiles index it.
                 let bo: Vec<usize> = (0..j1).map(|j| j.saturating_sub(j0) * DOT_CHUNK).collect();
                 let mut l0 = 0;
                 while l0 < len {
                     let cl = (len - l0).min(DOT_CHUNK);
-                    for i in 0..m {
+                    for i in i0..i1 {
                         let o = aoff(i) + l0;
-                        round_into(&a[o..o + cl], &mut ab[i * DOT_CHUNK..][..cl]);
+                        round_into(&a[o..o + cl], &mut ab[(i - i0) * DOT_CHUNK..][..cl]);
                     }
                     for j in j0..j1 {
                         let o = boff(j) + l0;
                         round_into(&b[o..o + cl], &mut bb[(j - j0) * DOT_CHUNK..][..cl]);
                     }
                     let d = Dots {
-                        m,
+                        m: mb,
                         j0,
                         j1,
                         len: cl,
@@ -845,19 +893,33 @@ fn dots_streamed<FA, FB>(
                         ao: &ao,
                         b: bb.as_ptr(),
                         bo: &bo,
-                        c: cp.get(),
+                        // SAFETY: row i0 of C is inside it (checked by the caller).
+                        c: unsafe { cp.get().add(i0 * ldc) },
                         ldc,
                     };
                     // SAFETY: the caller checked every row against its
                     // slice, and C's rows; the chunk buffers hold cl values
-                    // per row; [j0, j1) is this call's own columns of C.
+                    // per row; rows [i0, i1) × columns [j0, j1) of C are
+                    // this call's own.
                     unsafe { run_dots(&d) }
                     l0 += cl;
                 }
             })
         })
     };
-    split_columns(n, parallel && m * n * len >= 1 << 16, run);
+    let threads = rayon::current_num_threads();
+    if parallel && threads > 1 && m > n && m >= 12 && m * n * len >= 1 << 16 {
+        // More rows of A than of B (a batch of inference through a narrow
+        // layer): split A's rows, so that no two threads round the same.
+        let per = m.div_ceil(threads).div_ceil(6) * 6;
+        (0..m.div_ceil(per))
+            .into_par_iter()
+            .for_each(|p| run(p * per, ((p + 1) * per).min(m), 0, n));
+    } else {
+        split_columns(n, parallel && m * n * len >= 1 << 16, |j0, j1| {
+            run(0, m, j0, j1)
+        });
+    }
 }
 
 /// Runs the dot-product tiles of `d` on the bf16 path.

@@ -220,20 +220,24 @@ fn rows_products_are_bf16_products_with_f32_sums() {
                 let lda = k + 1;
                 let a = data(m * lda, seed);
                 let ldb = n + 3;
-                let b = data((k + 1) * ldb, seed + 1);
+                let b = data(3 * (k + 1) * ldb, seed + 1);
                 let bias = data(m, seed + 2);
                 let ldc = n + 2;
                 let c0 = data(m * ldc, seed + 3);
                 // Rows of B in reverse order, shifted by one (packed into
                 // panels); or as a convolution's views, 5 taps a row apart
                 // each one element on (read in place, the fifth alone);
-                // or as its input gradient's, each one element back.
-                let layouts: [&(dyn Fn(usize) -> usize + Sync); 3] =
-                    [&|r| (k - r) * ldb + 1, &|r| (r / 5) * ldb + r % 5, &|r| {
-                        (r / 5) * ldb + 4 - r % 5
-                    }];
+                // or as its input gradient's, each one element back; or
+                // with gaps between the channels, as a block of columns of
+                // a long convolution has (rounded window by window).
+                let layouts: [&(dyn Fn(usize) -> usize + Sync); 4] = [
+                    &|r| (k - r) * ldb + 1,
+                    &|r| (r / 5) * ldb + r % 5,
+                    &|r| (r / 5) * ldb + 4 - r % 5,
+                    &|r| (r / 5) * 3 * ldb + r % 5 + 2,
+                ];
                 for (layout, (accumulate, with_bias)) in
-                    (0..3).flat_map(|l| [(false, false), (true, true)].map(|x| (l, x)))
+                    (0..4).flat_map(|l| [(false, false), (true, true)].map(|x| (l, x)))
                 {
                     let boff = |r: usize| layouts[layout](r);
                     let mut c = c0.clone();
