@@ -98,7 +98,8 @@ pub(crate) fn rows(
     parallel: bool,
 ) {
     if let Some(prep) = Prepared::take(m, k, a, lda, offs) {
-        rows_direct(&prep, n, b, offs, bias, c, ldc, accumulate, parallel);
+        let mut prep = prep;
+        rows_direct(&mut prep, n, b, offs, bias, c, ldc, accumulate, parallel);
         prep.give_back();
         return;
     }
@@ -240,6 +241,56 @@ struct Prepared {
     /// A's pairs (m × np words); then per pair its low row's offset in B
     /// less the lowest offset, [`LONE_BIT`] set for a row alone.
     words: Vec<u32>,
+    /// The rounded windows for the last n columns asked for ([`Layout`]).
+    layout: Option<Layout>,
+}
+
+/// Where [`rows_direct`] rounds B's windows for a product of n columns:
+/// per pair its start in the rounded buffer (with [`LONE_BIT`]), and the
+/// clusters of overlapping windows as (first offset, end, place in the
+/// buffer), offsets relative to B's lowest row offset.
+struct Layout {
+    n: usize,
+    starts: Vec<u32>,
+    clusters: Vec<u32>,
+    total: usize,
+}
+
+impl Layout {
+    /// Each pair reads n + 1 values from its low row's offset. Windows that
+    /// overlap (a channel's taps) form one cluster, rounded once; the gaps
+    /// between clusters (the rest of each channel's row, when a convolution
+    /// works on a block of columns) are skipped.
+    fn new(rel: &[u32], n: usize) -> Layout {
+        let np = rel.len();
+        let mut order: Vec<u32> = (0..np as u32).collect();
+        order.sort_unstable_by_key(|&q| rel[q as usize] & !LONE_BIT);
+        let mut starts = vec![0u32; np];
+        let mut clusters: Vec<u32> = Vec::new();
+        let mut total = 0usize;
+        for &q in &order {
+            let r = rel[q as usize];
+            let start = (r & !LONE_BIT) as usize;
+            let end = start + n + 1;
+            let nc = clusters.len() / 3;
+            if nc > 0 && start <= clusters[3 * nc - 2] as usize {
+                let grown = (clusters[3 * nc - 2] as usize).max(end);
+                total += grown - clusters[3 * nc - 2] as usize;
+                clusters[3 * nc - 2] = grown as u32;
+            } else {
+                clusters.extend([start as u32, end as u32, total as u32]);
+                total += end - start;
+            }
+            let c = &clusters[clusters.len() - 3..];
+            starts[q as usize] = (c[2] + (start as u32 - c[0])) | (r & LONE_BIT);
+        }
+        Layout {
+            n,
+            starts,
+            clusters,
+            total,
+        }
+    }
 }
 
 /// The flag of a pair whose low row stands alone.
@@ -316,6 +367,7 @@ impl Prepared {
                 offs: offs.iter().map(|&o| o - lo).collect(),
                 np,
                 words,
+                layout: None,
             })
         })
     }
@@ -339,7 +391,7 @@ impl Prepared {
 /// sums; only the pairing of the sum's terms differs.
 #[allow(clippy::too_many_arguments)]
 fn rows_direct(
-    prep: &Prepared,
+    prep: &mut Prepared,
     n: usize,
     b: &[f32],
     offs: &[usize],
@@ -352,84 +404,54 @@ fn rows_direct(
     let (m, np) = (prep.m, prep.np);
     let lo = offs.iter().copied().min().unwrap_or(0);
     let (ap, rel) = prep.words.split_at(m * np);
-    // Only the windows the pairs read are rounded: each pair reads n + 1
-    // values from its low row's offset. Windows that overlap (a channel's
-    // taps) form one cluster, rounded once; the gaps between clusters (the
-    // rest of each channel's row, when a convolution works on a block of
-    // columns) are skipped. Per pair: its start in the rounded buffer.
-    with_words(5 * np, |w| {
-        let (order, rest) = w.split_at_mut(np);
-        let (starts, clusters) = rest.split_at_mut(np);
-        for (q, o) in order.iter_mut().enumerate() {
-            *o = q as u32;
+    // Only the windows the pairs read are rounded ([`Layout`]); kept with
+    // A's pairs, since the calls of a convolution ask for the same n.
+    if prep.layout.as_ref().is_none_or(|l| l.n != n) {
+        prep.layout = Some(Layout::new(rel, n));
+    }
+    let layout = prep.layout.as_ref().expect("set above");
+    let (starts, clusters, total) = (&layout.starts[..], &layout.clusters[..], layout.total);
+    with_halves(total, |xb| {
+        for c in clusters.chunks(3) {
+            let (from, to, at) = (lo + c[0] as usize, lo + c[1] as usize, c[2] as usize);
+            let end = to.min(b.len());
+            round_into(&b[from..end], &mut xb[at..at + end - from]);
+            xb[at + end - from..at + to - from].fill(0);
         }
-        order.sort_unstable_by_key(|&q| rel[q as usize] & !LONE_BIT);
-        // Clusters as (first offset, end, place in the buffer), relative to lo.
-        let mut nc = 0;
-        let mut total = 0usize;
-        for &q in order.iter() {
-            let r = rel[q as usize];
-            let start = (r & !LONE_BIT) as usize;
-            let end = start + n + 1;
-            if nc > 0 && start <= clusters[3 * (nc - 1) + 1] as usize {
-                let c_end = &mut clusters[3 * (nc - 1) + 1];
-                let grown = (*c_end as usize).max(end);
-                total += grown - *c_end as usize;
-                *c_end = grown as u32;
-            } else {
-                clusters[3 * nc] = start as u32;
-                clusters[3 * nc + 1] = end as u32;
-                clusters[3 * nc + 2] = total as u32;
-                total += end - start;
-                nc += 1;
+        let cp = SendPtr(c.as_mut_ptr());
+        let xp = SendPtr(xb.as_ptr() as *mut u16);
+        let d = Direct {
+            m,
+            np,
+            ap,
+            starts,
+            bias,
+            ldc,
+            accumulate,
+        };
+        let run = |j0: usize, j1: usize| {
+            // SAFETY: the caller checked every row of A, B and C
+            // against its slice; xb covers every row's columns plus
+            // one; [j0, j1) is this call's own columns of C.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                direct_avx512(&d, xp.get(), cp.get(), j0, j1)
             }
-            let c = &clusters[3 * (nc - 1)..3 * nc];
-            starts[q as usize] = (c[2] + (start as u32 - c[0])) | (r & LONE_BIT);
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                let _ = (j0, j1, cp, xp, &d);
+                unreachable!("the bf16 path exists on x86-64 only")
+            }
+        };
+        let block = 16 * PANEL;
+        let threads = rayon::current_num_threads();
+        if parallel && threads > 1 && n >= 2 * block && (m * n * np) >= 1 << 15 {
+            (0..n.div_ceil(block))
+                .into_par_iter()
+                .for_each(|p| run(p * block, ((p + 1) * block).min(n)));
+        } else {
+            run(0, n);
         }
-        let starts = &*starts;
-        let clusters = &clusters[..3 * nc];
-        with_halves(total, |xb| {
-            for c in clusters.chunks(3) {
-                let (from, to, at) = (lo + c[0] as usize, lo + c[1] as usize, c[2] as usize);
-                let end = to.min(b.len());
-                round_into(&b[from..end], &mut xb[at..at + end - from]);
-                xb[at + end - from..at + to - from].fill(0);
-            }
-            let cp = SendPtr(c.as_mut_ptr());
-            let xp = SendPtr(xb.as_ptr() as *mut u16);
-            let d = Direct {
-                m,
-                np,
-                ap,
-                starts,
-                bias,
-                ldc,
-                accumulate,
-            };
-            let run = |j0: usize, j1: usize| {
-                // SAFETY: the caller checked every row of A, B and C
-                // against its slice; xb covers every row's columns plus
-                // one; [j0, j1) is this call's own columns of C.
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    direct_avx512(&d, xp.get(), cp.get(), j0, j1)
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                {
-                    let _ = (j0, j1, cp, xp, &d);
-                    unreachable!("the bf16 path exists on x86-64 only")
-                }
-            };
-            let block = 16 * PANEL;
-            let threads = rayon::current_num_threads();
-            if parallel && threads > 1 && n >= 2 * block && (m * n * np) >= 1 << 15 {
-                (0..n.div_ceil(block))
-                    .into_par_iter()
-                    .for_each(|p| run(p * block, ((p + 1) * block).min(n)));
-            } else {
-                run(0, n);
-            }
-        });
     });
 }
 
