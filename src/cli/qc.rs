@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use geno::{run_qc, AtomicFile, PhenoTable, QcFilters};
+use rayon::prelude::*;
 use serde_json::json;
 
 use super::output::{csv_field, ensure_dir, num, push_num, spinner, table, write_json};
@@ -31,6 +32,262 @@ pub struct QcArgs {
     pub out: PathBuf,
 }
 
+/// What `qc` found, from either the streamed or the in-memory pass.
+struct Outcome {
+    individuals: Vec<geno::Individual>,
+    n_markers: usize,
+    /// markers.csv, whole.
+    markers_csv: String,
+    ind_qc: Vec<geno::IndividualQc>,
+    kept_individuals: Vec<usize>,
+    n_kept_markers: usize,
+    removed_by_mind: usize,
+    removed_by_geno: usize,
+    removed_by_maf: usize,
+    mean_maf: f64,
+    missing_rate: f64,
+    n_monomorphic: usize,
+    /// The first 100 monomorphic markers.
+    monomorphic: Vec<String>,
+    /// With a filter on: the markers kept (all individuals), to write.
+    kept: Option<geno::PackedGenotypes>,
+}
+
+const MARKERS_HEADER: &str = "marker,chromosome,position,a1,a2,a1_freq,maf,missing_rate,kept\n";
+
+/// One markers.csv line.
+fn marker_line(line: &mut String, mk: &geno::Marker, q: &geno::MarkerQc) {
+    let _ = write!(
+        line,
+        "{},{},{},{},{},",
+        csv_field(&mk.id),
+        csv_field(&mk.chromosome),
+        mk.position,
+        csv_field(&mk.a1),
+        csv_field(&mk.a2),
+    );
+    for v in [q.a1_freq, q.maf, Some(q.missing_rate)] {
+        push_num(line, v);
+        line.push(',');
+    }
+    let _ = writeln!(line, "{}", q.kept());
+}
+
+/// The whole fileset in memory: any format, and the errors of its reader.
+fn in_memory(a: &QcArgs, filters: &QcFilters, pb: &indicatif::ProgressBar) -> Result<Outcome> {
+    let g = a.geno.load()?;
+    pb.set_message("computing QC statistics");
+    let report = run_qc(&g, filters)?;
+    let mut markers_csv = String::from(MARKERS_HEADER);
+    for (mk, q) in g.markers().iter().zip(&report.markers) {
+        marker_line(&mut markers_csv, mk, q);
+    }
+    let monomorphic = g
+        .markers()
+        .iter()
+        .zip(&report.markers)
+        .filter(|(_, q)| q.monomorphic)
+        .take(100)
+        .map(|(m, _)| m.id.clone())
+        .collect();
+    let kept = filters.any().then(|| {
+        g.subset(
+            &(0..g.n_individuals()).collect::<Vec<_>>(),
+            &report.kept_markers,
+        )
+    });
+    Ok(Outcome {
+        individuals: g.individuals().to_vec(),
+        n_markers: g.n_markers(),
+        markers_csv,
+        ind_qc: report.individuals,
+        kept_individuals: report.kept_individuals,
+        n_kept_markers: report.kept_markers.len(),
+        removed_by_mind: report.removed_by_mind,
+        removed_by_geno: report.removed_by_geno,
+        removed_by_maf: report.removed_by_maf,
+        mean_maf: report.mean_maf,
+        missing_rate: report.missing_rate,
+        n_monomorphic: report.n_monomorphic,
+        monomorphic,
+        kept,
+    })
+}
+
+/// Markers per block of the streamed pass.
+const BLOCK: usize = 1 << 14;
+
+/// A PLINK fileset a block of markers at a time ([`geno::PlinkBlocks`]):
+/// the same figures as [`in_memory`] without holding the `.bed` or the
+/// `.bim` (a second pass when `--mind` needs every individual's missing
+/// calls first). `None` when the input is not a plain PLINK fileset, or
+/// the streamed reader finds a fault: the in-memory reader then runs, and
+/// gives its precise error.
+fn streamed(a: &QcArgs, filters: &QcFilters) -> Option<Outcome> {
+    // GENOCNN_QC_IN_MEMORY=1: the in-memory pass for any input (a test
+    // hook: the tests compare the two passes' files byte for byte).
+    if a.geno.reader().resolved_format() != geno::GenoFormat::Plink
+        || a.geno.coding != super::Coding::Additive
+        || std::env::var_os("GENOCNN_QC_IN_MEMORY").is_some()
+    {
+        return None;
+    }
+    let pass = |each: &mut dyn FnMut(&geno::PackedGenotypes)| -> Option<Vec<geno::Individual>> {
+        let mut blocks = geno::PlinkBlocks::open(&a.geno.geno).ok()?;
+        while let Some(g) = blocks.next_block(BLOCK).ok()? {
+            each(&g);
+            blocks.recycle(g);
+        }
+        Some(blocks.individuals().to_vec())
+    };
+    let mut miss: Vec<u32> = Vec::new();
+    let mut m = 0;
+    let add_missing = |g: &geno::PackedGenotypes, miss: &mut Vec<u32>| {
+        let k = g.missing_per_individual(0..g.n_markers());
+        if miss.is_empty() {
+            *miss = k;
+        } else {
+            miss.iter_mut().zip(k).for_each(|(a, b)| *a += b);
+        }
+    };
+    if filters.mind.is_some() {
+        pass(&mut |g| {
+            add_missing(g, &mut miss);
+            m += g.n_markers();
+        })?;
+    }
+    let mut ind_qc: Vec<geno::IndividualQc> = Vec::new();
+    let mut kept_individuals: Vec<usize> = Vec::new();
+    let mut markers_csv = String::from(MARKERS_HEADER);
+    let (mut n_markers, mut n_kept, mut removed_geno, mut removed_maf) = (0, 0, 0, 0);
+    let (mut maf_sum, mut maf_count, mut n_mono) = (0f64, 0usize, 0usize);
+    let mut monomorphic = Vec::new();
+    let (mut any_two, mut any_one) = (false, false);
+    let mut kept_markers: Vec<geno::Marker> = Vec::new();
+    let mut kept_data: Vec<u8> = Vec::new();
+    let individuals = pass(&mut |g| {
+        let n = g.n_individuals();
+        if ind_qc.is_empty() && filters.mind.is_some() {
+            ind_qc = geno::individual_qc(&miss, m, filters);
+            kept_individuals = (0..n).filter(|&i| ind_qc[i].kept).collect();
+        }
+        let all_kept = filters.mind.is_none() || kept_individuals.len() == n;
+        // The markers' counts and lines on every core, in chunks whose
+        // lines are joined in order; each individual's missing calls beside.
+        let kept_ref = &kept_individuals;
+        let per_chunk = |js: std::ops::Range<usize>| {
+            let mut text = String::with_capacity(64 * js.len());
+            let mut out = Vec::with_capacity(js.len());
+            for j in js {
+                let all = g.counts(j);
+                let c = if all_kept {
+                    all
+                } else {
+                    g.counts_among(j, kept_ref)
+                };
+                let q = geno::marker_qc(&c, filters);
+                marker_line(&mut text, &g.markers()[j], &q);
+                out.push((all, q));
+            }
+            (out, text)
+        };
+        let mb = g.n_markers();
+        let chunk = mb.div_ceil(16).max(1);
+        let (chunks, block_miss) = rayon::join(
+            || {
+                (0..mb.div_ceil(chunk))
+                    .into_par_iter()
+                    .map(|k| per_chunk(k * chunk..((k + 1) * chunk).min(mb)))
+                    .collect::<Vec<_>>()
+            },
+            || {
+                filters
+                    .mind
+                    .is_none()
+                    .then(|| g.missing_per_individual(0..mb))
+            },
+        );
+        if let Some(k) = block_miss {
+            if miss.is_empty() {
+                miss = k;
+            } else {
+                miss.iter_mut().zip(k).for_each(|(a, b)| *a += b);
+            }
+        }
+        let mut j = 0;
+        for (stats, text) in chunks {
+            markers_csv.push_str(&text);
+            for (all, q) in stats {
+                let mk = &g.markers()[j];
+                any_two |= all.hom_a1 > 0;
+                any_one |= all.het > 0;
+                if let Some(v) = q.maf {
+                    maf_sum += v;
+                    maf_count += 1;
+                }
+                if q.monomorphic {
+                    n_mono += 1;
+                    if monomorphic.len() < 100 {
+                        monomorphic.push(mk.id.clone());
+                    }
+                }
+                match q.removed_by {
+                    Some(geno::qc::MarkerFilter::GenoMissing) => removed_geno += 1,
+                    Some(geno::qc::MarkerFilter::Maf) => removed_maf += 1,
+                    None => {
+                        n_kept += 1;
+                        if filters.any() {
+                            kept_markers.push(mk.clone());
+                            kept_data.extend_from_slice(g.snp(j));
+                        }
+                    }
+                }
+                j += 1;
+            }
+        }
+        n_markers += g.n_markers();
+    })?;
+    let n = individuals.len();
+    if filters.mind.is_none() {
+        ind_qc = geno::individual_qc(&miss, n_markers, filters);
+        kept_individuals = (0..n).collect();
+    }
+    if !any_two && any_one {
+        eprintln!(
+            "note: {}: every call is 0 or 1; they are read as dosages 0 and 1 (1 = a heterozygote). If these are inbred lines coded 0/1 (the two homozygotes), give --coding inbred",
+            a.geno.geno.display()
+        );
+    }
+    let total_missing: u64 = miss.iter().map(|&k| k as u64).sum();
+    let kept = filters
+        .any()
+        .then(|| geno::PackedGenotypes::from_packed(individuals.clone(), kept_markers, kept_data));
+    Some(Outcome {
+        n_markers,
+        markers_csv,
+        removed_by_mind: n - kept_individuals.len(),
+        ind_qc,
+        kept_individuals,
+        n_kept_markers: n_kept,
+        removed_by_geno: removed_geno,
+        removed_by_maf: removed_maf,
+        mean_maf: if maf_count == 0 {
+            0.0
+        } else {
+            maf_sum / maf_count as f64
+        },
+        missing_rate: if n * n_markers == 0 {
+            0.0
+        } else {
+            total_missing as f64 / (n as f64 * n_markers as f64)
+        },
+        n_monomorphic: n_mono,
+        monomorphic,
+        kept,
+        individuals,
+    })
+}
+
 pub fn run(a: QcArgs) -> Result<()> {
     let filters = QcFilters {
         maf: a.maf,
@@ -39,21 +296,22 @@ pub fn run(a: QcArgs) -> Result<()> {
     };
     filters.validate()?;
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
-    let g = a.geno.load()?;
-    pb.set_message("computing QC statistics");
-    let report = run_qc(&g, &filters)?;
+    let o = match streamed(&a, &filters) {
+        Some(o) => o,
+        None => in_memory(&a, &filters, &pb)?,
+    };
     pb.finish_and_clear();
     // Nothing left is not a result: say which filter emptied it, write nothing.
-    if report.kept_individuals.is_empty() || report.kept_markers.is_empty() {
+    if o.kept_individuals.is_empty() || o.n_kept_markers == 0 {
         bail!(
             "{}: the filters remove every {} ({} of {} individuals by --mind, {} of {} markers by --geno-missing and {} by --maf); nothing would be written. Loosen the thresholds",
             a.geno.geno.display(),
-            if report.kept_markers.is_empty() { "marker" } else { "individual" },
-            report.removed_by_mind,
-            g.n_individuals(),
-            report.removed_by_geno,
-            g.n_markers(),
-            report.removed_by_maf
+            if o.n_kept_markers == 0 { "marker" } else { "individual" },
+            o.removed_by_mind,
+            o.individuals.len(),
+            o.removed_by_geno,
+            o.n_markers,
+            o.removed_by_maf
         );
     }
     ensure_dir(&a.out)?;
@@ -61,8 +319,8 @@ pub fn run(a: QcArgs) -> Result<()> {
     let phenotyped = match (&a.pheno.pheno, &a.pheno.trait_) {
         (Some(p), Some(t)) => {
             let table = PhenoTable::read(p)?;
-            let tr = table.select(t, g.individuals())?;
-            let kept = report
+            let tr = table.select(t, &o.individuals)?;
+            let kept = o
                 .kept_individuals
                 .iter()
                 .filter(|&&i| !tr.values[i].is_nan())
@@ -72,36 +330,14 @@ pub fn run(a: QcArgs) -> Result<()> {
         _ => None,
     };
 
-    // markers.csv
     let mut f = AtomicFile::create(a.out.join("markers.csv"))?;
-    let mut line = String::from("marker,chromosome,position,a1,a2,a1_freq,maf,missing_rate,kept\n");
-    for (mk, q) in g.markers().iter().zip(&report.markers) {
-        write!(
-            line,
-            "{},{},{},{},{},",
-            csv_field(&mk.id),
-            csv_field(&mk.chromosome),
-            mk.position,
-            csv_field(&mk.a1),
-            csv_field(&mk.a2),
-        )?;
-        for v in [q.a1_freq, q.maf, Some(q.missing_rate)] {
-            push_num(&mut line, v);
-            line.push(',');
-        }
-        writeln!(line, "{}", q.kept())?;
-        if line.len() > 1 << 16 {
-            f.write_all(line.as_bytes())?;
-            line.clear();
-        }
-    }
-    f.write_all(line.as_bytes())?;
+    f.write_all(o.markers_csv.as_bytes())?;
     f.commit()?;
 
     // individuals.csv
     let mut f = AtomicFile::create(a.out.join("individuals.csv"))?;
     let mut text = String::from("id,call_rate,kept\n");
-    for (ind, q) in g.individuals().iter().zip(&report.individuals) {
+    for (ind, q) in o.individuals.iter().zip(&o.ind_qc) {
         writeln!(
             text,
             "{},{},{}",
@@ -114,38 +350,26 @@ pub fn run(a: QcArgs) -> Result<()> {
     f.commit()?;
 
     let wrote_bed = filters.any();
-    if wrote_bed {
-        geno::write_plink(
-            &g,
-            &a.out.join("qc.bed"),
-            Some(&report.kept_individuals),
-            Some(&report.kept_markers),
-        )?;
+    if let Some(kept) = &o.kept {
+        geno::write_plink(kept, &a.out.join("qc.bed"), Some(&o.kept_individuals), None)?;
     }
-
-    let monomorphic: Vec<&str> = g
-        .markers()
-        .iter()
-        .zip(&report.markers)
-        .filter(|(_, q)| q.monomorphic)
-        .map(|(m, _)| m.id.as_str())
-        .collect();
+    let monomorphic = &o.monomorphic;
     let mut summary = json!({
         "geno": a.geno.geno.display().to_string(),
         "format": a.geno.reader().resolved_format().to_string(),
-        "n_individuals": g.n_individuals(),
-        "n_markers": g.n_markers(),
-        "n_individuals_kept": report.kept_individuals.len(),
-        "n_markers_kept": report.kept_markers.len(),
-        "mean_maf": report.mean_maf,
-        "missing_rate": report.missing_rate,
-        "n_monomorphic": report.n_monomorphic,
-        "monomorphic_markers": monomorphic.iter().take(100).collect::<Vec<_>>(),
+        "n_individuals": o.individuals.len(),
+        "n_markers": o.n_markers,
+        "n_individuals_kept": o.kept_individuals.len(),
+        "n_markers_kept": o.n_kept_markers,
+        "mean_maf": o.mean_maf,
+        "missing_rate": o.missing_rate,
+        "n_monomorphic": o.n_monomorphic,
+        "monomorphic_markers": monomorphic,
         "filters": { "maf": filters.maf, "geno_missing": filters.geno_missing, "mind": filters.mind },
         "removed": {
-            "individuals_by_mind": report.removed_by_mind,
-            "markers_by_geno_missing": report.removed_by_geno,
-            "markers_by_maf": report.removed_by_maf,
+            "individuals_by_mind": o.removed_by_mind,
+            "markers_by_geno_missing": o.removed_by_geno,
+            "markers_by_maf": o.removed_by_maf,
         },
     });
     if let Some((tr, kept)) = &phenotyped {
@@ -170,19 +394,16 @@ pub fn run(a: QcArgs) -> Result<()> {
             "individuals",
             format!(
                 "{} read, {} kept",
-                g.n_individuals(),
-                report.kept_individuals.len()
+                o.individuals.len(),
+                o.kept_individuals.len()
             ),
         ),
         (
             "markers",
-            format!("{} read, {} kept", g.n_markers(), report.kept_markers.len()),
+            format!("{} read, {} kept", o.n_markers, o.n_kept_markers),
         ),
-        ("mean MAF", format!("{:.4}", report.mean_maf)),
-        (
-            "missing calls",
-            format!("{:.4}%", 100.0 * report.missing_rate),
-        ),
+        ("mean MAF", format!("{:.4}", o.mean_maf)),
+        ("missing calls", format!("{:.4}%", 100.0 * o.missing_rate)),
         (
             "monomorphic",
             if monomorphic.is_empty() {
@@ -190,14 +411,14 @@ pub fn run(a: QcArgs) -> Result<()> {
             } else {
                 format!(
                     "{} ({}{})",
-                    monomorphic.len(),
+                    o.n_monomorphic,
                     monomorphic
                         .iter()
                         .take(5)
-                        .copied()
+                        .cloned()
                         .collect::<Vec<_>>()
                         .join(", "),
-                    if monomorphic.len() > 5 { ", …" } else { "" }
+                    if o.n_monomorphic > 5 { ", …" } else { "" }
                 )
             },
         ),
@@ -207,7 +428,7 @@ pub fn run(a: QcArgs) -> Result<()> {
             "removed",
             format!(
                 "{} individuals by --mind, {} markers by --geno-missing, {} by --maf",
-                report.removed_by_mind, report.removed_by_geno, report.removed_by_maf
+                o.removed_by_mind, o.removed_by_geno, o.removed_by_maf
             ),
         ));
     }

@@ -20,8 +20,8 @@ pub use delim::DelimitedOptions;
 pub use error::{GenoError, Result};
 pub use packed::{GenoCounts, Individual, Marker, PackedGenotypes, Standardizer};
 pub use pheno::{PhenoLayout, PhenoTable, Trait, TraitSelector};
-pub use plink::{read_plink, write_plink, PlinkPaths};
-pub use qc::{run_qc, QcFilters, QcReport};
+pub use plink::{read_plink, write_plink, PlinkBlocks, PlinkPaths};
+pub use qc::{individual_qc, marker_qc, run_qc, IndividualQc, MarkerQc, QcFilters, QcReport};
 pub use simulate::{
     correlated_traits, independent_uniform, simulate, CorrelatedTrait, SimParams, Simulation,
 };

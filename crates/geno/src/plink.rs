@@ -46,6 +46,70 @@ impl PlinkPaths {
     }
 }
 
+/// One `.bim` line's fields as a marker, or the error naming the line.
+fn bim_marker(path: &Path, line: usize, f: &[&[u8]]) -> Result<Marker> {
+    if f.len() != 6 {
+        return Err(GenoError::Ragged {
+            path: path.into(),
+            line,
+            found: f.len(),
+            expected: 6,
+            why: "a .bim line holds chromosome, marker ID, cM, base-pair position, A1 and A2"
+                .into(),
+        });
+    }
+    let position = std::str::from_utf8(f[3])
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or_else(|| {
+            GenoError::parse(
+                path,
+                line,
+                4,
+                format!(
+                    "expected an integer base-pair position, found '{}'",
+                    to_string(f[3])
+                ),
+            )
+        })?;
+    Ok(Marker {
+        chromosome: to_string(f[0]),
+        id: id_text(path, line, 2, f[1], "marker ID")?,
+        cm: to_string(f[2]),
+        position,
+        a1: to_string(f[4]),
+        a2: to_string(f[5]),
+    })
+}
+
+/// [`bim_marker`] into an existing marker, reusing its strings' memory.
+fn bim_marker_into(path: &Path, line: usize, f: &[&[u8]], mk: &mut Marker) -> Result<()> {
+    if f.len() != 6 || std::str::from_utf8(f[1]).is_err() {
+        *mk = bim_marker(path, line, f)?;
+        return Ok(());
+    }
+    let Some(position) = std::str::from_utf8(f[3])
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+    else {
+        // The error, worded as the whole reader words it.
+        *mk = bim_marker(path, line, f)?;
+        return Ok(());
+    };
+    mk.position = position;
+    for (dst, src) in [
+        (&mut mk.chromosome, f[0]),
+        (&mut mk.id, f[1]),
+        (&mut mk.cm, f[2]),
+        (&mut mk.a1, f[4]),
+        (&mut mk.a2, f[5]),
+    ] {
+        dst.clear();
+        dst.push_str(&String::from_utf8_lossy(src));
+    }
+    Ok(())
+}
+
 /// Reads a `.bim` file: six whitespace-separated columns per line.
 pub fn read_bim(path: &Path) -> Result<Vec<Marker>> {
     let mut lines = LineReader::new(open_text(path, "a PLINK .bim file")?, path);
@@ -56,38 +120,7 @@ pub fn read_bim(path: &Path) -> Result<Vec<Marker>> {
         if f.is_empty() {
             continue;
         }
-        if f.len() != 6 {
-            return Err(GenoError::Ragged {
-                path: path.into(),
-                line: lines.line_no(),
-                found: f.len(),
-                expected: 6,
-                why: "a .bim line holds chromosome, marker ID, cM, base-pair position, A1 and A2"
-                    .into(),
-            });
-        }
-        let position = std::str::from_utf8(f[3])
-            .ok()
-            .and_then(|s| s.parse::<i64>().ok())
-            .ok_or_else(|| {
-                GenoError::parse(
-                    path,
-                    lines.line_no(),
-                    4,
-                    format!(
-                        "expected an integer base-pair position, found '{}'",
-                        to_string(f[3])
-                    ),
-                )
-            })?;
-        markers.push(Marker {
-            chromosome: to_string(f[0]),
-            id: id_text(path, lines.line_no(), 2, f[1], "marker ID")?,
-            cm: to_string(f[2]),
-            position,
-            a1: to_string(f[4]),
-            a2: to_string(f[5]),
-        });
+        markers.push(bim_marker(path, lines.line_no(), &f)?);
         line_of.push(lines.line_no());
     }
     if markers.is_empty() {
@@ -102,6 +135,175 @@ pub fn read_bim(path: &Path) -> Result<Vec<Marker>> {
         markers.iter().map(|m| m.id.as_str()).zip(line_of),
     )?;
     Ok(markers)
+}
+
+/// A PLINK fileset read a block of markers at a time, without holding the
+/// whole `.bed` or `.bim` in memory: for passes over a fileset larger than
+/// the memory a command should use (`qc`).
+///
+/// It checks less than [`read_plink`] as it goes: the `.bed`'s size is
+/// checked against the `.bim`'s line count only at the end, and duplicate
+/// marker IDs by a 64-bit hash of each. Any fault it finds is an error, but
+/// not always the one [`read_plink`] gives, so a caller that wants that
+/// message reads the fileset again with [`read_plink`] when this fails
+/// (`Err` from [`PlinkBlocks::open`] or [`PlinkBlocks::next_block`]).
+pub struct PlinkBlocks {
+    paths: PlinkPaths,
+    individuals: Vec<Individual>,
+    stride: usize,
+    /// Markers the `.bed`'s size holds.
+    m_bed: usize,
+    bed: std::io::BufReader<File>,
+    bim: LineReader<std::io::BufReader<File>>,
+    read: usize,
+    /// Every marker ID's hash, checked for repeats after the last block
+    /// (sorted: no random access into a table per marker).
+    seen: Vec<u64>,
+    /// A block handed back ([`PlinkBlocks::recycle`]): its markers' strings
+    /// and its buffers are refilled rather than allocated again.
+    spare: Option<PackedGenotypes>,
+}
+
+/// A 64-bit hash of a marker ID: FNV-1a, then SplitMix64's finalizer so
+/// that every bit depends on every byte.
+fn id_hash(id: &str) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for &b in id.as_bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+impl PlinkBlocks {
+    /// Opens the fileset at `path` (prefix or `.bed`) and reads its `.fam`.
+    pub fn open(path: &Path) -> Result<PlinkBlocks> {
+        let paths = PlinkPaths::new(path);
+        for p in [&paths.bed, &paths.bim, &paths.fam] {
+            if !p.exists() {
+                return Err(GenoError::invalid(p, "file not found"));
+            }
+        }
+        let individuals: Vec<Individual> = read_fam(&paths.fam)?
+            .into_iter()
+            .map(|r| r.individual)
+            .collect();
+        let stride = individuals.len().div_ceil(4);
+        let file = File::open(&paths.bed).map_err(|e| GenoError::io(&paths.bed, e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| GenoError::io(&paths.bed, e))?
+            .len();
+        let mut bed = std::io::BufReader::with_capacity(1 << 20, file);
+        let mut magic = [0u8; 3];
+        bed.read_exact(&mut magic)
+            .map_err(|e| GenoError::io(&paths.bed, e))?;
+        if magic != BED_MAGIC || size < 3 || (size - 3) % stride as u64 != 0 {
+            return Err(GenoError::invalid(
+                &paths.bed,
+                "not a SNP-major .bed of the .fam's individuals",
+            ));
+        }
+        let bim = open_text(&paths.bim, "a PLINK .bim file")?;
+        let bim = LineReader::new(bim, &paths.bim);
+        let m_bed = ((size - 3) / stride as u64) as usize;
+        let seen = Vec::with_capacity(m_bed.min(1 << 26));
+        Ok(PlinkBlocks {
+            m_bed,
+            paths,
+            individuals,
+            stride,
+            bed,
+            bim,
+            read: 0,
+            seen,
+            spare: None,
+        })
+    }
+
+    pub fn individuals(&self) -> &[Individual] {
+        &self.individuals
+    }
+
+    /// The fileset's paths.
+    pub fn paths(&self) -> &PlinkPaths {
+        &self.paths
+    }
+
+    /// The next block of up to `max` markers, all individuals; `None` after
+    /// the last.
+    pub fn next_block(&mut self, max: usize) -> Result<Option<PackedGenotypes>> {
+        let (individuals, mut spare, mut data) = match self.spare.take() {
+            Some(g) => g.into_parts(),
+            None => (self.individuals.clone(), Vec::new(), Vec::new()),
+        };
+        let mut markers = Vec::with_capacity(max.min(1 << 16));
+        while markers.len() < max && self.bim.next_line()? {
+            let f = split_fields(&self.bim.buf, Delimiter::Whitespace);
+            if f.is_empty() {
+                continue;
+            }
+            let line = self.bim.line_no();
+            let mk = match spare.pop() {
+                Some(mut mk) => {
+                    bim_marker_into(&self.paths.bim, line, &f, &mut mk)?;
+                    mk
+                }
+                None => bim_marker(&self.paths.bim, line, &f)?,
+            };
+            self.seen.push(id_hash(&mk.id));
+            markers.push(mk);
+        }
+        if markers.is_empty() {
+            if self.read != self.m_bed || self.read == 0 {
+                return Err(GenoError::invalid(
+                    &self.paths.bed,
+                    "the .bed's size does not fit the .bim's markers",
+                ));
+            }
+            self.seen.sort_unstable();
+            if self.seen.windows(2).any(|w| w[0] == w[1]) {
+                return Err(GenoError::invalid(
+                    &self.paths.bim,
+                    "a marker ID appears twice (or two hash alike)",
+                ));
+            }
+            return Ok(None);
+        }
+        if self.read + markers.len() > self.m_bed {
+            return Err(GenoError::invalid(
+                &self.paths.bed,
+                "the .bed's size does not fit the .bim's markers",
+            ));
+        }
+        data.clear();
+        data.resize(markers.len() * self.stride, 0);
+        self.bed
+            .read_exact(&mut data)
+            .map_err(|e| GenoError::io(&self.paths.bed, e))?;
+        let n = self.individuals.len();
+        if !n.is_multiple_of(4) {
+            let unused = !((1u8 << (2 * (n % 4))) - 1);
+            if (0..markers.len()).any(|j| data[(j + 1) * self.stride - 1] & unused != 0) {
+                return Err(GenoError::invalid(
+                    &self.paths.bed,
+                    "calls in the padding bits after the last individual",
+                ));
+            }
+        }
+        self.read += markers.len();
+        Ok(Some(PackedGenotypes::from_packed(
+            individuals,
+            markers,
+            data,
+        )))
+    }
+
+    /// Hands a block back, so that the next one reuses its memory.
+    pub fn recycle(&mut self, block: PackedGenotypes) {
+        self.spare = Some(block);
+    }
 }
 
 /// One `.fam` line: the individual and the columns after the sixth' start

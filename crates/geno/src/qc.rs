@@ -90,14 +90,10 @@ pub struct QcReport {
     pub n_monomorphic: usize,
 }
 
-/// Runs QC on the whole store.
-pub fn run_qc(g: &PackedGenotypes, filters: &QcFilters) -> Result<QcReport> {
-    filters.validate()?;
-    let (n, m) = (g.n_individuals(), g.n_markers());
-    let miss = g.missing_per_individual(0..m);
-    let total_missing: u64 = miss.iter().map(|&k| k as u64).sum();
-    let individuals: Vec<IndividualQc> = miss
-        .iter()
+/// The per-individual statistics and fates from each one's count of
+/// missing calls over `m` markers (`--mind` applied).
+pub fn individual_qc(miss: &[u32], m: usize, filters: &QcFilters) -> Vec<IndividualQc> {
+    miss.iter()
         .map(|&k| {
             let rate = if m == 0 { 0.0 } else { k as f64 / m as f64 };
             IndividualQc {
@@ -105,7 +101,38 @@ pub fn run_qc(g: &PackedGenotypes, filters: &QcFilters) -> Result<QcReport> {
                 kept: filters.mind.is_none_or(|t| rate <= t),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// One marker's statistics and fate from its counts over the individuals
+/// kept (`--geno` first, then `--maf`).
+pub fn marker_qc(c: &crate::packed::GenoCounts, filters: &QcFilters) -> MarkerQc {
+    let a1_freq = c.a1_freq();
+    let maf = a1_freq.map(|p| p.min(1.0 - p));
+    let missing_rate = c.missing_rate();
+    let removed_by = if filters.geno_missing.is_some_and(|t| missing_rate > t) {
+        Some(MarkerFilter::GenoMissing)
+    } else if filters.maf.is_some_and(|t| maf.is_none_or(|v| v < t)) {
+        Some(MarkerFilter::Maf)
+    } else {
+        None
+    };
+    MarkerQc {
+        a1_freq,
+        maf,
+        missing_rate,
+        monomorphic: maf.is_none_or(|v| v == 0.0),
+        removed_by,
+    }
+}
+
+/// Runs QC on the whole store.
+pub fn run_qc(g: &PackedGenotypes, filters: &QcFilters) -> Result<QcReport> {
+    filters.validate()?;
+    let (n, m) = (g.n_individuals(), g.n_markers());
+    let miss = g.missing_per_individual(0..m);
+    let total_missing: u64 = miss.iter().map(|&k| k as u64).sum();
+    let individuals = individual_qc(&miss, m, filters);
     let kept_individuals: Vec<usize> = (0..n).filter(|&i| individuals[i].kept).collect();
     let all_kept = kept_individuals.len() == n;
 
@@ -118,27 +145,12 @@ pub fn run_qc(g: &PackedGenotypes, filters: &QcFilters) -> Result<QcReport> {
         } else {
             g.counts_among(j, &kept_individuals)
         };
-        let a1_freq = c.a1_freq();
-        let maf = a1_freq.map(|p| p.min(1.0 - p));
-        if let Some(v) = maf {
+        let q = marker_qc(&c, filters);
+        if let Some(v) = q.maf {
             maf_sum += v;
             maf_count += 1;
         }
-        let missing_rate = c.missing_rate();
-        let removed_by = if filters.geno_missing.is_some_and(|t| missing_rate > t) {
-            Some(MarkerFilter::GenoMissing)
-        } else if filters.maf.is_some_and(|t| maf.is_none_or(|v| v < t)) {
-            Some(MarkerFilter::Maf)
-        } else {
-            None
-        };
-        markers.push(MarkerQc {
-            a1_freq,
-            maf,
-            missing_rate,
-            monomorphic: maf.is_none_or(|v| v == 0.0),
-            removed_by,
-        });
+        markers.push(q);
     }
     let kept_markers: Vec<usize> = (0..m).filter(|&j| markers[j].kept()).collect();
     let count = |f: MarkerFilter| markers.iter().filter(|q| q.removed_by == Some(f)).count();
