@@ -152,9 +152,33 @@ pub fn plink(data: &[u8]) -> bool {
     put(&dir.join("x.fam"), p[0]);
     put(&dir.join("x.bim"), p[1]);
     put(&dir.join("x.bed"), p[2]);
-    let Ok(g) = geno::read_plink(&dir.join("x")) else {
+    let whole = geno::read_plink(&dir.join("x"));
+    // The block reader (`qc`'s) accepts exactly what the whole reader does,
+    // and reads the same markers and calls, in blocks of 3 that reuse the
+    // last block's memory.
+    let blocks = (|| -> geno::Result<(Vec<geno::Marker>, Vec<u8>)> {
+        let mut r = geno::PlinkBlocks::open(&dir.join("x"))?;
+        let (mut markers, mut calls) = (Vec::new(), Vec::new());
+        while let Some(b) = r.next_block(3)? {
+            markers.extend_from_slice(b.markers());
+            calls.extend(codes(&b));
+            r.recycle(b);
+        }
+        Ok((markers, calls))
+    })();
+    assert_eq!(
+        blocks.is_ok(),
+        whole.is_ok(),
+        "the block reader and the whole reader disagree: {:?} / {:?}",
+        blocks.as_ref().err(),
+        whole.as_ref().err()
+    );
+    let Ok(g) = whole else {
         return false;
     };
+    let (markers, calls) = blocks.expect("checked above");
+    assert_eq!(markers, g.markers(), "the block reader's markers");
+    assert_eq!(calls, codes(&g), "the block reader's calls");
     exercise(&g);
     let out = dir.join("y");
     if geno::write_plink(&g, &out, None, None).is_ok() {
