@@ -142,8 +142,8 @@ fn streamed(a: &QcArgs, filters: &QcFilters) -> Option<Outcome> {
     };
     let mut miss: Vec<u32> = Vec::new();
     let mut m = 0;
-    let add_missing = |g: &geno::PackedGenotypes, miss: &mut Vec<u32>| {
-        let k = g.missing_per_individual(0..g.n_markers());
+    // Adds a block's missing calls per individual to the totals.
+    let add_missing = |miss: &mut Vec<u32>, k: Vec<u32>| {
         if miss.is_empty() {
             *miss = k;
         } else {
@@ -152,7 +152,7 @@ fn streamed(a: &QcArgs, filters: &QcFilters) -> Option<Outcome> {
     };
     if filters.mind.is_some() {
         pass(&mut |g| {
-            add_missing(g, &mut miss);
+            add_missing(&mut miss, g.missing_per_individual(0..g.n_markers()));
             m += g.n_markers();
         })?;
     }
@@ -208,11 +208,7 @@ fn streamed(a: &QcArgs, filters: &QcFilters) -> Option<Outcome> {
             },
         );
         if let Some(k) = block_miss {
-            if miss.is_empty() {
-                miss = k;
-            } else {
-                miss.iter_mut().zip(k).for_each(|(a, b)| *a += b);
-            }
+            add_missing(&mut miss, k);
         }
         let mut j = 0;
         for (stats, text) in chunks {

@@ -26,6 +26,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
+use crate::scratch::{with_halves, with_words};
 use crate::simd::SendPtr;
 #[cfg(doc)]
 use crate::simd::SimdPath;
@@ -190,38 +191,6 @@ fn adjacent_pairs(offs: &[usize], plan: &mut [u32]) -> Option<usize> {
 
 /// A pair's high row when its low row stands alone.
 const LONE: u32 = u32::MAX;
-
-thread_local! {
-    static WORDS: std::cell::RefCell<Vec<Vec<u32>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with a per-thread buffer of `len` words (contents left from
-/// earlier use), taken from a pool so that nested calls get their own.
-fn with_words<R>(len: usize, f: impl FnOnce(&mut [u32]) -> R) -> R {
-    let mut buf = WORDS.with(|p| p.borrow_mut().pop()).unwrap_or_default();
-    if buf.len() < len {
-        buf.resize(len, 0);
-    }
-    let out = f(&mut buf[..len]);
-    WORDS.with(|p| p.borrow_mut().push(buf));
-    out
-}
-
-thread_local! {
-    static HALVES: std::cell::RefCell<Vec<Vec<u16>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with a per-thread buffer of `len` bf16 values (contents left
-/// from earlier use), taken from a pool so that nested calls get their own.
-fn with_halves<R>(len: usize, f: impl FnOnce(&mut [u16]) -> R) -> R {
-    let mut buf = HALVES.with(|p| p.borrow_mut().pop()).unwrap_or_default();
-    if buf.len() < len {
-        buf.resize(len, 0);
-    }
-    let out = f(&mut buf[..len]);
-    HALVES.with(|p| p.borrow_mut().push(buf));
-    out
-}
 
 /// A's side of [`rows_direct`]: its rows paired as the plan pairs B's rows
 /// and rounded to bf16 words, with each pair's place in B. A convolution

@@ -2,21 +2,48 @@
 //! hot paths do not allocate once warmed up.
 
 use std::cell::RefCell;
+use std::thread::LocalKey;
+
+/// A per-thread pool of buffers of `T`.
+type Pool<T> = LocalKey<RefCell<Vec<Vec<T>>>>;
 
 thread_local! {
     static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    static WORDS: RefCell<Vec<Vec<u32>>> = const { RefCell::new(Vec::new()) };
+    static HALVES: RefCell<Vec<Vec<u16>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with a scratch buffer of `len` floats whose contents are left
-/// from earlier use (the caller writes every element it reads).
-pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    let mut buf = POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+/// Runs `f` with a buffer of `len` values from `pool`, whose contents are
+/// left from earlier use (the caller writes every element it reads). The
+/// buffer is taken out of the pool while `f` runs, so that a nested call on
+/// the same thread (rayon may run one while this one waits) gets its own.
+fn with_pooled<T: Copy + Default + 'static, R>(
+    pool: &'static Pool<T>,
+    len: usize,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
+    let mut buf = pool.with(|p| p.borrow_mut().pop()).unwrap_or_default();
     if buf.len() < len {
-        buf.resize(len, 0.0);
+        buf.resize(len, T::default());
     }
     let out = f(&mut buf[..len]);
-    POOL.with(|p| p.borrow_mut().push(buf));
+    pool.with(|p| p.borrow_mut().push(buf));
     out
+}
+
+/// Runs `f` with a scratch buffer of `len` floats ([`with_pooled`]).
+pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    with_pooled(&POOL, len, f)
+}
+
+/// Runs `f` with a scratch buffer of `len` 32-bit words ([`with_pooled`]).
+pub(crate) fn with_words<R>(len: usize, f: impl FnOnce(&mut [u32]) -> R) -> R {
+    with_pooled(&WORDS, len, f)
+}
+
+/// Runs `f` with a scratch buffer of `len` bf16 values ([`with_pooled`]).
+pub(crate) fn with_halves<R>(len: usize, f: impl FnOnce(&mut [u16]) -> R) -> R {
+    with_pooled(&HALVES, len, f)
 }
 
 /// The sum of a slice, in f32 lanes that the compiler vectorizes, gathered in f64.
