@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=10
-families="plink,delimited,raw,tables,specs,saved,images"
+families="plink,delimited,raw,tables,specs,saved,images,vcf"
 out="target/fuzz-out"
 parallel=1
 while [ $# -gt 0 ]; do

@@ -48,12 +48,16 @@ pub struct MergeArgs {
 /// was given, which `cv merge` needs.)
 #[derive(Args, Debug)]
 pub struct CvRun {
-    /// Genotypes: PLINK .bed (or its prefix), PLINK .raw, or a CSV/TSV/whitespace dosage matrix.
+    /// Genotypes: PLINK .bed (or its prefix), PLINK .raw, VCF (.vcf, .vcf.gz) or BCF, or a CSV/TSV/whitespace dosage matrix.
     #[arg(long, value_name = "PATH")]
     pub geno: PathBuf,
-    /// Override the format implied by the extension: plink, raw or csv.
+    /// Override the format implied by the extension: plink, raw, csv or vcf.
     #[arg(long, value_name = "FORMAT", value_parser = clap::value_parser!(geno::GenoFormat))]
     pub geno_format: Option<geno::GenoFormat>,
+    /// VCF/BCF: the FORMAT field read: GT (hard calls, counting ALT) or DS
+    /// (imputed ALT dosages, stored as the nearest of 0, 1 and 2).
+    #[arg(long, value_enum, default_value = "gt")]
+    pub vcf_field: super::VcfFieldArg,
     /// How calls are read: additive (0/1/2) or inbred (0/1 = the two homozygotes).
     #[arg(long, value_enum, default_value = "additive")]
     pub coding: super::Coding,
@@ -246,6 +250,7 @@ fn run_cv(a: CvRun, resume: Option<RunRecord>) -> Result<()> {
         geno_delimiter: None,
         geno_header: None,
         geno_ids: None,
+        vcf_field: a.vcf_field,
         coding: a.coding,
     };
     if a.jobs == 0 {

@@ -95,10 +95,10 @@ pub enum DelimArg {
 /// Where the genotypes come from.
 #[derive(Args, Debug, Clone)]
 pub struct GenoArgs {
-    /// Genotypes: PLINK .bed (or its prefix), PLINK .raw, or a CSV/TSV/whitespace dosage matrix.
+    /// Genotypes: PLINK .bed (or its prefix), PLINK .raw, VCF (.vcf, .vcf.gz) or BCF, or a CSV/TSV/whitespace dosage matrix.
     #[arg(long, value_name = "PATH")]
     pub geno: PathBuf,
-    /// Override the format implied by the extension: plink, raw or csv.
+    /// Override the format implied by the extension: plink, raw, csv or vcf.
     #[arg(long, value_name = "FORMAT", value_parser = clap::value_parser!(GenoFormat))]
     pub geno_format: Option<GenoFormat>,
     /// Delimited matrices: the field separator (detected when absent).
@@ -110,10 +110,42 @@ pub struct GenoArgs {
     /// Delimited matrices: whether the first column holds individual IDs (detected when absent).
     #[arg(long, value_enum)]
     pub geno_ids: Option<YesNo>,
+    /// VCF/BCF: the FORMAT field read: GT (hard calls, counting ALT) or DS
+    /// (imputed ALT dosages, stored as the nearest of 0, 1 and 2).
+    #[arg(long, value_enum, default_value = "gt")]
+    pub vcf_field: VcfFieldArg,
     /// How calls are read: additive (0/1/2 copies of A1) or inbred (0/1
-    /// are the two homozygotes, read as dosages 0 and 2).
+    /// are the two homozygotes, read as dosages 0 and 2; in a VCF, haploid
+    /// calls 0 and 1 are read as the two homozygotes).
     #[arg(long, value_enum, default_value = "additive")]
     pub coding: Coding,
+}
+
+/// The FORMAT field of a VCF or BCF file that holds the calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum VcfFieldArg {
+    /// Hard calls.
+    #[default]
+    #[value(name = "gt", alias = "GT")]
+    Gt,
+    /// Imputed ALT dosages.
+    #[value(name = "ds", alias = "DS")]
+    Ds,
+}
+
+impl VcfFieldArg {
+    pub fn options(self, coding: Coding) -> geno::VcfOptions {
+        geno::VcfOptions {
+            field: match self {
+                VcfFieldArg::Gt => geno::VcfField::Gt,
+                VcfFieldArg::Ds => geno::VcfField::Ds,
+            },
+            haploid: match coding {
+                Coding::Additive => geno::HaploidCalls::Refuse,
+                Coding::Inbred => geno::HaploidCalls::Homozygous,
+            },
+        }
+    }
 }
 
 /// How genotype calls are read.
@@ -134,8 +166,14 @@ pub fn load_genotypes(
     path: &std::path::Path,
     coding: Coding,
 ) -> anyhow::Result<geno::PackedGenotypes> {
-    let mut g = reader.read()?;
+    let (mut g, summary) = reader.read_summarized()?;
+    if let Some(s) = &summary {
+        report_vcf(path, &g, s);
+    }
     match coding {
+        // A VCF's diploid calls are already dosages; --coding inbred only
+        // said how to read its haploid calls.
+        Coding::Inbred if summary.is_some() => {}
         Coding::Inbred => {
             if let Err((j, i)) = g.recode_inbred() {
                 anyhow::bail!(
@@ -162,6 +200,41 @@ pub fn load_genotypes(
     Ok(g)
 }
 
+/// Says what reading a VCF or BCF file kept, skipped and rounded.
+fn report_vcf(path: &std::path::Path, g: &geno::PackedGenotypes, s: &geno::VcfSummary) {
+    let mut line = format!(
+        "note: {}: {} {} read: {} markers × {} samples",
+        path.display(),
+        s.records,
+        if s.bcf { "BCF records" } else { "VCF records" },
+        g.n_markers(),
+        g.n_individuals()
+    );
+    if s.multiallelic > 0 {
+        line += &format!(
+            "; {} multi-allelic site{} skipped",
+            s.multiallelic,
+            if s.multiallelic == 1 { "" } else { "s" }
+        );
+    }
+    if s.half_missing > 0 {
+        line += &format!(
+            "; {} calls with one allele missing read as missing",
+            s.half_missing
+        );
+    }
+    if s.haploid > 0 {
+        line += &format!("; {} haploid calls read as homozygotes", s.haploid);
+    }
+    if s.rounded > 0 {
+        line += &format!(
+            "; {} DS dosages rounded to the nearest of 0, 1, 2",
+            s.rounded
+        );
+    }
+    eprintln!("{line}");
+}
+
 impl GenoArgs {
     /// Reads the genotypes as `--coding` says.
     pub fn load(&self) -> anyhow::Result<geno::PackedGenotypes> {
@@ -171,6 +244,7 @@ impl GenoArgs {
     pub fn reader(&self) -> GenoReader {
         GenoReader::new(&self.geno)
             .format(self.geno_format)
+            .vcf(self.vcf_field.options(self.coding))
             .delimited(DelimitedOptions {
                 delimiter: self.geno_delimiter.map(|d| match d {
                     DelimArg::Comma => Delimiter::Comma,

@@ -292,3 +292,116 @@ fn delimited_layouts_all_read() {
         false,
     );
 }
+
+/// The .bim columns plink2 writes from a VCF (all but the cM column, which
+/// a VCF does not carry).
+fn bim_without_cm(path: &Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            [f[0], f[1], f[3], f[4], f[5]].join("\t")
+        })
+        .collect()
+}
+
+#[test]
+fn vcf_and_bcf_convert_back_to_the_bed_they_were_exported_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let vcf = fixtures().join("vcf");
+    let bed = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/example.bed");
+    for name in ["example.vcf.gz", "example.bcf"] {
+        let out = dir.path().join(format!("{name}.bed"));
+        let run = crate::common::run(&["convert", "--geno", s(&vcf.join(name)), "--out", s(&out)]);
+        assert!(run.status.success());
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            err.contains("3000 markers × 600 samples"),
+            "the note says what was read: {err}"
+        );
+        assert!(fs::read(&out).unwrap() == fs::read(&bed).unwrap(), "{name}");
+        assert_eq!(
+            bim_without_cm(&out.with_extension("bim")),
+            bim_without_cm(&bed.with_extension("bim")),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn vcf_import_matches_live_plink2() {
+    if !have("plink2", "vcf_import_matches_live_plink2") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("sim");
+    ok(&[
+        "simulate",
+        "--n",
+        "157",
+        "--snps",
+        "900",
+        "--chromosomes",
+        "3",
+        "--missing",
+        "0.05",
+        "--seed",
+        "5",
+        "--no-csv",
+        "--out",
+        s(&p),
+    ]);
+    for (export, flag, name) in [("vcf", "--vcf", "x.vcf"), ("bcf", "--bcf", "x.bcf")] {
+        let prefix = dir.path().join("x");
+        let status = std::process::Command::new("plink2")
+            .args(["--bfile", s(&p), "--export", export, "--out", s(&prefix)])
+            .output()
+            .unwrap()
+            .status;
+        assert!(status.success());
+        let file = dir.path().join(name);
+        let theirs = dir.path().join(format!("plink2-{export}"));
+        let status = std::process::Command::new("plink2")
+            .args([flag, s(&file), "--make-bed", "--out", s(&theirs)])
+            .output()
+            .unwrap()
+            .status;
+        assert!(status.success());
+        let ours = dir.path().join(format!("ours-{export}.bed"));
+        ok(&["convert", "--geno", s(&file), "--out", s(&ours)]);
+        assert!(
+            fs::read(&ours).unwrap() == fs::read(theirs.with_extension("bed")).unwrap(),
+            "{export}: calls differ from plink2's import"
+        );
+        assert_eq!(
+            bim_without_cm(&ours.with_extension("bim")),
+            bim_without_cm(&theirs.with_extension("bim")),
+            "{export}"
+        );
+    }
+}
+
+#[test]
+fn vcf_errors_name_the_line_and_the_sample_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let haploid = fixtures().join("vcf/haploid.vcf");
+    let out = dir.path().join("h.bed");
+    let err = crate::common::fails(&["convert", "--geno", s(&haploid), "--out", s(&out)]);
+    assert!(
+        err.contains("haploid.vcf, line 5, sample 's1': the haploid call '0'"),
+        "{err}"
+    );
+    assert!(!out.exists(), "no output after an error");
+    ok(&[
+        "convert",
+        "--geno",
+        s(&haploid),
+        "--coding",
+        "inbred",
+        "--out",
+        s(&out),
+    ]);
+    let g = GenoReader::new(&out).read().unwrap();
+    assert_eq!(g.dosage(1, 0), Some(2));
+}

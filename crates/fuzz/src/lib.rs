@@ -30,7 +30,7 @@ pub const SEP: &[u8] = b"\n\xff\xfe\n";
 pub type Harness = fn(&[u8]) -> bool;
 
 /// The reader families, as named by the AFL targets and the corpora folders.
-pub const FAMILIES: [(&str, Harness); 7] = [
+pub const FAMILIES: [(&str, Harness); 8] = [
     ("plink", plink),
     ("delimited", delimited),
     ("raw", raw),
@@ -38,6 +38,7 @@ pub const FAMILIES: [(&str, Harness); 7] = [
     ("specs", specs),
     ("saved", saved),
     ("images", images),
+    ("vcf", vcf),
 ];
 
 /// Splits `data` into `n` files at [`SEP`]; missing files are empty.
@@ -259,6 +260,43 @@ pub fn raw(data: &[u8]) -> bool {
         assert_eq!(iids(&back), iids(&g), "ID round trip");
         assert_eq!(marker_ids(&back), marker_ids(&g), "marker round trip");
         assert_eq!(codes(&back), codes(&g), "dosage round trip");
+    }
+    true
+}
+
+/// VCF and BCF files (plain, gzip or BGZF: the reader tells them apart by
+/// their bytes). The first byte chooses: bit 0 reads `DS` (else `GT`), bit 1
+/// reads haploid calls as homozygotes. A file that reads is written as a
+/// `.bed` and must read back to the same calls.
+pub fn vcf(data: &[u8]) -> bool {
+    let Some((&opt, body)) = data.split_first() else {
+        return false;
+    };
+    let opts = geno::VcfOptions {
+        field: if opt & 1 == 1 {
+            geno::VcfField::Ds
+        } else {
+            geno::VcfField::Gt
+        },
+        haploid: if opt & 2 == 2 {
+            geno::HaploidCalls::Homozygous
+        } else {
+            geno::HaploidCalls::Refuse
+        },
+    };
+    let dir = fresh("vcf");
+    let path = dir.join("x.vcf");
+    put(&path, body);
+    let Ok((g, summary)) = geno::read_vcf(&path, opts) else {
+        return false;
+    };
+    exercise(&g);
+    assert!(summary.records >= g.n_markers() + summary.multiallelic);
+    let out = dir.join("y.bed");
+    if geno::write_plink(&g, &out, None, None).is_ok() {
+        if let Ok(back) = geno::read_plink(&out) {
+            assert_eq!(codes(&back), codes(&g), "dosage round trip");
+        }
     }
     true
 }

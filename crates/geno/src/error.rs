@@ -89,6 +89,20 @@ pub enum GenoError {
         second: usize,
     },
 
+    /// A VCF or BCF file that cannot be read at a known line or record, and
+    /// sample where one is to blame.
+    #[error(
+        "{}, {at}{}: {message}",
+        path.display(),
+        sample.as_ref().map(|s| format!(", sample '{s}'")).unwrap_or_default()
+    )]
+    Vcf {
+        path: PathBuf,
+        at: crate::vcf::VcfAt,
+        sample: Option<String>,
+        message: String,
+    },
+
     /// Anything else that is wrong with the content of a file.
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },

@@ -1,6 +1,7 @@
 //! Genotype and phenotype input for genocnn.
 //!
-//! Genotype files (PLINK 1 binary, PLINK `.raw`, delimited dosage matrices)
+//! Genotype files (PLINK 1 binary, PLINK `.raw`, delimited dosage matrices,
+//! VCF and BCF)
 //! are read into [`PackedGenotypes`], a 2-bit SNP-major store that is decoded
 //! to `f32` block by block. Phenotype tables are joined by ID or aligned by
 //! row ([`PhenoTable`]). [`run_qc`] computes PLINK-style QC, and
@@ -15,6 +16,7 @@ pub mod qc;
 pub mod simulate;
 pub mod source;
 pub mod textio;
+pub mod vcf;
 
 pub use delim::DelimitedOptions;
 pub use error::{GenoError, Result};
@@ -27,6 +29,7 @@ pub use simulate::{
 };
 pub use source::{write_genotypes, GenoFormat, GenoReader};
 pub use textio::{write_atomic, AtomicFile, Delimiter};
+pub use vcf::{read_vcf, HaploidCalls, VcfAt, VcfField, VcfOptions, VcfSummary};
 
 /// A fast, non-cryptographic hasher (FxHash's multiply-rotate, as rustc
 /// uses) for the ID tables of the readers: a fileset of 358,499 markers

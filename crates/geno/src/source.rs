@@ -9,6 +9,7 @@ use crate::error::{GenoError, Result};
 use crate::packed::PackedGenotypes;
 use crate::plink::{read_plink, write_plink, PlinkPaths};
 use crate::textio::Delimiter;
+use crate::vcf::{read_vcf, VcfOptions, VcfSummary};
 
 /// A genotype file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +20,8 @@ pub enum GenoFormat {
     Raw,
     /// A delimited dosage matrix (CSV, TSV or whitespace).
     Delimited,
+    /// VCF (plain, BGZF or gzip) or BCF.
+    Vcf,
 }
 
 impl FromStr for GenoFormat {
@@ -28,8 +31,9 @@ impl FromStr for GenoFormat {
             "plink" | "bed" => Ok(GenoFormat::Plink),
             "raw" => Ok(GenoFormat::Raw),
             "csv" | "tsv" | "txt" | "delimited" | "matrix" => Ok(GenoFormat::Delimited),
+            "vcf" | "bcf" => Ok(GenoFormat::Vcf),
             other => Err(format!(
-                "unknown genotype format '{other}'; expected plink, raw or csv"
+                "unknown genotype format '{other}'; expected plink, raw, csv or vcf"
             )),
         }
     }
@@ -41,15 +45,20 @@ impl fmt::Display for GenoFormat {
             GenoFormat::Plink => "PLINK .bed/.bim/.fam",
             GenoFormat::Raw => "PLINK .raw",
             GenoFormat::Delimited => "delimited matrix",
+            GenoFormat::Vcf => "VCF/BCF",
         })
     }
 }
 
 impl GenoFormat {
     /// The format a path's extension implies: `.bed`/`.bim`/`.fam` (or a
-    /// prefix with a `.bed` beside it) is PLINK, `.raw` is raw, anything
-    /// else is a delimited matrix.
+    /// prefix with a `.bed` beside it) is PLINK, `.raw` is raw, `.vcf`,
+    /// `.vcf.gz`, `.vcf.bgz` and `.bcf` are VCF/BCF, anything else is a
+    /// delimited matrix.
     pub fn from_path(path: &Path) -> GenoFormat {
+        if crate::vcf::is_vcf_path(path) {
+            return GenoFormat::Vcf;
+        }
         match path
             .extension()
             .and_then(|e| e.to_str())
@@ -70,6 +79,7 @@ pub struct GenoReader {
     path: PathBuf,
     format: Option<GenoFormat>,
     delimited: DelimitedOptions,
+    vcf: VcfOptions,
 }
 
 impl GenoReader {
@@ -78,6 +88,7 @@ impl GenoReader {
             path: path.as_ref().to_path_buf(),
             format: None,
             delimited: DelimitedOptions::default(),
+            vcf: VcfOptions::default(),
         }
     }
 
@@ -93,6 +104,12 @@ impl GenoReader {
         self
     }
 
+    /// Options for VCF and BCF files.
+    pub fn vcf(mut self, opts: VcfOptions) -> Self {
+        self.vcf = opts;
+        self
+    }
+
     /// The format that will be read.
     pub fn resolved_format(&self) -> GenoFormat {
         self.format
@@ -101,14 +118,21 @@ impl GenoReader {
 
     /// Reads the file into the packed store.
     pub fn read(&self) -> Result<PackedGenotypes> {
+        self.read_summarized().map(|(g, _)| g)
+    }
+
+    /// Reads the file into the packed store, with what reading a VCF or BCF
+    /// file skipped or rounded.
+    pub fn read_summarized(&self) -> Result<(PackedGenotypes, Option<VcfSummary>)> {
         let format = self.resolved_format();
         if format != GenoFormat::Plink && !self.path.exists() {
             return Err(GenoError::invalid(&self.path, "file not found"));
         }
         match format {
-            GenoFormat::Plink => read_plink(&self.path),
-            GenoFormat::Raw => read_raw(&self.path),
-            GenoFormat::Delimited => read_delimited(&self.path, self.delimited),
+            GenoFormat::Plink => read_plink(&self.path).map(|g| (g, None)),
+            GenoFormat::Raw => read_raw(&self.path).map(|g| (g, None)),
+            GenoFormat::Delimited => read_delimited(&self.path, self.delimited).map(|g| (g, None)),
+            GenoFormat::Vcf => read_vcf(&self.path, self.vcf).map(|(g, s)| (g, Some(s))),
         }
     }
 }
