@@ -16,3 +16,4 @@ mod resume;
 mod simulate;
 mod train;
 mod transfer;
+mod workflows;
