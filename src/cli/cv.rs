@@ -251,6 +251,8 @@ fn run_cv(a: CvRun, resume: Option<RunRecord>) -> Result<()> {
         geno_header: None,
         geno_ids: None,
         vcf_field: a.vcf_field,
+        keep: None,
+        extract: None,
         coding: a.coding,
     };
     if a.jobs == 0 {

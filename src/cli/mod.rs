@@ -114,6 +114,14 @@ pub struct GenoArgs {
     /// (imputed ALT dosages, stored as the nearest of 0, 1 and 2).
     #[arg(long, value_enum, default_value = "gt")]
     pub vcf_field: VcfFieldArg,
+    /// Only the individuals listed in FILE (FID IID, or IID, per line; PLINK's --keep).
+    /// A PLINK .bed is read only where they lie, never copied.
+    #[arg(long, value_name = "FILE")]
+    pub keep: Option<PathBuf>,
+    /// Only the markers listed in FILE (IDs; PLINK's --extract). A PLINK .bed
+    /// is read only where they lie, never copied.
+    #[arg(long, value_name = "FILE")]
+    pub extract: Option<PathBuf>,
     /// How calls are read: additive (0/1/2 copies of A1) or inbred (0/1
     /// are the two homozygotes, read as dosages 0 and 2; in a VCF, haploid
     /// calls 0 and 1 are read as the two homozygotes).
@@ -167,13 +175,14 @@ pub fn load_genotypes(
     coding: Coding,
 ) -> anyhow::Result<geno::PackedGenotypes> {
     let (mut g, summary) = reader.read_summarized()?;
-    if let Some(s) = &summary {
+    if let Some(s) = &summary.vcf {
         report_vcf(path, &g, s);
     }
+    report_selection(&g, &summary.chosen);
     match coding {
         // A VCF's diploid calls are already dosages; --coding inbred only
         // said how to read its haploid calls.
-        Coding::Inbred if summary.is_some() => {}
+        Coding::Inbred if summary.vcf.is_some() => {}
         Coding::Inbred => {
             if let Err((j, i)) = g.recode_inbred() {
                 anyhow::bail!(
@@ -198,6 +207,30 @@ pub fn load_genotypes(
         }
     }
     Ok(g)
+}
+
+/// Says how much of `--keep` and `--extract` matched the genotypes.
+fn report_selection(g: &geno::PackedGenotypes, chosen: &geno::Chosen) {
+    for (flag, m, kept, what) in [
+        ("--keep", &chosen.keep, g.n_individuals(), "individuals"),
+        ("--extract", &chosen.extract, g.n_markers(), "markers"),
+    ] {
+        if let Some(m) = m {
+            let missing = m.listed - m.found;
+            eprintln!(
+                "note: {flag} {}: {kept} {what} kept{}",
+                m.path.display(),
+                if missing > 0 {
+                    format!(
+                        "; {missing} of its {} IDs are not in the genotypes",
+                        m.listed
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
 }
 
 /// Says what reading a VCF or BCF file kept, skipped and rounded.
@@ -236,9 +269,26 @@ fn report_vcf(path: &std::path::Path, g: &geno::PackedGenotypes, s: &geno::VcfSu
 }
 
 impl GenoArgs {
-    /// Reads the genotypes as `--coding` says.
+    /// Reads the genotypes as `--coding` says, only those `--keep` and
+    /// `--extract` list.
     pub fn load(&self) -> anyhow::Result<geno::PackedGenotypes> {
-        load_genotypes(self.reader(), &self.geno, self.coding)
+        load_genotypes(
+            self.reader().select(self.selection()?),
+            &self.geno,
+            self.coding,
+        )
+    }
+
+    /// The `--keep` and `--extract` lists, read.
+    pub fn selection(&self) -> anyhow::Result<geno::Selection> {
+        Ok(geno::Selection {
+            keep: self.keep.as_deref().map(geno::KeepList::read).transpose()?,
+            extract: self
+                .extract
+                .as_deref()
+                .map(geno::ExtractList::read)
+                .transpose()?,
+        })
     }
 
     pub fn reader(&self) -> GenoReader {

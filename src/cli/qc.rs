@@ -128,6 +128,8 @@ fn streamed(a: &QcArgs, filters: &QcFilters) -> Option<Outcome> {
     // hook: the tests compare the two passes' files byte for byte).
     if a.geno.reader().resolved_format() != geno::GenoFormat::Plink
         || a.geno.coding != super::Coding::Additive
+        || a.geno.keep.is_some()
+        || a.geno.extract.is_some()
         || std::env::var_os("GENOCNN_QC_IN_MEMORY").is_some()
     {
         return None;

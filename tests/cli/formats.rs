@@ -405,3 +405,62 @@ fn vcf_errors_name_the_line_and_the_sample_on_the_command_line() {
     let g = GenoReader::new(&out).read().unwrap();
     assert_eq!(g.dosage(1, 0), Some(2));
 }
+
+#[test]
+fn keep_and_extract_cut_a_fileset_as_plink_does() {
+    if !have("plink1.9", "keep_and_extract_cut_a_fileset_as_plink_does") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/example");
+    let bim = fs::read_to_string(example.with_extension("bim")).unwrap();
+    let fam = fs::read_to_string(example.with_extension("fam")).unwrap();
+    let extract = dir.path().join("e.txt");
+    let ids: String = bim
+        .lines()
+        .enumerate()
+        .filter(|(k, _)| k % 7 == 0 || (100..160).contains(k))
+        .map(|(_, l)| format!("{}\n", l.split('\t').nth(1).unwrap()))
+        .collect();
+    fs::write(&extract, ids).unwrap();
+    let keep = dir.path().join("k.txt");
+    let pairs: String = fam
+        .lines()
+        .enumerate()
+        .filter(|(k, _)| k % 3 == 1)
+        .map(|(_, l)| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            format!("{} {}\n", f[0], f[1])
+        })
+        .collect();
+    fs::write(&keep, pairs).unwrap();
+    crate::common::plink(&[
+        "--bfile",
+        s(&example),
+        "--keep",
+        s(&keep),
+        "--extract",
+        s(&extract),
+        "--keep-allele-order",
+        "--make-bed",
+        "--out",
+        s(&dir.path().join("pl")),
+    ]);
+    let ours = dir.path().join("ours.bed");
+    ok(&[
+        "convert",
+        "--geno",
+        s(&example.with_extension("bed")),
+        "--keep",
+        s(&keep),
+        "--extract",
+        s(&extract),
+        "--out",
+        s(&ours),
+    ]);
+    assert!(fs::read(&ours).unwrap() == fs::read(dir.path().join("pl.bed")).unwrap());
+    assert_eq!(
+        fs::read(ours.with_extension("fam")).unwrap(),
+        fs::read(dir.path().join("pl.fam")).unwrap()
+    );
+}

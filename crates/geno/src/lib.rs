@@ -13,6 +13,7 @@ pub mod packed;
 pub mod pheno;
 pub mod plink;
 pub mod qc;
+pub mod select;
 pub mod simulate;
 pub mod source;
 pub mod textio;
@@ -22,12 +23,13 @@ pub use delim::DelimitedOptions;
 pub use error::{GenoError, Result};
 pub use packed::{GenoCounts, Individual, Marker, PackedGenotypes, Standardizer};
 pub use pheno::{PhenoLayout, PhenoTable, Trait, TraitSelector};
-pub use plink::{read_plink, write_plink, PlinkBlocks, PlinkPaths};
+pub use plink::{read_plink, read_plink_selected, write_plink, PlinkBlocks, PlinkPaths};
 pub use qc::{individual_qc, marker_qc, run_qc, IndividualQc, MarkerQc, QcFilters, QcReport};
+pub use select::{Chosen, ExtractList, KeepList, Matched, Selection};
 pub use simulate::{
     correlated_traits, independent_uniform, simulate, CorrelatedTrait, SimParams, Simulation,
 };
-pub use source::{write_genotypes, GenoFormat, GenoReader};
+pub use source::{write_genotypes, GenoFormat, GenoReader, ReadSummary};
 pub use textio::{write_atomic, AtomicFile, Delimiter};
 pub use vcf::{read_vcf, HaploidCalls, VcfAt, VcfField, VcfOptions, VcfSummary};
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{GenoError, Result};
 use crate::packed::{pack_subset, Individual, Marker, PackedGenotypes};
+use crate::select::{Chosen, Selection};
 use crate::textio::{
     id_text, open_text, split_fields, to_string, AtomicFile, Delimiter, LineReader,
 };
@@ -375,6 +376,17 @@ pub fn read_fam(path: &Path) -> Result<Vec<FamRow>> {
 /// Reads a whole PLINK fileset into the packed store, checking the magic
 /// bytes and that the `.bed` size fits the `.bim` × `.fam` counts.
 pub fn read_plink(path: &Path) -> Result<PackedGenotypes> {
+    read_plink_selected(path, &Selection::default()).map(|(g, _)| g)
+}
+
+/// Reads the individuals and markers of `selection` from a PLINK fileset:
+/// only the selected markers' bytes are read from the `.bed` (runs of
+/// adjacent markers in one read), so a subset of a fileset larger than
+/// memory costs the memory of the subset.
+pub fn read_plink_selected(
+    path: &Path,
+    selection: &Selection,
+) -> Result<(PackedGenotypes, Chosen)> {
     let paths = PlinkPaths::new(path);
     for p in [&paths.bed, &paths.bim, &paths.fam] {
         if !p.exists() {
@@ -442,26 +454,82 @@ pub fn read_plink(path: &Path) -> Result<PackedGenotypes> {
             message,
         });
     }
-    let mut data = vec![0u8; m * stride];
-    file.read_exact(&mut data)
-        .map_err(|e| GenoError::io(&paths.bed, e))?;
-    // PLINK writes zeros in the unused bits of each marker's last byte; calls
-    // there mean the .fam lists fewer individuals than the .bed holds.
-    if n % 4 != 0 {
-        let unused = !((1u8 << (2 * (n % 4))) - 1);
-        if let Some(j) = (0..m).find(|&j| data[(j + 1) * stride - 1] & unused != 0) {
-            return Err(GenoError::BedSize {
-                path: paths.bed.clone(),
-                message: format!(
-                    "marker {} ({}) holds calls after the last of the {n} individuals of {}, in the padding bits that PLINK leaves empty; the .fam may be missing lines",
-                    j + 1,
-                    markers[j].id,
-                    paths.fam.display()
-                ),
-            });
+    let chosen = selection.resolve(&individuals, &markers)?;
+    let cols: Vec<usize> = match &chosen.cols {
+        Some(c) => c.clone(),
+        None => (0..m).collect(),
+    };
+    let rows = chosen.rows.as_deref();
+    let out_stride = rows.map_or(stride, |r| r.len().div_ceil(4));
+    let mut data = vec![0u8; cols.len() * out_stride];
+    // Runs of adjacent markers, read at most RUN bytes at a time.
+    const RUN: usize = 1 << 22;
+    let per_run = (RUN / stride.max(1)).max(1);
+    let mut buf = Vec::new();
+    let mut k = 0;
+    while k < cols.len() {
+        let mut end = k + 1;
+        while end < cols.len() && end - k < per_run && cols[end] == cols[end - 1] + 1 {
+            end += 1;
         }
+        let first = cols[k];
+        let bytes = (end - k) * stride;
+        let offset = 3 + (first as u64) * (stride as u64);
+        let target: &mut [u8] = if rows.is_none() {
+            &mut data[k * stride..end * stride]
+        } else {
+            buf.resize(bytes, 0);
+            &mut buf[..]
+        };
+        read_at(&file, target, offset).map_err(|e| GenoError::io(&paths.bed, e))?;
+        // PLINK writes zeros in the unused bits of each marker's last byte;
+        // calls there mean the .fam lists fewer individuals than the .bed holds.
+        if n % 4 != 0 {
+            let unused = !((1u8 << (2 * (n % 4))) - 1);
+            if let Some(t) = (0..end - k).find(|&t| target[(t + 1) * stride - 1] & unused != 0) {
+                let j = cols[k + t];
+                return Err(GenoError::BedSize {
+                    path: paths.bed.clone(),
+                    message: format!(
+                        "marker {} ({}) holds calls after the last of the {n} individuals of {}, in the padding bits that PLINK leaves empty; the .fam may be missing lines",
+                        j + 1,
+                        markers[j].id,
+                        paths.fam.display()
+                    ),
+                });
+            }
+        }
+        if let Some(rows) = rows {
+            for t in 0..end - k {
+                crate::packed::pack_subset(
+                    &buf[t * stride..(t + 1) * stride],
+                    rows,
+                    &mut data[(k + t) * out_stride..(k + t + 1) * out_stride],
+                );
+            }
+        }
+        k = end;
     }
-    Ok(PackedGenotypes::from_packed(individuals, markers, data))
+    let (individuals, markers) = if chosen.rows.is_none() && chosen.cols.is_none() {
+        (individuals, markers)
+    } else {
+        let individuals = match rows {
+            Some(r) => r.iter().map(|&i| individuals[i].clone()).collect(),
+            None => individuals,
+        };
+        let markers = cols.iter().map(|&j| markers[j].clone()).collect();
+        (individuals, markers)
+    };
+    Ok((
+        PackedGenotypes::from_packed(individuals, markers, data),
+        chosen,
+    ))
+}
+
+/// Fills `buf` from `offset` of `file` (positioned reads: no seek state).
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(buf, offset)
 }
 
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -7,7 +7,8 @@ use std::str::FromStr;
 use crate::delim::{read_delimited, read_raw, write_delimited, write_raw, DelimitedOptions};
 use crate::error::{GenoError, Result};
 use crate::packed::PackedGenotypes;
-use crate::plink::{read_plink, write_plink, PlinkPaths};
+use crate::plink::{read_plink_selected, write_plink, PlinkPaths};
+use crate::select::{Chosen, Selection};
 use crate::textio::Delimiter;
 use crate::vcf::{read_vcf, VcfOptions, VcfSummary};
 
@@ -80,6 +81,15 @@ pub struct GenoReader {
     format: Option<GenoFormat>,
     delimited: DelimitedOptions,
     vcf: VcfOptions,
+    selection: Selection,
+}
+
+/// What reading did besides keeping calls: what a VCF or BCF file skipped
+/// or rounded, and how much of `--keep`/`--extract` matched.
+#[derive(Clone, Debug, Default)]
+pub struct ReadSummary {
+    pub vcf: Option<VcfSummary>,
+    pub chosen: Chosen,
 }
 
 impl GenoReader {
@@ -89,6 +99,7 @@ impl GenoReader {
             format: None,
             delimited: DelimitedOptions::default(),
             vcf: VcfOptions::default(),
+            selection: Selection::default(),
         }
     }
 
@@ -110,6 +121,14 @@ impl GenoReader {
         self
     }
 
+    /// Only these individuals and markers (PLINK's `--keep`, `--extract`).
+    /// A PLINK fileset is read only where they lie; other formats are read
+    /// whole, then cut.
+    pub fn select(mut self, selection: Selection) -> Self {
+        self.selection = selection;
+        self
+    }
+
     /// The format that will be read.
     pub fn resolved_format(&self) -> GenoFormat {
         self.format
@@ -123,17 +142,42 @@ impl GenoReader {
 
     /// Reads the file into the packed store, with what reading a VCF or BCF
     /// file skipped or rounded.
-    pub fn read_summarized(&self) -> Result<(PackedGenotypes, Option<VcfSummary>)> {
+    pub fn read_summarized(&self) -> Result<(PackedGenotypes, ReadSummary)> {
         let format = self.resolved_format();
         if format != GenoFormat::Plink && !self.path.exists() {
             return Err(GenoError::invalid(&self.path, "file not found"));
         }
-        match format {
-            GenoFormat::Plink => read_plink(&self.path).map(|g| (g, None)),
-            GenoFormat::Raw => read_raw(&self.path).map(|g| (g, None)),
-            GenoFormat::Delimited => read_delimited(&self.path, self.delimited).map(|g| (g, None)),
-            GenoFormat::Vcf => read_vcf(&self.path, self.vcf).map(|(g, s)| (g, Some(s))),
+        let (g, vcf) = match format {
+            GenoFormat::Plink => {
+                let (g, chosen) = read_plink_selected(&self.path, &self.selection)?;
+                return Ok((g, ReadSummary { vcf: None, chosen }));
+            }
+            GenoFormat::Raw => (read_raw(&self.path)?, None),
+            GenoFormat::Delimited => (read_delimited(&self.path, self.delimited)?, None),
+            GenoFormat::Vcf => {
+                let (g, s) = read_vcf(&self.path, self.vcf)?;
+                (g, Some(s))
+            }
+        };
+        if self.selection.is_empty() {
+            return Ok((
+                g,
+                ReadSummary {
+                    vcf,
+                    chosen: Chosen::default(),
+                },
+            ));
         }
+        let chosen = self.selection.resolve(g.individuals(), g.markers())?;
+        let rows: Vec<usize> = chosen
+            .rows
+            .clone()
+            .unwrap_or_else(|| (0..g.n_individuals()).collect());
+        let cols: Vec<usize> = chosen
+            .cols
+            .clone()
+            .unwrap_or_else(|| (0..g.n_markers()).collect());
+        Ok((g.subset(&rows, &cols), ReadSummary { vcf, chosen }))
     }
 }
 

@@ -69,7 +69,7 @@ fn plink2_exports_of_the_example_read_back_to_the_bed_in_every_form() {
     ] {
         assert_eq!(GenoFormat::from_path(&path), GenoFormat::Vcf);
         let (g, summary) = GenoReader::new(&path).read_summarized().unwrap();
-        let summary = summary.expect("a VCF summary");
+        let summary = summary.vcf.expect("a VCF summary");
         assert_eq!(
             summary,
             VcfSummary {
