@@ -20,19 +20,103 @@ pub struct GrmArgs {
     /// Output prefix: PREFIX.grm.bin, PREFIX.grm.N.bin, PREFIX.grm.id (GCTA's binary format).
     #[arg(long, value_name = "PREFIX")]
     pub out: PathBuf,
+    /// The memory the GRM may use (500M, 2G, …; default: half of the
+    /// machine's). When the n × n matrix (12 n² bytes while summed) and the
+    /// genotypes (n m / 4 bytes) exceed it, rows are computed a panel at a
+    /// time and written as they are done.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_budget: Option<u64>,
+}
+
+/// Bytes from `500M`, `2G`, `1.5GB`, `64k` or a plain number.
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((k, _)) => t.split_at(k),
+        None => (t, ""),
+    };
+    let scale: f64 = match unit {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        "t" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(format!("'{s}': expected a size such as 500M or 2G")),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok((v * scale) as u64),
+        _ => Err(format!("'{s}': expected a size such as 500M or 2G")),
+    }
+}
+
+/// Half of the machine's memory (MemTotal), or 4 GiB where it cannot be read.
+fn default_budget() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(4 << 30, |kb| kb * 1024 / 2)
 }
 
 pub fn run_grm(a: GrmArgs) -> Result<()> {
     let start = Instant::now();
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
     let g = a.geno.load()?;
-    pb.set_message("computing the GRM");
-    let grm = gblup::vanraden(&g);
-    pb.set_message("writing");
     if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         ensure_dir(dir)?;
     }
-    gblup::grm::write_gcta(&a.out, &g, &grm.kinship)?;
+    let budget = a.memory_budget.unwrap_or_else(default_budget);
+    let n = g.n_individuals();
+    let packed = g.packed().len() as u64;
+    if packed > budget {
+        bail!(
+            "the genotypes take {} at 2 bits per call, more than the memory budget of {}; choose individuals or markers with --keep/--extract, or raise --memory-budget",
+            human_bytes(packed),
+            human_bytes(budget)
+        );
+    }
+    let (n_polymorphic, mean_diagonal, how) = if packed + gblup::grm::in_memory_bytes(n) <= budget {
+        pb.set_message("computing the GRM");
+        let grm = gblup::vanraden(&g);
+        pb.set_message("writing");
+        gblup::grm::write_gcta(&a.out, &g, &grm.kinship)?;
+        (
+            grm.n_polymorphic,
+            grm.kinship.mean_diagonal(),
+            "in memory".to_string(),
+        )
+    } else {
+        // Panels share what the genotypes leave of the budget, at most 1 GiB.
+        let panel = ((budget - packed) / 2).clamp(64 << 20, 1 << 30);
+        pb.finish_and_clear();
+        let bar = indicatif::ProgressBar::new(n as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "GRM rows [{bar:30}] {pos}/{len} [{elapsed} < {eta}]",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        let s = gblup::grm::write_gcta_streamed(&a.out, &g, panel, &mut |done| {
+            bar.set_position(done as u64)
+        })?;
+        bar.finish_and_clear();
+        (
+            s.n_polymorphic,
+            s.mean_diagonal,
+            format!(
+                "by {} row panels (the n × n matrix, {}, exceeds the budget of {})",
+                s.panels,
+                human_bytes(gblup::grm::in_memory_bytes(n)),
+                human_bytes(budget)
+            ),
+        )
+    };
     pb.finish_and_clear();
     print!(
         "{}",
@@ -40,12 +124,10 @@ pub fn run_grm(a: GrmArgs) -> Result<()> {
             ("individuals", g.n_individuals().to_string()),
             (
                 "markers",
-                format!("{} ({} polymorphic)", g.n_markers(), grm.n_polymorphic)
+                format!("{} ({} polymorphic)", g.n_markers(), n_polymorphic)
             ),
-            (
-                "mean diagonal",
-                format!("{:.4}", grm.kinship.mean_diagonal())
-            ),
+            ("mean diagonal", format!("{mean_diagonal:.4}")),
+            ("computed", how),
             ("time", format!("{:.2} s", start.elapsed().as_secs_f64())),
             (
                 "wrote",
@@ -54,6 +136,16 @@ pub fn run_grm(a: GrmArgs) -> Result<()> {
         ])
     );
     Ok(())
+}
+
+/// `1.5 GiB`, `300 MiB`.
+fn human_bytes(b: u64) -> String {
+    let g = b as f64 / (1u64 << 30) as f64;
+    if g >= 1.0 {
+        format!("{g:.1} GiB")
+    } else {
+        format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64)
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -245,59 +245,67 @@ fn qc_counts_phenotyped_individuals() {
 fn grm_is_written_in_gcta_binary_format() {
     let dir = tempfile::tempdir().unwrap();
     let bed = fixtures().join("plink/small.bed");
-    let prefix = dir.path().join("g");
-    ok(&["grm", "--geno", s(&bed), "--out", s(&prefix)]);
-    let g = geno::GenoReader::new(&bed).read().unwrap();
-    let n = g.n_individuals();
-    // VanRaden's GRM written out naively: ZZ′ / (2 Σ p(1 − p)), Z the
-    // dosages centred on 2p, a missing call at 0.
-    let mut want = vec![0f64; n * n];
-    let mut denom = 0.0;
-    for m in 0..g.n_markers() {
-        let called: Vec<f64> = (0..n)
-            .filter_map(|i| g.dosage(i, m))
-            .map(f64::from)
-            .collect();
-        let p = called.iter().sum::<f64>() / (2.0 * called.len().max(1) as f64);
-        denom += 2.0 * p * (1.0 - p);
-        let z: Vec<f64> = (0..n)
-            .map(|i| g.dosage(i, m).map_or(0.0, |d| f64::from(d) - 2.0 * p))
-            .collect();
-        for i in 0..n {
-            for j in 0..n {
-                want[i * n + j] += z[i] * z[j];
+    // In memory, and by row panels under a budget smaller than the n × n matrix.
+    for budget in [None, Some("4k")] {
+        let prefix = dir.path().join(budget.map_or("g", |_| "streamed"));
+        let mut args = vec!["grm", "--geno", s(&bed), "--out", s(&prefix)];
+        if let Some(b) = budget {
+            args.extend(["--memory-budget", b]);
+        }
+        let out = ok(&args);
+        assert_eq!(out.contains("row panels"), budget.is_some(), "{out}");
+        let g = geno::GenoReader::new(&bed).read().unwrap();
+        let n = g.n_individuals();
+        // VanRaden's GRM written out naively: ZZ′ / (2 Σ p(1 − p)), Z the
+        // dosages centred on 2p, a missing call at 0.
+        let mut want = vec![0f64; n * n];
+        let mut denom = 0.0;
+        for m in 0..g.n_markers() {
+            let called: Vec<f64> = (0..n)
+                .filter_map(|i| g.dosage(i, m))
+                .map(f64::from)
+                .collect();
+            let p = called.iter().sum::<f64>() / (2.0 * called.len().max(1) as f64);
+            denom += 2.0 * p * (1.0 - p);
+            let z: Vec<f64> = (0..n)
+                .map(|i| g.dosage(i, m).map_or(0.0, |d| f64::from(d) - 2.0 * p))
+                .collect();
+            for i in 0..n {
+                for j in 0..n {
+                    want[i * n + j] += z[i] * z[j];
+                }
             }
         }
-    }
-    let read_f32 = |p: &str| -> Vec<f32> {
-        fs::read(format!("{}{p}", prefix.display()))
-            .unwrap()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    };
-    let bin = read_f32(".grm.bin");
-    let cnt = read_f32(".grm.N.bin");
-    assert_eq!(bin.len(), n * (n + 1) / 2);
-    assert_eq!(cnt.len(), bin.len());
-    let mut k = 0;
-    for i in 0..n {
-        for j in 0..=i {
-            let w = want[i * n + j] / denom;
-            assert!(
-                (bin[k] as f64 - w).abs() < 1e-6 * (1.0 + w.abs()),
-                "pair {i},{j}"
-            );
-            let both = (0..g.n_markers())
-                .filter(|&m| g.dosage(i, m).is_some() && g.dosage(j, m).is_some())
-                .count();
-            assert_eq!(cnt[k] as usize, both, "pair {i},{j}");
-            k += 1;
+        let read_f32 = |p: &str| -> Vec<f32> {
+            fs::read(format!("{}{p}", prefix.display()))
+                .unwrap()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let bin = read_f32(".grm.bin");
+        let cnt = read_f32(".grm.N.bin");
+        assert_eq!(bin.len(), n * (n + 1) / 2);
+        assert_eq!(cnt.len(), bin.len());
+        let mut k = 0;
+        for i in 0..n {
+            for j in 0..=i {
+                let w = want[i * n + j] / denom;
+                assert!(
+                    (bin[k] as f64 - w).abs() < 1e-6 * (1.0 + w.abs()),
+                    "pair {i},{j}"
+                );
+                let both = (0..g.n_markers())
+                    .filter(|&m| g.dosage(i, m).is_some() && g.dosage(j, m).is_some())
+                    .count();
+                assert_eq!(cnt[k] as usize, both, "pair {i},{j}");
+                k += 1;
+            }
         }
+        let ids = fs::read_to_string(format!("{}.grm.id", prefix.display())).unwrap();
+        assert_eq!(ids.lines().next(), Some("ind01\tind01"));
+        assert_eq!(ids.lines().count(), n);
     }
-    let ids = fs::read_to_string(format!("{}.grm.id", prefix.display())).unwrap();
-    assert_eq!(ids.lines().next(), Some("ind01\tind01"));
-    assert_eq!(ids.lines().count(), n);
 }
 
 /// `qc` reads a PLINK fileset a block of markers at a time, without holding

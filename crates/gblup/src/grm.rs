@@ -336,3 +336,134 @@ pub fn gaussian_kernel(d2: &Kinship, median: f64, theta: f64) -> Kinship {
         data: d2.data.iter().map(|&d| (-d * s).exp()).collect(),
     }
 }
+
+/// Bytes the in-memory GRM of `n` individuals needs beyond the genotypes:
+/// the f64 matrix and the product block (f32 or int32) it is summed from.
+pub fn in_memory_bytes(n: usize) -> u64 {
+    12 * (n as u64) * (n as u64)
+}
+
+/// Writes GCTA's binary GRM ([`write_gcta`]'s files) without ever holding
+/// the n × n matrix: rows are computed a panel at a time (`panel_bytes`
+/// bounds a panel's buffers) and appended to the files as they are done.
+/// Each panel multiplies the centred dosages of its rows with those of
+/// every earlier row, block by block of markers, in f32 (faer's GEMM),
+/// summed in f64; the pair counts of `.grm.N.bin` come the same way from the
+/// missing calls, when there are any. `progress` is called with the rows
+/// done. The figures equal [`vanraden`] and [`pair_counts`] to f32 rounding.
+pub fn write_gcta_streamed(
+    prefix: &Path,
+    g: &PackedGenotypes,
+    panel_bytes: u64,
+    progress: &mut dyn FnMut(usize),
+) -> Result<GrmSummary, GenoError> {
+    let with = |ext: &str| {
+        let mut s = prefix.as_os_str().to_owned();
+        s.push(ext);
+        std::path::PathBuf::from(s)
+    };
+    let (n, m) = (g.n_individuals(), g.n_markers());
+    let freqs = allele_freqs(g);
+    let denom: f64 = freqs.iter().map(|&p| 2.0 * p * (1.0 - p)).sum();
+    let scale = if denom > 0.0 { 1.0 / denom } else { 0.0 };
+    let luts = centred_luts(&freqs);
+    let miss = g.missing_per_individual(0..m);
+    let any_missing = miss.iter().any(|&k| k > 0);
+    let missing_luts = vec![[0f32, 1.0, 0.0, 0.0]; m];
+    // A panel of r rows holds r × n of f64 (the sum) and f32 (a block's
+    // product); the decoded block is n × BLOCK f32.
+    let rows_per_panel = ((panel_bytes / (12 * n.max(1) as u64)) as usize).clamp(64, n.max(64));
+    let mut grm_file = geno::AtomicFile::create(with(".grm.bin"))?;
+    let mut n_file = geno::AtomicFile::create(with(".grm.N.bin"))?;
+    let b = BLOCK.min(m.max(1));
+    let mut z = vec![0f32; n * b];
+    let mut acc: Vec<f64> = Vec::new();
+    let mut both: Vec<f64> = Vec::new();
+    let mut prod = Mat::<f32>::zeros(0, 0);
+    let mut diag_sum = 0.0;
+    let mut row_bytes = Vec::new();
+    let mut r0 = 0;
+    while r0 < n {
+        let r1 = (r0 + rows_per_panel).min(n);
+        let rows = r1 - r0;
+        // Sums of the panel's rows against rows 0..r1 (row-major, rows × r1).
+        let mut panel = |luts: &[[f32; 4]], out: &mut Vec<f64>| {
+            out.clear();
+            out.resize(rows * r1, 0.0);
+            prod.resize_with(rows, r1, |_, _| 0.0);
+            let mut j = 0;
+            while j < m {
+                let k = b.min(m - j);
+                z[..k * n]
+                    .par_chunks_mut(n)
+                    .enumerate()
+                    .for_each(|(t, col)| g.decode_snp_major(j + t..j + t + 1, luts, col));
+                let zm = MatRef::from_column_major_slice(&z[..k * n], n, k);
+                faer::linalg::matmul::matmul(
+                    prod.as_mut(),
+                    Accum::Replace,
+                    zm.subrows(r0, rows),
+                    zm.subrows(0, r1).transpose(),
+                    1.0f32,
+                    par(),
+                );
+                out.par_chunks_mut(r1).enumerate().for_each(|(r, row)| {
+                    for (c, v) in row.iter_mut().enumerate() {
+                        *v += prod[(r, c)] as f64;
+                    }
+                });
+                j += k;
+            }
+        };
+        panel(&luts, &mut acc);
+        if any_missing {
+            panel(&missing_luts, &mut both);
+        }
+        for (target, is_grm) in [(&mut grm_file, true), (&mut n_file, false)] {
+            row_bytes.clear();
+            for r in 0..rows {
+                let i = r0 + r;
+                for c in 0..=i {
+                    let v = if is_grm {
+                        acc[r * r1 + c] * scale
+                    } else {
+                        let both = if any_missing { both[r * r1 + c] } else { 0.0 };
+                        if c == i {
+                            (m - miss[i] as usize) as f64
+                        } else {
+                            m as f64 - miss[i] as f64 - miss[c] as f64 + both
+                        }
+                    };
+                    if is_grm && c == i {
+                        diag_sum += v;
+                    }
+                    row_bytes.extend_from_slice(&(v as f32).to_le_bytes());
+                }
+            }
+            target.write_all(&row_bytes)?;
+        }
+        progress(r1);
+        r0 = r1;
+    }
+    grm_file.commit()?;
+    n_file.commit()?;
+    let mut ids = Vec::new();
+    for ind in g.individuals() {
+        writeln!(ids, "{}\t{}", ind.fid, ind.iid).expect("write to Vec");
+    }
+    geno::write_atomic(with(".grm.id"), &ids)?;
+    Ok(GrmSummary {
+        n_polymorphic: freqs.iter().filter(|&&p| p > 0.0 && p < 1.0).count(),
+        mean_diagonal: if n > 0 { diag_sum / n as f64 } else { 0.0 },
+        panels: n.div_ceil(rows_per_panel.max(1)),
+    })
+}
+
+/// What [`write_gcta_streamed`] reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GrmSummary {
+    pub n_polymorphic: usize,
+    pub mean_diagonal: f64,
+    /// Row panels computed.
+    pub panels: usize,
+}
