@@ -91,8 +91,10 @@ pub fn run_grm(a: GrmArgs) -> Result<()> {
             "in memory".to_string(),
         )
     } else {
-        // Panels share what the genotypes leave of the budget, at most 1 GiB.
-        let panel = ((budget - packed) / 2).clamp(64 << 20, 1 << 30);
+        // Panels share what the genotypes leave of the budget, at most
+        // 768 MiB: with the decoded block and the genotypes, a 40,000 ×
+        // 20,000 GRM peaks near 1.3 GB.
+        let panel = ((budget - packed) / 2).clamp(64 << 20, 768 << 20);
         pb.finish_and_clear();
         let bar = indicatif::ProgressBar::new(n as u64);
         bar.set_style(
@@ -138,6 +140,179 @@ pub fn run_grm(a: GrmArgs) -> Result<()> {
     Ok(())
 }
 
+/// Writes `predictions.csv` (every individual: id, set, GEBV, observed) and
+/// returns the test individuals with an observed value and their r.
+fn write_predictions(
+    out: &std::path::Path,
+    g: &geno::PackedGenotypes,
+    tr: &geno::Trait,
+    test: Option<&geno::Trait>,
+    train: &[usize],
+    gebv: &[f64],
+) -> Result<(Vec<usize>, Option<f64>)> {
+    let in_train: std::collections::HashSet<usize> = train.iter().copied().collect();
+    let mut test_rows = Vec::new();
+    let mut text = String::from("id,set,gebv,observed\n");
+    for (i, ind) in g.individuals().iter().enumerate() {
+        let (set, obs) = if in_train.contains(&i) {
+            ("train", Some(tr.values[i]))
+        } else {
+            let o = test.map(|t| t.values[i]).filter(|v| !v.is_nan());
+            if o.is_some() {
+                test_rows.push(i);
+            }
+            ("test", o)
+        };
+        writeln!(
+            text,
+            "{},{set},{},{}",
+            csv_field(&ind.iid),
+            num(Some(gebv[i])),
+            num(obs)
+        )?;
+    }
+    geno::write_atomic(out.join("predictions.csv"), text.as_bytes())?;
+    let test_r = test.map(|t| {
+        let p: Vec<f64> = test_rows.iter().map(|&i| gebv[i]).collect();
+        let o: Vec<f64> = test_rows.iter().map(|&i| t.values[i]).collect();
+        eval::metrics::pearson(&p, &o)
+    });
+    Ok((test_rows, test_r))
+}
+
+/// `gblup --solver pcg`: h2 given or by Haseman–Elston regression, then the
+/// mixed-model equations by PCG over the packed genotypes.
+fn run_pcg(
+    a: &GblupArgs,
+    g: &geno::PackedGenotypes,
+    tr: &geno::Trait,
+    test: Option<&geno::Trait>,
+    start: Instant,
+    read_s: f64,
+) -> Result<()> {
+    let pb = spinner("estimating h2 (Haseman–Elston regression)");
+    let t0 = Instant::now();
+    let z = gblup::pcg::Genotypes::new(g);
+    let (h2, source) = match a.h2 {
+        Some(h) => {
+            if !(h > 0.0 && h < 1.0) {
+                bail!("--h2 {h}: expected a heritability strictly between 0 and 1");
+            }
+            (h, "given (--h2)".to_string())
+        }
+        None => {
+            let he = gblup::pcg::he_regression(&z, &tr.values, 30, 1)?;
+            let h = he.clamp(0.01, 0.99);
+            let note = if h != he {
+                format!(" (the estimate {he:.4} clamped)")
+            } else {
+                String::new()
+            };
+            let n_records = tr.values.iter().filter(|v| !v.is_nan()).count();
+            let mc = match a.h2_method {
+                H2Method::McReml => true,
+                H2Method::He => false,
+                H2Method::Auto => n_records <= 20_000,
+            };
+            if mc {
+                pb.set_message(format!("Monte-Carlo REML from h2 = {h:.3}"));
+                let r = gblup::pcg::mc_reml(&z, &tr.values, h, 15, 1)?;
+                (
+                    r.h2,
+                    format!(
+                        "Monte-Carlo REML, 15 samples, {} evaluations from the Haseman–Elston {h:.4}",
+                        r.history.len()
+                    ),
+                )
+            } else {
+                (
+                    h,
+                    format!("Haseman–Elston regression, 30 random probes{note}"),
+                )
+            }
+        }
+    };
+    let he_s = t0.elapsed().as_secs_f64();
+    pb.set_message(format!("PCG at h2 = {h2:.4}"));
+    let t1 = Instant::now();
+    let fit = gblup::pcg::fit_with(&z, &tr.values, h2, gblup::pcg::PcgOptions::default())?;
+    let pcg_s = t1.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+    ensure_dir(&a.out)?;
+    let (test_rows, test_r) = write_predictions(&a.out, g, tr, test, &fit.train, &fit.gebv)?;
+    let lm = model::LinearModel {
+        markers: g.markers().to_vec(),
+        center: fit.centers.clone(),
+        effects: fit.snp_effects.clone(),
+        intercept: fit.mean,
+        trait_name: tr.name.clone(),
+        n_train: fit.train.len(),
+    };
+    model::save_linear(&lm, &a.out)?;
+    let total_s = start.elapsed().as_secs_f64();
+    let finite = |v: f64| if v.is_finite() { json!(v) } else { json!(null) };
+    write_json(
+        &a.out.join("summary.json"),
+        &json!({
+            "kernel": "vanraden",
+            "solver": "pcg",
+            "trait": tr.name,
+            "h2": fit.h2,
+            "h2_source": source,
+            "var_g": fit.var_g,
+            "var_e": fit.var_e,
+            "beta": [fit.mean],
+            "pcg_iterations": fit.iterations,
+            "pcg_relative_residual": fit.residual,
+            "n_train": fit.train.len(),
+            "n_test": test_rows.len(),
+            "test_r": test_r.map(finite),
+            "n_markers": g.n_markers(),
+            "seconds": { "read": read_s, "h2": he_s, "pcg_blup": pcg_s, "total": total_s },
+        }),
+    )?;
+    let mut rows = vec![
+        (
+            "kernel",
+            "VanRaden GRM, never formed (PCG over the genotypes)".to_string(),
+        ),
+        (
+            "individuals",
+            format!(
+                "{} for training of {} genotyped",
+                fit.train.len(),
+                g.n_individuals()
+            ),
+        ),
+        ("markers", g.n_markers().to_string()),
+        ("h2", format!("{:.4}, {source}", fit.h2)),
+        (
+            "var_g, var_e",
+            format!("{:.5}, {:.5}", fit.var_g, fit.var_e),
+        ),
+        (
+            "PCG",
+            format!(
+                "{} iterations, relative residual {:.1e}",
+                fit.iterations, fit.residual
+            ),
+        ),
+    ];
+    if let Some(r) = test_r {
+        rows.push((
+            "test_r",
+            format!("{r:.4} on {} individuals", test_rows.len()),
+        ));
+    }
+    rows.push((
+        "time",
+        format!("{total_s:.2} s (read {read_s:.2}, h2 {he_s:.2}, PCG + BLUP {pcg_s:.2})"),
+    ));
+    rows.push(("wrote", format!("{}", a.out.display())));
+    print!("{}", table(&rows));
+    Ok(())
+}
+
 /// `1.5 GiB`, `300 MiB`.
 fn human_bytes(b: u64) -> String {
     let g = b as f64 / (1u64 << 30) as f64;
@@ -172,9 +347,47 @@ pub struct GblupArgs {
     /// The covariate columns, comma-separated.
     #[arg(long, value_name = "A,B", value_delimiter = ',', requires = "covar")]
     pub covar_names: Vec<TraitSelector>,
+    /// The solver: exact (spectral REML and a direct BLUP, memory of n × n),
+    /// pcg (conjugate gradients over the genotypes, never forming G), or auto
+    /// (pcg when the n × n matrices would exceed --memory-budget).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub solver: SolverArg,
+    /// The heritability the PCG solver uses; estimated (see --h2-method)
+    /// when absent.
+    #[arg(long, value_name = "H2")]
+    pub h2: Option<f64>,
+    /// How the PCG solver estimates h2: mc-reml (Monte-Carlo REML, as
+    /// BOLT-REML), he (Haseman–Elston regression, one pass), or auto
+    /// (mc-reml up to 20,000 individuals with the trait, he beyond).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub h2_method: H2Method,
+    /// The memory the exact solver may use (500M, 2G, …; default: half of
+    /// the machine's); `--solver auto` turns to PCG beyond it.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_budget: Option<u64>,
     /// Output directory.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum H2Method {
+    Auto,
+    McReml,
+    He,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SolverArg {
+    Auto,
+    Exact,
+    Pcg,
+}
+
+/// Bytes the exact solver holds for n individuals: the GRM, the training
+/// kernel and its reduction (about three n × n f64 matrices).
+fn exact_bytes(n: usize) -> u64 {
+    24 * (n as u64) * (n as u64)
 }
 
 pub fn run_gblup(a: GblupArgs) -> Result<()> {
@@ -201,6 +414,29 @@ pub fn run_gblup(a: GblupArgs) -> Result<()> {
         }
     }
     let read_s = start.elapsed().as_secs_f64();
+    let budget = a.memory_budget.unwrap_or_else(default_budget);
+    let pcg = match a.solver {
+        SolverArg::Exact => false,
+        SolverArg::Pcg => true,
+        SolverArg::Auto => g.packed().len() as u64 + exact_bytes(g.n_individuals()) > budget,
+    };
+    if pcg {
+        if !matches!(a.kernel, KernelArg::Vanraden) || a.covar.is_some() {
+            bail!("the PCG solver fits VanRaden GBLUP with an intercept only; drop --kernel rkhs and --covar, or give --solver exact");
+        }
+        pb.finish_and_clear();
+        if a.solver == SolverArg::Auto {
+            eprintln!(
+                "note: {} individuals: the exact solver's n × n matrices ({}) exceed the memory budget ({}); solving by PCG (--solver exact to insist)",
+                g.n_individuals(),
+                human_bytes(exact_bytes(g.n_individuals())),
+                human_bytes(budget)
+            );
+        }
+        return run_pcg(&a, &g, &tr, test.as_ref(), start, read_s);
+    } else if a.h2.is_some() {
+        bail!("--h2 is for --solver pcg; the exact solver estimates h2 by REML");
+    }
     pb.set_message("computing the GRM");
     let t0 = Instant::now();
     let grm = gblup::vanraden(&g);
@@ -230,33 +466,8 @@ pub fn run_gblup(a: GblupArgs) -> Result<()> {
     // The folder appears only once the inputs are read and the fit is done.
     ensure_dir(&a.out)?;
 
-    let in_train: std::collections::HashSet<usize> = fit.train.iter().copied().collect();
-    let mut test_rows = Vec::new();
-    let mut text = String::from("id,set,gebv,observed\n");
-    for (i, ind) in g.individuals().iter().enumerate() {
-        let (set, obs) = if in_train.contains(&i) {
-            ("train", Some(tr.values[i]))
-        } else {
-            let o = test.as_ref().map(|t| t.values[i]).filter(|v| !v.is_nan());
-            if o.is_some() {
-                test_rows.push(i);
-            }
-            ("test", o)
-        };
-        writeln!(
-            text,
-            "{},{set},{},{}",
-            csv_field(&ind.iid),
-            num(Some(fit.gebv[i])),
-            num(obs)
-        )?;
-    }
-    geno::write_atomic(a.out.join("predictions.csv"), text.as_bytes())?;
-    let test_r = test.as_ref().map(|t| {
-        let p: Vec<f64> = test_rows.iter().map(|&i| fit.gebv[i]).collect();
-        let o: Vec<f64> = test_rows.iter().map(|&i| t.values[i]).collect();
-        eval::metrics::pearson(&p, &o)
-    });
+    let (test_rows, test_r) =
+        write_predictions(&a.out, &g, &tr, test.as_ref(), &fit.train, &fit.gebv)?;
     if let Some(eff) = &fit.snp_effects {
         let lm = model::LinearModel {
             markers: g.markers().to_vec(),
@@ -275,6 +486,7 @@ pub fn run_gblup(a: GblupArgs) -> Result<()> {
         &a.out.join("summary.json"),
         &json!({
             "kernel": format!("{:?}", a.kernel).to_lowercase(),
+            "solver": "exact",
             "theta": fit.theta,
             "trait": tr.name,
             "h2": r.h2,

@@ -14,6 +14,7 @@ mod real_data;
 mod reliability;
 mod resume;
 mod simulate;
+mod solvers;
 mod train;
 mod transfer;
 mod workflows;

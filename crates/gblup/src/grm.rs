@@ -375,7 +375,11 @@ pub fn write_gcta_streamed(
     let rows_per_panel = ((panel_bytes / (12 * n.max(1) as u64)) as usize).clamp(64, n.max(64));
     let mut grm_file = geno::AtomicFile::create(with(".grm.bin"))?;
     let mut n_file = geno::AtomicFile::create(with(".grm.N.bin"))?;
-    let b = BLOCK.min(m.max(1));
+    // The decoded block (n × b f32) stays near 64 MiB however many rows.
+    let b = BLOCK
+        .min((16 << 20) / n.max(1))
+        .clamp(64, BLOCK)
+        .min(m.max(1));
     let mut z = vec![0f32; n * b];
     let mut acc: Vec<f64> = Vec::new();
     let mut both: Vec<f64> = Vec::new();
@@ -420,9 +424,10 @@ pub fn write_gcta_streamed(
             panel(&missing_luts, &mut both);
         }
         for (target, is_grm) in [(&mut grm_file, true), (&mut n_file, false)] {
-            row_bytes.clear();
+            // Row by row: the panel's bytes are never held at once.
             for r in 0..rows {
                 let i = r0 + r;
+                row_bytes.clear();
                 for c in 0..=i {
                     let v = if is_grm {
                         acc[r * r1 + c] * scale
@@ -439,8 +444,8 @@ pub fn write_gcta_streamed(
                     }
                     row_bytes.extend_from_slice(&(v as f32).to_le_bytes());
                 }
+                target.write_all(&row_bytes)?;
             }
-            target.write_all(&row_bytes)?;
         }
         progress(r1);
         r0 = r1;

@@ -10,6 +10,7 @@
 pub mod error;
 pub mod grm;
 pub mod mvreml;
+pub mod pcg;
 pub mod reml;
 pub mod tridiag;
 
