@@ -216,11 +216,11 @@ fn run_pcg(
             };
             if mc {
                 pb.set_message(format!("Monte-Carlo REML from h2 = {h:.3}"));
-                let r = gblup::pcg::mc_reml(&z, &tr.values, h, 15, 1)?;
+                let r = gblup::pcg::mc_reml(&z, &tr.values, h, 25, 1)?;
                 (
                     r.h2,
                     format!(
-                        "Monte-Carlo REML, 15 samples, {} evaluations from the Haseman–Elston {h:.4}",
+                        "Monte-Carlo REML, 25 samples, {} evaluations from the Haseman–Elston {h:.4}",
                         r.history.len()
                     ),
                 )
