@@ -7,7 +7,8 @@
 #   scripts/slurm-local.sh stop    # stops the daemons this script started
 #
 # The configuration and state live in $GENOCNN_SLURM_DIR (default
-# /tmp/genocnn-slurm), not in /etc/slurm. Daemons are stopped by the process
+# /tmp/genocnn-slurm); /etc/slurm/slurm.conf is linked to it only where
+# there is none, and unlinked on stop. Daemons are stopped by the process
 # IDs this script recorded, so an existing munged is left alone.
 #
 # Exit status: 0 started (or stopped); 3 Slurm cannot run here, with the
@@ -17,6 +18,12 @@ DIR=${GENOCNN_SLURM_DIR:-/tmp/genocnn-slurm}
 cannot() { echo "slurm-local: $*" >&2; exit 3; }
 
 stop() {
+    # The default configuration path, if this script made it a link.
+    if [ -f "$DIR/etc-link" ] && [ -L /etc/slurm/slurm.conf ] &&
+        [ "$(readlink /etc/slurm/slurm.conf)" = "$DIR/slurm.conf" ]; then
+        rm -f /etc/slurm/slurm.conf
+    fi
+    rm -f "$DIR/etc-link"
     for name in slurmd slurmctld munged; do
         f="$DIR/$name.started"
         [ -f "$f" ] || continue
@@ -72,11 +79,20 @@ SlurmdPidFile=$DIR/slurmd.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd.log
 JobCompType=jobcomp/none
+# Finished jobs stay visible to squeue for 10 minutes: Snakemake's Slurm
+# executor reads their state there when there is no accounting (sacct).
+MinJobAge=600
 MpiDefault=none
 NodeName=$host CPUs=$(nproc) RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
     export SLURM_CONF="$DIR/slurm.conf"
+    # Job steps (srun inside a job, as Snakemake's Slurm executor runs) read
+    # the default path, not SLURM_CONF: link it there when nothing is.
+    if [ ! -e /etc/slurm/slurm.conf ] && [ ! -L /etc/slurm/slurm.conf ]; then
+        mkdir -p /etc/slurm
+        ln -s "$SLURM_CONF" /etc/slurm/slurm.conf && touch "$DIR/etc-link"
+    fi
     /usr/sbin/slurmctld -f "$SLURM_CONF" || cannot "slurmctld would not start (see $DIR/log/slurmctld.log)"
     /usr/sbin/slurmd -f "$SLURM_CONF" || cannot "slurmd would not start (see $DIR/log/slurmd.log)"
     for _ in $(seq 50); do

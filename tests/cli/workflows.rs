@@ -80,6 +80,78 @@ fn snakemake() -> Option<PathBuf> {
     })
 }
 
+/// Runs examples/Snakefile on the bundled example into `dir/merged`, with
+/// `extra` options before `--config`.
+fn run_snakefile(snakemake: &Path, dir: &Path, extra: &[&str], env: &[(&str, &str)]) {
+    let out = Command::new(snakemake)
+        .args(["-s", s(&root().join("examples/Snakefile"))])
+        .args(["--cores", "2", "--directory", s(dir)])
+        .args(extra)
+        .arg("--config")
+        .arg(format!("genocnn={}", env!("CARGO_BIN_EXE_genocnn")))
+        .arg(format!("geno={}", s(&root().join("data/example.bed"))))
+        .arg(format!(
+            "pheno={}",
+            s(&root().join("data/example.pheno.csv"))
+        ))
+        .arg("trait=trait")
+        .arg(format!("models={}", models()))
+        .arg(format!("folds={FOLDS}"))
+        .arg(format!("seed={SEED}"))
+        .arg(format!("out={}", s(&dir.join("merged"))))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "snakemake failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn snakemake_sends_the_folds_to_slurm_through_the_profile() {
+    let test = "snakemake_sends_the_folds_to_slurm_through_the_profile";
+    let Some(snakemake) = snakemake() else {
+        eprintln!("skipping {test}: no snakemake (scripts/workflow-tools.sh installs it)");
+        return;
+    };
+    let plugin = Command::new(&snakemake)
+        .args(["--help"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--slurm-status-command"));
+    if !plugin {
+        eprintln!(
+            "skipping {test}: snakemake has no Slurm executor \
+             (pip install snakemake-executor-plugin-slurm; scripts/workflow-tools.sh does)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(slurm) = Slurm::start(dir.path(), test) else {
+        return;
+    };
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    // The local Slurm has no accounting: job states come from squeue.
+    run_snakefile(
+        &snakemake,
+        &work,
+        &[
+            "--profile",
+            s(&root().join("examples/slurm")),
+            "--slurm-no-account",
+            "--slurm-status-command",
+            "squeue",
+            "--slurm-init-seconds-before-status-checks",
+            "1",
+        ],
+        &[("SLURM_CONF", &slurm.conf)],
+    );
+    assert_same_as_single_cv(&work, &work.join("merged"));
+}
+
 #[test]
 fn snakemake_runs_a_job_per_fold_and_merges_to_the_single_cv() {
     let Some(snakemake) = snakemake() else {
@@ -91,33 +163,49 @@ fn snakemake_runs_a_job_per_fold_and_merges_to_the_single_cv() {
     };
     let dir = tempfile::tempdir().unwrap();
     let merged = dir.path().join("merged");
-    let out = Command::new(&snakemake)
-        .args(["-s", s(&root().join("examples/Snakefile"))])
-        .args(["--cores", "2", "--directory", s(dir.path()), "--config"])
-        .arg(format!("genocnn={}", env!("CARGO_BIN_EXE_genocnn")))
-        .arg(format!("geno={}", s(&root().join("data/example.bed"))))
-        .arg(format!(
-            "pheno={}",
-            s(&root().join("data/example.pheno.csv"))
-        ))
-        .arg("trait=trait")
-        .arg(format!("models={}", models()))
-        .arg(format!("folds={FOLDS}"))
-        .arg(format!("seed={SEED}"))
-        .arg(format!("out={}", s(&merged)))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "snakemake failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_snakefile(&snakemake, dir.path(), &[], &[]);
     assert_same_as_single_cv(dir.path(), &merged);
 }
 
-/// Stops the local Slurm when the test ends, passed or failed.
+/// Stops the local Slurm when the test ends, passed or failed. One local
+/// Slurm at a time: its daemons listen on fixed ports.
 struct Slurm {
     dir: PathBuf,
+    conf: String,
+    _one: std::sync::MutexGuard<'static, ()>,
+}
+
+static ONE_SLURM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl Slurm {
+    /// Starts a single-node Slurm under `dir`, or says why it cannot.
+    fn start(dir: &Path, test: &str) -> Option<Slurm> {
+        let one = ONE_SLURM.lock().unwrap_or_else(|e| e.into_inner());
+        let state = dir.join("slurm");
+        let started = Command::new(root().join("scripts/slurm-local.sh"))
+            .arg("start")
+            .env("GENOCNN_SLURM_DIR", &state)
+            .output()
+            .unwrap();
+        let slurm = Slurm {
+            dir: state,
+            conf: String::from_utf8_lossy(&started.stdout).trim().to_string(),
+            _one: one,
+        };
+        if started.status.code() == Some(3) {
+            eprintln!(
+                "skipping {test}: {}",
+                String::from_utf8_lossy(&started.stderr).trim()
+            );
+            return None;
+        }
+        assert!(
+            started.status.success(),
+            "scripts/slurm-local.sh start failed:\n{}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        Some(slurm)
+    }
 }
 
 impl Drop for Slurm {
@@ -133,26 +221,10 @@ impl Drop for Slurm {
 fn cv_slurm_script_runs_on_a_local_slurm_and_merges_to_the_single_cv() {
     let test = "cv_slurm_script_runs_on_a_local_slurm_and_merges_to_the_single_cv";
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("slurm");
-    let started = Command::new(root().join("scripts/slurm-local.sh"))
-        .arg("start")
-        .env("GENOCNN_SLURM_DIR", &state)
-        .output()
-        .unwrap();
-    let _slurm = Slurm { dir: state.clone() };
-    if started.status.code() == Some(3) {
-        eprintln!(
-            "skipping {test}: {}",
-            String::from_utf8_lossy(&started.stderr).trim()
-        );
+    let Some(slurm) = Slurm::start(dir.path(), test) else {
         return;
-    }
-    assert!(
-        started.status.success(),
-        "scripts/slurm-local.sh start failed:\n{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
-    let conf = String::from_utf8_lossy(&started.stdout).trim().to_string();
+    };
+    let conf = slurm.conf.clone();
     let merged = dir.path().join("merged");
     let submit = Command::new("sbatch")
         .args(["--array=1-3", "--cpus-per-task=1", "--mem=500M"])
