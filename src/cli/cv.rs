@@ -58,6 +58,14 @@ pub struct CvRun {
     /// (imputed ALT dosages, stored as the nearest of 0, 1 and 2).
     #[arg(long, value_enum, default_value = "gt")]
     pub vcf_field: super::VcfFieldArg,
+    /// Only the individuals listed in FILE (FID IID, or IID, per line; PLINK's --keep).
+    /// A PLINK .bed is read only where they lie, never copied.
+    #[arg(long, value_name = "FILE")]
+    pub keep: Option<PathBuf>,
+    /// Only the markers listed in FILE (IDs; PLINK's --extract). A PLINK .bed
+    /// is read only where they lie, never copied.
+    #[arg(long, value_name = "FILE")]
+    pub extract: Option<PathBuf>,
     /// How calls are read: additive (0/1/2) or inbred (0/1 = the two homozygotes).
     #[arg(long, value_enum, default_value = "additive")]
     pub coding: super::Coding,
@@ -251,8 +259,8 @@ fn run_cv(a: CvRun, resume: Option<RunRecord>) -> Result<()> {
         geno_header: None,
         geno_ids: None,
         vcf_field: a.vcf_field,
-        keep: None,
-        extract: None,
+        keep: a.keep.clone(),
+        extract: a.extract.clone(),
         coding: a.coding,
     };
     if a.jobs == 0 {

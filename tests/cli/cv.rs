@@ -459,3 +459,63 @@ fn the_container_architectures_run_cv_and_reload() {
     assert_eq!(p.len(), 600);
     assert!(p.iter().all(|r| r[1].parse::<f64>().unwrap().is_finite()));
 }
+
+#[test]
+fn keep_and_extract_give_the_cv_of_the_cut_fileset() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = root().join("data/example.bed");
+    let bim = fs::read_to_string(example.with_extension("bim")).unwrap();
+    let fam = fs::read_to_string(example.with_extension("fam")).unwrap();
+    let extract = dir.path().join("e.txt");
+    let ids: String = bim
+        .lines()
+        .step_by(2)
+        .map(|l| format!("{}\n", l.split('\t').nth(1).unwrap()))
+        .collect();
+    fs::write(&extract, ids).unwrap();
+    let keep = dir.path().join("k.txt");
+    let iids: String = fam
+        .lines()
+        .take(400)
+        .map(|l| format!("{}\n", l.split_whitespace().nth(1).unwrap()))
+        .collect();
+    fs::write(&keep, iids).unwrap();
+    let cut = dir.path().join("cut.bed");
+    let lists = ["--keep", s(&keep), "--extract", s(&extract)];
+    let mut args = vec!["convert", "--geno", s(&example), "--out", s(&cut)];
+    args.extend_from_slice(&lists);
+    ok(&args);
+    let pheno = root().join("data/example.pheno.csv");
+    let run = |geno: &Path, extra: &[&str], out: &Path| {
+        let mut args = vec![
+            "cv",
+            "--geno",
+            s(geno),
+            "--pheno",
+            s(&pheno),
+            "--trait",
+            "trait",
+            "--models",
+            "gblup",
+            "--folds",
+            "3",
+            "--seed",
+            "5",
+            "--out",
+            s(out),
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
+    };
+    let (selected, whole) = (dir.path().join("selected"), dir.path().join("cut"));
+    run(&example, &lists, &selected);
+    run(&cut, &[], &whole);
+    for f in ["metrics.csv", "predictions.csv", "folds.csv"] {
+        assert!(
+            fs::read(selected.join(f)).unwrap() == fs::read(whole.join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    let (_, rows) = read_csv(&selected.join("predictions.csv"));
+    assert_eq!(rows.len(), 400);
+}
