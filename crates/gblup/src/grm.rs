@@ -271,15 +271,27 @@ pub fn pair_counts(g: &PackedGenotypes) -> Kinship {
     Kinship { n, data }
 }
 
+/// `PREFIX` with a GCTA extension appended (`.grm.bin`, …).
+fn gcta_path(prefix: &Path, ext: &str) -> std::path::PathBuf {
+    let mut s = prefix.as_os_str().to_owned();
+    s.push(ext);
+    std::path::PathBuf::from(s)
+}
+
+/// `PREFIX.grm.id`: FID and IID of each individual.
+fn write_gcta_ids(prefix: &Path, g: &PackedGenotypes) -> Result<(), GenoError> {
+    let mut ids = Vec::new();
+    for ind in g.individuals() {
+        writeln!(ids, "{}\t{}", ind.fid, ind.iid).expect("write to Vec");
+    }
+    geno::write_atomic(gcta_path(prefix, ".grm.id"), &ids)
+}
+
 /// Writes GCTA's binary GRM: `PREFIX.grm.bin` (lower triangle with the
 /// diagonal, row by row, float32), `PREFIX.grm.N.bin` (markers per pair) and
 /// `PREFIX.grm.id` (FID and IID).
 pub fn write_gcta(prefix: &Path, g: &PackedGenotypes, grm: &Kinship) -> Result<(), GenoError> {
-    let with = |ext: &str| {
-        let mut s = prefix.as_os_str().to_owned();
-        s.push(ext);
-        std::path::PathBuf::from(s)
-    };
+    let with = |ext: &str| gcta_path(prefix, ext);
     let n = grm.n;
     let lower = |k: &Kinship| {
         let mut out = Vec::with_capacity(n * (n + 1) / 2 * 4);
@@ -292,11 +304,7 @@ pub fn write_gcta(prefix: &Path, g: &PackedGenotypes, grm: &Kinship) -> Result<(
     };
     geno::write_atomic(with(".grm.bin"), &lower(grm))?;
     geno::write_atomic(with(".grm.N.bin"), &lower(&pair_counts(g)))?;
-    let mut ids = Vec::new();
-    for ind in g.individuals() {
-        writeln!(ids, "{}\t{}", ind.fid, ind.iid).expect("write to Vec");
-    }
-    geno::write_atomic(with(".grm.id"), &ids)
+    write_gcta_ids(prefix, g)
 }
 
 /// Squared Euclidean distances between genotype vectors, from the
@@ -357,11 +365,7 @@ pub fn write_gcta_streamed(
     panel_bytes: u64,
     progress: &mut dyn FnMut(usize),
 ) -> Result<GrmSummary, GenoError> {
-    let with = |ext: &str| {
-        let mut s = prefix.as_os_str().to_owned();
-        s.push(ext);
-        std::path::PathBuf::from(s)
-    };
+    let with = |ext: &str| gcta_path(prefix, ext);
     let (n, m) = (g.n_individuals(), g.n_markers());
     let freqs = allele_freqs(g);
     let denom: f64 = freqs.iter().map(|&p| 2.0 * p * (1.0 - p)).sum();
@@ -452,11 +456,7 @@ pub fn write_gcta_streamed(
     }
     grm_file.commit()?;
     n_file.commit()?;
-    let mut ids = Vec::new();
-    for ind in g.individuals() {
-        writeln!(ids, "{}\t{}", ind.fid, ind.iid).expect("write to Vec");
-    }
-    geno::write_atomic(with(".grm.id"), &ids)?;
+    write_gcta_ids(prefix, g)?;
     Ok(GrmSummary {
         n_polymorphic: freqs.iter().filter(|&&p| p > 0.0 && p < 1.0).count(),
         mean_diagonal: if n > 0 { diag_sum / n as f64 } else { 0.0 },

@@ -69,6 +69,8 @@ pub struct Genotypes<'a> {
     /// 2 Σ p(1 − p).
     pub denom: f64,
     pub freqs: Vec<f64>,
+    /// G's diagonal, computed on first use (HE, MC-REML and the fit share it).
+    diag: std::sync::OnceLock<Vec<f64>>,
 }
 
 /// Rows per task of [`Genotypes::z_mul`]: a multiple of 4 (whole bytes).
@@ -83,6 +85,7 @@ impl<'a> Genotypes<'a> {
             luts: centred_luts(&freqs),
             denom,
             freqs,
+            diag: std::sync::OnceLock::new(),
         }
     }
 
@@ -180,14 +183,16 @@ impl<'a> Genotypes<'a> {
         out
     }
 
-    /// The diagonal of G: Σⱼ z²ᵢⱼ / d.
-    pub fn g_diagonal(&self) -> Vec<f64> {
-        let ones = vec![1.0; self.g.n_markers()];
-        let scale = self.scale();
-        self.z_mul(&ones, 1, true)
-            .into_iter()
-            .map(|v| v * scale)
-            .collect()
+    /// The diagonal of G: Σⱼ z²ᵢⱼ / d (one pass, the first time).
+    pub fn g_diagonal(&self) -> &[f64] {
+        self.diag.get_or_init(|| {
+            let ones = vec![1.0; self.g.n_markers()];
+            let scale = self.scale();
+            self.z_mul(&ones, 1, true)
+                .into_iter()
+                .map(|v| v * scale)
+                .collect()
+        })
     }
 
     fn scale(&self) -> f64 {
@@ -359,7 +364,7 @@ pub fn fit_with(z: &Genotypes, y: &[f64], h2: f64, opts: PcgOptions) -> Result<P
         b[2 * i] = y[i];
         b[2 * i + 1] = 1.0;
     }
-    let (x, iterations, residual) = solve(z, &b, 2, &mask, &diag, delta, opts, None);
+    let (x, iterations, residual) = solve(z, &b, 2, &mask, diag, delta, opts, None);
     let (mut one_vy, mut one_v1) = (0.0, 0.0);
     for &i in &train {
         one_vy += x[2 * i];
@@ -494,7 +499,7 @@ pub fn mc_reml(z: &Genotypes, y: &[f64], start: f64, samples: usize, seed: u64) 
                 rhs[i * k + 2 + c] = gsim[i * samples + c] + delta.sqrt() * esim[i * samples + c];
             }
         }
-        let (x, its, _) = solve(z, &rhs, k, &mask, &diag, delta, opts, warm.take());
+        let (x, its, _) = solve(z, &rhs, k, &mask, diag, delta, opts, warm.take());
         pcg_iterations += its;
         // α for y and each sample: x_c − μ_c x_1, μ_c = 1′x_c / 1′x_1.
         let ones: f64 = train.iter().map(|&i| x[i * k + 1]).sum();

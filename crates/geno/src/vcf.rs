@@ -294,7 +294,12 @@ impl Sites {
     }
 
     fn set(&mut self, row: usize, i: usize, dosage: Option<u8>) {
-        self.data[row + i / 4] |= code_of(dosage) << (2 * (i % 4));
+        self.set_code(row, i, code_of(dosage));
+    }
+
+    #[inline]
+    fn set_code(&mut self, row: usize, i: usize, code: u8) {
+        self.data[row + i / 4] |= code << (2 * (i % 4));
     }
 
     fn finish(self, path: &Path, names: Vec<String>) -> Result<(PackedGenotypes, VcfSummary)> {
@@ -655,7 +660,7 @@ fn read_vcf_records(
             if fast && p + 3 <= end && (p + 3 == end || bytes[p + 3] == b'\t') {
                 let code = simple_call(bytes[p], bytes[p + 1], bytes[p + 2], alts);
                 if code != NOT_SIMPLE {
-                    sites.data[row + i / 4] |= code << (2 * (i % 4));
+                    sites.set_code(row, i, code);
                     p += 4;
                     i += 1;
                     continue;
@@ -958,10 +963,10 @@ fn read_bcf_records(
             let (data, rest) = src.split_at(size);
             src = rest;
             if usize::try_from(id).ok() == Some(key_id) {
-                found = Some((ty, len, data));
+                found = Some((ty, len, width, data));
             }
         }
-        let Some((ty, len, data)) = found else {
+        let Some((ty, len, width, data)) = found else {
             return Err(bad(format!("the record has no {key} values")));
         };
         let row = sites.begin();
@@ -971,12 +976,11 @@ fn read_bcf_records(
             if ty == 1 && len == 2 && opts.field == VcfField::Gt {
                 let code = simple_bcf_call(data[2 * i], data[2 * i + 1], alts32);
                 if code != NOT_SIMPLE {
-                    sites.data[row + i / 4] |= code << (2 * (i % 4));
+                    sites.set_code(row, i, code);
                     continue;
                 }
             }
-            let value =
-                &data[i * len * bcf_width(ty).unwrap_or(1)..][..len * bcf_width(ty).unwrap_or(1)];
+            let value = &data[i * len * width..][..len * width];
             let call = match opts.field {
                 VcfField::Gt => {
                     if ty == 5 {
