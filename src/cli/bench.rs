@@ -568,6 +568,10 @@ fn print_profile(profile: Option<&nn::Profile>) {
     let Some(profile) = profile else { return };
     for r in profile.rows() {
         let name = format!("{}{}", "  ".repeat(r.depth), r.path);
+        if r.path.starts_with('(') {
+            eprintln!("  {name:<28} {:<12} time    {:>7.3} s", r.kind, r.forward);
+            continue;
+        }
         eprintln!(
             "  {name:<28} {:<12} forward {:>7.3} s  backward {:>7.3} s",
             r.kind, r.forward, r.backward

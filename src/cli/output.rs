@@ -143,9 +143,49 @@ fn fixed6(out: &mut String, x: f64) {
             out.push('-');
         }
         let (int, frac) = (r / 1_000_000, r % 1_000_000);
-        write!(out, "{int}.{frac:06}").expect("write to String");
+        push_u64(out, int);
+        let mut digits = [b'.', 0, 0, 0, 0, 0, 0];
+        let mut f = frac;
+        for d in digits[1..].iter_mut().rev() {
+            *d = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
+        out.push_str(std::str::from_utf8(&digits).expect("ASCII digits"));
     } else {
         write!(out, "{x:.6}").expect("write to String");
+    }
+}
+
+/// Appends the decimal digits of `v`, as `write!(out, "{v}")` does, without
+/// the formatter's machinery (`qc` writes a position per marker).
+pub fn push_u64(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).expect("ASCII digits"));
+}
+
+/// Appends `v` as `write!(out, "{v}")` does.
+pub fn push_i64(out: &mut String, v: i64) {
+    if v < 0 {
+        out.push('-');
+    }
+    push_u64(out, v.unsigned_abs());
+}
+
+/// Appends `s` to a CSV line, quoted where needed (as [`csv_field`]).
+pub fn push_csv_field(out: &mut String, s: &str) {
+    if s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n')) {
+        out.push_str(&csv_field(s));
+    } else {
+        out.push_str(s);
     }
 }
 
@@ -262,6 +302,28 @@ mod tests {
 
     /// The fast path writes what the formatter writes, on random values of
     /// every size, on values at and next to rounding ties, and on zeros.
+    #[test]
+    fn integers_are_written_as_the_formatter_writes_them() {
+        let mut cases = vec![0i64, 1, -1, 9, 10, 99, 100, i64::MAX, i64::MIN, -1_000_000];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            cases.push((x as i64) >> (x % 60));
+        }
+        for v in cases {
+            let mut got = String::from("x");
+            super::push_i64(&mut got, v);
+            assert_eq!(got, format!("x{v}"));
+        }
+        for s in ["plain", "a,b", "say \"hi\"", "two\nlines", ""] {
+            let mut got = String::new();
+            super::push_csv_field(&mut got, s);
+            assert_eq!(got, super::csv_field(s));
+        }
+    }
+
     #[test]
     fn fixed6_writes_what_the_formatter_writes() {
         let mut z = 0x9e37_79b9_7f4a_7c15u64;

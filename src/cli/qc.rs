@@ -9,7 +9,9 @@ use geno::{run_qc, AtomicFile, PhenoTable, QcFilters};
 use rayon::prelude::*;
 use serde_json::json;
 
-use super::output::{csv_field, ensure_dir, num, push_num, spinner, table, write_json};
+use super::output::{
+    csv_field, num, push_csv_field, push_i64, push_num, spinner, table, write_json, OutDir,
+};
 use super::{GenoArgs, PhenoArgs};
 
 #[derive(Args, Debug)]
@@ -36,8 +38,8 @@ pub struct QcArgs {
 struct Outcome {
     individuals: Vec<geno::Individual>,
     n_markers: usize,
-    /// markers.csv, whole.
-    markers_csv: String,
+    /// markers.csv: whole, or already written by the streamed pass.
+    markers_csv: MarkersCsv,
     ind_qc: Vec<geno::IndividualQc>,
     kept_individuals: Vec<usize>,
     n_kept_markers: usize,
@@ -53,24 +55,31 @@ struct Outcome {
     kept: Option<geno::PackedGenotypes>,
 }
 
+enum MarkersCsv {
+    Text(String),
+    /// Written as the blocks were counted; committed once all is well.
+    Written(AtomicFile),
+}
+
 const MARKERS_HEADER: &str = "marker,chromosome,position,a1,a2,a1_freq,maf,missing_rate,kept\n";
 
 /// One markers.csv line.
 fn marker_line(line: &mut String, mk: &geno::Marker, q: &geno::MarkerQc) {
-    let _ = write!(
-        line,
-        "{},{},{},{},{},",
-        csv_field(&mk.id),
-        csv_field(&mk.chromosome),
-        mk.position,
-        csv_field(&mk.a1),
-        csv_field(&mk.a2),
-    );
+    push_csv_field(line, &mk.id);
+    line.push(',');
+    push_csv_field(line, &mk.chromosome);
+    line.push(',');
+    push_i64(line, mk.position);
+    line.push(',');
+    push_csv_field(line, &mk.a1);
+    line.push(',');
+    push_csv_field(line, &mk.a2);
+    line.push(',');
     for v in [q.a1_freq, q.maf, Some(q.missing_rate)] {
         push_num(line, v);
         line.push(',');
     }
-    let _ = writeln!(line, "{}", q.kept());
+    line.push_str(if q.kept() { "true\n" } else { "false\n" });
 }
 
 /// The whole fileset in memory: any format, and the errors of its reader.
@@ -99,7 +108,7 @@ fn in_memory(a: &QcArgs, filters: &QcFilters, pb: &indicatif::ProgressBar) -> Re
     Ok(Outcome {
         individuals: g.individuals().to_vec(),
         n_markers: g.n_markers(),
-        markers_csv,
+        markers_csv: MarkersCsv::Text(markers_csv),
         ind_qc: report.individuals,
         kept_individuals: report.kept_individuals,
         n_kept_markers: report.kept_markers.len(),
@@ -122,8 +131,9 @@ const BLOCK: usize = 1 << 14;
 /// `.bim` (a second pass when `--mind` needs every individual's missing
 /// calls first). `None` when the input is not a plain PLINK fileset, or
 /// the streamed reader finds a fault: the in-memory reader then runs, and
-/// gives its precise error.
-fn streamed(a: &QcArgs, filters: &QcFilters) -> Option<Outcome> {
+/// gives its precise error. markers.csv is written as the blocks are
+/// counted, on a thread of its own; an error writing it is an error.
+fn streamed(a: &QcArgs, filters: &QcFilters) -> Result<Option<Outcome>> {
     // GENOCNN_QC_IN_MEMORY=1: the in-memory pass for any input (a test
     // hook: the tests compare the two passes' files byte for byte).
     if a.geno.reader().resolved_format() != geno::GenoFormat::Plink
@@ -132,15 +142,45 @@ fn streamed(a: &QcArgs, filters: &QcFilters) -> Option<Outcome> {
         || a.geno.extract.is_some()
         || std::env::var_os("GENOCNN_QC_IN_MEMORY").is_some()
     {
-        return None;
+        return Ok(None);
     }
+    // A thread of its own reads the next block (the .bim's parsing and
+    // the .bed's bytes) while the current one is counted and formatted;
+    // counted blocks go back to it for their memory.
     let pass = |each: &mut dyn FnMut(&geno::PackedGenotypes)| -> Option<Vec<geno::Individual>> {
         let mut blocks = geno::PlinkBlocks::open(&a.geno.geno).ok()?;
-        while let Some(g) = blocks.next_block(BLOCK).ok()? {
-            each(&g);
-            blocks.recycle(g);
-        }
-        Some(blocks.individuals().to_vec())
+        let individuals = blocks.individuals().to_vec();
+        std::thread::scope(|s| {
+            let (ahead, blocks_in) = std::sync::mpsc::sync_channel(1);
+            let (done, returned) = std::sync::mpsc::channel();
+            let reader = s.spawn(move || -> bool {
+                let mut first = true;
+                loop {
+                    while let Ok(g) = returned.try_recv() {
+                        blocks.recycle(g);
+                    }
+                    // A short first block: the counting starts sooner.
+                    let size = if first { BLOCK / 16 } else { BLOCK };
+                    first = false;
+                    match blocks.next_block(size) {
+                        Ok(Some(g)) => {
+                            if ahead.send(g).is_err() {
+                                return false;
+                            }
+                        }
+                        Ok(None) => return true,
+                        Err(_) => return false,
+                    }
+                }
+            });
+            for g in blocks_in {
+                each(&g);
+                // The reader may have finished: then the block is dropped.
+                let _ = done.send(g);
+            }
+            reader.join().unwrap_or(false)
+        })
+        .then_some(individuals)
     };
     let mut miss: Vec<u32> = Vec::new();
     let mut m = 0;
@@ -152,99 +192,122 @@ fn streamed(a: &QcArgs, filters: &QcFilters) -> Option<Outcome> {
             miss.iter_mut().zip(k).for_each(|(a, b)| *a += b);
         }
     };
-    if filters.mind.is_some() {
-        pass(&mut |g| {
+    if filters.mind.is_some()
+        && pass(&mut |g| {
             add_missing(&mut miss, g.missing_per_individual(0..g.n_markers()));
             m += g.n_markers();
-        })?;
+        })
+        .is_none()
+    {
+        return Ok(None);
     }
     let mut ind_qc: Vec<geno::IndividualQc> = Vec::new();
     let mut kept_individuals: Vec<usize> = Vec::new();
-    let mut markers_csv = String::from(MARKERS_HEADER);
+    let mut markers_file = AtomicFile::create(a.out.join("markers.csv"))?;
+    markers_file.write_all(MARKERS_HEADER.as_bytes())?;
+    let (to_writer, texts) = std::sync::mpsc::sync_channel::<String>(4);
     let (mut n_markers, mut n_kept, mut removed_geno, mut removed_maf) = (0, 0, 0, 0);
     let (mut maf_sum, mut maf_count, mut n_mono) = (0f64, 0usize, 0usize);
     let mut monomorphic = Vec::new();
     let (mut any_two, mut any_one) = (false, false);
     let mut kept_markers: Vec<geno::Marker> = Vec::new();
     let mut kept_data: Vec<u8> = Vec::new();
-    let individuals = pass(&mut |g| {
-        let n = g.n_individuals();
-        if ind_qc.is_empty() && filters.mind.is_some() {
-            ind_qc = geno::individual_qc(&miss, m, filters);
-            kept_individuals = (0..n).filter(|&i| ind_qc[i].kept).collect();
-        }
-        let all_kept = filters.mind.is_none() || kept_individuals.len() == n;
-        // The markers' counts and lines on every core, in chunks whose
-        // lines are joined in order; each individual's missing calls beside.
-        let kept_ref = &kept_individuals;
-        let per_chunk = |js: std::ops::Range<usize>| {
-            let mut text = String::with_capacity(64 * js.len());
-            let mut out = Vec::with_capacity(js.len());
-            for j in js {
-                let all = g.counts(j);
-                let c = if all_kept {
-                    all
-                } else {
-                    g.counts_among(j, kept_ref)
-                };
-                let q = geno::marker_qc(&c, filters);
-                marker_line(&mut text, &g.markers()[j], &q);
-                out.push((all, q));
+    let (individuals, written) = std::thread::scope(|s| {
+        let writer = s.spawn(move || -> Result<AtomicFile> {
+            for text in texts {
+                markers_file.write_all(text.as_bytes())?;
             }
-            (out, text)
-        };
-        let mb = g.n_markers();
-        let chunk = mb.div_ceil(16).max(1);
-        let (chunks, block_miss) = rayon::join(
-            || {
-                (0..mb.div_ceil(chunk))
-                    .into_par_iter()
-                    .map(|k| per_chunk(k * chunk..((k + 1) * chunk).min(mb)))
-                    .collect::<Vec<_>>()
-            },
-            || {
-                filters
-                    .mind
-                    .is_none()
-                    .then(|| g.missing_per_individual(0..mb))
-            },
-        );
-        if let Some(k) = block_miss {
-            add_missing(&mut miss, k);
-        }
-        let mut j = 0;
-        for (stats, text) in chunks {
-            markers_csv.push_str(&text);
-            for (all, q) in stats {
-                let mk = &g.markers()[j];
-                any_two |= all.hom_a1 > 0;
-                any_one |= all.het > 0;
-                if let Some(v) = q.maf {
-                    maf_sum += v;
-                    maf_count += 1;
+            Ok(markers_file)
+        });
+        let individuals = pass(&mut |g| {
+            let n = g.n_individuals();
+            if ind_qc.is_empty() && filters.mind.is_some() {
+                ind_qc = geno::individual_qc(&miss, m, filters);
+                kept_individuals = (0..n).filter(|&i| ind_qc[i].kept).collect();
+            }
+            let all_kept = filters.mind.is_none() || kept_individuals.len() == n;
+            // The markers' counts and lines on every core, in chunks whose
+            // lines are joined in order; each individual's missing calls beside.
+            let kept_ref = &kept_individuals;
+            let per_chunk = |js: std::ops::Range<usize>| {
+                let mut text = String::with_capacity(64 * js.len());
+                let mut out = Vec::with_capacity(js.len());
+                for j in js {
+                    let all = g.counts(j);
+                    let c = if all_kept {
+                        all
+                    } else {
+                        g.counts_among(j, kept_ref)
+                    };
+                    let q = geno::marker_qc(&c, filters);
+                    marker_line(&mut text, &g.markers()[j], &q);
+                    out.push((all, q));
                 }
-                if q.monomorphic {
-                    n_mono += 1;
-                    if monomorphic.len() < 100 {
-                        monomorphic.push(mk.id.clone());
+                (out, text)
+            };
+            let mb = g.n_markers();
+            let chunk = mb.div_ceil(16).max(1);
+            let (chunks, block_miss) = rayon::join(
+                || {
+                    (0..mb.div_ceil(chunk))
+                        .into_par_iter()
+                        .map(|k| per_chunk(k * chunk..((k + 1) * chunk).min(mb)))
+                        .collect::<Vec<_>>()
+                },
+                || {
+                    filters
+                        .mind
+                        .is_none()
+                        .then(|| g.missing_per_individual(0..mb))
+                },
+            );
+            if let Some(k) = block_miss {
+                add_missing(&mut miss, k);
+            }
+            let mut j = 0;
+            for (stats, text) in chunks {
+                // A writer gone has failed: its error is reported after the pass.
+                let _ = to_writer.send(text);
+                for (all, q) in stats {
+                    let mk = &g.markers()[j];
+                    any_two |= all.hom_a1 > 0;
+                    any_one |= all.het > 0;
+                    if let Some(v) = q.maf {
+                        maf_sum += v;
+                        maf_count += 1;
                     }
-                }
-                match q.removed_by {
-                    Some(geno::qc::MarkerFilter::GenoMissing) => removed_geno += 1,
-                    Some(geno::qc::MarkerFilter::Maf) => removed_maf += 1,
-                    None => {
-                        n_kept += 1;
-                        if filters.any() {
-                            kept_markers.push(mk.clone());
-                            kept_data.extend_from_slice(g.snp(j));
+                    if q.monomorphic {
+                        n_mono += 1;
+                        if monomorphic.len() < 100 {
+                            monomorphic.push(mk.id.clone());
                         }
                     }
+                    match q.removed_by {
+                        Some(geno::qc::MarkerFilter::GenoMissing) => removed_geno += 1,
+                        Some(geno::qc::MarkerFilter::Maf) => removed_maf += 1,
+                        None => {
+                            n_kept += 1;
+                            if filters.any() {
+                                kept_markers.push(mk.clone());
+                                kept_data.extend_from_slice(g.snp(j));
+                            }
+                        }
+                    }
+                    j += 1;
                 }
-                j += 1;
             }
-        }
-        n_markers += g.n_markers();
-    })?;
+            n_markers += g.n_markers();
+        });
+        drop(to_writer);
+        (
+            individuals,
+            writer.join().expect("the markers.csv writer panicked"),
+        )
+    });
+    let markers_file = written?;
+    let Some(individuals) = individuals else {
+        return Ok(None);
+    };
     let n = individuals.len();
     if filters.mind.is_none() {
         ind_qc = geno::individual_qc(&miss, n_markers, filters);
@@ -260,9 +323,9 @@ fn streamed(a: &QcArgs, filters: &QcFilters) -> Option<Outcome> {
     let kept = filters
         .any()
         .then(|| geno::PackedGenotypes::from_packed(individuals.clone(), kept_markers, kept_data));
-    Some(Outcome {
+    Ok(Some(Outcome {
         n_markers,
-        markers_csv,
+        markers_csv: MarkersCsv::Written(markers_file),
         removed_by_mind: n - kept_individuals.len(),
         ind_qc,
         kept_individuals,
@@ -283,7 +346,7 @@ fn streamed(a: &QcArgs, filters: &QcFilters) -> Option<Outcome> {
         monomorphic,
         kept,
         individuals,
-    })
+    }))
 }
 
 pub fn run(a: QcArgs) -> Result<()> {
@@ -294,7 +357,10 @@ pub fn run(a: QcArgs) -> Result<()> {
     };
     filters.validate()?;
     let pb = spinner(format!("reading {}", a.geno.geno.display()));
-    let o = match streamed(&a, &filters) {
+    // A folder made here goes again if the run fails (the streamed pass
+    // writes markers.csv as it goes).
+    let out_dir = OutDir::create(&a.out)?;
+    let o = match streamed(&a, &filters)? {
         Some(o) => o,
         None => in_memory(&a, &filters, &pb)?,
     };
@@ -312,7 +378,6 @@ pub fn run(a: QcArgs) -> Result<()> {
             o.removed_by_maf
         );
     }
-    ensure_dir(&a.out)?;
 
     let phenotyped = match (&a.pheno.pheno, &a.pheno.trait_) {
         (Some(p), Some(t)) => {
@@ -328,9 +393,10 @@ pub fn run(a: QcArgs) -> Result<()> {
         _ => None,
     };
 
-    let mut f = AtomicFile::create(a.out.join("markers.csv"))?;
-    f.write_all(o.markers_csv.as_bytes())?;
-    f.commit()?;
+    match o.markers_csv {
+        MarkersCsv::Text(text) => geno::write_atomic(a.out.join("markers.csv"), text.as_bytes())?,
+        MarkersCsv::Written(f) => f.commit()?,
+    }
 
     // individuals.csv
     let mut f = AtomicFile::create(a.out.join("individuals.csv"))?;
@@ -458,5 +524,6 @@ pub fn run(a: QcArgs) -> Result<()> {
     }
     rows.push(("wrote", outputs));
     print!("{}", table(&rows));
+    out_dir.keep();
     Ok(())
 }

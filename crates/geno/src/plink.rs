@@ -106,9 +106,30 @@ fn bim_marker_into(path: &Path, line: usize, f: &[&[u8]], mk: &mut Marker) -> Re
         (&mut mk.a2, f[5]),
     ] {
         dst.clear();
-        dst.push_str(&String::from_utf8_lossy(src));
+        match std::str::from_utf8(src) {
+            Ok(text) => dst.push_str(text),
+            Err(_) => dst.push_str(&String::from_utf8_lossy(src)),
+        }
     }
     Ok(())
+}
+
+/// A `.bim` line's fields split as [`split_fields`] splits them (any ASCII
+/// white space, quotes stripped), into `out` without allocating; `None`
+/// unless there are exactly six.
+fn six_fields<'a>(line: &'a [u8], out: &mut [&'a [u8]; 6]) -> Option<()> {
+    let mut k = 0;
+    for field in line
+        .split(u8::is_ascii_whitespace)
+        .filter(|f| !f.is_empty())
+    {
+        if k == 6 {
+            return None;
+        }
+        out[k] = crate::textio::unquote(field);
+        k += 1;
+    }
+    (k == 6).then_some(())
 }
 
 /// Reads a `.bim` file: six whitespace-separated columns per line.
@@ -160,9 +181,9 @@ pub struct PlinkBlocks {
     /// Every marker ID's hash, checked for repeats after the last block
     /// (sorted: no random access into a table per marker).
     seen: Vec<u64>,
-    /// A block handed back ([`PlinkBlocks::recycle`]): its markers' strings
-    /// and its buffers are refilled rather than allocated again.
-    spare: Option<PackedGenotypes>,
+    /// Blocks handed back ([`PlinkBlocks::recycle`]): their markers' strings
+    /// and their buffers are refilled rather than allocated again.
+    spare: Vec<PackedGenotypes>,
 }
 
 /// A 64-bit hash of a marker ID: FNV-1a, then SplitMix64's finalizer so
@@ -219,7 +240,7 @@ impl PlinkBlocks {
             bim,
             read: 0,
             seen,
-            spare: None,
+            spare: Vec::new(),
         })
     }
 
@@ -235,23 +256,28 @@ impl PlinkBlocks {
     /// The next block of up to `max` markers, all individuals; `None` after
     /// the last.
     pub fn next_block(&mut self, max: usize) -> Result<Option<PackedGenotypes>> {
-        let (individuals, mut spare, mut data) = match self.spare.take() {
+        let (individuals, mut spare, mut data) = match self.spare.pop() {
             Some(g) => g.into_parts(),
             None => (self.individuals.clone(), Vec::new(), Vec::new()),
         };
         let mut markers = Vec::with_capacity(max.min(1 << 16));
         while markers.len() < max && self.bim.next_line()? {
-            let f = split_fields(&self.bim.buf, Delimiter::Whitespace);
-            if f.is_empty() {
-                continue;
-            }
             let line = self.bim.line_no();
-            let mk = match spare.pop() {
-                Some(mut mk) => {
-                    bim_marker_into(&self.paths.bim, line, &f, &mut mk)?;
-                    mk
+            let mut six: [&[u8]; 6] = [&[]; 6];
+            let mk = if six_fields(&self.bim.buf, &mut six).is_some() {
+                match spare.pop() {
+                    Some(mut mk) => {
+                        bim_marker_into(&self.paths.bim, line, &six, &mut mk)?;
+                        mk
+                    }
+                    None => bim_marker(&self.paths.bim, line, &six)?,
                 }
-                None => bim_marker(&self.paths.bim, line, &f)?,
+            } else {
+                let f = split_fields(&self.bim.buf, Delimiter::Whitespace);
+                if f.is_empty() {
+                    continue;
+                }
+                bim_marker(&self.paths.bim, line, &f)?
             };
             self.seen.push(id_hash(&mk.id));
             markers.push(mk);
@@ -301,9 +327,9 @@ impl PlinkBlocks {
         )))
     }
 
-    /// Hands a block back, so that the next one reuses its memory.
+    /// Hands a block back, so that a later one reuses its memory.
     pub fn recycle(&mut self, block: PackedGenotypes) {
-        self.spare = Some(block);
+        self.spare.push(block);
     }
 }
 

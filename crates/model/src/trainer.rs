@@ -371,7 +371,9 @@ fn run_phase<B: Backend, T: Task<B>>(
         fit_rows.shuffle(rng);
         let mut total = 0.0;
         for (k, rows) in fit_rows.chunks(bs).enumerate() {
+            let batch_started = Instant::now();
             let (x, targets) = task.batch(&network.backend, rows, epoch)?;
+            let batch_seconds = batch_started.elapsed().as_secs_f64();
             run.step += 1;
             local_step += 1;
             let update = t.optimizer.update(lr, local_step);
@@ -395,6 +397,7 @@ fn run_phase<B: Backend, T: Task<B>>(
             }
             if let Some(p) = &mut run.profile {
                 p.merge(&out.profile);
+                p.add_step("(batches)", "data", batch_seconds);
             }
             task.observe(&out.outputs, &targets);
             total += out.loss * rows.len() as f64;

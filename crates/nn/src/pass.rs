@@ -132,6 +132,12 @@ impl Profile {
         &mut self.rows[i]
     }
 
+    /// Adds `seconds` to a row that is not a layer (the batching, the loss
+    /// or the optimizer's update), kept in the forward column.
+    pub fn add_step(&mut self, path: &str, kind: &'static str, seconds: f64) {
+        self.row(path, kind, 0).forward += seconds;
+    }
+
     /// Adds another profile's times to this one.
     pub fn merge(&mut self, other: &Profile) {
         for r in &other.rows {
