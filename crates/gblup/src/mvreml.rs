@@ -683,7 +683,7 @@ pub fn blup(
         for i in 0..n {
             let row = &k.data[i * n..(i + 1) * n];
             for j in 0..n {
-                let kij = row[j];
+                let kij = row[j] as f64;
                 if kij != 0.0 {
                     for t in 0..d {
                         out[i * d + t] += kij * mv[j * d + t];
@@ -1042,10 +1042,9 @@ mod tests {
         let n = 25;
         let d = 2;
         let kd = kernel(n, 8);
-        let k = Kinship {
-            n,
-            data: kd.clone(),
-        };
+        let k = Kinship::from_f64(n, &kd);
+        // The dense reference uses the same (f32-stored) kernel values.
+        let kd = k.to_f64();
         let mut y = vec![data(n, 3), data(n, 4)];
         // Some records missing, one individual with none.
         for i in [2, 5, 9, 13] {

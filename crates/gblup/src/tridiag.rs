@@ -519,17 +519,31 @@ fn band_to_tridiagonal(
 }
 
 /// (K + δI)⁻¹ v by a Cholesky factorization, for K positive semi-definite
-/// (lower triangle of `k`) and δ > 0.
+/// (lower triangle of `k`) and δ > 0. The factor overwrites `k` (faer's
+/// `Mat::llt` would copy it: another n² f64 at the run's peak).
 pub fn solve_shifted(mut k: Mat<f64>, delta: f64, v: &[f64]) -> Result<Vec<f64>> {
+    use faer::linalg::cholesky::llt;
     let n = k.nrows();
     for i in 0..n {
         k[(i, i)] += delta;
     }
-    let llt = k.llt(faer::Side::Lower).map_err(|e| {
-        GblupError::Numeric(format!("Cholesky factorization of K + δI failed: {e:?}"))
-    })?;
-    let rhs = Mat::from_fn(n, 1, |i, _| v[i]);
-    let x = faer::linalg::solvers::Solve::solve(&llt, &rhs);
+    let par = par();
+    let mut buf = MemBuffer::new(llt::factor::cholesky_in_place_scratch::<f64>(
+        n,
+        par,
+        Default::default(),
+    ));
+    llt::factor::cholesky_in_place(
+        k.as_mut(),
+        Default::default(),
+        par,
+        MemStack::new(&mut buf),
+        Default::default(),
+    )
+    .map_err(|e| GblupError::Numeric(format!("Cholesky factorization of K + δI failed: {e:?}")))?;
+    // Both solves read the factor's lower triangle only.
+    let mut x = Mat::from_fn(n, 1, |i, _| v[i]);
+    llt::solve::solve_in_place(k.as_ref(), x.as_mut(), par, MemStack::new(&mut []));
     Ok((0..n).map(|i| x[(i, 0)]).collect())
 }
 
