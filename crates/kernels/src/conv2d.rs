@@ -769,36 +769,31 @@ pub fn conv2d_act_maxpool2_forward(
         .for_each(|(xb, (yb, mb))| {
             let (ab, deriv) = mb.split_at_mut(ps);
             wide.sample_forward(path, p, xb, wt, bias, |yw| {
-                with_scratch(4 * wq, |buf| {
-                    // Rows first (a loop the compiler vectorizes), then column pairs.
-                    let (vm, vs) = buf.split_at_mut(2 * wq);
-                    for co in 0..p.c_out {
-                        let src = &yw[co * wide.n..];
-                        for py in 0..hq {
-                            let r0 = &src[2 * py * wide.wp..][..2 * wq];
-                            let r1 = &src[(2 * py + 1) * wide.wp..][..2 * wq];
-                            for ((m, sel), (&a, &b)) in
-                                vm.iter_mut().zip(vs.iter_mut()).zip(r0.iter().zip(r1))
-                            {
-                                let lower = b > a;
-                                *m = if lower { b } else { a };
-                                *sel = if lower { 2.0 } else { 0.0 };
-                            }
-                            let o = (co * hq + py) * wq;
-                            let (yr, ar) = (&mut yb[o..o + wq], &mut ab[o..o + wq]);
-                            for (px, (yv, av)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
-                                let (a, b) = (vm[2 * px], vm[2 * px + 1]);
-                                let right = b > a;
-                                *yv = if right { b } else { a };
-                                *av = if right {
-                                    vs[2 * px + 1] + 1.0
-                                } else {
-                                    vs[2 * px]
-                                };
-                            }
+                // Each window's rows, then its columns: the upper row and the
+                // left column win ties. One branch-free pass per pair of rows.
+                for co in 0..p.c_out {
+                    let src = &yw[co * wide.n..];
+                    for py in 0..hq {
+                        let r0 = &src[2 * py * wide.wp..][..2 * wq];
+                        let r1 = &src[(2 * py + 1) * wide.wp..][..2 * wq];
+                        let o = (co * hq + py) * wq;
+                        let (yr, ar) = (&mut yb[o..o + wq], &mut ab[o..o + wq]);
+                        for ((yv, av), (a, b)) in yr
+                            .iter_mut()
+                            .zip(ar.iter_mut())
+                            .zip(r0.chunks_exact(2).zip(r1.chunks_exact(2)))
+                        {
+                            let (l0, l1) = (b[0] > a[0], b[1] > a[1]);
+                            let v0 = if l0 { b[0] } else { a[0] };
+                            let v1 = if l1 { b[1] } else { a[1] };
+                            let s0 = if l0 { 2.0 } else { 0.0 };
+                            let s1 = if l1 { 3.0 } else { 1.0 };
+                            let right = v1 > v0;
+                            *yv = if right { v1 } else { v0 };
+                            *av = if right { s1 } else { s0 };
                         }
                     }
-                });
+                }
                 act.forward_inplace(yb);
                 for (d, &v) in deriv.iter_mut().zip(yb.iter()) {
                     *d = act.derivative_from_output(v);
@@ -863,10 +858,20 @@ pub fn conv2d_act_maxpool2_backward(
             for py in 0..hq {
                 let o = (co * hq + py) * wq;
                 let dyr = &dy[b * ps + o..b * ps + o + wq];
-                for px in 0..wq {
-                    let k = argmax[o + px] as usize;
-                    let pos = (2 * py + k / 2) * wide.wp + 2 * px + k % 2;
-                    dst[pos] = dyr[px] * deriv[o + px];
+                // The window's four places: the gradient at the maximum's,
+                // zero at the others (branch-free, whole pairs of rows).
+                let (d0, d1) = dst[2 * py * wide.wp..].split_at_mut(wide.wp);
+                let (d0, d1) = (&mut d0[..2 * wq], &mut d1[..2 * wq]);
+                for ((top, bottom), ((&g, &k), &dv)) in d0
+                    .chunks_exact_mut(2)
+                    .zip(d1.chunks_exact_mut(2))
+                    .zip(dyr.iter().zip(&argmax[o..o + wq]).zip(&deriv[o..o + wq]))
+                {
+                    let v = g * dv;
+                    top[0] = if k == 0.0 { v } else { 0.0 };
+                    top[1] = if k == 1.0 { v } else { 0.0 };
+                    bottom[0] = if k == 2.0 { v } else { 0.0 };
+                    bottom[1] = if k == 3.0 { v } else { 0.0 };
                 }
             }
         }
