@@ -537,7 +537,8 @@ fn input_grad_sample(
 /// Max pooling of pairs followed by the activation. The mask records, per
 /// pooled value, the activation's derivative at the maximum, negated when
 /// the second of the pair won: all that the backward pass needs, so that
-/// the pooled output itself need not be kept for it.
+/// the pooled output itself need not be kept for it. An empty mask: none
+/// is written (inference, where no backward pass follows).
 struct PoolPairs<'a> {
     act: crate::Activation,
     src: &'a [f32],
@@ -552,6 +553,19 @@ impl pulp::WithSimd for PoolPairs<'_> {
         let PoolPairs { act, src, y, mask } = self;
         let n = y.len();
         let src = &src[..2 * n];
+        if mask.is_empty() {
+            #[inline(always)]
+            fn pool_only(src: &[f32], y: &mut [f32], f: impl Fn(f32) -> f32) {
+                for (o, pair) in y.iter_mut().zip(src.chunks_exact(2)) {
+                    *o = f(if pair[1] > pair[0] { pair[1] } else { pair[0] });
+                }
+            }
+            return match act {
+                crate::Activation::Relu => pool_only(src, y, |m| if m > 0.0 { m } else { 0.0 }),
+                crate::Activation::Linear => pool_only(src, y, |m| m),
+                a => pool_only(src, y, |m| a.apply(m)),
+            };
+        }
         let mask = &mut mask[..n];
         // Monomorphized per activation, so that each loop is vectorized.
         #[inline(always)]
@@ -643,7 +657,8 @@ const FUSED_BLOCK: usize = 512;
 /// into a cache-resident tile and pooled at once, never stored. Writes the
 /// pooled output y (batch × c_out × ⌊l_out/2⌋) and, per pooled value, the
 /// activation's derivative there, negated when the second of its two
-/// inputs was the larger: the mask that the backward pass reads.
+/// inputs was the larger: the mask that the backward pass reads. An empty
+/// `mask` asks for none (inference): only y is written.
 ///
 /// # Panics
 /// If the options are invalid for `l`, the activation is not monotonic, or
@@ -694,7 +709,9 @@ pub fn conv1d_act_maxpool2_forward(
         y.len(),
         batch * p.c_out * lp2,
     )?;
-    check_len("conv1d_act_maxpool2_forward", "mask", mask.len(), y.len())?;
+    if !mask.is_empty() {
+        check_len("conv1d_act_maxpool2_forward", "mask", mask.len(), y.len())?;
+    }
     let path = SimdPath::current();
     let (pl, pr) = p.pads(l);
     let lpad = l + pl + pr;
@@ -759,7 +776,12 @@ pub fn conv1d_act_maxpool2_forward(
                         for co in 0..cog {
                             let src = &t[co * n..(co + 1) * n];
                             let o = (g * cog + co) * lp2 + j0 / 2;
-                            let (yr, mr) = (&mut yb[o..o + n / 2], &mut ab[o..o + n / 2]);
+                            let yr = &mut yb[o..o + n / 2];
+                            let mr = if ab.is_empty() {
+                                &mut []
+                            } else {
+                                &mut ab[o..o + n / 2]
+                            };
                             path.dispatch(PoolPairs {
                                 act,
                                 src,
@@ -774,11 +796,20 @@ pub fn conv1d_act_maxpool2_forward(
         })
     };
     let (xs, ys, as_) = (p.c_in * l, p.c_out * lp2, p.c_out * lp2);
-    if batch > 1 {
+    let no_mask = mask.is_empty();
+    if batch > 1 && no_mask {
+        x.par_chunks(xs)
+            .zip(y.par_chunks_mut(ys))
+            .for_each(|s| sample((s, &mut [])));
+    } else if batch > 1 {
         x.par_chunks(xs)
             .zip(y.par_chunks_mut(ys))
             .zip(mask.par_chunks_mut(as_))
             .for_each(sample);
+    } else if no_mask {
+        x.chunks(xs)
+            .zip(y.chunks_mut(ys))
+            .for_each(|s| sample((s, &mut [])));
     } else {
         x.chunks(xs)
             .zip(y.chunks_mut(ys))

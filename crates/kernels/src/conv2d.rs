@@ -713,7 +713,8 @@ pub fn fusable_with_pool2(p: &Conv2dParams, h: usize, w: usize) -> bool {
 /// convolution's output is never stored. `mask` (twice the length of `y`)
 /// receives per sample the window position of each maximum (2·row +
 /// column, as f32), then the activation's derivative at each pooled value:
-/// all that the backward pass needs.
+/// all that the backward pass needs. An empty `mask` asks for none
+/// (inference): only y is written.
 ///
 /// # Panics
 /// If [`fusable_with_pool2`] is false, the activation is not monotonic, or
@@ -757,44 +758,65 @@ pub fn conv2d_act_maxpool2_forward(
         p.weight_len(),
     )?;
     check_len("conv2d_act_maxpool2_forward", "y", y.len(), batch * ps)?;
-    check_len(
-        "conv2d_act_maxpool2_forward",
-        "mask",
-        mask.len(),
-        2 * y.len(),
-    )?;
+    if !mask.is_empty() {
+        check_len(
+            "conv2d_act_maxpool2_forward",
+            "mask",
+            mask.len(),
+            2 * y.len(),
+        )?;
+    }
     let path = SimdPath::current();
+    // Each window's rows, then its columns: the upper row and the left
+    // column win ties. One branch-free pass per pair of rows, writing the
+    // window positions to `ab` unless it is empty (inference).
+    let pool = |yw: &[f32], yb: &mut [f32], ab: &mut [f32]| {
+        for co in 0..p.c_out {
+            let src = &yw[co * wide.n..];
+            for py in 0..hq {
+                let r0 = src[2 * py * wide.wp..][..2 * wq].chunks_exact(2);
+                let r1 = src[(2 * py + 1) * wide.wp..][..2 * wq].chunks_exact(2);
+                let o = (co * hq + py) * wq;
+                let window = |a: &[f32], b: &[f32]| {
+                    let (l0, l1) = (b[0] > a[0], b[1] > a[1]);
+                    let v0 = if l0 { b[0] } else { a[0] };
+                    let v1 = if l1 { b[1] } else { a[1] };
+                    let s0 = if l0 { 2.0 } else { 0.0 };
+                    let s1 = if l1 { 3.0 } else { 1.0 };
+                    if v1 > v0 {
+                        (v1, s1)
+                    } else {
+                        (v0, s0)
+                    }
+                };
+                let yr = yb[o..o + wq].iter_mut();
+                if ab.is_empty() {
+                    for (yv, (a, b)) in yr.zip(r0.zip(r1)) {
+                        *yv = window(a, b).0;
+                    }
+                } else {
+                    for ((yv, av), (a, b)) in yr.zip(&mut ab[o..o + wq]).zip(r0.zip(r1)) {
+                        (*yv, *av) = window(a, b);
+                    }
+                }
+            }
+        }
+        act.forward_inplace(yb);
+    };
+    if mask.is_empty() {
+        x.par_chunks(p.c_in * h * w)
+            .zip(y.par_chunks_mut(ps))
+            .for_each(|(xb, yb)| {
+                wide.sample_forward(path, p, xb, wt, bias, |yw| pool(yw, yb, &mut []))
+            });
+        return Ok(());
+    }
     x.par_chunks(p.c_in * h * w)
         .zip(y.par_chunks_mut(ps).zip(mask.par_chunks_mut(2 * ps)))
         .for_each(|(xb, (yb, mb))| {
             let (ab, deriv) = mb.split_at_mut(ps);
             wide.sample_forward(path, p, xb, wt, bias, |yw| {
-                // Each window's rows, then its columns: the upper row and the
-                // left column win ties. One branch-free pass per pair of rows.
-                for co in 0..p.c_out {
-                    let src = &yw[co * wide.n..];
-                    for py in 0..hq {
-                        let r0 = &src[2 * py * wide.wp..][..2 * wq];
-                        let r1 = &src[(2 * py + 1) * wide.wp..][..2 * wq];
-                        let o = (co * hq + py) * wq;
-                        let (yr, ar) = (&mut yb[o..o + wq], &mut ab[o..o + wq]);
-                        for ((yv, av), (a, b)) in yr
-                            .iter_mut()
-                            .zip(ar.iter_mut())
-                            .zip(r0.chunks_exact(2).zip(r1.chunks_exact(2)))
-                        {
-                            let (l0, l1) = (b[0] > a[0], b[1] > a[1]);
-                            let v0 = if l0 { b[0] } else { a[0] };
-                            let v1 = if l1 { b[1] } else { a[1] };
-                            let s0 = if l0 { 2.0 } else { 0.0 };
-                            let s1 = if l1 { 3.0 } else { 1.0 };
-                            let right = v1 > v0;
-                            *yv = if right { v1 } else { v0 };
-                            *av = if right { s1 } else { s0 };
-                        }
-                    }
-                }
-                act.forward_inplace(yb);
+                pool(yw, yb, ab);
                 for (d, &v) in deriv.iter_mut().zip(yb.iter()) {
                     *d = act.derivative_from_output(v);
                 }

@@ -338,6 +338,33 @@ pub trait Backend: Clone + Send + Sync + 'static {
         Ok((y, z))
     }
 
+    /// [`Backend::conv1d_act_pool2`]'s output alone, for a pass that no
+    /// backward pass follows (inference): a backend may then skip what only
+    /// backward reads (the native backend's mask).
+    fn conv1d_act_pool2_infer(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+        p: &Conv1dParams,
+        act: Activation,
+    ) -> Result<Self::Tensor> {
+        Ok(self.conv1d_act_pool2(x, w, b, p, act)?.0)
+    }
+
+    /// [`Backend::conv2d_act_pool2`]'s output alone (as
+    /// [`Backend::conv1d_act_pool2_infer`]).
+    fn conv2d_act_pool2_infer(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+        p: &Conv2dParams,
+        act: Activation,
+    ) -> Result<Self::Tensor> {
+        Ok(self.conv2d_act_pool2(x, w, b, p, act)?.0)
+    }
+
     /// The backward pass of [`Backend::conv2d_act_pool2`].
     #[allow(clippy::too_many_arguments)]
     fn conv2d_act_pool2_backward(

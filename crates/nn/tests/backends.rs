@@ -647,3 +647,47 @@ fn cuda_conforms() {
         Err(e) => eprintln!("skipping cuda: {e}"),
     }
 }
+
+/// Inference (an evaluation pass that records nothing, as `predict` runs)
+/// skips the fused pools' masks, which only backward reads: on every case
+/// its outputs equal the recording evaluation pass's bit for bit, and the
+/// unfused network's (the convolution, then the pool) within 1e-5, on
+/// every bf16 and f32 path this CPU runs.
+#[test]
+fn inference_passes_skip_the_masks_and_give_the_same_outputs() {
+    let mut backends = vec![Native::new()];
+    backends.extend(Native::new().with_precision(nn::Precision::Bf16).ok());
+    let mut fused_cases = 0;
+    for b in backends {
+        for (name, specs, input, batch) in cases() {
+            let build = |fuse: bool| {
+                Network::builder(b.clone(), &specs, &input)
+                    .seed(5)
+                    .fuse(fuse)
+                    .build()
+                    .unwrap()
+            };
+            let (fused, unfused) = (build(true), build(false));
+            let mut shape = vec![batch];
+            shape.extend_from_slice(&input);
+            let x = b.tensor(data(shape.iter().product(), 21), &shape).unwrap();
+            let out = |net: &Network<Native>, ctx: Ctx| {
+                b.to_vec(&net.forward(&x, &ctx).unwrap().output).unwrap()
+            };
+            let inferred = out(&fused, Ctx::eval());
+            assert_eq!(inferred, out(&fused, Ctx::eval().recording()), "{name}");
+            let plain = out(&unfused, Ctx::eval());
+            assert!(
+                rel(&inferred, &plain) <= 1e-5,
+                "{name}: {}",
+                rel(&inferred, &plain)
+            );
+            fused_cases += usize::from(
+                nn::Layer::children(fused.root())
+                    .iter()
+                    .any(|l| l.kind() == "conv+pool"),
+            );
+        }
+    }
+    assert!(fused_cases > 0, "no case has a fused convolution and pool");
+}
