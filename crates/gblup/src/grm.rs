@@ -171,15 +171,16 @@ const QUAD_DOSAGES: [[u8; 4]; 256] = {
     t
 };
 
-/// Accumulates ZZ′ (lower triangle) over `markers`, which have no missing
-/// call, into `acc`, in integers: XXᵀ − a1ᵀ − 1aᵀ + s (see the module
-/// documentation).
-fn integer_cross_product(
+/// ZZ′ (lower triangle) over `markers`, which have no missing call, in
+/// integers: XXᵀ − a1ᵀ − 1aᵀ + s (see the module documentation), handed
+/// entry by entry (in f64) to `put`, which adds it to or stores it in `out`.
+fn integer_cross_product<T: Send>(
     g: &PackedGenotypes,
     markers: &[usize],
     freqs: &[f64],
     path: Int8Path,
-    acc: &mut [f64],
+    out: &mut [T],
+    put: impl Fn(&mut T, f64) + Sync,
 ) {
     let n = g.n_individuals();
     if markers.is_empty() || n == 0 {
@@ -225,9 +226,9 @@ fn integer_cross_product(
         gram_lower_u8(path, n, k, &x[..n * k], k, &mut xx, n, true);
     }
     let s: f64 = markers.iter().map(|&j| 4.0 * freqs[j] * freqs[j]).sum();
-    acc.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+    out.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
         for (k, v) in row[..=i].iter_mut().enumerate() {
-            *v += xx[i * n + k] as f64 - a[i] - a[k] + s;
+            put(v, xx[i * n + k] as f64 - a[i] - a[k] + s);
         }
     });
 }
@@ -249,21 +250,53 @@ pub fn vanraden(g: &PackedGenotypes) -> Grm {
     let denom: f64 = freqs.iter().map(|&p| 2.0 * p * (1.0 - p)).sum();
     let n_polymorphic = freqs.iter().filter(|&&p| p > 0.0 && p < 1.0).count();
     let n = g.n_individuals();
-    let mut acc = vec![0f64; n * n];
+    let scale = if denom > 0.0 { 1.0 / denom } else { 0.0 };
+    // The f32 result is allocated before the f64 sums it is rounded from,
+    // so that the sums, the last large allocation, go back to the system
+    // when dropped rather than leave a hole below it (glibc serves these
+    // from the heap).
+    let mut kinship = Kinship {
+        n,
+        data: vec![0f32; n * n],
+    };
     let luts = centred_luts(&freqs);
     let all: Vec<usize> = (0..g.n_markers()).collect();
-    match Int8Path::current() {
-        Some(path) => {
-            let (complete, partial): (Vec<usize>, Vec<usize>) =
-                all.iter().partition(|&&j| g.counts(j).missing == 0);
-            integer_cross_product(g, &complete, &freqs, path, &mut acc);
-            cross_product(g, &partial, &luts, &mut acc);
+    let int8 = Int8Path::current();
+    let (complete, partial): (Vec<usize>, Vec<usize>) = match int8 {
+        Some(_) => all.iter().partition(|&&j| g.counts(j).missing == 0),
+        None => (Vec::new(), all),
+    };
+    match int8 {
+        // No missing call: the integer product is exact, and each entry is
+        // scaled and rounded straight into the f32 result (the same value
+        // as through the f64 sums, with no n × n f64 buffer).
+        Some(path) if partial.is_empty() => {
+            integer_cross_product(g, &complete, &freqs, path, &mut kinship.data, |v, x| {
+                *v = (x * scale) as f32
+            });
+            let d = &mut kinship.data;
+            for r in 0..n {
+                for c in 0..r {
+                    d[c * n + r] = d[r * n + c];
+                }
+            }
         }
-        None => cross_product(g, &all, &luts, &mut acc),
+        _ => {
+            let mut acc = vec![0f64; n * n];
+            if let Some(path) = int8 {
+                integer_cross_product(g, &complete, &freqs, path, &mut acc, |v, x| *v += x);
+            }
+            cross_product(g, &partial, &luts, &mut acc);
+            symmetrize(&mut acc, n, scale);
+            kinship
+                .data
+                .iter_mut()
+                .zip(&acc)
+                .for_each(|(k, &v)| *k = v as f32);
+        }
     }
-    symmetrize(&mut acc, n, if denom > 0.0 { 1.0 / denom } else { 0.0 });
     Grm {
-        kinship: Kinship::from_f64(n, &acc),
+        kinship,
         freqs,
         denom,
         n_polymorphic,

@@ -116,20 +116,26 @@ pub fn fit(
     };
     // For each kernel, REML from its eigenvalues and Uᵀy, UᵀX, which a
     // two-stage tridiagonal reduction gives without U (module `tridiag`).
-    let train_kernel = |k: &Kinship| {
-        Mat::from_fn(nt, nt, |i, j| {
-            if j <= i {
-                k.get(train[i], train[j])
-            } else {
-                0.0
+    // One n × n buffer for every step on the training kernel: each
+    // kernel's REML, then the BLUP (an n × n buffer freed and allocated
+    // again need not reuse its memory, and did not: 0.6 GB more at n = 9,000).
+    let mut kt = Mat::<f64>::zeros(nt, nt);
+    // The lower triangle of the training kernel (K is symmetric: read along
+    // its rows), zeros above.
+    let train_kernel = |kt: &mut Mat<f64>, k: &Kinship| {
+        for j in 0..nt {
+            let row = &k.data[train[j] * k.n..(train[j] + 1) * k.n];
+            for i in 0..nt {
+                kt[(i, j)] = if j <= i { row[train[i]] as f64 } else { 0.0 };
             }
-        })
+        }
     };
     let mut best: Option<(RemlFit, Option<f64>, Cow<Kinship>)> = None;
     for (theta, k) in kernels {
         let mut vs: Vec<&[f64]> = vec![&yt];
         vs.extend(xcols.iter().map(Vec::as_slice));
-        let (values, mut rotated) = tridiag::eigen_rotations(train_kernel(&k), &vs)?;
+        train_kernel(&mut kt, &k);
+        let (values, mut rotated) = tridiag::eigen_rotations_in(kt.as_mut(), &vs, tridiag::BAND)?;
         let values: Vec<f64> = values.into_iter().map(|l| l.max(0.0)).collect();
         let uy = rotated.remove(0);
         let fit = reml::Problem::from_rotated(&values, uy, rotated, &xcols)?.fit()?;
@@ -150,7 +156,9 @@ pub fn fit(
                     .sum::<f64>()
         })
         .collect();
-    let alpha = tridiag::solve_shifted(train_kernel(&k), reml.delta, &resid)?;
+    train_kernel(&mut kt, &k);
+    let alpha = tridiag::solve_shifted_in(kt.as_mut(), reml.delta, &resid)?;
+    drop(kt);
     // û_i = Σ_t K(i, t) α_t for every individual.
     let gebv: Vec<f64> = (0..n)
         .map(|i| {

@@ -48,19 +48,30 @@ use crate::error::{GblupError, Result};
 use crate::grm::par;
 
 /// The bandwidth of the first stage.
-const BAND: usize = 32;
+pub const BAND: usize = 32;
 
 /// The eigenvalues of the symmetric matrix `k` (n × n; only its lower
 /// triangle is read, and it is overwritten), and Uᵀv for each v of `vs`.
 /// U's columns have arbitrary signs and the values no order, as with any
 /// eigensolver; the REML likelihood depends on neither.
-pub fn eigen_rotations(k: Mat<f64>, vs: &[&[f64]]) -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
-    eigen_rotations_with_band(k, vs, BAND)
+pub fn eigen_rotations(mut k: Mat<f64>, vs: &[&[f64]]) -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
+    eigen_rotations_in(k.as_mut(), vs, BAND)
 }
 
 /// [`eigen_rotations`] with a chosen bandwidth (tests run several).
 pub fn eigen_rotations_with_band(
     mut a: Mat<f64>,
+    vs: &[&[f64]],
+    b: usize,
+) -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
+    eigen_rotations_in(a.as_mut(), vs, b)
+}
+
+/// [`eigen_rotations`] in a matrix the caller keeps (its lower triangle is
+/// overwritten), so that the buffer serves the next n × n step: an n × n
+/// allocation freed and asked for again may not reuse the same memory.
+pub fn eigen_rotations_in(
+    mut a: MatMut<'_, f64>,
     vs: &[&[f64]],
     b: usize,
 ) -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
@@ -72,9 +83,8 @@ pub fn eigen_rotations_with_band(
     for col in vs {
         assert_eq!(col.len(), n, "vector length");
     }
-    to_band(a.as_mut(), v.as_mut(), b);
-    let (d, e) = band_to_tridiagonal(a.as_ref(), v.as_mut(), b);
-    drop(a);
+    to_band(a.rb_mut(), v.as_mut(), b);
+    let (d, e) = band_to_tridiagonal(a.rb(), v.as_mut(), b);
     // Row-major n × r for the QL rotations of rows i, i + 1.
     let mut rows = vec![0f64; n * r];
     for i in 0..n {
@@ -522,6 +532,11 @@ fn band_to_tridiagonal(
 /// (lower triangle of `k`) and δ > 0. The factor overwrites `k` (faer's
 /// `Mat::llt` would copy it: another n² f64 at the run's peak).
 pub fn solve_shifted(mut k: Mat<f64>, delta: f64, v: &[f64]) -> Result<Vec<f64>> {
+    solve_shifted_in(k.as_mut(), delta, v)
+}
+
+/// [`solve_shifted`] in a matrix the caller keeps (overwritten by the factor).
+pub fn solve_shifted_in(mut k: MatMut<'_, f64>, delta: f64, v: &[f64]) -> Result<Vec<f64>> {
     use faer::linalg::cholesky::llt;
     let n = k.nrows();
     for i in 0..n {
@@ -534,7 +549,7 @@ pub fn solve_shifted(mut k: Mat<f64>, delta: f64, v: &[f64]) -> Result<Vec<f64>>
         Default::default(),
     ));
     llt::factor::cholesky_in_place(
-        k.as_mut(),
+        k.rb_mut(),
         Default::default(),
         par,
         MemStack::new(&mut buf),
@@ -543,7 +558,7 @@ pub fn solve_shifted(mut k: Mat<f64>, delta: f64, v: &[f64]) -> Result<Vec<f64>>
     .map_err(|e| GblupError::Numeric(format!("Cholesky factorization of K + δI failed: {e:?}")))?;
     // Both solves read the factor's lower triangle only.
     let mut x = Mat::from_fn(n, 1, |i, _| v[i]);
-    llt::solve::solve_in_place(k.as_ref(), x.as_mut(), par, MemStack::new(&mut []));
+    llt::solve::solve_in_place(k.rb(), x.as_mut(), par, MemStack::new(&mut []));
     Ok((0..n).map(|i| x[(i, 0)]).collect())
 }
 
