@@ -235,12 +235,17 @@ fn integer_cross_product<T: Send>(
 
 fn symmetrize(acc: &mut [f64], n: usize, scale: f64) {
     for r in 0..n {
+        acc[r * n..=r * n + r].iter_mut().for_each(|v| *v *= scale);
+    }
+    mirror_lower(acc, n);
+}
+
+/// Copies the lower triangle of the n × n row-major `d` onto its upper one.
+fn mirror_lower<T: Copy>(d: &mut [T], n: usize) {
+    for r in 0..n {
         for c in 0..r {
-            let v = acc[r * n + c] * scale;
-            acc[r * n + c] = v;
-            acc[c * n + r] = v;
+            d[c * n + r] = d[r * n + c];
         }
-        acc[r * n + r] *= scale;
     }
 }
 
@@ -274,12 +279,7 @@ pub fn vanraden(g: &PackedGenotypes) -> Grm {
             integer_cross_product(g, &complete, &freqs, path, &mut kinship.data, |v, x| {
                 *v = (x * scale) as f32
             });
-            let d = &mut kinship.data;
-            for r in 0..n {
-                for c in 0..r {
-                    d[c * n + r] = d[r * n + c];
-                }
-            }
+            mirror_lower(&mut kinship.data, n);
         }
         _ => {
             let mut acc = vec![0f64; n * n];

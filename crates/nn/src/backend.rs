@@ -288,7 +288,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// windows of 2 (stride 2), fused. Returns the pooled output and a tensor
     /// that only this backend's backward pass reads: by default the
     /// convolution's output before the activation; the native backend keeps
-    /// a mask instead and never stores the convolution's output.
+    /// a mask instead and never stores the convolution's output. With
+    /// `keep` false (inference: no backward pass follows) that tensor is
+    /// not returned, and a backend need not make it.
     fn conv1d_act_pool2(
         &self,
         x: &Self::Tensor,
@@ -296,10 +298,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
         b: Option<&Self::Tensor>,
         p: &Conv1dParams,
         act: Activation,
-    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        keep: bool,
+    ) -> Result<(Self::Tensor, Option<Self::Tensor>)> {
         let z = self.conv1d(x, w, b, p)?;
         let y = self.pool1d(&self.activation(&z, act)?, &max_pool2_1d())?;
-        Ok((y, z))
+        Ok((y, keep.then_some(z)))
     }
 
     /// The backward pass of [`Backend::conv1d_act_pool2`], from its input
@@ -332,37 +335,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
         b: Option<&Self::Tensor>,
         p: &Conv2dParams,
         act: Activation,
-    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        keep: bool,
+    ) -> Result<(Self::Tensor, Option<Self::Tensor>)> {
         let z = self.conv2d(x, w, b, p)?;
         let y = self.pool2d(&self.activation(&z, act)?, &max_pool2_2d())?;
-        Ok((y, z))
-    }
-
-    /// [`Backend::conv1d_act_pool2`]'s output alone, for a pass that no
-    /// backward pass follows (inference): a backend may then skip what only
-    /// backward reads (the native backend's mask).
-    fn conv1d_act_pool2_infer(
-        &self,
-        x: &Self::Tensor,
-        w: &Self::Tensor,
-        b: Option<&Self::Tensor>,
-        p: &Conv1dParams,
-        act: Activation,
-    ) -> Result<Self::Tensor> {
-        Ok(self.conv1d_act_pool2(x, w, b, p, act)?.0)
-    }
-
-    /// [`Backend::conv2d_act_pool2`]'s output alone (as
-    /// [`Backend::conv1d_act_pool2_infer`]).
-    fn conv2d_act_pool2_infer(
-        &self,
-        x: &Self::Tensor,
-        w: &Self::Tensor,
-        b: Option<&Self::Tensor>,
-        p: &Conv2dParams,
-        act: Activation,
-    ) -> Result<Self::Tensor> {
-        Ok(self.conv2d_act_pool2(x, w, b, p, act)?.0)
+        Ok((y, keep.then_some(z)))
     }
 
     /// The backward pass of [`Backend::conv2d_act_pool2`].

@@ -148,79 +148,6 @@ pub struct Native {
 }
 
 impl Native {
-    /// The fused conv1d + activation + max pool 2, with its mask for the
-    /// backward pass or (`with_mask` false, inference) without.
-    fn conv1d_pool(
-        &self,
-        x: &HostTensor,
-        w: &HostTensor,
-        b: Option<&HostTensor>,
-        p: &Conv1dParams,
-        act: Activation,
-        with_mask: bool,
-    ) -> Result<(HostTensor, Option<HostTensor>)> {
-        let (batch, l) = conv1d_check(x, p)?;
-        let lp2 = p.l_out(l) / 2;
-        if lp2 == 0 || !act.is_monotonic() {
-            return Err(NnError::Shape {
-                op: "conv1d + max pool",
-                message: format!("cannot fuse (pooled length {lp2}, activation {act:?})"),
-            });
-        }
-        let mut y = self.scratch(&[batch, p.c_out, lp2]);
-        let mut mask = with_mask.then(|| self.scratch(&[batch, p.c_out, lp2]));
-        kernels::conv1d::conv1d_act_maxpool2_forward(
-            p,
-            act,
-            &x.data,
-            batch,
-            l,
-            &w.data,
-            b.map(|b| &b.data[..]),
-            &mut y.data,
-            mask.as_mut().map_or(&mut [], |m| &mut m.data[..]),
-        )?;
-        Ok((y, mask))
-    }
-
-    /// The fused conv2d + activation + 2 × 2 max pool, as
-    /// [`Native::conv1d_pool`].
-    fn conv2d_pool(
-        &self,
-        x: &HostTensor,
-        w: &HostTensor,
-        b: Option<&HostTensor>,
-        p: &Conv2dParams,
-        act: Activation,
-        with_mask: bool,
-    ) -> Result<(HostTensor, Option<HostTensor>)> {
-        let (batch, h, wd) = conv2d_check(x, p)?;
-        if !kernels::conv2d::fusable_with_pool2(p, h, wd) || !act.is_monotonic() {
-            return Err(NnError::Shape {
-                op: "conv2d + max pool",
-                message: format!("cannot fuse ({p:?} on {h}×{wd}, activation {act:?})"),
-            });
-        }
-        let (ho, wo) = p.out_hw(h, wd);
-        let shape = [batch, p.c_out, ho / 2, wo / 2];
-        let mut y = self.scratch(&shape);
-        // Per sample: the window positions, then the activation's derivatives.
-        let mut mask = with_mask.then(|| self.scratch(&[batch, 2, p.c_out, ho / 2, wo / 2]));
-        kernels::conv2d::conv2d_act_maxpool2_forward(
-            p,
-            act,
-            &x.data,
-            batch,
-            h,
-            wd,
-            &w.data,
-            b.map(|b| &b.data[..]),
-            &mut y.data,
-            mask.as_mut().map_or(&mut [], |m| &mut m.data[..]),
-        )?;
-        Ok((y, mask))
-    }
-
     /// A backend on the caller's rayon pool.
     pub fn new() -> Self {
         Native::default()
@@ -442,6 +369,7 @@ impl Backend for Native {
         Ok((dx, dw, db))
     }
 
+    /// The mask is made only when kept (`keep` false: inference).
     fn conv1d_act_pool2(
         &self,
         x: &HostTensor,
@@ -449,20 +377,30 @@ impl Backend for Native {
         b: Option<&HostTensor>,
         p: &Conv1dParams,
         act: Activation,
-    ) -> Result<(HostTensor, HostTensor)> {
-        let (y, mask) = self.conv1d_pool(x, w, b, p, act, true)?;
-        Ok((y, mask.expect("asked for")))
-    }
-
-    fn conv1d_act_pool2_infer(
-        &self,
-        x: &HostTensor,
-        w: &HostTensor,
-        b: Option<&HostTensor>,
-        p: &Conv1dParams,
-        act: Activation,
-    ) -> Result<HostTensor> {
-        Ok(self.conv1d_pool(x, w, b, p, act, false)?.0)
+        keep: bool,
+    ) -> Result<(HostTensor, Option<HostTensor>)> {
+        let (batch, l) = conv1d_check(x, p)?;
+        let lp2 = p.l_out(l) / 2;
+        if lp2 == 0 || !act.is_monotonic() {
+            return Err(NnError::Shape {
+                op: "conv1d + max pool",
+                message: format!("cannot fuse (pooled length {lp2}, activation {act:?})"),
+            });
+        }
+        let mut y = self.scratch(&[batch, p.c_out, lp2]);
+        let mut mask = keep.then(|| self.scratch(&[batch, p.c_out, lp2]));
+        kernels::conv1d::conv1d_act_maxpool2_forward(
+            p,
+            act,
+            &x.data,
+            batch,
+            l,
+            &w.data,
+            b.map(|b| &b.data[..]),
+            &mut y.data,
+            mask.as_mut().map_or(&mut [], |m| &mut m.data[..]),
+        )?;
+        Ok((y, mask))
     }
 
     fn conv1d_act_pool2_backward(
@@ -501,20 +439,33 @@ impl Backend for Native {
         b: Option<&HostTensor>,
         p: &Conv2dParams,
         act: Activation,
-    ) -> Result<(HostTensor, HostTensor)> {
-        let (y, mask) = self.conv2d_pool(x, w, b, p, act, true)?;
-        Ok((y, mask.expect("asked for")))
-    }
-
-    fn conv2d_act_pool2_infer(
-        &self,
-        x: &HostTensor,
-        w: &HostTensor,
-        b: Option<&HostTensor>,
-        p: &Conv2dParams,
-        act: Activation,
-    ) -> Result<HostTensor> {
-        Ok(self.conv2d_pool(x, w, b, p, act, false)?.0)
+        keep: bool,
+    ) -> Result<(HostTensor, Option<HostTensor>)> {
+        let (batch, h, wd) = conv2d_check(x, p)?;
+        if !kernels::conv2d::fusable_with_pool2(p, h, wd) || !act.is_monotonic() {
+            return Err(NnError::Shape {
+                op: "conv2d + max pool",
+                message: format!("cannot fuse ({p:?} on {h}×{wd}, activation {act:?})"),
+            });
+        }
+        let (ho, wo) = p.out_hw(h, wd);
+        let shape = [batch, p.c_out, ho / 2, wo / 2];
+        let mut y = self.scratch(&shape);
+        // Per sample: the window positions, then the activation's derivatives.
+        let mut mask = keep.then(|| self.scratch(&[batch, 2, p.c_out, ho / 2, wo / 2]));
+        kernels::conv2d::conv2d_act_maxpool2_forward(
+            p,
+            act,
+            &x.data,
+            batch,
+            h,
+            wd,
+            &w.data,
+            b.map(|b| &b.data[..]),
+            &mut y.data,
+            mask.as_mut().map_or(&mut [], |m| &mut m.data[..]),
+        )?;
+        Ok((y, mask))
     }
 
     fn conv2d_act_pool2_backward(

@@ -68,17 +68,16 @@ impl<B: Backend> Layer<B> for ConvPool<B> {
         let c = &self.conv;
         let (w, bias, act) = (&c.w.value, c.b.as_ref().map(|b| &b.value), c.act);
         match (self.how, self.pool.geom) {
-            // No backward pass will follow: the output alone.
-            (Fused::Pool2, _) if !f.record => match c.geom {
-                ConvGeom::One(p) => be.conv1d_act_pool2_infer(&x, w, bias, &p, act),
-                ConvGeom::Two(p) => be.conv2d_act_pool2_infer(&x, w, bias, &p, act),
-            },
             (Fused::Pool2, _) => {
+                // Unrecorded (no backward pass will follow): the output alone.
+                let keep = f.record;
                 let (y, mask) = match c.geom {
-                    ConvGeom::One(p) => be.conv1d_act_pool2(&x, w, bias, &p, act)?,
-                    ConvGeom::Two(p) => be.conv2d_act_pool2(&x, w, bias, &p, act)?,
+                    ConvGeom::One(p) => be.conv1d_act_pool2(&x, w, bias, &p, act, keep)?,
+                    ConvGeom::Two(p) => be.conv2d_act_pool2(&x, w, bias, &p, act, keep)?,
                 };
-                f.save(vec![x, mask]);
+                if let Some(mask) = mask {
+                    f.save(vec![x, mask]);
+                }
                 Ok(y)
             }
             (Fused::Deferred, PoolGeom::One(p)) => {
