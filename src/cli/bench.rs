@@ -317,6 +317,12 @@ fn run_kernels(a: KernelArgs) -> Result<()> {
     for &path in &paths {
         let peak = kernels::peak::peak_gflops(path, 0.25);
         println!("\n{path}: peak {peak:.1} GFLOP/s");
+        // The f32 peak, for the cases whose products stay f32 on this path.
+        let fp32_peak = if path.is_bf16() {
+            kernels::peak::peak_gflops(path.fp32(), 0.25)
+        } else {
+            peak
+        };
         let mut cases = serde_json::Map::new();
         for mut case in kernels::cases::all() {
             if a.filter
@@ -330,8 +336,13 @@ fn run_kernels(a: KernelArgs) -> Result<()> {
                 median_secs(a.reps, &mut case.run)
             });
             let gflops = case.flops / secs / 1e9;
+            let (of, which) = if case.fp32_products && path.is_bf16() {
+                (fp32_peak, "f32 peak")
+            } else {
+                (peak, "peak")
+            };
             let share = if case.compute_bound {
-                format!("{:>5.1}% of peak", 100.0 * gflops / peak)
+                format!("{:>5.1}% of {which}", 100.0 * gflops / of)
             } else {
                 format!("{:>14}", "memory-bound")
             };
@@ -347,7 +358,7 @@ fn run_kernels(a: KernelArgs) -> Result<()> {
                 json!({
                     "seconds": secs,
                     "gflops": gflops,
-                    "fraction_of_peak": case.compute_bound.then(|| gflops / peak),
+                    "fraction_of_peak": case.compute_bound.then(|| gflops / of),
                 }),
             );
         }

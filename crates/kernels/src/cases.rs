@@ -22,6 +22,10 @@ pub struct Case {
     /// product), not by memory traffic (pooling, the optimizer): only then
     /// is a fraction of the path's peak ([`crate::peak`]) a fair measure.
     pub compute_bound: bool,
+    /// Whether its products are f32 on the bf16 path too (a convolution
+    /// with one input channel per group): its fraction is then of the f32
+    /// peak.
+    pub fp32_products: bool,
     pub run: Box<dyn FnMut() + Send>,
 }
 
@@ -58,6 +62,7 @@ fn conv1d_case(
         what,
         flops: passes * p.flops(batch, l),
         compute_bound: true,
+        fp32_products: p.c_in_g() == 1,
         run: Box::new(move || {
             conv1d_forward(&p, &x, batch, l, &w, Some(&b), &mut y)
                 .expect("valid kernel parameters");
@@ -101,6 +106,7 @@ fn conv2d_case(
         what,
         flops: passes * p.flops(batch, h, w_),
         compute_bound: true,
+        fp32_products: false,
         run: Box::new(move || {
             conv2d_forward(&p, &x, batch, h, w_, &w, Some(&b), &mut y)
                 .expect("valid kernel parameters");
@@ -153,6 +159,7 @@ fn conv1d_pool_case(
         what,
         flops: passes * p.flops(batch, l),
         compute_bound: true,
+        fp32_products: p.c_in_g() == 1,
         run: Box::new(move || {
             if backward {
                 conv1d_act_maxpool2_backward(
@@ -194,6 +201,7 @@ fn dense_case(name: &'static str, what: &'static str, forward: bool, backward: b
         what,
         flops: passes * 2.0 * (batch * n_in * n_out) as f64,
         compute_bound: true,
+        fp32_products: false,
         run: Box::new(move || {
             if forward {
                 dense_forward(&x, batch, n_in, &w, n_out, Some(&b), &mut y)
@@ -249,6 +257,7 @@ pub fn all() -> Vec<Case> {
             what: "max-pool 2 on 32×32×4994: forward + backward (one comparison per input, twice)",
             flops: 2.0 * (rows * l) as f64,
             compute_bound: false,
+            fp32_products: false,
             run: Box::new(move || {
                 pool1d_forward(&p, &x, rows, l, &mut y).expect("valid kernel parameters");
                 pool1d_backward(&p, &x, rows, l, &dy, &mut dx).expect("valid kernel parameters");
@@ -315,6 +324,7 @@ pub fn all() -> Vec<Case> {
             what: "one Adam step on the dense layer's 5.1M weights (flops: 1 per weight)",
             flops: n as f64,
             compute_bound: false,
+            fp32_products: false,
             run: Box::new(move || {
                 step += 1;
                 let h = AdamStep {

@@ -152,6 +152,20 @@ impl Conv1dParams {
 
 /// Runs `f` on one sample's input (c_in × l) padded to c_in × (pl + l + pr),
 /// copying only when there is padding.
+/// The path a convolution runs on: the thread's, except that one input
+/// channel per group (a genomic CNN's first layer, a depthwise layer) runs
+/// in f32 on the bf16 path. Its k products per output leave nothing for
+/// bf16's pairs to speed up, and rounding its input costs more than they
+/// do; the fused and unfused forms then agree at f32's precision.
+fn path_for(p: &Conv1dParams) -> SimdPath {
+    let path = SimdPath::current();
+    if p.c_in_g() == 1 {
+        path.fp32()
+    } else {
+        path
+    }
+}
+
 fn with_padded<R>(p: &Conv1dParams, x: &[f32], l: usize, f: impl FnOnce(&[f32]) -> R) -> R {
     let (pl, pr) = p.pads(l);
     if pl + pr == 0 {
@@ -204,7 +218,7 @@ pub fn conv1d_forward(
     check_len("conv1d_forward", "x", x.len(), batch * p.c_in * l)?;
     check_len("conv1d_forward", "weight", w.len(), p.weight_len())?;
     check_len("conv1d_forward", "y", y.len(), batch * p.c_out * lo)?;
-    let path = SimdPath::current();
+    let path = path_for(p);
     let inner_par = batch == 1;
     let sample =
         |(xb, yb): (&[f32], &mut [f32])| forward_sample(path, p, xb, l, lo, w, bias, yb, inner_par);
@@ -310,7 +324,7 @@ pub fn conv1d_backward(
     check_len("conv1d_backward", "weight", w.len(), p.weight_len())?;
     check_len("conv1d_backward", "dy", dy.len(), batch * p.c_out * lo)?;
     check_len("conv1d_backward", "dw", dw.len(), p.weight_len())?;
-    let path = SimdPath::current();
+    let path = path_for(p);
 
     if let Some(db) = db {
         check_len("conv1d_backward", "db", db.len(), p.c_out)?;
@@ -712,11 +726,16 @@ pub fn conv1d_act_maxpool2_forward(
     if !mask.is_empty() {
         check_len("conv1d_act_maxpool2_forward", "mask", mask.len(), y.len())?;
     }
-    let path = SimdPath::current();
+    let path = path_for(p);
     let (pl, pr) = p.pads(l);
     let lpad = l + pl + pr;
     let (cig, cog, k, dil) = (p.c_in_g(), p.c_out_g(), p.k, p.dilation);
+    let single = crate::conv1d_in1::forward_applies(p, act);
+    let relu = act == crate::Activation::Relu;
     let sample = |((xb, yb), ab): ((&[f32], &mut [f32]), &mut [f32])| {
+        if single {
+            return crate::conv1d_in1::forward_sample(path, p, relu, xb, w, bias, lp2, yb, ab);
+        }
         with_padded(p, xb, l, |xp| {
             with_scratch(cog * FUSED_BLOCK, |tile| {
                 let mut j0 = 0;
@@ -879,9 +898,18 @@ pub fn conv1d_act_maxpool2_backward(
         dw.len(),
         p.weight_len(),
     )?;
-    let path = SimdPath::current();
+    let path = path_for(p);
     let (pl, pr) = p.pads(l);
     let front = (p.k - 1) * p.dilation;
+    if dx.is_none() && crate::conv1d_in1::applies(p) {
+        if let Some(db) = &db {
+            check_len("conv1d_act_maxpool2_backward", "db", db.len(), p.c_out)?;
+        }
+        return {
+            single_channel_backward(path, p, x, batch, l, lp2, mask, dy, dw, db);
+            Ok(())
+        };
+    }
     if p.stride != 1 || pl > front || pr > front {
         return with_scratch(batch * p.c_out * lo, |dz| {
             dz.par_chunks_mut(lo)
@@ -915,6 +943,66 @@ pub fn conv1d_act_maxpool2_backward(
     }
     let dxp = dx.map(|d| SendPtr(d.as_mut_ptr()));
     let (xs, ys) = (p.c_in * l, p.c_out * lp2);
+    grad_parts(p, batch, dw, db, |b, dw_part, db_part| {
+        // Each sample writes its own disjoint slice of dx.
+        let dxb = dxp.map(|d| unsafe { std::slice::from_raw_parts_mut(d.get().add(b * xs), xs) });
+        FusedBackward {
+            path,
+            p,
+            l,
+            lp2,
+            front,
+            wt: &wt,
+            mask: &mask[b * ys..(b + 1) * ys],
+            dy: &dy[b * ys..(b + 1) * ys],
+            par: batch == 1,
+        }
+        .sample(&x[b * xs..(b + 1) * xs], dxb, dw_part, db_part);
+    });
+    Ok(())
+}
+
+/// [`conv1d_act_maxpool2_backward`] with one input channel and no input
+/// gradient ([`crate::conv1d_in1`]), in the same partial sums over runs of
+/// samples.
+#[allow(clippy::too_many_arguments)]
+fn single_channel_backward(
+    path: SimdPath,
+    p: &Conv1dParams,
+    x: &[f32],
+    batch: usize,
+    l: usize,
+    lp2: usize,
+    mask: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
+    let ys = p.c_out * lp2;
+    grad_parts(p, batch, dw, db, |b, dw_part, db_part| {
+        crate::conv1d_in1::backward_sample(
+            path,
+            p,
+            &x[b * l..(b + 1) * l],
+            lp2,
+            &dy[b * ys..(b + 1) * ys],
+            &mask[b * ys..(b + 1) * ys],
+            dw_part,
+            db_part,
+        )
+    });
+}
+
+/// Sums a weight and bias gradient over a batch in [`crate::GRAD_PARTS`]
+/// partial sums of fixed runs of samples, in parallel, then adds them in
+/// order to `dw` and `db`: `sample(b, dw_part, db_part)` adds sample b's.
+fn grad_parts(
+    p: &Conv1dParams,
+    batch: usize,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+    sample: impl Fn(usize, &mut [f32], &mut [f64]) + Sync,
+) {
     let chunk = crate::grad_chunk(batch);
     let parts: Vec<(Vec<f32>, Vec<f64>)> = (0..batch.div_ceil(chunk))
         .into_par_iter()
@@ -922,21 +1010,7 @@ pub fn conv1d_act_maxpool2_backward(
             let mut dw_part = vec![0f32; p.weight_len()];
             let mut db_part = vec![0f64; p.c_out];
             for b in c * chunk..((c + 1) * chunk).min(batch) {
-                // Each sample writes its own disjoint slice of dx.
-                let dxb =
-                    dxp.map(|d| unsafe { std::slice::from_raw_parts_mut(d.get().add(b * xs), xs) });
-                FusedBackward {
-                    path,
-                    p,
-                    l,
-                    lp2,
-                    front,
-                    wt: &wt,
-                    mask: &mask[b * ys..(b + 1) * ys],
-                    dy: &dy[b * ys..(b + 1) * ys],
-                    par: batch == 1,
-                }
-                .sample(&x[b * xs..(b + 1) * xs], dxb, &mut dw_part, &mut db_part);
+                sample(b, &mut dw_part, &mut db_part);
             }
             (dw_part, db_part)
         })
@@ -949,7 +1023,6 @@ pub fn conv1d_act_maxpool2_backward(
             *d += parts.iter().map(|(_, s)| s[co]).sum::<f64>() as f32;
         }
     }
-    Ok(())
 }
 
 /// One sample of the fused backward pass of [`conv1d_act_maxpool2_backward`].

@@ -13,6 +13,7 @@ pub mod act;
 pub mod bf16;
 pub mod cases;
 pub mod conv1d;
+mod conv1d_in1;
 pub mod conv2d;
 pub mod dense;
 pub mod error;

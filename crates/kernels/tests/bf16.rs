@@ -439,7 +439,13 @@ fn conv1d_in_bf16_matches_the_reference() {
                 conv1d_forward(&p, &x, batch, l, &w, Some(&b), &mut y).expect("valid parameters");
                 y
             });
-            assert_ne!(y, y32, "conv1d took the f32 path");
+            // One input channel per group runs in f32 at either precision
+            // (too few products per output for bf16 to pay); the rest in bf16.
+            if ci / groups == 1 {
+                assert_eq!(y, y32, "conv1d {p:?} took a bf16 path");
+            } else {
+                assert_ne!(y, y32, "conv1d {p:?} took the f32 path");
+            }
             let (mut dx, mut dw, mut db) =
                 (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; co]);
             conv1d_backward(

@@ -622,3 +622,141 @@ fn every_kernel_reports_wrong_lengths_as_typed_errors_and_writes_nothing() {
     }
     assert!(untouched(&mask));
 }
+
+/// A convolution with one input channel (a genomic CNN's first layer) +
+/// ReLU or linear + max pool of 2 has kernels of its own: they are held
+/// to the naive f64 reference written out here (the convolution from
+/// `reference`, then the window's maximum and the activation's
+/// derivative), on every path, at pooled lengths around the vector widths
+/// (7–9, 15–17, 31–33), every kernel size they are compiled for and the
+/// first one they are not (13), every padding, with and without a bias
+/// and a mask, and on the bf16 path (which runs them in f32).
+#[test]
+fn single_channel_conv_pool_matches_the_naive_reference() {
+    use kernels::conv1d::{conv1d_act_maxpool2_backward, conv1d_act_maxpool2_forward};
+    use kernels::Activation;
+    let mut paths = SimdPath::available();
+    if SimdPath::Avx512Bf16.is_available() {
+        paths.push(SimdPath::Avx512Bf16);
+    }
+    let mut cases = 0;
+    for k in 1..=13usize {
+        for pad in [Padding::Valid, Padding::Same, Padding::Explicit(3, 1)] {
+            for lp2 in [1usize, 7, 8, 9, 15, 16, 17, 31, 32, 33, 200] {
+                for (act, bias, c_out) in [
+                    (Activation::Relu, true, 5usize),
+                    (Activation::Linear, false, 4),
+                ] {
+                    let p = Conv1dParams::new(1, c_out, k).padding(pad);
+                    // The input length that gives 2·lp2 or 2·lp2 + 1 outputs.
+                    let Some(l) = (1..4 * lp2 + 40).find(|&l| {
+                        p.validate(l).is_ok() && p.l_out(l) / 2 == lp2 && p.l_out(l) % 2 == (k % 2)
+                    }) else {
+                        continue;
+                    };
+                    let batch = 3;
+                    let lo = p.l_out(l);
+                    let seed = (k * 1000 + lp2) as u64;
+                    let x = data(batch * l, seed);
+                    let w = data(p.weight_len(), seed + 1);
+                    let b = data(c_out, seed + 2);
+                    let dy = data(batch * c_out * lp2, seed + 3);
+                    let bias = bias.then_some(&b[..]);
+                    let z = reference::conv1d_forward(
+                        &p,
+                        &f64s(&x),
+                        batch,
+                        l,
+                        &f64s(&w),
+                        bias.map(f64s).as_deref(),
+                    );
+                    // Leave out draws with a near tie in a window or a ReLU
+                    // kink at its maximum: either choice is a valid subgradient.
+                    let clear = z.chunks(lo).all(|r| {
+                        r[..2 * lp2].chunks(2).all(|v| {
+                            (v[0] - v[1]).abs() > 1e-5
+                                && (act == Activation::Linear || v[0].max(v[1]).abs() > 1e-5)
+                        })
+                    });
+                    if !clear {
+                        continue;
+                    }
+                    let relu = act == Activation::Relu;
+                    let (mut y_ref, mut dz) = (vec![0f64; dy.len()], vec![0f64; z.len()]);
+                    for (row, (zr, dzr)) in z.chunks(lo).zip(dz.chunks_mut(lo)).enumerate() {
+                        for j in 0..lp2 {
+                            let second = zr[2 * j + 1] > zr[2 * j];
+                            let m = zr[2 * j + usize::from(second)];
+                            let (out, der) = if relu && m <= 0.0 {
+                                (0.0, 0.0)
+                            } else {
+                                (m, 1.0)
+                            };
+                            y_ref[row * lp2 + j] = out;
+                            dzr[2 * j + usize::from(second)] = dy[row * lp2 + j] as f64 * der;
+                        }
+                    }
+                    let (_, dw_ref, db_ref) =
+                        reference::conv1d_backward(&p, &f64s(&x), batch, l, &f64s(&w), &dz);
+                    // k = 13 runs the general kernels, whose bf16 path
+                    // tests/bf16.rs holds to bf16's own bound.
+                    for &path in paths.iter().filter(|p| k <= 12 || !p.is_bf16()) {
+                        with_path(path, || {
+                            let (mut y, mut mask) = (vec![0f32; dy.len()], vec![0f32; dy.len()]);
+                            conv1d_act_maxpool2_forward(
+                                &p, act, &x, batch, l, &w, bias, &mut y, &mut mask,
+                            )
+                            .expect("valid kernel parameters");
+                            let what = format!("{path} k={k} {pad:?} l={l} lp2={lp2} {act:?}");
+                            let tol = 1e-5;
+                            assert!(rel(&y, &y_ref) <= tol, "{what} y {}", rel(&y, &y_ref));
+                            let mut y2 = vec![0f32; dy.len()];
+                            conv1d_act_maxpool2_forward(
+                                &p,
+                                act,
+                                &x,
+                                batch,
+                                l,
+                                &w,
+                                bias,
+                                &mut y2,
+                                &mut [],
+                            )
+                            .expect("valid kernel parameters");
+                            assert_eq!(y, y2, "{what}: the output without a mask");
+                            let (mut dw, mut db) = (vec![0.5f32; w.len()], vec![0.25f32; c_out]);
+                            conv1d_act_maxpool2_backward(
+                                &p,
+                                &x,
+                                batch,
+                                l,
+                                &w,
+                                &mask,
+                                &dy,
+                                None,
+                                &mut dw,
+                                Some(&mut db),
+                            )
+                            .expect("valid kernel parameters");
+                            // The backward pass adds to what dw and db held.
+                            let dw_want: Vec<f64> = dw_ref.iter().map(|v| v + 0.5).collect();
+                            let db_want: Vec<f64> = db_ref.iter().map(|v| v + 0.25).collect();
+                            assert!(
+                                rel(&dw, &dw_want) <= tol,
+                                "{what} dw {}",
+                                rel(&dw, &dw_want)
+                            );
+                            assert!(
+                                rel(&db, &db_want) <= tol,
+                                "{what} db {}",
+                                rel(&db, &db_want)
+                            );
+                        });
+                    }
+                    cases += 1;
+                }
+            }
+        }
+    }
+    assert!(cases >= 150, "only {cases} cases were clear of ties");
+}
