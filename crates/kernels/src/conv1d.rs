@@ -150,8 +150,6 @@ impl Conv1dParams {
     }
 }
 
-/// Runs `f` on one sample's input (c_in × l) padded to c_in × (pl + l + pr),
-/// copying only when there is padding.
 /// The path a convolution runs on: the thread's, except that one input
 /// channel per group (a genomic CNN's first layer, a depthwise layer) runs
 /// in f32 on the bf16 path. Its k products per output leave nothing for
@@ -166,6 +164,8 @@ fn path_for(p: &Conv1dParams) -> SimdPath {
     }
 }
 
+/// Runs `f` on one sample's input (c_in × l) padded to c_in × (pl + l + pr),
+/// copying only when there is padding.
 fn with_padded<R>(p: &Conv1dParams, x: &[f32], l: usize, f: impl FnOnce(&[f32]) -> R) -> R {
     let (pl, pr) = p.pads(l);
     if pl + pr == 0 {
@@ -905,10 +905,20 @@ pub fn conv1d_act_maxpool2_backward(
         if let Some(db) = &db {
             check_len("conv1d_act_maxpool2_backward", "db", db.len(), p.c_out)?;
         }
-        return {
-            single_channel_backward(path, p, x, batch, l, lp2, mask, dy, dw, db);
-            Ok(())
-        };
+        let ys = p.c_out * lp2;
+        grad_parts(p, batch, dw, db, |b, dw_part, db_part| {
+            crate::conv1d_in1::backward_sample(
+                path,
+                p,
+                &x[b * l..(b + 1) * l],
+                lp2,
+                &dy[b * ys..(b + 1) * ys],
+                &mask[b * ys..(b + 1) * ys],
+                dw_part,
+                db_part,
+            )
+        });
+        return Ok(());
     }
     if p.stride != 1 || pl > front || pr > front {
         return with_scratch(batch * p.c_out * lo, |dz| {
@@ -960,37 +970,6 @@ pub fn conv1d_act_maxpool2_backward(
         .sample(&x[b * xs..(b + 1) * xs], dxb, dw_part, db_part);
     });
     Ok(())
-}
-
-/// [`conv1d_act_maxpool2_backward`] with one input channel and no input
-/// gradient ([`crate::conv1d_in1`]), in the same partial sums over runs of
-/// samples.
-#[allow(clippy::too_many_arguments)]
-fn single_channel_backward(
-    path: SimdPath,
-    p: &Conv1dParams,
-    x: &[f32],
-    batch: usize,
-    l: usize,
-    lp2: usize,
-    mask: &[f32],
-    dy: &[f32],
-    dw: &mut [f32],
-    db: Option<&mut [f32]>,
-) {
-    let ys = p.c_out * lp2;
-    grad_parts(p, batch, dw, db, |b, dw_part, db_part| {
-        crate::conv1d_in1::backward_sample(
-            path,
-            p,
-            &x[b * l..(b + 1) * l],
-            lp2,
-            &dy[b * ys..(b + 1) * ys],
-            &mask[b * ys..(b + 1) * ys],
-            dw_part,
-            db_part,
-        )
-    });
 }
 
 /// Sums a weight and bias gradient over a batch in [`crate::GRAD_PARTS`]

@@ -47,6 +47,23 @@ pub(crate) fn forward_applies(p: &Conv1dParams, act: Activation) -> bool {
 /// The largest kernel size compiled for.
 const MAX_K: usize = 12;
 
+/// Evaluates `$body` with the const `$K` equal to the run-time `$k`, for
+/// each kernel size 1..=[`MAX_K`] that the kernels are compiled for.
+macro_rules! with_k {
+    ($k:expr, $K:ident, $body:expr) => {
+        with_k!(@ $k, $K, $body, 1 2 3 4 5 6 7 8 9 10 11 12)
+    };
+    (@ $k:expr, $K:ident, $body:expr, $($n:literal)*) => {
+        match $k {
+            $($n => {
+                const $K: usize = $n;
+                $body
+            })*
+            _ => unreachable!("applies() bounds k"),
+        }
+    };
+}
+
 /// Runs `f` on the even and odd positions of the padded input row of one
 /// sample, each padded with zeros to a whole number of vectors past what
 /// the sums read: E and O have `len` entries each.
@@ -132,15 +149,21 @@ pub(crate) fn forward_sample(
     mask: &mut [f32],
 ) {
     with_split(p, x, split_len(lp2, p.k), |e, o| {
-        macro_rules! go {
-            ($($k:literal)*) => {
-                match p.k {
-                    $($k => path.dispatch(Forward::<$k> { relu, e, o, w, bias, lp2, c_out: p.c_out, y, mask }),)*
-                    _ => unreachable!("applies() bounds k"),
-                }
-            };
-        }
-        go!(1 2 3 4 5 6 7 8 9 10 11 12)
+        with_k!(
+            p.k,
+            K,
+            path.dispatch(Forward::<K> {
+                relu,
+                e,
+                o,
+                w,
+                bias,
+                lp2,
+                c_out: p.c_out,
+                y,
+                mask
+            })
+        )
     })
 }
 
@@ -243,15 +266,20 @@ pub(crate) fn backward_sample(
     db: &mut [f64],
 ) {
     with_split(p, x, split_len(lp2, p.k), |e, o| {
-        macro_rules! go {
-            ($($k:literal)*) => {
-                match p.k {
-                    $($k => path.dispatch(Backward::<$k> { e, o, dy, mask, lp2, c_out: p.c_out, dw, db }),)*
-                    _ => unreachable!("applies() bounds k"),
-                }
-            };
-        }
-        go!(1 2 3 4 5 6 7 8 9 10 11 12)
+        with_k!(
+            p.k,
+            K,
+            path.dispatch(Backward::<K> {
+                e,
+                o,
+                dy,
+                mask,
+                lp2,
+                c_out: p.c_out,
+                dw,
+                db
+            })
+        )
     })
 }
 
