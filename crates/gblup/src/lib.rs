@@ -119,7 +119,7 @@ pub fn fit(
     // One n × n buffer for every step on the training kernel: each
     // kernel's REML, then the BLUP (an n × n buffer freed and allocated
     // again need not reuse its memory, and did not: 0.6 GB more at n = 9,000).
-    let mut kt = Mat::<f64>::zeros(nt, nt);
+    let mut buffer = Some(Mat::<f64>::zeros(nt, nt));
     // The lower triangle of the training kernel (K is symmetric: read along
     // its rows), zeros above.
     let train_kernel = |kt: &mut Mat<f64>, k: &Kinship| {
@@ -130,35 +130,63 @@ pub fn fit(
             }
         }
     };
-    let mut best: Option<(RemlFit, Option<f64>, Cow<Kinship>)> = None;
-    for (theta, k) in kernels {
-        let mut vs: Vec<&[f64]> = vec![&yt];
-        vs.extend(xcols.iter().map(Vec::as_slice));
+    let mut vs: Vec<&[f64]> = vec![&yt];
+    vs.extend(xcols.iter().map(Vec::as_slice));
+    // The last kernel's reduction, kept for the BLUP when that kernel wins.
+    let mut last: Option<(usize, tridiag::Reduction)> = None;
+    let mut best: Option<(RemlFit, Option<f64>, Cow<Kinship>, usize)> = None;
+    for (index, (theta, k)) in kernels.into_iter().enumerate() {
+        let mut kt = match last.take() {
+            Some((_, r)) => r.into_matrix(),
+            None => buffer.take().expect("the buffer"),
+        };
         train_kernel(&mut kt, &k);
-        let (values, mut rotated) = tridiag::eigen_rotations_in(kt.as_mut(), &vs, tridiag::BAND)?;
+        let reduction = tridiag::Reduction::new(kt, &vs, tridiag::BAND);
+        let (values, mut rotated) = reduction.eigen()?;
         let values: Vec<f64> = values.into_iter().map(|l| l.max(0.0)).collect();
         let uy = rotated.remove(0);
         let fit = reml::Problem::from_rotated(&values, uy, rotated, &xcols)?.fit()?;
         if best.as_ref().is_none_or(|b| fit.loglik > b.0.loglik) {
-            best = Some((fit, theta, k));
+            best = Some((fit, theta, k, index));
         }
+        last = Some((index, reduction));
     }
-    let (reml, theta, k) = best.expect("at least one kernel");
+    let (reml, theta, k, best_index) = best.expect("at least one kernel");
+    let (last_index, reduction) = last.expect("at least one kernel");
 
-    // α = (K + δI)⁻¹ (y − Xβ), by one Cholesky factorization.
-    let resid: Vec<f64> = (0..nt)
-        .map(|t| {
-            yt[t]
-                - xcols
-                    .iter()
-                    .zip(&reml.beta)
-                    .map(|(c, b)| c[t] * b)
-                    .sum::<f64>()
-        })
-        .collect();
-    train_kernel(&mut kt, &k);
-    let alpha = tridiag::solve_shifted_in(kt.as_mut(), reml.delta, &resid)?;
-    drop(kt);
+    // α = (K + δI)⁻¹ (y − Xβ): through the reduction of K when it is the
+    // last one made (always so for the GRM), else by a Cholesky factorization.
+    let alpha = if last_index == best_index {
+        // Qᵀ(y − Xβ) from Qᵀy and QᵀX.
+        let rotated = reduction.rotated();
+        let qt_r: Vec<f64> = (0..nt)
+            .map(|t| {
+                rotated[0][t]
+                    - rotated[1..]
+                        .iter()
+                        .zip(&reml.beta)
+                        .map(|(c, b)| c[t] * b)
+                        .sum::<f64>()
+            })
+            .collect();
+        let alpha = reduction.solve_shifted(reml.delta, &qt_r)?;
+        drop(reduction);
+        alpha
+    } else {
+        let resid: Vec<f64> = (0..nt)
+            .map(|t| {
+                yt[t]
+                    - xcols
+                        .iter()
+                        .zip(&reml.beta)
+                        .map(|(c, b)| c[t] * b)
+                        .sum::<f64>()
+            })
+            .collect();
+        let mut kt = reduction.into_matrix();
+        train_kernel(&mut kt, &k);
+        tridiag::solve_shifted_in(kt.as_mut(), reml.delta, &resid)?
+    };
     // û_i = Σ_t K(i, t) α_t for every individual.
     let gebv: Vec<f64> = (0..n)
         .map(|i| {

@@ -569,6 +569,75 @@ fn shifted_solve_equals_the_eigendecomposition() {
     }
 }
 
+/// The BLUP's (K + δI)⁻¹r through the kept reduction, Q (T + δI)⁻¹ Qᵀr,
+/// against a naive dense solve (Gaussian elimination with partial pivoting,
+/// written here): sizes around the bandwidth and stage 1's 256-column
+/// panels, bandwidths 1 (no stage 2) to 32, a rank-deficient kernel (more
+/// individuals than markers) and a full-rank one; r a combination of the
+/// rotated vectors, as `fit` forms y − Xβ.
+#[test]
+fn reduction_solve_equals_a_dense_solve() {
+    fn dense_solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
+        let n = b.len();
+        for c in 0..n {
+            let p = (c..n)
+                .max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))
+                .unwrap();
+            a.swap(c, p);
+            b.swap(c, p);
+            let (top, rest) = a.split_at_mut(c + 1);
+            let pivot = &top[c];
+            let (bt, br) = b.split_at_mut(c + 1);
+            for (row, bi) in rest.iter_mut().zip(br) {
+                let f = row[c] / pivot[c];
+                for (x, p) in row[c..].iter_mut().zip(&pivot[c..]) {
+                    *x -= f * p;
+                }
+                *bi -= f * bt[c];
+            }
+        }
+        let mut x = vec![0.0; n];
+        for r in (0..n).rev() {
+            let s: f64 = (r + 1..n).map(|k| a[r][k] * x[k]).sum();
+            x[r] = (b[r] - s) / a[r][r];
+        }
+        x
+    }
+    let mut seed = 40;
+    for (n, m) in [(2, 30), (9, 400), (33, 20), (70, 500), (300, 200)] {
+        seed += 1;
+        let (g, y) = small(n, m, 0.0, seed);
+        let k = gblup::vanraden(&g).kinship;
+        let x2: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).cos()).collect();
+        let bands: &[usize] = if n > 256 { &[32] } else { &[1, 2, 3, 8, 32] };
+        for &band in bands {
+            // Garbage above the diagonal: only the lower triangle is read.
+            let mat = faer::Mat::from_fn(n, n, |i, j| if j <= i { k.get(i, j) } else { 7.0 });
+            let red = gblup::tridiag::Reduction::new(mat, &[&y, &x2], band);
+            let q = red.rotated();
+            for (delta, beta) in [(0.05, 0.3), (1.0, -1.2), (20.0, 0.0)] {
+                let r: Vec<f64> = (0..n).map(|i| y[i] - beta * x2[i]).collect();
+                let qt_r: Vec<f64> = (0..n).map(|i| q[0][i] - beta * q[1][i]).collect();
+                let got = red.solve_shifted(delta, &qt_r).unwrap();
+                let a: Vec<Vec<f64>> = (0..n)
+                    .map(|i| {
+                        (0..n)
+                            .map(|j| k.get(i, j) + if i == j { delta } else { 0.0 })
+                            .collect()
+                    })
+                    .collect();
+                let want = dense_solve(a, r);
+                let scale = want.iter().fold(1f64, |s, v| s.max(v.abs()));
+                assert!(
+                    max_difference(&got, &want) < 1e-9 * scale,
+                    "n={n} band {band} δ {delta}: {}",
+                    max_difference(&got, &want)
+                );
+            }
+        }
+    }
+}
+
 /// The lower triangle of a GCTA binary file, as f64.
 fn read_lower(path: &std::path::Path) -> Vec<f64> {
     std::fs::read(path)
