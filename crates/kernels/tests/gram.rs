@@ -1,6 +1,7 @@
 //! The int8 Gram kernel (issue 17) against the naive u64 loop, on every int8
 //! path this CPU can run: sizes at the register tile (8 rows × 32 columns),
-//! the parallel block (64 rows) and the pass length (1024 bytes), each ± 1;
+//! the parallel block (64 rows) and the pass length (4096 bytes), each ± 1,
+//! and two passes and a short one;
 //! values up to 127; row strides wider than a row; C accumulated into, with
 //! its upper triangle left alone.
 
@@ -56,7 +57,9 @@ fn gram_matches_the_naive_loop_at_every_edge() {
     for path in paths() {
         let mut seed = 1;
         for n in [1, 7, 8, 9, 31, 32, 33, 63, 64, 65, 129] {
-            for k in [1, 3, 4, 5, 63, 64, 65, 1023, 1024, 1025, 2051] {
+            for k in [
+                1, 3, 4, 5, 63, 64, 65, 1023, 1024, 1025, 2051, 4095, 4096, 4097, 8195,
+            ] {
                 for pad in [0, 5] {
                     seed += 1;
                     check(path, n, k, pad, 2, seed % 2 == 0, seed);
