@@ -48,6 +48,8 @@ use faer::{Accum, Conj, Mat, MatMut, MatRef, Par};
 
 use rayon::prelude::*;
 
+use kernels::SimdPath;
+
 use crate::error::{GblupError, Result};
 use crate::grm::par;
 
@@ -491,9 +493,10 @@ fn update_lower(a: MatMut<'_, f64>, l: MatRef<'_, f64>, r: MatRef<'_, f64>, par:
 }
 
 /// A Householder reflector H = I − τ u uᵀ (u₀ = 1) with H x = (β, 0, …, 0).
+#[inline(always)]
 fn householder(x: &[f64], u: &mut [f64]) -> (f64, f64) {
     let alpha = x[0];
-    let sigma: f64 = x[1..].iter().map(|v| v * v).sum();
+    let sigma = dot(&x[1..], &x[1..]);
     u[0] = 1.0;
     if sigma == 0.0 {
         u[1..x.len()].fill(0.0);
@@ -533,7 +536,7 @@ impl Band {
     }
 
     /// Rows r0..r1 of column c (all on or below the diagonal, r1 − c ≤ ld).
-    #[inline]
+    #[inline(always)]
     fn col(&mut self, c: usize, r0: usize, r1: usize) -> &mut [f64] {
         debug_assert!(r0 >= c && r1 <= c + self.ld && r1 <= self.n);
         &mut self.ab[c * self.ld + r0 - c..c * self.ld + r1 - c]
@@ -555,11 +558,62 @@ impl Band {
 /// dot products and axpys on the band storage: the columns left of s
 /// (rows s..e of each), the rows below e (columns s..e of them, which are
 /// rows of those columns), and the diagonal block (two-sided).
-fn band_to_tridiagonal(
-    mut a: MatMut<'_, f64>,
-    mut v: MatMut<'_, f64>,
-    b: usize,
-) -> (Vec<f64>, Vec<f64>) {
+fn band_to_tridiagonal(a: MatMut<'_, f64>, v: MatMut<'_, f64>, b: usize) -> (Vec<f64>, Vec<f64>) {
+    struct Chase<'a> {
+        a: MatMut<'a, f64>,
+        v: MatMut<'a, f64>,
+        b: usize,
+    }
+    impl kernels::WithSimd for Chase<'_> {
+        type Output = (Vec<f64>, Vec<f64>);
+        #[inline(always)]
+        fn with_simd<S: kernels::PulpSimd>(self, _: S) -> Self::Output {
+            chase(self.a, self.v, self.b)
+        }
+    }
+    // Compiled for each SIMD path, so that the dot products and updates
+    // of ≤ 2b elements vectorize; the same operations in the same order on
+    // every path, so the same numbers. The AVX-512 path runs the AVX2 code:
+    // on vectors this short it was 10% faster (0.55 against 0.61 s at
+    // n = 4,500 on a Zen 4; the scalar code took 1.70 s).
+    let path = match kernels::SimdPath::current() {
+        SimdPath::Avx512 | SimdPath::Avx512Bf16 if SimdPath::Avx2.is_available() => SimdPath::Avx2,
+        p => p,
+    };
+    path.dispatch(Chase { a, v, b })
+}
+
+/// Σ aᵢbᵢ (over the shorter length) in 8 interleaved partial sums, added
+/// pairwise at the end: a fixed order that vectorizes (a plain sum is one
+/// chain of dependent adds).
+#[inline(always)]
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
+        acc[l] += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+}
+
+/// y ← y − f x (over the shorter length).
+#[inline(always)]
+fn sub_scaled(y: &mut [f64], f: f64, x: &[f64]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y -= f * x;
+    }
+}
+
+#[inline(always)]
+fn chase(mut a: MatMut<'_, f64>, mut v: MatMut<'_, f64>, b: usize) -> (Vec<f64>, Vec<f64>) {
     let n = a.nrows();
     let mut band = Band::from_lower(a.rb(), b);
     let ld = band.ld;
@@ -601,13 +655,9 @@ fn band_to_tridiagonal(
                     }
                     let r1 = e.min(c + ld);
                     let seg = band.col(c, s, r1);
-                    let w = r1 - s;
-                    let dot: f64 = seg.iter().zip(&u[..w]).map(|(a, u)| a * u).sum();
-                    if dot != 0.0 {
-                        let f = tau * dot;
-                        for (a, u) in seg.iter_mut().zip(&u[..w]) {
-                            *a -= f * u;
-                        }
+                    let dt = dot(seg, u);
+                    if dt != 0.0 {
+                        sub_scaled(seg, tau * dt, u);
                     }
                 }
                 // Rows r ≥ e: A(r, s..e) ← A(r, s..e) H, through the columns s + i.
@@ -637,21 +687,18 @@ fn band_to_tridiagonal(
                 let p = &mut p[..len];
                 p.fill(0.0);
                 for t in 0..len {
-                    let colt = band.col(s + t, s + t, e);
                     // Row t and below of column t: A(s + r, s + t), r ≥ t.
-                    let mut below = 0.0;
-                    for (k, &a) in colt.iter().enumerate() {
-                        p[t + k] += a * u[t];
-                        if k > 0 {
-                            below += a * u[t + k];
-                        }
+                    let colt = band.col(s + t, s + t, e);
+                    let ut = u[t];
+                    for (pk, a) in p[t..].iter_mut().zip(colt.iter()) {
+                        *pk += a * ut;
                     }
-                    p[t] += below;
+                    p[t] += dot(&colt[1..], &u[t + 1..]);
                 }
                 for pi in p.iter_mut() {
                     *pi *= tau;
                 }
-                let half = 0.5 * tau * p.iter().zip(u).map(|(p, u)| p * u).sum::<f64>();
+                let half = 0.5 * tau * dot(p, u);
                 for (pi, ui) in p.iter_mut().zip(u) {
                     *pi -= half * ui;
                 }
@@ -663,15 +710,15 @@ fn band_to_tridiagonal(
                 }
                 // The rotated vectors.
                 for jv in 0..v.ncols() {
-                    let mut seg = v.rb_mut().col_mut(jv).subrows_mut(s, len);
-                    let mut dot = 0.0;
-                    for i in 0..len {
-                        dot += u[i] * seg[i];
-                    }
-                    let f = tau * dot;
-                    for i in 0..len {
-                        seg[i] -= f * u[i];
-                    }
+                    let seg = v
+                        .rb_mut()
+                        .col_mut(jv)
+                        .subrows_mut(s, len)
+                        .try_as_col_major_mut()
+                        .expect("a column")
+                        .as_slice_mut();
+                    let f = tau * dot(u, seg);
+                    sub_scaled(seg, f, u);
                 }
                 // The bulge below the band in column s is chased next.
                 col = s;

@@ -34,6 +34,9 @@ pub use dense::{dense_backward, dense_forward};
 pub use error::KernelError;
 pub use gram::{gram_lower_u8, Int8Path};
 pub use pool::{Pool1dParams, Pool2dParams, PoolKind};
+/// pulp's traits, for crates that run their own code on a [`SimdPath`]
+/// ([`SimdPath::dispatch`]).
+pub use pulp::{Simd as PulpSimd, WithSimd};
 pub use simd::{with_path, Precision, SimdPath};
 
 /// The number of partial sums a weight gradient over a batch is split into
