@@ -113,7 +113,9 @@ pub struct KernelArgs {
     #[arg(long)]
     pub filter: Option<String>,
     /// The SIMD paths to time: `all` (every path this CPU runs, bf16
-    /// included), or a list such as `avx512,avx512bf16`.
+    /// included), or a list such as `avx512,avx512bf16`. With `avx512`, on
+    /// a CPU with AVX512-VNNI, the GRM's int8 product (`gram_u8`) is timed
+    /// too, against the int8 peak.
     #[arg(long, default_value = "all")]
     pub paths: String,
     /// Also write {"paths": {PATH: {"peak_gflops", "cases": {NAME: {"seconds", "gflops", "fraction_of_peak"}}}}} as JSON.
@@ -367,11 +369,58 @@ fn run_kernels(a: KernelArgs) -> Result<()> {
             json!({ "peak_gflops": peak, "cases": cases }),
         );
     }
+    // The GRM's int8 product, with the AVX-512 path it belongs to.
+    let int8 = kernels::Int8Path::Avx512Vnni;
+    if int8.is_available()
+        && paths.contains(&kernels::SimdPath::Avx512)
+        && a.filter
+            .as_ref()
+            .is_none_or(|f| GRAM_CASE.contains(f.as_str()))
+    {
+        by_path.insert(int8.to_string(), gram_case(int8, a.reps));
+    }
     if let Some(p) = &a.json {
         let value = json!({ "threads": threads, "paths": by_path });
         write_json(p, &value)?;
     }
     Ok(())
+}
+
+const GRAM_CASE: &str = "gram_u8";
+
+/// Times the int8 Gram product X Xᵀ (lower triangle) of a 4096 × 16384
+/// matrix of dosages 0–2, the GRM's integer product, against the int8
+/// peak of `path`; prints a line and returns the JSON entry.
+fn gram_case(path: kernels::Int8Path, reps: usize) -> serde_json::Value {
+    let (n, k) = (4096, 16384);
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let x: Vec<u8> = (0..n * k)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 3) as u8
+        })
+        .collect();
+    let mut c = vec![0i32; n * n];
+    let peak = kernels::peak::peak_int8_gproducts(path, 0.25);
+    println!("\n{path} (int8): peak {peak:.1} G products/s (multiply-adds into int32)");
+    let mut run = || kernels::gram_lower_u8(path, n, k, &x, k, &mut c, n, true);
+    run();
+    let secs = median_secs(reps, &mut run);
+    let products = (n * (n + 1) / 2) as f64 * k as f64;
+    let rate = products / secs / 1e9;
+    println!(
+        "  {:<14} {:>10.3} ms {:>8.1} G/s      {:>5.1}% of peak   X Xᵀ, lower triangle: {n} × {k} dosages (the GRM's integer product)",
+        GRAM_CASE,
+        secs * 1e3,
+        rate,
+        100.0 * rate / peak
+    );
+    json!({
+        "peak_gproducts": peak,
+        "cases": { GRAM_CASE: { "seconds": secs, "gproducts": rate, "fraction_of_peak": rate / peak } },
+    })
 }
 
 fn run_train_bench(a: TrainBenchArgs) -> Result<()> {

@@ -209,3 +209,34 @@ fn bench_kernels_reports_each_path_against_its_peak() {
     let e = crate::common::fails(&["bench", "kernels", "--paths", "avx9"]);
     assert!(e.contains("--paths") && e.contains("avx9"), "{e}");
 }
+
+/// The GRM's int8 product is timed with the AVX-512 path where the CPU has
+/// VNNI, against the int8 peak, which it cannot beat.
+#[test]
+fn bench_kernels_rates_the_int8_gram_against_the_int8_peak() {
+    if !kernels::Int8Path::Avx512Vnni.is_available() {
+        eprintln!("skipped: this CPU has no AVX512-VNNI, so no int8 path to time");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("k.json");
+    ok(&[
+        "bench",
+        "kernels",
+        "--reps",
+        "1",
+        "--paths",
+        "avx512",
+        "--filter",
+        "gram",
+        "--json",
+        s(&j),
+    ]);
+    let v = crate::common::read_json(&j);
+    let p = &v["paths"]["avx512-vnni"];
+    assert!(p["peak_gproducts"].as_f64().unwrap() > 0.0, "{v}");
+    let fraction = p["cases"]["gram_u8"]["fraction_of_peak"].as_f64().unwrap();
+    assert!(fraction > 0.0 && fraction < 1.0, "{fraction} of the peak");
+    // No f32 case matches the filter.
+    assert_eq!(v["paths"]["avx512"]["cases"], serde_json::json!({}), "{v}");
+}

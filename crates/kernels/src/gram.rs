@@ -108,7 +108,7 @@ pub fn gram_lower_u8(
     let mut k0 = 0;
     while k0 < k {
         let kc = KC.min(k - k0);
-        pack_columns(n, kc, &x[k0..], ldx, &mut panel);
+        pack_columns(n, kc, &x[k0..], ldx, &mut panel, parallel);
         let panel = &panel[..];
         let groups = kc.div_ceil(4);
         let run = |ib: usize| {
@@ -153,13 +153,13 @@ pub fn gram_lower_u8(
 /// rows (padded with zero rows to a multiple of 32 rows), for each group of
 /// 4 columns, 16 rows × 4 bytes (64 bytes); a short last group is padded
 /// with zeros.
-fn pack_columns(n: usize, kc: usize, x: &[u8], ldx: usize, out: &mut Vec<u8>) {
+fn pack_columns(n: usize, kc: usize, x: &[u8], ldx: usize, out: &mut Vec<u8>, parallel: bool) {
     let groups = kc.div_ceil(4);
     let blocks = n.div_ceil(NR) * (NR / 16);
     out.clear();
     out.resize(blocks * groups * 64, 0);
-    let mut high = 0u8;
-    for (jb, dst) in out.chunks_exact_mut(groups * 64).enumerate() {
+    let pack = |(jb, dst): (usize, &mut [u8])| {
+        let mut high = 0u8;
         for jj in 0..16 {
             let j = jb * 16 + jj;
             if j >= n {
@@ -173,7 +173,21 @@ fn pack_columns(n: usize, kc: usize, x: &[u8], ldx: usize, out: &mut Vec<u8>) {
                 }
             }
         }
-    }
+        high
+    };
+    // In parallel with the product: on one thread, packing took a sixth of
+    // the product's time (4096 × 16384), the other thread idle.
+    let high = if parallel {
+        out.par_chunks_exact_mut(groups * 64)
+            .enumerate()
+            .map(pack)
+            .reduce(|| 0, |a, b| a | b)
+    } else {
+        out.chunks_exact_mut(groups * 64)
+            .enumerate()
+            .map(pack)
+            .fold(0, |a, b| a | b)
+    };
     assert!(high < 128, "gram_lower_u8: a value of X exceeds 127");
 }
 

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use crate::gram::Int8Path;
 use crate::simd::SimdPath;
 
 /// Independent accumulator chains per thread.
@@ -156,6 +157,26 @@ mod x86 {
         }
         _mm512_reduce_add_ps(s)
     }
+
+    /// `vpdpbusd`: per int32 lane, c ← c + Σ of 4 byte products (1 · 1).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn dpbusd(rounds: usize) -> i64 {
+        let a = _mm512_set1_epi8(std::hint::black_box(1));
+        let mut acc: [__m512i; CHAINS] =
+            std::array::from_fn(|k| _mm512_set1_epi32(std::hint::black_box(k as i32)));
+        for _ in 0..rounds {
+            for c in &mut acc {
+                *c = _mm512_dpbusd_epi32(*c, a, a);
+            }
+        }
+        acc.iter()
+            .map(|&c| {
+                let mut out = [0i32; 16];
+                _mm512_storeu_si512(out.as_mut_ptr() as *mut __m512i, c);
+                out.iter().map(|&v| v as i64).sum::<i64>()
+            })
+            .sum()
+    }
 }
 
 /// The peak GFLOP/s of `path` on the current rayon pool: every thread runs
@@ -166,11 +187,35 @@ mod x86 {
 /// If the path is not available on this CPU.
 pub fn peak_gflops(path: SimdPath, seconds: f64) -> f64 {
     assert!(path.is_available(), "SIMD path {path} is not available");
+    peak_of(|rounds| probe(path, rounds), flops_per_round(path), seconds)
+}
+
+/// The peak rate of int8 products (each a multiply and an add into an
+/// int32 sum; `vpdpbusd` does 64 per 512-bit instruction) of `path`, in
+/// billions per second, measured as [`peak_gflops`] is.
+///
+/// # Panics
+/// If the path is not available on this CPU.
+pub fn peak_int8_gproducts(path: Int8Path, seconds: f64) -> f64 {
+    assert!(path.is_available(), "int8 path {path} is not available");
+    let probe = |rounds| match path {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the path is available (asserted above).
+        Int8Path::Avx512Vnni => unsafe { x86::dpbusd(rounds) as f32 },
+        #[cfg(not(target_arch = "x86_64"))]
+        Int8Path::Avx512Vnni => unreachable!("AVX512-VNNI exists only on x86-64"),
+    };
+    peak_of(probe, (CHAINS * 64) as f64, seconds)
+}
+
+/// The best of three trials of `probe` on every thread of the pool at once,
+/// each about `seconds` long, in billions of `per_round` units per second.
+fn peak_of(probe: impl Fn(usize) -> f32 + Sync, per_round: f64, seconds: f64) -> f64 {
     // Calibrate: rounds that take about `seconds` on one thread.
     let mut rounds = 1 << 12;
     loop {
         let t = Instant::now();
-        std::hint::black_box(probe(path, rounds));
+        std::hint::black_box(probe(rounds));
         let s = t.elapsed().as_secs_f64();
         if s > seconds / 4.0 || rounds > 1 << 34 {
             rounds = ((rounds as f64) * seconds / s.max(1e-9)) as usize;
@@ -182,13 +227,10 @@ pub fn peak_gflops(path: SimdPath, seconds: f64) -> f64 {
     let mut best = 0f64;
     for _ in 0..3 {
         let t = Instant::now();
-        let sink: f32 = (0..threads)
-            .into_par_iter()
-            .map(|_| probe(path, rounds))
-            .sum();
+        let sink: f32 = (0..threads).into_par_iter().map(|_| probe(rounds)).sum();
         std::hint::black_box(sink);
         let s = t.elapsed().as_secs_f64();
-        best = best.max(threads as f64 * rounds as f64 * flops_per_round(path) / s / 1e9);
+        best = best.max(threads as f64 * rounds as f64 * per_round / s / 1e9);
     }
     best
 }
@@ -227,5 +269,23 @@ mod tests {
                 "{path}: {got} vs {want}"
             );
         }
+    }
+
+    /// The int8 probe: chain k starts at k in each of 16 lanes and gains
+    /// 4 products of 1 · 1 per round.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_int8_probe_computes_what_it_claims() {
+        if !Int8Path::Avx512Vnni.is_available() {
+            eprintln!("skipped: no AVX512-VNNI on this CPU");
+            return;
+        }
+        let rounds = 50;
+        // SAFETY: VNNI is available (checked above).
+        let got = unsafe { x86::dpbusd(rounds) };
+        let want: i64 = (0..CHAINS as i64)
+            .map(|k| 16 * (k + 4 * rounds as i64))
+            .sum();
+        assert_eq!(got, want);
     }
 }
