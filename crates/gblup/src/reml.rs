@@ -74,13 +74,24 @@ pub struct RemlFit {
     pub p: usize,
 }
 
+/// The kernel K of a REML problem, in the basis y and X are given in.
+#[derive(Clone, Copy)]
+pub enum Basis<'a> {
+    /// K's eigenvalues; y and X rotated by Uᵀ (K = UΛUᵀ).
+    Eigen(&'a [f64]),
+    /// A tridiagonal T = QᵀKQ (its diagonal and subdiagonal); y and X
+    /// rotated by Qᵀ. Each likelihood is then an LDLᵀ factorization of
+    /// T + δI, O(n): no eigenvalues are needed.
+    Tridiagonal(&'a [f64], &'a [f64]),
+}
+
 /// The data of a REML problem in the rotated basis.
 pub struct Problem<'a> {
-    /// The kernel's eigenvalues.
-    pub values: &'a [f64],
-    /// Uᵀ y.
+    /// The kernel.
+    pub basis: Basis<'a>,
+    /// Uᵀ y (or Qᵀ y).
     pub y: Vec<f64>,
-    /// Uᵀ X, one vector per fixed effect.
+    /// Uᵀ X (or Qᵀ X), one vector per fixed effect.
     pub x: Vec<Vec<f64>>,
     /// ln |XᵀX|.
     pub logdet_xtx: f64,
@@ -139,6 +150,17 @@ impl<'a> Problem<'a> {
         ux: Vec<Vec<f64>>,
         x: &[Vec<f64>],
     ) -> Result<Self> {
+        Self::in_basis(Basis::Eigen(values), uy, ux, x)
+    }
+
+    /// The problem for a kernel in `basis`, given y and X rotated into it
+    /// (`uy`, `ux`), and the fixed-effect columns `x` themselves.
+    pub fn in_basis(
+        basis: Basis<'a>,
+        uy: Vec<f64>,
+        ux: Vec<Vec<f64>>,
+        x: &[Vec<f64>],
+    ) -> Result<Self> {
         let p = x.len();
         let mut xtx = vec![0f64; p * p];
         for i in 0..p {
@@ -150,7 +172,7 @@ impl<'a> Problem<'a> {
             GblupError::Numeric("the fixed effects are collinear (XᵀX is singular)".into())
         })?;
         Ok(Problem {
-            values,
+            basis,
             y: uy,
             x: ux,
             logdet_xtx,
@@ -159,9 +181,69 @@ impl<'a> Problem<'a> {
 
     /// (restricted log-likelihood, β, σg²) at δ.
     pub fn eval(&self, delta: f64) -> (f64, Vec<f64>, f64) {
+        match self.basis {
+            Basis::Eigen(values) => self.eval_eigen(values, delta),
+            Basis::Tridiagonal(d, e) => self.eval_tridiagonal(d, e, delta),
+        }
+    }
+
+    /// The likelihood from (K + δI)⁻¹ = Q(T + δI)⁻¹Qᵀ: the quadratic forms
+    /// through T + δI's LDLᵀ factorization, and ln |K + δI| = ln |T + δI|.
+    fn eval_tridiagonal(&self, d: &[f64], e: &[f64], delta: f64) -> (f64, Vec<f64>, f64) {
         let n = self.y.len();
         let p = self.x.len();
-        let w: Vec<f64> = self.values.iter().map(|&l| 1.0 / (l + delta)).collect();
+        let Ok(f) = crate::tridiag::ShiftedTridiagonal::factor(d, e, delta) else {
+            return (f64::NEG_INFINITY, vec![0.0; p], f64::NAN);
+        };
+        let hy = f.solve(&self.y);
+        let hx: Vec<Vec<f64>> = self.x.iter().map(|c| f.solve(c)).collect();
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
+        let mut a = vec![0f64; p * p];
+        let mut b = vec![0f64; p];
+        for i in 0..p {
+            for j in 0..=i {
+                let v = dot(&self.x[i], &hx[j]);
+                a[i * p + j] = v;
+                a[j * p + i] = v;
+            }
+            b[i] = dot(&self.x[i], &hy);
+        }
+        let Some((beta, logdet_a)) = solve_spd(&a, &b, p) else {
+            return (f64::NEG_INFINITY, vec![0.0; p], f64::NAN);
+        };
+        // q = rᵀ(T + δI)⁻¹r with r = y − Xβ.
+        let q: f64 = (0..n)
+            .map(|k| {
+                let r = self.y[k] - (0..p).map(|i| self.x[i][k] * beta[i]).sum::<f64>();
+                let hr = hy[k] - (0..p).map(|i| hx[i][k] * beta[i]).sum::<f64>();
+                r * hr
+            })
+            .sum();
+        self.likelihood(q, f.logdet(), logdet_a, beta)
+    }
+
+    /// The restricted log-likelihood from q = rᵀH⁻¹r, ln |H| and
+    /// ln |XᵀH⁻¹X| (H = K + δI), with (ll, β, σg²) as [`Problem::eval`].
+    fn likelihood(
+        &self,
+        q: f64,
+        logdet_h: f64,
+        logdet_a: f64,
+        beta: Vec<f64>,
+    ) -> (f64, Vec<f64>, f64) {
+        let dof = (self.y.len() - self.x.len()) as f64;
+        let sigma_g = q / dof;
+        let ll = -0.5
+            * (dof * (2.0 * std::f64::consts::PI * sigma_g).ln() + logdet_h + logdet_a
+                - self.logdet_xtx
+                + dof);
+        (ll, beta, sigma_g)
+    }
+
+    fn eval_eigen(&self, values: &[f64], delta: f64) -> (f64, Vec<f64>, f64) {
+        let n = self.y.len();
+        let p = self.x.len();
+        let w: Vec<f64> = values.iter().map(|&l| 1.0 / (l + delta)).collect();
         let mut a = vec![0f64; p * p];
         let mut b = vec![0f64; p];
         for i in 0..p {
@@ -181,14 +263,8 @@ impl<'a> Problem<'a> {
                 r * r * w[k]
             })
             .sum();
-        let dof = (n - p) as f64;
-        let sigma_g = q / dof;
         let logdet_h: f64 = w.iter().map(|x| -x.ln()).sum();
-        let ll = -0.5
-            * (dof * (2.0 * std::f64::consts::PI * sigma_g).ln() + logdet_h + logdet_a
-                - self.logdet_xtx
-                + dof);
-        (ll, beta, sigma_g)
+        self.likelihood(q, logdet_h, logdet_a, beta)
     }
 
     /// Maximizes the restricted likelihood over log δ ∈ [−10, 10].

@@ -141,6 +141,11 @@ impl Reduction {
         &self.qt
     }
 
+    /// T's diagonal and subdiagonal (K = Q T Qᵀ).
+    pub fn tridiagonal(&self) -> (&[f64], &[f64]) {
+        (&self.d, &self.e)
+    }
+
     /// (K + δI)⁻¹r for δ > 0 and K positive semi-definite, given Qᵀr (a
     /// combination of [`Reduction::rotated`]'s vectors).
     pub fn solve_shifted(&self, delta: f64, qt_r: &[f64]) -> Result<Vec<f64>> {
@@ -217,33 +222,66 @@ fn panel_basis(a: MatRef<'_, f64>, j0: usize, b: usize, m: usize, k: usize) -> M
 }
 
 /// (T + δI)⁻¹c for the symmetric tridiagonal T (diagonal `d`, subdiagonal
-/// `e`), by its LDLᵀ factorization; T + δI must be positive definite.
+/// `e`); T + δI must be positive definite.
 fn solve_tridiagonal_shifted(d: &[f64], e: &[f64], delta: f64, c: &[f64]) -> Result<Vec<f64>> {
-    let n = d.len();
-    let mut piv = vec![0f64; n];
-    let mut l = vec![0f64; n];
-    let mut y = c.to_vec();
-    for i in 0..n {
-        let mut p = d[i] + delta;
-        if i > 0 {
-            l[i] = e[i - 1] / piv[i - 1];
-            p -= l[i] * e[i - 1];
-            y[i] -= l[i] * y[i - 1];
+    let f = ShiftedTridiagonal::factor(d, e, delta).map_err(|(p, i)| {
+        GblupError::Numeric(format!(
+            "K + δI is not positive definite (δ = {delta}, pivot {p} at row {i})"
+        ))
+    })?;
+    Ok(f.solve(c))
+}
+
+/// The LDLᵀ factorization of T + δI, T symmetric tridiagonal: D's pivots
+/// and L's subdiagonal. O(n) to make, to solve with and to take the
+/// determinant of, which is what REML needs at each δ.
+pub struct ShiftedTridiagonal {
+    pivots: Vec<f64>,
+    l: Vec<f64>,
+}
+
+impl ShiftedTridiagonal {
+    /// Factors T + δI for T's diagonal `d` and subdiagonal `e` (e[i] joins
+    /// i and i + 1). Fails with (pivot, row) at the first pivot that is not
+    /// positive: T + δI is then not positive definite.
+    pub fn factor(d: &[f64], e: &[f64], delta: f64) -> std::result::Result<Self, (f64, usize)> {
+        let n = d.len();
+        let mut pivots = vec![0f64; n];
+        let mut l = vec![0f64; n];
+        for i in 0..n {
+            let mut p = d[i] + delta;
+            if i > 0 {
+                l[i] = e[i - 1] / pivots[i - 1];
+                p -= l[i] * e[i - 1];
+            }
+            if p.is_nan() || p <= 0.0 {
+                return Err((p, i));
+            }
+            pivots[i] = p;
         }
-        if p.is_nan() || p <= 0.0 {
-            return Err(GblupError::Numeric(format!(
-                "K + δI is not positive definite (δ = {delta}, pivot {p} at row {i})"
-            )));
-        }
-        piv[i] = p;
+        Ok(ShiftedTridiagonal { pivots, l })
     }
-    for i in (0..n).rev() {
-        y[i] /= piv[i];
-        if i + 1 < n {
-            y[i] -= l[i + 1] * y[i + 1];
+
+    /// (T + δI)⁻¹c.
+    pub fn solve(&self, c: &[f64]) -> Vec<f64> {
+        let n = self.pivots.len();
+        let mut y = c.to_vec();
+        for i in 1..n {
+            y[i] -= self.l[i] * y[i - 1];
         }
+        for i in (0..n).rev() {
+            y[i] /= self.pivots[i];
+            if i + 1 < n {
+                y[i] -= self.l[i + 1] * y[i + 1];
+            }
+        }
+        y
     }
-    Ok(y)
+
+    /// ln |T + δI|.
+    pub fn logdet(&self) -> f64 {
+        self.pivots.iter().map(|p| p.ln()).sum()
+    }
 }
 
 /// Stage 1: reduces the symmetric `a` (lower triangle) to lower bandwidth
