@@ -30,8 +30,8 @@
 //! BLUP's solve with K + δI ([`Reduction::solve_shifted`]).
 //!
 //! At n = 9,000 training individuals on a 2-core AMD EPYC Zen 4 (`gblup`
-//! on `simulate` data, 10% test): stage 1 about 13.5 s (its symmetric
-//! product 6.5 s and its rank-2b update 6.0 s, 75–80 GFLOP/s of the
+//! on `simulate` data, 10% test): stage 1 about 12.6 s (its symmetric
+//! product 5.7 s and its rank-2b update 6.0 s, 80–85 GFLOP/s of the
 //! cores' 113 in f64), stage 2 2.3 s. Bandwidths 48 and 64 made stage 1
 //! 0.8 and 1.3 s faster and stage 2 0.7 and 1.5 s slower; b = 32 stays.
 
