@@ -164,30 +164,12 @@ pub fn fit(
     let alpha = if last_index == best_index {
         // Qᵀ(y − Xβ) from Qᵀy and QᵀX.
         let rotated = reduction.rotated();
-        let qt_r: Vec<f64> = (0..nt)
-            .map(|t| {
-                rotated[0][t]
-                    - rotated[1..]
-                        .iter()
-                        .zip(&reml.beta)
-                        .map(|(c, b)| c[t] * b)
-                        .sum::<f64>()
-            })
-            .collect();
+        let qt_r = minus_fixed(&rotated[0], &rotated[1..], &reml.beta);
         let alpha = reduction.solve_shifted(reml.delta, &qt_r)?;
         drop(reduction);
         alpha
     } else {
-        let resid: Vec<f64> = (0..nt)
-            .map(|t| {
-                yt[t]
-                    - xcols
-                        .iter()
-                        .zip(&reml.beta)
-                        .map(|(c, b)| c[t] * b)
-                        .sum::<f64>()
-            })
-            .collect();
+        let resid = minus_fixed(&yt, &xcols, &reml.beta);
         let mut kt = reduction.into_matrix();
         train_kernel(&mut kt, &k);
         tridiag::solve_shifted_in(kt.as_mut(), reml.delta, &resid)?
@@ -216,6 +198,13 @@ pub fn fit(
         snp_effects,
         centers,
     })
+}
+
+/// y − Σᵢ βᵢ xᵢ.
+fn minus_fixed(y: &[f64], x: &[Vec<f64>], beta: &[f64]) -> Vec<f64> {
+    (0..y.len())
+        .map(|t| y[t] - x.iter().zip(beta).map(|(c, b)| c[t] * b).sum::<f64>())
+        .collect()
 }
 
 /// Marker effects a = Zₜᵀ α / (2 Σ p(1 − p)), so that û = Z a for any

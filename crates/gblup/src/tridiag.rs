@@ -161,14 +161,14 @@ impl Reduction {
         if self.b > 1 {
             for j in (0..n.saturating_sub(2)).rev() {
                 let store = self.a.col(n - 1 - j);
+                let store = store.try_as_col_major().expect("a column").as_slice();
                 for s in sweep(j, n, self.b) {
                     let e = (s + self.b).min(n);
                     let tau = store[s - j - 1];
                     if tau == 0.0 {
                         continue;
                     }
-                    let u = &store.try_as_col_major().expect("a column").as_slice()
-                        [s - j - 1..e - j - 1];
+                    let u = &store[s - j - 1..e - j - 1];
                     let seg = &mut z[s..e];
                     let dot = seg[0] + (1..seg.len()).map(|i| u[i] * seg[i]).sum::<f64>();
                     let f = tau * dot;
@@ -207,7 +207,8 @@ impl Reduction {
 }
 
 /// The starts s of stage 2's reflectors in sweep j (rows s..min(s + b, n)):
-/// j + 1, j + 1 + b, …, while the block has at least two rows.
+/// j + 1, j + 1 + b, …, while the block has at least two rows. Both the
+/// chase that makes them and the solve that applies them walk this.
 fn sweep(j: usize, n: usize, b: usize) -> impl Iterator<Item = usize> {
     (j + 1..n)
         .step_by(b)
@@ -674,19 +675,14 @@ fn chase(mut a: MatMut<'_, f64>, mut v: MatMut<'_, f64>, b: usize) -> (Vec<f64>,
         let mut dots = vec![0f64; ld];
         for j in 0..n.saturating_sub(2) {
             let mut col = j;
-            let mut s = j + 1;
-            loop {
+            for s in sweep(j, n, b) {
                 let e = (s + b).min(n);
-                if e <= s + 1 {
-                    break;
-                }
                 let len = e - s;
                 let mut store = a.rb_mut().col_mut(n - 1 - j);
                 x[..len].copy_from_slice(band.col(col, s, e));
                 if x[1..len].iter().all(|&t| t == 0.0) {
                     store[s - j - 1] = 0.0;
                     col = s;
-                    s = e;
                     continue;
                 }
                 let (tau, beta) = householder(&x[..len], &mut u);
@@ -772,7 +768,6 @@ fn chase(mut a: MatMut<'_, f64>, mut v: MatMut<'_, f64>, b: usize) -> (Vec<f64>,
                 }
                 // The bulge below the band in column s is chased next.
                 col = s;
-                s = e;
             }
         }
     }
