@@ -181,22 +181,30 @@ impl<'a> Problem<'a> {
 
     /// (restricted log-likelihood, β, σg²) at δ.
     pub fn eval(&self, delta: f64) -> (f64, Vec<f64>, f64) {
-        match self.basis {
-            Basis::Eigen(values) => self.eval_eigen(values, delta),
-            Basis::Tridiagonal(d, e) => self.eval_tridiagonal(d, e, delta),
-        }
-    }
-
-    /// The likelihood from (K + δI)⁻¹ = Q(T + δI)⁻¹Qᵀ: the quadratic forms
-    /// through T + δI's LDLᵀ factorization, and ln |K + δI| = ln |T + δI|.
-    fn eval_tridiagonal(&self, d: &[f64], e: &[f64], delta: f64) -> (f64, Vec<f64>, f64) {
-        let n = self.y.len();
         let p = self.x.len();
-        let Ok(f) = crate::tridiag::ShiftedTridiagonal::factor(d, e, delta) else {
-            return (f64::NEG_INFINITY, vec![0.0; p], f64::NAN);
+        let failed = (f64::NEG_INFINITY, vec![0.0; p], f64::NAN);
+        // H⁻¹y, H⁻¹X and ln |H| for H = K + δI, in the problem's basis.
+        let (hy, hx, logdet_h) = match self.basis {
+            Basis::Eigen(values) => {
+                let w: Vec<f64> = values.iter().map(|&l| 1.0 / (l + delta)).collect();
+                let scale = |v: &[f64]| v.iter().zip(&w).map(|(v, w)| v * w).collect::<Vec<_>>();
+                let logdet: f64 = w.iter().map(|x| -x.ln()).sum();
+                (
+                    scale(&self.y),
+                    self.x.iter().map(|c| scale(c)).collect(),
+                    logdet,
+                )
+            }
+            // (K + δI)⁻¹ = Q(T + δI)⁻¹Qᵀ and ln |K + δI| = ln |T + δI|,
+            // through T + δI's LDLᵀ factorization.
+            Basis::Tridiagonal(d, e) => {
+                let Ok(f) = crate::tridiag::ShiftedTridiagonal::factor(d, e, delta) else {
+                    return failed;
+                };
+                let hx: Vec<Vec<f64>> = self.x.iter().map(|c| f.solve(c)).collect();
+                (f.solve(&self.y), hx, f.logdet())
+            }
         };
-        let hy = f.solve(&self.y);
-        let hx: Vec<Vec<f64>> = self.x.iter().map(|c| f.solve(c)).collect();
         let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
         let mut a = vec![0f64; p * p];
         let mut b = vec![0f64; p];
@@ -209,62 +217,23 @@ impl<'a> Problem<'a> {
             b[i] = dot(&self.x[i], &hy);
         }
         let Some((beta, logdet_a)) = solve_spd(&a, &b, p) else {
-            return (f64::NEG_INFINITY, vec![0.0; p], f64::NAN);
+            return failed;
         };
-        // q = rᵀ(T + δI)⁻¹r with r = y − Xβ.
-        let q: f64 = (0..n)
+        // q = rᵀH⁻¹r with r = y − Xβ.
+        let q: f64 = (0..self.y.len())
             .map(|k| {
                 let r = self.y[k] - (0..p).map(|i| self.x[i][k] * beta[i]).sum::<f64>();
                 let hr = hy[k] - (0..p).map(|i| hx[i][k] * beta[i]).sum::<f64>();
                 r * hr
             })
             .sum();
-        self.likelihood(q, f.logdet(), logdet_a, beta)
-    }
-
-    /// The restricted log-likelihood from q = rᵀH⁻¹r, ln |H| and
-    /// ln |XᵀH⁻¹X| (H = K + δI), with (ll, β, σg²) as [`Problem::eval`].
-    fn likelihood(
-        &self,
-        q: f64,
-        logdet_h: f64,
-        logdet_a: f64,
-        beta: Vec<f64>,
-    ) -> (f64, Vec<f64>, f64) {
-        let dof = (self.y.len() - self.x.len()) as f64;
+        let dof = (self.y.len() - p) as f64;
         let sigma_g = q / dof;
         let ll = -0.5
             * (dof * (2.0 * std::f64::consts::PI * sigma_g).ln() + logdet_h + logdet_a
                 - self.logdet_xtx
                 + dof);
         (ll, beta, sigma_g)
-    }
-
-    fn eval_eigen(&self, values: &[f64], delta: f64) -> (f64, Vec<f64>, f64) {
-        let n = self.y.len();
-        let p = self.x.len();
-        let w: Vec<f64> = values.iter().map(|&l| 1.0 / (l + delta)).collect();
-        let mut a = vec![0f64; p * p];
-        let mut b = vec![0f64; p];
-        for i in 0..p {
-            for j in 0..=i {
-                let v: f64 = (0..n).map(|k| self.x[i][k] * self.x[j][k] * w[k]).sum();
-                a[i * p + j] = v;
-                a[j * p + i] = v;
-            }
-            b[i] = (0..n).map(|k| self.x[i][k] * self.y[k] * w[k]).sum();
-        }
-        let Some((beta, logdet_a)) = solve_spd(&a, &b, p) else {
-            return (f64::NEG_INFINITY, vec![0.0; p], f64::NAN);
-        };
-        let q: f64 = (0..n)
-            .map(|k| {
-                let r = self.y[k] - (0..p).map(|i| self.x[i][k] * beta[i]).sum::<f64>();
-                r * r * w[k]
-            })
-            .sum();
-        let logdet_h: f64 = w.iter().map(|x| -x.ln()).sum();
-        self.likelihood(q, logdet_h, logdet_a, beta)
     }
 
     /// Maximizes the restricted likelihood over log δ ∈ [−10, 10].
