@@ -767,47 +767,26 @@ pub fn conv2d_act_maxpool2_forward(
         )?;
     }
     let path = SimdPath::current();
-    // Each window's rows, then its columns: the upper row and the left
-    // column win ties. One branch-free pass per pair of rows, writing the
-    // window positions to `ab` unless it is empty (inference).
-    let pool = |yw: &[f32], yb: &mut [f32], ab: &mut [f32]| {
-        for co in 0..p.c_out {
-            let src = &yw[co * wide.n..];
-            for py in 0..hq {
-                let r0 = src[2 * py * wide.wp..][..2 * wq].chunks_exact(2);
-                let r1 = src[(2 * py + 1) * wide.wp..][..2 * wq].chunks_exact(2);
-                let o = (co * hq + py) * wq;
-                let window = |a: &[f32], b: &[f32]| {
-                    let (l0, l1) = (b[0] > a[0], b[1] > a[1]);
-                    let v0 = if l0 { b[0] } else { a[0] };
-                    let v1 = if l1 { b[1] } else { a[1] };
-                    let s0 = if l0 { 2.0 } else { 0.0 };
-                    let s1 = if l1 { 3.0 } else { 1.0 };
-                    if v1 > v0 {
-                        (v1, s1)
-                    } else {
-                        (v0, s0)
-                    }
-                };
-                let yr = yb[o..o + wq].iter_mut();
-                if ab.is_empty() {
-                    for (yv, (a, b)) in yr.zip(r0.zip(r1)) {
-                        *yv = window(a, b).0;
-                    }
-                } else {
-                    for ((yv, av), (a, b)) in yr.zip(&mut ab[o..o + wq]).zip(r0.zip(r1)) {
-                        (*yv, *av) = window(a, b);
-                    }
-                }
-            }
+    let pool = |yw: &[f32], yb: &mut [f32], ab: &mut [f32], deriv: &mut [f32]| {
+        PoolWindows {
+            act,
+            c_out: p.c_out,
+            n: wide.n,
+            wp: wide.wp,
+            hq,
+            wq,
+            yw,
+            y: yb,
+            at: ab,
+            deriv,
         }
-        act.forward_inplace(yb);
+        .run(path)
     };
     if mask.is_empty() {
         x.par_chunks(p.c_in * h * w)
             .zip(y.par_chunks_mut(ps))
             .for_each(|(xb, yb)| {
-                wide.sample_forward(path, p, xb, wt, bias, |yw| pool(yw, yb, &mut []))
+                wide.sample_forward(path, p, xb, wt, bias, |yw| pool(yw, yb, &mut [], &mut []))
             });
         return Ok(());
     }
@@ -815,12 +794,7 @@ pub fn conv2d_act_maxpool2_forward(
         .zip(y.par_chunks_mut(ps).zip(mask.par_chunks_mut(2 * ps)))
         .for_each(|(xb, (yb, mb))| {
             let (ab, deriv) = mb.split_at_mut(ps);
-            wide.sample_forward(path, p, xb, wt, bias, |yw| {
-                pool(yw, yb, ab);
-                for (d, &v) in deriv.iter_mut().zip(yb.iter()) {
-                    *d = act.derivative_from_output(v);
-                }
-            })
+            wide.sample_forward(path, p, xb, wt, bias, |yw| pool(yw, yb, ab, deriv))
         });
     Ok(())
 }
@@ -873,31 +847,367 @@ pub fn conv2d_act_maxpool2_backward(
         p.weight_len(),
     )?;
     let row = wide.grad_row();
+    let path = SimdPath::current();
     let fill = |b: usize, gw: &mut [f32]| {
-        for co in 0..p.c_out {
-            let dst = &mut gw[co * row + wide.front..];
-            let (argmax, deriv) = mask[2 * b * ps..2 * (b + 1) * ps].split_at(ps);
-            for py in 0..hq {
-                let o = (co * hq + py) * wq;
-                let dyr = &dy[b * ps + o..b * ps + o + wq];
-                // The window's four places: the gradient at the maximum's,
-                // zero at the others (branch-free, whole pairs of rows).
-                let (d0, d1) = dst[2 * py * wide.wp..].split_at_mut(wide.wp);
-                let (d0, d1) = (&mut d0[..2 * wq], &mut d1[..2 * wq]);
-                for ((top, bottom), ((&g, &k), &dv)) in d0
-                    .chunks_exact_mut(2)
-                    .zip(d1.chunks_exact_mut(2))
-                    .zip(dyr.iter().zip(&argmax[o..o + wq]).zip(&deriv[o..o + wq]))
-                {
-                    let v = g * dv;
-                    top[0] = if k == 0.0 { v } else { 0.0 };
-                    top[1] = if k == 1.0 { v } else { 0.0 };
-                    bottom[0] = if k == 2.0 { v } else { 0.0 };
-                    bottom[1] = if k == 3.0 { v } else { 0.0 };
-                }
-            }
+        let (at, deriv) = mask[2 * b * ps..2 * (b + 1) * ps].split_at(ps);
+        UnpoolWindows {
+            c_out: p.c_out,
+            row,
+            front: wide.front,
+            wp: wide.wp,
+            hq,
+            wq,
+            dy: &dy[b * ps..(b + 1) * ps],
+            at,
+            deriv,
+            gw,
         }
+        .run(path)
     };
     wide_backward(p, &wide, x, batch, wt, fill, dx, dw, db);
     Ok(())
+}
+
+/// The 2 × 2 max pool (stride 2) of one sample's wide convolution output
+/// `yw` (c_out rows of n, wp wide), then the activation: writes the pooled
+/// `y` (c_out × hq × wq) and, unless `at` is empty (inference), the window
+/// position of each maximum (2·row + column, as f32) to `at` and the
+/// activation's derivative at each pooled value to `deriv`. Each window's
+/// rows are compared first, then its columns: the upper row and the left
+/// column win ties. A row of windows at a time: [`windows::pool_row`], or
+/// on the AVX-512 paths its vector form, which loads both rows of up to 16
+/// windows at once and splits their columns with a permutation (the
+/// compiler, left to itself, gathers them one by one).
+struct PoolWindows<'a> {
+    act: crate::Activation,
+    c_out: usize,
+    n: usize,
+    wp: usize,
+    hq: usize,
+    wq: usize,
+    yw: &'a [f32],
+    y: &'a mut [f32],
+    at: &'a mut [f32],
+    deriv: &'a mut [f32],
+}
+
+impl PoolWindows<'_> {
+    fn run(self, path: SimdPath) {
+        let PoolWindows {
+            act,
+            c_out,
+            n,
+            wp,
+            hq,
+            wq,
+            yw,
+            y,
+            at,
+            deriv,
+        } = self;
+        let train = !at.is_empty();
+        let vector = windows::vector(path);
+        for co in 0..c_out {
+            let src = &yw[co * n..];
+            for py in 0..hq {
+                let r0 = &src[2 * py * wp..][..2 * wq];
+                let r1 = &src[(2 * py + 1) * wp..][..2 * wq];
+                let o = (co * hq + py) * wq;
+                let ar = if train {
+                    &mut at[o..o + wq]
+                } else {
+                    &mut [][..]
+                };
+                windows::pool_row(vector, r0, r1, &mut y[o..o + wq], ar);
+            }
+        }
+        path.dispatch(ActivateInPlace { act, y, deriv });
+    }
+}
+
+/// The activation over `y` in place and, unless `deriv` is empty, its
+/// derivative at each output: contiguous, monomorphized per activation so
+/// that the compiler vectorizes it.
+struct ActivateInPlace<'a> {
+    act: crate::Activation,
+    y: &'a mut [f32],
+    deriv: &'a mut [f32],
+}
+
+impl pulp::WithSimd for ActivateInPlace<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _s: S) {
+        #[inline(always)]
+        fn run(y: &mut [f32], deriv: &mut [f32], f: impl Fn(f32) -> f32, d: impl Fn(f32) -> f32) {
+            if deriv.is_empty() {
+                y.iter_mut().for_each(|v| *v = f(*v));
+                return;
+            }
+            for (v, dv) in y.iter_mut().zip(deriv.iter_mut()) {
+                *v = f(*v);
+                *dv = d(*v);
+            }
+        }
+        let ActivateInPlace { act, y, deriv } = self;
+        match act {
+            crate::Activation::Relu => run(
+                y,
+                deriv,
+                |m| m.max(0.0),
+                |o| if o > 0.0 { 1.0 } else { 0.0 },
+            ),
+            crate::Activation::Linear => run(y, deriv, |m| m, |_| 1.0),
+            a => run(y, deriv, |m| a.apply(m), |o| a.derivative_from_output(o)),
+        }
+    }
+}
+
+/// The wide gradient of one sample's convolution output from the pooled
+/// gradient `dy` and the forward pass's window positions `at` and
+/// derivatives `deriv` ([`PoolWindows`]): each window's four places get
+/// dy · derivative at the maximum's, zero at the others. Writes, per output
+/// channel, the rows of `gw` from `front` on (c_out rows of `row`); the
+/// rest must already be zero. A row of windows at a time, as
+/// [`PoolWindows`] runs.
+struct UnpoolWindows<'a> {
+    c_out: usize,
+    row: usize,
+    front: usize,
+    wp: usize,
+    hq: usize,
+    wq: usize,
+    dy: &'a [f32],
+    at: &'a [f32],
+    deriv: &'a [f32],
+    gw: &'a mut [f32],
+}
+
+impl UnpoolWindows<'_> {
+    fn run(self, path: SimdPath) {
+        let UnpoolWindows {
+            c_out,
+            row,
+            front,
+            wp,
+            hq,
+            wq,
+            dy,
+            at,
+            deriv,
+            gw,
+        } = self;
+        let vector = windows::vector(path);
+        for co in 0..c_out {
+            let dst = &mut gw[co * row + front..];
+            for py in 0..hq {
+                let o = (co * hq + py) * wq;
+                let (d0, d1) = dst[2 * py * wp..].split_at_mut(wp);
+                windows::unpool_row(
+                    vector,
+                    &dy[o..o + wq],
+                    &at[o..o + wq],
+                    &deriv[o..o + wq],
+                    &mut d0[..2 * wq],
+                    &mut d1[..2 * wq],
+                );
+            }
+        }
+    }
+}
+
+/// One row of 2 × 2 windows: the scalar reference and its AVX-512 form.
+mod windows {
+    use crate::simd::SimdPath;
+
+    /// Whether `path` runs the AVX-512 forms.
+    pub(super) fn vector(path: SimdPath) -> bool {
+        cfg!(target_arch = "x86_64") && matches!(path, SimdPath::Avx512 | SimdPath::Avx512Bf16)
+    }
+
+    /// Windows j < y.len() over rows r0 and r1 (2 values per window each):
+    /// the maximum to `y` and, unless `at` is empty, its position (2·row +
+    /// column) to `at`. The upper row, then the left column, win ties.
+    pub(super) fn pool_row(vector: bool, r0: &[f32], r1: &[f32], y: &mut [f32], at: &mut [f32]) {
+        let wq = y.len();
+        assert!(r0.len() >= 2 * wq && r1.len() >= 2 * wq && (at.is_empty() || at.len() == wq));
+        #[cfg(target_arch = "x86_64")]
+        if vector {
+            let at = if at.is_empty() {
+                std::ptr::null_mut()
+            } else {
+                at.as_mut_ptr()
+            };
+            // Safety: AVX-512F is on these paths; the lengths are checked above.
+            return unsafe { x86::pool_row(r0.as_ptr(), r1.as_ptr(), wq, y.as_mut_ptr(), at) };
+        }
+        let _ = vector;
+        for j in 0..wq {
+            let (a0, a1, b0, b1) = (r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]);
+            let (l0, l1) = (b0 > a0, b1 > a1);
+            let v0 = if l0 { b0 } else { a0 };
+            let v1 = if l1 { b1 } else { a1 };
+            let right = v1 > v0;
+            y[j] = if right { v1 } else { v0 };
+            if !at.is_empty() {
+                at[j] = if right {
+                    if l1 {
+                        3.0
+                    } else {
+                        1.0
+                    }
+                } else if l0 {
+                    2.0
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+
+    /// The gradients of a row of windows: dy · deriv at each window's
+    /// position `at`, zero at its other three places, into `top` and
+    /// `bottom` (2 values per window each).
+    pub(super) fn unpool_row(
+        vector: bool,
+        dy: &[f32],
+        at: &[f32],
+        deriv: &[f32],
+        top: &mut [f32],
+        bottom: &mut [f32],
+    ) {
+        let wq = dy.len();
+        assert!(
+            at.len() == wq && deriv.len() == wq && top.len() == 2 * wq && bottom.len() == 2 * wq
+        );
+        #[cfg(target_arch = "x86_64")]
+        if vector {
+            // Safety: AVX-512F is on these paths; the lengths are checked above.
+            return unsafe {
+                x86::unpool_row(
+                    dy.as_ptr(),
+                    at.as_ptr(),
+                    deriv.as_ptr(),
+                    wq,
+                    top.as_mut_ptr(),
+                    bottom.as_mut_ptr(),
+                )
+            };
+        }
+        let _ = vector;
+        for j in 0..wq {
+            let (v, k) = (dy[j] * deriv[j], at[j]);
+            top[2 * j] = if k == 0.0 { v } else { 0.0 };
+            top[2 * j + 1] = if k == 1.0 { v } else { 0.0 };
+            bottom[2 * j] = if k == 2.0 { v } else { 0.0 };
+            bottom[2 * j + 1] = if k == 3.0 { v } else { 0.0 };
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod x86 {
+        use std::arch::x86_64::*;
+
+        /// Lanes 0, 2, …, 30 and 1, 3, …, 31 of two vectors (the columns of
+        /// 16 windows), and the inverse: the lanes of two vectors interleaved.
+        const EVEN: [i32; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
+        const ODD: [i32; 16] = [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31];
+        const LOW: [i32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
+        const HIGH: [i32; 16] = [8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31];
+
+        fn lanes(n: usize) -> __mmask16 {
+            if n >= 16 {
+                0xffff
+            } else {
+                ((1u32 << n) - 1) as __mmask16
+            }
+        }
+
+        /// [`super::pool_row`], 16 windows per step (`at` null: no positions).
+        #[target_feature(enable = "avx512f")]
+        pub(super) unsafe fn pool_row(
+            r0: *const f32,
+            r1: *const f32,
+            wq: usize,
+            y: *mut f32,
+            at: *mut f32,
+        ) {
+            let even = _mm512_loadu_si512(EVEN.as_ptr() as *const _);
+            let odd = _mm512_loadu_si512(ODD.as_ptr() as *const _);
+            // The column of each lane of a row's 32 values: 0, 1, 0, 1, …
+            let column = _mm512_setr_ps(
+                0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0,
+            );
+            let two = _mm512_set1_ps(2.0);
+            let mut j = 0;
+            while j < wq {
+                let m = (wq - j).min(16);
+                let (lo, hi) = (lanes(2 * m), lanes((2 * m).saturating_sub(16)));
+                let a_lo = _mm512_maskz_loadu_ps(lo, r0.add(2 * j));
+                let a_hi = _mm512_maskz_loadu_ps(hi, r0.add(2 * j + 16));
+                let b_lo = _mm512_maskz_loadu_ps(lo, r1.add(2 * j));
+                let b_hi = _mm512_maskz_loadu_ps(hi, r1.add(2 * j + 16));
+                // The rows: the lower wins only where strictly greater.
+                let l_lo = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(b_lo, a_lo);
+                let l_hi = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(b_hi, a_hi);
+                let v_lo = _mm512_mask_blend_ps(l_lo, a_lo, b_lo);
+                let v_hi = _mm512_mask_blend_ps(l_hi, a_hi, b_hi);
+                // Then the columns: the right wins only where strictly greater.
+                let v0 = _mm512_permutex2var_ps(v_lo, even, v_hi);
+                let v1 = _mm512_permutex2var_ps(v_lo, odd, v_hi);
+                let right = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v1, v0);
+                let w = lanes(m);
+                _mm512_mask_storeu_ps(y.add(j), w, _mm512_mask_blend_ps(right, v0, v1));
+                if !at.is_null() {
+                    let c_lo = _mm512_mask_add_ps(column, l_lo, column, two);
+                    let c_hi = _mm512_mask_add_ps(column, l_hi, column, two);
+                    let s0 = _mm512_permutex2var_ps(c_lo, even, c_hi);
+                    let s1 = _mm512_permutex2var_ps(c_lo, odd, c_hi);
+                    _mm512_mask_storeu_ps(at.add(j), w, _mm512_mask_blend_ps(right, s0, s1));
+                }
+                j += 16;
+            }
+        }
+
+        /// [`super::unpool_row`], 16 windows per step.
+        #[target_feature(enable = "avx512f")]
+        pub(super) unsafe fn unpool_row(
+            dy: *const f32,
+            at: *const f32,
+            deriv: *const f32,
+            wq: usize,
+            top: *mut f32,
+            bottom: *mut f32,
+        ) {
+            let low = _mm512_loadu_si512(LOW.as_ptr() as *const _);
+            let high = _mm512_loadu_si512(HIGH.as_ptr() as *const _);
+            let place = [0.0, 1.0, 2.0, 3.0].map(|k| _mm512_set1_ps(k));
+            let mut j = 0;
+            while j < wq {
+                let m = (wq - j).min(16);
+                let w = lanes(m);
+                let v = _mm512_mul_ps(
+                    _mm512_maskz_loadu_ps(w, dy.add(j)),
+                    _mm512_maskz_loadu_ps(w, deriv.add(j)),
+                );
+                let k = _mm512_maskz_loadu_ps(w, at.add(j));
+                let (lo, hi) = (lanes(2 * m), lanes((2 * m).saturating_sub(16)));
+                for (row, left) in [(top, 0), (bottom, 2)] {
+                    let l =
+                        _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(k, place[left]), v);
+                    let r = _mm512_maskz_mov_ps(
+                        _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(k, place[left + 1]),
+                        v,
+                    );
+                    _mm512_mask_storeu_ps(row.add(2 * j), lo, _mm512_permutex2var_ps(l, low, r));
+                    _mm512_mask_storeu_ps(
+                        row.add(2 * j + 16),
+                        hi,
+                        _mm512_permutex2var_ps(l, high, r),
+                    );
+                }
+                j += 16;
+            }
+        }
+    }
 }
