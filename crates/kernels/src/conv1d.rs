@@ -732,9 +732,21 @@ pub fn conv1d_act_maxpool2_forward(
     let (cig, cog, k, dil) = (p.c_in_g(), p.c_out_g(), p.k, p.dilation);
     let single = crate::conv1d_in1::forward_applies(p, act);
     let relu = act == crate::Activation::Relu;
+    let winograd = (!single && crate::winograd::applies(p, path)).then(|| {
+        let tr = crate::winograd::Transforms::new(k);
+        let u = tr.weights(p, w);
+        (tr, u)
+    });
     let sample = |((xb, yb), ab): ((&[f32], &mut [f32]), &mut [f32])| {
         if single {
             return crate::conv1d_in1::forward_sample(path, p, relu, xb, w, bias, lp2, yb, ab);
+        }
+        if let Some((tr, u)) = &winograd {
+            return with_padded(p, xb, l, |xp| {
+                crate::winograd::forward_pool_sample(
+                    path, tr, p, act, xp, lpad, u, bias, lp2, yb, ab,
+                )
+            });
         }
         with_padded(p, xb, l, |xp| {
             with_scratch(cog * FUSED_BLOCK, |tile| {

@@ -1108,20 +1108,7 @@ mod windows {
     mod x86 {
         use std::arch::x86_64::*;
 
-        /// Lanes 0, 2, …, 30 and 1, 3, …, 31 of two vectors (the columns of
-        /// 16 windows), and the inverse: the lanes of two vectors interleaved.
-        const EVEN: [i32; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
-        const ODD: [i32; 16] = [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31];
-        const LOW: [i32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
-        const HIGH: [i32; 16] = [8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31];
-
-        fn lanes(n: usize) -> __mmask16 {
-            if n >= 16 {
-                0xffff
-            } else {
-                ((1u32 << n) - 1) as __mmask16
-            }
-        }
+        use crate::simd::avx512::{lanes, EVEN, HIGH, LOW, ODD};
 
         /// [`super::pool_row`], 16 windows per step (`at` null: no positions).
         #[target_feature(enable = "avx512f")]

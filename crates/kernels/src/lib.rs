@@ -26,6 +26,7 @@ pub mod pool;
 pub mod reference;
 mod scratch;
 pub mod simd;
+mod winograd;
 
 pub use act::{softmax_cross_entropy, Activation};
 pub use conv1d::{conv1d_backward, conv1d_forward, Conv1dParams, Padding};

@@ -258,3 +258,29 @@ impl<T> SendPtr<T> {
         self.0
     }
 }
+
+/// Lane permutations and masks shared by the AVX-512 kernels that split and
+/// interleave pairs of vectors (2 × 2 and 1D pooling of pairs).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use std::arch::x86_64::__mmask16;
+
+    /// Lanes 0, 2, …, 30 of two vectors (`vpermt2ps` indices): their even elements.
+    pub(crate) const EVEN: [i32; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
+    /// Lanes 1, 3, …, 31 of two vectors: their odd elements.
+    pub(crate) const ODD: [i32; 16] = [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31];
+    /// The first halves of two vectors interleaved (a0, b0, a1, b1, …).
+    pub(crate) const LOW: [i32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
+    /// Their second halves interleaved (a8, b8, …, a15, b15).
+    pub(crate) const HIGH: [i32; 16] =
+        [8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31];
+
+    /// The mask of the first min(n, 16) lanes.
+    pub(crate) fn lanes(n: usize) -> __mmask16 {
+        if n >= 16 {
+            0xffff
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
+    }
+}

@@ -284,6 +284,142 @@ fn large_shapes_take_the_parallel_paths() {
     }
 }
 
+/// One case of the fused 1D convolution + activation + max pool of 2
+/// against the three kernels run one after the other, forward and
+/// backward, on every SIMD path.
+fn fused_conv_pool_case(
+    p: Conv1dParams,
+    l: usize,
+    batch: usize,
+    act: kernels::Activation,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    use kernels::pool::{pool1d_backward, pool1d_forward, Pool1dParams, PoolKind};
+    prop_assume!(p.validate(l).is_ok() && p.l_out(l) >= 2);
+    let relu = act == kernels::Activation::Relu;
+    let lo = p.l_out(l);
+    let lp2 = lo / 2;
+    let x = data(batch * p.c_in * l, seed);
+    let w = data(p.weight_len(), seed + 1);
+    let b = data(p.c_out, seed + 2);
+    let dy = data(batch * p.c_out * lp2, seed + 3);
+    // Unfused: conv, activation, pool.
+    let mut z = vec![0f32; batch * p.c_out * lo];
+    conv1d_forward(&p, &x, batch, l, &w, Some(&b), &mut z).expect("valid kernel parameters");
+    let mut a = vec![0f32; z.len()];
+    act.forward(&z, &mut a).unwrap();
+    let pp = Pool1dParams::new(PoolKind::Max, 2);
+    // A near tie in a window may be resolved either way (both are valid
+    // subgradients), and so may a ReLU's kink at a maximum within
+    // rounding of 0: leave such draws out. Ties are looked for before
+    // the activation: after a ReLU, windows of two negatives tie at 0,
+    // but either choice then passes a zero gradient.
+    let kink = |m: f32| relu && m.abs() <= 1e-6;
+    prop_assume!(z.chunks(lo).all(|r| r[..2 * lp2]
+        .chunks(2)
+        .all(|v| (v[0] - v[1]).abs() > 1e-6 && !kink(v[0].max(v[1])))));
+    let mut y_ref = vec![0f32; dy.len()];
+    pool1d_forward(&pp, &a, batch * p.c_out, lo, &mut y_ref).expect("valid kernel parameters");
+    let mut da = vec![0f32; z.len()];
+    pool1d_backward(&pp, &a, batch * p.c_out, lo, &dy, &mut da).expect("valid kernel parameters");
+    let mut dz = vec![0f32; z.len()];
+    act.backward(&z, &da, &mut dz).unwrap();
+    let (mut dx_ref, mut dw_ref, mut db_ref) = (
+        vec![0f32; x.len()],
+        vec![0f32; w.len()],
+        vec![0f32; b.len()],
+    );
+    conv1d_backward(
+        &p,
+        &x,
+        batch,
+        l,
+        &w,
+        &dz,
+        Some(&mut dx_ref),
+        &mut dw_ref,
+        Some(&mut db_ref),
+    )
+    .expect("valid kernel parameters");
+    // Fused, on every SIMD path, with and without the input gradient
+    // (the first layer of a network needs none).
+    for path in SimdPath::available() {
+        let close = |what: &str, got: &[f32], want: &[f32], tol: f64| {
+            let e = rel(got, &f64s(want));
+            assert!(e <= tol, "{path} {what} {e}");
+        };
+        with_path(path, || {
+            let (mut y, mut mask) = (vec![0f32; dy.len()], vec![0f32; dy.len()]);
+            kernels::conv1d::conv1d_act_maxpool2_forward(
+                &p,
+                act,
+                &x,
+                batch,
+                l,
+                &w,
+                Some(&b),
+                &mut y,
+                &mut mask,
+            )
+            .expect("valid kernel parameters");
+            close("y", &y, &y_ref, 1e-5);
+            // Inference (no mask) pools the same values.
+            let mut y_only = vec![0f32; dy.len()];
+            kernels::conv1d::conv1d_act_maxpool2_forward(
+                &p,
+                act,
+                &x,
+                batch,
+                l,
+                &w,
+                Some(&b),
+                &mut y_only,
+                &mut [],
+            )
+            .expect("valid kernel parameters");
+            assert_eq!(y_only, y, "{path} y without a mask");
+            let (mut dx, mut dw, mut db) = (
+                vec![0f32; x.len()],
+                vec![0f32; w.len()],
+                vec![0f32; b.len()],
+            );
+            kernels::conv1d::conv1d_act_maxpool2_backward(
+                &p,
+                &x,
+                batch,
+                l,
+                &w,
+                &mask,
+                &dy,
+                Some(&mut dx),
+                &mut dw,
+                Some(&mut db),
+            )
+            .expect("valid kernel parameters");
+            close("dx", &dx, &dx_ref, 1e-4);
+            close("dw", &dw, &dw_ref, 1e-4);
+            close("db", &db, &db_ref, 1e-4);
+            let (mut dw2, mut db2) = (vec![0f32; w.len()], vec![0f32; b.len()]);
+            kernels::conv1d::conv1d_act_maxpool2_backward(
+                &p,
+                &x,
+                batch,
+                l,
+                &w,
+                &mask,
+                &dy,
+                None,
+                &mut dw2,
+                Some(&mut db2),
+            )
+            .expect("valid kernel parameters");
+            close("dw without dx", &dw2, &dw_ref, 1e-4);
+            close("db without dx", &db2, &db_ref, 1e-4);
+        });
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { max_global_rejects: 1 << 20, ..ProptestConfig::with_cases(32) })]
 
@@ -294,56 +430,23 @@ proptest! {
         cig in 1usize..3, cog in 1usize..4, groups in 1usize..3, k in 1usize..6, dilation in 1usize..3,
         stride in 1usize..4, pad in padding(), batch in 1usize..4, l in prop_oneof![4usize..300, 2000usize..4500], relu in any::<bool>(), seed in 0u64..1000,
     ) {
-        use kernels::pool::{pool1d_backward, pool1d_forward, Pool1dParams, PoolKind};
-        use kernels::Activation;
         let p = Conv1dParams::new(cig * groups, cog * groups, k).stride(stride).dilation(dilation).padding(pad).groups(groups);
-        prop_assume!(p.validate(l).is_ok() && p.l_out(l) >= 2);
-        let act = if relu { Activation::Relu } else { Activation::Tanh };
-        let lo = p.l_out(l);
-        let lp2 = lo / 2;
-        let x = data(batch * p.c_in * l, seed);
-        let w = data(p.weight_len(), seed + 1);
-        let b = data(p.c_out, seed + 2);
-        let dy = data(batch * p.c_out * lp2, seed + 3);
-        // Unfused: conv, activation, pool.
-        let mut z = vec![0f32; batch * p.c_out * lo];
-        conv1d_forward(&p, &x, batch, l, &w, Some(&b), &mut z).expect("valid kernel parameters");
-        let mut a = vec![0f32; z.len()];
-        act.forward(&z, &mut a).unwrap();
-        let pp = Pool1dParams::new(PoolKind::Max, 2);
-        // A near tie in a window may be resolved either way (both are valid
-        // subgradients), and so may a ReLU's kink at a maximum within
-        // rounding of 0: leave such draws out. Ties are looked for before
-        // the activation: after a ReLU, windows of two negatives tie at 0,
-        // but either choice then passes a zero gradient.
-        let kink = |m: f32| relu && m.abs() <= 1e-6;
-        prop_assume!(z.chunks(lo).all(|r| r[..2 * lp2].chunks(2).all(|v| (v[0] - v[1]).abs() > 1e-6 && !kink(v[0].max(v[1])))));
-        let mut y_ref = vec![0f32; dy.len()];
-        pool1d_forward(&pp, &a, batch * p.c_out, lo, &mut y_ref).expect("valid kernel parameters");
-        let mut da = vec![0f32; z.len()];
-        pool1d_backward(&pp, &a, batch * p.c_out, lo, &dy, &mut da).expect("valid kernel parameters");
-        let mut dz = vec![0f32; z.len()];
-        act.backward(&z, &da, &mut dz).unwrap();
-        let (mut dx_ref, mut dw_ref, mut db_ref) = (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; b.len()]);
-        conv1d_backward(&p, &x, batch, l, &w, &dz, Some(&mut dx_ref), &mut dw_ref, Some(&mut db_ref)).expect("valid kernel parameters");
-        // Fused, on every SIMD path, with and without the input gradient
-        // (the first layer of a network needs none).
-        for path in SimdPath::available() {
-            with_path(path, || {
-                let (mut y, mut mask) = (vec![0f32; dy.len()], vec![0f32; dy.len()]);
-                kernels::conv1d::conv1d_act_maxpool2_forward(&p, act, &x, batch, l, &w, Some(&b), &mut y, &mut mask).expect("valid kernel parameters");
-                assert!(rel(&y, &f64s(&y_ref)) <= 1e-5, "{path} y {}", rel(&y, &f64s(&y_ref)));
-                let (mut dx, mut dw, mut db) = (vec![0f32; x.len()], vec![0f32; w.len()], vec![0f32; b.len()]);
-                kernels::conv1d::conv1d_act_maxpool2_backward(&p, &x, batch, l, &w, &mask, &dy, Some(&mut dx), &mut dw, Some(&mut db)).expect("valid kernel parameters");
-                assert!(rel(&dx, &f64s(&dx_ref)) <= 1e-4, "{path} dx {}", rel(&dx, &f64s(&dx_ref)));
-                assert!(rel(&dw, &f64s(&dw_ref)) <= 1e-4, "{path} dw {}", rel(&dw, &f64s(&dw_ref)));
-                assert!(rel(&db, &f64s(&db_ref)) <= 1e-4, "{path} db {}", rel(&db, &f64s(&db_ref)));
-                let (mut dw2, mut db2) = (vec![0f32; w.len()], vec![0f32; b.len()]);
-                kernels::conv1d::conv1d_act_maxpool2_backward(&p, &x, batch, l, &w, &mask, &dy, None, &mut dw2, Some(&mut db2)).expect("valid kernel parameters");
-                assert!(rel(&dw2, &f64s(&dw_ref)) <= 1e-4, "{path} dw without dx {}", rel(&dw2, &f64s(&dw_ref)));
-                assert!(rel(&db2, &f64s(&db_ref)) <= 1e-4, "{path} db without dx {}", rel(&db2, &f64s(&db_ref)));
-            });
-        }
+        let act = if relu { kernels::Activation::Relu } else { kernels::Activation::Tanh };
+        fused_conv_pool_case(p, l, batch, act, seed)?;
+    }
+
+    /// The same with 4 or more input channels and 3 to 5 taps, where the
+    /// fused forward pass runs Winograd's F(4, k): lengths from one tile
+    /// to several blocks of 128 tiles, tails of every length.
+    #[test]
+    fn winograd_conv_pool_equals_the_unfused_kernels(
+        cin in 4usize..18, cout in 1usize..10, k in 3usize..6, pad in padding(), batch in 1usize..3,
+        l in prop_oneof![8usize..80, 500usize..1200], act in 0usize..3, seed in 0u64..1000,
+    ) {
+        use kernels::Activation;
+        let p = Conv1dParams::new(cin, cout, k).padding(pad);
+        let act = [Activation::Relu, Activation::Tanh, Activation::Linear][act];
+        fused_conv_pool_case(p, l, batch, act, seed)?;
     }
 
     /// The fused 2D convolution + activation + 2 × 2 max pool equals the

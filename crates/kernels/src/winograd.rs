@@ -1,0 +1,833 @@
+//! Winograd's minimal filtering F(4, k) for the fused 1D convolution +
+//! activation + max pool 2 ([`conv1d_act_maxpool2_forward`]): four outputs
+//! of a k-tap correlation from α = k + 3 products per (input, output)
+//! channel pair instead of 4·k, so that the convolution's products shrink
+//! 2.5× at k = 5 (the genomic CNN's second layer: 16 → 32 channels).
+//!
+//! For a tile of α inputs d and taps g, y = Aᵀ [(G g) ⊙ (Bᵀ d)] (Lavin &
+//! Gray 2016). Summed over input channels, each of the α points ξ is a
+//! matrix product M_ξ = U_ξ · V_ξ, with U_ξ = (G w)_ξ (c_out × c_in, once
+//! per call) and V_ξ the transformed inputs (c_in × tiles): the products
+//! run on [`gemm_rows`], the transforms on vectors of tiles. The inputs are
+//! first split by position modulo 4 (four "phases"), so that the i-th
+//! input of consecutive tiles is a contiguous run; the outputs are pooled
+//! in the same phases (positions 4q, 4q + 1 and 4q + 2, 4q + 3 are the two
+//! pooling pairs of tile q) and only the pooled values are interleaved.
+//!
+//! The matrices are those of Toom–Cook at the points 0, ±1, ±2, ±½ and ∞,
+//! built in f64 ([`Transforms::new`]): Aᵀ[j][ξ] = a_ξ^j, G[ξ][t] = a_ξ^t /
+//! Π_(η≠ξ)(a_ξ − a_η), and row ξ of Bᵀ the coefficients of Π_(η≠ξ)(x −
+//! a_η); the point at infinity takes the last tap, the last output and
+//! the coefficients of Π_η(x − a_η). The result differs from the direct
+//! sum by rounding alone (a few f32 ulps, relative to the sum of the
+//! products' magnitudes); the tests bound it against the f64 reference.
+//!
+//! [`conv1d_act_maxpool2_forward`]: crate::conv1d::conv1d_act_maxpool2_forward
+
+use pulp::{Simd, WithSimd};
+
+use crate::conv1d::Conv1dParams;
+use crate::gemm::gemm_rows;
+use crate::scratch::with_scratch;
+use crate::simd::{loadu, storeu, SimdPath};
+
+/// Outputs per tile.
+const M: usize = 4;
+/// The finite points, in the order they are taken (α − 1 of them).
+const POINTS: [f64; 6] = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5];
+/// The seventh point (k = 5 needs 7 finite points).
+const POINT_7: f64 = -0.5;
+/// Tiles per block: the block's transformed inputs, products and outputs
+/// stay in L2 (32 output channels: 8 · 32 · 128 f32 = 128 KiB of products).
+const BLOCK: usize = 128;
+
+/// Whether the fused forward pass runs these options through F(4, k): a
+/// stride-1, undilated, ungrouped convolution of 3 to 5 taps with at least
+/// 4 input channels (with fewer, the transforms cost more than they save),
+/// on an f32 path (bf16's rounding would compound with the transforms').
+pub(crate) fn applies(p: &Conv1dParams, path: SimdPath) -> bool {
+    p.stride == 1
+        && p.dilation == 1
+        && p.groups == 1
+        && (3..=5).contains(&p.k)
+        && p.c_in >= 4
+        && !path.is_bf16()
+}
+
+/// The F(4, k) matrices in f32.
+#[derive(Clone, Debug)]
+pub(crate) struct Transforms {
+    k: usize,
+    alpha: usize,
+    /// Aᵀ: M × α.
+    at: Vec<f32>,
+    /// G: α × k.
+    g: Vec<f32>,
+    /// Bᵀ: α × α.
+    bt: Vec<f32>,
+    /// Whether the finite points are symmetric about 0 (k = 3 and 5): then
+    /// row 0 of Bᵀ has even-indexed terms only, the last row odd-indexed
+    /// ones, and the rows of each pair ±a differ in the sign of the odd ones.
+    paired: bool,
+}
+
+impl Transforms {
+    /// Toom–Cook at α − 1 finite points and ∞ (see the module's notes), built in f64.
+    pub(crate) fn new(k: usize) -> Transforms {
+        let alpha = M + k - 1;
+        let finite: Vec<f64> = POINTS
+            .iter()
+            .copied()
+            .chain([POINT_7])
+            .take(alpha - 1)
+            .collect();
+        assert_eq!(finite.len(), alpha - 1, "F(4, {k}) needs {alpha} points");
+        // Coefficients (lowest first) of Π (x − a) over the given points.
+        let poly = |pts: &mut dyn Iterator<Item = f64>| {
+            let mut c = vec![1.0f64];
+            for a in pts {
+                let mut next = vec![0.0; c.len() + 1];
+                for (i, &ci) in c.iter().enumerate() {
+                    next[i + 1] += ci;
+                    next[i] -= a * ci;
+                }
+                c = next;
+            }
+            c
+        };
+        let (mut at, mut g, mut bt) = (
+            vec![0f64; M * alpha],
+            vec![0f64; alpha * k],
+            vec![0f64; alpha * alpha],
+        );
+        for (xi, &a) in finite.iter().enumerate() {
+            for j in 0..M {
+                at[j * alpha + xi] = a.powi(j as i32);
+            }
+            let f: f64 = finite
+                .iter()
+                .enumerate()
+                .filter(|&(eta, _)| eta != xi)
+                .map(|(_, &b)| a - b)
+                .product();
+            for t in 0..k {
+                g[xi * k + t] = a.powi(t as i32) / f;
+            }
+            let c = poly(
+                &mut finite
+                    .iter()
+                    .enumerate()
+                    .filter(|&(eta, _)| eta != xi)
+                    .map(|(_, &b)| b),
+            );
+            bt[xi * alpha..xi * alpha + c.len()].copy_from_slice(&c);
+        }
+        let inf = alpha - 1;
+        at[(M - 1) * alpha + inf] = 1.0;
+        g[inf * k + k - 1] = 1.0;
+        let c = poly(&mut finite.iter().copied());
+        bt[inf * alpha..inf * alpha + c.len()].copy_from_slice(&c);
+        let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
+        let row = |xi: usize| &bt[xi * alpha..(xi + 1) * alpha];
+        let paired = alpha.is_multiple_of(2)
+            && row(0).iter().skip(1).step_by(2).all(|&c| c == 0.0)
+            && row(alpha - 1).iter().step_by(2).all(|&c| c == 0.0)
+            && (1..alpha - 1).step_by(2).all(|xi| {
+                (0..alpha)
+                    .all(|i| row(xi + 1)[i] == if i % 2 == 0 { row(xi)[i] } else { -row(xi)[i] })
+            });
+        Transforms {
+            k,
+            alpha,
+            at: f32s(at),
+            g: f32s(g),
+            bt: f32s(bt),
+            paired,
+        }
+    }
+
+    /// U[ξ][co][ci] = Σ_t G[ξ][t] · w[co][ci][t], summed in f64.
+    pub(crate) fn weights(&self, p: &Conv1dParams, w: &[f32]) -> Vec<f32> {
+        let (k, alpha) = (self.k, self.alpha);
+        let mut u = vec![0f32; alpha * p.c_out * p.c_in];
+        for xi in 0..alpha {
+            for co in 0..p.c_out {
+                for ci in 0..p.c_in {
+                    let taps = &w[(co * p.c_in + ci) * k..][..k];
+                    let s: f64 = taps
+                        .iter()
+                        .zip(&self.g[xi * k..(xi + 1) * k])
+                        .map(|(&wt, &gt)| wt as f64 * gt as f64)
+                        .sum();
+                    u[(xi * p.c_out + co) * p.c_in + ci] = s as f32;
+                }
+            }
+        }
+        u
+    }
+}
+
+/// One sample's pooled output and mask, as the fused forward pass defines
+/// them, from its padded input `xp` (c_in × lpad), the transformed weights
+/// `u` ([`Transforms::weights`]) and the bias: y (c_out × lp2) and, unless
+/// `mask` is empty, the signed derivatives (c_out × lp2).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward_pool_sample(
+    path: SimdPath,
+    tr: &Transforms,
+    p: &Conv1dParams,
+    act: crate::Activation,
+    xp: &[f32],
+    lpad: usize,
+    u: &[f32],
+    bias: Option<&[f32]>,
+    lp2: usize,
+    y: &mut [f32],
+    mask: &mut [f32],
+) {
+    let (cin, cout, alpha) = (p.c_in, p.c_out, tr.alpha);
+    let lanes = path.lanes().max(1);
+    // Tiles of 4 outputs covering the 2·lp2 that are pooled.
+    let tiles = (2 * lp2).div_ceil(M);
+    // Vectors of tiles are taken 4 at a time (independent sums).
+    let nbv = BLOCK.min(tiles).next_multiple_of(4 * lanes);
+    // Phase rows: input 4q + i is phase i % 4 at q + i / 4, read up to the
+    // last block's vectors plus α / 4.
+    let tp = tiles.next_multiple_of(nbv) + alpha / M + 1;
+    let sizes = [
+        cin * M * tp,
+        alpha * cin * nbv,
+        alpha * cout * nbv,
+        cout * M * nbv,
+    ];
+    with_scratch(sizes.iter().sum(), |buf| {
+        let (ph, rest) = buf.split_at_mut(sizes[0]);
+        let (v, rest) = rest.split_at_mut(sizes[1]);
+        let (mm, yq) = rest.split_at_mut(sizes[2]);
+        path.dispatch(SplitPhases {
+            vector: x86::applies(path),
+            cin,
+            lpad,
+            tp,
+            xp,
+            ph,
+        });
+        let mut q0 = 0;
+        while q0 < tiles {
+            let nb = BLOCK.min(tiles - q0);
+            path.dispatch(InputTransform {
+                tr,
+                cin,
+                tp,
+                nbv,
+                q0,
+                ph,
+                v,
+            });
+            for xi in 0..alpha {
+                gemm_rows(
+                    path,
+                    cout,
+                    nbv,
+                    cin,
+                    &u[xi * cout * cin..(xi + 1) * cout * cin],
+                    cin,
+                    v,
+                    move |ci| (xi * cin + ci) * nbv,
+                    &mut mm[xi * cout * nbv..(xi + 1) * cout * nbv],
+                    nbv,
+                    false,
+                    false,
+                );
+            }
+            path.dispatch(OutputTransform {
+                tr,
+                cout,
+                nbv,
+                bias,
+                mm,
+                yq,
+            });
+            path.dispatch(PoolPhases {
+                vector: x86::applies(path),
+                act,
+                cout,
+                nbv,
+                nb,
+                q0,
+                lp2,
+                yq,
+                y,
+                mask,
+            });
+            q0 += nb;
+        }
+    })
+}
+
+/// ph[ci][phase][q] = xp[ci][4q + phase], zero past the row's end.
+struct SplitPhases<'a> {
+    vector: bool,
+    cin: usize,
+    lpad: usize,
+    tp: usize,
+    xp: &'a [f32],
+    ph: &'a mut [f32],
+}
+
+impl WithSimd for SplitPhases<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _s: S) {
+        let SplitPhases {
+            vector,
+            cin,
+            lpad,
+            tp,
+            xp,
+            ph,
+        } = self;
+        let whole = lpad / M;
+        // Runs of 16 quads by permutations where AVX-512 runs; the rest below.
+        let fast = if vector { whole / 16 * 16 } else { 0 };
+        for ci in 0..cin {
+            let row = &xp[ci * lpad..(ci + 1) * lpad];
+            let rows = &mut ph[ci * M * tp..(ci + 1) * M * tp];
+            let (p0, rest) = rows.split_at_mut(tp);
+            let (p1, rest) = rest.split_at_mut(tp);
+            let (p2, p3) = rest.split_at_mut(tp);
+            let src = &row[..M * whole];
+            let (p0w, p1w, p2w, p3w) = (
+                &mut p0[..whole],
+                &mut p1[..whole],
+                &mut p2[..whole],
+                &mut p3[..whole],
+            );
+            #[cfg(target_arch = "x86_64")]
+            if fast > 0 {
+                // Safety: AVX-512F is on this path; 4·fast ≤ row.len() and
+                // fast ≤ each phase row's length.
+                unsafe {
+                    x86::split4(
+                        src.as_ptr(),
+                        fast,
+                        [
+                            p0w.as_mut_ptr(),
+                            p1w.as_mut_ptr(),
+                            p2w.as_mut_ptr(),
+                            p3w.as_mut_ptr(),
+                        ],
+                    )
+                };
+            }
+            for q in fast..whole {
+                p0w[q] = src[M * q];
+                p1w[q] = src[M * q + 1];
+                p2w[q] = src[M * q + 2];
+                p3w[q] = src[M * q + 3];
+            }
+            for (phase, dst) in [p0, p1, p2, p3].into_iter().enumerate() {
+                for (q, d) in dst.iter_mut().enumerate().skip(whole) {
+                    *d = row.get(M * q + phase).copied().unwrap_or(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// V[ξ][ci][q] = Σ_i Bᵀ[ξ][i] · x[ci][4(q0 + q) + i] for the block's tiles.
+struct InputTransform<'a> {
+    tr: &'a Transforms,
+    cin: usize,
+    tp: usize,
+    nbv: usize,
+    q0: usize,
+    ph: &'a [f32],
+    v: &'a mut [f32],
+}
+
+impl WithSimd for InputTransform<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        match (self.tr.alpha, self.tr.paired) {
+            (6, true) => self.run_paired::<S, 6, 3>(s),
+            (8, true) => self.run_paired::<S, 8, 4>(s),
+            (6, false) => self.run::<S, 6>(s),
+            (7, false) => self.run::<S, 7>(s),
+            (8, false) => self.run::<S, 8>(s),
+            (a, _) => unreachable!("F(4, k) with α = {a}"),
+        }
+    }
+}
+
+impl InputTransform<'_> {
+    /// For point sets symmetric about 0 ([`Transforms::paired`]): row 0 of
+    /// Bᵀ has only even-indexed terms, the last row only odd ones, and rows
+    /// 2p + 1 and 2p + 2 (points ±a) are E ± O, E and O the even- and
+    /// odd-indexed terms of row 2p + 1: about half the products.
+    #[inline(always)]
+    fn run_paired<S: Simd, const A: usize, const H: usize>(self, s: S) {
+        let InputTransform {
+            tr,
+            cin,
+            tp,
+            nbv,
+            q0,
+            ph,
+            v,
+        } = self;
+        let lanes = S::F32_LANES;
+        assert!(v.len() >= A * cin * nbv && tr.bt.len() == A * A && 2 * H == A);
+        let bt = &tr.bt;
+        let zero = s.splat_f32s(0.0);
+        let store = |v: &mut [f32], xi: usize, ci: usize, q: usize, x: S::f32s| {
+            // Safety: (ξ·cin + ci)·nbv + q + lanes ≤ α·cin·nbv, checked above.
+            unsafe { storeu::<S>(v.as_mut_ptr().add((xi * cin + ci) * nbv + q), x) }
+        };
+        for ci in 0..cin {
+            // Row i of the tile's inputs: phase i % 4, shifted by i / 4.
+            let base: [usize; A] = core::array::from_fn(|i| (ci * M + i % M) * tp + q0 + i / M);
+            assert!(base.iter().all(|&b| b + nbv <= ph.len()));
+            let mut q = 0;
+            while q < nbv {
+                // Safety: base[i] + nbv ≤ ph.len(), checked above.
+                let d: [S::f32s; A] =
+                    core::array::from_fn(|i| unsafe { loadu::<S>(ph.as_ptr().add(base[i] + q)) });
+                let part = |xi: usize, odd: usize| {
+                    let mut acc = zero;
+                    for h in 0..H {
+                        let i = 2 * h + odd;
+                        acc = s.mul_add_e_f32s(s.splat_f32s(bt[xi * A + i]), d[i], acc);
+                    }
+                    acc
+                };
+                store(v, 0, ci, q, part(0, 0));
+                for xi in (1..A - 1).step_by(2) {
+                    let (e, o) = (part(xi, 0), part(xi, 1));
+                    store(v, xi, ci, q, s.add_f32s(e, o));
+                    store(v, xi + 1, ci, q, s.sub_f32s(e, o));
+                }
+                store(v, A - 1, ci, q, part(A - 1, 1));
+                q += lanes;
+            }
+        }
+    }
+
+    /// With α known at compile time, so that the sums over a tile unroll.
+    #[inline(always)]
+    fn run<S: Simd, const A: usize>(self, s: S) {
+        let InputTransform {
+            tr,
+            cin,
+            tp,
+            nbv,
+            q0,
+            ph,
+            v,
+        } = self;
+        let lanes = S::F32_LANES;
+        assert!(v.len() >= A * cin * nbv && tr.bt.len() == A * A);
+        let zero = s.splat_f32s(0.0);
+        for ci in 0..cin {
+            // Row i of the tile's inputs: phase i % 4, shifted by i / 4.
+            let base: [usize; A] = core::array::from_fn(|i| (ci * M + i % M) * tp + q0 + i / M);
+            assert!(base.iter().all(|&b| b + nbv <= ph.len()));
+            for xi in 0..A {
+                let c: [S::f32s; A] = core::array::from_fn(|i| s.splat_f32s(tr.bt[xi * A + i]));
+                let dst = (xi * cin + ci) * nbv;
+                let mut q = 0;
+                while q < nbv {
+                    let mut acc = [zero; 4];
+                    for i in 0..A {
+                        for (u, a) in acc.iter_mut().enumerate() {
+                            // Safety: base[i] + nbv ≤ ph.len(), checked above.
+                            let d = unsafe { loadu::<S>(ph.as_ptr().add(base[i] + q + u * lanes)) };
+                            *a = s.mul_add_e_f32s(c[i], d, *a);
+                        }
+                    }
+                    for (u, a) in acc.into_iter().enumerate() {
+                        // Safety: (ξ·cin + ci)·nbv + q + 4·lanes ≤ α·cin·nbv.
+                        unsafe { storeu::<S>(v.as_mut_ptr().add(dst + q + u * lanes), a) };
+                    }
+                    q += 4 * lanes;
+                }
+            }
+        }
+    }
+}
+
+/// Y[co][j][q] = bias[co] + Σ_ξ Aᵀ[j][ξ] · M_ξ[co][q], j < 4.
+struct OutputTransform<'a> {
+    tr: &'a Transforms,
+    cout: usize,
+    nbv: usize,
+    bias: Option<&'a [f32]>,
+    mm: &'a [f32],
+    yq: &'a mut [f32],
+}
+
+impl WithSimd for OutputTransform<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        match self.tr.alpha {
+            6 => self.run::<S, 6>(s),
+            7 => self.run::<S, 7>(s),
+            8 => self.run::<S, 8>(s),
+            a => unreachable!("F(4, k) with α = {a}"),
+        }
+    }
+}
+
+impl OutputTransform<'_> {
+    /// With α known at compile time, so that the sums over a tile unroll.
+    #[inline(always)]
+    fn run<S: Simd, const A: usize>(self, s: S) {
+        let OutputTransform {
+            tr,
+            cout,
+            nbv,
+            bias,
+            mm,
+            yq,
+        } = self;
+        let lanes = S::F32_LANES;
+        assert!(mm.len() >= A * cout * nbv && yq.len() >= cout * M * nbv && tr.at.len() == M * A);
+        let c: [[S::f32s; A]; M] =
+            core::array::from_fn(|j| core::array::from_fn(|xi| s.splat_f32s(tr.at[j * A + xi])));
+        for co in 0..cout {
+            let b = s.splat_f32s(bias.map_or(0.0, |b| b[co]));
+            let mut q = 0;
+            while q < nbv {
+                // Safety: within mm, checked above.
+                let m: [S::f32s; A] = core::array::from_fn(|xi| unsafe {
+                    loadu::<S>(mm.as_ptr().add((xi * cout + co) * nbv + q))
+                });
+                for (j, cj) in c.iter().enumerate() {
+                    let mut acc = b;
+                    for xi in 0..A {
+                        acc = s.mul_add_e_f32s(cj[xi], m[xi], acc);
+                    }
+                    // Safety: within yq, checked above.
+                    unsafe { storeu::<S>(yq.as_mut_ptr().add((co * M + j) * nbv + q), acc) };
+                }
+                q += lanes;
+            }
+        }
+    }
+}
+
+/// Pools the block's outputs pair by pair (phases 0 and 1, then 2 and 3),
+/// applies the activation and writes y and the signed-derivative mask at
+/// pooled positions 2(q0 + q) and 2(q0 + q) + 1, those below lp2: the
+/// values and mask of the direct path's pooling of pairs.
+struct PoolPhases<'a> {
+    vector: bool,
+    act: crate::Activation,
+    cout: usize,
+    nbv: usize,
+    nb: usize,
+    q0: usize,
+    lp2: usize,
+    yq: &'a [f32],
+    y: &'a mut [f32],
+    mask: &'a mut [f32],
+}
+
+impl WithSimd for PoolPhases<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _s: S) {
+        match self.act {
+            crate::Activation::Relu => self.run(
+                |m| if m > 0.0 { m } else { 0.0 },
+                |o| {
+                    if o > 0.0 {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                },
+            ),
+            crate::Activation::Linear => self.run(|m| m, |_| 1.0),
+            a => self.run(|m| a.apply(m), |o| a.derivative_from_output(o)),
+        }
+    }
+}
+
+impl PoolPhases<'_> {
+    #[inline(always)]
+    fn run(self, f: impl Fn(f32) -> f32, d: impl Fn(f32) -> f32) {
+        let PoolPhases {
+            vector,
+            act,
+            cout,
+            nbv,
+            nb,
+            q0,
+            lp2,
+            yq,
+            y,
+            mask,
+        } = self;
+        // Pairs whose two pooled positions both exist, then a last half pair.
+        let full = nb.min((lp2 / 2).saturating_sub(q0));
+        let half = full < nb && 2 * (q0 + full) < lp2;
+        let train = !mask.is_empty();
+        #[cfg(target_arch = "x86_64")]
+        if vector && matches!(act, crate::Activation::Relu | crate::Activation::Linear) {
+            let relu = act == crate::Activation::Relu;
+            for co in 0..cout {
+                let a: [&[f32]; M] = core::array::from_fn(|j| &yq[(co * M + j) * nbv..][..nbv]);
+                let o = co * lp2 + 2 * q0;
+                assert!(
+                    full <= nbv
+                        && o + 2 * full <= y.len()
+                        && (!train || o + 2 * full <= mask.len())
+                );
+                let mk = if train {
+                    mask[o..].as_mut_ptr()
+                } else {
+                    std::ptr::null_mut()
+                };
+                // Safety: AVX-512F is on this path; the lengths are checked above.
+                unsafe {
+                    x86::pool_phases(relu, a.map(|r| r.as_ptr()), full, y[o..].as_mut_ptr(), mk)
+                };
+                if half {
+                    let second = a[1][full] > a[0][full];
+                    let out = f(if second { a[1][full] } else { a[0][full] });
+                    y[o + 2 * full] = out;
+                    if train {
+                        let der = d(out);
+                        mask[o + 2 * full] = if second { -der } else { der };
+                    }
+                }
+            }
+            return;
+        }
+        let _ = (vector, act);
+        // The pooled values and signed derivatives of the block's pairs, by
+        // phase pair, contiguous (so that the compiler vectorizes the
+        // pooling), then interleaved into y and the mask.
+        let mut o = [[0f32; BLOCK + 1]; 2];
+        let mut m = [[0f32; BLOCK + 1]; 2];
+        let count = full + half as usize;
+        for co in 0..cout {
+            for pair in 0..2 {
+                let a = &yq[(co * M + 2 * pair) * nbv..][..count];
+                let b = &yq[(co * M + 2 * pair + 1) * nbv..][..count];
+                let (op, mp) = (&mut o[pair][..count], &mut m[pair][..count]);
+                for q in 0..count {
+                    let second = b[q] > a[q];
+                    let out = f(if second { b[q] } else { a[q] });
+                    let der = d(out);
+                    op[q] = out;
+                    mp[q] = if second { -der } else { der };
+                }
+            }
+            interleave(
+                &o[0][..full],
+                &o[1][..full],
+                &mut y[co * lp2 + 2 * q0..][..2 * full],
+            );
+            if half {
+                y[co * lp2 + 2 * (q0 + full)] = o[0][full];
+            }
+            if train {
+                interleave(
+                    &m[0][..full],
+                    &m[1][..full],
+                    &mut mask[co * lp2 + 2 * q0..][..2 * full],
+                );
+                if half {
+                    mask[co * lp2 + 2 * (q0 + full)] = m[0][full];
+                }
+            }
+        }
+    }
+}
+
+/// out[2q] = even[q], out[2q + 1] = odd[q].
+#[inline(always)]
+fn interleave(even: &[f32], odd: &[f32], out: &mut [f32]) {
+    let n = even.len();
+    let (odd, out) = (&odd[..n], &mut out[..2 * n]);
+    for q in 0..n {
+        out[2 * q] = even[q];
+        out[2 * q + 1] = odd[q];
+    }
+}
+
+/// The AVX-512 forms of the phase split and of the pooling of phases.
+mod x86 {
+    use crate::simd::SimdPath;
+
+    /// Whether `path` runs them.
+    pub(super) fn applies(path: SimdPath) -> bool {
+        cfg!(target_arch = "x86_64") && matches!(path, SimdPath::Avx512 | SimdPath::Avx512Bf16)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    pub(super) use imp::*;
+
+    #[cfg(target_arch = "x86_64")]
+    mod imp {
+        use std::arch::x86_64::*;
+
+        use crate::simd::avx512::{lanes, EVEN, HIGH, LOW, ODD};
+
+        /// p[phase][q] = row[4q + phase] for q < quads (a multiple of 16).
+        #[target_feature(enable = "avx512f")]
+        pub(in super::super) unsafe fn split4(row: *const f32, quads: usize, p: [*mut f32; 4]) {
+            let even = _mm512_loadu_si512(EVEN.as_ptr() as *const _);
+            let odd = _mm512_loadu_si512(ODD.as_ptr() as *const _);
+            let mut q = 0;
+            while q < quads {
+                let v: [__m512; 4] = [0, 1, 2, 3].map(|i| _mm512_loadu_ps(row.add(4 * q + 16 * i)));
+                let (e01, o01) = (
+                    _mm512_permutex2var_ps(v[0], even, v[1]),
+                    _mm512_permutex2var_ps(v[0], odd, v[1]),
+                );
+                let (e23, o23) = (
+                    _mm512_permutex2var_ps(v[2], even, v[3]),
+                    _mm512_permutex2var_ps(v[2], odd, v[3]),
+                );
+                _mm512_storeu_ps(p[0].add(q), _mm512_permutex2var_ps(e01, even, e23));
+                _mm512_storeu_ps(p[1].add(q), _mm512_permutex2var_ps(o01, even, o23));
+                _mm512_storeu_ps(p[2].add(q), _mm512_permutex2var_ps(e01, odd, e23));
+                _mm512_storeu_ps(p[3].add(q), _mm512_permutex2var_ps(o01, odd, o23));
+                q += 16;
+            }
+        }
+
+        /// Pools phases (a[0], a[1]) into out[2q] and (a[2], a[3]) into
+        /// out[2q + 1] for q < n, with ReLU or none, and (unless `mask` is
+        /// null) the signed derivatives: as the scalar pooling of pairs.
+        #[target_feature(enable = "avx512f")]
+        pub(in super::super) unsafe fn pool_phases(
+            relu: bool,
+            a: [*const f32; 4],
+            n: usize,
+            out: *mut f32,
+            mask: *mut f32,
+        ) {
+            let low = _mm512_loadu_si512(LOW.as_ptr() as *const _);
+            let high = _mm512_loadu_si512(HIGH.as_ptr() as *const _);
+            let (zero, one) = (_mm512_setzero_ps(), _mm512_set1_ps(1.0));
+            let sign = _mm512_set1_epi32(i32::MIN);
+            let mut q = 0;
+            while q < n {
+                let m = (n - q).min(16);
+                let w = lanes(m);
+                // Whole vectors unmasked (masked stores are slow on some CPUs).
+                let x: [__m512; 4] = if m == 16 {
+                    [0, 1, 2, 3].map(|j| _mm512_loadu_ps(a[j].add(q)))
+                } else {
+                    [0, 1, 2, 3].map(|j| _mm512_maskz_loadu_ps(w, a[j].add(q)))
+                };
+                let mut o = [zero; 2];
+                let mut g = [zero; 2];
+                for pair in 0..2 {
+                    let (first, second) = (x[2 * pair], x[2 * pair + 1]);
+                    let later = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(second, first);
+                    let mx = _mm512_mask_blend_ps(later, first, second);
+                    let (v, der) = if relu {
+                        let v = _mm512_max_ps(mx, zero);
+                        (
+                            v,
+                            _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, zero), one),
+                        )
+                    } else {
+                        (mx, one)
+                    };
+                    o[pair] = v;
+                    // The derivative, negated where the second of the pair won.
+                    let bits = _mm512_castps_si512(der);
+                    g[pair] = _mm512_castsi512_ps(_mm512_mask_xor_epi32(bits, later, bits, sign));
+                }
+                if m == 16 {
+                    _mm512_storeu_ps(out.add(2 * q), _mm512_permutex2var_ps(o[0], low, o[1]));
+                    _mm512_storeu_ps(
+                        out.add(2 * q + 16),
+                        _mm512_permutex2var_ps(o[0], high, o[1]),
+                    );
+                    if !mask.is_null() {
+                        _mm512_storeu_ps(mask.add(2 * q), _mm512_permutex2var_ps(g[0], low, g[1]));
+                        _mm512_storeu_ps(
+                            mask.add(2 * q + 16),
+                            _mm512_permutex2var_ps(g[0], high, g[1]),
+                        );
+                    }
+                    q += 16;
+                    continue;
+                }
+                let (lo, hi) = (lanes(2 * m), lanes((2 * m).saturating_sub(16)));
+                _mm512_mask_storeu_ps(out.add(2 * q), lo, _mm512_permutex2var_ps(o[0], low, o[1]));
+                _mm512_mask_storeu_ps(
+                    out.add(2 * q + 16),
+                    hi,
+                    _mm512_permutex2var_ps(o[0], high, o[1]),
+                );
+                if !mask.is_null() {
+                    _mm512_mask_storeu_ps(
+                        mask.add(2 * q),
+                        lo,
+                        _mm512_permutex2var_ps(g[0], low, g[1]),
+                    );
+                    _mm512_mask_storeu_ps(
+                        mask.add(2 * q + 16),
+                        hi,
+                        _mm512_permutex2var_ps(g[0], high, g[1]),
+                    );
+                }
+                q += 16;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Aᵀ[(G g) ⊙ (Bᵀ d)] is the correlation Σ_t g[t] d[j + t], in f64
+    /// arithmetic on the f32 matrices, for every tap count used.
+    #[test]
+    fn the_transforms_compute_a_correlation() {
+        for k in 3..=5 {
+            let tr = Transforms::new(k);
+            assert_eq!(
+                tr.paired,
+                k != 4,
+                "k {k}: the points are symmetric but for k = 4"
+            );
+            let alpha = tr.alpha;
+            let g: Vec<f64> = (0..k)
+                .map(|t| 0.3 + 0.7 * t as f64 - 0.1 * (t * t) as f64)
+                .collect();
+            let d: Vec<f64> = (0..alpha).map(|i| (i as f64 * 1.7).sin()).collect();
+            let gg: Vec<f64> = (0..alpha)
+                .map(|xi| (0..k).map(|t| tr.g[xi * k + t] as f64 * g[t]).sum())
+                .collect();
+            let bd: Vec<f64> = (0..alpha)
+                .map(|xi| {
+                    (0..alpha)
+                        .map(|i| tr.bt[xi * alpha + i] as f64 * d[i])
+                        .sum()
+                })
+                .collect();
+            for j in 0..M {
+                let y: f64 = (0..alpha)
+                    .map(|xi| tr.at[j * alpha + xi] as f64 * gg[xi] * bd[xi])
+                    .sum();
+                let want: f64 = (0..k).map(|t| g[t] * d[j + t]).sum();
+                assert!(
+                    (y - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                    "k {k} output {j}: {y} against {want}"
+                );
+            }
+        }
+    }
+}
