@@ -959,8 +959,20 @@ pub fn conv1d_act_maxpool2_backward(
         )?;
     }
     // For the input gradient, the weights per group as wt[ci][(co, t)].
-    let mut wt = vec![0f32; if dx.is_some() { p.weight_len() } else { 0 }];
-    if dx.is_some() {
+    let winograd = (dx.is_some() && crate::winograd::applies_to_input_grad(p, path)).then(|| {
+        let tr = crate::winograd::Transforms::new(p.k);
+        let u = tr.weights_flipped(p, w);
+        (tr, u)
+    });
+    let mut wt = vec![
+        0f32;
+        if dx.is_some() && winograd.is_none() {
+            p.weight_len()
+        } else {
+            0
+        }
+    ];
+    if dx.is_some() && winograd.is_none() {
         transpose_weights(p, w, &mut wt);
     }
     let dxp = dx.map(|d| SendPtr(d.as_mut_ptr()));
@@ -975,6 +987,7 @@ pub fn conv1d_act_maxpool2_backward(
             lp2,
             front,
             wt: &wt,
+            winograd: winograd.as_ref(),
             mask: &mask[b * ys..(b + 1) * ys],
             dy: &dy[b * ys..(b + 1) * ys],
             par: batch == 1,
@@ -1024,6 +1037,8 @@ struct FusedBackward<'a> {
     lp2: usize,
     front: usize,
     wt: &'a [f32],
+    /// F(4, k) and the flipped weights, where the input gradient runs through them.
+    winograd: Option<&'a (crate::winograd::Transforms, Vec<f32>)>,
     mask: &'a [f32],
     dy: &'a [f32],
     par: bool,
@@ -1038,6 +1053,7 @@ impl FusedBackward<'_> {
             lp2,
             front,
             wt,
+            winograd,
             mask,
             dy,
             par,
@@ -1066,7 +1082,21 @@ impl FusedBackward<'_> {
                             row: &mut tile[co * ld..co * ld + width],
                         });
                     }
-                    if let Some(dx) = dx.as_deref_mut() {
+                    if let (Some(dx), Some((tr, u))) = (dx.as_deref_mut(), winograd) {
+                        crate::winograd::input_grad_block(
+                            path,
+                            tr,
+                            p,
+                            u,
+                            tile,
+                            ld,
+                            off,
+                            width - off,
+                            n,
+                            &mut dx[i0..],
+                            l,
+                        );
+                    } else if let Some(dx) = dx.as_deref_mut() {
                         // dx[ci, i] = Σ_(co,t) w[co, ci, t] · dz[co, i + pl − t·dil].
                         for g in 0..p.groups {
                             let boff = move |r: usize| {

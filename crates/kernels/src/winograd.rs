@@ -1,8 +1,10 @@
 //! Winograd's minimal filtering F(4, k) for the fused 1D convolution +
-//! activation + max pool 2 ([`conv1d_act_maxpool2_forward`]): four outputs
-//! of a k-tap correlation from α = k + 3 products per (input, output)
-//! channel pair instead of 4·k, so that the convolution's products shrink
-//! 2.5× at k = 5 (the genomic CNN's second layer: 16 → 32 channels).
+//! activation + max pool 2 ([`conv1d_act_maxpool2_forward`], and the input
+//! gradient of its backward pass, a correlation of the output gradient with
+//! the flipped weights): four outputs of a k-tap correlation from α = k + 3
+//! products per (input, output) channel pair instead of 4·k, so that the
+//! convolution's products shrink 2.5× at k = 5 (the genomic CNN's second
+//! layer: 16 → 32 channels).
 //!
 //! For a tile of α inputs d and taps g, y = Aᵀ [(G g) ⊙ (Bᵀ d)] (Lavin &
 //! Gray 2016). Summed over input channels, each of the α points ξ is a
@@ -46,11 +48,22 @@ const BLOCK: usize = 128;
 /// 4 input channels (with fewer, the transforms cost more than they save),
 /// on an f32 path (bf16's rounding would compound with the transforms').
 pub(crate) fn applies(p: &Conv1dParams, path: SimdPath) -> bool {
+    applies_with(p, path, p.c_in)
+}
+
+/// Whether the fused backward pass runs the input gradient (a correlation
+/// of the c_out rows of the output gradient) through F(4, k): as
+/// [`applies`], with c_out as the correlation's input channels.
+pub(crate) fn applies_to_input_grad(p: &Conv1dParams, path: SimdPath) -> bool {
+    applies_with(p, path, p.c_out)
+}
+
+fn applies_with(p: &Conv1dParams, path: SimdPath, channels: usize) -> bool {
     p.stride == 1
         && p.dilation == 1
         && p.groups == 1
         && (3..=5).contains(&p.k)
-        && p.c_in >= 4
+        && channels >= 4
         && !path.is_bf16()
 }
 
@@ -146,20 +159,38 @@ impl Transforms {
         }
     }
 
-    /// U[ξ][co][ci] = Σ_t G[ξ][t] · w[co][ci][t], summed in f64.
+    /// U[ξ][co][ci] = Σ_t G[ξ][t] · w[co][ci][t], summed in f64: the
+    /// forward pass's weights.
     pub(crate) fn weights(&self, p: &Conv1dParams, w: &[f32]) -> Vec<f32> {
+        self.transform(p, w, false)
+    }
+
+    /// U[ξ][ci][co] = Σ_t G[ξ][t] · w[co][ci][k − 1 − t]: the weights of the
+    /// input gradient, a correlation of the output gradient with the taps
+    /// reversed and the channels swapped.
+    pub(crate) fn weights_flipped(&self, p: &Conv1dParams, w: &[f32]) -> Vec<f32> {
+        self.transform(p, w, true)
+    }
+
+    fn transform(&self, p: &Conv1dParams, w: &[f32], flipped: bool) -> Vec<f32> {
         let (k, alpha) = (self.k, self.alpha);
         let mut u = vec![0f32; alpha * p.c_out * p.c_in];
         for xi in 0..alpha {
             for co in 0..p.c_out {
                 for ci in 0..p.c_in {
                     let taps = &w[(co * p.c_in + ci) * k..][..k];
-                    let s: f64 = taps
-                        .iter()
-                        .zip(&self.g[xi * k..(xi + 1) * k])
-                        .map(|(&wt, &gt)| wt as f64 * gt as f64)
+                    let s: f64 = (0..k)
+                        .map(|t| {
+                            let wt = if flipped { taps[k - 1 - t] } else { taps[t] };
+                            wt as f64 * self.g[xi * k + t] as f64
+                        })
                         .sum();
-                    u[(xi * p.c_out + co) * p.c_in + ci] = s as f32;
+                    let at = if flipped {
+                        (xi * p.c_in + ci) * p.c_out + co
+                    } else {
+                        (xi * p.c_out + co) * p.c_in + ci
+                    };
+                    u[at] = s as f32;
                 }
             }
         }
@@ -185,10 +216,135 @@ pub(crate) fn forward_pool_sample(
     y: &mut [f32],
     mask: &mut [f32],
 ) {
-    let (cin, cout, alpha) = (p.c_in, p.c_out, tr.alpha);
-    let lanes = path.lanes().max(1);
+    let rows = Rows {
+        x: xp,
+        ld: lpad,
+        off: 0,
+        len: lpad,
+    };
     // Tiles of 4 outputs covering the 2·lp2 that are pooled.
     let tiles = (2 * lp2).div_ceil(M);
+    correlate(
+        path,
+        tr,
+        p.c_in,
+        p.c_out,
+        u,
+        bias,
+        rows,
+        tiles,
+        |q0, nb, nbv, yq| {
+            path.dispatch(PoolPhases {
+                vector: x86::applies(path),
+                act,
+                cout: p.c_out,
+                nbv,
+                nb,
+                q0,
+                lp2,
+                yq,
+                y: &mut *y,
+                mask: &mut *mask,
+            })
+        },
+    );
+}
+
+/// The input gradient of one block of a stride-1 convolution:
+/// dx[ci][i] = Σ_(co, t) w[co][ci][t] · z[co][off + i + k − 1 − t] for
+/// i < n, a correlation of the output gradient's rows `z` (c_out rows of
+/// `ld`, read from `off`, `len` values each) with the flipped weights `u`
+/// ([`Transforms::weights_flipped`]); row ci of the result goes to
+/// `dx[ci·ldx..][..n]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn input_grad_block(
+    path: SimdPath,
+    tr: &Transforms,
+    p: &Conv1dParams,
+    u: &[f32],
+    z: &[f32],
+    ld: usize,
+    off: usize,
+    len: usize,
+    n: usize,
+    dx: &mut [f32],
+    ldx: usize,
+) {
+    let rows = Rows { x: z, ld, off, len };
+    let (cin, cout) = (p.c_out, p.c_in);
+    assert!(
+        cout == 0 || (cout - 1) * ldx + n <= dx.len(),
+        "input gradient too short"
+    );
+    correlate(
+        path,
+        tr,
+        cin,
+        cout,
+        u,
+        None,
+        rows,
+        n.div_ceil(M),
+        |q0, nb, nbv, yq| {
+            // Positions 4(q0 + q) + j < n of each row, from the 4 phases.
+            let start = M * q0;
+            let count = (M * nb).min(n - start);
+            for co in 0..cout {
+                let ph: [&[f32]; M] = core::array::from_fn(|j| &yq[(co * M + j) * nbv..][..nbv]);
+                let out = &mut dx[co * ldx + start..][..count];
+                let whole = if x86::applies(path) {
+                    count / 64 * 64
+                } else {
+                    0
+                };
+                #[cfg(target_arch = "x86_64")]
+                if whole > 0 {
+                    // Safety: AVX-512F is on this path; whole / 4 ≤ nbv values of
+                    // each phase and whole ≤ out.len().
+                    unsafe {
+                        x86::interleave4(ph.map(|r| r.as_ptr()), whole / M, out.as_mut_ptr())
+                    };
+                }
+                for (i, o) in out.iter_mut().enumerate().skip(whole) {
+                    *o = ph[i % M][i / M];
+                }
+            }
+        },
+    );
+}
+
+/// `len` values of each of a correlation's input rows: row c is
+/// `x[c·ld + off..][..len]`; past it, zeros.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    x: &'a [f32],
+    ld: usize,
+    off: usize,
+    len: usize,
+}
+
+/// The correlation of `cin` input rows with the transformed weights `u`
+/// (α × cout × cin) and a bias, tile by tile (4 outputs each), for `tiles`
+/// tiles: hands each block of nb ≤ [`BLOCK`] tiles from q0 on to `take` as
+/// its outputs by phase, Y[co][j][q] at (co·4 + j)·nbv + q.
+#[allow(clippy::too_many_arguments)]
+fn correlate(
+    path: SimdPath,
+    tr: &Transforms,
+    cin: usize,
+    cout: usize,
+    u: &[f32],
+    bias: Option<&[f32]>,
+    rows: Rows<'_>,
+    tiles: usize,
+    mut take: impl FnMut(usize, usize, usize, &[f32]),
+) {
+    let alpha = tr.alpha;
+    assert_eq!(u.len(), alpha * cout * cin, "transformed weights");
+    if tiles == 0 {
+        return;
+    }
+    let lanes = path.lanes().max(1);
     // Vectors of tiles are taken 4 at a time (independent sums).
     let nbv = BLOCK.min(tiles).next_multiple_of(4 * lanes);
     // Phase rows: input 4q + i is phase i % 4 at q + i / 4, read up to the
@@ -207,9 +363,8 @@ pub(crate) fn forward_pool_sample(
         path.dispatch(SplitPhases {
             vector: x86::applies(path),
             cin,
-            lpad,
+            rows,
             tp,
-            xp,
             ph,
         });
         let mut q0 = 0;
@@ -248,30 +403,18 @@ pub(crate) fn forward_pool_sample(
                 mm,
                 yq,
             });
-            path.dispatch(PoolPhases {
-                vector: x86::applies(path),
-                act,
-                cout,
-                nbv,
-                nb,
-                q0,
-                lp2,
-                yq,
-                y,
-                mask,
-            });
+            take(q0, nb, nbv, yq);
             q0 += nb;
         }
     })
 }
 
-/// ph[ci][phase][q] = xp[ci][4q + phase], zero past the row's end.
+/// ph[c][phase][q] = row c [4q + phase] of [`Rows`], zero past its end.
 struct SplitPhases<'a> {
     vector: bool,
     cin: usize,
-    lpad: usize,
+    rows: Rows<'a>,
     tp: usize,
-    xp: &'a [f32],
     ph: &'a mut [f32],
 }
 
@@ -282,18 +425,18 @@ impl WithSimd for SplitPhases<'_> {
         let SplitPhases {
             vector,
             cin,
-            lpad,
+            rows,
             tp,
-            xp,
             ph,
         } = self;
-        let whole = lpad / M;
+        // Whole quads of the row that the phase rows hold.
+        let whole = (rows.len / M).min(tp);
         // Runs of 16 quads by permutations where AVX-512 runs; the rest below.
         let fast = if vector { whole / 16 * 16 } else { 0 };
         for ci in 0..cin {
-            let row = &xp[ci * lpad..(ci + 1) * lpad];
-            let rows = &mut ph[ci * M * tp..(ci + 1) * M * tp];
-            let (p0, rest) = rows.split_at_mut(tp);
+            let row = &rows.x[ci * rows.ld + rows.off..][..rows.len];
+            let dst = &mut ph[ci * M * tp..(ci + 1) * M * tp];
+            let (p0, rest) = dst.split_at_mut(tp);
             let (p1, rest) = rest.split_at_mut(tp);
             let (p2, p3) = rest.split_at_mut(tp);
             let src = &row[..M * whole];
@@ -698,6 +841,36 @@ mod x86 {
                 _mm512_storeu_ps(p[1].add(q), _mm512_permutex2var_ps(o01, even, o23));
                 _mm512_storeu_ps(p[2].add(q), _mm512_permutex2var_ps(e01, odd, e23));
                 _mm512_storeu_ps(p[3].add(q), _mm512_permutex2var_ps(o01, odd, o23));
+                q += 16;
+            }
+        }
+
+        /// out[4q + j] = a[j][q] for q < quads (a multiple of 16).
+        #[target_feature(enable = "avx512f")]
+        pub(in super::super) unsafe fn interleave4(
+            a: [*const f32; 4],
+            quads: usize,
+            out: *mut f32,
+        ) {
+            let low = _mm512_loadu_si512(LOW.as_ptr() as *const _);
+            let high = _mm512_loadu_si512(HIGH.as_ptr() as *const _);
+            let mut q = 0;
+            while q < quads {
+                let x: [__m512; 4] = [0, 1, 2, 3].map(|j| _mm512_loadu_ps(a[j].add(q)));
+                // (a0, a2) and (a1, a3) interleaved, then those two.
+                let (e_lo, e_hi) = (
+                    _mm512_permutex2var_ps(x[0], low, x[2]),
+                    _mm512_permutex2var_ps(x[0], high, x[2]),
+                );
+                let (o_lo, o_hi) = (
+                    _mm512_permutex2var_ps(x[1], low, x[3]),
+                    _mm512_permutex2var_ps(x[1], high, x[3]),
+                );
+                let o = out.add(4 * q);
+                _mm512_storeu_ps(o, _mm512_permutex2var_ps(e_lo, low, o_lo));
+                _mm512_storeu_ps(o.add(16), _mm512_permutex2var_ps(e_lo, high, o_lo));
+                _mm512_storeu_ps(o.add(32), _mm512_permutex2var_ps(e_hi, low, o_hi));
+                _mm512_storeu_ps(o.add(48), _mm512_permutex2var_ps(e_hi, high, o_hi));
                 q += 16;
             }
         }

@@ -436,12 +436,14 @@ proptest! {
     }
 
     /// The same with 4 or more input channels and 3 to 5 taps, where the
-    /// fused forward pass runs Winograd's F(4, k): lengths from one tile
-    /// to several blocks of 128 tiles, tails of every length.
+    /// fused forward pass runs Winograd's F(4, k) (and, with 4 or more
+    /// output channels, the input gradient too): lengths from one tile to
+    /// several blocks of 128 tiles and of the backward pass's 2,048
+    /// columns, tails of every length.
     #[test]
     fn winograd_conv_pool_equals_the_unfused_kernels(
         cin in 4usize..18, cout in 1usize..10, k in 3usize..6, pad in padding(), batch in 1usize..3,
-        l in prop_oneof![8usize..80, 500usize..1200], act in 0usize..3, seed in 0u64..1000,
+        l in prop_oneof![8usize..80, 500usize..1200, 2040usize..4200], act in 0usize..3, seed in 0u64..1000,
     ) {
         use kernels::Activation;
         let p = Conv1dParams::new(cin, cout, k).padding(pad);
