@@ -959,20 +959,17 @@ pub fn conv1d_act_maxpool2_backward(
         )?;
     }
     // For the input gradient, the weights per group as wt[ci][(co, t)].
-    let winograd = (dx.is_some() && crate::winograd::applies_to_input_grad(p, path)).then(|| {
-        let tr = crate::winograd::Transforms::new(p.k);
-        let u = tr.weights_flipped(p, w);
-        (tr, u)
-    });
+    let winograd = WinogradBackward::new(p, path, w, dx.is_some());
+    let wino_dx = winograd.as_ref().is_some_and(|wb| wb.dx.is_some());
     let mut wt = vec![
         0f32;
-        if dx.is_some() && winograd.is_none() {
+        if dx.is_some() && !wino_dx {
             p.weight_len()
         } else {
             0
         }
     ];
-    if dx.is_some() && winograd.is_none() {
+    if dx.is_some() && !wino_dx {
         transpose_weights(p, w, &mut wt);
     }
     let dxp = dx.map(|d| SendPtr(d.as_mut_ptr()));
@@ -1029,6 +1026,27 @@ fn grad_parts(
     }
 }
 
+/// Winograd's F(4, k) (and F(k, 4)) in the fused backward pass: the input
+/// gradient's flipped weights where it runs through them, and whether the
+/// weight gradient does ([`crate::winograd`]).
+struct WinogradBackward {
+    tr: crate::winograd::Transforms,
+    dx: Option<Vec<f32>>,
+    dw: bool,
+}
+
+impl WinogradBackward {
+    fn new(p: &Conv1dParams, path: SimdPath, w: &[f32], need_dx: bool) -> Option<Self> {
+        let dx = need_dx && crate::winograd::applies_to_input_grad(p, path);
+        let dw = crate::winograd::applies(p, path);
+        (dx || dw).then(|| {
+            let tr = crate::winograd::Transforms::new(p.k);
+            let dx = dx.then(|| tr.weights_flipped(p, w));
+            WinogradBackward { tr, dx, dw }
+        })
+    }
+}
+
 /// One sample of the fused backward pass of [`conv1d_act_maxpool2_backward`].
 struct FusedBackward<'a> {
     path: SimdPath,
@@ -1037,8 +1055,8 @@ struct FusedBackward<'a> {
     lp2: usize,
     front: usize,
     wt: &'a [f32],
-    /// F(4, k) and the flipped weights, where the input gradient runs through them.
-    winograd: Option<&'a (crate::winograd::Transforms, Vec<f32>)>,
+    /// Winograd's transforms, where the input or weight gradient runs through them.
+    winograd: Option<&'a WinogradBackward>,
     mask: &'a [f32],
     dy: &'a [f32],
     par: bool,
@@ -1063,7 +1081,16 @@ impl FusedBackward<'_> {
         let (cig, cog, k, dil) = (p.c_in_g(), p.c_out_g(), p.k, p.dilation);
         // A tile row: an even start, the halo, the block, and room for a last pair.
         let ld = front + BACKWARD_BLOCK + 3;
+        let wino_dw = winograd.filter(|wb| wb.dw);
         with_padded(p, x, l, |xp| {
+            if let Some(wb) = wino_dw {
+                crate::winograd::weight_grad_sample(
+                    path, &wb.tr, p, xp, lpad, dy, mask, lp2, dw, db,
+                );
+                if dx.is_none() {
+                    return;
+                }
+            }
             with_scratch(p.c_out * ld, |tile| {
                 let mut i0 = 0;
                 while i0 < l {
@@ -1082,7 +1109,8 @@ impl FusedBackward<'_> {
                             row: &mut tile[co * ld..co * ld + width],
                         });
                     }
-                    if let (Some(dx), Some((tr, u))) = (dx.as_deref_mut(), winograd) {
+                    let wino_dx = winograd.and_then(|wb| wb.dx.as_deref().map(|u| (&wb.tr, u)));
+                    if let (Some(dx), Some((tr, u))) = (dx.as_deref_mut(), wino_dx) {
                         crate::winograd::input_grad_block(
                             path,
                             tr,
@@ -1122,7 +1150,7 @@ impl FusedBackward<'_> {
                     // from 0 for the first block (its halo holds the rest).
                     let qa = if i0 == 0 { 0 } else { i0 + pl };
                     let qb = (i0 + pl + n).min(2 * lp2);
-                    if qa < qb {
+                    if qa < qb && wino_dw.is_none() {
                         let ua = (qa as isize - q_base) as usize;
                         for g in 0..p.groups {
                             gemm_dots(

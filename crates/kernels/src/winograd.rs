@@ -4,7 +4,9 @@
 //! the flipped weights): four outputs of a k-tap correlation from α = k + 3
 //! products per (input, output) channel pair instead of 4·k, so that the
 //! convolution's products shrink 2.5× at k = 5 (the genomic CNN's second
-//! layer: 16 → 32 channels).
+//! layer: 16 → 32 channels). The weight gradient, Σ_q z[q]·x[q + t], is
+//! F(k, 4) at the same points: per tile of 4 positions q, k outputs of a
+//! 4-tap correlation ([`weight_grad_sample`]).
 //!
 //! For a tile of α inputs d and taps g, y = Aᵀ [(G g) ⊙ (Bᵀ d)] (Lavin &
 //! Gray 2016). Summed over input channels, each of the α points ξ is a
@@ -29,7 +31,7 @@
 use pulp::{Simd, WithSimd};
 
 use crate::conv1d::Conv1dParams;
-use crate::gemm::gemm_rows;
+use crate::gemm::{gemm_dots, gemm_rows};
 use crate::scratch::with_scratch;
 use crate::simd::{loadu, storeu, SimdPath};
 
@@ -42,6 +44,23 @@ const POINT_7: f64 = -0.5;
 /// Tiles per block: the block's transformed inputs, products and outputs
 /// stay in L2 (32 output channels: 8 · 32 · 128 f32 = 128 KiB of products).
 const BLOCK: usize = 128;
+/// Tiles per block of the weight gradient: longer, so that its sums over
+/// tiles (dot products, reduced across lanes at the end of each block)
+/// run longer between reductions.
+const GRAD_BLOCK: usize = 512;
+
+/// Runs `$op.run::<S, α>(s)` with α (6, 7 or 8) known at compile time, so
+/// that the sums over a tile unroll.
+macro_rules! by_alpha {
+    ($op:expr, $S:ty, $s:expr) => {
+        match $op.tr.alpha {
+            6 => $op.run::<$S, 6>($s),
+            7 => $op.run::<$S, 7>($s),
+            8 => $op.run::<$S, 8>($s),
+            a => unreachable!("Winograd's transforms with α = {a}"),
+        }
+    };
+}
 
 /// Whether the fused forward pass runs these options through F(4, k): a
 /// stride-1, undilated, ungrouped convolution of 3 to 5 taps with at least
@@ -82,6 +101,11 @@ pub(crate) struct Transforms {
     /// row 0 of Bᵀ has even-indexed terms only, the last row odd-indexed
     /// ones, and the rows of each pair ±a differ in the sign of the odd ones.
     paired: bool,
+    /// F(k, 4) at the same points (the same Bᵀ), for the weight gradient
+    /// Σ_q z[q]·x[q + t], t < k, by tiles of 4 positions q: Aᵀ (k × α) ...
+    at_k: Vec<f32>,
+    /// ... and G (α × 4), applied to the output gradient's tiles.
+    g_4: Vec<f32>,
 }
 
 impl Transforms {
@@ -113,6 +137,8 @@ impl Transforms {
             vec![0f64; alpha * k],
             vec![0f64; alpha * alpha],
         );
+        // F(k, 4) at the same points, for the weight gradient.
+        let (mut at_k, mut g_4) = (vec![0f64; k * alpha], vec![0f64; alpha * M]);
         for (xi, &a) in finite.iter().enumerate() {
             for j in 0..M {
                 at[j * alpha + xi] = a.powi(j as i32);
@@ -125,6 +151,10 @@ impl Transforms {
                 .product();
             for t in 0..k {
                 g[xi * k + t] = a.powi(t as i32) / f;
+                at_k[t * alpha + xi] = a.powi(t as i32);
+            }
+            for j in 0..M {
+                g_4[xi * M + j] = a.powi(j as i32) / f;
             }
             let c = poly(
                 &mut finite
@@ -138,6 +168,8 @@ impl Transforms {
         let inf = alpha - 1;
         at[(M - 1) * alpha + inf] = 1.0;
         g[inf * k + k - 1] = 1.0;
+        at_k[(k - 1) * alpha + inf] = 1.0;
+        g_4[inf * M + M - 1] = 1.0;
         let c = poly(&mut finite.iter().copied());
         bt[inf * alpha..inf * alpha + c.len()].copy_from_slice(&c);
         let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
@@ -156,6 +188,8 @@ impl Transforms {
             g: f32s(g),
             bt: f32s(bt),
             paired,
+            at_k: f32s(at_k),
+            g_4: f32s(g_4),
         }
     }
 
@@ -311,6 +345,267 @@ pub(crate) fn input_grad_block(
             }
         },
     );
+}
+
+/// Adds one sample's weight and bias gradients to `dw` (c_out × c_in × k)
+/// and `db`, from its padded input `xp` (c_in × lpad) and the pooled
+/// gradient `dy` and `mask` of the forward pass (c_out × lp2 each): with z
+/// the convolution's output gradient (the unpooled dy), dw[co][ci][t] +=
+/// Σ_q z[co][q]·x[ci][q + t] by F(k, 4) over tiles of 4 positions q, each
+/// point ξ a sum over tiles of (G z)_ξ · (Bᵀ x)_ξ ([`gemm_dots`]), and
+/// Aᵀ applied once per sample.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn weight_grad_sample(
+    path: SimdPath,
+    tr: &Transforms,
+    p: &Conv1dParams,
+    xp: &[f32],
+    lpad: usize,
+    dy: &[f32],
+    mask: &[f32],
+    lp2: usize,
+    dw: &mut [f32],
+    db: &mut [f64],
+) {
+    let (cin, cout, alpha, k) = (p.c_in, p.c_out, tr.alpha, tr.k);
+    let tiles = (2 * lp2).div_ceil(M);
+    if tiles == 0 {
+        return;
+    }
+    let lanes = path.lanes().max(1);
+    let nbv = GRAD_BLOCK.min(tiles).next_multiple_of(4 * lanes);
+    let tp = tiles.next_multiple_of(nbv) + alpha / M + 1;
+    let sizes = [
+        cin * M * tp,
+        cout * M * tp,
+        alpha * cin * nbv,
+        alpha * cout * nbv,
+        alpha * cout * cin,
+    ];
+    with_scratch(sizes.iter().sum(), |buf| {
+        let (ph, rest) = buf.split_at_mut(sizes[0]);
+        let (zph, rest) = rest.split_at_mut(sizes[1]);
+        let (v, rest) = rest.split_at_mut(sizes[2]);
+        let (zt, acc) = rest.split_at_mut(sizes[3]);
+        acc.fill(0.0);
+        let rows = Rows {
+            x: xp,
+            ld: lpad,
+            off: 0,
+            len: lpad,
+        };
+        path.dispatch(SplitPhases {
+            vector: x86::applies(path),
+            cin,
+            rows,
+            tp,
+            ph,
+        });
+        path.dispatch(UnpoolPhases {
+            vector: x86::applies(path),
+            cout,
+            lp2,
+            tp,
+            dy,
+            mask,
+            zph,
+            db,
+        });
+        let mut q0 = 0;
+        while q0 < tiles {
+            let nb = GRAD_BLOCK.min(tiles - q0);
+            path.dispatch(InputTransform {
+                tr,
+                cin,
+                tp,
+                nbv,
+                q0,
+                ph,
+                v,
+            });
+            path.dispatch(FilterTransform {
+                tr,
+                cout,
+                tp,
+                nbv,
+                q0,
+                zph,
+                zt,
+            });
+            for xi in 0..alpha {
+                gemm_dots(
+                    path,
+                    cout,
+                    cin,
+                    nb,
+                    zt,
+                    move |co| (xi * cout + co) * nbv,
+                    v,
+                    move |ci| (xi * cin + ci) * nbv,
+                    &mut acc[xi * cout * cin..(xi + 1) * cout * cin],
+                    cin,
+                    true,
+                    false,
+                );
+            }
+            q0 += nb;
+        }
+        // dw[co][ci][t] += Σ_ξ Aᵀ[t][ξ] · acc[ξ][co][ci].
+        for co in 0..cout {
+            for ci in 0..cin {
+                let d = &mut dw[(co * cin + ci) * k..][..k];
+                for (t, dv) in d.iter_mut().enumerate() {
+                    let s: f64 = (0..alpha)
+                        .map(|xi| {
+                            tr.at_k[t * alpha + xi] as f64 * acc[(xi * cout + co) * cin + ci] as f64
+                        })
+                        .sum();
+                    *dv += s as f32;
+                }
+            }
+        }
+    })
+}
+
+/// The output gradient z by phase, from the pooled gradient and the
+/// forward pass's signed-derivative mask: z[co][4T + j] for pair p = 2T +
+/// j / 2 is dy·m⁺ at its first place and dy·(−m)⁺ at its second (m the
+/// mask), zero past the pooled pairs; adds each row's sum to `db`.
+struct UnpoolPhases<'a> {
+    vector: bool,
+    cout: usize,
+    lp2: usize,
+    tp: usize,
+    dy: &'a [f32],
+    mask: &'a [f32],
+    zph: &'a mut [f32],
+    db: &'a mut [f64],
+}
+
+impl WithSimd for UnpoolPhases<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _s: S) {
+        let UnpoolPhases {
+            vector,
+            cout,
+            lp2,
+            tp,
+            dy,
+            mask,
+            zph,
+            db,
+        } = self;
+        for co in 0..cout {
+            let (g, m) = (
+                &dy[co * lp2..(co + 1) * lp2],
+                &mask[co * lp2..(co + 1) * lp2],
+            );
+            let rows = &mut zph[co * M * tp..(co + 1) * M * tp];
+            rows.fill(0.0);
+            let (z0, rest) = rows.split_at_mut(tp);
+            let (z1, rest) = rest.split_at_mut(tp);
+            let (z2, z3) = rest.split_at_mut(tp);
+            // Whole tiles (both pairs pooled), then a last half tile; runs
+            // of 16 tiles by permutations where AVX-512 runs.
+            let whole = lp2 / 2;
+            let fast = if vector { whole / 16 * 16 } else { 0 };
+            #[cfg(target_arch = "x86_64")]
+            if fast > 0 {
+                // Safety: AVX-512F is on this path; 2·fast ≤ lp2 values of g
+                // and m, and fast ≤ tp values of each phase row.
+                unsafe {
+                    x86::unpool_phases(
+                        g.as_ptr(),
+                        m.as_ptr(),
+                        fast,
+                        [
+                            z0.as_mut_ptr(),
+                            z1.as_mut_ptr(),
+                            z2.as_mut_ptr(),
+                            z3.as_mut_ptr(),
+                        ],
+                    )
+                };
+            }
+            for t in fast..whole {
+                let (g0, m0, g1, m1) = (g[2 * t], m[2 * t], g[2 * t + 1], m[2 * t + 1]);
+                z0[t] = g0 * m0.max(0.0);
+                z1[t] = g0 * (-m0).max(0.0);
+                z2[t] = g1 * m1.max(0.0);
+                z3[t] = g1 * (-m1).max(0.0);
+            }
+            if lp2 % 2 == 1 {
+                let (g0, m0) = (g[lp2 - 1], m[lp2 - 1]);
+                z0[whole] = g0 * m0.max(0.0);
+                z1[whole] = g0 * (-m0).max(0.0);
+            }
+            let n = whole + lp2 % 2;
+            db[co] += crate::scratch::sum(&z0[..n])
+                + crate::scratch::sum(&z1[..n])
+                + crate::scratch::sum(&z2[..n])
+                + crate::scratch::sum(&z3[..n]);
+        }
+    }
+}
+
+/// Zt[ξ][co][q] = Σ_j G₄[ξ][j] · z[co][4(q0 + q) + j]: the output
+/// gradient's tiles through F(k, 4)'s G.
+struct FilterTransform<'a> {
+    tr: &'a Transforms,
+    cout: usize,
+    tp: usize,
+    nbv: usize,
+    q0: usize,
+    zph: &'a [f32],
+    zt: &'a mut [f32],
+}
+
+impl WithSimd for FilterTransform<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        by_alpha!(self, S, s)
+    }
+}
+
+impl FilterTransform<'_> {
+    /// With α known at compile time: each vector of tiles is loaded once
+    /// for all α points.
+    #[inline(always)]
+    fn run<S: Simd, const A: usize>(self, s: S) {
+        let FilterTransform {
+            tr,
+            cout,
+            tp,
+            nbv,
+            q0,
+            zph,
+            zt,
+        } = self;
+        let lanes = S::F32_LANES;
+        assert!(zt.len() >= A * cout * nbv && tr.g_4.len() == A * M);
+        let g = &tr.g_4;
+        for co in 0..cout {
+            let base: [usize; M] = core::array::from_fn(|j| (co * M + j) * tp + q0);
+            assert!(base.iter().all(|&b| b + nbv <= zph.len()));
+            let mut q = 0;
+            while q < nbv {
+                // Safety: base[j] + nbv ≤ zph.len(), checked above.
+                let z: [S::f32s; M] =
+                    core::array::from_fn(|j| unsafe { loadu::<S>(zph.as_ptr().add(base[j] + q)) });
+                for xi in 0..A {
+                    let mut acc = s.mul_f32s(s.splat_f32s(g[xi * M]), z[0]);
+                    for j in 1..M {
+                        acc = s.mul_add_e_f32s(s.splat_f32s(g[xi * M + j]), z[j], acc);
+                    }
+                    // Safety: (ξ·cout + co)·nbv + q + lanes ≤ α·cout·nbv, checked above.
+                    unsafe { storeu::<S>(zt.as_mut_ptr().add((xi * cout + co) * nbv + q), acc) };
+                }
+                q += lanes;
+            }
+        }
+    }
 }
 
 /// `len` values of each of a correlation's input rows: row c is
@@ -614,12 +909,7 @@ impl WithSimd for OutputTransform<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        match self.tr.alpha {
-            6 => self.run::<S, 6>(s),
-            7 => self.run::<S, 7>(s),
-            8 => self.run::<S, 8>(s),
-            a => unreachable!("F(4, k) with α = {a}"),
-        }
+        by_alpha!(self, S, s)
     }
 }
 
@@ -845,6 +1135,50 @@ mod x86 {
             }
         }
 
+        /// The output gradient's four phases from pairs of pooled values:
+        /// for t < tiles (a multiple of 16), z[0][t] = g[2t]·m[2t]⁺,
+        /// z[1][t] = g[2t]·(−m[2t])⁺, z[2][t] = g[2t + 1]·m[2t + 1]⁺,
+        /// z[3][t] = g[2t + 1]·(−m[2t + 1])⁺.
+        #[target_feature(enable = "avx512f")]
+        pub(in super::super) unsafe fn unpool_phases(
+            g: *const f32,
+            m: *const f32,
+            tiles: usize,
+            z: [*mut f32; 4],
+        ) {
+            let even = _mm512_loadu_si512(EVEN.as_ptr() as *const _);
+            let odd = _mm512_loadu_si512(ODD.as_ptr() as *const _);
+            let zero = _mm512_setzero_ps();
+            let mut t = 0;
+            while t < tiles {
+                let (g0, g1) = (
+                    _mm512_loadu_ps(g.add(2 * t)),
+                    _mm512_loadu_ps(g.add(2 * t + 16)),
+                );
+                let (m0, m1) = (
+                    _mm512_loadu_ps(m.add(2 * t)),
+                    _mm512_loadu_ps(m.add(2 * t + 16)),
+                );
+                let pairs = [
+                    (
+                        _mm512_permutex2var_ps(g0, even, g1),
+                        _mm512_permutex2var_ps(m0, even, m1),
+                    ),
+                    (
+                        _mm512_permutex2var_ps(g0, odd, g1),
+                        _mm512_permutex2var_ps(m0, odd, m1),
+                    ),
+                ];
+                for (h, (gv, mv)) in pairs.into_iter().enumerate() {
+                    let first = _mm512_mul_ps(gv, _mm512_max_ps(mv, zero));
+                    let second = _mm512_mul_ps(gv, _mm512_max_ps(_mm512_sub_ps(zero, mv), zero));
+                    _mm512_storeu_ps(z[2 * h].add(t), first);
+                    _mm512_storeu_ps(z[2 * h + 1].add(t), second);
+                }
+                t += 16;
+            }
+        }
+
         /// out[4q + j] = a[j][q] for q < quads (a multiple of 16).
         #[target_feature(enable = "avx512f")]
         pub(in super::super) unsafe fn interleave4(
@@ -966,7 +1300,8 @@ mod tests {
     use super::*;
 
     /// Aᵀ[(G g) ⊙ (Bᵀ d)] is the correlation Σ_t g[t] d[j + t], in f64
-    /// arithmetic on the f32 matrices, for every tap count used.
+    /// arithmetic on the f32 matrices, for every tap count used; and the
+    /// same for F(k, 4), the weight gradient's, at the same points.
     #[test]
     fn the_transforms_compute_a_correlation() {
         for k in 3..=5 {
@@ -999,6 +1334,21 @@ mod tests {
                 assert!(
                     (y - want).abs() <= 1e-6 * (1.0 + want.abs()),
                     "k {k} output {j}: {y} against {want}"
+                );
+            }
+            // F(k, 4), the weight gradient's: Σ_j z[j]·d[j + t] for t < k.
+            let z: Vec<f64> = (0..M).map(|j| 0.9 - 0.4 * j as f64).collect();
+            let gz: Vec<f64> = (0..alpha)
+                .map(|xi| (0..M).map(|j| tr.g_4[xi * M + j] as f64 * z[j]).sum())
+                .collect();
+            for t in 0..k {
+                let y: f64 = (0..alpha)
+                    .map(|xi| tr.at_k[t * alpha + xi] as f64 * gz[xi] * bd[xi])
+                    .sum();
+                let want: f64 = (0..M).map(|j| z[j] * d[j + t]).sum();
+                assert!(
+                    (y - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                    "k {k} tap {t}: {y} against {want}"
                 );
             }
         }
