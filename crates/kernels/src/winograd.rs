@@ -50,19 +50,6 @@ const BLOCK: usize = 128;
 /// 128 on the Zen 4, with a quarter of the reductions).
 const GRAD_BLOCK: usize = 512;
 
-/// Runs `$op.run::<S, α>(s)` with α (6, 7 or 8) known at compile time, so
-/// that the sums over a tile unroll.
-macro_rules! by_alpha {
-    ($op:expr, $S:ty, $s:expr) => {
-        match $op.tr.alpha {
-            6 => $op.run::<$S, 6>($s),
-            7 => $op.run::<$S, 7>($s),
-            8 => $op.run::<$S, 8>($s),
-            a => unreachable!("Winograd's transforms with α = {a}"),
-        }
-    };
-}
-
 /// Whether the fused forward pass runs these options through F(4, k): a
 /// stride-1, undilated, ungrouped convolution of 3 to 5 taps with at least
 /// 4 input channels (with fewer, the transforms cost more than they save),
@@ -415,24 +402,20 @@ pub(crate) fn weight_grad_sample(
         let mut q0 = 0;
         while q0 < tiles {
             let nb = GRAD_BLOCK.min(tiles - q0);
-            path.dispatch(InputTransform {
-                tr,
-                cin,
-                tp,
-                nbv,
-                q0,
-                ph,
-                v,
-            });
-            path.dispatch(FilterTransform {
-                tr,
+            input_transform(path, tr, cin, tp, nbv, q0, ph, v);
+            // Zt[ξ][co][q] = Σ_j G₄[ξ][j] · z[co][4(q0 + q) + j].
+            combine(
+                path,
+                &tr.g_4,
+                (M, alpha),
                 cout,
-                tp,
                 nbv,
-                q0,
+                None,
                 zph,
+                move |co, j| (co * M + j) * tp + q0,
                 zt,
-            });
+                move |co, xi| (xi * cout + co) * nbv,
+            );
             for xi in 0..alpha {
                 gemm_dots(
                     path,
@@ -550,65 +533,6 @@ impl WithSimd for UnpoolPhases<'_> {
     }
 }
 
-/// Zt[ξ][co][q] = Σ_j G₄[ξ][j] · z[co][4(q0 + q) + j]: the output
-/// gradient's tiles through F(k, 4)'s G.
-struct FilterTransform<'a> {
-    tr: &'a Transforms,
-    cout: usize,
-    tp: usize,
-    nbv: usize,
-    q0: usize,
-    zph: &'a [f32],
-    zt: &'a mut [f32],
-}
-
-impl WithSimd for FilterTransform<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
-        by_alpha!(self, S, s)
-    }
-}
-
-impl FilterTransform<'_> {
-    /// With α known at compile time: each vector of tiles is loaded once
-    /// for all α points.
-    #[inline(always)]
-    fn run<S: Simd, const A: usize>(self, s: S) {
-        let FilterTransform {
-            tr,
-            cout,
-            tp,
-            nbv,
-            q0,
-            zph,
-            zt,
-        } = self;
-        let lanes = S::F32_LANES;
-        assert!(zt.len() >= A * cout * nbv && tr.g_4.len() == A * M);
-        let g = &tr.g_4;
-        for co in 0..cout {
-            let base: [usize; M] = core::array::from_fn(|j| (co * M + j) * tp + q0);
-            assert!(base.iter().all(|&b| b + nbv <= zph.len()));
-            let mut q = 0;
-            while q < nbv {
-                // Safety: base[j] + nbv ≤ zph.len(), checked above.
-                let z: [S::f32s; M] =
-                    core::array::from_fn(|j| unsafe { loadu::<S>(zph.as_ptr().add(base[j] + q)) });
-                for xi in 0..A {
-                    let mut acc = s.mul_f32s(s.splat_f32s(g[xi * M]), z[0]);
-                    for j in 1..M {
-                        acc = s.mul_add_e_f32s(s.splat_f32s(g[xi * M + j]), z[j], acc);
-                    }
-                    // Safety: (ξ·cout + co)·nbv + q + lanes ≤ α·cout·nbv, checked above.
-                    unsafe { storeu::<S>(zt.as_mut_ptr().add((xi * cout + co) * nbv + q), acc) };
-                }
-                q += lanes;
-            }
-        }
-    }
-}
-
 /// `len` values of each of a correlation's input rows: row c is
 /// `x[c·ld + off..][..len]`; past it, zeros.
 #[derive(Clone, Copy)]
@@ -666,15 +590,7 @@ fn correlate(
         let mut q0 = 0;
         while q0 < tiles {
             let nb = BLOCK.min(tiles - q0);
-            path.dispatch(InputTransform {
-                tr,
-                cin,
-                tp,
-                nbv,
-                q0,
-                ph,
-                v,
-            });
+            input_transform(path, tr, cin, tp, nbv, q0, ph, v);
             for xi in 0..alpha {
                 gemm_rows(
                     path,
@@ -691,14 +607,19 @@ fn correlate(
                     false,
                 );
             }
-            path.dispatch(OutputTransform {
-                tr,
+            // Y[co][j][q] = bias[co] + Σ_ξ Aᵀ[j][ξ] · M_ξ[co][q], j < 4.
+            combine(
+                path,
+                &tr.at,
+                (alpha, M),
                 cout,
                 nbv,
                 bias,
                 mm,
+                move |co, xi| (xi * cout + co) * nbv,
                 yq,
-            });
+                move |co, j| (co * M + j) * nbv,
+            );
             take(q0, nb, nbv, yq);
             q0 += nb;
         }
@@ -774,7 +695,163 @@ impl WithSimd for SplitPhases<'_> {
     }
 }
 
-/// V[ξ][ci][q] = Σ_i Bᵀ[ξ][i] · x[ci][4(q0 + q) + i] for the block's tiles.
+/// V[ξ][ci][q] = Σ_i Bᵀ[ξ][i] · x[ci][4(q0 + q) + i] for the block's
+/// tiles, from the input's phases `ph` ([`SplitPhases`]): by the ± pairs of
+/// points where they exist ([`InputTransform`]), else as any small matrix.
+#[allow(clippy::too_many_arguments)]
+fn input_transform(
+    path: SimdPath,
+    tr: &Transforms,
+    cin: usize,
+    tp: usize,
+    nbv: usize,
+    q0: usize,
+    ph: &[f32],
+    v: &mut [f32],
+) {
+    if tr.paired {
+        return path.dispatch(InputTransform {
+            tr,
+            cin,
+            tp,
+            nbv,
+            q0,
+            ph,
+            v,
+        });
+    }
+    let alpha = tr.alpha;
+    // Row i of tile q's inputs: phase i % 4, shifted by i / 4.
+    combine(
+        path,
+        &tr.bt,
+        (alpha, alpha),
+        cin,
+        nbv,
+        None,
+        ph,
+        move |ci, i| (ci * M + i % M) * tp + q0 + i / M,
+        v,
+        move |ci, xi| (xi * cin + ci) * nbv,
+    );
+}
+
+/// out[o(g, r) + q] = bias[g] + Σ_i c[r·I + i] · x[xo(g, i) + q] for each
+/// group g < groups, r < R, i < I and q < nbv, with (I, R) = `shape`: one of
+/// the transforms' small matrices (c: R × I) applied to rows of tiles, a
+/// vector of tiles at a time, each input vector loaded once for all R
+/// outputs. A zero bias where there is none.
+#[allow(clippy::too_many_arguments)]
+fn combine(
+    path: SimdPath,
+    c: &[f32],
+    shape: (usize, usize),
+    groups: usize,
+    nbv: usize,
+    bias: Option<&[f32]>,
+    x: &[f32],
+    xo: impl Fn(usize, usize) -> usize,
+    out: &mut [f32],
+    oo: impl Fn(usize, usize) -> usize,
+) {
+    let (ni, nr) = shape;
+    assert_eq!(c.len(), ni * nr, "transform matrix");
+    assert!(
+        nbv.is_multiple_of(path.lanes().max(1)),
+        "whole vectors of tiles"
+    );
+    for g in 0..groups {
+        assert!((0..ni).all(|i| xo(g, i) + nbv <= x.len()), "input rows");
+        assert!((0..nr).all(|r| oo(g, r) + nbv <= out.len()), "output rows");
+    }
+    path.dispatch(Combine {
+        c,
+        shape,
+        groups,
+        nbv,
+        bias,
+        x,
+        xo,
+        out,
+        oo,
+    })
+}
+
+/// [`combine`] after its bounds checks.
+struct Combine<'a, FI, FO> {
+    c: &'a [f32],
+    shape: (usize, usize),
+    groups: usize,
+    nbv: usize,
+    bias: Option<&'a [f32]>,
+    x: &'a [f32],
+    xo: FI,
+    out: &'a mut [f32],
+    oo: FO,
+}
+
+impl<FI: Fn(usize, usize) -> usize, FO: Fn(usize, usize) -> usize> WithSimd
+    for Combine<'_, FI, FO>
+{
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        // The shapes F(4, k) and F(k, 4) take (α = 6, 7, 8), known at
+        // compile time so that the sums unroll.
+        match self.shape {
+            (4, 6) => self.run::<S, 4, 6>(s),
+            (4, 7) => self.run::<S, 4, 7>(s),
+            (4, 8) => self.run::<S, 4, 8>(s),
+            (6, 4) => self.run::<S, 6, 4>(s),
+            (7, 4) => self.run::<S, 7, 4>(s),
+            (8, 4) => self.run::<S, 8, 4>(s),
+            (6, 6) => self.run::<S, 6, 6>(s),
+            (7, 7) => self.run::<S, 7, 7>(s),
+            (8, 8) => self.run::<S, 8, 8>(s),
+            shape => unreachable!("a transform of shape {shape:?}"),
+        }
+    }
+}
+
+impl<FI: Fn(usize, usize) -> usize, FO: Fn(usize, usize) -> usize> Combine<'_, FI, FO> {
+    #[inline(always)]
+    fn run<S: Simd, const I: usize, const R: usize>(self, s: S) {
+        let Combine {
+            c,
+            groups,
+            nbv,
+            bias,
+            x,
+            xo,
+            out,
+            oo,
+            ..
+        } = self;
+        for g in 0..groups {
+            let b = s.splat_f32s(bias.map_or(0.0, |b| b[g]));
+            let xb: [usize; I] = core::array::from_fn(|i| xo(g, i));
+            let ob: [usize; R] = core::array::from_fn(|r| oo(g, r));
+            let mut q = 0;
+            while q < nbv {
+                // Safety: xo(g, i) + nbv ≤ x.len(), checked by `combine`.
+                let d: [S::f32s; I] =
+                    core::array::from_fn(|i| unsafe { loadu::<S>(x.as_ptr().add(xb[i] + q)) });
+                for r in 0..R {
+                    let mut acc = b;
+                    for i in 0..I {
+                        acc = s.mul_add_e_f32s(s.splat_f32s(c[r * I + i]), d[i], acc);
+                    }
+                    // Safety: oo(g, r) + nbv ≤ out.len(), checked by `combine`.
+                    unsafe { storeu::<S>(out.as_mut_ptr().add(ob[r] + q), acc) };
+                }
+                q += S::F32_LANES;
+            }
+        }
+    }
+}
+
+/// V[ξ][ci][q] = Σ_i Bᵀ[ξ][i] · x[ci][4(q0 + q) + i] for the block's tiles,
+/// for point sets symmetric about 0.
 struct InputTransform<'a> {
     tr: &'a Transforms,
     cin: usize,
@@ -789,13 +866,10 @@ impl WithSimd for InputTransform<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        match (self.tr.alpha, self.tr.paired) {
-            (6, true) => self.run_paired::<S, 6, 3>(s),
-            (8, true) => self.run_paired::<S, 8, 4>(s),
-            (6, false) => self.run::<S, 6>(s),
-            (7, false) => self.run::<S, 7>(s),
-            (8, false) => self.run::<S, 8>(s),
-            (a, _) => unreachable!("F(4, k) with α = {a}"),
+        match self.tr.alpha {
+            6 => self.run_paired::<S, 6, 3>(s),
+            8 => self.run_paired::<S, 8, 4>(s),
+            a => unreachable!("paired F(4, k) with α = {a}"),
         }
     }
 }
@@ -848,104 +922,6 @@ impl InputTransform<'_> {
                     store(v, xi + 1, ci, q, s.sub_f32s(e, o));
                 }
                 store(v, A - 1, ci, q, part(A - 1, 1));
-                q += lanes;
-            }
-        }
-    }
-
-    /// With α known at compile time, so that the sums over a tile unroll.
-    #[inline(always)]
-    fn run<S: Simd, const A: usize>(self, s: S) {
-        let InputTransform {
-            tr,
-            cin,
-            tp,
-            nbv,
-            q0,
-            ph,
-            v,
-        } = self;
-        let lanes = S::F32_LANES;
-        assert!(v.len() >= A * cin * nbv && tr.bt.len() == A * A);
-        let zero = s.splat_f32s(0.0);
-        for ci in 0..cin {
-            // Row i of the tile's inputs: phase i % 4, shifted by i / 4.
-            let base: [usize; A] = core::array::from_fn(|i| (ci * M + i % M) * tp + q0 + i / M);
-            assert!(base.iter().all(|&b| b + nbv <= ph.len()));
-            for xi in 0..A {
-                let c: [S::f32s; A] = core::array::from_fn(|i| s.splat_f32s(tr.bt[xi * A + i]));
-                let dst = (xi * cin + ci) * nbv;
-                let mut q = 0;
-                while q < nbv {
-                    let mut acc = [zero; 4];
-                    for i in 0..A {
-                        for (u, a) in acc.iter_mut().enumerate() {
-                            // Safety: base[i] + nbv ≤ ph.len(), checked above.
-                            let d = unsafe { loadu::<S>(ph.as_ptr().add(base[i] + q + u * lanes)) };
-                            *a = s.mul_add_e_f32s(c[i], d, *a);
-                        }
-                    }
-                    for (u, a) in acc.into_iter().enumerate() {
-                        // Safety: (ξ·cin + ci)·nbv + q + 4·lanes ≤ α·cin·nbv.
-                        unsafe { storeu::<S>(v.as_mut_ptr().add(dst + q + u * lanes), a) };
-                    }
-                    q += 4 * lanes;
-                }
-            }
-        }
-    }
-}
-
-/// Y[co][j][q] = bias[co] + Σ_ξ Aᵀ[j][ξ] · M_ξ[co][q], j < 4.
-struct OutputTransform<'a> {
-    tr: &'a Transforms,
-    cout: usize,
-    nbv: usize,
-    bias: Option<&'a [f32]>,
-    mm: &'a [f32],
-    yq: &'a mut [f32],
-}
-
-impl WithSimd for OutputTransform<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
-        by_alpha!(self, S, s)
-    }
-}
-
-impl OutputTransform<'_> {
-    /// With α known at compile time, so that the sums over a tile unroll.
-    #[inline(always)]
-    fn run<S: Simd, const A: usize>(self, s: S) {
-        let OutputTransform {
-            tr,
-            cout,
-            nbv,
-            bias,
-            mm,
-            yq,
-        } = self;
-        let lanes = S::F32_LANES;
-        assert!(mm.len() >= A * cout * nbv && yq.len() >= cout * M * nbv && tr.at.len() == M * A);
-        let c: [[S::f32s; A]; M] =
-            core::array::from_fn(|j| core::array::from_fn(|xi| s.splat_f32s(tr.at[j * A + xi])));
-        for co in 0..cout {
-            let b = s.splat_f32s(bias.map_or(0.0, |b| b[co]));
-            let mut q = 0;
-            while q < nbv {
-                // Safety: within mm, checked above.
-                let m: [S::f32s; A] = core::array::from_fn(|xi| unsafe {
-                    loadu::<S>(mm.as_ptr().add((xi * cout + co) * nbv + q))
-                });
-                for (j, cj) in c.iter().enumerate() {
-                    let mut acc = b;
-                    for xi in 0..A {
-                        acc = s.mul_add_e_f32s(cj[xi], m[xi], acc);
-                    }
-                    // Safety: within yq, checked above.
-                    unsafe { storeu::<S>(yq.as_mut_ptr().add((co * M + j) * nbv + q), acc) };
-                }
                 q += lanes;
             }
         }
