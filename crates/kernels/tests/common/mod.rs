@@ -34,3 +34,47 @@ pub fn rel(got: &[f32], want: &[f64]) -> f64 {
         .fold(0f64, |m, (g, w)| m.max((*g as f64 - w).abs()))
         / scale
 }
+
+/// How much Winograd's F(m, r) at the points 0, ±1, ±2, ±½ and ∞ (the
+/// kernels' minimal filtering) can amplify rounding, relative to the direct
+/// sum of r products:
+///
+///   max_j Σ_ξ |Aᵀ_jξ| · ‖G_ξ‖₁ · ‖Bᵀ_ξ‖₁ / r.
+///
+/// Each product (G g)_ξ · (Bᵀ d)_ξ carries rounding relative to
+/// ‖G_ξ‖₁·max|g| · ‖Bᵀ_ξ‖₁·max|d|, and Aᵀ adds the α of them with weights
+/// |Aᵀ_jξ|; the direct sum's bound is r·max|g|·max|d|. So a tolerance that
+/// rounding alone cannot fail for the direct kernel, times this factor, is
+/// one that rounding alone cannot fail through the transforms either. The
+/// matrices are Toom–Cook's, built here in f64 from the points alone: Aᵀ_jξ
+/// = a_ξ^j, G_ξt = a_ξ^t / Π_(η≠ξ)(a_ξ − a_η), Bᵀ_ξ the coefficients of
+/// Π_(η≠ξ)(x − a_η); ∞ takes the last tap, the last output, and Π_η(x − a_η).
+pub fn winograd_amplification(m: usize, r: usize) -> f64 {
+    let alpha = m + r - 1;
+    let points: &[f64] = &[0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5][..alpha - 1];
+    // Σ |coefficients| of Π (x − a) over the points given.
+    let coefficients = |pts: &mut dyn Iterator<Item = f64>| {
+        let mut c = vec![1.0f64];
+        for a in pts {
+            let mut next = vec![0.0; c.len() + 1];
+            for (i, ci) in c.iter().enumerate() {
+                next[i + 1] += ci;
+                next[i] -= a * ci;
+            }
+            c = next;
+        }
+        c.iter().map(|v| v.abs()).sum::<f64>()
+    };
+    let mut per_output = vec![0f64; m];
+    for (xi, &a) in points.iter().enumerate() {
+        let others = || points.iter().enumerate().filter(move |&(eta, _)| eta != xi);
+        let denominator: f64 = others().map(|(_, &b)| (a - b).abs()).product();
+        let g: f64 = (0..r).map(|t| a.abs().powi(t as i32)).sum::<f64>() / denominator;
+        let b = coefficients(&mut others().map(|(_, &b)| b));
+        for (j, s) in per_output.iter_mut().enumerate() {
+            *s += a.abs().powi(j as i32) * g * b;
+        }
+    }
+    per_output[m - 1] += coefficients(&mut points.iter().copied());
+    per_output.iter().fold(0f64, |x, &y| x.max(y)) / r as f64
+}
