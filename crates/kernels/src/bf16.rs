@@ -151,7 +151,7 @@ pub(crate) fn rows(
     };
     let block = 16 * PANEL;
     let threads = rayon::current_num_threads();
-    if parallel && threads > 1 && n >= 2 * block && (m * n * k) >= 1 << 16 {
+    if parallel && threads > 1 && n >= 2 * block && (m * n * k) >= crate::PARALLEL_WORK {
         (0..n.div_ceil(block))
             .into_par_iter()
             .for_each(|p| run(p * block, ((p + 1) * block).min(n)));
@@ -414,7 +414,7 @@ fn rows_direct(
         };
         let block = 16 * PANEL;
         let threads = rayon::current_num_threads();
-        if parallel && threads > 1 && n >= 2 * block && (m * n * np) >= 1 << 15 {
+        if parallel && threads > 1 && n >= 2 * block && (m * n * np) >= crate::PARALLEL_WORK {
             (0..n.div_ceil(block))
                 .into_par_iter()
                 .for_each(|p| run(p * block, ((p + 1) * block).min(n)));
@@ -828,7 +828,11 @@ pub(crate) fn dots<FA, FB>(
                 // rows; [j0, j1) is this call's own columns of C.
                 unsafe { run_dots(&d) }
             };
-            split_columns(n, parallel && m * n * len * segs.count >= 1 << 16, run);
+            split_columns(
+                n,
+                parallel && m * n * len * segs.count >= crate::PARALLEL_WORK,
+                run,
+            );
         })
     });
 }
@@ -899,7 +903,7 @@ fn dots_streamed<FA, FB>(
         })
     };
     let threads = rayon::current_num_threads();
-    if parallel && threads > 1 && m > n && m >= 12 && m * n * len >= 1 << 16 {
+    if parallel && threads > 1 && m > n && m >= 12 && m * n * len >= crate::PARALLEL_WORK {
         // More rows of A than of B (a batch of inference through a narrow
         // layer): split A's rows, so that no two threads round the same.
         let per = m.div_ceil(threads).div_ceil(6) * 6;
@@ -907,9 +911,11 @@ fn dots_streamed<FA, FB>(
             .into_par_iter()
             .for_each(|p| run(p * per, ((p + 1) * per).min(m), 0, n));
     } else {
-        split_columns(n, parallel && m * n * len >= 1 << 16, |j0, j1| {
-            run(0, m, j0, j1)
-        });
+        split_columns(
+            n,
+            parallel && m * n * len >= crate::PARALLEL_WORK,
+            |j0, j1| run(0, m, j0, j1),
+        );
     }
 }
 

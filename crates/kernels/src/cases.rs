@@ -183,10 +183,16 @@ fn conv1d_pool_case(
     }
 }
 
-/// The peer genomic model's 79,904 → 64 dense layer at batch 32: its
-/// forward pass, its backward pass, or both.
-fn dense_case(name: &'static str, what: &'static str, forward: bool, backward: bool) -> Case {
-    let (batch, n_in, n_out) = (32, 79_904, 64);
+/// A dense layer (the peer genomic model's 79,904 → 64 at batch 32,
+/// LeNet-5's 400 → 120 and 120 → 84 at batch 64): its forward pass, its
+/// backward pass, or both.
+fn dense_case(
+    name: &'static str,
+    what: &'static str,
+    (batch, n_in, n_out): (usize, usize, usize),
+    forward: bool,
+    backward: bool,
+) -> Case {
     let x = values(batch * n_in, 11);
     let w = values(n_out * n_in, 12);
     let b = values(n_out, 13);
@@ -267,6 +273,7 @@ pub fn all() -> Vec<Case> {
     cases.push(dense_case(
         "genomic_dense",
         "dense 79904→64, batch 32: forward + input and weight gradients",
+        (32, 79_904, 64),
         true,
         true,
     ));
@@ -303,12 +310,14 @@ pub fn all() -> Vec<Case> {
     cases.push(dense_case(
         "g_dense_f",
         "dense 79904→64, batch 32: forward",
+        (32, 79_904, 64),
         true,
         false,
     ));
     cases.push(dense_case(
         "g_dense_b",
         "dense 79904→64, batch 32: backward (input and weights)",
+        (32, 79_904, 64),
         false,
         true,
     ));
@@ -339,6 +348,34 @@ pub fn all() -> Vec<Case> {
                 adam_step(h, &mut p, &g, &mut m, &mut v).expect("buffers of the right length");
             }),
         });
+    }
+    for (name, what, shape, forward) in [
+        (
+            "l_dense1_f",
+            "dense 400→120, batch 64: forward",
+            (64, 400, 120),
+            true,
+        ),
+        (
+            "l_dense1_b",
+            "dense 400→120, batch 64: backward (input and weights)",
+            (64, 400, 120),
+            false,
+        ),
+        (
+            "l_dense2_f",
+            "dense 120→84, batch 64: forward",
+            (64, 120, 84),
+            true,
+        ),
+        (
+            "l_dense2_b",
+            "dense 120→84, batch 64: backward (input and weights)",
+            (64, 120, 84),
+            false,
+        ),
+    ] {
+        cases.push(dense_case(name, what, shape, forward, !forward));
     }
     cases.push(conv2d_case(
         "lenet_conv1",

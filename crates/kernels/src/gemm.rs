@@ -109,7 +109,7 @@ pub fn gemm_rows_bias<F: Fn(usize) -> usize + Copy + Sync>(
         };
         let block = 64 * path.lanes().max(4);
         let threads = rayon::current_num_threads();
-        if parallel && threads > 1 && n >= 2 * block && (m * n * k) >= 1 << 16 {
+        if parallel && threads > 1 && n >= 2 * block && (m * n * k) >= crate::PARALLEL_WORK {
             let parts = n.div_ceil(block);
             (0..parts)
                 .into_par_iter()
@@ -357,7 +357,7 @@ pub fn gemm_dots<FA, FB>(
         })
     };
     let threads = rayon::current_num_threads();
-    if parallel && threads > 1 && n >= 2 * MR && m * n * len >= 1 << 16 {
+    if parallel && threads > 1 && n >= 2 * MR && m * n * len >= crate::PARALLEL_WORK {
         // Split the columns of C (rows of B) into one group of tiles per thread.
         let per = n.div_ceil(threads).div_ceil(MR) * MR;
         (0..n.div_ceil(per))

@@ -40,6 +40,14 @@ pub use pool::{Pool1dParams, Pool2dParams, PoolKind};
 pub use pulp::{Simd as PulpSimd, WithSimd};
 pub use simd::{with_path, Precision, SimdPath};
 
+/// The fewest multiply-adds for which a matrix product splits its columns
+/// over threads. Below it, waking the pool's sleeping threads and joining
+/// them costs more than the second core saves: on the 2-core Zen 4, LeNet-5's
+/// 400 → 120 dense layer at batch 64 (3.1 M) took 0.083 ms on two threads
+/// and 0.062 ms on one (f32), 0.123 and 0.054 ms in bf16 (`genocnn bench
+/// kernels --filter l_dense`).
+pub(crate) const PARALLEL_WORK: usize = 1 << 23;
+
 /// The number of partial sums a weight gradient over a batch is split into
 /// (each a fixed run of samples, summed in order at the end). It does not
 /// follow the thread count, so that a run gives the same numbers on 1, 2 or
