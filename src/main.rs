@@ -9,9 +9,15 @@ use clap::Parser;
 /// Keeps freed memory in the process for reuse: training allocates and
 /// frees the same large activation buffers every batch, and returning them
 /// to the kernel each time costs more in page faults than the arithmetic.
+/// One arena for every thread: the networks run on a worker of the thread
+/// pool, and glibc's per-thread arenas (heaps of at most 64 MB) hand
+/// buffers larger than that back to the kernel on every free. With them,
+/// the peer genomic model's inference took 9× the page faults and ran at
+/// 3,000–3,300 samples/s instead of 4,200–4,550.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
     }

@@ -292,7 +292,11 @@ impl Backend for Native {
         };
         match &self.threads {
             Some(pool) => pool.install(run),
-            None => run(),
+            // On a worker of the global pool, so that the kernels' parallel
+            // loops are forks and joins among its threads, rather than jobs
+            // injected from outside it, which leave the caller asleep and
+            // wake it again every time.
+            None => rayon::scope(|_| run()),
         }
     }
 
