@@ -76,11 +76,6 @@ pub fn round(x: f32) -> f32 {
     from_bits(to_bits(x))
 }
 
-/// Two f32 as one word of bf16 pair: `lo` in the low half.
-fn pair(lo: f32, hi: f32) -> u32 {
-    to_bits(lo) as u32 | (to_bits(hi) as u32) << 16
-}
-
 /// The bf16 path of [`gemm_rows_bias`](crate::gemm::gemm_rows_bias), after
 /// its bounds checks: C[i·ldc + j] (= or +=) bias[i] + Σ_r A[i·lda + r] · B[offs[r] + j].
 #[allow(clippy::too_many_arguments)]
@@ -106,11 +101,13 @@ pub(crate) fn rows(
     }
     let kp = k.div_ceil(2);
     let mut ap = vec![0u32; m * kp];
-    for i in 0..m {
-        let row = &a[i * lda..];
-        for p in 0..kp {
-            let hi = if 2 * p + 1 < k { row[2 * p + 1] } else { 0.0 };
-            ap[i * kp + p] = pair(row[2 * p], hi);
+    // Each row rounded in vectors, then read as pairs: word p is element
+    // 2p in its low half and 2p + 1 (0 past the end) in its high half.
+    let mut row16 = vec![0u16; 2 * kp];
+    for (i, words) in ap.chunks_exact_mut(kp.max(1)).enumerate().take(m) {
+        round_into(&a[i * lda..i * lda + k], &mut row16[..k]);
+        for (w, h) in words.iter_mut().zip(row16.chunks_exact(2)) {
+            *w = h[0] as u32 | (h[1] as u32) << 16;
         }
     }
     let bias: Vec<f32> = match bias {

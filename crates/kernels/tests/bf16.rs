@@ -159,6 +159,70 @@ fn kernels_round_as_the_scalar_reference() {
     }
 }
 
+/// A row of an operand is rounded in vectors of 32, then the rest one by
+/// one: at every length up to past two vectors, a product with the
+/// identity gives each rounded value back, as the scalar reference rounds
+/// it (A's rows in `gemm_rows`, both operands in `gemm_dots`).
+#[test]
+fn rows_of_every_length_round_as_the_scalar_reference() {
+    if skip() {
+        return;
+    }
+    // Values whose rounding is finite (an infinity times the identity's
+    // zeros would make NaN of every sum).
+    let values: Vec<f32> = awkward_values()
+        .into_iter()
+        .filter(|x| round(*x).is_finite())
+        .collect();
+    for len in 1..=70 {
+        let a = &values[3 * len..4 * len];
+        let mut eye = vec![0f32; len * len];
+        for r in 0..len {
+            eye[r * len + r] = 1.0;
+        }
+        let mut rows = vec![f32::NAN; len];
+        gemm_rows_bias(
+            PATH,
+            1,
+            len,
+            len,
+            a,
+            len,
+            &eye,
+            |r| r * len,
+            None,
+            &mut rows,
+            len,
+            false,
+            true,
+        );
+        let mut dots = vec![f32::NAN; len];
+        gemm_dots(
+            PATH,
+            1,
+            len,
+            len,
+            a,
+            |_| 0,
+            &eye,
+            |j| j * len,
+            &mut dots,
+            len,
+            false,
+            true,
+        );
+        for (j, &x) in a.iter().enumerate() {
+            let want = round(x);
+            for (what, got) in [("rows", rows[j]), ("dots", dots[j])] {
+                assert!(
+                    got == want,
+                    "{what}, length {len}: {x:e} became {got:e} at {j}, the reference {want:e}"
+                );
+            }
+        }
+    }
+}
+
 /// Checks `got` against the two derived bounds. `terms(i, j)` lists the
 /// products (a, b) of output (i, j); `added(i, j)` the values added to
 /// them (what C held, when accumulated into; the bias), each of which also
