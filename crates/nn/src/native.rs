@@ -285,11 +285,14 @@ impl Backend for Native {
 
     fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         // The kernels read the path on the thread that calls them, and
-        // carry it into their workers.
-        let run = || match self.path {
-            Some(p) => kernels::with_path(p, f),
-            None => f(),
-        };
+        // carry it into their workers. The network runs on a worker of a
+        // pool, so the path is chosen here, on the caller's thread (this
+        // backend's own, or the one in force there), and set on the worker
+        // for the run: a worker waiting inside one network's pass may take
+        // up another network's whole pass (tests run them side by side),
+        // which must not run on the first one's path.
+        let path = self.path();
+        let run = || kernels::with_path(path, f);
         match &self.threads {
             Some(pool) => pool.install(run),
             // On a worker of the global pool, so that the kernels' parallel
