@@ -222,10 +222,11 @@ pub fn conv2d_forward(
     let path = SimdPath::current();
     if let Some(wide) = Wide::new(p, h, w) {
         let (ho, wo) = (wide.ho, wide.wo);
+        let offs = wide.offsets(p);
         x.par_chunks(p.c_in * h * w)
             .zip(y.par_chunks_mut(p.c_out * n))
             .for_each(|(xb, yb)| {
-                wide.sample_forward(path, p, xb, wt, bias, |yw| {
+                wide.sample_forward(path, p, &offs, xb, wt, bias, |yw| {
                     for co in 0..p.c_out {
                         for oy in 0..ho {
                             yb[(co * ho + oy) * wo..][..wo]
@@ -457,6 +458,33 @@ impl Wide {
         (g * cig + ci) * self.plane + (rest / p.kw) * self.wp + rest % p.kw
     }
 
+    /// Offset in the padded input of each row r = (ci, ky, kx) of the
+    /// products, group after group (c_in·kh·kw in all), computed once per
+    /// call of a layer and read by every sample's product.
+    fn offsets(&self, p: &Conv2dParams) -> Vec<usize> {
+        let mut offs = Vec::with_capacity(p.c_in * p.kh * p.kw);
+        for ci in 0..p.c_in {
+            for ky in 0..p.kh {
+                offs.extend((0..p.kw).map(|kx| ci * self.plane + ky * self.wp + kx));
+            }
+        }
+        offs
+    }
+
+    /// For the input gradient: the offset in the wide output gradient of
+    /// each row r = (co, ky, kx), output channel co's gradient shifted back
+    /// by ky·wp + kx, group after group (c_out·kh·kw in all).
+    fn grad_offsets(&self, p: &Conv2dParams) -> Vec<usize> {
+        let row = self.grad_row();
+        let mut offs = Vec::with_capacity(p.c_out * p.kh * p.kw);
+        for co in 0..p.c_out {
+            for ky in 0..p.kh {
+                offs.extend((0..p.kw).map(|kx| co * row + self.front - ky * self.wp - kx));
+            }
+        }
+        offs
+    }
+
     /// Zero-pads each channel of one sample (c × h × w) into `dst` (c × plane).
     fn pad(&self, src: &[f32], c: usize, dst: &mut [f32]) {
         dst.fill(0.0);
@@ -469,10 +497,12 @@ impl Wide {
     }
 
     /// The wide output of one sample (c_out × n), bias included.
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
         path: SimdPath,
         p: &Conv2dParams,
+        offs: &[usize],
         xp: &[f32],
         wt: &[f32],
         bias: Option<&[f32]>,
@@ -480,9 +510,8 @@ impl Wide {
     ) {
         let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
         let kk = cig * p.kh * p.kw;
-        let me = *self;
-        let pp = *p;
         for g in 0..p.groups {
+            let offs = &offs[g * kk..(g + 1) * kk];
             crate::gemm::gemm_rows_bias(
                 path,
                 cog,
@@ -491,7 +520,7 @@ impl Wide {
                 &wt[g * cog * kk..(g + 1) * cog * kk],
                 kk,
                 xp,
-                move |r| me.boff(&pp, g, r),
+                |r| offs[r],
                 bias.map(|b| &b[g * cog..(g + 1) * cog]),
                 &mut yw[g * cog * self.n..(g + 1) * cog * self.n],
                 self.n,
@@ -502,10 +531,12 @@ impl Wide {
     }
 
     /// Pads one sample, computes its wide output and hands it to `take`.
+    #[allow(clippy::too_many_arguments)]
     fn sample_forward(
         &self,
         path: SimdPath,
         p: &Conv2dParams,
+        offs: &[usize],
         xb: &[f32],
         wt: &[f32],
         bias: Option<&[f32]>,
@@ -514,7 +545,7 @@ impl Wide {
         with_scratch(p.c_in * self.plane + p.c_out * self.n, |buf| {
             let (xp, yw) = buf.split_at_mut(p.c_in * self.plane);
             self.pad(xb, p.c_in, xp);
-            self.forward(path, p, xp, wt, bias, yw);
+            self.forward(path, p, offs, xp, wt, bias, yw);
             take(yw);
         })
     }
@@ -528,10 +559,12 @@ impl Wide {
     /// From the wide output gradient of one sample (c_out rows of
     /// [`Wide::grad_row`]), writes the input gradient (c_in × h × w) to `dx`,
     /// through the wide buffer `dxp` (c_in × nq).
+    #[allow(clippy::too_many_arguments)]
     fn backward_dx(
         &self,
         path: SimdPath,
         p: &Conv2dParams,
+        goffs: &[usize],
         wtt: &[f32],
         gw: &[f32],
         dxp: &mut [f32],
@@ -539,13 +572,8 @@ impl Wide {
     ) {
         let (cig, cog) = (p.c_in / p.groups, p.c_out / p.groups);
         let kko = cog * p.kh * p.kw;
-        let (me, pp, row) = (*self, *p, self.grad_row());
         for g in 0..p.groups {
-            let khw = p.kh * p.kw;
-            let boff = move |r: usize| {
-                let (co, rest) = (r / khw, r % khw);
-                (g * cog + co) * row + me.front - (rest / pp.kw) * me.wp - rest % pp.kw
-            };
+            let offs = &goffs[g * kko..(g + 1) * kko];
             gemm_rows(
                 path,
                 cig,
@@ -554,7 +582,7 @@ impl Wide {
                 &wtt[g * cig * kko..(g + 1) * cig * kko],
                 kko,
                 gw,
-                boff,
+                |r| offs[r],
                 &mut dxp[g * cig * self.nq..(g + 1) * cig * self.nq],
                 self.nq,
                 false,
@@ -636,6 +664,7 @@ fn wide_backward(
     let (h, w) = (geo.h, geo.w);
     let xs = p.c_in * h * w;
     let wtt = wide_weights_t(p, wt);
+    let goffs = geo.grad_offsets(p);
     let dxp = dx.map(|d| {
         assert_eq!(d.len(), batch * xs, "conv2d backward: dx length");
         SendPtr(d.as_mut_ptr())
@@ -675,7 +704,7 @@ fn wide_backward(
                         if let Some(d) = dxp {
                             let dxb =
                                 unsafe { std::slice::from_raw_parts_mut(d.0.add(b * xs), xs) };
-                            geo.backward_dx(path, p, &wtt, gw, dxw, dxb);
+                            geo.backward_dx(path, p, &goffs, &wtt, gw, dxw, dxb);
                         }
                     }
                     geo.backward_dw(
@@ -782,11 +811,14 @@ pub fn conv2d_act_maxpool2_forward(
         }
         .run(path)
     };
+    let offs = wide.offsets(p);
     if mask.is_empty() {
         x.par_chunks(p.c_in * h * w)
             .zip(y.par_chunks_mut(ps))
             .for_each(|(xb, yb)| {
-                wide.sample_forward(path, p, xb, wt, bias, |yw| pool(yw, yb, &mut [], &mut []))
+                wide.sample_forward(path, p, &offs, xb, wt, bias, |yw| {
+                    pool(yw, yb, &mut [], &mut [])
+                })
             });
         return Ok(());
     }
@@ -794,7 +826,7 @@ pub fn conv2d_act_maxpool2_forward(
         .zip(y.par_chunks_mut(ps).zip(mask.par_chunks_mut(2 * ps)))
         .for_each(|(xb, (yb, mb))| {
             let (ab, deriv) = mb.split_at_mut(ps);
-            wide.sample_forward(path, p, xb, wt, bias, |yw| pool(yw, yb, ab, deriv))
+            wide.sample_forward(path, p, &offs, xb, wt, bias, |yw| pool(yw, yb, ab, deriv))
         });
     Ok(())
 }
