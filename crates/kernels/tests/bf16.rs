@@ -620,6 +620,73 @@ fn conv2d_in_bf16_matches_the_reference() {
     }
 }
 
+/// A dense layer's long dot products (rows that do not overlap, longer
+/// than a chunk): B is rounded in registers, A a block of 32 rows at a
+/// time, and, past the parallel threshold, the sum is split into 8 parts
+/// added in order. Sizes at the row block (32 ± 1), the B quad (4 + 3) and
+/// the 32-element step (± 1), each on one thread and on the global pool,
+/// which must give the same bits.
+#[test]
+fn long_dot_products_split_along_the_sum() {
+    if skip() {
+        return;
+    }
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a pool of one thread");
+    for (seed, &(m, n, len, parallel)) in [
+        (33, 5, 4100, false),
+        (31, 9, 2049, true),
+        (40, 7, 30_001, true),
+        (9, 33, 29_999, true),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let s = 400 + 10 * seed as u64;
+        let a = data(m * len + 3, s);
+        let boff = |j: usize| (n - 1 - j) * (len + 2) + 1;
+        // NaN between B's rows: a lane read past a row's end would show.
+        let mut b = vec![f32::NAN; n * (len + 2)];
+        for j in 0..n {
+            b[boff(j)..boff(j) + len].copy_from_slice(&data(len, s + 1 + j as u64));
+        }
+        let aoff = |i: usize| i * len + 3;
+        let ldc = n + 2;
+        let c0 = data(m * ldc, s + 2);
+        let run = || {
+            let mut c = c0.clone();
+            gemm_dots(
+                PATH, m, n, len, &a, aoff, &b, boff, &mut c, ldc, true, parallel,
+            );
+            c
+        };
+        let c = run();
+        check(
+            &format!("long dots m={m} n={n} len={len} parallel={parallel}"),
+            &c,
+            m,
+            n,
+            ldc,
+            |i, j| vec![c0[i * ldc + j]],
+            |i, j| (0..len).map(|l| (a[aoff(i) + l], b[boff(j) + l])).collect(),
+        );
+        for i in 0..m {
+            assert_eq!(
+                c[i * ldc + n..(i + 1) * ldc],
+                c0[i * ldc + n..(i + 1) * ldc],
+                "columns past n written"
+            );
+        }
+        assert_eq!(
+            one.install(run),
+            c,
+            "1 thread against the pool, m={m} n={n} len={len}"
+        );
+    }
+}
+
 #[test]
 fn dense_in_bf16_matches_the_reference() {
     if skip() {
