@@ -117,46 +117,57 @@ pub(crate) fn rows(
         Some(x) => x[..m].to_vec(),
         None => vec![0.0; m],
     };
+    // A large C is stored with streaming stores from its first 64-byte
+    // line on, as on the f32 paths ([`crate::gemm::gemm_rows`]).
+    let stream = crate::gemm::streams_c(m, n, ldc, accumulate);
+    let head = if stream {
+        crate::gemm::stream_head(c, n)
+    } else {
+        0
+    };
     let cp = SendPtr(c.as_mut_ptr());
     let bp = SendPtr(b.as_ptr() as *mut f32);
-    let run = |j0: usize, j1: usize| {
+    let run = |j0: usize, j1: usize, stream: bool| {
         let mut panel = vec![0u32; kp.max(1) * PANEL];
+        let p = Rows {
+            m,
+            k,
+            kp,
+            ap: &ap,
+            b: bp.get(),
+            offs,
+            bias: &bias,
+            c: cp.get(),
+            ldc,
+            accumulate,
+        };
         // SAFETY: the caller checked every row of A, B and C against its
-        // slice; [j0, j1) is this call's own columns of C.
+        // slice; [j0, j1) is this call's own columns of C, and streamed
+        // ones start on a 64-byte line.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            rows_avx512(
-                &Rows {
-                    m,
-                    k,
-                    kp,
-                    ap: &ap,
-                    b: bp.get(),
-                    offs,
-                    bias: &bias,
-                    c: cp.get(),
-                    ldc,
-                    accumulate,
-                },
-                j0,
-                j1,
-                &mut panel,
-            )
+            if stream {
+                rows_avx512::<true>(&p, j0, j1, &mut panel)
+            } else {
+                rows_avx512::<false>(&p, j0, j1, &mut panel)
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (j0, j1, &mut panel, cp, bp);
+            let _ = (j0, j1, &mut panel, p, stream);
             unreachable!("the bf16 path exists on x86-64 only")
         }
     };
+    run(0, head, false);
     let block = 16 * PANEL;
     let threads = rayon::current_num_threads();
-    if parallel && threads > 1 && n >= 2 * block && (m * n * k) >= crate::PARALLEL_WORK {
-        (0..n.div_ceil(block))
+    let rest = n - head;
+    if parallel && threads > 1 && rest >= 2 * block && (m * n * k) >= crate::PARALLEL_WORK {
+        (0..rest.div_ceil(block))
             .into_par_iter()
-            .for_each(|p| run(p * block, ((p + 1) * block).min(n)));
+            .for_each(|p| run(head + p * block, head + ((p + 1) * block).min(rest), stream));
     } else {
-        run(0, n);
+        run(head, n, stream);
     }
 }
 
@@ -622,7 +633,7 @@ const INTERLEAVE: [i16; 32] = {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn rows_avx512(p: &Rows, j0: usize, j1: usize, panel: &mut [u32]) {
+unsafe fn rows_avx512<const STREAM: bool>(p: &Rows, j0: usize, j1: usize, panel: &mut [u32]) {
     let idx = _mm512_loadu_si512(INTERLEAVE.as_ptr() as *const _);
     let mut j = j0;
     while j < j1 {
@@ -650,16 +661,21 @@ unsafe fn rows_avx512(p: &Rows, j0: usize, j1: usize, panel: &mut [u32]) {
         while i < p.m {
             let r = (p.m - i).min(6);
             match r {
-                6 => rows_tile_v::<6>(p, panel, i, j, w, nv),
-                5 => rows_tile_v::<5>(p, panel, i, j, w, nv),
-                4 => rows_tile_v::<4>(p, panel, i, j, w, nv),
-                3 => rows_tile_v::<3>(p, panel, i, j, w, nv),
-                2 => rows_tile_v::<2>(p, panel, i, j, w, nv),
-                _ => rows_tile_v::<1>(p, panel, i, j, w, nv),
+                6 => rows_tile_v::<6, STREAM>(p, panel, i, j, w, nv),
+                5 => rows_tile_v::<5, STREAM>(p, panel, i, j, w, nv),
+                4 => rows_tile_v::<4, STREAM>(p, panel, i, j, w, nv),
+                3 => rows_tile_v::<3, STREAM>(p, panel, i, j, w, nv),
+                2 => rows_tile_v::<2, STREAM>(p, panel, i, j, w, nv),
+                _ => rows_tile_v::<1, STREAM>(p, panel, i, j, w, nv),
             }
             i += r;
         }
         j += w;
+    }
+    if STREAM {
+        // Streaming stores are weakly ordered: done before this thread
+        // reports the work finished.
+        _mm_sfence();
     }
 }
 
@@ -677,7 +693,7 @@ fn lane_mask(cols: usize) -> __mmask16 {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn rows_tile_v<const R: usize>(
+unsafe fn rows_tile_v<const R: usize, const STREAM: bool>(
     p: &Rows,
     panel: &[u32],
     i: usize,
@@ -686,19 +702,20 @@ unsafe fn rows_tile_v<const R: usize>(
     nv: usize,
 ) {
     match nv {
-        4 => rows_tile::<R, 4>(p, panel, i, j, w),
-        3 => rows_tile::<R, 3>(p, panel, i, j, w),
-        2 => rows_tile::<R, 2>(p, panel, i, j, w),
-        _ => rows_tile::<R, 1>(p, panel, i, j, w),
+        4 => rows_tile::<R, 4, STREAM>(p, panel, i, j, w),
+        3 => rows_tile::<R, 3, STREAM>(p, panel, i, j, w),
+        2 => rows_tile::<R, 2, STREAM>(p, panel, i, j, w),
+        _ => rows_tile::<R, 1, STREAM>(p, panel, i, j, w),
     }
 }
 
 /// Rows [i, i + R) of C, columns [j, j + w) (w ≤ 16·V, the last vector
-/// masked), from the packed panel.
+/// masked), from the packed panel; with STREAM, full vectors are stored
+/// with streaming stores (C's columns then start on a 64-byte line).
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn rows_tile<const R: usize, const V: usize>(
+unsafe fn rows_tile<const R: usize, const V: usize, const STREAM: bool>(
     p: &Rows,
     panel: &[u32],
     i: usize,
@@ -731,7 +748,11 @@ unsafe fn rows_tile<const R: usize, const V: usize>(
             } else {
                 *x
             };
-            _mm512_mask_storeu_ps(cr.add(16 * v), mask, out);
+            if STREAM && mask == 0xffff {
+                crate::simd::stream_store_avx512(cr.add(16 * v), out);
+            } else {
+                _mm512_mask_storeu_ps(cr.add(16 * v), mask, out);
+            }
         }
     }
 }

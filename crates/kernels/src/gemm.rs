@@ -15,7 +15,7 @@
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
-use crate::simd::{loadu, storeu, SendPtr, SimdPath};
+use crate::simd::{loadu, storeu, stream_store, SendPtr, SimdPath};
 
 const MR: usize = 4;
 const NV: usize = 4;
@@ -89,9 +89,14 @@ pub fn gemm_rows_bias<F: Fn(usize) -> usize + Copy + Sync>(
                 m, n, k, a, lda, b, offs, bias_slice, c, ldc, accumulate, parallel,
             );
         }
+        // A large C that is written, not added to, bypasses the caches:
+        // from its first 64-byte line on, when every row starts at the same
+        // place in a line.
+        let stream = streams(path, m, n, ldc, accumulate);
+        let head = if stream { stream_head(c, n) } else { 0 };
         let cp = SendPtr(c.as_mut_ptr());
         let offs = OffsPtr(offs.as_ptr());
-        let run = |j0: usize, j1: usize| {
+        let run = |j0: usize, j1: usize, stream: bool| {
             path.dispatch(RowsOp {
                 m,
                 k,
@@ -105,19 +110,51 @@ pub fn gemm_rows_bias<F: Fn(usize) -> usize + Copy + Sync>(
                 ldc,
                 accumulate,
                 bias,
+                stream,
             })
         };
+        run(0, head, false);
         let block = 64 * path.lanes().max(4);
         let threads = rayon::current_num_threads();
-        if parallel && threads > 1 && n >= 2 * block && (m * n * k) >= crate::PARALLEL_WORK {
-            let parts = n.div_ceil(block);
+        let rest = n - head;
+        if parallel && threads > 1 && rest >= 2 * block && (m * n * k) >= crate::PARALLEL_WORK {
+            let parts = rest.div_ceil(block);
             (0..parts)
                 .into_par_iter()
-                .for_each(|p| run(p * block, ((p + 1) * block).min(n)));
+                .for_each(|p| run(head + p * block, head + ((p + 1) * block).min(rest), stream));
         } else {
-            run(0, n);
+            run(head, n, stream);
         }
     })
+}
+
+/// The fewest bytes of C for which [`gemm_rows`] writes it with streaming
+/// (non-temporal) stores, which skip reading each line into the cache
+/// before it is overwritten. A C this large is not read again from the
+/// cache anyway: the genomic dense layer's weight gradient (20 MB, read
+/// next by the optimizer) and input gradient (10 MB). Smaller ones, which
+/// the next layer reads while they are still in L2, keep ordinary stores.
+const STREAM_BYTES: usize = 8 << 20;
+
+/// Whether [`gemm_rows`] streams C's stores: a large C written, not added
+/// to, whose rows all start at the same place in a 64-byte line, on the
+/// AVX-512 and AVX2 paths (and the bf16 path, in [`crate::bf16`]).
+fn streams(path: SimdPath, m: usize, n: usize, ldc: usize, accumulate: bool) -> bool {
+    matches!(path, SimdPath::Avx512 | SimdPath::Avx2) && streams_c(m, n, ldc, accumulate)
+}
+
+/// [`streams`] apart from the path.
+pub(crate) fn streams_c(m: usize, n: usize, ldc: usize, accumulate: bool) -> bool {
+    cfg!(target_arch = "x86_64")
+        && !accumulate
+        && 4 * m * n >= STREAM_BYTES
+        && (m == 1 || ldc.is_multiple_of(16))
+}
+
+/// The columns of C before its first 64-byte line, where a streamed C
+/// starts with ordinary stores.
+pub(crate) fn stream_head(c: &[f32], n: usize) -> usize {
+    ((64 - c.as_ptr() as usize % 64) % 64 / 4).min(n)
 }
 
 thread_local! {
@@ -172,6 +209,9 @@ struct RowsOp {
     ldc: usize,
     accumulate: bool,
     bias: BiasPtr,
+    /// Store C's full vectors with streaming stores (each is then aligned
+    /// to its width: columns from a 64-byte line on, in steps of vectors).
+    stream: bool,
 }
 
 impl WithSimd for RowsOp {
@@ -179,15 +219,27 @@ impl WithSimd for RowsOp {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
+        // Two forms, so that the ordinary one has no test per store.
+        if self.stream {
+            self.columns::<S, true>(s)
+        } else {
+            self.columns::<S, false>(s)
+        }
+    }
+}
+
+impl RowsOp {
+    #[inline(always)]
+    fn columns<S: Simd, const STREAM: bool>(&self, s: S) {
         let lanes = S::F32_LANES;
         let mut j = self.j0;
         // Full tiles of NV vectors, then single vectors, then scalar columns.
         while j + NV * lanes <= self.j1 {
-            self.column_tile::<S, NV>(s, j);
+            self.column_tile::<S, NV, STREAM>(s, j);
             j += NV * lanes;
         }
         while j + lanes <= self.j1 {
-            self.column_tile::<S, 1>(s, j);
+            self.column_tile::<S, 1, STREAM>(s, j);
             j += lanes;
         }
         for jj in j..self.j1 {
@@ -205,40 +257,52 @@ impl WithSimd for RowsOp {
                 }
             }
         }
+        if STREAM {
+            // Streaming stores are weakly ordered: done before this thread
+            // reports the work finished.
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: SSE is part of x86-64.
+            unsafe {
+                core::arch::x86_64::_mm_sfence()
+            };
+        }
     }
-}
 
-impl RowsOp {
     #[inline(always)]
-    fn column_tile<S: Simd, const V: usize>(&self, s: S, j: usize) {
+    fn column_tile<S: Simd, const V: usize, const STREAM: bool>(&self, s: S, j: usize) {
         let mut i = 0;
         // With 32 vector registers (AVX-512), 6 rows × V vectors share each
         // load of B among more FMAs (when the sum is long enough to pay for
         // the larger tile's set-up and stores).
         if S::F32_LANES == 16 && self.k >= 8 {
             while i + 6 <= self.m {
-                self.tile::<S, 6, V>(s, i, j);
+                self.tile::<S, 6, V, STREAM>(s, i, j);
                 i += 6;
             }
             if self.m - i == 5 {
-                self.tile::<S, 5, V>(s, i, j);
+                self.tile::<S, 5, V, STREAM>(s, i, j);
                 return;
             }
         }
         while i + MR <= self.m {
-            self.tile::<S, MR, V>(s, i, j);
+            self.tile::<S, MR, V, STREAM>(s, i, j);
             i += MR;
         }
         match self.m - i {
-            3 => self.tile::<S, 3, V>(s, i, j),
-            2 => self.tile::<S, 2, V>(s, i, j),
-            1 => self.tile::<S, 1, V>(s, i, j),
+            3 => self.tile::<S, 3, V, STREAM>(s, i, j),
+            2 => self.tile::<S, 2, V, STREAM>(s, i, j),
+            1 => self.tile::<S, 1, V, STREAM>(s, i, j),
             _ => {}
         }
     }
 
     #[inline(always)]
-    fn tile<S: Simd, const R: usize, const V: usize>(&self, s: S, i: usize, j: usize) {
+    fn tile<S: Simd, const R: usize, const V: usize, const STREAM: bool>(
+        &self,
+        s: S,
+        i: usize,
+        j: usize,
+    ) {
         let lanes = S::F32_LANES;
         let zero = s.splat_f32s(0.0);
         let mut acc: [[S::f32s; V]; R] =
@@ -266,7 +330,11 @@ impl RowsOp {
                     } else {
                         *x
                     };
-                    storeu::<S>(p, out);
+                    if STREAM {
+                        stream_store::<S>(p, out);
+                    } else {
+                        storeu::<S>(p, out);
+                    }
                 }
             }
         }

@@ -238,6 +238,42 @@ pub(crate) unsafe fn storeu<S: Simd>(p: *mut f32, v: S::f32s) {
     core::ptr::write_unaligned(p as *mut S::f32s, v)
 }
 
+/// Streaming (non-temporal) store of one vector to `p`, which skips the
+/// caches: `vmovntps` for 16 and 8 lanes, an ordinary store otherwise. The
+/// caller fences (`sfence`) before another thread reads what it wrote.
+///
+/// # Safety
+/// `p..p + S::F32_LANES` must be writable, and `p` aligned to the vector's
+/// width (64 bytes for 16 lanes, 32 for 8).
+#[inline(always)]
+pub(crate) unsafe fn stream_store<S: Simd>(p: *mut f32, v: S::f32s) {
+    debug_assert_eq!(p as usize % (4 * S::F32_LANES), 0, "unaligned stream");
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::*;
+        if S::F32_LANES == 16 {
+            return _mm512_stream_ps(p, core::mem::transmute_copy::<S::f32s, __m512>(&v));
+        }
+        if S::F32_LANES == 8 {
+            return _mm256_stream_ps(p, core::mem::transmute_copy::<S::f32s, __m256>(&v));
+        }
+    }
+    storeu::<S>(p, v)
+}
+
+/// [`stream_store`] of an AVX-512 vector.
+///
+/// # Safety
+/// As [`stream_store`]: `p` writable for 16 values and 64-byte aligned, on
+/// a CPU with AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn stream_store_avx512(p: *mut f32, v: core::arch::x86_64::__m512) {
+    debug_assert_eq!(p as usize % 64, 0, "unaligned stream");
+    core::arch::x86_64::_mm512_stream_ps(p, v)
+}
+
 /// A raw pointer that may cross threads; the kernels hand disjoint parts of
 /// one output to different threads.
 pub(crate) struct SendPtr<T = f32>(pub *mut T);

@@ -16,7 +16,7 @@
 //! (2048), each ± 1. Skipped, with a message, where the CPU has no AVX512-BF16.
 
 mod common;
-use common::{data, f64s};
+use common::{data, f64s, skewed, STREAMED, STREAMED_CASES};
 use kernels::bf16::{from_bits, round, to_bits};
 use kernels::conv1d::{conv1d_backward, conv1d_forward, Conv1dParams, Padding};
 use kernels::conv2d::{conv2d_backward, conv2d_forward, Conv2dParams};
@@ -617,6 +617,44 @@ fn conv2d_in_bf16_matches_the_reference() {
                 batch * ho * wo,
             );
         });
+    }
+}
+
+/// A product whose C is 8 MiB or more, written rather than added to (the
+/// dense layer's gradients), is stored with streaming stores from C's
+/// first 64-byte line on: C starting 0–3 floats past a line, rows a
+/// multiple of 16 apart (streamed) or not, one thread and several.
+#[test]
+fn large_products_stream_their_stores() {
+    if skip() {
+        return;
+    }
+    let (m, n, k) = STREAMED;
+    let a = data(m * k, 61);
+    let boff = |r: usize| r * (n + 3);
+    let b = data(k * (n + 3), 62);
+    for (ldc, skew, parallel) in STREAMED_CASES {
+        let (mut store, at) = skewed(m * ldc, skew);
+        let c = &mut store[at..at + (m - 1) * ldc + n];
+        gemm_rows_bias(
+            PATH, m, n, k, &a, k, &b, boff, None, c, ldc, false, parallel,
+        );
+        check(
+            &format!("streamed rows ldc={ldc} skew={skew} parallel={parallel}"),
+            c,
+            m,
+            n,
+            ldc,
+            |_, _| vec![],
+            |i, j| (0..k).map(|r| (a[i * k + r], b[boff(r) + j])).collect(),
+        );
+        for i in 0..m - 1 {
+            assert!(
+                c[i * ldc + n..(i + 1) * ldc].iter().all(|v| v.is_nan()),
+                "columns past n written"
+            );
+        }
+        assert!(store[..at].iter().all(|v| v.is_nan()), "before C written");
     }
 }
 

@@ -8,10 +8,11 @@
 //! accumulation error grows with the length of the sum.
 
 mod common;
-use common::{data, f64s, rel, winograd_amplification};
+use common::{data, f64s, rel, skewed, winograd_amplification, STREAMED, STREAMED_CASES};
 use kernels::conv1d::{conv1d_backward, conv1d_forward, Conv1dParams, Padding};
 use kernels::conv2d::{conv2d_backward, conv2d_forward, Conv2dParams};
 use kernels::dense::{dense_backward, dense_forward};
+use kernels::gemm::gemm_rows;
 use kernels::pool::{self, Pool1dParams, Pool2dParams, PoolKind};
 use kernels::{reference, with_path, SimdPath};
 use proptest::prelude::*;
@@ -171,6 +172,58 @@ fn dense_long_sums() {
             let e = rel(&y, &y_ref);
             assert!(e <= 2e-5, "{path}: {e}");
         });
+    }
+}
+
+/// A product whose C is 8 MiB or more, written rather than added to, is
+/// stored with streaming stores from C's first 64-byte line on (the dense
+/// layer's gradients). Each f32 path, one thread and several, C starting
+/// 0–3 floats past a line, and rows a multiple of 16 apart (streamed) or
+/// not (ordinary stores): every value within f32's rounding of its 5-term
+/// sum (Higham's γ₆ with u = 2⁻²⁴), nothing outside C's columns written.
+#[test]
+fn large_products_stream_their_stores() {
+    let (m, n, k) = STREAMED;
+    let a = data(m * k, 31);
+    let boff = |r: usize| r * (n + 3);
+    let b = data(k * (n + 3), 32);
+    let mut want = vec![0f64; m * n];
+    let mut size = vec![0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            for r in 0..k {
+                let t = a[i * k + r] as f64 * b[boff(r) + j] as f64;
+                want[i * n + j] += t;
+                size[i * n + j] += t.abs();
+            }
+        }
+    }
+    let bound = 6.0 * 2f64.powi(-24);
+    for path in SimdPath::available().into_iter().filter(|p| !p.is_bf16()) {
+        for (ldc, skew, parallel) in STREAMED_CASES {
+            let (mut store, at) = skewed(m * ldc, skew);
+            let c = &mut store[at..at + (m - 1) * ldc + n];
+            gemm_rows(path, m, n, k, &a, k, &b, boff, c, ldc, false, parallel);
+            for i in 0..m {
+                for j in 0..ldc.min(c.len() - i * ldc) {
+                    let got = c[i * ldc + j];
+                    if j >= n {
+                        assert!(got.is_nan(), "{path} ldc={ldc}: ({i}, {j}) past n written");
+                        continue;
+                    }
+                    let e = (got as f64 - want[i * n + j]).abs();
+                    assert!(
+                        e <= bound * size[i * n + j] + 1e-30,
+                        "{path} ldc={ldc} skew={skew} parallel={parallel}: ({i}, {j}) {got} against {}",
+                        want[i * n + j]
+                    );
+                }
+            }
+            assert!(
+                store[..at].iter().all(|v| v.is_nan()),
+                "{path}: before C written"
+            );
+        }
     }
 }
 

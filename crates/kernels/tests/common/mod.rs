@@ -14,6 +14,25 @@ pub fn data(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// The cases of the streamed-store tests: (m, n, k) of the product, and
+/// per case (ldc, skew, parallel): rows 16 floats apart (streamed) or not,
+/// C starting `skew` floats past a 64-byte line.
+pub const STREAMED: (usize, usize, usize) = (64, 32_800, 5);
+pub const STREAMED_CASES: [(usize, usize, bool); 4] = [
+    (STREAMED.1 + 16, 0, true),
+    (STREAMED.1 + 16, 1, true),
+    (STREAMED.1 + 16, 3, false),
+    (STREAMED.1 + 5, 2, true),
+];
+
+/// A NaN-filled buffer of `len` values after a margin, and the index in it
+/// `skew` floats past a 64-byte line, where the tested C starts.
+pub fn skewed(len: usize, skew: usize) -> (Vec<f32>, usize) {
+    let store = vec![f32::NAN; 64 + len];
+    let at = (64 - store.as_ptr() as usize % 64) % 64 / 4 + skew;
+    (store, at)
+}
+
 pub fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
