@@ -158,7 +158,9 @@ pub(crate) fn rows(
             unreachable!("the bf16 path exists on x86-64 only")
         }
     };
-    run(0, head, false);
+    if head > 0 {
+        run(0, head, false);
+    }
     let block = 16 * PANEL;
     let threads = rayon::current_num_threads();
     let rest = n - head;
@@ -1102,11 +1104,7 @@ unsafe fn streamed_rows<const R: usize>(t: &Streamed, i: usize, j: usize, q: usi
     }
 }
 
-/// C[i..i + R, j..j + Q] += the chunk's dot products: per 32 elements, each
-/// of B's Q rows is loaded as two f32 vectors and rounded into one of bf16
-/// pairs (`vcvtne2ps2bf16`), then meets each of A's R rows in a
-/// `vdpbf16ps`. The last 32 are masked on both sides, so that nothing past
-/// a row's end is read.
+/// C[i..i + R, j..j + Q] += the chunk's dot products ([`streamed_run`]).
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
@@ -1114,32 +1112,83 @@ unsafe fn streamed_tile<const R: usize, const Q: usize>(t: &Streamed, i: usize, 
     let mut acc = [[_mm512_setzero_ps(); Q]; R];
     let ap: [*const u16; R] = core::array::from_fn(|r| t.a.add((i + r) * DOT_CHUNK));
     let bp: [*const f32; Q] = core::array::from_fn(|q| t.b.add(t.bo[j + q]));
-    let mut l = 0;
-    while l < t.len {
-        let left = t.len - l;
-        let mask: __mmask32 = if left >= 32 {
-            u32::MAX
-        } else {
-            (1u32 << left) - 1
-        };
-        let (ml, mh) = (mask as __mmask16, (mask >> 16) as __mmask16);
-        let bv: [__m512bh; Q] = core::array::from_fn(|q| {
-            let lo = _mm512_maskz_loadu_ps(ml, bp[q].add(l));
-            let hi = _mm512_maskz_loadu_ps(mh, bp[q].add(l + 16));
-            _mm512_cvtne2ps_pbh(hi, lo)
-        });
-        for r in 0..R {
-            let av: __m512bh =
-                core::mem::transmute(_mm512_maskz_loadu_epi16(mask, ap[r].add(l) as *const i16));
-            for q in 0..Q {
-                acc[r][q] = _mm512_dpbf16_ps(acc[r][q], av, bv[q]);
-            }
-        }
-        l += 32;
-    }
+    streamed_run::<R, Q>(&mut acc, ap, bp, t.len);
     for (r, accr) in acc.iter().enumerate() {
         for (q, x) in accr.iter().enumerate() {
             *t.c.add((i + r) * t.ldc + j + q) += _mm512_reduce_add_ps(*x);
+        }
+    }
+}
+
+/// The sums of [`streamed_tile`] over `len` elements: per 32, each of B's
+/// Q rows is loaded as two f32 vectors and rounded into one of bf16 pairs
+/// (`vcvtne2ps2bf16`), then meets each of A's R rows in a `vdpbf16ps`;
+/// whole steps with plain loads, then the last masked on both sides, so
+/// that nothing past a row's end is read. A function of its own, as
+/// [`dots_run`], so that the accumulators stay in registers.
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn streamed_run<const R: usize, const Q: usize>(
+    out: &mut [[__m512; Q]; R],
+    ap: [*const u16; R],
+    bp: [*const f32; Q],
+    len: usize,
+) {
+    let mut acc = *out;
+    let mut l = 0;
+    while l + 32 <= len {
+        streamed_step::<R, Q>(&mut acc, &ap, &bp, l, u32::MAX);
+        l += 32;
+    }
+    if l < len {
+        streamed_step::<R, Q>(&mut acc, &ap, &bp, l, (1u32 << (len - l)) - 1);
+    }
+    *out = acc;
+}
+
+/// One step of 32 elements of [`streamed_run`]: lanes outside `mask` read
+/// as 0 (and are not read).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn streamed_step<const R: usize, const Q: usize>(
+    acc: &mut [[__m512; Q]; R],
+    ap: &[*const u16; R],
+    bp: &[*const f32; Q],
+    l: usize,
+    mask: __mmask32,
+) {
+    // Loops rather than closures: a closure is not compiled with the
+    // caller's target features, so its intrinsics would not be inlined.
+    let full = mask == u32::MAX;
+    let (ml, mh) = (mask as __mmask16, (mask >> 16) as __mmask16);
+    let mut bv: [__m512bh; Q] =
+        [core::mem::transmute::<__m512i, __m512bh>(_mm512_setzero_si512()); Q];
+    for q in 0..Q {
+        let (lo, hi) = if full {
+            (
+                _mm512_loadu_ps(bp[q].add(l)),
+                _mm512_loadu_ps(bp[q].add(l + 16)),
+            )
+        } else {
+            (
+                _mm512_maskz_loadu_ps(ml, bp[q].add(l)),
+                _mm512_maskz_loadu_ps(mh, bp[q].add(l + 16)),
+            )
+        };
+        bv[q] = _mm512_cvtne2ps_pbh(hi, lo);
+    }
+    for r in 0..R {
+        let av: __m512bh = if full {
+            core::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(ap[r].add(l) as *const _))
+        } else {
+            core::mem::transmute::<__m512i, __m512bh>(_mm512_maskz_loadu_epi16(
+                mask,
+                ap[r].add(l) as *const i16,
+            ))
+        };
+        for q in 0..Q {
+            acc[r][q] = _mm512_dpbf16_ps(acc[r][q], av, bv[q]);
         }
     }
 }
@@ -1177,31 +1226,76 @@ unsafe fn dots_tile<const R: usize, const Q: usize>(
         let (ao, bo) = (sg * d.segs.a_stride, sg * d.segs.b_stride);
         let ap: [*const u16; R] = core::array::from_fn(|r| d.a.add(d.ao[i + r] + ao));
         let bp: [*const u16; Q] = core::array::from_fn(|q| d.b.add(d.bo[j + q] + bo));
-        let mut l = l0;
-        while l < l1 {
-            let mask: __mmask32 = if l1 - l >= 32 {
-                u32::MAX
-            } else {
-                (1u32 << (l1 - l)) - 1
-            };
-            let bv: [__m512bh; Q] = core::array::from_fn(|q| {
-                core::mem::transmute(_mm512_maskz_loadu_epi16(mask, bp[q].add(l) as *const i16))
-            });
-            for r in 0..R {
-                let av: __m512bh = core::mem::transmute(_mm512_maskz_loadu_epi16(
-                    mask,
-                    ap[r].add(l) as *const i16,
-                ));
-                for q in 0..Q {
-                    acc[r][q] = _mm512_dpbf16_ps(acc[r][q], av, bv[q]);
-                }
-            }
-            l += 32;
-        }
+        let ap: [*const u16; R] = core::array::from_fn(|r| ap[r].add(l0));
+        let bp: [*const u16; Q] = core::array::from_fn(|q| bp[q].add(l0));
+        dots_run::<R, Q>(&mut acc, ap, bp, l1 - l0);
     }
     for (r, accr) in acc.iter().enumerate() {
         for (q, x) in accr.iter().enumerate() {
             *d.c.add((i + r) * d.ldc + j + q) += _mm512_reduce_add_ps(*x);
+        }
+    }
+}
+
+/// The sums of [`dots_tile`] over `len` elements from the pointers: whole
+/// steps of 32 with plain loads, then one masked. A function of its own,
+/// with nothing else live: inlined into the tile's loops, with the mask
+/// chosen per step, LLVM kept some of the 24 accumulators on the stack
+/// (a load and a store around each `vdpbf16ps`), and how much that cost
+/// changed with where the stack happened to fall in a cache line.
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn dots_run<const R: usize, const Q: usize>(
+    out: &mut [[__m512; Q]; R],
+    ap: [*const u16; R],
+    bp: [*const u16; Q],
+    len: usize,
+) {
+    let mut acc = *out;
+    let mut l = 0;
+    while l + 32 <= len {
+        dots_step::<R, Q>(&mut acc, &ap, &bp, l, u32::MAX);
+        l += 32;
+    }
+    if l < len {
+        dots_step::<R, Q>(&mut acc, &ap, &bp, l, (1u32 << (len - l)) - 1);
+    }
+    *out = acc;
+}
+
+/// One step of 32 elements of [`dots_tile`]: lanes outside `mask` read as 0.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn dots_step<const R: usize, const Q: usize>(
+    acc: &mut [[__m512; Q]; R],
+    ap: &[*const u16; R],
+    bp: &[*const u16; Q],
+    l: usize,
+    mask: __mmask32,
+) {
+    // A plain function rather than a closure, for the reason in
+    // [`streamed_step`].
+    #[inline(always)]
+    unsafe fn load(p: *const u16, mask: __mmask32) -> __m512bh {
+        if mask == u32::MAX {
+            core::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p as *const _))
+        } else {
+            core::mem::transmute::<__m512i, __m512bh>(_mm512_maskz_loadu_epi16(
+                mask,
+                p as *const i16,
+            ))
+        }
+    }
+    let mut bv: [__m512bh; Q] =
+        [core::mem::transmute::<__m512i, __m512bh>(_mm512_setzero_si512()); Q];
+    for q in 0..Q {
+        bv[q] = load(bp[q].add(l), mask);
+    }
+    for r in 0..R {
+        let av = load(ap[r].add(l), mask);
+        for q in 0..Q {
+            acc[r][q] = _mm512_dpbf16_ps(acc[r][q], av, bv[q]);
         }
     }
 }

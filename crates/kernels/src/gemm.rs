@@ -113,7 +113,9 @@ pub fn gemm_rows_bias<F: Fn(usize) -> usize + Copy + Sync>(
                 stream,
             })
         };
-        run(0, head, false);
+        if head > 0 {
+            run(0, head, false);
+        }
         let block = 64 * path.lanes().max(4);
         let threads = rayon::current_num_threads();
         let rest = n - head;
