@@ -244,13 +244,17 @@ impl RowsOp {
             self.column_tile::<S, 1, STREAM>(s, j);
             j += lanes;
         }
+        // The last columns, one at a time, by the same fused multiply-adds
+        // in the same order as a vector lane: a column's value does not
+        // depend on whether it falls in a vector, so neither does it on
+        // where C starts in a cache line (a streamed C's first columns).
         for jj in j..self.j1 {
             for i in 0..self.m {
                 let mut acc = self.bias.at(i);
                 for r in 0..self.k {
                     unsafe {
-                        acc +=
-                            *self.a.add(i * self.lda + r) * *self.b.add(*self.offs.0.add(r) + jj);
+                        acc = (*self.a.add(i * self.lda + r))
+                            .mul_add(*self.b.add(*self.offs.0.add(r) + jj), acc);
                     }
                 }
                 unsafe {

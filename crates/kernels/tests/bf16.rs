@@ -16,7 +16,7 @@
 //! (2048), each ± 1. Skipped, with a message, where the CPU has no AVX512-BF16.
 
 mod common;
-use common::{data, f64s, skewed, STREAMED, STREAMED_CASES};
+use common::{data, f64s, same_bits, skewed, STREAMED, STREAMED_CASES};
 use kernels::bf16::{from_bits, round, to_bits};
 use kernels::conv1d::{conv1d_backward, conv1d_forward, Conv1dParams, Padding};
 use kernels::conv2d::{conv2d_backward, conv2d_forward, Conv2dParams};
@@ -655,6 +655,19 @@ fn large_products_stream_their_stores() {
             );
         }
         assert!(store[..at].iter().all(|v| v.is_nan()), "before C written");
+        // Where C starts does not change a value.
+        let (mut other, at2) = skewed(m * ldc, (skew + 1) % 4);
+        let len = (m - 1) * ldc + n;
+        let c2 = &mut other[at2..at2 + len];
+        gemm_rows_bias(
+            PATH, m, n, k, &a, k, &b, boff, None, c2, ldc, false, parallel,
+        );
+        let same = same_bits(c2, &store[at..at + len]);
+        assert!(
+            same,
+            "ldc={ldc}: C skewed by {skew} and by {} differ",
+            (skew + 1) % 4
+        );
     }
 }
 

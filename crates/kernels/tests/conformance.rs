@@ -8,7 +8,9 @@
 //! accumulation error grows with the length of the sum.
 
 mod common;
-use common::{data, f64s, rel, skewed, winograd_amplification, STREAMED, STREAMED_CASES};
+use common::{
+    data, f64s, rel, same_bits, skewed, winograd_amplification, STREAMED, STREAMED_CASES,
+};
 use kernels::conv1d::{conv1d_backward, conv1d_forward, Conv1dParams, Padding};
 use kernels::conv2d::{conv2d_backward, conv2d_forward, Conv2dParams};
 use kernels::dense::{dense_backward, dense_forward};
@@ -222,6 +224,18 @@ fn large_products_stream_their_stores() {
             assert!(
                 store[..at].iter().all(|v| v.is_nan()),
                 "{path}: before C written"
+            );
+            // Where C starts does not change a value: the first columns,
+            // stored before C's first full line, are summed as the rest.
+            let (mut other, at2) = skewed(m * ldc, (skew + 1) % 4);
+            let len = (m - 1) * ldc + n;
+            let c2 = &mut other[at2..at2 + len];
+            gemm_rows(path, m, n, k, &a, k, &b, boff, c2, ldc, false, parallel);
+            let same = same_bits(c2, &store[at..at + len]);
+            assert!(
+                same,
+                "{path} ldc={ldc}: C skewed by {skew} and by {} differ",
+                (skew + 1) % 4
             );
         }
     }

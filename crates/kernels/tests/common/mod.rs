@@ -33,6 +33,14 @@ pub fn skewed(len: usize, skew: usize) -> (Vec<f32>, usize) {
     (store, at)
 }
 
+/// Whether two outputs hold the same bits (NaN where either is NaN).
+pub fn same_bits(x: &[f32], y: &[f32]) -> bool {
+    x.len() == y.len()
+        && x.iter()
+            .zip(y)
+            .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()))
+}
+
 pub fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
