@@ -44,13 +44,15 @@ echo "== agreement: a model trained on $DEVICE, predicted on $DEVICE and on nati
 "$GENOCNN" train --geno data/example.bed --pheno data/example.pheno.csv --trait trait \
   --model configs/cnn1d-pez.toml --epochs 3 --device "$DEVICE" --out "$OUT/model" >/dev/null
 "$GENOCNN" predict --model "$OUT/model" --geno data/example.bed --device "$DEVICE" --out "$OUT/pred-device.csv" >/dev/null
-"$GENOCNN" predict --model "$OUT/model" --geno data/example.bed --device native --out "$OUT/pred-native.csv" >/dev/null
+# fp32 on native too (its default is bf16 on CPUs with AVX512-BF16).
+"$GENOCNN" predict --model "$OUT/model" --geno data/example.bed --device native --precision fp32 --out "$OUT/pred-native.csv" >/dev/null
 
 python3 - "$OUT" <<'PY'
 import csv, json, sys
 out = sys.argv[1]
 def j(n): return json.load(open(f"{out}/{n}.json"))
 gd, gn, ld, ln = j("genomic-device"), j("genomic-native"), j("lenet-device"), j("lenet-native")
+print(f"native ran in {gn.get('precision', 'fp32')} (--precision auto); the device in {gd.get('precision', 'fp32')}")
 print(f"genomic: device {gd['median_epoch_seconds']:.3f} s/epoch, native {gn['median_epoch_seconds']:.3f} s/epoch: "
       f"{gn['median_epoch_seconds'] / gd['median_epoch_seconds']:.2f}x (device speed-up); "
       f"inference {gd['infer_samples_per_second']:.0f} vs {gn['infer_samples_per_second']:.0f} samples/s; "

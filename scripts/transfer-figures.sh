@@ -3,15 +3,19 @@
 # moved to 5–9 with 500 training images; a cnn1d-pez pretrained on trait A
 # and moved to a correlated trait B with 300 phenotyped individuals.
 # Usage: scripts/transfer-figures.sh OUT [MNIST_DIR]   (release build)
+# The networks run in fp32, as for the README's figures, on any CPU
+# (PRECISION=bf16 or auto to change that).
 set -euo pipefail
 OUT=${1:?usage: $0 OUT [MNIST_DIR]}
 MNIST=${2:-../shared/data/mnist}
 G=${G:-target/release/genocnn}
+PRECISION=${PRECISION:-fp32}
+X=(--precision "$PRECISION")
 mkdir -p "$OUT"
 
 # --- MNIST: 0–4 → 5–9 ---
-C=(--dataset mnist --data-dir "$MNIST" --classes 5-9 --train-limit 500)
-$G image train --dataset mnist --data-dir "$MNIST" --model configs/lenet5.toml --classes 0-4 --epochs 10 --out "$OUT/mnist-pre"
+C=(--dataset mnist --data-dir "$MNIST" --classes 5-9 --train-limit 500 "${X[@]}")
+$G image train "${X[@]}" --dataset mnist --data-dir "$MNIST" --model configs/lenet5.toml --classes 0-4 --epochs 10 --out "$OUT/mnist-pre"
 # Scratch gets the 60 epochs the fine-tuned model has in its two phases.
 $G image train "${C[@]}" --model configs/lenet5.toml --epochs 60 --out "$OUT/mnist-scratch"
 # The course's recipe: the convolutional base kept, a new dense head.
@@ -36,15 +40,16 @@ with open(f"{out}/B300.csv", "w") as f:
         f.write(f"{r[0]},{r[2] if i < 300 else 'NA'}\n")
 PY
 P=(--geno "$OUT/sim.bed")
-$G train "${P[@]}" --pheno "$OUT/A.csv" --trait A --model configs/cnn1d-pez.toml --out "$OUT/gA"
+$G train "${P[@]}" "${X[@]}" --pheno "$OUT/A.csv" --trait A --model configs/cnn1d-pez.toml --out "$OUT/gA"
 B=("${P[@]}" --pheno "$OUT/B300.csv" --trait B)
-$G train "${B[@]}" --model configs/cnn1d-pez.toml --out "$OUT/gB-scratch"
-$G train "${B[@]}" --init-from "$OUT/gA" --freeze base --out "$OUT/gB-frozen"
-$G train "${B[@]}" --init-from "$OUT/gA" --freeze base --fine-tune-epochs 30 --fine-tune-lr 5e-5 --out "$OUT/gB-finetuned"
-$G train "${B[@]}" --init-from "$OUT/gA" --out "$OUT/gB-init-only"
+N=("${B[@]}" "${X[@]}")
+$G train "${N[@]}" --model configs/cnn1d-pez.toml --out "$OUT/gB-scratch"
+$G train "${N[@]}" --init-from "$OUT/gA" --freeze base --out "$OUT/gB-frozen"
+$G train "${N[@]}" --init-from "$OUT/gA" --freeze base --fine-tune-epochs 30 --fine-tune-lr 5e-5 --out "$OUT/gB-finetuned"
+$G train "${N[@]}" --init-from "$OUT/gA" --out "$OUT/gB-init-only"
 $G gblup "${B[@]}" --out "$OUT/gB-gblup"
 for m in gB-scratch gB-frozen gB-finetuned gB-init-only gB-gblup gA; do
-  $G predict --model "$OUT/$m" "${P[@]}" --out "$OUT/$m.pred.csv"
+  $G predict --model "$OUT/$m" "${P[@]}" "${X[@]}" --out "$OUT/$m.pred.csv"
 done
 python3 - "$OUT" <<'PY'
 import csv, sys, json

@@ -30,7 +30,7 @@ fn main() -> ExitCode {
     // line again, from where it stopped.
     let result = match cli::rundir::resumed_run(&argv) {
         Ok(Some((_, record))) => {
-            let again = std::iter::once("genocnn".to_string()).chain(record.argv.clone());
+            let again = std::iter::once("genocnn".to_string()).chain(record.argv_again());
             cli::run(cli::Cli::parse_from(again), Some(record))
         }
         Ok(None) => cli::run(cli::Cli::parse(), None),

@@ -490,14 +490,14 @@ fn train_bench_with<B: nn::Backend>(a: TrainBenchArgs, backend: B) -> Result<()>
     if let Some(p) = &a.json {
         write_json(
             p,
-            &json!({"model": spec.name, "n": a.n, "snps": a.snps, "epoch_seconds": times, "median_epoch_seconds": median, "infer_samples_per_second": infer}),
+            &json!({"model": spec.name, "n": a.n, "snps": a.snps, "epoch_seconds": times, "median_epoch_seconds": median, "infer_samples_per_second": infer, "precision": nn::Backend::precision(&fitted.network.backend).to_string()}),
         )?;
     }
     Ok(())
 }
 
 fn run_explain_bench(a: ExplainBenchArgs) -> Result<()> {
-    let engine = a.compute.apply()?;
+    let engine = a.compute.apply_exact()?;
     with_engine!(engine, b => explain_bench_with(a, b))
 }
 
@@ -605,7 +605,7 @@ fn lenet_bench_with<B: nn::Backend>(a: LenetBenchArgs, backend: B) -> Result<()>
     if let Some(p) = &a.json {
         write_json(
             p,
-            &json!({"model": spec.name, "epoch_seconds": times, "median_epoch_seconds": median, "test_accuracy": e.accuracy, "infer_samples_per_second": infer}),
+            &json!({"model": spec.name, "epoch_seconds": times, "median_epoch_seconds": median, "test_accuracy": e.accuracy, "infer_samples_per_second": infer, "precision": nn::Backend::precision(&fitted.network.backend).to_string()}),
         )?;
     }
     Ok(())

@@ -126,8 +126,9 @@ pub struct CvRun {
     /// Where networks run: native, candle-cpu or cuda[:N] (see `train --help`).
     #[arg(long, default_value = "native")]
     pub device: String,
-    /// Number format of the networks' matrix products: fp32, or bf16 (see `train --help`).
-    #[arg(long, value_enum, default_value = "fp32")]
+    /// Number format of the networks' matrix products: auto, fp32 or bf16
+    /// (see `train --help`).
+    #[arg(long, value_enum, default_value = "auto")]
     pub precision: super::train::PrecisionArg,
     /// Keep each fold's trained model in OUT/models/MODEL/rREPEAT-fFOLD
     /// (networks, and GBLUP as SNP-BLUP effects), for `genocnn explain`.
@@ -268,6 +269,12 @@ fn run_cv(a: CvRun, resume: Option<RunRecord>) -> Result<()> {
     }
     // Networks run on each job's pool (installed below), as GBLUP does.
     let engine = parse_device(&a.device, nn::Native::new(), a.precision)?;
+    // What `--precision auto` chose, where a network runs (null for GBLUP
+    // and RKHS alone): `cv merge` refuses to mix runs that differ in it.
+    let precision = models
+        .iter()
+        .any(|m| matches!(m, ModelArg::Network { .. } | ModelArg::Search(_)))
+        .then(|| with_engine!(&engine, b => nn::Backend::precision(b)).to_string());
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -341,10 +348,13 @@ fn run_cv(a: CvRun, resume: Option<RunRecord>) -> Result<()> {
     // The folder appears once the inputs are read and the folds drawn. The
     // run writes into its staging folder, keeps each finished job there
     // (for --resume), and its files move into place at the end.
-    let run = match resume {
+    let mut run = match resume {
         Some(r) => RunDir::resume(&a.out, r),
         None => RunDir::start(&a.out, "cv")?,
     };
+    if let Some(p) = &precision {
+        run.record_precision(p)?;
+    }
     let dir = run.stage().to_path_buf();
     let store = cv::JobStore::new(&dir.join("jobs"))?;
     geno::write_atomic(dir.join("folds.csv"), folds.to_csv(&ids).as_bytes())?;
@@ -458,7 +468,7 @@ fn run_cv(a: CvRun, resume: Option<RunRecord>) -> Result<()> {
         "folds": folds.k,
         "repeats": folds.repeats(),
         "seed": a.seed,
-        "precision": nn::Precision::from(a.precision).to_string(),
+        "precision": precision,
         "only_fold": a.fold,
         "seconds_total": start.elapsed().as_secs_f64(),
         "resumed": run.resumed(),
@@ -490,6 +500,11 @@ fn write_outputs(
     baseline: &str,
     extra: serde_json::Value,
 ) -> Result<()> {
+    let precision = match extra["precision"].as_str() {
+        Some("bf16") => Some("bf16 operands with f32 sums (--precision fp32 for f32)"),
+        Some(_) => Some("fp32"),
+        None => None,
+    };
     geno::write_atomic(
         dir.join("metrics.csv"),
         report::metrics_csv(records).as_bytes(),
@@ -575,8 +590,14 @@ fn write_outputs(
         String::new()
     };
     md = format!("{head}{md}");
+    if let Some(p) = precision {
+        md.push_str(&format!("The networks' matrix products ran in {p}.\n\n"));
+    }
     md.push_str("r: Pearson correlation of predictions with observations on the test fold (predictive ability); slope: regression of observed on predicted (1 = unbiased); top-10%: share of the best 10% by observation also in the best 10% by prediction; Δr: paired difference from the baseline over the same folds, with a two-sided paired t-test.\n");
     geno::write_atomic(dir.join("report.md"), md.as_bytes())?;
+    if let Some(p) = precision {
+        println!("\nnetworks' matrix products: {p}");
+    }
     println!(
         "\nwrote {}/{{metrics.csv, predictions.csv, folds.csv, timings.csv, summary.json, report.md}}",
         shown.display()
@@ -600,6 +621,8 @@ fn merge(m: MergeArgs) -> Result<()> {
     let mut preds: Vec<Prediction> = Vec::new();
     let mut folds_csv: Option<String> = None;
     let mut trait_name = String::from("trait");
+    // The precision each directory's networks ran in, where they ran any.
+    let mut precision: Option<(String, &PathBuf)> = None;
     for d in &m.dirs {
         let recs = report::read_metrics(&d.join("metrics.csv"))?;
         for r in recs {
@@ -630,6 +653,20 @@ fn merge(m: MergeArgs) -> Result<()> {
                 // (the trait's name is in the records; kept for the summary)
                 if let Some(t) = v["trait"].as_str() {
                     trait_name = t.to_string();
+                }
+                if let Some(p) = v["precision"].as_str() {
+                    match &precision {
+                        None => precision = Some((p.to_string(), d)),
+                        Some((first, dir)) if first != p => bail!(
+                            "cv merge: {} ran its networks in {p}, {} in {first}; \
+                             merged folds must share a precision (`--precision auto` \
+                             is bf16 on CPUs with AVX512-BF16 and fp32 elsewhere): \
+                             run the folds again with the same --precision fp32 or bf16",
+                            d.display(),
+                            dir.display()
+                        ),
+                        _ => {}
+                    }
                 }
             }
         }
@@ -691,7 +728,11 @@ fn merge(m: MergeArgs) -> Result<()> {
         &records,
         &preds,
         baseline,
-        json!({ "trait": trait_name, "merged_from": m.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>() }),
+        json!({
+            "trait": trait_name,
+            "precision": precision.map(|(p, _)| p),
+            "merged_from": m.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
+        }),
     )?;
     run.commit()
 }

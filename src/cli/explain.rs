@@ -115,7 +115,7 @@ fn model_dirs(path: &Path) -> Result<Vec<PathBuf>> {
 }
 
 pub fn run(a: ExplainArgs) -> Result<()> {
-    let engine = a.compute.apply()?;
+    let engine = a.compute.apply_exact()?;
     with_engine!(engine, b => explain_with(a, b))
 }
 
@@ -250,9 +250,13 @@ fn explain_group<B: Backend>(sh: &Shared, name: &str, group: Group<B>, out: &Pat
     } = *sh;
     let observed = trait_.map(|t| t.values.as_slice());
     let dirs: Vec<PathBuf> = group.iter().map(|(d, _)| d.clone()).collect();
-    let (kind, backend_name) = match &group[0].1 {
-        SavedModel::Network(f) => ("network", f.network.backend.name()),
-        _ => ("linear", "none (linear model)".to_string()),
+    let (kind, backend_name, precision) = match &group[0].1 {
+        SavedModel::Network(f) => (
+            "network",
+            f.network.backend.name(),
+            Some(f.network.backend.precision().to_string()),
+        ),
+        _ => ("linear", "none (linear model)".to_string(), None),
     };
     // Every model is explained on the genotype file's markers, matched by ID and allele.
     let mut runs: Vec<(Explanation, Vec<usize>, Vec<bool>)> = Vec::new();
@@ -517,6 +521,7 @@ fn explain_group<B: Backend>(sh: &Shared, name: &str, group: Group<B>, out: &Pat
     let mut summary = json!({
         "model": name,
         "model_kind": kind,
+        "precision": precision,
         "models": dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
         "n_models": n_models,
         "genotypes": file,

@@ -17,7 +17,7 @@ use super::output::{
     ensure_dir, median_after_first, num, spinner, table, write_json, EpochProgress, OutDir,
 };
 use super::train::{
-    engine_threads, override_training, phase_tag, run_spec, with_engine, ComputeArgs,
+    compute_line, engine_threads, override_training, phase_tag, run_spec, with_engine, ComputeArgs,
 };
 use super::transfer::TransferArgs;
 use nn::Backend;
@@ -466,7 +466,7 @@ fn train_with<B: Backend>(a: ImageTrainArgs, backend: B, threads: usize) -> Resu
             "seconds_total": secs,
             "seed": a.seed,
             "threads": threads,
-            "precision": nn::Precision::from(a.compute.precision).to_string(),
+            "precision": fitted.network.backend.precision().to_string(),
             "backend": fitted.network.backend.name(),
             "transfer": a.transfer.any().then(|| plan.json(&fitted.provenance)),
         }),
@@ -494,6 +494,7 @@ fn train_with<B: Backend>(a: ImageTrainArgs, backend: B, threads: usize) -> Resu
                     "{spe:.2} s per epoch (median after the first {median_after_first:.2} s), {secs:.1} s in all"
                 )
             ),
+            ("compute", compute_line(&fitted.network.backend)),
             ("wrote", format!("{}/{{model.toml, model.safetensors, history.csv, summary.json, confusion.csv, confusion.png}}", a.out.display())),
         ])
     );
@@ -644,7 +645,7 @@ pub struct ImageExplainArgs {
 }
 
 fn run_explain(a: ImageExplainArgs) -> Result<()> {
-    let engine = a.compute.apply()?;
+    let engine = a.compute.apply_exact()?;
     with_engine!(engine, b => explain_with(a, b))
 }
 

@@ -38,6 +38,31 @@ pub struct RunRecord {
     pub version: String,
     /// Seconds since 1970 when the run started.
     pub started: u64,
+    /// The precision the run's networks started in (what `--precision
+    /// auto` chose there): a resumed run keeps it, on whatever CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
+}
+
+impl RunRecord {
+    /// The arguments that run it again: as given, with `--precision` set
+    /// to the one it started in, where it recorded one.
+    pub fn argv_again(&self) -> Vec<String> {
+        let Some(p) = &self.precision else {
+            return self.argv.clone();
+        };
+        let mut out = Vec::with_capacity(self.argv.len() + 2);
+        let mut args = self.argv.iter();
+        while let Some(a) = args.next() {
+            if a == "--precision" {
+                args.next();
+            } else if !a.starts_with("--precision=") {
+                out.push(a.clone());
+            }
+        }
+        out.extend(["--precision".to_string(), p.clone()]);
+        out
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -118,6 +143,7 @@ impl RunDir {
             cwd: std::env::current_dir().context("cannot read the current directory")?,
             version: env!("CARGO_PKG_VERSION").to_string(),
             started: now(),
+            precision: None,
         };
         let run = RunDir {
             out: out.to_path_buf(),
@@ -142,6 +168,18 @@ impl RunDir {
             created_out: false,
             committed: false,
         }
+    }
+
+    /// Records the precision the run's networks run in, so that `--resume`
+    /// keeps it (a resumed run's record is left as it started).
+    pub fn record_precision(&mut self, precision: &str) -> Result<()> {
+        if self.resumed {
+            return Ok(());
+        }
+        self.record.precision = Some(precision.to_string());
+        let text = serde_json::to_string_pretty(&self.record)? + "\n";
+        geno::write_atomic(self.stage.join(RUN), text.as_bytes())?;
+        Ok(())
     }
 
     /// Where the run writes its files.
@@ -283,5 +321,45 @@ pub fn kill_hook(var: &str, done: usize) {
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunRecord;
+
+    fn record(argv: &[&str], precision: Option<&str>) -> RunRecord {
+        RunRecord {
+            command: "train".into(),
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            cwd: "/".into(),
+            version: "0".into(),
+            started: 0,
+            precision: precision.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_resumed_run_is_given_the_precision_it_recorded() {
+        let again = |argv: &[&str], p| record(argv, p).argv_again();
+        assert_eq!(
+            again(&["train", "--seed", "3"], None),
+            ["train", "--seed", "3"]
+        );
+        assert_eq!(
+            again(&["train", "--seed", "3"], Some("fp32")),
+            ["train", "--seed", "3", "--precision", "fp32"]
+        );
+        assert_eq!(
+            again(
+                &["train", "--precision", "auto", "--seed", "3"],
+                Some("bf16")
+            ),
+            ["train", "--seed", "3", "--precision", "bf16"]
+        );
+        assert_eq!(
+            again(&["train", "--precision=auto", "--out", "o"], Some("fp32")),
+            ["train", "--out", "o", "--precision", "fp32"]
+        );
     }
 }

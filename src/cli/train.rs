@@ -33,21 +33,28 @@ pub struct ComputeArgs {
     #[arg(long, default_value = "native")]
     pub device: String,
     /// Number format of the matrix products: fp32, or bf16 operands with f32
-    /// sums (needs AVX512-BF16; weights and optimizer state stay f32).
-    #[arg(long, value_enum, default_value = "fp32")]
+    /// sums (needs AVX512-BF16; weights and optimizer state stay f32); auto
+    /// is bf16 on the native backend where the CPU has AVX512-BF16, else
+    /// fp32 (and fp32 for `explain`s, whose attributions are checked for
+    /// exactness).
+    #[arg(long, value_enum, default_value = "auto")]
     pub precision: PrecisionArg,
 }
 
 /// `--precision`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PrecisionArg {
+    /// bf16 on the native backend where the CPU has AVX512-BF16, else fp32.
+    Auto,
     Fp32,
     Bf16,
 }
 
-impl From<PrecisionArg> for nn::Precision {
-    fn from(p: PrecisionArg) -> Self {
-        match p {
+impl PrecisionArg {
+    /// The precision this asks of the native backend, `auto` being `auto`.
+    fn native(self, auto: nn::Precision) -> nn::Precision {
+        match self {
+            PrecisionArg::Auto => auto,
             PrecisionArg::Fp32 => nn::Precision::Fp32,
             PrecisionArg::Bf16 => nn::Precision::Bf16,
         }
@@ -83,14 +90,26 @@ fn candle(device: CandleDevice) -> Result<Engine> {
 }
 
 /// Parses `--device`: native, candle-cpu, cuda or cuda:N. The native
-/// backend gets `native` (its thread pool and precision); bf16 runs on it
-/// only.
+/// backend gets `native` (its thread pool) and the precision; bf16 runs on
+/// it only (`auto` is fp32 on the others).
 pub fn parse_device(device: &str, native: Native, precision: PrecisionArg) -> Result<Engine> {
+    parse_device_with(device, native, precision, nn::Precision::preferred())
+}
+
+/// [`parse_device`] with `auto` meaning `auto` on the native backend.
+fn parse_device_with(
+    device: &str,
+    native: Native,
+    precision: PrecisionArg,
+    auto: nn::Precision,
+) -> Result<Engine> {
     if precision == PrecisionArg::Bf16 && !matches!(device, "native" | "cpu") {
         bail!("--precision bf16 runs on the native backend only, not on --device {device}");
     }
     match device {
-        "native" | "cpu" => Ok(Engine::Native(native.with_precision(precision.into())?)),
+        "native" | "cpu" => Ok(Engine::Native(
+            native.with_precision(precision.native(auto))?,
+        )),
         "candle-cpu" | "candle" => candle(CandleDevice::Cpu),
         d if d == "cuda" || d.starts_with("cuda:") => {
             let n = match d.strip_prefix("cuda:") {
@@ -120,6 +139,28 @@ impl ComputeArgs {
     pub fn apply(&self) -> Result<Engine> {
         parse_device(&self.device, native_backend(self.threads)?, self.precision)
     }
+
+    /// As [`ComputeArgs::apply`], with `auto` meaning fp32: for the
+    /// explanations, whose attributions are held to exact identities (the
+    /// completeness of Integrated Gradients) that bf16's rounding of every
+    /// gradient product would blur, at a cost small beside training.
+    pub fn apply_exact(&self) -> Result<Engine> {
+        parse_device_with(
+            &self.device,
+            native_backend(self.threads)?,
+            self.precision,
+            nn::Precision::Fp32,
+        )
+    }
+}
+
+/// The backend and the precision of its matrix products, for the terminal.
+pub fn compute_line(backend: &impl Backend) -> String {
+    format!(
+        "{}, {} matrix products",
+        backend.name(),
+        backend.precision()
+    )
 }
 
 /// The worker threads an engine's networks run on.
@@ -351,10 +392,11 @@ fn train_with<B: Backend>(
     let data = trait_data(&traits, &predictors);
     // The folder appears once the inputs are read and checked; the run
     // writes into its staging folder, and its files move into place at the end.
-    let run = match resume {
+    let mut run = match resume {
         Some(r) => RunDir::resume(&a.out, r),
         None => RunDir::start(&a.out, "train")?,
     };
+    run.record_precision(&backend.precision().to_string())?;
     let dir = run.stage().to_path_buf();
     let ck_path = dir.join("checkpoint.safetensors");
     let (resume_ck, prior) = if run.resumed() && ck_path.exists() {
@@ -492,7 +534,7 @@ fn train_with<B: Backend>(
             "seconds_total": secs,
             "seed": a.seed,
             "threads": threads,
-            "precision": nn::Precision::from(a.compute.precision).to_string(),
+            "precision": fitted.network.backend.precision().to_string(),
             "backend": fitted.network.backend.name(),
             "transfer": a.transfer.any().then(|| plan.json(&fitted.provenance)),
             "resumed": run.resumed(),
@@ -537,6 +579,7 @@ fn train_with<B: Backend>(
                 }
             ),
             ("time", format!("{spe:.2} s per epoch, {secs:.1} s in all")),
+            ("compute", compute_line(&fitted.network.backend),),
             (
                 "wrote",
                 format!(

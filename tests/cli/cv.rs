@@ -46,8 +46,6 @@ fn cv(dir: &Path, pheno: &Path, extra: &[&str], out: &str) -> PathBuf {
         s(pheno),
         "--trait",
         "trait",
-        "--models",
-        &models,
         "--seed",
         "5",
         "--threads",
@@ -55,6 +53,9 @@ fn cv(dir: &Path, pheno: &Path, extra: &[&str], out: &str) -> PathBuf {
         "--out",
         s(&out),
     ];
+    if !extra.contains(&"--models") {
+        args.extend_from_slice(&["--models", &models]);
+    }
     if !extra.contains(&"--folds") {
         args.extend_from_slice(&["--folds", "3"]);
     }
@@ -518,4 +519,67 @@ fn keep_and_extract_give_the_cv_of_the_cut_fileset() {
     }
     let (_, rows) = read_csv(&selected.join("predictions.csv"));
     assert_eq!(rows.len(), 400);
+}
+
+/// The precision of each run's networks is in `summary.json` (null where
+/// only GBLUP ran), and `cv merge` refuses folds whose networks ran in
+/// different precisions, as `--precision auto` gives on a cluster of
+/// mixed CPUs.
+#[test]
+fn merge_refuses_folds_run_in_different_precisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = cv(
+        dir.path(),
+        &example_pheno(),
+        &["--fold", "1", "--precision", "fp32"],
+        "a",
+    );
+    assert_eq!(read_json(&a.join("summary.json"))["precision"], "fp32");
+    // Fold 2 as a machine with AVX512-BF16 runs it by default: in bf16
+    // where this CPU has it, else its summary says so by hand.
+    let b = if kernels::SimdPath::Avx512Bf16.is_available() {
+        cv(
+            dir.path(),
+            &example_pheno(),
+            &["--fold", "2", "--precision", "bf16"],
+            "b",
+        )
+    } else {
+        let b = cv(
+            dir.path(),
+            &example_pheno(),
+            &["--fold", "2", "--precision", "fp32"],
+            "b",
+        );
+        let summary = fs::read_to_string(b.join("summary.json")).unwrap();
+        assert!(summary.contains(r#""precision": "fp32""#), "{summary}");
+        fs::write(
+            b.join("summary.json"),
+            summary.replace(r#""precision": "fp32""#, r#""precision": "bf16""#),
+        )
+        .unwrap();
+        b
+    };
+    let e = crate::common::fails(&[
+        "cv",
+        "merge",
+        "--out",
+        s(&dir.path().join("merged")),
+        s(&a),
+        s(&b),
+    ]);
+    assert!(
+        e.contains(&format!("{} ran its networks in bf16", b.display()))
+            && e.contains("in fp32")
+            && e.contains("same --precision"),
+        "{e}"
+    );
+    // GBLUP alone has no precision.
+    let out = cv(
+        dir.path(),
+        &example_pheno(),
+        &["--models", "gblup", "--fold", "3"],
+        "gblup",
+    );
+    assert!(read_json(&out.join("summary.json"))["precision"].is_null());
 }

@@ -57,11 +57,13 @@ mod with_candle {
         let config = dir.join("small.toml");
         std::fs::write(&config, SMALL).unwrap();
         let out = dir.join(format!("model-{device}"));
-        ok(&train_example_args(
-            &config,
-            &out,
-            &["--device", device, "--seed", "4"],
-        ));
+        // The native backend in fp32, to compare with candle's f32; candle
+        // keeps the default (auto), which is fp32 there.
+        let mut extra = vec!["--device", device, "--seed", "4"];
+        if device == "native" {
+            extra.extend(["--precision", "fp32"]);
+        }
+        ok(&train_example_args(&config, &out, &extra));
         out
     }
 
@@ -78,6 +80,8 @@ mod with_candle {
             s(&root().join("data/example.bed")),
             "--device",
             device,
+            "--precision",
+            "fp32",
             "--out",
             s(&out),
         ]);
@@ -119,6 +123,9 @@ mod with_candle {
             "native-trained: {}",
             close(&on_candle, &on_native)
         );
+        // `--precision auto` runs candle in fp32 (bf16 is native only).
+        let summary = crate::common::read_json(&dir.path().join("model-candle-cpu/summary.json"));
+        assert_eq!(summary["precision"], "fp32", "{summary}");
         // The same seed trains the same model on both backends, to float precision.
         let a = read_csv(&dir.path().join("model-candle-cpu/history.csv")).1;
         let b = read_csv(&dir.path().join("model-native/history.csv")).1;
@@ -260,4 +267,70 @@ fn precision_bf16_runs_the_products_in_bf16_or_says_why_not() {
         worst <= 0.05 * sd,
         "bf16 moved a prediction by {worst} (sd {sd})"
     );
+}
+
+/// `--precision auto`, the default: bf16 on the native backend where the
+/// CPU has AVX512-BF16, fp32 where it has not or where `GENOCNN_SIMD`
+/// forces an f32 path. The default run is the explicit run of the
+/// precision it chose, weight for weight, and `summary.json` names it.
+#[test]
+fn precision_auto_is_bf16_where_the_cpu_has_it() {
+    use crate::common::{ok, read_json, train_example_args};
+    if std::env::var_os("GENOCNN_SIMD").is_some() {
+        eprintln!("skipped: GENOCNN_SIMD is set, and it decides what auto picks");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("small.toml");
+    std::fs::write(&config, SMALL).unwrap();
+    let expected = if kernels::SimdPath::Avx512Bf16.is_available() {
+        "bf16"
+    } else {
+        "fp32"
+    };
+    let train = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = train_example_args(&config, &out, &["--seed", "3", "--threads", "2"]);
+        args.extend_from_slice(extra);
+        ok(&args);
+        out
+    };
+    let auto = train("auto", &[]);
+    let chosen = train("chosen", &["--precision", expected]);
+    assert_eq!(read_json(&auto.join("summary.json"))["precision"], expected);
+    let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert!(
+        weights(&auto) == weights(&chosen),
+        "the default run's weights differ from --precision {expected}'s"
+    );
+    if expected == "bf16" {
+        // Not fp32's weights: the choice was taken.
+        let fp32 = train("fp32", &["--precision", "fp32"]);
+        assert_eq!(read_json(&fp32.join("summary.json"))["precision"], "fp32");
+        assert!(
+            weights(&auto) != weights(&fp32),
+            "auto trained fp32's weights"
+        );
+    }
+    // An f32 path forced by GENOCNN_SIMD keeps auto in fp32.
+    let forced = dir.path().join("forced");
+    let args = train_example_args(&config, &forced, &["--seed", "3"]);
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_genocnn"))
+        .args(&args)
+        .env("GENOCNN_SIMD", "avx2")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary = read_json(&forced.join("summary.json"));
+    if kernels::SimdPath::Avx2.is_available() {
+        assert_eq!(summary["precision"], "fp32", "{summary}");
+        assert!(
+            summary["backend"].as_str().unwrap().contains("avx2"),
+            "{summary}"
+        );
+    }
 }

@@ -222,3 +222,51 @@ fn a_run_that_fails_leaves_no_folder_behind() {
     fails(&train_args(&out, s(&cfg)));
     assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
 }
+
+/// A resumed run keeps the precision its networks started in, whatever
+/// `--precision auto` would choose on the CPU that resumes it: the record
+/// of a run started on another machine is edited to say so.
+#[test]
+fn a_resumed_run_keeps_the_precision_it_started_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config();
+    let out = dir.path().join("k");
+    killed(("GENOCNN_KILL_AFTER_EPOCH", "2"), &train_args(&out, &cfg));
+    let record_path = out.join(".partial/run.json");
+    let record = fs::read_to_string(&record_path).unwrap();
+    let here = crate::common::read_json(&record_path)["precision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let summary_of_auto = if kernels::SimdPath::Avx512Bf16.is_available()
+        && std::env::var_os("GENOCNN_SIMD").is_none()
+    {
+        "bf16"
+    } else {
+        "fp32"
+    };
+    if std::env::var_os("GENOCNN_SIMD").is_none() {
+        assert_eq!(here, summary_of_auto, "{record}");
+    }
+    let other = if here == "bf16" { "fp32" } else { "bf16" };
+    fs::write(
+        &record_path,
+        record.replace(
+            &format!(r#""precision": "{here}""#),
+            &format!(r#""precision": "{other}""#),
+        ),
+    )
+    .unwrap();
+    if other == "bf16" && !kernels::SimdPath::Avx512Bf16.is_available() {
+        // Started in bf16 elsewhere; this CPU cannot continue it.
+        let e = fails(&["train", "--resume", s(&out)]);
+        assert!(e.contains("AVX512-BF16"), "{e}");
+        return;
+    }
+    ok(&["train", "--resume", s(&out)]);
+    let summary = crate::common::read_json(&out.join("summary.json"));
+    assert_eq!(summary["precision"], other, "{summary}");
+    assert_eq!(summary["resumed"], true);
+    let manifest = crate::common::read_json(&out.join("genocnn-run.json"));
+    assert_eq!(manifest["precision"], other, "{manifest}");
+}

@@ -9,7 +9,9 @@
 //! products (convolutions, dense layers and their gradients) with bf16
 //! operands and f32 sums (`vdpbf16ps`, see [`crate::bf16`]), and everything
 //! else as [`SimdPath::Avx512`]. It is never chosen by detection: a backend
-//! asks for it (`--precision bf16`), or `GENOCNN_SIMD=avx512bf16` forces it.
+//! asks for it ([`Precision::Bf16`]: the command line's `--precision bf16`,
+//! or its default `auto` where [`Precision::preferred`] says bf16), or
+//! `GENOCNN_SIMD=avx512bf16` forces it.
 
 use std::cell::Cell;
 use std::fmt;
@@ -102,27 +104,30 @@ impl SimdPath {
     /// The path in force for this thread: a [`with_path`] override, else
     /// `GENOCNN_SIMD` (when available), else the best detected.
     pub fn current() -> SimdPath {
+        Self::forced().unwrap_or_else(Self::detect)
+    }
+
+    /// The path forced on this thread, by a [`with_path`] override or by
+    /// `GENOCNN_SIMD` (when available); `None` when the path is detected.
+    pub fn forced() -> Option<SimdPath> {
         if let Some(p) = OVERRIDE.with(Cell::get) {
-            return p;
+            return Some(p);
         }
-        *DEFAULT.get_or_init(|| {
-            match std::env::var("GENOCNN_SIMD")
-                .ok()
-                .map(|v| v.parse::<SimdPath>())
-            {
-                Some(Ok(p)) if p.is_available() => p,
-                Some(Ok(p)) => {
+        *FORCED.get_or_init(|| {
+            let v = std::env::var("GENOCNN_SIMD").ok()?;
+            match v.parse::<SimdPath>() {
+                Ok(p) if p.is_available() => Some(p),
+                Ok(p) => {
                     eprintln!(
                         "warning: GENOCNN_SIMD={p} is not available on this CPU; using {}",
                         Self::detect()
                     );
-                    Self::detect()
+                    None
                 }
-                Some(Err(e)) => {
+                Err(e) => {
                     eprintln!("warning: GENOCNN_SIMD: {e}; using {}", Self::detect());
-                    Self::detect()
+                    None
                 }
-                None => Self::detect(),
             }
         })
     }
@@ -196,9 +201,24 @@ impl Precision {
             ),
         }
     }
+
+    /// The precision chosen where none is asked for (`--precision auto`):
+    /// bf16 where this CPU has AVX512-BF16, unless an f32 path is forced
+    /// ([`with_path`], `GENOCNN_SIMD`); a forced bf16 path gives bf16.
+    pub fn preferred() -> Precision {
+        let bf16 = match SimdPath::forced() {
+            Some(p) => p.is_bf16(),
+            None => SimdPath::Avx512Bf16.is_available(),
+        };
+        if bf16 {
+            Precision::Bf16
+        } else {
+            Precision::Fp32
+        }
+    }
 }
 
-static DEFAULT: OnceLock<SimdPath> = OnceLock::new();
+static FORCED: OnceLock<Option<SimdPath>> = OnceLock::new();
 
 thread_local! {
     static OVERRIDE: Cell<Option<SimdPath>> = const { Cell::new(None) };

@@ -848,3 +848,31 @@ fn kept_weights_are_never_served_stale() {
     let shifted = |r: usize| conv(r) + 1;
     assert!(close(&run(&a, &shifted), &want(&a, &shifted)));
 }
+
+/// What `--precision auto` picks (`Precision::preferred`): bf16 where the
+/// CPU has AVX512-BF16 and no f32 path is forced; under a forced path, that
+/// path's precision.
+#[test]
+fn the_preferred_precision_follows_the_cpu_and_a_forced_path() {
+    use kernels::Precision;
+    for path in [SimdPath::Scalar, SimdPath::Avx2, SimdPath::Avx512] {
+        if path.is_available() {
+            assert_eq!(
+                with_path(path, Precision::preferred),
+                Precision::Fp32,
+                "{path}"
+            );
+        }
+    }
+    if PATH.is_available() {
+        assert_eq!(with_path(PATH, Precision::preferred), Precision::Bf16);
+    }
+    if std::env::var_os("GENOCNN_SIMD").is_none() {
+        let want = if PATH.is_available() {
+            Precision::Bf16
+        } else {
+            Precision::Fp32
+        };
+        assert_eq!(Precision::preferred(), want);
+    }
+}

@@ -82,6 +82,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     /// A short description, such as `native (avx512, 2 threads)`.
     fn name(&self) -> String;
+    /// The number format of this backend's matrix products (f32 unless the
+    /// backend says otherwise).
+    fn precision(&self) -> crate::Precision {
+        crate::Precision::Fp32
+    }
     /// Runs `f` on this backend's worker threads. The default runs it on
     /// the caller's (the rayon pool it is in); a backend given a thread
     /// pool of its own runs `f` inside it.

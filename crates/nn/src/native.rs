@@ -283,6 +283,16 @@ impl Backend for Native {
         format!("native ({}, {} threads)", self.path(), self.threads())
     }
 
+    /// That of its path: bf16 where [`Native::with_precision`] asked for it
+    /// or `GENOCNN_SIMD=avx512bf16` forces it.
+    fn precision(&self) -> Precision {
+        if self.path().is_bf16() {
+            Precision::Bf16
+        } else {
+            Precision::Fp32
+        }
+    }
+
     fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         // The kernels read the path on the thread that calls them, and
         // carry it into their workers. The network runs on a worker of a
