@@ -234,10 +234,17 @@ pub fn with_path<R>(path: SimdPath, f: impl FnOnce() -> R) -> R {
         path.is_available(),
         "SIMD path {path} is not available on this CPU"
     );
-    let old = OVERRIDE.with(|o| o.replace(Some(path)));
-    let out = f();
-    OVERRIDE.with(|o| o.set(old));
-    out
+    /// Puts the previous override back when dropped, so that a panic in
+    /// `f` (caught further up, as a test harness or a worker pool does)
+    /// leaves no path forced on the thread.
+    struct Restore(Option<SimdPath>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            OVERRIDE.with(|o| o.set(self.0));
+        }
+    }
+    let _restore = Restore(OVERRIDE.with(|o| o.replace(Some(path))));
+    f()
 }
 
 /// Unaligned load of one vector from `p`.

@@ -1014,3 +1014,26 @@ fn single_channel_conv_pool_matches_the_naive_reference() {
     }
     assert!(cases >= 150, "only {cases} cases were clear of ties");
 }
+
+/// A panic inside `with_path` (caught, as a test harness or a worker pool
+/// catches it) leaves no path forced on the thread, and nested overrides
+/// unwind to the one outside them.
+#[test]
+fn with_path_restores_the_path_after_a_panic() {
+    let detected = SimdPath::current();
+    let inner = SimdPath::Scalar;
+    let outer = SimdPath::available()[0];
+    let caught = std::panic::catch_unwind(|| {
+        with_path(inner, || {
+            assert_eq!(SimdPath::current(), inner);
+            panic!("a kernel failed");
+        })
+    });
+    assert!(caught.is_err());
+    assert_eq!(SimdPath::current(), detected);
+    with_path(outer, || {
+        let _ = std::panic::catch_unwind(|| with_path(inner, || panic!("inner")));
+        assert_eq!(SimdPath::current(), outer);
+    });
+    assert_eq!(SimdPath::current(), detected);
+}
