@@ -361,17 +361,30 @@ fn dot_products_are_bf16_products_with_f32_sums() {
     for &(m, n) in &[(1, 1), (6, 4), (7, 5), (13, 9), (3, 40)] {
         for &len in &[1, 2, 31, 32, 33, 63, 64, 65, 2047, 2048, 2049, 4100] {
             seed += 1;
-            let a = data(m * (len + 1) + 1, seed);
-            let b = data(n * (len + 1) + 7, seed + 1);
-            let aoff = |i: usize| i * (len + 1) + 1;
+            // Rows of A one element apart, or (with B's third layout) far
+            // apart in pairs.
+            let far = 3 * len + 100;
+            let a = data(m * far + 2, seed);
+            let b = data(n * far + 7, seed + 1);
             let ldc = n + 1;
             let c0 = data(m * ldc, seed + 2);
             // Overlapping rows of B, one element apart, as a convolution's
             // (rounded whole); or rows apart, as a dense layer's (rounded a
-            // chunk at a time when longer than one), in reverse order.
-            let layouts: [&(dyn Fn(usize) -> usize + Sync); 2] =
-                [&|j| j, &|j| (n - 1 - j) * (len + 1) + 3];
-            for (layout, accumulate) in (0..2).flat_map(|l| [(l, false), (l, true)]) {
+            // chunk at a time when longer than one), in reverse order; or
+            // pairs of rows 2 apart, the pairs far apart, as a convolution's
+            // input channels read a block at a time.
+            let layouts: [&(dyn Fn(usize) -> usize + Sync); 3] =
+                [&|j| j, &|j| (n - 1 - j) * (len + 1) + 3, &|j| {
+                    (j / 2) * far + (j % 2) * 2 + 5
+                }];
+            for (layout, accumulate) in (0..3).flat_map(|l| [(l, false), (l, true)]) {
+                let aoff = move |i: usize| {
+                    if layout == 2 {
+                        (m - 1 - i) / 2 * far + (i % 2) + 1
+                    } else {
+                        i * (len + 1) + 1
+                    }
+                };
                 let boff = |j: usize| layouts[layout](j);
                 let mut c = c0.clone();
                 gemm_dots(
