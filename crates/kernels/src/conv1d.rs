@@ -850,8 +850,13 @@ pub fn conv1d_act_maxpool2_forward(
     Ok(())
 }
 
-/// Columns of the input gradient per block of the fused backward pass.
-const BACKWARD_BLOCK: usize = 2048;
+/// Columns of the input gradient per block of the fused backward pass. A
+/// genomic CNN's second layer (4,998 columns on the peer case) runs in one
+/// block: on the bf16 path, 2,048 (three blocks) took 6.8–7.0 ms against
+/// 6.2–6.5 for 5,120 in interleaved pairs on a Zen 4 (each block rounds the
+/// operands' spans again); 3,072 and 8,192 measured 6.6–6.9 and 6.3–6.8,
+/// and the f32 path (Winograd) did not move.
+const BACKWARD_BLOCK: usize = 5120;
 
 /// Backward pass of [`conv1d_act_maxpool2_forward`], from its `mask` and
 /// the pooled gradient `dy`: adds to `dw` and `db`, and writes `dx` when

@@ -889,3 +889,80 @@ fn the_preferred_precision_follows_the_cpu_and_a_forced_path() {
         assert_eq!(Precision::preferred(), want);
     }
 }
+
+/// The fused convolution + ReLU + max pool of 2's backward pass (a genomic
+/// CNN's second layer) in bf16, on small integers: bf16 holds them
+/// exactly, and every sum of their products is exact in f32 in any order,
+/// so the pass must equal the f64 reference exactly (a term dropped or
+/// counted twice shows, as it would not under a rounding bound). The
+/// reference unpools `dy` by the forward pass's mask (the winner of each
+/// pair gets dy times the derivative, `-` marking the second). The lengths
+/// give the pass's blocks of input-gradient columns: one, one and a column,
+/// and three with a tail.
+#[test]
+fn fused_conv_pool_backward_in_bf16_is_exact_on_integers() {
+    use kernels::conv1d::{conv1d_act_maxpool2_backward, conv1d_act_maxpool2_forward};
+    use kernels::Activation;
+    if skip() {
+        return;
+    }
+    let p = Conv1dParams::new(6, 8, 5).padding(Padding::Same);
+    let batch = 2;
+    let ints = |n: usize, seed: u64| -> Vec<f32> {
+        data(n, seed).iter().map(|v| (v * 3.0).round()).collect()
+    };
+    for (seed, l) in [(1u64, 301usize), (2, 5120), (3, 5121), (4, 10_301)] {
+        let lo = p.l_out(l);
+        let lp2 = lo / 2;
+        let (x, w, b, dy) = (
+            ints(batch * 6 * l, seed * 10),
+            ints(p.weight_len(), seed * 10 + 1),
+            ints(8, seed * 10 + 2),
+            ints(batch * 8 * lp2, seed * 10 + 3),
+        );
+        assert!(x.iter().chain(&w).chain(&dy).all(|v| v.abs() <= 3.0));
+        let (dx, dw, mask) = with_path(PATH, || {
+            let (mut y, mut mask) = (vec![0f32; dy.len()], vec![0f32; dy.len()]);
+            conv1d_act_maxpool2_forward(
+                &p,
+                Activation::Relu,
+                &x,
+                batch,
+                l,
+                &w,
+                Some(&b),
+                &mut y,
+                &mut mask,
+            )
+            .expect("valid parameters");
+            let (mut dx, mut dw) = (vec![0f32; x.len()], vec![0f32; w.len()]);
+            conv1d_act_maxpool2_backward(
+                &p,
+                &x,
+                batch,
+                l,
+                &w,
+                &mask,
+                &dy,
+                Some(&mut dx),
+                &mut dw,
+                None,
+            )
+            .expect("valid parameters");
+            (dx, dw, mask)
+        });
+        let mut dz = vec![0f64; batch * 8 * lo];
+        for row in 0..batch * 8 {
+            for j in 0..lp2 {
+                let m = mask[row * lp2 + j];
+                let second = usize::from(m.is_sign_negative());
+                dz[row * lo + 2 * j + second] = dy[row * lp2 + j] as f64 * m.abs() as f64;
+            }
+        }
+        assert!(dz.iter().any(|&v| v != 0.0), "l={l}: no gradient reached");
+        let (dx_ref, dw_ref, _) =
+            reference::conv1d_backward(&p, &f64s(&x), batch, l, &f64s(&w), &dz);
+        assert_eq!(f64s(&dx), dx_ref, "fused dx in bf16, l={l}");
+        assert_eq!(f64s(&dw), dw_ref, "fused dw in bf16, l={l}");
+    }
+}

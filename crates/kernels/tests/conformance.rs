@@ -573,7 +573,7 @@ proptest! {
     #[test]
     fn fused_conv_pool_equals_the_unfused_kernels(
         cig in 1usize..3, cog in 1usize..4, groups in 1usize..3, k in 1usize..6, dilation in 1usize..3,
-        stride in 1usize..4, pad in padding(), batch in 1usize..4, l in prop_oneof![4usize..300, 2000usize..4500], relu in any::<bool>(), seed in 0u64..1000,
+        stride in 1usize..4, pad in padding(), batch in 1usize..4, l in prop_oneof![4usize..300, 2000usize..4500, 5000usize..10600], relu in any::<bool>(), seed in 0u64..1000,
     ) {
         let p = Conv1dParams::new(cig * groups, cog * groups, k).stride(stride).dilation(dilation).padding(pad).groups(groups);
         let act = if relu { kernels::Activation::Relu } else { kernels::Activation::Tanh };
@@ -583,12 +583,12 @@ proptest! {
     /// The same with 4 or more input channels and 3 to 5 taps, where the
     /// fused forward pass runs Winograd's F(4, k) (and, with 4 or more
     /// output channels, the input gradient too): lengths from one tile to
-    /// several blocks of 128 tiles and of the backward pass's 2,048
+    /// several blocks of 128 tiles and of the backward pass's 5,120
     /// columns, tails of every length.
     #[test]
     fn winograd_conv_pool_equals_the_unfused_kernels(
         cin in 4usize..18, cout in 1usize..10, k in 3usize..6, pad in padding(), batch in 1usize..3,
-        l in prop_oneof![8usize..80, 500usize..1200, 2040usize..4200], act in 0usize..3, seed in 0u64..1000,
+        l in prop_oneof![8usize..80, 500usize..1200, 2040usize..4200, 5100usize..10400], act in 0usize..3, seed in 0u64..1000,
     ) {
         use kernels::Activation;
         let p = Conv1dParams::new(cin, cout, k).padding(pad);
