@@ -35,8 +35,8 @@ pub struct ComputeArgs {
     /// Number format of the matrix products: fp32, or bf16 operands with f32
     /// sums (needs AVX512-BF16; weights and optimizer state stay f32); auto
     /// is bf16 on the native backend where the CPU has AVX512-BF16, else
-    /// fp32 (and fp32 for `explain`s, whose attributions are checked for
-    /// exactness).
+    /// fp32 (and fp32 in `explain`, whose attributions are held to exact
+    /// identities).
     #[arg(long, value_enum, default_value = "auto")]
     pub precision: PrecisionArg,
 }
