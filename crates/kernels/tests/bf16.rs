@@ -890,6 +890,12 @@ fn the_preferred_precision_follows_the_cpu_and_a_forced_path() {
     }
 }
 
+/// Integers in −3..=3: exact in bf16, and so are their products and any
+/// f32 sum of a few thousand of them, in any order.
+fn small_ints(n: usize, seed: u64) -> Vec<f32> {
+    data(n, seed).iter().map(|v| (v * 3.0).round()).collect()
+}
+
 /// The fused convolution + ReLU + max pool of 2's backward pass (a genomic
 /// CNN's second layer) in bf16, on small integers: bf16 holds them
 /// exactly, and every sum of their products is exact in f32 in any order,
@@ -908,17 +914,14 @@ fn fused_conv_pool_backward_in_bf16_is_exact_on_integers() {
     }
     let p = Conv1dParams::new(6, 8, 5).padding(Padding::Same);
     let batch = 2;
-    let ints = |n: usize, seed: u64| -> Vec<f32> {
-        data(n, seed).iter().map(|v| (v * 3.0).round()).collect()
-    };
     for (seed, l) in [(1u64, 301usize), (2, 5120), (3, 5121), (4, 10_301)] {
         let lo = p.l_out(l);
         let lp2 = lo / 2;
         let (x, w, b, dy) = (
-            ints(batch * 6 * l, seed * 10),
-            ints(p.weight_len(), seed * 10 + 1),
-            ints(8, seed * 10 + 2),
-            ints(batch * 8 * lp2, seed * 10 + 3),
+            small_ints(batch * 6 * l, seed * 10),
+            small_ints(p.weight_len(), seed * 10 + 1),
+            small_ints(8, seed * 10 + 2),
+            small_ints(batch * 8 * lp2, seed * 10 + 3),
         );
         assert!(x.iter().chain(&w).chain(&dy).all(|v| v.abs() <= 3.0));
         let (dx, dw, mask) = with_path(PATH, || {
@@ -964,5 +967,134 @@ fn fused_conv_pool_backward_in_bf16_is_exact_on_integers() {
             reference::conv1d_backward(&p, &f64s(&x), batch, l, &f64s(&w), &dz);
         assert_eq!(f64s(&dx), dx_ref, "fused dx in bf16, l={l}");
         assert_eq!(f64s(&dw), dw_ref, "fused dw in bf16, l={l}");
+    }
+}
+
+/// The fused 2D convolution + ReLU + 2 × 2 max pool (LeNet-5's layers) on
+/// the bf16 path, forward and backward, on small integers: exact in bf16
+/// and in every f32 sum, so the pooled output equals the f64 reference's,
+/// each recorded maximum is a maximum of its window, and the gradients
+/// equal the f64 reference's exactly, the convolution's output gradient
+/// unpooled by the recorded positions and derivatives. Random data then
+/// shows that the path rounds (its output differs from f32's).
+#[test]
+fn fused_conv2d_pool_in_bf16_is_exact_on_integers() {
+    use kernels::conv2d::{conv2d_act_maxpool2_backward, conv2d_act_maxpool2_forward};
+    use kernels::Activation;
+    if skip() {
+        return;
+    }
+    let cases = [
+        (6, 16, 5, Padding::Valid, 3, 14, 14),
+        (3, 8, 3, Padding::Same, 2, 12, 31),
+        (2, 5, 5, Padding::Same, 2, 28, 28),
+    ];
+    for (case, &(ci, co, k, pad, batch, h, w_)) in cases.iter().enumerate() {
+        let p = Conv2dParams::new(ci, co, k).padding(pad);
+        let (ho, wo) = p.out_hw(h, w_);
+        let (hq, wq) = (ho / 2, wo / 2);
+        let ps = co * hq * wq;
+        let s = 100 + 10 * case as u64;
+        let (x, w, b, dy) = (
+            small_ints(batch * ci * h * w_, s),
+            small_ints(p.weight_len(), s + 1),
+            small_ints(co, s + 2),
+            small_ints(batch * ps, s + 3),
+        );
+        let fused = |x: &[f32], w: &[f32]| {
+            with_path(PATH, || {
+                let (mut y, mut mask) = (vec![0f32; batch * ps], vec![0f32; 2 * batch * ps]);
+                conv2d_act_maxpool2_forward(
+                    &p,
+                    Activation::Relu,
+                    x,
+                    batch,
+                    h,
+                    w_,
+                    w,
+                    Some(&b),
+                    &mut y,
+                    &mut mask,
+                )
+                .expect("valid parameters");
+                let (mut dx, mut dw) = (vec![0f32; x.len()], vec![0f32; w.len()]);
+                conv2d_act_maxpool2_backward(
+                    &p,
+                    x,
+                    batch,
+                    h,
+                    w_,
+                    w,
+                    &mask,
+                    &dy,
+                    Some(&mut dx),
+                    &mut dw,
+                    None,
+                )
+                .expect("valid parameters");
+                (y, mask, dx, dw)
+            })
+        };
+        let (y, mask, dx, dw) = fused(&x, &w);
+        let z = reference::conv2d_forward(&p, &f64s(&x), batch, h, w_, &f64s(&w), Some(&f64s(&b)));
+        let mut dz = vec![0f64; z.len()];
+        for n in 0..batch {
+            let (at, der) = mask[2 * n * ps..2 * (n + 1) * ps].split_at(ps);
+            for c in 0..co {
+                for i in 0..hq {
+                    for j in 0..wq {
+                        let q = (c * hq + i) * wq + j;
+                        let zi = |r: usize, col: usize| ((n * co + c) * ho + r) * wo + col;
+                        let window = [
+                            zi(2 * i, 2 * j),
+                            zi(2 * i, 2 * j + 1),
+                            zi(2 * i + 1, 2 * j),
+                            zi(2 * i + 1, 2 * j + 1),
+                        ];
+                        let max = window.iter().map(|&t| z[t]).fold(f64::MIN, f64::max);
+                        assert_eq!(
+                            y[n * ps + q] as f64,
+                            max.max(0.0),
+                            "case {case}: pooled output"
+                        );
+                        let pos = at[q] as usize;
+                        assert!(
+                            pos < 4 && z[window[pos]] == max,
+                            "case {case}: position {pos} is no maximum"
+                        );
+                        dz[window[pos]] = dy[n * ps + q] as f64 * der[q] as f64;
+                    }
+                }
+            }
+        }
+        assert!(
+            dz.iter().any(|&v| v != 0.0),
+            "case {case}: no gradient reached"
+        );
+        let (dx_ref, dw_ref, _) =
+            reference::conv2d_backward(&p, &f64s(&x), batch, h, w_, &f64s(&w), &dz);
+        assert_eq!(f64s(&dx), dx_ref, "case {case}: fused dx in bf16");
+        assert_eq!(f64s(&dw), dw_ref, "case {case}: fused dw in bf16");
+        // On random data the path rounds: its output is not f32's.
+        let (xr, wr) = (data(x.len(), s + 4), data(w.len(), s + 5));
+        let y16 = fused(&xr, &wr).0;
+        let y32 = with_path(SimdPath::Avx512, || {
+            let mut y = vec![0f32; batch * ps];
+            conv2d_act_maxpool2_forward(
+                &p,
+                Activation::Relu,
+                &xr,
+                batch,
+                h,
+                w_,
+                &wr,
+                Some(&b),
+                &mut y,
+                &mut [],
+            )
+            .expect("valid parameters");
+            y
+        });
+        assert_ne!(y16, y32, "case {case}: the fused pass took the f32 path");
     }
 }
