@@ -348,13 +348,10 @@ fn run_cv(a: CvRun, resume: Option<RunRecord>) -> Result<()> {
     // The folder appears once the inputs are read and the folds drawn. The
     // run writes into its staging folder, keeps each finished job there
     // (for --resume), and its files move into place at the end.
-    let mut run = match resume {
+    let run = match resume {
         Some(r) => RunDir::resume(&a.out, r),
-        None => RunDir::start(&a.out, "cv")?,
+        None => RunDir::start(&a.out, "cv", precision.clone())?,
     };
-    if let Some(p) = &precision {
-        run.record_precision(p)?;
-    }
     let dir = run.stage().to_path_buf();
     let store = cv::JobStore::new(&dir.join("jobs"))?;
     geno::write_atomic(dir.join("folds.csv"), folds.to_csv(&ids).as_bytes())?;
@@ -712,7 +709,7 @@ fn merge(m: MergeArgs) -> Result<()> {
         }
     }
     // Staged like every run: a merge killed part-way leaves `--out` as it was.
-    let run = RunDir::start(&m.out, "cv merge")?;
+    let run = RunDir::start(&m.out, "cv merge", None)?;
     let dir = run.stage().to_path_buf();
     if let Some(f) = folds_csv {
         geno::write_atomic(dir.join("folds.csv"), f.as_bytes())?;

@@ -106,10 +106,11 @@ impl Drop for RunDir {
 }
 
 impl RunDir {
-    /// Starts a run of `command` into `out`. An unfinished run already in
-    /// `out` is not thrown away unasked: the error says how to resume it or
-    /// start again.
-    pub fn start(out: &Path, command: &str) -> Result<RunDir> {
+    /// Starts a run of `command` into `out`, its networks in `precision`
+    /// (kept for `--resume`; `None` where it runs none). An unfinished run
+    /// already in `out` is not thrown away unasked: the error says how to
+    /// resume it or start again.
+    pub fn start(out: &Path, command: &str, precision: Option<String>) -> Result<RunDir> {
         let stage = out.join(STAGE);
         // A killed run of a command that cannot resume (`cv merge`) leaves
         // nothing worth keeping; any other is kept until the user says.
@@ -143,7 +144,7 @@ impl RunDir {
             cwd: std::env::current_dir().context("cannot read the current directory")?,
             version: env!("CARGO_PKG_VERSION").to_string(),
             started: now(),
-            precision: None,
+            precision,
         };
         let run = RunDir {
             out: out.to_path_buf(),
@@ -168,18 +169,6 @@ impl RunDir {
             created_out: false,
             committed: false,
         }
-    }
-
-    /// Records the precision the run's networks run in, so that `--resume`
-    /// keeps it (a resumed run's record is left as it started).
-    pub fn record_precision(&mut self, precision: &str) -> Result<()> {
-        if self.resumed {
-            return Ok(());
-        }
-        self.record.precision = Some(precision.to_string());
-        let text = serde_json::to_string_pretty(&self.record)? + "\n";
-        geno::write_atomic(self.stage.join(RUN), text.as_bytes())?;
-        Ok(())
     }
 
     /// Where the run writes its files.

@@ -392,11 +392,10 @@ fn train_with<B: Backend>(
     let data = trait_data(&traits, &predictors);
     // The folder appears once the inputs are read and checked; the run
     // writes into its staging folder, and its files move into place at the end.
-    let mut run = match resume {
+    let run = match resume {
         Some(r) => RunDir::resume(&a.out, r),
-        None => RunDir::start(&a.out, "train")?,
+        None => RunDir::start(&a.out, "train", Some(backend.precision().to_string()))?,
     };
-    run.record_precision(&backend.precision().to_string())?;
     let dir = run.stage().to_path_buf();
     let ck_path = dir.join("checkpoint.safetensors");
     let (resume_ck, prior) = if run.resumed() && ck_path.exists() {
