@@ -970,6 +970,89 @@ fn fused_conv_pool_backward_in_bf16_is_exact_on_integers() {
     }
 }
 
+/// The fused convolution + activation + max pool of 2's forward pass on
+/// the bf16 path, on small integers (every bf16 operand and f32 sum
+/// exact): the pooled output and the mask equal, bit for bit, the f64
+/// reference convolution pooled by the kernel's rule (the second of a pair
+/// wins only when strictly larger, so the many ties of integers test it;
+/// the mask holds the activation's derivative, negated, −0 included, when
+/// the second won), and inference (no mask) writes the same output. The
+/// cases cover the genomic CNN's second layer, the products' 6-row tiles
+/// and their tails (8 and 13 output channels), the pass's column blocks of
+/// 512 and their tails (lengths ± 1 about a block, an odd and an even
+/// number of pooled values), padding, groups, a dilation (rows that do not
+/// pair up) and an activation other than ReLU and the identity.
+#[test]
+fn fused_conv_pool_forward_in_bf16_is_exact_on_integers() {
+    use kernels::conv1d::conv1d_act_maxpool2_forward;
+    use kernels::Activation;
+    if skip() {
+        return;
+    }
+    let cases = [
+        (Conv1dParams::new(16, 32, 5), 4998, Activation::Relu),
+        (
+            Conv1dParams::new(6, 8, 5).padding(Padding::Same),
+            301,
+            Activation::Relu,
+        ),
+        (Conv1dParams::new(3, 13, 3), 1029, Activation::Relu),
+        (Conv1dParams::new(3, 13, 3), 1031, Activation::Linear),
+        (Conv1dParams::new(4, 7, 4), 517, Activation::Relu),
+        (Conv1dParams::new(4, 6, 3).groups(2), 700, Activation::Relu),
+        (
+            Conv1dParams::new(4, 6, 3).dilation(2),
+            300,
+            Activation::Relu,
+        ),
+        (Conv1dParams::new(4, 6, 3), 300, Activation::Elu(1.0)),
+    ];
+    for (case, (p, l, act)) in cases.into_iter().enumerate() {
+        let batch = 2;
+        let seed = 50 + 10 * case as u64;
+        let (x, w, b) = (
+            small_ints(batch * p.c_in * l, seed),
+            small_ints(p.weight_len(), seed + 1),
+            small_ints(p.c_out, seed + 2),
+        );
+        let lo = p.l_out(l);
+        let lp2 = lo / 2;
+        let z = reference::conv1d_forward(&p, &f64s(&x), batch, l, &f64s(&w), Some(&f64s(&b)));
+        let (mut y_ref, mut mask_ref) = (vec![0f32; batch * p.c_out * lp2], vec![]);
+        for (row, zr) in z.chunks(lo).enumerate() {
+            for j in 0..lp2 {
+                let (first, second) = (zr[2 * j] as f32, zr[2 * j + 1] as f32);
+                let won = second > first;
+                let out = act.apply(if won { second } else { first });
+                let der = act.derivative_from_output(out);
+                y_ref[row * lp2 + j] = out;
+                mask_ref.push(if won { -der } else { der });
+            }
+        }
+        let (y, mask, y_only) = with_path(PATH, || {
+            let (mut y, mut mask) = (vec![f32::NAN; y_ref.len()], vec![f32::NAN; y_ref.len()]);
+            conv1d_act_maxpool2_forward(&p, act, &x, batch, l, &w, Some(&b), &mut y, &mut mask)
+                .expect("valid parameters");
+            let mut y_only = vec![f32::NAN; y_ref.len()];
+            conv1d_act_maxpool2_forward(&p, act, &x, batch, l, &w, Some(&b), &mut y_only, &mut [])
+                .expect("valid parameters");
+            (y, mask, y_only)
+        });
+        let what = format!("{p:?} on {l}, {act:?}");
+        assert!(same_bits(&y, &y_ref), "pooled output, {what}");
+        assert!(same_bits(&mask, &mask_ref), "mask, {what}");
+        assert!(
+            same_bits(&y_only, &y_ref),
+            "pooled output without a mask, {what}"
+        );
+        let seconds = mask_ref.iter().filter(|m| m.is_sign_negative()).count();
+        assert!(
+            seconds > 0 && seconds < mask_ref.len(),
+            "both sides of a pair win, {what}"
+        );
+    }
+}
+
 /// The fused 2D convolution + ReLU + 2 × 2 max pool (LeNet-5's layers) on
 /// the bf16 path, forward and backward, on small integers: exact in bf16
 /// and in every f32 sum, so the pooled output equals the f64 reference's,
