@@ -358,7 +358,7 @@ fn dot_products_are_bf16_products_with_f32_sums() {
         return;
     }
     let mut seed = 100;
-    for &(m, n) in &[(1, 1), (6, 4), (7, 5), (13, 9), (3, 40)] {
+    for &(m, n) in &[(1, 1), (6, 4), (7, 5), (13, 9), (3, 40), (130, 3)] {
         for &len in &[1, 2, 31, 32, 33, 63, 64, 65, 2047, 2048, 2049, 4100] {
             seed += 1;
             // Rows of A one element apart, or (with B's third layout) far
