@@ -1081,7 +1081,10 @@ const SUM_PARTS: usize = 8;
 /// of up to 128 rows. At 32, inference at batch 256 read the genomic dense
 /// layer's 20 MB of weights 8 times per batch; at 128, the peer genomic
 /// CNN predicted at 4,870–5,310 samples/s against 4,410–5,100 in seven
-/// interleaved pairs on a Zen 4 (medians 5,130 and 4,870). Training's
+/// interleaved pairs on a Zen 4 (medians 5,130 and 4,870), though a later
+/// set of six rotations found the two within noise (4,570–5,390 against
+/// 4,690–5,150): a small gain at most, on a machine whose timings drift by
+/// more than that. Training's
 /// batches of 32 run as before, and no sum changes (each row's terms are
 /// added in the same order in any block).
 const STREAM_ROWS: usize = 128;
