@@ -239,7 +239,8 @@ struct Prepared {
 }
 
 /// Where [`rows_direct`] rounds B's windows for a product of n columns:
-/// per pair its start in the rounded buffer (with [`LONE_BIT`]), and the
+/// per entry of `rel` (a neighbour pair's low row, or one row of a cross
+/// pair) its start in the rounded buffer (with [`LONE_BIT`]), and the
 /// clusters of overlapping windows as (first offset, end, place in the
 /// buffer), offsets relative to B's lowest row offset.
 struct Layout {
@@ -250,7 +251,7 @@ struct Layout {
 }
 
 impl Layout {
-    /// Each pair reads n + 1 values from its low row's offset. Windows that
+    /// Each entry reads n + 1 values from its row's offset. Windows that
     /// overlap (a channel's taps) form one cluster, rounded once; the gaps
     /// between clusters (the rest of each channel's row, when a convolution
     /// works on a block of columns) are skipped.
@@ -406,7 +407,7 @@ impl Prepared {
 /// neighbour are paired with one another ([`cross_words`]: a kernel of 5
 /// taps then costs 2.5 pairs per channel, not 3 with a lone row's partner
 /// half masked off; the genomic CNN's second layer's forward pass took
-/// 3.49–3.61 ms against 3.74–3.89 in three interleaved pairs on a Zen 4),
+/// 3.28–3.66 ms against 3.62–4.19 in seven interleaved pairs on a Zen 4),
 /// and one left over has its partner half masked off. The products are the
 /// same bf16 products with f32 sums; only the pairing of the sum's terms
 /// differs.
@@ -1012,7 +1013,7 @@ fn dots_streamed<FA, FB>(
     let chunks = len.div_ceil(DOT_CHUNK);
     // Chunks [k0, k1) of every row, added to C' (m × n, ldc' apart) at cp.
     let run = |k0: usize, k1: usize, cp: SendPtr<f32>, ldc: usize| {
-        with_halves(STREAM_ROWS * DOT_CHUNK, |ab| {
+        with_halves(STREAM_ROWS.min(m) * DOT_CHUNK, |ab| {
             let mut bo = vec![0usize; n];
             for kc in k0..k1 {
                 let l0 = kc * DOT_CHUNK;
@@ -1084,9 +1085,8 @@ const SUM_PARTS: usize = 8;
 /// interleaved pairs on a Zen 4 (medians 5,130 and 4,870), though a later
 /// set of six rotations found the two within noise (4,570–5,390 against
 /// 4,690–5,150): a small gain at most, on a machine whose timings drift by
-/// more than that. Training's
-/// batches of 32 run as before, and no sum changes (each row's terms are
-/// added in the same order in any block).
+/// more than that. Training's batches of 32 run as before, and no sum
+/// changes (each row's terms are added in the same order in any block).
 const STREAM_ROWS: usize = 128;
 
 /// Runs the dot-product tiles of `d` on the bf16 path.
