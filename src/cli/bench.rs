@@ -113,9 +113,9 @@ pub struct KernelArgs {
     #[arg(long)]
     pub filter: Option<String>,
     /// The SIMD paths to time: `all` (every path this CPU runs, bf16
-    /// included), or a list such as `avx512,avx512bf16`. With `avx512`, on
-    /// a CPU with AVX512-VNNI, the GRM's int8 product (`gram_u8`) is timed
-    /// too, against the int8 peak.
+    /// included), or a list such as `avx512,avx512bf16`. With `avx512`, the
+    /// GRM's int8 product (`gram_u8`) is timed too on each int8 path this
+    /// CPU has (AMX-INT8, AVX512-VNNI), against that path's int8 peak.
     #[arg(long, default_value = "all")]
     pub paths: String,
     /// Also write {"paths": {PATH: {"peak_gflops", "cases": {NAME: {"seconds", "gflops", "fraction_of_peak"}}}}} as JSON.
@@ -369,15 +369,16 @@ fn run_kernels(a: KernelArgs) -> Result<()> {
             json!({ "peak_gflops": peak, "cases": cases }),
         );
     }
-    // The GRM's int8 product, with the AVX-512 path it belongs to.
-    let int8 = kernels::Int8Path::Avx512Vnni;
-    if int8.is_available()
-        && paths.contains(&kernels::SimdPath::Avx512)
+    // The GRM's int8 product on each int8 path (AMX, VNNI), with the
+    // AVX-512 path they belong to.
+    if paths.contains(&kernels::SimdPath::Avx512)
         && a.filter
             .as_ref()
             .is_none_or(|f| GRAM_CASE.contains(f.as_str()))
     {
-        by_path.insert(int8.to_string(), gram_case(int8, a.reps));
+        for int8 in kernels::Int8Path::available() {
+            by_path.insert(int8.to_string(), gram_case(int8, a.reps));
+        }
     }
     if let Some(p) = &a.json {
         let value = json!({ "threads": threads, "paths": by_path });

@@ -64,19 +64,35 @@ fn grm_equals_naive_computation() {
 }
 
 /// Issue 17: the GRM in integers (for markers without missing calls, on a
-/// CPU with an int8 path) and in f32 (the rest, and every marker on the f32
-/// paths) each equal the naive f64 sum within 1e-6, missing calls included,
-/// on every SIMD path this CPU can run; with no missing call the integer
-/// path is exact to f64 rounding.
+/// CPU with an int8 path: AMX-INT8 or AVX512-VNNI) and in f32 (the rest, and
+/// every marker on the f32 paths) each equal the naive f64 sum within 1e-6,
+/// missing calls included, on every SIMD path and every int8 path this CPU
+/// can run; with no missing call the integer path is exact to f64 rounding.
 #[test]
 fn grm_on_every_path_equals_naive_within_1e_6() {
     for (n, m, miss) in [(130, 3000, 0.0), (97, 4500, 0.0005), (70, 1500, 0.02)] {
         let (g, _) = small(n, m, miss, 11);
         let want = naive_grm(&g);
-        for path in kernels::SimdPath::available() {
-            let grm = kernels::with_path(path, || gblup::vanraden(&g));
+        let mut runs: Vec<(kernels::SimdPath, Option<kernels::Int8Path>)> =
+            kernels::SimdPath::available()
+                .into_iter()
+                .map(|p| (p, kernels::with_path(p, kernels::Int8Path::current)))
+                .collect();
+        // The int8 paths that the detected one leaves out (VNNI where AMX
+        // is chosen), on the AVX-512 path they run on.
+        for int8 in kernels::Int8Path::available() {
+            if !runs.iter().any(|r| r.1 == Some(int8)) {
+                runs.push((kernels::SimdPath::Avx512, Some(int8)));
+            }
+        }
+        for (path, int8) in runs {
+            let grm = kernels::with_path(path, || {
+                kernels::with_int8_path(int8, || {
+                    assert_eq!(kernels::Int8Path::current(), int8);
+                    gblup::vanraden(&g)
+                })
+            });
             let worst = max_difference(&grm.kinship.to_f64(), &want);
-            let int8 = kernels::with_path(path, kernels::Int8Path::current);
             // The integer path is exact: its f64 result differs from the
             // naive sum only by the f32 storage's rounding (half an ulp).
             let bound = if int8.is_some() && miss == 0.0 {
@@ -87,7 +103,7 @@ fn grm_on_every_path_equals_naive_within_1e_6() {
             eprintln!("n={n} m={m} missing {miss}: {path} (int8 {int8:?}): {worst:.2e}");
             assert!(
                 worst < bound,
-                "n={n} m={m} missing {miss}, {path}: max difference {worst} (bound {bound})"
+                "n={n} m={m} missing {miss}, {path}, int8 {int8:?}: max difference {worst} (bound {bound})"
             );
         }
     }

@@ -8,13 +8,20 @@
 //! - [`Int8Path::Avx512Vnni`]: `vpdpbusd` (AVX512-VNNI, on Intel Ice Lake and
 //!   later, AMD Zen 4 and later): 64 byte products summed into 16 int32 lanes
 //!   per instruction. Register tile: 8 rows × 32 columns.
+//! - [`Int8Path::Amx`]: the AMX tile unit's `tdpbusd` (Intel Sapphire Rapids
+//!   and later, where Linux grants the tile state; [`crate::amx`]): a 16 × 64
+//!   byte tile of X's rows times a 64 × 16 one of its columns into 16 × 16
+//!   int32 sums per instruction. Tile block: 32 rows × 32 columns (four sum
+//!   tiles, two of rows and two of columns).
 //! - none: a CPU without VNNI has no int8 path; the caller keeps its f32 path
 //!   (`GENOCNN_SIMD=avx2` or `scalar` also chooses that).
 //!
-//! AMX-INT8 (`tdpbusd`) is not written: no machine this code has run on had
-//! the tile unit, and a path that has never run is not shipped.
+//! `GENOCNN_INT8=vnni` keeps a CPU with AMX on the VNNI path, and
+//! `GENOCNN_INT8=off` on the f32 path.
 //!
 //! [`crate::reference::gram_u8`] is the naive loop the path is tested against.
+
+use std::cell::Cell;
 
 use rayon::prelude::*;
 
@@ -25,12 +32,15 @@ use crate::simd::{SendPtr, SimdPath};
 pub enum Int8Path {
     /// AVX-512 with VNNI (`vpdpbusd`).
     Avx512Vnni,
+    /// The AMX tile unit (`tdpbusd`).
+    Amx,
 }
 
 impl std::fmt::Display for Int8Path {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Int8Path::Avx512Vnni => "avx512-vnni",
+            Int8Path::Amx => "amx-int8",
         })
     }
 }
@@ -47,16 +57,88 @@ impl Int8Path {
             }
             #[cfg(not(target_arch = "x86_64"))]
             Int8Path::Avx512Vnni => false,
+            Int8Path::Amx => crate::amx::int8_available(),
         }
     }
 
-    /// The int8 path in force: VNNI where the CPU has it and the f32 path in
-    /// force ([`SimdPath::current`], which `GENOCNN_SIMD` sets) is AVX-512;
-    /// none otherwise.
-    pub fn current() -> Option<Int8Path> {
-        (SimdPath::current().fp32() == SimdPath::Avx512 && Int8Path::Avx512Vnni.is_available())
-            .then_some(Int8Path::Avx512Vnni)
+    /// The int8 paths this CPU can run, best first.
+    pub fn available() -> Vec<Int8Path> {
+        [Int8Path::Amx, Int8Path::Avx512Vnni]
+            .into_iter()
+            .filter(|p| p.is_available())
+            .collect()
     }
+
+    /// The int8 path in force: none unless the f32 path in force
+    /// ([`SimdPath::current`], which `GENOCNN_SIMD` sets) is AVX-512; then
+    /// AMX where the CPU has it and Linux grants it, else VNNI where the CPU
+    /// has it. `GENOCNN_INT8=vnni` skips AMX, `GENOCNN_INT8=off` both.
+    pub fn current() -> Option<Int8Path> {
+        if SimdPath::current().fp32() != SimdPath::Avx512 {
+            return None;
+        }
+        if let Some(p) = INT8_OVERRIDE.with(Cell::get) {
+            return p;
+        }
+        let choice = *CHOICE.get_or_init(|| match std::env::var("GENOCNN_INT8") {
+            Err(_) => Choice::Best,
+            Ok(v) => match v.to_ascii_lowercase().as_str() {
+                "amx" | "auto" | "" => Choice::Best,
+                "vnni" | "avx512-vnni" => Choice::Vnni,
+                "off" | "none" | "f32" => Choice::Off,
+                other => {
+                    eprintln!(
+                        "warning: GENOCNN_INT8: unknown int8 path '{other}'; expected amx, vnni or off; using the best this CPU has"
+                    );
+                    Choice::Best
+                }
+            },
+        });
+        let candidates: &[Int8Path] = match choice {
+            Choice::Best => &[Int8Path::Amx, Int8Path::Avx512Vnni],
+            Choice::Vnni => &[Int8Path::Avx512Vnni],
+            Choice::Off => &[],
+        };
+        candidates.iter().copied().find(|p| p.is_available())
+    }
+}
+
+/// What `GENOCNN_INT8` asks for.
+#[derive(Clone, Copy)]
+enum Choice {
+    Best,
+    Vnni,
+    Off,
+}
+
+static CHOICE: std::sync::OnceLock<Choice> = std::sync::OnceLock::new();
+
+thread_local! {
+    static INT8_OVERRIDE: Cell<Option<Option<Int8Path>>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with the int8 path `path` (`None`: no int8 path) forced on this
+/// thread, where the f32 path in force is AVX-512 (as [`Int8Path::current`]
+/// requires), so that tests can run the GRM on each path.
+///
+/// # Panics
+/// If the path is not available on this CPU.
+pub fn with_int8_path<R>(path: Option<Int8Path>, f: impl FnOnce() -> R) -> R {
+    if let Some(p) = path {
+        assert!(
+            p.is_available(),
+            "int8 path {p} is not available on this CPU"
+        );
+    }
+    /// Puts the previous override back when dropped, panics included.
+    struct Restore(Option<Option<Int8Path>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            INT8_OVERRIDE.with(|o| o.set(self.0));
+        }
+    }
+    let _restore = Restore(INT8_OVERRIDE.with(|o| o.replace(Some(path))));
+    f()
 }
 
 /// Rows of X per register tile.
@@ -103,14 +185,55 @@ pub fn gram_lower_u8(
         ldc >= n && (n - 1) * ldc + n <= c.len(),
         "gram_lower_u8: C too short"
     );
-    let cp = SendPtr(c.as_mut_ptr());
+    let job = Job {
+        n,
+        k,
+        x,
+        ldx,
+        cp: SendPtr(c.as_mut_ptr()),
+        ldc,
+        parallel,
+    };
+    match path {
+        Int8Path::Avx512Vnni => gram_vnni(job),
+        Int8Path::Amx => gram_amx(job),
+    }
+}
+
+/// The arguments of [`gram_lower_u8`], checked, with C as a pointer that
+/// the tasks share (each writes its own rows).
+struct Job<'a> {
+    n: usize,
+    k: usize,
+    x: &'a [u8],
+    ldx: usize,
+    cp: SendPtr<i32>,
+    ldc: usize,
+    parallel: bool,
+}
+
+/// Runs `run` on blocks 0..blocks, largest last index first (the row
+/// blocks lowest in the triangle have the most columns), in parallel
+/// when asked and worth it.
+fn for_blocks(blocks: usize, parallel: bool, run: impl Fn(usize) + Sync + Send) {
+    if parallel && rayon::current_num_threads() > 1 && blocks > 1 {
+        (0..blocks).into_par_iter().rev().for_each(run);
+    } else {
+        (0..blocks).for_each(run);
+    }
+}
+
+/// [`gram_lower_u8`] on the VNNI path.
+fn gram_vnni(job: Job) {
+    let (n, k, x, ldx) = (job.n, job.k, job.x, job.ldx);
+    let (cp, ldc, parallel) = (job.cp, job.ldc, job.parallel);
     let mut panel = Vec::new();
     let mut k0 = 0;
     while k0 < k {
         let kc = KC.min(k - k0);
-        pack_columns(n, kc, &x[k0..], ldx, &mut panel, parallel);
-        let panel = &panel[..];
         let groups = kc.div_ceil(4);
+        pack_columns(n, kc, groups, &x[k0..], ldx, &mut panel, parallel);
+        let panel = &panel[..];
         let run = |ib: usize| {
             let i0 = ib * MC;
             let i1 = (i0 + MC).min(n);
@@ -122,58 +245,130 @@ pub fn gram_lower_u8(
                 while r0 < i1 {
                     let mr = MR.min(i1 - r0);
                     if j0 < r0 + mr {
-                        // SAFETY: the path is available (checked above); the
-                        // rows r0..r0+mr of X and of C are in bounds, and the
-                        // tasks write disjoint rows of C.
-                        unsafe {
-                            match path {
-                                Int8Path::Avx512Vnni => {
-                                    vnni::tile(&x[k0..], ldx, r0, mr, kc, bp, j0, n, cp, ldc)
-                                }
-                            }
-                        }
+                        // SAFETY: VNNI is available (checked by the caller);
+                        // the rows r0..r0+mr of X and of C are in bounds,
+                        // and the tasks write disjoint rows of C.
+                        unsafe { vnni::tile(&x[k0..], ldx, r0, mr, kc, bp, j0, n, cp, ldc) }
                     }
                     r0 += mr;
                 }
                 j0 += NR;
             }
         };
-        let blocks = n.div_ceil(MC);
-        if parallel && rayon::current_num_threads() > 1 && blocks > 1 {
-            // Largest row blocks first: they have the most columns.
-            (0..blocks).into_par_iter().rev().for_each(run);
-        } else {
-            (0..blocks).for_each(run);
-        }
+        for_blocks(n.div_ceil(MC), parallel, run);
         k0 += kc;
     }
 }
 
-/// Packs columns 0..kc of X's n rows for `vpdpbusd`: for each block of 16
-/// rows (padded with zero rows to a multiple of 32 rows), for each group of
-/// 4 columns, 16 rows × 4 bytes (64 bytes); a short last group is padded
-/// with zeros.
-fn pack_columns(n: usize, kc: usize, x: &[u8], ldx: usize, out: &mut Vec<u8>, parallel: bool) {
-    let groups = kc.div_ceil(4);
+/// Rows (and columns) of X Xᵀ per AMX tile block: two tiles of 16.
+const AMX_B: usize = 32;
+/// Rows per parallel task on the AMX path (a multiple of [`AMX_B`]).
+const AMX_MC: usize = 64;
+/// Bytes of each row per pass on the AMX path (a multiple of 64).
+const AMX_KC: usize = 4096;
+
+/// [`gram_lower_u8`] on the AMX path. Per pass of up to [`AMX_KC`] columns,
+/// X's rows are copied into rows of a multiple of 64 bytes (zeros after
+/// the last column, and zero rows up to a multiple of 32), which the tile
+/// loads read in place, and its columns are packed in VNNI order
+/// ([`pack_columns`], 16 groups of 4 bytes per tile).
+fn gram_amx(job: Job) {
+    let (n, k, x, ldx) = (job.n, job.k, job.x, job.ldx);
+    let (cp, ldc, parallel) = (job.cp, job.ldc, job.parallel);
+    let rows_p = n.div_ceil(AMX_B) * AMX_B;
+    let mut panel = Vec::new();
+    let mut rows = Vec::new();
+    let mut k0 = 0;
+    while k0 < k {
+        let kc = AMX_KC.min(k - k0);
+        let kp = kc.div_ceil(64) * 64;
+        pack_columns(n, kc, kp / 4, &x[k0..], ldx, &mut panel, parallel);
+        // Rows one cache line longer than kp: at a stride of a multiple of
+        // 4 KiB a tile's 16 rows would share one set of the L1 cache.
+        let lda = kp + 64;
+        rows.clear();
+        rows.resize(rows_p * lda, 0u8);
+        let copy = |(i, dst): (usize, &mut [u8])| {
+            if i < n {
+                dst[..kc].copy_from_slice(&x[i * ldx + k0..i * ldx + k0 + kc]);
+            }
+        };
+        if parallel {
+            rows.par_chunks_exact_mut(lda).enumerate().for_each(copy);
+        } else {
+            rows.chunks_exact_mut(lda).enumerate().for_each(copy);
+        }
+        let (panel, rows) = (&panel[..], &rows[..]);
+        let run = |ib: usize| {
+            let i0 = ib * AMX_MC;
+            let i1 = (i0 + AMX_MC).min(n);
+            // SAFETY: AMX-INT8 is available (checked by the caller), and no
+            // other `Tiles` lives on this thread (tasks do not nest here).
+            let _tiles = unsafe { crate::amx::Tiles::new() };
+            let mut sums = [0i32; AMX_B * AMX_B];
+            let mut j0 = 0;
+            while j0 < i1 {
+                let b0 = &panel[(j0 / 16) * kp * 16..(j0 / 16 + 2) * kp * 16];
+                let mut r0 = i0;
+                while r0 < i1 {
+                    if j0 < r0 + AMX_B {
+                        let a = &rows[r0 * lda..(r0 + AMX_B) * lda];
+                        // SAFETY: the tiles are configured; `a` holds 32
+                        // rows of kp bytes, `b0` two blocks of kp/4 rows
+                        // of 64 bytes; the tasks write disjoint rows of C,
+                        // rows r0..min(r0 + 32, i1) < n.
+                        unsafe {
+                            amx::block(a, lda, kp, b0, &mut sums);
+                            amx::add_lower(&sums, r0, i1.min(r0 + AMX_B), j0, n, cp, ldc);
+                        }
+                    }
+                    r0 += AMX_B;
+                }
+                j0 += AMX_B;
+            }
+        };
+        for_blocks(n.div_ceil(AMX_MC), parallel, run);
+        k0 += kc;
+    }
+}
+
+/// Packs columns 0..kc of X's n rows for `vpdpbusd` and `tdpbusd`: for each
+/// block of 16 rows (padded with zero rows to a multiple of 32 rows), for
+/// each of `groups` ≥ ⌈kc/4⌉ groups of 4 columns, 16 rows × 4 bytes (64
+/// bytes); a short last group, and the groups after it, are zeros.
+fn pack_columns(
+    n: usize,
+    kc: usize,
+    groups: usize,
+    x: &[u8],
+    ldx: usize,
+    out: &mut Vec<u8>,
+    parallel: bool,
+) {
     let blocks = n.div_ceil(NR) * (NR / 16);
     out.clear();
     out.resize(blocks * groups * 64, 0);
     let pack = |(jb, dst): (usize, &mut [u8])| {
-        let mut high = 0u8;
+        let mut high = 0u32;
+        let full = kc / 4;
         for jj in 0..16 {
             let j = jb * 16 + jj;
             if j >= n {
                 break;
             }
             let row = &x[j * ldx..j * ldx + kc];
-            for (g, quad) in row.chunks(4).enumerate() {
-                for (q, &v) in quad.iter().enumerate() {
-                    dst[g * 64 + jj * 4 + q] = v;
-                    high |= v;
-                }
+            // Four bytes at a time: whole groups as words.
+            for (g, quad) in row[..4 * full].chunks_exact(4).enumerate() {
+                let w = u32::from_ne_bytes([quad[0], quad[1], quad[2], quad[3]]);
+                dst[g * 64 + jj * 4..g * 64 + jj * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+                high |= w;
+            }
+            for (q, &v) in row[4 * full..].iter().enumerate() {
+                dst[full * 64 + jj * 4 + q] = v;
+                high |= v as u32;
             }
         }
-        high
+        (high & 0x8080_8080 != 0) as u8 * 128
     };
     // In parallel with the product: on one thread, packing took a sixth of
     // the product's time (4096 × 16384), the other thread idle.
@@ -317,5 +512,146 @@ mod vnni {
         _: usize,
     ) {
         unreachable!("AVX512-VNNI exists only on x86-64")
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod amx {
+    use super::{SendPtr, AMX_B};
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+
+    /// The 32 × 32 block of X Xᵀ over the kp columns of 32 rows of X (`a`,
+    /// rows of kp bytes lda apart) and the packed panel of 32 columns (`b`:
+    /// two blocks of 16 columns, each kp/4 rows of 64 bytes), into `sums`
+    /// (row-major).
+    /// Tiles: sums 0–3 (rows 0–15 × columns 0–15, 0–15 × 16–31, 16–31 ×
+    /// 0–15, 16–31 × 16–31), rows 4–5, columns 6–7.
+    ///
+    /// # Safety
+    /// The tiles are configured as [`crate::amx::Tiles`] does; kp is a
+    /// multiple of 64; `a` holds 31 · lda + kp bytes and `b` 32 · kp.
+    #[inline]
+    pub(super) unsafe fn block(
+        a: &[u8],
+        lda: usize,
+        kp: usize,
+        b: &[u8],
+        sums: &mut [i32; AMX_B * AMX_B],
+    ) {
+        debug_assert!(kp.is_multiple_of(64) && a.len() >= 31 * lda + kp && b.len() >= 32 * kp);
+        let a0 = a.as_ptr();
+        let a1 = a0.add(16 * lda);
+        let b0 = b.as_ptr();
+        let b1 = b0.add(16 * kp);
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            options(nostack, nomem, preserves_flags)
+        );
+        for s in 0..kp / 64 {
+            // 64 columns of X: 64 bytes of each row, 16 groups of the panel.
+            asm!(
+                "tileloadd tmm4, [{a0} + {lda}*1]",
+                "tileloadd tmm5, [{a1} + {lda}*1]",
+                "tileloadd tmm6, [{b0} + {ldb}*1]",
+                "tileloadd tmm7, [{b1} + {ldb}*1]",
+                "tdpbusd tmm0, tmm4, tmm6",
+                "tdpbusd tmm1, tmm4, tmm7",
+                "tdpbusd tmm2, tmm5, tmm6",
+                "tdpbusd tmm3, tmm5, tmm7",
+                a0 = in(reg) a0.add(64 * s),
+                a1 = in(reg) a1.add(64 * s),
+                b0 = in(reg) b0.add(1024 * s),
+                b1 = in(reg) b1.add(1024 * s),
+                lda = in(reg) lda,
+                ldb = in(reg) 64usize,
+                options(nostack, readonly, preserves_flags)
+            );
+        }
+        let out = sums.as_mut_ptr() as *mut u8;
+        asm!(
+            "tilestored [{o0} + {ld}*1], tmm0",
+            "tilestored [{o1} + {ld}*1], tmm1",
+            "tilestored [{o2} + {ld}*1], tmm2",
+            "tilestored [{o3} + {ld}*1], tmm3",
+            o0 = in(reg) out,
+            o1 = in(reg) out.add(64),
+            o2 = in(reg) out.add(16 * 128),
+            o3 = in(reg) out.add(16 * 128 + 64),
+            ld = in(reg) 128usize,
+            options(nostack, preserves_flags)
+        );
+    }
+
+    /// Adds `sums` (rows r0..r1 × columns j0..j0+32 of X Xᵀ) into C where
+    /// j ≤ i and j < n.
+    ///
+    /// # Safety
+    /// AVX-512 is available; rows r0..r1 of C (ldc ≥ n) exist, and no other
+    /// thread writes them.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn add_lower(
+        sums: &[i32; AMX_B * AMX_B],
+        r0: usize,
+        r1: usize,
+        j0: usize,
+        n: usize,
+        c: SendPtr<i32>,
+        ldc: usize,
+    ) {
+        let cp = c.get();
+        for i in r0..r1 {
+            let s = sums.as_ptr().add((i - r0) * AMX_B);
+            let dst = cp.add(i * ldc + j0);
+            let end = (i + 1).min(n).min(j0 + AMX_B);
+            if end <= j0 {
+                continue;
+            }
+            let len = end - j0;
+            let m0: __mmask16 = if len >= 16 { !0 } else { (1u16 << len) - 1 };
+            let m1: __mmask16 = if len >= 32 {
+                !0
+            } else if len > 16 {
+                (1u16 << (len - 16)) - 1
+            } else {
+                0
+            };
+            let v0 = _mm512_loadu_si512(s as *const __m512i);
+            let v1 = _mm512_loadu_si512(s.add(16) as *const __m512i);
+            let c0 = _mm512_maskz_loadu_epi32(m0, dst);
+            _mm512_mask_storeu_epi32(dst, m0, _mm512_add_epi32(c0, v0));
+            if m1 != 0 {
+                let c1 = _mm512_maskz_loadu_epi32(m1, dst.add(16));
+                _mm512_mask_storeu_epi32(dst.add(16), m1, _mm512_add_epi32(c1, v1));
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod amx {
+    use super::{SendPtr, AMX_B};
+    pub(super) unsafe fn block(
+        _: &[u8],
+        _: usize,
+        _: usize,
+        _: &[u8],
+        _: &mut [i32; AMX_B * AMX_B],
+    ) {
+        unreachable!("AMX exists only on x86-64")
+    }
+    pub(super) unsafe fn add_lower(
+        _: &[i32; AMX_B * AMX_B],
+        _: usize,
+        _: usize,
+        _: usize,
+        _: usize,
+        _: SendPtr<i32>,
+        _: usize,
+    ) {
+        unreachable!("AMX exists only on x86-64")
     }
 }

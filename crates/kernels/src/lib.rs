@@ -10,6 +10,7 @@
 //! and SIMD paths are chosen at run time ([`SimdPath`]).
 
 pub mod act;
+pub mod amx;
 pub mod bf16;
 pub mod cases;
 pub mod conv1d;
@@ -33,7 +34,7 @@ pub use conv1d::{conv1d_backward, conv1d_forward, Conv1dParams, Padding};
 pub use conv2d::{conv2d_backward, conv2d_forward, Conv2dParams};
 pub use dense::{dense_backward, dense_forward};
 pub use error::KernelError;
-pub use gram::{gram_lower_u8, Int8Path};
+pub use gram::{gram_lower_u8, with_int8_path, Int8Path};
 pub use pool::{Pool1dParams, Pool2dParams, PoolKind};
 /// pulp's traits, for crates that run their own code on a [`SimdPath`]
 /// ([`SimdPath::dispatch`]).

@@ -17,6 +17,11 @@ use crate::simd::SimdPath;
 /// Independent accumulator chains per thread.
 const CHAINS: usize = 12;
 
+/// Int8 products of one round of the AMX probe: four `tdpbusd` (16 × 64
+/// times 64 × 16) into four resident sum tiles, as the Gram kernel's tile
+/// block issues them.
+const AMX_PRODUCTS: usize = 4 * 16 * 16 * 64;
+
 /// Flops of one round of the probe on `path`: `CHAINS` multiply-add
 /// instructions of the path's width.
 fn flops_per_round(path: SimdPath) -> f64 {
@@ -177,6 +182,54 @@ mod x86 {
             })
             .sum()
     }
+
+    /// AMX `tdpbusd`: four sum tiles (tmm0–3) gain, per round, the
+    /// products of two tiles of ones (tmm4–5) with two others (tmm6–7):
+    /// 64 per sum; the result is the sum of the four tiles' int32 sums.
+    ///
+    /// # Safety
+    /// AMX-INT8 is available and granted, and no [`crate::amx::Tiles`] is
+    /// alive on this thread.
+    pub(super) unsafe fn tdpbusd(rounds: usize) -> i64 {
+        let _tiles = crate::amx::Tiles::new();
+        let ones = [1u8; 16 * 64];
+        let mut sums = [0i32; 4 * 256];
+        std::arch::asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            "tileloadd tmm4, [{p} + {ld}*1]",
+            "tileloadd tmm5, [{p} + {ld}*1]",
+            "tileloadd tmm6, [{p} + {ld}*1]",
+            "tileloadd tmm7, [{p} + {ld}*1]",
+            p = in(reg) ones.as_ptr(),
+            ld = in(reg) 64usize,
+            options(nostack, readonly, preserves_flags)
+        );
+        for _ in 0..rounds {
+            std::arch::asm!(
+                "tdpbusd tmm0, tmm4, tmm6",
+                "tdpbusd tmm1, tmm4, tmm7",
+                "tdpbusd tmm2, tmm5, tmm6",
+                "tdpbusd tmm3, tmm5, tmm7",
+                options(nostack, nomem, preserves_flags)
+            );
+        }
+        std::arch::asm!(
+            "tilestored [{o0} + {ld}*1], tmm0",
+            "tilestored [{o1} + {ld}*1], tmm1",
+            "tilestored [{o2} + {ld}*1], tmm2",
+            "tilestored [{o3} + {ld}*1], tmm3",
+            o0 = in(reg) sums.as_mut_ptr(),
+            o1 = in(reg) sums.as_mut_ptr().add(256),
+            o2 = in(reg) sums.as_mut_ptr().add(512),
+            o3 = in(reg) sums.as_mut_ptr().add(768),
+            ld = in(reg) 64usize,
+            options(nostack, preserves_flags)
+        );
+        sums.iter().map(|&v| v as i64).sum()
+    }
 }
 
 /// The peak GFLOP/s of `path` on the current rayon pool: every thread runs
@@ -198,14 +251,22 @@ pub fn peak_gflops(path: SimdPath, seconds: f64) -> f64 {
 /// If the path is not available on this CPU.
 pub fn peak_int8_gproducts(path: Int8Path, seconds: f64) -> f64 {
     assert!(path.is_available(), "int8 path {path} is not available");
+    let per_round = match path {
+        Int8Path::Avx512Vnni => CHAINS * 64,
+        Int8Path::Amx => AMX_PRODUCTS,
+    };
     let probe = |rounds| match path {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the path is available (asserted above).
         Int8Path::Avx512Vnni => unsafe { x86::dpbusd(rounds) as f32 },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the path is available (asserted above), and no other
+        // tile configuration is alive on a thread that runs a probe.
+        Int8Path::Amx => unsafe { x86::tdpbusd(rounds) as f32 },
         #[cfg(not(target_arch = "x86_64"))]
-        Int8Path::Avx512Vnni => unreachable!("AVX512-VNNI exists only on x86-64"),
+        _ => unreachable!("int8 paths exist only on x86-64"),
     };
-    peak_of(probe, (CHAINS * 64) as f64, seconds)
+    peak_of(probe, per_round as f64, seconds)
 }
 
 /// The best of three trials of `probe` on every thread of the pool at once,
@@ -268,6 +329,22 @@ mod tests {
                 (got - want).abs() <= 1e-5 * want.abs(),
                 "{path}: {got} vs {want}"
             );
+        }
+    }
+
+    /// The AMX int8 probe: 4 tiles of 256 sums, each gaining 64 products of
+    /// 1 · 1 per round.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_amx_int8_probe_computes_what_it_claims() {
+        if !Int8Path::Amx.is_available() {
+            eprintln!("skipped: no AMX-INT8 on this CPU (or not granted)");
+            return;
+        }
+        for rounds in [0, 1, 50] {
+            // SAFETY: AMX-INT8 is available (checked above).
+            let got = unsafe { x86::tdpbusd(rounds) };
+            assert_eq!(got, 4 * 256 * 64 * rounds as i64);
         }
     }
 

@@ -1,0 +1,140 @@
+//! Intel AMX (Advanced Matrix Extensions): whether this CPU has the tile
+//! unit and Linux grants this process its state, and the tile
+//! configuration the kernels load.
+//!
+//! The tile unit holds eight tiles (`tmm0`–`tmm7`) of up to 16 rows × 64
+//! bytes. One `tdpbusd` adds a 16 × 64 byte matrix times a 64 × 16 one
+//! (int8 products, int32 sums) into a 16 × 16 int32 tile; one `tdpbf16ps`
+//! a 16 × 32 bf16 matrix times a 32 × 16 one into 16 × 16 f32 sums. The
+//! second operand is stored in VNNI order: row `r` of its tile holds, for
+//! each of the 16 columns, the 4 bytes (or 2 bf16) of rows 4r..4r+4 (2r..2r+2).
+//!
+//! Stable Rust has no AMX intrinsics, so the instructions are written with
+//! `asm!` (LLVM's assembler knows them). Linux hands out the tile state only
+//! on request: `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`, once
+//! per process, before the first tile instruction (without it that
+//! instruction kills the process with SIGILL). Where the CPU lacks the unit
+//! or the kernel refuses, [`int8_available`] and [`bf16_available`] say no
+//! and the callers keep their AVX-512 paths.
+
+/// Whether this CPU has AMX-INT8 (`tdpbusd`) and AVX-512 (for the code
+/// around the tiles), and Linux has granted this process the tile state.
+pub fn int8_available() -> bool {
+    imp::granted() && imp::cpu_has(imp::AMX_INT8)
+}
+
+/// Whether this CPU has AMX-BF16 (`tdpbf16ps`) and AVX-512, and Linux has
+/// granted this process the tile state.
+pub fn bf16_available() -> bool {
+    imp::granted() && imp::cpu_has(imp::AMX_BF16)
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod imp {
+    use std::sync::OnceLock;
+
+    /// CPUID leaf 7, subleaf 0, EDX bits.
+    pub(super) const AMX_BF16: u32 = 1 << 22;
+    const AMX_TILE: u32 = 1 << 24;
+    pub(super) const AMX_INT8: u32 = 1 << 25;
+
+    #[allow(unused_unsafe)]
+    pub(super) fn cpu_has(bits: u32) -> bool {
+        // SAFETY: CPUID leaf 7 exists on every x86-64 CPU that has AVX-512,
+        // which is checked first.
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && unsafe { std::arch::x86_64::__cpuid_count(7, 0) }.edx & bits == bits
+    }
+
+    /// Asks Linux, once, for the tile state; whether it was granted.
+    pub(super) fn granted() -> bool {
+        static GRANTED: OnceLock<bool> = OnceLock::new();
+        *GRANTED.get_or_init(|| {
+            if !cpu_has(AMX_TILE) {
+                return false;
+            }
+            const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+            const XFEATURE_XTILEDATA: libc::c_long = 18;
+            // SAFETY: arch_prctl with this code only changes which extended
+            // state the kernel will save for this process; it returns
+            // an error (EINVAL, EPERM) where it refuses.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_arch_prctl,
+                    ARCH_REQ_XCOMP_PERM,
+                    XFEATURE_XTILEDATA,
+                )
+            };
+            r == 0
+        })
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod imp {
+    pub(super) const AMX_BF16: u32 = 0;
+    pub(super) const AMX_INT8: u32 = 0;
+    pub(super) fn cpu_has(_: u32) -> bool {
+        false
+    }
+    pub(super) fn granted() -> bool {
+        false
+    }
+}
+
+/// The tile configuration (`ldtilecfg`'s 64 bytes): palette 1, and every
+/// one of the eight tiles 16 rows × 64 bytes.
+#[cfg(target_arch = "x86_64")]
+#[repr(C, align(64))]
+struct TileConfig {
+    palette: u8,
+    start_row: u8,
+    reserved: [u8; 14],
+    colsb: [u16; 16],
+    rows: [u8; 16],
+}
+
+/// The tile unit, configured with eight tiles of 16 rows × 64 bytes, for
+/// the life of this value on this thread; dropping it releases the tile
+/// state (`tilerelease`), so that the thread's context switches stop saving
+/// it.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Tiles(std::marker::PhantomData<*const ()>);
+
+#[cfg(target_arch = "x86_64")]
+impl Tiles {
+    /// Configures the tiles on this thread.
+    ///
+    /// # Safety
+    /// [`int8_available`] or [`bf16_available`] is true (the tile state has
+    /// been granted), and no other [`Tiles`] is alive on this thread.
+    pub(crate) unsafe fn new() -> Tiles {
+        let mut cfg = TileConfig {
+            palette: 1,
+            start_row: 0,
+            reserved: [0; 14],
+            colsb: [0; 16],
+            rows: [0; 16],
+        };
+        for t in 0..8 {
+            cfg.colsb[t] = 64;
+            cfg.rows[t] = 16;
+        }
+        std::arch::asm!(
+            "ldtilecfg [{cfg}]",
+            cfg = in(reg) &cfg,
+            options(nostack, readonly, preserves_flags),
+        );
+        Tiles(std::marker::PhantomData)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Drop for Tiles {
+    fn drop(&mut self) {
+        // SAFETY: the tiles were configured by `new` on this thread (the
+        // value is not Send).
+        unsafe { std::arch::asm!("tilerelease", options(nostack, nomem, preserves_flags)) };
+    }
+}
