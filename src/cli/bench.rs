@@ -288,10 +288,8 @@ fn run_io(a: IoArgs) -> Result<()> {
 fn kernel_paths(text: &str) -> Result<Vec<kernels::SimdPath>> {
     use kernels::SimdPath;
     if text == "all" {
-        let mut v = SimdPath::available();
-        if SimdPath::Avx512Bf16.is_available() {
-            v.insert(0, SimdPath::Avx512Bf16);
-        }
+        let mut v = SimdPath::available_bf16();
+        v.extend(SimdPath::available());
         return Ok(v);
     }
     text.split(',')

@@ -628,7 +628,7 @@ fn band_to_tridiagonal(a: MatMut<'_, f64>, v: MatMut<'_, f64>, b: usize) -> (Vec
     // on vectors this short it was 10% faster (0.55 against 0.61 s at
     // n = 4,500 on a Zen 4; the scalar code took 1.70 s).
     let path = match kernels::SimdPath::current() {
-        SimdPath::Avx512 | SimdPath::Avx512Bf16 if SimdPath::Avx2.is_available() => SimdPath::Avx2,
+        p if p.fp32() == SimdPath::Avx512 && SimdPath::Avx2.is_available() => SimdPath::Avx2,
         p => p,
     };
     path.dispatch(Chase { a, v, b })

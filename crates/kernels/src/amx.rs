@@ -138,3 +138,44 @@ impl Drop for Tiles {
         unsafe { std::arch::asm!("tilerelease", options(nostack, nomem, preserves_flags)) };
     }
 }
+
+/// Zeroes the four sum tiles, tmm0–tmm3, of a 2 × 2 tile block.
+///
+/// # Safety
+/// The tiles are configured ([`Tiles`]).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn zero_sums() {
+    std::arch::asm!(
+        "tilezero tmm0",
+        "tilezero tmm1",
+        "tilezero tmm2",
+        "tilezero tmm3",
+        options(nostack, nomem, preserves_flags)
+    );
+}
+
+/// Stores the four sum tiles of a 2 × 2 tile block as one 32 × 32 block of
+/// 4-byte sums at `out`, rows `ld` bytes apart: tmm0 is rows 0–15 ×
+/// columns 0–15, tmm1 rows 0–15 × columns 16–31, tmm2 rows 16–31 ×
+/// columns 0–15, tmm3 rows 16–31 × columns 16–31.
+///
+/// # Safety
+/// The tiles are configured ([`Tiles`]); `out` has 31 · ld + 128 writable
+/// bytes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn store_sums(out: *mut u8, ld: usize) {
+    std::arch::asm!(
+        "tilestored [{o0} + {ld}*1], tmm0",
+        "tilestored [{o1} + {ld}*1], tmm1",
+        "tilestored [{o2} + {ld}*1], tmm2",
+        "tilestored [{o3} + {ld}*1], tmm3",
+        o0 = in(reg) out,
+        o1 = in(reg) out.add(64),
+        o2 = in(reg) out.add(16 * ld),
+        o3 = in(reg) out.add(16 * ld + 64),
+        ld = in(reg) ld,
+        options(nostack, preserves_flags)
+    );
+}

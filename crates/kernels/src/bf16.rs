@@ -83,10 +83,12 @@ pub fn round(x: f32) -> f32 {
     from_bits(to_bits(x))
 }
 
-/// The bf16 path of [`gemm_rows_bias`](crate::gemm::gemm_rows_bias), after
-/// its bounds checks: C[i·ldc + j] (= or +=) bias[i] + Σ_r A[i·lda + r] · B[offs[r] + j].
+/// The bf16 paths of [`gemm_rows_bias`](crate::gemm::gemm_rows_bias), after
+/// its bounds checks: C[i·ldc + j] (= or +=) bias[i] + Σ_r A[i·lda + r] · B[offs[r] + j];
+/// on the AMX tiles when `amx` (the caller checked that the CPU has them).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn rows(
+    amx: bool,
     m: usize,
     n: usize,
     k: usize,
@@ -100,18 +102,27 @@ pub(crate) fn rows(
     accumulate: bool,
     parallel: bool,
 ) {
-    if let Some(prep) = Prepared::take(m, k, a, lda, offs) {
-        let mut prep = prep;
-        rows_direct(&mut prep, n, b, offs, bias, c, ldc, accumulate, parallel);
-        prep.give_back();
-        return;
+    if !amx {
+        if let Some(prep) = Prepared::take(m, k, a, lda, offs) {
+            let mut prep = prep;
+            rows_direct(&mut prep, n, b, offs, bias, c, ldc, accumulate, parallel);
+            prep.give_back();
+            return;
+        }
     }
     let kp = k.div_ceil(2);
-    let mut ap = vec![0u32; m * kp];
+    // On AMX, A's rows are read as tiles of 16 rows × 16 words: rows padded
+    // to a multiple of 16, words to a multiple of 16, with zeros.
+    let (mp, kpp) = if amx {
+        (m.div_ceil(16) * 16, kp.div_ceil(16) * 16)
+    } else {
+        (m, kp)
+    };
+    let mut ap = vec![0u32; mp * kpp];
     // Each row rounded in vectors, then read as pairs: word p is element
     // 2p in its low half and 2p + 1 (0 past the end) in its high half.
     let mut row16 = vec![0u16; 2 * kp];
-    for (i, words) in ap.chunks_exact_mut(kp.max(1)).enumerate().take(m) {
+    for (i, words) in ap.chunks_exact_mut(kpp.max(1)).enumerate().take(m) {
         round_into(&a[i * lda..i * lda + k], &mut row16[..k]);
         for (w, h) in words.iter_mut().zip(row16.chunks_exact(2)) {
             *w = h[0] as u32 | (h[1] as u32) << 16;
@@ -132,11 +143,13 @@ pub(crate) fn rows(
     let cp = SendPtr(c.as_mut_ptr());
     let bp = SendPtr(b.as_ptr() as *mut f32);
     let run = |j0: usize, j1: usize, stream: bool| {
-        let mut panel = vec![0u32; kp.max(1) * PANEL];
+        // Rows kp..kpp stay zero: the tiles read them.
+        let mut panel = vec![0u32; kpp.max(1) * PANEL];
         let p = Rows {
             m,
             k,
             kp,
+            kpp,
             ap: &ap,
             b: bp.get(),
             offs,
@@ -150,7 +163,9 @@ pub(crate) fn rows(
         // ones start on a 64-byte line.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            if stream {
+            if amx {
+                amx::rows(&p, j0, j1, &mut panel)
+            } else if stream {
                 rows_avx512::<true>(&p, j0, j1, &mut panel)
             } else {
                 rows_avx512::<false>(&p, j0, j1, &mut panel)
@@ -729,7 +744,10 @@ unsafe fn direct_tile<const R: usize, const G: usize>(
 struct Rows<'a> {
     m: usize,
     k: usize,
+    /// Words (pairs) per row of A that hold values: ⌈k/2⌉.
     kp: usize,
+    /// Words per row of `ap` (kp, or on AMX kp rounded up to 16).
+    kpp: usize,
     ap: &'a [u32],
     b: *const f32,
     offs: &'a [usize],
@@ -757,29 +775,11 @@ const INTERLEAVE: [i16; 32] = {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn rows_avx512<const STREAM: bool>(p: &Rows, j0: usize, j1: usize, panel: &mut [u32]) {
-    let idx = _mm512_loadu_si512(INTERLEAVE.as_ptr() as *const _);
     let mut j = j0;
     while j < j1 {
         let w = (j1 - j).min(PANEL);
         let nv = w.div_ceil(16);
-        // Pack columns [j, j + w) of every pair of rows of B.
-        for q in 0..p.kp {
-            let r0 = p.b.add(p.offs[2 * q] + j);
-            let r1 = (2 * q + 1 < p.k).then(|| p.b.add(p.offs[2 * q + 1] + j));
-            for v in 0..nv {
-                let mask = lane_mask(w - 16 * v);
-                let x = _mm512_maskz_loadu_ps(mask, r0.add(16 * v));
-                let y = match r1 {
-                    Some(r1) => _mm512_maskz_loadu_ps(mask, r1.add(16 * v)),
-                    None => _mm512_setzero_ps(),
-                };
-                let h: __m512i = core::mem::transmute(_mm512_cvtne2ps_pbh(y, x));
-                _mm512_storeu_si512(
-                    panel.as_mut_ptr().add(q * PANEL + 16 * v) as *mut _,
-                    _mm512_permutexvar_epi16(idx, h),
-                );
-            }
-        }
+        pack_panel(p, j, w, panel);
         let mut i = 0;
         while i < p.m {
             let r = (p.m - i).min(6);
@@ -799,6 +799,33 @@ unsafe fn rows_avx512<const STREAM: bool>(p: &Rows, j0: usize, j1: usize, panel:
         // Streaming stores are weakly ordered: done before this thread
         // reports the work finished.
         _mm_sfence();
+    }
+}
+
+/// Packs columns [j, j + w) (w ≤ [`PANEL`]) of every pair of rows of B
+/// into `panel`: word q·PANEL + c holds row 2q's column j + c in its low
+/// half and row 2q + 1's in its high half, both rounded to bf16; words
+/// past w are zeros.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pack_panel(p: &Rows, j: usize, w: usize, panel: &mut [u32]) {
+    let idx = _mm512_loadu_si512(INTERLEAVE.as_ptr() as *const _);
+    for q in 0..p.kp {
+        let r0 = p.b.add(p.offs[2 * q] + j);
+        let r1 = (2 * q + 1 < p.k).then(|| p.b.add(p.offs[2 * q + 1] + j));
+        for v in 0..w.div_ceil(16) {
+            let mask = lane_mask(w - 16 * v);
+            let x = _mm512_maskz_loadu_ps(mask, r0.add(16 * v));
+            let y = match r1 {
+                Some(r1) => _mm512_maskz_loadu_ps(mask, r1.add(16 * v)),
+                None => _mm512_setzero_ps(),
+            };
+            let h: __m512i = core::mem::transmute(_mm512_cvtne2ps_pbh(y, x));
+            _mm512_storeu_si512(
+                panel.as_mut_ptr().add(q * PANEL + 16 * v) as *mut _,
+                _mm512_permutexvar_epi16(idx, h),
+            );
+        }
     }
 }
 
@@ -849,14 +876,15 @@ unsafe fn rows_tile<const R: usize, const V: usize, const STREAM: bool>(
     for (r, accr) in acc.iter_mut().enumerate() {
         *accr = [_mm512_set1_ps(p.bias[i + r]); V];
     }
-    let a = p.ap.as_ptr().add(i * p.kp);
+    let a = p.ap.as_ptr().add(i * p.kpp);
     let pp = panel.as_ptr();
     for q in 0..p.kp {
         let bv: [__m512bh; V] = core::array::from_fn(|v| {
             core::mem::transmute(_mm512_loadu_si512(pp.add(q * PANEL + 16 * v) as *const _))
         });
         for (r, accr) in acc.iter_mut().enumerate() {
-            let av: __m512bh = core::mem::transmute(_mm512_set1_epi32(*a.add(r * p.kp + q) as i32));
+            let av: __m512bh =
+                core::mem::transmute(_mm512_set1_epi32(*a.add(r * p.kpp + q) as i32));
             for v in 0..V {
                 accr[v] = _mm512_dpbf16_ps(accr[v], av, bv[v]);
             }
@@ -1426,6 +1454,131 @@ unsafe fn dots_step<const R: usize, const Q: usize>(
         let av = load(ap[r].add(l), mask);
         for q in 0..Q {
             acc[r][q] = _mm512_dpbf16_ps(acc[r][q], av, bv[q]);
+        }
+    }
+}
+
+/// [`rows`] on the AMX tile unit: B's pairs of rows packed per panel as on
+/// the AVX-512 path (which is the layout of a tile of B: 16 words of a
+/// pair row, the next pair row [`PANEL`] words on), A's rows read as tiles
+/// in place, and blocks of 32 rows × 32 columns of C summed in four tiles.
+#[cfg(target_arch = "x86_64")]
+mod amx {
+    use super::{lane_mask, pack_panel, Rows, PANEL};
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+
+    /// Columns [j0, j1) of C.
+    ///
+    /// # Safety
+    /// AMX-BF16 is available and no other tile configuration is alive on
+    /// this thread; `p` is checked as [`super::rows`] checks it, with
+    /// `p.ap` holding ⌈m/16⌉·16 rows of `p.kpp` words (a multiple of 16),
+    /// and `panel` `p.kpp` · [`PANEL`] words whose rows from `p.kp` on are
+    /// zeros.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn rows(p: &Rows, j0: usize, j1: usize, panel: &mut [u32]) {
+        let _tiles = crate::amx::Tiles::new();
+        let mut out = [0f32; 32 * 32];
+        let mt = p.m.div_ceil(16);
+        let steps = p.kpp / 16;
+        let mut j = j0;
+        while j < j1 {
+            let w = (j1 - j).min(PANEL);
+            pack_panel(p, j, w, panel);
+            let mut h = 0;
+            while h < w {
+                let wh = (w - h).min(32);
+                let mut t = 0;
+                while t < mt {
+                    let a = p.ap.as_ptr().add(t * 16 * p.kpp);
+                    let b = panel.as_ptr().add(h);
+                    if t + 1 < mt {
+                        block::<true>(a, p.kpp, b, steps, &mut out);
+                    } else {
+                        block::<false>(a, p.kpp, b, steps, &mut out);
+                    }
+                    store(p, &out, t * 16, (t * 16 + 32).min(p.m), j + h, wh);
+                    t += 2;
+                }
+                h += 32;
+            }
+            j += w;
+        }
+    }
+
+    /// The sums of 16 (or with TWO 32) rows of A's words from `a` (rows
+    /// `kpp` words apart) times 32 columns of the panel from `b`, over
+    /// `steps` · 16 words, into `out` (32 × 32, row-major; rows 16–31 are
+    /// left as they were without TWO).
+    #[inline]
+    unsafe fn block<const TWO: bool>(
+        a: *const u32,
+        kpp: usize,
+        b: *const u32,
+        steps: usize,
+        out: &mut [f32; 32 * 32],
+    ) {
+        crate::amx::zero_sums();
+        let lda = 4 * kpp;
+        let ldb = 4 * PANEL;
+        for s in 0..steps {
+            let a0 = a.add(16 * s);
+            let b0 = b.add(16 * PANEL * s);
+            if TWO {
+                asm!(
+                    "tileloadd tmm4, [{a0} + {lda}*1]",
+                    "tileloadd tmm5, [{a1} + {lda}*1]",
+                    "tileloadd tmm6, [{b0} + {ldb}*1]",
+                    "tileloadd tmm7, [{b1} + {ldb}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    a0 = in(reg) a0,
+                    a1 = in(reg) a0.add(16 * kpp),
+                    b0 = in(reg) b0,
+                    b1 = in(reg) b0.add(16),
+                    lda = in(reg) lda,
+                    ldb = in(reg) ldb,
+                    options(nostack, readonly, preserves_flags)
+                );
+            } else {
+                asm!(
+                    "tileloadd tmm4, [{a0} + {lda}*1]",
+                    "tileloadd tmm6, [{b0} + {ldb}*1]",
+                    "tileloadd tmm7, [{b1} + {ldb}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    a0 = in(reg) a0,
+                    b0 = in(reg) b0,
+                    b1 = in(reg) b0.add(16),
+                    lda = in(reg) lda,
+                    ldb = in(reg) ldb,
+                    options(nostack, readonly, preserves_flags)
+                );
+            }
+        }
+        let o = out.as_mut_ptr();
+        crate::amx::store_sums(o as *mut u8, 128);
+    }
+
+    /// Rows [i0, i1) of C, columns [j, j + w) (w ≤ 32), from `out`: the
+    /// row's bias plus the sums, added to C when accumulating.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    unsafe fn store(p: &Rows, out: &[f32; 32 * 32], i0: usize, i1: usize, j: usize, w: usize) {
+        for i in i0..i1 {
+            let cr = p.c.add(i * p.ldc + j);
+            for v in 0..w.div_ceil(16) {
+                let mask = lane_mask(w - 16 * v);
+                let sum = _mm512_loadu_ps(out.as_ptr().add((i - i0) * 32 + 16 * v));
+                let mut x = _mm512_add_ps(_mm512_set1_ps(p.bias[i]), sum);
+                if p.accumulate {
+                    x = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, cr.add(16 * v)), x);
+                }
+                _mm512_mask_storeu_ps(cr.add(16 * v), mask, x);
+            }
         }
     }
 }

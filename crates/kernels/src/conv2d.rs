@@ -1054,7 +1054,7 @@ mod windows {
 
     /// Whether `path` runs the AVX-512 forms.
     pub(super) fn vector(path: SimdPath) -> bool {
-        cfg!(target_arch = "x86_64") && matches!(path, SimdPath::Avx512 | SimdPath::Avx512Bf16)
+        cfg!(target_arch = "x86_64") && path.fp32() == SimdPath::Avx512
     }
 
     /// Windows j < y.len() over rows r0 and r1 (2 values per window each):

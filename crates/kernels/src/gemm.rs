@@ -86,7 +86,19 @@ pub fn gemm_rows_bias<F: Fn(usize) -> usize + Copy + Sync>(
         }
         if path.is_bf16() {
             return crate::bf16::rows(
-                m, n, k, a, lda, b, offs, bias_slice, c, ldc, accumulate, parallel,
+                path == SimdPath::AmxBf16,
+                m,
+                n,
+                k,
+                a,
+                lda,
+                b,
+                offs,
+                bias_slice,
+                c,
+                ldc,
+                accumulate,
+                parallel,
             );
         }
         // A large C that is written, not added to, bypasses the caches:

@@ -544,13 +544,7 @@ mod amx {
         let a1 = a0.add(16 * lda);
         let b0 = b.as_ptr();
         let b1 = b0.add(16 * kp);
-        asm!(
-            "tilezero tmm0",
-            "tilezero tmm1",
-            "tilezero tmm2",
-            "tilezero tmm3",
-            options(nostack, nomem, preserves_flags)
-        );
+        crate::amx::zero_sums();
         for s in 0..kp / 64 {
             // 64 columns of X: 64 bytes of each row, 16 groups of the panel.
             asm!(
@@ -572,18 +566,7 @@ mod amx {
             );
         }
         let out = sums.as_mut_ptr() as *mut u8;
-        asm!(
-            "tilestored [{o0} + {ld}*1], tmm0",
-            "tilestored [{o1} + {ld}*1], tmm1",
-            "tilestored [{o2} + {ld}*1], tmm2",
-            "tilestored [{o3} + {ld}*1], tmm3",
-            o0 = in(reg) out,
-            o1 = in(reg) out.add(64),
-            o2 = in(reg) out.add(16 * 128),
-            o3 = in(reg) out.add(16 * 128 + 64),
-            ld = in(reg) 128usize,
-            options(nostack, preserves_flags)
-        );
+        crate::amx::store_sums(out, 128);
     }
 
     /// Adds `sums` (rows r0..r1 × columns j0..j0+32 of X Xᵀ) into C where

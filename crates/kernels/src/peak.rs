@@ -25,6 +25,10 @@ const AMX_PRODUCTS: usize = 4 * 16 * 16 * 64;
 /// Flops of one round of the probe on `path`: `CHAINS` multiply-add
 /// instructions of the path's width.
 fn flops_per_round(path: SimdPath) -> f64 {
+    if path == SimdPath::AmxBf16 {
+        // Four `tdpbf16ps`, each 16 × 16 sums of 32 products.
+        return (4 * 16 * 16 * 32 * 2) as f64;
+    }
     let products = if path.is_bf16() { 2 } else { 1 };
     (CHAINS * 2 * products * probe_lanes(path)) as f64
 }
@@ -53,6 +57,10 @@ fn probe(path: SimdPath, rounds: usize) -> f32 {
         SimdPath::Avx512 => unsafe { x86::fma512(rounds) },
         #[cfg(target_arch = "x86_64")]
         SimdPath::Avx512Bf16 => unsafe { x86::dpbf16(rounds) },
+        // SAFETY: the path is available (the callers assert it), and no
+        // other tile configuration is alive on a thread that runs a probe.
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::AmxBf16 => unsafe { x86::tdpbf16ps(rounds) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => scalar(rounds),
     }
@@ -183,22 +191,19 @@ mod x86 {
             .sum()
     }
 
-    /// AMX `tdpbusd`: four sum tiles (tmm0–3) gain, per round, the
-    /// products of two tiles of ones (tmm4–5) with two others (tmm6–7):
-    /// 64 per sum; the result is the sum of the four tiles' int32 sums.
+    /// Four sum tiles (tmm0–3) gain, per round, the products of two tiles
+    /// (tmm4–5) of `ones` with two others (tmm6–7), by `tdpbusd` (INT8: 64
+    /// products of bytes 1 · 1 per sum) or `tdpbf16ps` (32 of bf16 1.0 ·
+    /// 1.0); the sums come back as bits (int32 or f32), 32 × 32.
     ///
     /// # Safety
-    /// AMX-INT8 is available and granted, and no [`crate::amx::Tiles`] is
-    /// alive on this thread.
-    pub(super) unsafe fn tdpbusd(rounds: usize) -> i64 {
+    /// The AMX path (int8 or bf16) is available and granted, and no
+    /// [`crate::amx::Tiles`] is alive on this thread.
+    unsafe fn amx_probe<const INT8: bool>(ones: &[u8; 1024], rounds: usize) -> [u32; 1024] {
         let _tiles = crate::amx::Tiles::new();
-        let ones = [1u8; 16 * 64];
-        let mut sums = [0i32; 4 * 256];
+        let mut sums = [0u32; 1024];
+        crate::amx::zero_sums();
         std::arch::asm!(
-            "tilezero tmm0",
-            "tilezero tmm1",
-            "tilezero tmm2",
-            "tilezero tmm3",
             "tileloadd tmm4, [{p} + {ld}*1]",
             "tileloadd tmm5, [{p} + {ld}*1]",
             "tileloadd tmm6, [{p} + {ld}*1]",
@@ -208,27 +213,51 @@ mod x86 {
             options(nostack, readonly, preserves_flags)
         );
         for _ in 0..rounds {
-            std::arch::asm!(
-                "tdpbusd tmm0, tmm4, tmm6",
-                "tdpbusd tmm1, tmm4, tmm7",
-                "tdpbusd tmm2, tmm5, tmm6",
-                "tdpbusd tmm3, tmm5, tmm7",
-                options(nostack, nomem, preserves_flags)
-            );
+            if INT8 {
+                std::arch::asm!(
+                    "tdpbusd tmm0, tmm4, tmm6",
+                    "tdpbusd tmm1, tmm4, tmm7",
+                    "tdpbusd tmm2, tmm5, tmm6",
+                    "tdpbusd tmm3, tmm5, tmm7",
+                    options(nostack, nomem, preserves_flags)
+                );
+            } else {
+                std::arch::asm!(
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    options(nostack, nomem, preserves_flags)
+                );
+            }
         }
-        std::arch::asm!(
-            "tilestored [{o0} + {ld}*1], tmm0",
-            "tilestored [{o1} + {ld}*1], tmm1",
-            "tilestored [{o2} + {ld}*1], tmm2",
-            "tilestored [{o3} + {ld}*1], tmm3",
-            o0 = in(reg) sums.as_mut_ptr(),
-            o1 = in(reg) sums.as_mut_ptr().add(256),
-            o2 = in(reg) sums.as_mut_ptr().add(512),
-            o3 = in(reg) sums.as_mut_ptr().add(768),
-            ld = in(reg) 64usize,
-            options(nostack, preserves_flags)
-        );
-        sums.iter().map(|&v| v as i64).sum()
+        crate::amx::store_sums(sums.as_mut_ptr() as *mut u8, 128);
+        sums
+    }
+
+    /// AMX `tdpbf16ps` ([`amx_probe`]): the sum of the four tiles' sums.
+    ///
+    /// # Safety
+    /// AMX-BF16 is available and granted, and no [`crate::amx::Tiles`] is
+    /// alive on this thread.
+    pub(super) unsafe fn tdpbf16ps(rounds: usize) -> f32 {
+        let ones: [u8; 1024] = core::array::from_fn(|b| if b % 2 == 1 { 0x3f } else { 0x80 });
+        amx_probe::<false>(&ones, rounds)
+            .iter()
+            .map(|&b| f32::from_bits(b))
+            .sum()
+    }
+
+    /// AMX `tdpbusd` ([`amx_probe`]): the sum of the four tiles' int32 sums.
+    ///
+    /// # Safety
+    /// AMX-INT8 is available and granted, and no [`crate::amx::Tiles`] is
+    /// alive on this thread.
+    pub(super) unsafe fn tdpbusd(rounds: usize) -> i64 {
+        amx_probe::<true>(&[1u8; 1024], rounds)
+            .iter()
+            .map(|&b| b as i32 as i64)
+            .sum()
     }
 }
 
@@ -329,6 +358,23 @@ mod tests {
                 (got - want).abs() <= 1e-5 * want.abs(),
                 "{path}: {got} vs {want}"
             );
+        }
+    }
+
+    /// The AMX bf16 probe: 4 tiles of 256 f32 sums, each gaining 32
+    /// products of 1 · 1 per round (exact in f32 at these sizes).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_amx_bf16_probe_computes_what_it_claims() {
+        if !SimdPath::AmxBf16.is_available() {
+            eprintln!("skipped: no AMX-BF16 on this CPU (or not granted)");
+            return;
+        }
+        for rounds in [0, 1, 50] {
+            // SAFETY: AMX-BF16 is available (checked above).
+            let got = unsafe { x86::tdpbf16ps(rounds) };
+            assert_eq!(got, (4 * 256 * 32 * rounds) as f32);
+            assert_eq!(probe(SimdPath::AmxBf16, rounds), got);
         }
     }
 

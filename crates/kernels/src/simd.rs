@@ -5,13 +5,17 @@
 //! environment variable `GENOCNN_SIMD=avx512|avx2|scalar`, or per thread
 //! with [`with_path`], so that tests can run and compare every path.
 //!
-//! One path changes the numbers: [`SimdPath::Avx512Bf16`] runs the matrix
+//! Two paths change the numbers: [`SimdPath::Avx512Bf16`] runs the matrix
 //! products (convolutions, dense layers and their gradients) with bf16
 //! operands and f32 sums (`vdpbf16ps`, see [`crate::bf16`]), and everything
-//! else as [`SimdPath::Avx512`]. It is never chosen by detection: a backend
-//! asks for it ([`Precision::Bf16`]: the command line's `--precision bf16`,
-//! or its default `auto` where [`Precision::preferred`] says bf16), or
-//! `GENOCNN_SIMD=avx512bf16` forces it.
+//! else as [`SimdPath::Avx512`]; [`SimdPath::AmxBf16`] is the same with the
+//! products of [`gemm_rows`](crate::gemm::gemm_rows) (convolutions and their
+//! input gradients, dense input gradients) on the AMX tile unit
+//! (`tdpbf16ps`). They are never chosen by detection: a backend asks for
+//! bf16 ([`Precision::Bf16`]: the command line's `--precision bf16`, or its
+//! default `auto` where [`Precision::preferred`] says bf16), which takes
+//! AMX where the CPU has it and Linux grants it, or
+//! `GENOCNN_SIMD=amxbf16|avx512bf16` forces one.
 
 use std::cell::Cell;
 use std::fmt;
@@ -31,6 +35,9 @@ pub enum SimdPath {
     Avx512,
     /// AVX-512, with the matrix products in bf16 (f32 accumulation).
     Avx512Bf16,
+    /// As [`SimdPath::Avx512Bf16`], with the products of row-offset matrix
+    /// products (convolutions) on the AMX tile unit.
+    AmxBf16,
 }
 
 impl fmt::Display for SimdPath {
@@ -40,6 +47,7 @@ impl fmt::Display for SimdPath {
             SimdPath::Avx2 => "avx2",
             SimdPath::Avx512 => "avx512",
             SimdPath::Avx512Bf16 => "avx512bf16",
+            SimdPath::AmxBf16 => "amxbf16",
         })
     }
 }
@@ -52,8 +60,9 @@ impl FromStr for SimdPath {
             "avx2" | "v3" => Ok(SimdPath::Avx2),
             "avx512" | "avx-512" | "v4" => Ok(SimdPath::Avx512),
             "avx512bf16" | "bf16" => Ok(SimdPath::Avx512Bf16),
+            "amxbf16" | "amx" => Ok(SimdPath::AmxBf16),
             other => Err(format!(
-                "unknown SIMD path '{other}'; expected avx512bf16, avx512, avx2 or scalar"
+                "unknown SIMD path '{other}'; expected amxbf16, avx512bf16, avx512, avx2 or scalar"
             )),
         }
     }
@@ -69,13 +78,14 @@ impl SimdPath {
             #[cfg(target_arch = "x86_64")]
             SimdPath::Avx512 => pulp::x86::V4::try_new().is_some(),
             SimdPath::Avx512Bf16 => crate::bf16::available(),
+            SimdPath::AmxBf16 => crate::bf16::available() && crate::amx::bf16_available(),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
     }
 
     /// The f32 paths this CPU can run, best first (the paths that give
-    /// f32 results; [`SimdPath::Avx512Bf16`] is not among them).
+    /// f32 results; the bf16 paths are not among them).
     pub fn available() -> Vec<SimdPath> {
         [SimdPath::Avx512, SimdPath::Avx2, SimdPath::Scalar]
             .into_iter()
@@ -90,13 +100,21 @@ impl SimdPath {
 
     /// Whether the matrix products of this path round their operands to bf16.
     pub fn is_bf16(self) -> bool {
-        matches!(self, SimdPath::Avx512Bf16)
+        matches!(self, SimdPath::Avx512Bf16 | SimdPath::AmxBf16)
+    }
+
+    /// The bf16 paths this CPU can run, best first.
+    pub fn available_bf16() -> Vec<SimdPath> {
+        [SimdPath::AmxBf16, SimdPath::Avx512Bf16]
+            .into_iter()
+            .filter(|p| p.is_available())
+            .collect()
     }
 
     /// The f32 path this one runs everything but its matrix products on.
     pub fn fp32(self) -> SimdPath {
         match self {
-            SimdPath::Avx512Bf16 => SimdPath::Avx512,
+            SimdPath::Avx512Bf16 | SimdPath::AmxBf16 => SimdPath::Avx512,
             p => p,
         }
     }
@@ -137,7 +155,7 @@ impl SimdPath {
         match self {
             SimdPath::Scalar => 1,
             SimdPath::Avx2 => 8,
-            SimdPath::Avx512 | SimdPath::Avx512Bf16 => 16,
+            SimdPath::Avx512 | SimdPath::Avx512Bf16 | SimdPath::AmxBf16 => 16,
         }
     }
 
@@ -149,7 +167,7 @@ impl SimdPath {
     pub fn dispatch<Op: WithSimd>(self, op: Op) -> Op::Output {
         match self {
             #[cfg(target_arch = "x86_64")]
-            SimdPath::Avx512 | SimdPath::Avx512Bf16 => Simd::vectorize(
+            SimdPath::Avx512 | SimdPath::Avx512Bf16 | SimdPath::AmxBf16 => Simd::vectorize(
                 pulp::x86::V4::try_new().expect("AVX-512 is not available on this CPU"),
                 op,
             ),
@@ -159,7 +177,7 @@ impl SimdPath {
                 op,
             ),
             #[cfg(not(target_arch = "x86_64"))]
-            SimdPath::Avx512 | SimdPath::Avx512Bf16 | SimdPath::Avx2 => {
+            SimdPath::Avx512 | SimdPath::Avx512Bf16 | SimdPath::AmxBf16 | SimdPath::Avx2 => {
                 pulp::Arch::new().dispatch(op)
             }
             SimdPath::Scalar => Simd::vectorize(pulp::Scalar::new(), op),
@@ -189,10 +207,14 @@ impl fmt::Display for Precision {
 impl Precision {
     /// The path that runs this precision, or why this CPU has none: bf16
     /// needs AVX512-BF16 (Intel Cooper Lake and Sapphire Rapids on, AMD Zen 4
-    /// on). `Fp32` keeps `base`, the path in force.
+    /// on), and takes the AMX tiles where the CPU has them (Sapphire Rapids
+    /// on) unless `base`, the path in force, is a forced bf16 path. `Fp32`
+    /// keeps `base`'s f32 path.
     pub fn path(self, base: SimdPath) -> Result<SimdPath, String> {
         match self {
             Precision::Fp32 => Ok(base.fp32()),
+            Precision::Bf16 if base.is_bf16() => Ok(base),
+            Precision::Bf16 if SimdPath::AmxBf16.is_available() => Ok(SimdPath::AmxBf16),
             Precision::Bf16 if SimdPath::Avx512Bf16.is_available() => Ok(SimdPath::Avx512Bf16),
             Precision::Bf16 => Err(
                 "bf16 matrix products need a CPU with AVX512-BF16, which this one lacks; \

@@ -1078,7 +1078,7 @@ mod x86 {
 
     /// Whether `path` runs them.
     pub(super) fn applies(path: SimdPath) -> bool {
-        cfg!(target_arch = "x86_64") && matches!(path, SimdPath::Avx512 | SimdPath::Avx512Bf16)
+        cfg!(target_arch = "x86_64") && path.fp32() == SimdPath::Avx512
     }
 
     #[cfg(target_arch = "x86_64")]

@@ -890,9 +890,7 @@ fn single_channel_conv_pool_matches_the_naive_reference() {
     use kernels::conv1d::{conv1d_act_maxpool2_backward, conv1d_act_maxpool2_forward};
     use kernels::Activation;
     let mut paths = SimdPath::available();
-    if SimdPath::Avx512Bf16.is_available() {
-        paths.push(SimdPath::Avx512Bf16);
-    }
+    paths.extend(SimdPath::available_bf16());
     let mut cases = 0;
     for k in 1..=13usize {
         for pad in [Padding::Valid, Padding::Same, Padding::Explicit(3, 1)] {

@@ -176,8 +176,9 @@ impl Native {
     }
 
     /// This backend with its matrix products in `precision`: bf16 runs them
-    /// on [`SimdPath::Avx512Bf16`] (an error where the CPU lacks it), fp32 on
-    /// the path in force.
+    /// on the best bf16 path ([`SimdPath::AmxBf16`] where the CPU has AMX,
+    /// else [`SimdPath::Avx512Bf16`]; an error where the CPU has neither),
+    /// fp32 on the path in force.
     pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
         self.path = match precision {
             Precision::Fp32 => None,
@@ -189,6 +190,19 @@ impl Native {
                     })?,
             ),
         };
+        Ok(self)
+    }
+
+    /// This backend on `path` (tests compare the paths; `--precision`
+    /// chooses through [`Native::with_precision`]).
+    pub fn with_path(mut self, path: SimdPath) -> Result<Self> {
+        if !path.is_available() {
+            return Err(NnError::Backend {
+                backend: "native".into(),
+                message: format!("the SIMD path {path} is not available on this CPU"),
+            });
+        }
+        self.path = Some(path);
         Ok(self)
     }
 
@@ -290,7 +304,7 @@ impl Backend for Native {
     }
 
     /// That of its path: bf16 where [`Native::with_precision`] asked for it
-    /// or `GENOCNN_SIMD=avx512bf16` forces it.
+    /// or `GENOCNN_SIMD=amxbf16|avx512bf16` forces it.
     fn precision(&self) -> Precision {
         if self.path().is_bf16() {
             Precision::Bf16

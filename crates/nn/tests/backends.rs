@@ -613,13 +613,18 @@ fn native_conforms() {
 /// the rounding of the terms then shows at their size, not at the
 /// result's: elementwise, bf16 gradients differ from f32's by up to 0.35
 /// of the largest value here, in any low precision as in this one.
+///
+/// On every bf16 path this CPU runs: AMX tiles and AVX512-BF16.
 #[test]
 fn native_bf16_conforms() {
-    let Ok(b) = Native::new().with_precision(nn::Precision::Bf16) else {
+    let paths = kernels::SimdPath::available_bf16();
+    if paths.is_empty() {
         eprintln!("skipping native bf16: this CPU has no AVX512-BF16");
-        return;
-    };
-    conforms_within(b, true, 2f64.powi(-4), Some(0.95), 2f64.powi(-4));
+    }
+    for path in paths {
+        let b = Native::new().with_path(path).unwrap();
+        conforms_within(b, true, 2f64.powi(-4), Some(0.95), 2f64.powi(-4));
+    }
 }
 
 #[cfg(feature = "candle")]
@@ -666,7 +671,11 @@ fn cuda_conforms() {
 #[test]
 fn inference_passes_skip_the_masks_and_give_the_same_outputs() {
     let mut backends = vec![Native::new()];
-    backends.extend(Native::new().with_precision(nn::Precision::Bf16).ok());
+    backends.extend(
+        kernels::SimdPath::available_bf16()
+            .into_iter()
+            .map(|p| Native::new().with_path(p).unwrap()),
+    );
     let mut fused_cases = 0;
     for b in backends {
         for (name, specs, input, batch) in cases() {
