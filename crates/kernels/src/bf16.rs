@@ -40,6 +40,10 @@ use crate::simd::SimdPath;
 
 /// Columns of B per packed panel of [`rows`].
 const PANEL: usize = 64;
+/// The fewest rows of A (C) for which [`rows`] runs on the AMX tiles.
+const AMX_MIN_ROWS: usize = 16;
+/// The fewest columns of C for which [`rows`] runs on the AMX tiles.
+const AMX_MIN_COLS: usize = 256;
 /// Elements per chunk of a dot product (4 KiB of bf16 per row).
 const DOT_CHUNK: usize = 2048;
 
@@ -102,6 +106,14 @@ pub(crate) fn rows(
     accumulate: bool,
     parallel: bool,
 ) {
+    // The tiles pay where a call has rows and columns enough to fill them:
+    // each 64-column panel of B is packed whatever m is, and a tile of A
+    // holds 16 rows. On the 2-core Xeon, LeNet-5's convolutions (6 rows;
+    // 16 rows of 100 columns per image) ran slower on the tiles than on
+    // the direct path (`bench kernels`: lenet_conv1 0.60 against 0.40 ms,
+    // lenet_conv2 1.36 against 1.22), the genomic ones (32 rows; 16 rows
+    // of the input gradient) faster (g_conv2pool_f 3.6 against 5.4 ms).
+    let amx = amx && m >= AMX_MIN_ROWS && n >= AMX_MIN_COLS;
     if !amx {
         if let Some(prep) = Prepared::take(m, k, a, lda, offs) {
             let mut prep = prep;
@@ -1482,6 +1494,14 @@ mod amx {
         let mut out = [0f32; 32 * 32];
         let mt = p.m.div_ceil(16);
         let steps = p.kpp / 16;
+        // Whole blocks without a bias start their sum tiles at zero or,
+        // accumulating, from C, and are stored into C straight from the
+        // tiles (the dense layers' gradients: `bench kernels`' g_dense_b
+        // 2.2–2.8 → 1.8–2.3 ms on the Xeon). Started from tiles of the bias
+        // and stored the same way, the genomic forward pass ran slower
+        // (g_conv2pool_f 3.3–3.5 → 3.6–4.2 ms), so blocks with a bias go
+        // through `out`.
+        let biased = p.bias.iter().any(|b| b.to_bits() != 0);
         let mut j = j0;
         while j < j1 {
             let w = (j1 - j).min(PANEL);
@@ -1493,12 +1513,19 @@ mod amx {
                 while t < mt {
                     let a = p.ap.as_ptr().add(t * 16 * p.kpp);
                     let b = panel.as_ptr().add(h);
-                    if t + 1 < mt {
+                    let c = p.c.add(t * 16 * p.ldc + j + h);
+                    let whole = t * 16 + 32 <= p.m && wh == 32;
+                    let in_place = whole && !biased;
+                    if in_place {
+                        block_in_place(a, p.kpp, b, steps, c, p.ldc, p.accumulate);
+                    } else if t + 1 < mt {
                         block::<true>(a, p.kpp, b, steps, &mut out);
                     } else {
                         block::<false>(a, p.kpp, b, steps, &mut out);
                     }
-                    store(p, &out, t * 16, (t * 16 + 32).min(p.m), j + h, wh);
+                    if !in_place {
+                        store(p, &out, t * 16, (t * 16 + 32).min(p.m), j + h, wh);
+                    }
                     t += 2;
                 }
                 h += 32;
@@ -1520,6 +1547,15 @@ mod amx {
         out: &mut [f32; 32 * 32],
     ) {
         crate::amx::zero_sums();
+        products::<TWO>(a, kpp, b, steps);
+        crate::amx::store_sums(out.as_mut_ptr() as *mut u8, 128);
+    }
+
+    /// Adds to the sum tiles the products of 16 (or with TWO 32) rows of
+    /// A's words from `a` (rows `kpp` words apart) with 32 columns of the
+    /// panel from `b`, over `steps` · 16 words.
+    #[inline]
+    unsafe fn products<const TWO: bool>(a: *const u32, kpp: usize, b: *const u32, steps: usize) {
         let lda = 4 * kpp;
         let ldb = 4 * PANEL;
         for s in 0..steps {
@@ -1559,8 +1595,40 @@ mod amx {
                 );
             }
         }
-        let o = out.as_mut_ptr();
-        crate::amx::store_sums(o as *mut u8, 128);
+    }
+
+    /// A whole 32 × 32 block of C at `c` (rows `ldc` floats apart): its four
+    /// sum tiles zeroed or, accumulating, loaded from C, the products of 32
+    /// rows of A's words from `a` with 32 columns of the panel from `b`
+    /// added over `steps` · 16 words, and the tiles stored into C.
+    #[inline]
+    unsafe fn block_in_place(
+        a: *const u32,
+        kpp: usize,
+        b: *const u32,
+        steps: usize,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        if accumulate {
+            asm!(
+                "tileloadd tmm0, [{c0} + {ld}*1]",
+                "tileloadd tmm1, [{c1} + {ld}*1]",
+                "tileloadd tmm2, [{c2} + {ld}*1]",
+                "tileloadd tmm3, [{c3} + {ld}*1]",
+                c0 = in(reg) c,
+                c1 = in(reg) c.add(16),
+                c2 = in(reg) c.add(16 * ldc),
+                c3 = in(reg) c.add(16 * ldc + 16),
+                ld = in(reg) 4 * ldc,
+                options(nostack, readonly, preserves_flags)
+            );
+        } else {
+            crate::amx::zero_sums();
+        }
+        products::<true>(a, kpp, b, steps);
+        crate::amx::store_sums(c as *mut u8, 4 * ldc);
     }
 
     /// Rows [i0, i1) of C, columns [j, j + w) (w ≤ 32), from `out`: the

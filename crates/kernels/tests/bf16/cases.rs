@@ -257,9 +257,10 @@ fn rows_products_are_bf16_products_with_f32_sums() {
     }
     let mut seed = 1;
     for &m in &[1, 2, 5, 6, 7, 12, 13, 16, 17, 33] {
-        for &n in &[1, 15, 16, 17, 63, 64, 65, 129, 2049] {
+        // n from 256 on with m from 16 on: the AMX tiles (amxbf16).
+        for &n in &[1, 15, 16, 17, 63, 64, 65, 129, 256, 257, 2049] {
             for &k in &[0, 1, 2, 3, 31, 32, 33, 100] {
-                if n > 200 && (m > 6 || k > 33) {
+                if n > 300 && (m > 6 || k > 33) {
                     continue;
                 }
                 seed += 1;
@@ -283,7 +284,9 @@ fn rows_products_are_bf16_products_with_f32_sums() {
                     &|r| (r / 5) * 3 * ldb + r % 5 + 2,
                 ];
                 for (layout, (accumulate, with_bias)) in
-                    (0..4).flat_map(|l| [(false, false), (true, true)].map(|x| (l, x)))
+                    (0..4).flat_map(|l| {
+                        [(false, false), (true, true), (true, false)].map(|x| (l, x))
+                    })
                 {
                     let boff = |r: usize| layouts[layout](r);
                     let mut c = c0.clone();
