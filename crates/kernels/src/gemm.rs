@@ -86,19 +86,7 @@ pub fn gemm_rows_bias<F: Fn(usize) -> usize + Copy + Sync>(
         }
         if path.is_bf16() {
             return crate::bf16::rows(
-                path == SimdPath::AmxBf16,
-                m,
-                n,
-                k,
-                a,
-                lda,
-                b,
-                offs,
-                bias_slice,
-                c,
-                ldc,
-                accumulate,
-                parallel,
+                path, m, n, k, a, lda, b, offs, bias_slice, c, ldc, accumulate, parallel,
             );
         }
         // A large C that is written, not added to, bypasses the caches:
@@ -424,7 +412,20 @@ pub fn gemm_dots<FA, FB>(
         }
     }
     if path.is_bf16() {
-        return crate::bf16::dots(m, n, len, Segments::ONE, a, aoff, b, boff, c, ldc, parallel);
+        return crate::bf16::dots(
+            path,
+            m,
+            n,
+            len,
+            Segments::ONE,
+            a,
+            aoff,
+            b,
+            boff,
+            c,
+            ldc,
+            parallel,
+        );
     }
     let cp = SendPtr(c.as_mut_ptr());
     let run = |j0: usize, j1: usize| {
@@ -513,19 +514,48 @@ pub fn gemm_dots_segments<FA, FB>(
         );
     }
     if path.is_bf16() {
-        return crate::bf16::dots(m, n, len, segs, a, aoff, b, boff, c, ldc, false);
+        return crate::bf16::dots(path, m, n, len, segs, a, aoff, b, boff, c, ldc, false);
     }
+    let c = SendPtr(c.as_mut_ptr());
+    // SAFETY: every segment of every row was checked above, and all of C's
+    // columns are this call's.
+    unsafe { dots_columns(path, m, (0, n), len, segs, (a, aoff), (b, boff), c, ldc) }
+}
+
+/// Columns [j0, j1) of [`gemm_dots_segments`] on the f32 `path`, C added
+/// to through a pointer that callers on several threads share (each its
+/// own columns); the AMX bf16 path runs its dot products here, as f32 FMAs
+/// on operands already rounded to bf16 ([`crate::bf16`]).
+///
+/// # Safety
+/// Every segment of every row lies in `a` and `b`, and columns [j0, j1)
+/// of C's m rows are this call's own.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn dots_columns<FA, FB>(
+    path: SimdPath,
+    m: usize,
+    (j0, j1): (usize, usize),
+    len: usize,
+    segs: Segments,
+    (a, aoff): (&[f32], FA),
+    (b, boff): (&[f32], FB),
+    c: SendPtr<f32>,
+    ldc: usize,
+) where
+    FA: Fn(usize) -> usize + Copy + Sync,
+    FB: Fn(usize) -> usize + Copy + Sync,
+{
     path.dispatch(DotsOp {
         m,
-        j0: 0,
-        j1: n,
+        j0,
+        j1,
         len,
         segs,
         a: a.as_ptr(),
         aoff,
         b: b.as_ptr(),
         boff,
-        c: SendPtr(c.as_mut_ptr()),
+        c,
         ldc,
     })
 }
