@@ -1,4 +1,5 @@
-//! bf16 matrix products with f32 sums: the [`SimdPath::Avx512Bf16`] path.
+//! bf16 matrix products with f32 sums: the [`SimdPath::Avx512Bf16`] and
+//! [`SimdPath::AmxBf16`] paths.
 //!
 //! bf16 keeps f32's 8-bit exponent and 7 of its 23 mantissa bits, so an
 //! operand rounded to bf16 is within 2⁻⁸ of itself (relative), and the
@@ -23,6 +24,15 @@
 //!   do not overlap (a dense layer's) are streamed instead: A is rounded a
 //!   chunk at a time, B in registers as it is read, and on threads the sum
 //!   is split into a fixed number of parts ([`dots_streamed`]).
+//!
+//! On the [`SimdPath::AmxBf16`] path (a CPU with the AMX tile unit), a
+//! `gemm_rows` call with at least 16 rows and 256 columns of C runs on the
+//! tiles (`tdpbf16ps`, module `amx`): the packed panel above is a B tile's
+//! layout at a 256-byte stride, A's rounded rows are read as tiles, and C
+//! is summed in blocks of 32 × 32. Smaller calls, and dot products that are
+//! not streamed, run there as f32 FMAs on operands rounded to bf16 (the
+//! same products and sums), since on such CPUs `vdpbf16ps` runs at half
+//! the f32 FMAs' rate.
 //!
 //! [`to_bits`] is the scalar reference for the rounding; the tests compare
 //! the kernels with f64 sums of the rounded operands, and with the exact
