@@ -155,6 +155,30 @@ pub(crate) unsafe fn zero_sums() {
     );
 }
 
+/// Loads the four sum tiles of a 2 × 2 tile block from one 32 × 32 block
+/// of 4-byte sums at `from`, rows `ld` bytes apart, laid out as
+/// [`store_sums`] stores them.
+///
+/// # Safety
+/// The tiles are configured ([`Tiles`]); `from` has 31 · ld + 128 readable
+/// bytes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn load_sums(from: *const u8, ld: usize) {
+    std::arch::asm!(
+        "tileloadd tmm0, [{f0} + {ld}*1]",
+        "tileloadd tmm1, [{f1} + {ld}*1]",
+        "tileloadd tmm2, [{f2} + {ld}*1]",
+        "tileloadd tmm3, [{f3} + {ld}*1]",
+        f0 = in(reg) from,
+        f1 = in(reg) from.add(64),
+        f2 = in(reg) from.add(16 * ld),
+        f3 = in(reg) from.add(16 * ld + 64),
+        ld = in(reg) ld,
+        options(nostack, readonly, preserves_flags)
+    );
+}
+
 /// Stores the four sum tiles of a 2 × 2 tile block as one 32 × 32 block of
 /// 4-byte sums at `out`, rows `ld` bytes apart: tmm0 is rows 0–15 ×
 /// columns 0–15, tmm1 rows 0–15 × columns 16–31, tmm2 rows 16–31 ×

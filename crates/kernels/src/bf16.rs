@@ -1716,18 +1716,7 @@ mod amx {
         accumulate: bool,
     ) {
         if accumulate {
-            asm!(
-                "tileloadd tmm0, [{c0} + {ld}*1]",
-                "tileloadd tmm1, [{c1} + {ld}*1]",
-                "tileloadd tmm2, [{c2} + {ld}*1]",
-                "tileloadd tmm3, [{c3} + {ld}*1]",
-                c0 = in(reg) c,
-                c1 = in(reg) c.add(16),
-                c2 = in(reg) c.add(16 * ldc),
-                c3 = in(reg) c.add(16 * ldc + 16),
-                ld = in(reg) 4 * ldc,
-                options(nostack, readonly, preserves_flags)
-            );
+            crate::amx::load_sums(c as *const u8, 4 * ldc);
         } else {
             crate::amx::zero_sums();
         }

@@ -286,11 +286,15 @@ fn gram_amx(job: Job) {
         // Rows one cache line longer than kp: at a stride of a multiple of
         // 4 KiB a tile's 16 rows would share one set of the L1 cache.
         let lda = kp + 64;
-        rows.clear();
+        // Every byte is written by the copy (the row, then zeros), so the
+        // buffer is not cleared first.
         rows.resize(rows_p * lda, 0u8);
         let copy = |(i, dst): (usize, &mut [u8])| {
             if i < n {
                 dst[..kc].copy_from_slice(&x[i * ldx + k0..i * ldx + k0 + kc]);
+                dst[kc..].fill(0);
+            } else {
+                dst.fill(0);
             }
         };
         if parallel {
