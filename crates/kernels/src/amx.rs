@@ -203,3 +203,41 @@ pub(crate) unsafe fn store_sums(out: *mut u8, ld: usize) {
         options(nostack, preserves_flags)
     );
 }
+
+/// One step of a 2 × 2 tile block in bf16: A's two tiles of 16 rows (at a0
+/// and a1, rows `lda` bytes apart) into tmm4 and tmm5, B's two (at b0 and
+/// b1, rows `ldb` bytes apart) into tmm6 and tmm7, and their four products
+/// (`tdpbf16ps`) added to the sum tiles tmm0–tmm3, laid out as
+/// [`store_sums`] stores them.
+///
+/// # Safety
+/// The tiles are configured ([`Tiles`]) and AMX-BF16 is available; each
+/// operand has 15 rows of its stride and 64 bytes readable.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn bf16_step(
+    a0: *const u8,
+    a1: *const u8,
+    lda: usize,
+    b0: *const u8,
+    b1: *const u8,
+    ldb: usize,
+) {
+    std::arch::asm!(
+        "tileloadd tmm4, [{a0} + {lda}*1]",
+        "tileloadd tmm5, [{a1} + {lda}*1]",
+        "tileloadd tmm6, [{b0} + {ldb}*1]",
+        "tileloadd tmm7, [{b1} + {ldb}*1]",
+        "tdpbf16ps tmm0, tmm4, tmm6",
+        "tdpbf16ps tmm1, tmm4, tmm7",
+        "tdpbf16ps tmm2, tmm5, tmm6",
+        "tdpbf16ps tmm3, tmm5, tmm7",
+        a0 = in(reg) a0,
+        a1 = in(reg) a1,
+        b0 = in(reg) b0,
+        b1 = in(reg) b1,
+        lda = in(reg) lda,
+        ldb = in(reg) ldb,
+        options(nostack, readonly, preserves_flags)
+    );
+}

@@ -819,7 +819,7 @@ struct Rows<'a> {
 /// column j and at lane 2j + 1 row 2p + 1's: the permutation that takes
 /// `vcvtne2ps2bf16`'s [x0 … x15, y0 … y15] there.
 #[cfg(target_arch = "x86_64")]
-const INTERLEAVE: [i16; 32] = {
+pub(crate) const INTERLEAVE: [i16; 32] = {
     let mut t = [0i16; 32];
     let mut j = 0;
     while j < 16 {
@@ -1057,7 +1057,7 @@ pub(crate) fn dots<FA, FB>(
         starts.windows(2).all(|w| w[1] >= w[0] + len)
     };
     if segs.count == 1 && len > DOT_CHUNK && disjoint(m, &aoff) && disjoint(n, &boff) {
-        return dots_streamed(m, n, len, a, aoff, b, boff, c, ldc, parallel);
+        return dots_streamed(path, m, n, len, a, aoff, b, boff, c, ldc, parallel);
     }
     let (alo, ahi) = span(m, &aoff, segs.a_stride);
     let (blo, bhi) = span(n, &boff, segs.b_stride);
@@ -1138,8 +1138,11 @@ pub(crate) fn dots<FA, FB>(
 /// then read once, where splitting C's columns made every thread read all
 /// of A, and splitting A's rows all of B. The parts do not follow the
 /// thread count, so the numbers are the same on any number of threads.
+///
+/// On [`SimdPath::AmxBf16`] the chunks run on the tiles ([`streamed_tiles`]).
 #[allow(clippy::too_many_arguments)]
 fn dots_streamed<FA, FB>(
+    path: crate::simd::SimdPath,
     m: usize,
     n: usize,
     len: usize,
@@ -1157,6 +1160,9 @@ fn dots_streamed<FA, FB>(
     let chunks = len.div_ceil(DOT_CHUNK);
     // Chunks [k0, k1) of every row, added to C' (m × n, ldc' apart) at cp.
     let run = |k0: usize, k1: usize, cp: SendPtr<f32>, ldc: usize| {
+        if path == crate::simd::SimdPath::AmxBf16 {
+            return streamed_tiles(m, n, len, (a, aoff), (b, boff), (k0, k1), cp, ldc);
+        }
         with_halves(STREAM_ROWS.min(m) * DOT_CHUNK, |ab| {
             let mut bo = vec![0usize; n];
             for kc in k0..k1 {
@@ -1213,6 +1219,150 @@ fn dots_streamed<FA, FB>(
         }
     } else {
         run(0, chunks, SendPtr(c.as_mut_ptr()), ldc);
+    }
+}
+
+/// [`dots_streamed`]'s chunks [k0, k1) on the AMX tiles, added to C' (m ×
+/// n at `cp`, rows `ldc` apart). Per chunk, B's rows are rounded and packed
+/// once into panels of tile rows ([`pack_transposed`]: word q·[`PANEL`] + c
+/// holds column c's elements 2q and 2q + 1); then per block of up to
+/// [`STREAM_ROWS`] of A's rows, each row is rounded into a buffer whose rows
+/// are whole tile rows ([`TILE_STRIDE`] apart, zeros past the chunk's end),
+/// and C's 32 × 32 blocks add their products in the tiles. Every term of
+/// C[i, j]'s chunk is a product of the same two bf16 values as on
+/// `vdpbf16ps`, summed in f32 in the tile unit's order.
+///
+/// Rows of the buffer past a block's last row, and columns of a panel past
+/// B's last row, hold whatever the buffers held before: they meet only the
+/// sums of C's rows and columns that are not stored.
+#[allow(clippy::too_many_arguments)]
+fn streamed_tiles<FA, FB>(
+    m: usize,
+    n: usize,
+    len: usize,
+    (a, aoff): (&[f32], FA),
+    (b, boff): (&[f32], FB),
+    (k0, k1): (usize, usize),
+    cp: SendPtr<f32>,
+    ldc: usize,
+) where
+    FA: Fn(usize) -> usize,
+    FB: Fn(usize) -> usize,
+{
+    let rows = STREAM_ROWS.min(m).div_ceil(32) * 32;
+    let panel_words = DOT_CHUNK / 2 * PANEL;
+    with_halves(rows * TILE_STRIDE, |ab| {
+        with_words(n.div_ceil(PANEL) * panel_words, |bp| {
+            let mut bo = vec![0usize; n];
+            for kc in k0..k1 {
+                let l0 = kc * DOT_CHUNK;
+                let cl = (len - l0).min(DOT_CHUNK);
+                let steps = cl.div_ceil(32);
+                bo.iter_mut()
+                    .enumerate()
+                    .for_each(|(j, o)| *o = boff(j) + l0);
+                for (cols, panel) in bo.chunks(PANEL).zip(bp.chunks_exact_mut(panel_words)) {
+                    // SAFETY: the caller checked that each of B's rows holds
+                    // `len` values from boff(j), so cl from boff(j) + l0.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        pack_transposed(b.as_ptr(), cols, cl, panel)
+                    };
+                }
+                for i0 in (0..m).step_by(STREAM_ROWS) {
+                    let mb = (m - i0).min(STREAM_ROWS);
+                    for i in 0..mb {
+                        let o = aoff(i0 + i) + l0;
+                        let row = &mut ab[i * TILE_STRIDE..][..32 * steps];
+                        round_into(&a[o..o + cl], &mut row[..cl]);
+                        row[cl..].fill(0);
+                    }
+                    // SAFETY: the tiles are granted (the path was chosen
+                    // only then); `ab` holds whole 32-row blocks of
+                    // TILE_STRIDE halves, `bp` whole panels of DOT_CHUNK / 2
+                    // rows; rows i0.. of C' are this call's own.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        amx::streamed(ab, mb, steps, bp, n, cp.get().add(i0 * ldc), ldc)
+                    };
+                }
+            }
+        })
+    });
+}
+
+/// The stride, in bf16 values, of [`streamed_tiles`]' rounded rows of A: a
+/// chunk and one tile row more, so that a tile's 16 rows do not all fall
+/// in the same sets of the L1 cache (4 KiB apart, they would).
+const TILE_STRIDE: usize = DOT_CHUNK + 32;
+
+/// Packs `cl` elements of the rows of B that start at `rows` (at most
+/// [`PANEL`]) into `panel`, as the B operand of `tdpbf16ps` reads them:
+/// word q·PANEL + c holds row c's element 2q in its low half and 2q + 1 in
+/// its high half, rounded to bf16, zeros past `cl` (to a multiple of 32).
+/// Per 32 elements, 16 rows are rounded into 16 vectors of words and
+/// transposed ([`transpose16`]).
+///
+/// # Safety
+/// Each row must hold `cl` values from its offset in `b`; `panel` must hold
+/// ⌈cl/32⌉·16 rows of PANEL words.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pack_transposed(b: *const f32, rows: &[usize], cl: usize, panel: &mut [u32]) {
+    for (g, group) in rows.chunks(16).enumerate() {
+        let mut l = 0;
+        while l < cl {
+            let left = cl - l;
+            let (ml, mh) = (lane_mask(left), lane_mask(left.saturating_sub(16)));
+            let mut v = [_mm512_setzero_si512(); 16];
+            for (x, &o) in v.iter_mut().zip(group) {
+                let lo = _mm512_maskz_loadu_ps(ml, b.add(o + l));
+                let hi = _mm512_maskz_loadu_ps(mh, b.add(o + l + 16));
+                *x = core::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+            }
+            transpose16(&mut v);
+            let q0 = l / 2;
+            for (q, x) in v.iter().enumerate() {
+                _mm512_storeu_si512(
+                    panel.as_mut_ptr().add((q0 + q) * PANEL + 16 * g) as *mut _,
+                    *x,
+                );
+            }
+            l += 32;
+        }
+    }
+}
+
+/// Transposes 16 × 16 words: afterwards vector i holds what was lane i of
+/// each vector, in order.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn transpose16(r: &mut [__m512i; 16]) {
+    let mut t = [_mm512_setzero_si512(); 16];
+    // Pairs of words, then pairs of pairs, within each 128-bit lane.
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for i in 0..4 {
+        let (a, b, c, d) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+        r[4 * i] = _mm512_unpacklo_epi64(a, c);
+        r[4 * i + 1] = _mm512_unpackhi_epi64(a, c);
+        r[4 * i + 2] = _mm512_unpacklo_epi64(b, d);
+        r[4 * i + 3] = _mm512_unpackhi_epi64(b, d);
+    }
+    // Then the 128-bit lanes: even and odd ones of vectors 4 apart, then
+    // of vectors 8 apart.
+    for h in 0..2 {
+        for i in 0..4 {
+            let (a, b) = (r[8 * h + i], r[8 * h + i + 4]);
+            t[8 * h + i] = _mm512_shuffle_i32x4::<0x88>(a, b);
+            t[8 * h + i + 4] = _mm512_shuffle_i32x4::<0xdd>(a, b);
+        }
+    }
+    for i in 0..8 {
+        r[i] = _mm512_shuffle_i32x4::<0x88>(t[i], t[i + 8]);
+        r[i + 8] = _mm512_shuffle_i32x4::<0xdd>(t[i], t[i + 8]);
     }
 }
 
@@ -1580,8 +1730,7 @@ unsafe fn dots_step<const R: usize, const Q: usize>(
 /// in place, and blocks of 32 rows × 32 columns of C summed in four tiles.
 #[cfg(target_arch = "x86_64")]
 mod amx {
-    use super::{lane_mask, pack_panel, Rows, PANEL};
-    use std::arch::asm;
+    use super::{lane_mask, pack_panel, Rows, DOT_CHUNK, PANEL, TILE_STRIDE};
     use std::arch::x86_64::*;
 
     /// Columns [j0, j1) of C.
@@ -1640,8 +1789,8 @@ mod amx {
 
     /// The sums of 16 (or with TWO 32) rows of A's words from `a` (rows
     /// `kpp` words apart) times 32 columns of the panel from `b`, over
-    /// `steps` · 16 words, into `out` (32 × 32, row-major; rows 16–31 are
-    /// left as they were without TWO).
+    /// `steps` · 16 words, into `out` (32 × 32, row-major; without TWO,
+    /// rows 16–31 hold nothing of use).
     #[inline]
     unsafe fn block<const TWO: bool>(
         a: *const u32,
@@ -1665,39 +1814,17 @@ mod amx {
         for s in 0..steps {
             let a0 = a.add(16 * s);
             let b0 = b.add(16 * PANEL * s);
-            if TWO {
-                asm!(
-                    "tileloadd tmm4, [{a0} + {lda}*1]",
-                    "tileloadd tmm5, [{a1} + {lda}*1]",
-                    "tileloadd tmm6, [{b0} + {ldb}*1]",
-                    "tileloadd tmm7, [{b1} + {ldb}*1]",
-                    "tdpbf16ps tmm0, tmm4, tmm6",
-                    "tdpbf16ps tmm1, tmm4, tmm7",
-                    "tdpbf16ps tmm2, tmm5, tmm6",
-                    "tdpbf16ps tmm3, tmm5, tmm7",
-                    a0 = in(reg) a0,
-                    a1 = in(reg) a0.add(16 * kpp),
-                    b0 = in(reg) b0,
-                    b1 = in(reg) b0.add(16),
-                    lda = in(reg) lda,
-                    ldb = in(reg) ldb,
-                    options(nostack, readonly, preserves_flags)
-                );
-            } else {
-                asm!(
-                    "tileloadd tmm4, [{a0} + {lda}*1]",
-                    "tileloadd tmm6, [{b0} + {ldb}*1]",
-                    "tileloadd tmm7, [{b1} + {ldb}*1]",
-                    "tdpbf16ps tmm0, tmm4, tmm6",
-                    "tdpbf16ps tmm1, tmm4, tmm7",
-                    a0 = in(reg) a0,
-                    b0 = in(reg) b0,
-                    b1 = in(reg) b0.add(16),
-                    lda = in(reg) lda,
-                    ldb = in(reg) ldb,
-                    options(nostack, readonly, preserves_flags)
-                );
-            }
+            // With one tile of A's rows, it stands for both: the second
+            // pair of sums (rows 16–31 of the block) is never read.
+            let a1 = if TWO { a0.add(16 * kpp) } else { a0 };
+            crate::amx::bf16_step(
+                a0 as *const u8,
+                a1 as *const u8,
+                lda,
+                b0 as *const u8,
+                b0.add(16) as *const u8,
+                ldb,
+            );
         }
     }
 
@@ -1722,6 +1849,58 @@ mod amx {
         }
         products::<true>(a, kpp, b, steps);
         crate::amx::store_sums(c as *mut u8, 4 * ldc);
+    }
+
+    /// C (mb × n at `c`, rows `ldc` apart) += the products of A's rounded
+    /// rows in `ab` ([`TILE_STRIDE`] values apart; whole blocks of 32 rows
+    /// readable) with B's packed panels in `bp` ([`DOT_CHUNK`] / 2 rows of
+    /// [`PANEL`] words each), over `steps` · 32 elements: whole 32 × 32
+    /// blocks of C loaded into the sum tiles and stored back in place,
+    /// partial ones through a buffer.
+    ///
+    /// # Safety
+    /// AMX-BF16 is available and no other tile configuration is alive on
+    /// this thread; the buffers are as [`super::streamed_tiles`] fills
+    /// them; C's mb × n values are this call's own.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn streamed(
+        ab: &[u16],
+        mb: usize,
+        steps: usize,
+        bp: &[u32],
+        n: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let _tiles = crate::amx::Tiles::new();
+        let kpp = TILE_STRIDE / 2;
+        let mut out = [0f32; 32 * 32];
+        for jb in (0..n).step_by(32) {
+            let b = bp
+                .as_ptr()
+                .add(jb / PANEL * (DOT_CHUNK / 2 * PANEL) + jb % PANEL);
+            let w = (n - jb).min(32);
+            for ib in (0..mb).step_by(32) {
+                let a = ab.as_ptr().add(ib * TILE_STRIDE) as *const u32;
+                let cb = c.add(ib * ldc + jb);
+                let h = (mb - ib).min(32);
+                if h == 32 && w == 32 {
+                    block_in_place(a, kpp, b, steps, cb, ldc, true);
+                    continue;
+                }
+                for i in 0..h {
+                    core::ptr::copy_nonoverlapping(
+                        cb.add(i * ldc),
+                        out.as_mut_ptr().add(32 * i),
+                        w,
+                    );
+                }
+                block_in_place(a, kpp, b, steps, out.as_mut_ptr(), 32, true);
+                for i in 0..h {
+                    core::ptr::copy_nonoverlapping(out.as_ptr().add(32 * i), cb.add(i * ldc), w);
+                }
+            }
+        }
     }
 
     /// Rows [i0, i1) of C, columns [j, j + w) (w ≤ 32), from `out`: the

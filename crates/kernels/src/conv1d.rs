@@ -552,19 +552,37 @@ fn input_grad_sample(
 /// pooled value, the activation's derivative at the maximum, negated when
 /// the second of the pair won: all that the backward pass needs, so that
 /// the pooled output itself need not be kept for it. An empty mask: none
-/// is written (inference, where no backward pass follows).
-struct PoolPairs<'a> {
-    act: crate::Activation,
-    src: &'a [f32],
-    y: &'a mut [f32],
-    mask: &'a mut [f32],
+/// is written (inference, where no backward pass follows). A bias, when
+/// given, is added to each pair's maximum (rather than to both values:
+/// rounding is monotonic, so the maximum is the same value, and the pair's
+/// winner the same except where the two round to one value).
+pub(crate) struct PoolPairs<'a> {
+    pub(crate) act: crate::Activation,
+    pub(crate) src: &'a [f32],
+    pub(crate) bias: Option<f32>,
+    pub(crate) y: &'a mut [f32],
+    pub(crate) mask: &'a mut [f32],
 }
 
 impl pulp::WithSimd for PoolPairs<'_> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _s: S) {
-        let PoolPairs { act, src, y, mask } = self;
+    fn with_simd<S: pulp::Simd>(self, s: S) {
+        match self.bias {
+            None => self.pool(s, |m| m),
+            Some(b) => self.pool(s, move |m| m + b),
+        }
+    }
+}
+
+impl PoolPairs<'_> {
+    /// The pooling, with `add` applied to each maximum before the
+    /// activation.
+    #[inline(always)]
+    fn pool<S: pulp::Simd>(self, _s: S, add: impl Fn(f32) -> f32 + Copy) {
+        let PoolPairs {
+            act, src, y, mask, ..
+        } = self;
         let n = y.len();
         let src = &src[..2 * n];
         if mask.is_empty() {
@@ -575,9 +593,16 @@ impl pulp::WithSimd for PoolPairs<'_> {
                 }
             }
             return match act {
-                crate::Activation::Relu => pool_only(src, y, |m| if m > 0.0 { m } else { 0.0 }),
-                crate::Activation::Linear => pool_only(src, y, |m| m),
-                a => pool_only(src, y, |m| a.apply(m)),
+                crate::Activation::Relu => pool_only(src, y, |m| {
+                    let m = add(m);
+                    if m > 0.0 {
+                        m
+                    } else {
+                        0.0
+                    }
+                }),
+                crate::Activation::Linear => pool_only(src, y, add),
+                a => pool_only(src, y, |m| a.apply(add(m))),
             };
         }
         let mask = &mut mask[..n];
@@ -604,15 +629,22 @@ impl pulp::WithSimd for PoolPairs<'_> {
                 src,
                 y,
                 mask,
-                |m| if m > 0.0 { m } else { 0.0 },
+                |m| {
+                    let m = add(m);
+                    if m > 0.0 {
+                        m
+                    } else {
+                        0.0
+                    }
+                },
                 |o| if o > 0.0 { 1.0 } else { 0.0 },
             ),
-            crate::Activation::Linear => pool(src, y, mask, |m| m, |_| 1.0),
+            crate::Activation::Linear => pool(src, y, mask, add, |_| 1.0),
             a => pool(
                 src,
                 y,
                 mask,
-                |m| a.apply(m),
+                |m| a.apply(add(m)),
                 |o| a.derivative_from_output(o),
             ),
         }
@@ -737,9 +769,19 @@ pub fn conv1d_act_maxpool2_forward(
         let u = tr.weights(p, w);
         (tr, u)
     });
+    let tiles = (!single && crate::conv_tiles::applies(p, path, lp2))
+        .then(|| crate::conv_tiles::TileWeights::new(p, w));
     let sample = |((xb, yb), ab): ((&[f32], &mut [f32]), &mut [f32])| {
         if single {
             return crate::conv1d_in1::forward_sample(path, p, relu, xb, w, bias, lp2, yb, ab);
+        }
+        if let Some(tw) = &tiles {
+            let done = with_padded(p, xb, l, |xp| {
+                crate::conv_tiles::forward_pool_sample(tw, act, xp, lpad, bias, lp2, yb, ab)
+            });
+            if done {
+                return;
+            }
         }
         if let Some((tr, u)) = &winograd {
             return with_padded(p, xb, l, |xp| {
@@ -816,6 +858,7 @@ pub fn conv1d_act_maxpool2_forward(
                             path.dispatch(PoolPairs {
                                 act,
                                 src,
+                                bias: None,
                                 y: yr,
                                 mask: mr,
                             });

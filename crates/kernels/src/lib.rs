@@ -16,6 +16,7 @@ pub mod cases;
 pub mod conv1d;
 mod conv1d_in1;
 pub mod conv2d;
+mod conv_tiles;
 pub mod dense;
 pub mod error;
 pub mod gemm;

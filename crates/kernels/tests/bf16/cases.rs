@@ -670,11 +670,12 @@ fn large_products_stream_their_stores() {
 }
 
 /// A dense layer's long dot products (rows that do not overlap, longer
-/// than a chunk): B is rounded in registers, A a block of 32 rows at a
-/// time, and, past the parallel threshold, the sum is split into 8 parts
-/// added in order. Sizes at the row block (32 ± 1), the B quad (4 + 3) and
-/// the 32-element step (± 1), each on one thread and on the global pool,
-/// which must give the same bits.
+/// than a chunk): A is rounded a block of up to 128 rows at a time, B in
+/// registers (avx512bf16) or into tile rows once per chunk (amxbf16), and,
+/// past the parallel threshold, the sum is split into 8 parts added in
+/// order. Sizes at the row block and the tiles' edges (± 1), the B quad
+/// (4 + 3) and the 32-element step (± 1), each on one thread and on the
+/// global pool, which must give the same bits.
 #[test]
 fn long_dot_products_split_along_the_sum() {
     if skip() {
@@ -689,6 +690,12 @@ fn long_dot_products_split_along_the_sum() {
         (31, 9, 2049, true),
         (40, 7, 30_001, true),
         (9, 33, 29_999, true),
+        // The tiles' edges: a block of 128 rows and one more, a panel of
+        // 64 columns and one more, whole 16-row and 32-column tiles and
+        // one more, a chunk's last step of 32 elements ± 1.
+        (129, 65, 4097, true),
+        (16, 17, 2080, false),
+        (17, 32, 4127, true),
     ]
     .iter()
     .enumerate()
@@ -1001,6 +1008,17 @@ fn fused_conv_pool_forward_in_bf16_is_exact_on_integers() {
             Activation::Relu,
         ),
         (Conv1dParams::new(4, 6, 3), 300, Activation::Elu(1.0)),
+        // On amxbf16, the tiles read the input in place: 16 input channels
+        // and one more (two blocks, the second mostly zeros), output
+        // channels past a tile of 16 but short of 32, an even kernel, and
+        // 'same' padding on an odd length whose columns end inside a
+        // block of 32.
+        (Conv1dParams::new(17, 20, 4), 700, Activation::Relu),
+        (
+            Conv1dParams::new(3, 16, 3).padding(Padding::Same),
+            601,
+            Activation::Linear,
+        ),
     ];
     for (case, (p, l, act)) in cases.into_iter().enumerate() {
         let batch = 2;
@@ -1045,6 +1063,51 @@ fn fused_conv_pool_forward_in_bf16_is_exact_on_integers() {
             seconds > 0 && seconds < mask_ref.len(),
             "both sides of a pair win, {what}"
         );
+    }
+}
+
+/// An infinite input stays inside the windows that hold it. On amxbf16 the
+/// tiles pair an odd kernel's last tap with a zero weight that meets the
+/// value just past an output's window: 0 · ∞ would put a NaN in an output
+/// whose window is finite, so such a sample runs on the general path.
+#[test]
+fn fused_conv_pool_forward_keeps_an_infinity_in_its_window() {
+    use kernels::conv1d::conv1d_act_maxpool2_forward;
+    use kernels::Activation;
+    if skip() {
+        return;
+    }
+    let (p, l, batch) = (Conv1dParams::new(16, 16, 5), 600, 2);
+    let mut x = small_ints(batch * p.c_in * l, 71);
+    let (w, b) = (small_ints(p.weight_len(), 72), small_ints(p.c_out, 73));
+    // Output 96's window ends at 100, and output 97's (its pair's second)
+    // holds the infinity: where that gives -∞ the pair's maximum is output
+    // 96, finite, and a NaN there would show.
+    x[3 * l + 101] = f32::INFINITY;
+    let lo = p.l_out(l);
+    let lp2 = lo / 2;
+    let z = reference::conv1d_forward(&p, &f64s(&x), batch, l, &f64s(&w), Some(&f64s(&b)));
+    // Pooled as the kernels pool: the second wins only when greater.
+    let y_ref: Vec<f32> = z
+        .chunks(lo)
+        .flat_map(|zr| {
+            (0..lp2).map(move |j| {
+                let (first, second) = (zr[2 * j] as f32, zr[2 * j + 1] as f32);
+                Activation::Relu.apply(if second > first { second } else { first })
+            })
+        })
+        .collect();
+    let mut y = vec![f32::NAN; y_ref.len()];
+    with_path(PATH, || {
+        conv1d_act_maxpool2_forward(&p, Activation::Relu, &x, batch, l, &w, Some(&b), &mut y, &mut [])
+            .expect("valid parameters")
+    });
+    let finite = y_ref.iter().filter(|v| v.is_finite()).count();
+    assert!(finite < y_ref.len() && finite > y_ref.len() / 2);
+    for (i, (g, r)) in y.iter().zip(&y_ref).enumerate() {
+        if r.is_finite() {
+            assert_eq!(g, r, "pooled output {i}: {g} against {r}");
+        }
     }
 }
 
