@@ -104,12 +104,22 @@ pub(crate) struct Tiles(std::marker::PhantomData<*const ()>);
 
 #[cfg(target_arch = "x86_64")]
 impl Tiles {
-    /// Configures the tiles on this thread.
+    /// Configures the tiles on this thread, first asking Linux for the
+    /// tile state if no caller has yet (a kernel called on an AMX path
+    /// directly, without [`crate::SimdPath::is_available`], would
+    /// otherwise die of SIGILL at its first tile instruction).
+    ///
+    /// # Panics
+    /// If Linux refuses the tile state (or the CPU has no tiles).
     ///
     /// # Safety
-    /// [`int8_available`] or [`bf16_available`] is true (the tile state has
-    /// been granted), and no other [`Tiles`] is alive on this thread.
+    /// The CPU has the tile instructions the caller then issues, and no
+    /// other [`Tiles`] is alive on this thread.
     pub(crate) unsafe fn new() -> Tiles {
+        assert!(
+            imp::granted(),
+            "the AMX tile state is not available to this process (the CPU lacks the tiles or Linux refused them)"
+        );
         let mut cfg = TileConfig {
             palette: 1,
             start_row: 0,

@@ -1133,11 +1133,13 @@ pub(crate) fn dots<FA, FB>(
 /// `perf` put 40% of the genomic dense layer's forward pass (79,904 → 64,
 /// batch 32, 5.1 M weights) in that rounding.
 ///
-/// On threads, the sum is split into [`SUM_PARTS`] runs of chunks, each
-/// into its own copy of C, added to C in order: every weight and input is
-/// then read once, where splitting C's columns made every thread read all
-/// of A, and splitting A's rows all of B. The parts do not follow the
-/// thread count, so the numbers are the same on any number of threads.
+/// The sum is split into [`SUM_PARTS`] runs of chunks, each into its own
+/// copy of C, added to C in order, and on threads the parts run side by
+/// side: every weight and input is then read once, where splitting C's
+/// columns made every thread read all of A, and splitting A's rows all of
+/// B. The parts follow neither the thread count nor the rows, so the
+/// numbers are the same on any number of threads, and each row's the same
+/// alone as in any batch (a prediction does not depend on its batch).
 ///
 /// On [`SimdPath::AmxBf16`] the chunks run on the tiles ([`streamed_tiles`]).
 #[allow(clippy::too_many_arguments)]
@@ -1197,28 +1199,27 @@ fn dots_streamed<FA, FB>(
             }
         })
     };
-    if parallel && m * n * len >= crate::PARALLEL_WORK {
-        let per = chunks.div_ceil(SUM_PARTS);
-        let parts: Vec<Vec<f32>> = (0..chunks.div_ceil(per))
-            .into_par_iter()
-            .map(|p| {
-                let mut part = vec![0f32; m * n];
-                run(
-                    p * per,
-                    ((p + 1) * per).min(chunks),
-                    SendPtr(part.as_mut_ptr()),
-                    n,
-                );
-                part
-            })
-            .collect();
-        for part in &parts {
-            for (crow, prow) in c.chunks_mut(ldc).zip(part.chunks(n)) {
-                crow[..n].iter_mut().zip(prow).for_each(|(c, p)| *c += p);
-            }
-        }
+    let per = chunks.div_ceil(SUM_PARTS);
+    let part = |p: usize| {
+        let mut part = vec![0f32; m * n];
+        run(
+            p * per,
+            ((p + 1) * per).min(chunks),
+            SendPtr(part.as_mut_ptr()),
+            n,
+        );
+        part
+    };
+    let count = chunks.div_ceil(per);
+    let parts: Vec<Vec<f32>> = if parallel && m * n * len >= crate::PARALLEL_WORK {
+        (0..count).into_par_iter().map(part).collect()
     } else {
-        run(0, chunks, SendPtr(c.as_mut_ptr()), ldc);
+        (0..count).map(part).collect()
+    };
+    for part in &parts {
+        for (crow, prow) in c.chunks_mut(ldc).zip(part.chunks(n)) {
+            crow[..n].iter_mut().zip(prow).for_each(|(c, p)| *c += p);
+        }
     }
 }
 

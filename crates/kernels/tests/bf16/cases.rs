@@ -675,7 +675,7 @@ fn large_products_stream_their_stores() {
 /// past the parallel threshold, the sum is split into 8 parts added in
 /// order. Sizes at the row block and the tiles' edges (± 1), the B quad
 /// (4 + 3) and the 32-element step (± 1), each on one thread and on the
-/// global pool, which must give the same bits.
+/// global pool, and each row alone, which must all give the same bits.
 #[test]
 fn long_dot_products_split_along_the_sum() {
     if skip() {
@@ -740,6 +740,30 @@ fn long_dot_products_split_along_the_sum() {
             c,
             "1 thread against the pool, m={m} n={n} len={len}"
         );
+        // Each row alone (a batch of one, below the parallel threshold)
+        // gives the same bits as in the whole: the sum is split into the
+        // same parts whatever the rows and threads.
+        for i in 0..m {
+            let mut row = c0[i * ldc..(i + 1) * ldc].to_vec();
+            gemm_dots(
+                PATH,
+                1,
+                n,
+                len,
+                &a,
+                |_| aoff(i),
+                &b,
+                boff,
+                &mut row,
+                ldc,
+                true,
+                parallel,
+            );
+            assert!(
+                same_bits(&row[..n], &c[i * ldc..i * ldc + n]),
+                "row {i} alone against in the whole, m={m} n={n} len={len}"
+            );
+        }
     }
 }
 
