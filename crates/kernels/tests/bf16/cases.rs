@@ -1153,6 +1153,12 @@ fn fused_conv2d_pool_in_bf16_is_exact_on_integers() {
         (6, 16, 5, Padding::Valid, 3, 14, 14),
         (3, 8, 3, Padding::Same, 2, 12, 31),
         (2, 5, 5, Padding::Same, 2, 28, 28),
+        // 16 input channels and one more, with an even kernel and 'same'
+        // padding on odd sizes; and on amxbf16 a product on the tiles (at
+        // least 16 rows and 256 columns: 33 output channels, past a block
+        // of 32, by 320 wide columns).
+        (17, 20, 4, Padding::Same, 2, 9, 11),
+        (3, 33, 3, Padding::Valid, 2, 10, 40),
     ];
     for (case, &(ci, co, k, pad, batch, h, w_)) in cases.iter().enumerate() {
         let p = Conv2dParams::new(ci, co, k).padding(pad);
