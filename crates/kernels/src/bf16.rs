@@ -126,7 +126,7 @@ pub(crate) fn rows(
     // lenet_conv2 1.36 against 1.22), the genomic ones (32 rows; 16 rows
     // of the input gradient) faster (g_conv2pool_f 3.6 against 5.4 ms).
     let amx = path == crate::simd::SimdPath::AmxBf16;
-    if amx && !(m >= AMX_MIN_ROWS && n >= AMX_MIN_COLS) {
+    if amx && !takes_tiles(m, n) {
         // Too small for the tiles: f32 FMAs on operands rounded to bf16.
         // The products are the same (a product of two bf16 values is exact
         // in f32) and so is the f32 summation's bound. On CPUs with the
@@ -983,13 +983,35 @@ unsafe fn round_avx512(src: &[f32], dst: &mut [u16]) {
     }
 }
 
-/// `src` rounded to bf16 values (nearest, ties to even, as [`to_bits`]),
-/// in f32.
-fn round_f32(src: &[f32], dst: &mut [f32]) {
+/// Whether [`rows`] runs an m × n product on the AMX tiles (on
+/// [`SimdPath::AmxBf16`](crate::simd::SimdPath::AmxBf16)); a smaller one
+/// runs as f32 FMAs on operands rounded to bf16.
+pub(crate) fn takes_tiles(m: usize, n: usize) -> bool {
+    m >= AMX_MIN_ROWS && n >= AMX_MIN_COLS
+}
+
+/// `x` rounded to bf16 values in place ([`round_f32`]).
+pub(crate) fn round_in_place(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if available() {
-        // SAFETY: the bf16 path's features are available (checked).
-        unsafe { round_f32_avx512(src, dst) };
+        // SAFETY: the bf16 path's features are available (checked); each
+        // vector is read before it is written.
+        unsafe { round_f32_avx512(x.as_ptr(), x.as_mut_ptr(), x.len()) };
+        return;
+    }
+    for v in x.iter_mut() {
+        *v = round(*v);
+    }
+}
+
+/// `src` rounded to bf16 values (nearest, ties to even, as [`to_bits`]),
+/// in f32.
+pub(crate) fn round_f32(src: &[f32], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: the bf16 path's features are available (checked); n
+        // values of each slice.
+        unsafe { round_f32_avx512(src.as_ptr(), dst.as_mut_ptr(), src.len().min(dst.len())) };
         return;
     }
     for (d, &x) in dst.iter_mut().zip(src) {
@@ -999,18 +1021,22 @@ fn round_f32(src: &[f32], dst: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn round_f32_avx512(src: &[f32], dst: &mut [f32]) {
-    let n = src.len().min(dst.len());
+unsafe fn round_f32_avx512(src: *const f32, dst: *mut f32, n: usize) {
     let mut l = 0;
     while l + 16 <= n {
-        let v = _mm512_loadu_ps(src.as_ptr().add(l));
+        let v = _mm512_loadu_ps(src.add(l));
         let h: __m256i = core::mem::transmute(_mm512_cvtneps_pbh(v));
         let x = _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16);
-        _mm512_storeu_si512(dst.as_mut_ptr().add(l) as *mut _, x);
+        _mm512_storeu_si512(dst.add(l) as *mut _, x);
         l += 16;
     }
-    for t in l..n {
-        dst[t] = round(src[t]);
+    if l < n {
+        // The tail in one masked vector.
+        let mask = lane_mask(n - l);
+        let v = _mm512_maskz_loadu_ps(mask, src.add(l));
+        let h: __m256i = core::mem::transmute(_mm512_cvtneps_pbh(v));
+        let x = _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16);
+        _mm512_mask_storeu_epi32(dst.add(l) as *mut _, mask, x);
     }
 }
 

@@ -222,11 +222,11 @@ pub fn conv2d_forward(
     let path = SimdPath::current();
     if let Some(wide) = Wide::new(p, h, w) {
         let (ho, wo) = (wide.ho, wide.wo);
-        let offs = wide.offsets(p);
+        let plan = wide.plan(path, p, wt);
         x.par_chunks(p.c_in * h * w)
             .zip(y.par_chunks_mut(p.c_out * n))
             .for_each(|(xb, yb)| {
-                wide.sample_forward(path, p, &offs, xb, wt, bias, |yw| {
+                wide.sample_forward(p, &plan, xb, wt, bias, |yw| {
                     for co in 0..p.c_out {
                         for oy in 0..ho {
                             yb[(co * ho + oy) * wo..][..wo]
@@ -425,6 +425,33 @@ struct Wide {
     nq: usize,
 }
 
+/// [`Wide::plan`].
+struct Plan {
+    offs: Vec<usize>,
+    /// The path the product runs on.
+    path: SimdPath,
+    /// The weights rounded to bf16 when the convolution rounds its
+    /// operands itself ([`rounding`]); the input is then rounded as it is
+    /// padded.
+    weights: Option<Vec<f32>>,
+}
+
+/// On [`SimdPath::AmxBf16`], a product of `rows` × `cols` too small for the
+/// tiles runs as f32 FMAs on operands rounded to bf16 ([`crate::bf16`]),
+/// which a call of the product rounds on every call: the weights again for
+/// every sample, the input in a pass of its own. There the convolution
+/// rounds them itself, once: the weights per layer call (returned), the
+/// input as it is padded; the product then runs on the f32 path, with the
+/// same products and sums. Elsewhere: `path`, and no copy.
+fn rounding(path: SimdPath, rows: usize, cols: usize, w: &[f32]) -> (SimdPath, Option<Vec<f32>>) {
+    if path != SimdPath::AmxBf16 || crate::bf16::takes_tiles(rows, cols) {
+        return (path, None);
+    }
+    let mut r = vec![0f32; w.len()];
+    crate::bf16::round_f32(w, &mut r);
+    (path.fp32(), Some(r))
+}
+
 impl Wide {
     fn new(p: &Conv2dParams, h: usize, w: usize) -> Option<Wide> {
         if p.stride != (1, 1) || p.dilation != (1, 1) {
@@ -486,13 +513,18 @@ impl Wide {
     }
 
     /// Zero-pads each channel of one sample (c × h × w) into `dst` (c × plane).
-    fn pad(&self, src: &[f32], c: usize, dst: &mut [f32]) {
+    /// With `round`, the padded values are then rounded to bf16 in place
+    /// ([`rounding`]).
+    fn pad(&self, src: &[f32], c: usize, dst: &mut [f32], round: bool) {
         dst.fill(0.0);
         for ch in 0..c {
             for iy in 0..self.h {
                 let o = ch * self.plane + (iy + self.pt) * self.wp + self.pl;
                 dst[o..o + self.w].copy_from_slice(&src[(ch * self.h + iy) * self.w..][..self.w]);
             }
+        }
+        if round {
+            crate::bf16::round_in_place(dst);
         }
     }
 
@@ -530,13 +562,23 @@ impl Wide {
         }
     }
 
+    /// What every sample's forward pass reads: the rows' offsets, and the
+    /// path and weights its product runs on ([`rounding`]).
+    fn plan(&self, path: SimdPath, p: &Conv2dParams, wt: &[f32]) -> Plan {
+        let (path, weights) = rounding(path, p.c_out / p.groups, self.n, wt);
+        Plan {
+            offs: self.offsets(p),
+            path,
+            weights,
+        }
+    }
+
     /// Pads one sample, computes its wide output and hands it to `take`.
     #[allow(clippy::too_many_arguments)]
     fn sample_forward(
         &self,
-        path: SimdPath,
         p: &Conv2dParams,
-        offs: &[usize],
+        plan: &Plan,
         xb: &[f32],
         wt: &[f32],
         bias: Option<&[f32]>,
@@ -544,8 +586,9 @@ impl Wide {
     ) {
         with_scratch(p.c_in * self.plane + p.c_out * self.n, |buf| {
             let (xp, yw) = buf.split_at_mut(p.c_in * self.plane);
-            self.pad(xb, p.c_in, xp);
-            self.forward(path, p, offs, xp, wt, bias, yw);
+            self.pad(xb, p.c_in, xp, plan.weights.is_some());
+            let wt = plan.weights.as_deref().unwrap_or(wt);
+            self.forward(plan.path, p, &plan.offs, xp, wt, bias, yw);
             take(yw);
         })
     }
@@ -663,7 +706,16 @@ fn wide_backward(
     let path = SimdPath::current();
     let (h, w) = (geo.h, geo.w);
     let xs = p.c_in * h * w;
+    // On AMX-BF16 the weight gradient's dot products always run as f32
+    // FMAs on rounded operands, and the input gradient's product where it
+    // is too small for the tiles ([`rounding`]): the inputs are rounded as
+    // they are padded and each output gradient once, in place, after its
+    // bias sums.
+    let round = path == SimdPath::AmxBf16;
+    let dw_path = if round { path.fp32() } else { path };
     let wtt = wide_weights_t(p, wt);
+    let (dx_path, wtt_rounded) = rounding(path, p.c_in / p.groups, geo.nq, &wtt);
+    let wtt = wtt_rounded.unwrap_or(wtt);
     let goffs = geo.grad_offsets(p);
     let dxp = dx.map(|d| {
         assert_eq!(d.len(), batch * xs, "conv2d backward: dx length");
@@ -693,7 +745,7 @@ fn wide_backward(
                         let b = g0 + k;
                         let xp = &mut xps[k * xs1..(k + 1) * xs1];
                         let gw = &mut gws[k * gw1..(k + 1) * gw1];
-                        geo.pad(&x[b * xs..(b + 1) * xs], p.c_in, xp);
+                        geo.pad(&x[b * xs..(b + 1) * xs], p.c_in, xp, round);
                         gw.fill(0.0);
                         fill(b, gw);
                         if need_db {
@@ -701,14 +753,17 @@ fn wide_backward(
                                 *s += crate::scratch::sum(&gw[co * row..(co + 1) * row]);
                             }
                         }
+                        if round {
+                            crate::bf16::round_in_place(gw);
+                        }
                         if let Some(d) = dxp {
                             let dxb =
                                 unsafe { std::slice::from_raw_parts_mut(d.0.add(b * xs), xs) };
-                            geo.backward_dx(path, p, &goffs, &wtt, gw, dxw, dxb);
+                            geo.backward_dx(dx_path, p, &goffs, &wtt, gw, dxw, dxb);
                         }
                     }
                     geo.backward_dw(
-                        path,
+                        dw_path,
                         p,
                         count,
                         &xps[..count * xs1],
@@ -811,14 +866,12 @@ pub fn conv2d_act_maxpool2_forward(
         }
         .run(path)
     };
-    let offs = wide.offsets(p);
+    let plan = wide.plan(path, p, wt);
     if mask.is_empty() {
         x.par_chunks(p.c_in * h * w)
             .zip(y.par_chunks_mut(ps))
             .for_each(|(xb, yb)| {
-                wide.sample_forward(path, p, &offs, xb, wt, bias, |yw| {
-                    pool(yw, yb, &mut [], &mut [])
-                })
+                wide.sample_forward(p, &plan, xb, wt, bias, |yw| pool(yw, yb, &mut [], &mut []))
             });
         return Ok(());
     }
@@ -826,7 +879,7 @@ pub fn conv2d_act_maxpool2_forward(
         .zip(y.par_chunks_mut(ps).zip(mask.par_chunks_mut(2 * ps)))
         .for_each(|(xb, (yb, mb))| {
             let (ab, deriv) = mb.split_at_mut(ps);
-            wide.sample_forward(path, p, &offs, xb, wt, bias, |yw| pool(yw, yb, ab, deriv))
+            wide.sample_forward(p, &plan, xb, wt, bias, |yw| pool(yw, yb, ab, deriv))
         });
     Ok(())
 }

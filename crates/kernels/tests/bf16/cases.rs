@@ -447,6 +447,28 @@ fn assert_within(what: &str, got: &[f32], want: &[f64], size: &[f64], len: usize
     );
 }
 
+/// The products are those of the operands rounded to bf16: ‖got − want‖∞
+/// ≤ (L + 2)·2⁻²³ · ‖|·|-reference‖∞, with `want` the f64 reference run on
+/// the rounded operands. Only f32 accumulation is allowed for, so an
+/// operand left unrounded (an error near 2⁻⁹ of a term) shows.
+fn assert_rounded(what: &str, got: &[f32], want: &[f64], size: &[f64], len: usize) {
+    assert_eq!(got.len(), want.len());
+    let bound = accumulation_bound(len + 2) * size.iter().fold(0f64, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(want)
+        .fold(0f64, |m, (g, w)| m.max((*g as f64 - w).abs()));
+    assert!(
+        err <= bound * 1.0001,
+        "{what}: error {err:e} against the rounded operands' sums, bound {bound:e}"
+    );
+}
+
+/// The values rounded to bf16, in f64.
+fn rounded(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| round(x) as f64).collect()
+}
+
 fn abs(v: &[f64]) -> Vec<f64> {
     v.iter().map(|x| x.abs()).collect()
 }
@@ -568,6 +590,9 @@ fn conv2d_in_bf16_matches_the_reference() {
         let (dx_ref, dw_ref, _) = reference::conv2d_backward(&p, &xd, batch, h, w_, &wd, &dyd);
         let (dx_abs, dw_abs, _) =
             reference::conv2d_backward(&p, &abs(&xd), batch, h, w_, &abs(&wd), &abs(&dyd));
+        let (xr, wr, dyr) = (rounded(&x), rounded(&w), rounded(&dy));
+        let y_rnd = reference::conv2d_forward(&p, &xr, batch, h, w_, &wr, Some(&bd));
+        let (dx_rnd, dw_rnd, _) = reference::conv2d_backward(&p, &xr, batch, h, w_, &wr, &dyr);
         with_path(PATH, || {
             let mut y = vec![0f32; y_ref.len()];
             conv2d_forward(&p, &x, batch, h, w_, &w, Some(&b), &mut y).expect("valid parameters");
@@ -575,6 +600,13 @@ fn conv2d_in_bf16_matches_the_reference() {
                 &format!("conv2d forward {p:?}"),
                 &y,
                 &y_ref,
+                &y_abs,
+                ci * k * k,
+            );
+            assert_rounded(
+                &format!("conv2d forward {p:?}"),
+                &y,
+                &y_rnd,
                 &y_abs,
                 ci * k * k,
             );
@@ -611,6 +643,14 @@ fn conv2d_in_bf16_matches_the_reference() {
                 &format!("conv2d dw {p:?}"),
                 &dw,
                 &dw_ref,
+                &dw_abs,
+                batch * ho * wo,
+            );
+            assert_rounded(&format!("conv2d dx {p:?}"), &dx, &dx_rnd, &dx_abs, co * k * k);
+            assert_rounded(
+                &format!("conv2d dw {p:?}"),
+                &dw,
+                &dw_rnd,
                 &dw_abs,
                 batch * ho * wo,
             );
