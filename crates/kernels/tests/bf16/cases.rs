@@ -435,12 +435,8 @@ fn dot_products_are_bf16_products_with_f32_sums() {
 /// on the absolute values of its inputs (so it bounds Σ|a·b| of every
 /// output) and L the longest sum.
 fn assert_within(what: &str, got: &[f32], want: &[f64], size: &[f64], len: usize) {
-    assert_eq!(got.len(), want.len());
-    let bound = product_bound(len + 2) * size.iter().fold(0f64, |m, v| m.max(v.abs()));
-    let err = got
-        .iter()
-        .zip(want)
-        .fold(0f64, |m, (g, w)| m.max((*g as f64 - w).abs()));
+    let (err, scale) = error_and_scale(got, want, size);
+    let bound = product_bound(len + 2) * scale;
     assert!(
         err <= bound * 1.0001 + 1e-6 * 2f64.powi(-7),
         "{what}: error {err:e}, bound {bound:e}"
@@ -452,16 +448,22 @@ fn assert_within(what: &str, got: &[f32], want: &[f64], size: &[f64], len: usize
 /// the rounded operands. Only f32 accumulation is allowed for, so an
 /// operand left unrounded (an error near 2⁻⁹ of a term) shows.
 fn assert_rounded(what: &str, got: &[f32], want: &[f64], size: &[f64], len: usize) {
-    assert_eq!(got.len(), want.len());
-    let bound = accumulation_bound(len + 2) * size.iter().fold(0f64, |m, v| m.max(v.abs()));
-    let err = got
-        .iter()
-        .zip(want)
-        .fold(0f64, |m, (g, w)| m.max((*g as f64 - w).abs()));
+    let (err, scale) = error_and_scale(got, want, size);
+    let bound = accumulation_bound(len + 2) * scale;
     assert!(
         err <= bound * 1.0001,
         "{what}: error {err:e} against the rounded operands' sums, bound {bound:e}"
     );
+}
+
+/// ‖got − want‖∞ and ‖size‖∞.
+fn error_and_scale(got: &[f32], want: &[f64], size: &[f64]) -> (f64, f64) {
+    assert_eq!(got.len(), want.len());
+    let err = got
+        .iter()
+        .zip(want)
+        .fold(0f64, |m, (g, w)| m.max((*g as f64 - w).abs()));
+    (err, size.iter().fold(0f64, |m, v| m.max(v.abs())))
 }
 
 /// The values rounded to bf16, in f64.
