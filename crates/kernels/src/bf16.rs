@@ -43,7 +43,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use crate::scratch::{with_halves, with_words};
+use crate::scratch::{line_aligned, with_halves, with_words, LINE_SLACK};
 use crate::simd::SendPtr;
 #[cfg(doc)]
 use crate::simd::SimdPath;
@@ -176,7 +176,9 @@ pub(crate) fn rows(
     } else {
         (m, kp)
     };
-    let mut ap = vec![0u32; mp * kpp];
+    // On a cache line, as the panels below: a tile row is then one line.
+    let mut ap_buf = vec![0u32; mp * kpp + LINE_SLACK / 4];
+    let ap = line_aligned(&mut ap_buf, mp * kpp);
     // Each row rounded in vectors, then read as pairs: word p is element
     // 2p in its low half and 2p + 1 (0 past the end) in its high half.
     let mut row16 = vec![0u16; 2 * kp];
@@ -202,13 +204,14 @@ pub(crate) fn rows(
     let bp = SendPtr(b.as_ptr() as *mut f32);
     let run = |j0: usize, j1: usize, stream: bool| {
         // Rows kp..kpp stay zero: the tiles read them.
-        let mut panel = vec![0u32; kpp.max(1) * PANEL];
+        let mut panel_buf = vec![0u32; kpp.max(1) * PANEL + LINE_SLACK / 4];
+        let panel = line_aligned(&mut panel_buf, kpp.max(1) * PANEL);
         let p = Rows {
             m,
             k,
             kp,
             kpp,
-            ap: &ap,
+            ap,
             b: bp.get(),
             offs,
             bias: &bias,
@@ -222,16 +225,16 @@ pub(crate) fn rows(
         #[cfg(target_arch = "x86_64")]
         unsafe {
             if amx {
-                amx::rows(&p, j0, j1, &mut panel)
+                amx::rows(&p, j0, j1, panel)
             } else if stream {
-                rows_avx512::<true>(&p, j0, j1, &mut panel)
+                rows_avx512::<true>(&p, j0, j1, panel)
             } else {
-                rows_avx512::<false>(&p, j0, j1, &mut panel)
+                rows_avx512::<false>(&p, j0, j1, panel)
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (j0, j1, &mut panel, p, stream);
+            let _ = (j0, j1, panel, p, stream);
             unreachable!("the bf16 path exists on x86-64 only")
         }
     };
@@ -1278,8 +1281,13 @@ fn streamed_tiles<FA, FB>(
 {
     let rows = STREAM_ROWS.min(m).div_ceil(32) * 32;
     let panel_words = DOT_CHUNK / 2 * PANEL;
-    with_halves(rows * TILE_STRIDE, |ab| {
-        with_words(n.div_ceil(PANEL) * panel_words, |bp| {
+    // Both buffers start on a cache line, so that each tile row (64 bytes;
+    // rows 4,160 and 256 bytes apart) is one line.
+    with_halves(rows * TILE_STRIDE + LINE_SLACK / 2, |ab| {
+        let ab = line_aligned(ab, rows * TILE_STRIDE);
+        let panels = n.div_ceil(PANEL) * panel_words;
+        with_words(panels + LINE_SLACK / 4, |bp| {
+            let bp = line_aligned(bp, panels);
             let mut bo = vec![0usize; n];
             for kc in k0..k1 {
                 let l0 = kc * DOT_CHUNK;

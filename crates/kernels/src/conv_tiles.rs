@@ -22,7 +22,7 @@
 //! so a sample whose rounded input holds one runs on the general path.
 
 use crate::conv1d::{Conv1dParams, PoolPairs};
-use crate::scratch::{with_scratch, with_words};
+use crate::scratch::{line_aligned, with_scratch, with_words, LINE_SLACK};
 use crate::simd::SimdPath;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -31,6 +31,11 @@ use std::arch::x86_64::*;
 /// columns, 64 KiB) are pooled while they are in cache, as on the other
 /// paths.
 const BLOCK: usize = 512;
+
+/// One row of a tile (16 words) on a cache line of its own.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u32; 16]);
 
 /// The weights as A's tiles, for one call.
 pub(crate) struct TileWeights {
@@ -42,8 +47,9 @@ pub(crate) struct TileWeights {
     steps: usize,
     /// Tiles of 16 output channels, an even number (blocks of 32).
     row_tiles: usize,
-    /// Per tile of output channels, per step: 16 rows × 16 words.
-    words: Vec<u32>,
+    /// Per tile of output channels, per step: 16 rows × 16 words, each row
+    /// one cache line.
+    words: Vec<Line>,
 }
 
 /// Whether [`TileWeights`] runs a convolution on `path`: AMX-BF16, stride
@@ -66,7 +72,7 @@ impl TileWeights {
         let pairs = k.div_ceil(2);
         let steps = c_in.div_ceil(16) * pairs;
         let row_tiles = c_out.div_ceil(32) * 2;
-        let mut words = vec![0u32; row_tiles * steps * 256];
+        let mut words = vec![Line([0; 16]); row_tiles * steps * 16];
         let half = |o: usize, c: usize, t: usize| -> u32 {
             if o < c_out && c < c_in && t < k {
                 crate::bf16::to_bits(w[(o * c_in + c) * k + t]) as u32
@@ -77,11 +83,11 @@ impl TileWeights {
         for rt in 0..row_tiles {
             for s in 0..steps {
                 let (cb, pair) = (s / pairs, s % pairs);
-                let tile = &mut words[(rt * steps + s) * 256..][..256];
-                for r in 0..16 {
-                    for col in 0..16 {
+                let tile = &mut words[(rt * steps + s) * 16..][..16];
+                for (r, line) in tile.iter_mut().enumerate() {
+                    for (col, word) in line.0.iter_mut().enumerate() {
                         let (o, c) = (16 * rt + r, 16 * cb + col);
-                        tile[16 * r + col] = half(o, c, 2 * pair) | half(o, c, 2 * pair + 1) << 16;
+                        *word = half(o, c, 2 * pair) | half(o, c, 2 * pair + 1) << 16;
                     }
                 }
             }
@@ -125,7 +131,8 @@ pub(crate) fn forward_pool_sample(
     let channels = tw.c_in.div_ceil(16) * 16;
     // Sums 2 KiB apart: a tile's rows fall in two of the L1 cache's sets.
     let t_stride = BLOCK;
-    with_words(channels * stride, |copy| {
+    with_words(channels * stride + LINE_SLACK / 4, |copy| {
+        let copy = line_aligned(copy, channels * stride);
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the path was chosen only where the CPU has AVX512-BF16;
         // xp holds c_in rows of lpad values, `copy` `channels` rows of
@@ -136,7 +143,8 @@ pub(crate) fn forward_pool_sample(
         if !finite {
             return false;
         }
-        with_scratch(tw.row_tiles * 16 * t_stride, |t| {
+        with_scratch(tw.row_tiles * 16 * t_stride + LINE_SLACK / 4, |t| {
+            let t = line_aligned(t, tw.row_tiles * 16 * t_stride);
             let mut j0 = 0;
             while j0 < cols {
                 let n = BLOCK.min(cols - j0);
@@ -248,8 +256,8 @@ unsafe fn sums(
             crate::amx::zero_sums();
             for s in 0..tw.steps {
                 let (cb, pair) = (s / tw.pairs, s % tw.pairs);
-                let a0 = tw.words.as_ptr().add((rt * tw.steps + s) * 256);
-                let a1 = tw.words.as_ptr().add(((rt + 1) * tw.steps + s) * 256);
+                let a0 = tw.words.as_ptr().add((rt * tw.steps + s) * 16) as *const u32;
+                let a1 = tw.words.as_ptr().add(((rt + 1) * tw.steps + s) * 16) as *const u32;
                 let b0 = copy.as_ptr().add(16 * cb * stride + j0 + jb + 2 * pair);
                 crate::amx::bf16_step(
                     a0 as *const u8,

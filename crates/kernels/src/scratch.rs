@@ -62,3 +62,14 @@ pub(crate) fn sum(x: &[f32]) -> f64 {
     }
     total
 }
+
+/// The `len` values of `buf` from its first 64-byte boundary (a cache
+/// line; a tile row of the AMX kernels is then one line, not two): `buf`
+/// must hold `len` values and 64 bytes more ([`LINE_SLACK`] bytes).
+pub(crate) fn line_aligned<T>(buf: &mut [T], len: usize) -> &mut [T] {
+    let skip = buf.as_ptr().align_offset(64).min(buf.len() - len);
+    &mut buf[skip..skip + len]
+}
+
+/// The bytes of slack [`line_aligned`] needs.
+pub(crate) const LINE_SLACK: usize = 64;
