@@ -893,7 +893,7 @@ unsafe fn pack_panel(p: &Rows, j: usize, w: usize, panel: &mut [u32]) {
 /// The mask of the first `cols` (at most 16) f32 lanes.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn lane_mask(cols: usize) -> __mmask16 {
+pub(crate) fn lane_mask(cols: usize) -> __mmask16 {
     if cols >= 16 {
         0xffff
     } else {

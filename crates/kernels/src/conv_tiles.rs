@@ -21,6 +21,8 @@
 //! finite value there adds nothing, but an infinite one would add a NaN,
 //! so a sample whose rounded input holds one runs on the general path.
 
+#[cfg(target_arch = "x86_64")]
+use crate::bf16::lane_mask;
 use crate::conv1d::{Conv1dParams, PoolPairs};
 use crate::scratch::{line_aligned, with_scratch, with_words, LINE_SLACK};
 use crate::simd::SimdPath;
@@ -43,8 +45,6 @@ pub(crate) struct TileWeights {
     c_out: usize,
     /// Tap pairs, ⌈k/2⌉.
     pairs: usize,
-    /// Steps of the sum: ⌈c_in/16⌉ · pairs, input channels outer.
-    steps: usize,
     /// Tiles of 16 output channels, an even number (blocks of 32).
     row_tiles: usize,
     /// Per tile of output channels, per step: 16 rows × 16 words, each row
@@ -66,6 +66,11 @@ pub(crate) fn applies(p: &Conv1dParams, path: SimdPath, lp2: usize) -> bool {
 }
 
 impl TileWeights {
+    /// Steps of the sum: ⌈c_in/16⌉ · pairs, input channels outer.
+    fn steps(&self) -> usize {
+        self.c_in.div_ceil(16) * self.pairs
+    }
+
     /// Rounds and arranges w (c_out × c_in × k).
     pub(crate) fn new(p: &Conv1dParams, w: &[f32]) -> TileWeights {
         let (c_in, c_out, k) = (p.c_in, p.c_out, p.k);
@@ -96,7 +101,6 @@ impl TileWeights {
             c_in,
             c_out,
             pairs,
-            steps,
             row_tiles,
             words,
         }
@@ -209,8 +213,8 @@ unsafe fn interleave(
         let row = xp.as_ptr().add(c * lpad);
         let mut i = 0;
         while i < stride {
-            let lo = _mm512_maskz_loadu_ps(mask_from(i, lpad), row.add(i));
-            let hi = _mm512_maskz_loadu_ps(mask_from(i + 1, lpad), row.add(i + 1));
+            let lo = _mm512_maskz_loadu_ps(lane_mask(lpad.saturating_sub(i)), row.add(i));
+            let hi = _mm512_maskz_loadu_ps(lane_mask(lpad.saturating_sub(i + 1)), row.add(i + 1));
             let h: __m512i = core::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
             bad |= _mm512_cmpeq_epi16_mask(_mm512_and_si512(h, exp), exp);
             _mm512_storeu_si512(out.add(i) as *mut _, _mm512_permutexvar_epi16(idx, h));
@@ -218,18 +222,6 @@ unsafe fn interleave(
         }
     }
     bad == 0
-}
-
-/// The lanes of 16 values from index i that lie below `len`.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn mask_from(i: usize, len: usize) -> __mmask16 {
-    let left = len.saturating_sub(i);
-    if left >= 16 {
-        0xffff
-    } else {
-        (1u16 << left) - 1
-    }
 }
 
 /// t[o, j] = Σ_c Σ_t w[o, c, t] · x[c, j0 + j + t] for the row tiles'
@@ -254,10 +246,11 @@ unsafe fn sums(
     while jb < n {
         for rt in (0..tw.row_tiles).step_by(2) {
             crate::amx::zero_sums();
-            for s in 0..tw.steps {
+            let steps = tw.steps();
+            for s in 0..steps {
                 let (cb, pair) = (s / tw.pairs, s % tw.pairs);
-                let a0 = tw.words.as_ptr().add((rt * tw.steps + s) * 16) as *const u32;
-                let a1 = tw.words.as_ptr().add(((rt + 1) * tw.steps + s) * 16) as *const u32;
+                let a0 = tw.words.as_ptr().add((rt * steps + s) * 16) as *const u32;
+                let a1 = tw.words.as_ptr().add(((rt + 1) * steps + s) * 16) as *const u32;
                 let b0 = copy.as_ptr().add(16 * cb * stride + j0 + jb + 2 * pair);
                 crate::amx::bf16_step(
                     a0 as *const u8,
