@@ -212,15 +212,32 @@ pub(crate) unsafe fn load_sums(from: *const u8, ld: usize) {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) unsafe fn store_sums(out: *mut u8, ld: usize) {
+    store_four(
+        out,
+        out.add(64),
+        out.add(16 * ld),
+        out.add(16 * ld + 64),
+        ld,
+    );
+}
+
+/// Stores tmm0–tmm3 at o0–o3, rows `ld` bytes apart.
+///
+/// # Safety
+/// The tiles are configured ([`Tiles`]); each of o0–o3 has 15 · ld + 64
+/// writable bytes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn store_four(o0: *mut u8, o1: *mut u8, o2: *mut u8, o3: *mut u8, ld: usize) {
     std::arch::asm!(
         "tilestored [{o0} + {ld}*1], tmm0",
         "tilestored [{o1} + {ld}*1], tmm1",
         "tilestored [{o2} + {ld}*1], tmm2",
         "tilestored [{o3} + {ld}*1], tmm3",
-        o0 = in(reg) out,
-        o1 = in(reg) out.add(64),
-        o2 = in(reg) out.add(16 * ld),
-        o3 = in(reg) out.add(16 * ld + 64),
+        o0 = in(reg) o0,
+        o1 = in(reg) o1,
+        o2 = in(reg) o2,
+        o3 = in(reg) o3,
         ld = in(reg) ld,
         options(nostack, preserves_flags)
     );
@@ -259,6 +276,54 @@ pub(crate) unsafe fn bf16_step(
         b0 = in(reg) b0,
         b1 = in(reg) b1,
         lda = in(reg) lda,
+        ldb = in(reg) ldb,
+        options(nostack, readonly, preserves_flags)
+    );
+}
+
+/// Stores the four sum tiles as one 16 × 64 block of 4-byte sums at `out`,
+/// rows `ld` bytes apart: tmm0 columns 0–15, tmm1 16–31, tmm2 32–47, tmm3
+/// 48–63 (the layout of [`bf16_step_1x4`]).
+///
+/// # Safety
+/// The tiles are configured ([`Tiles`]); `out` has 15 · ld + 256 writable
+/// bytes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn store_sums_row(out: *mut u8, ld: usize) {
+    store_four(out, out.add(64), out.add(128), out.add(192), ld);
+}
+
+/// One step of a 1 × 4 tile block in bf16: A's tile of 16 rows (at `a`,
+/// rows `lda` bytes apart) into tmm4, and B's four tiles side by side (at
+/// b, b + 64, b + 128 and b + 192, rows `ldb` bytes apart) in turn through
+/// tmm5–tmm7, their products (`tdpbf16ps`) added to tmm0–tmm3, laid out as
+/// [`store_sums_row`] stores them. For a block of 16 rows, where the 2 × 2
+/// step of [`bf16_step`] would multiply A twice.
+///
+/// # Safety
+/// The tiles are configured ([`Tiles`]) and AMX-BF16 is available; A has
+/// 15 rows of its stride and 64 bytes readable, B 15 rows of its stride
+/// and 256 bytes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn bf16_step_1x4(a: *const u8, lda: usize, b: *const u8, ldb: usize) {
+    std::arch::asm!(
+        "tileloadd tmm4, [{a} + {lda}*1]",
+        "tileloadd tmm5, [{b0} + {ldb}*1]",
+        "tileloadd tmm6, [{b1} + {ldb}*1]",
+        "tdpbf16ps tmm0, tmm4, tmm5",
+        "tileloadd tmm7, [{b2} + {ldb}*1]",
+        "tdpbf16ps tmm1, tmm4, tmm6",
+        "tileloadd tmm5, [{b3} + {ldb}*1]",
+        "tdpbf16ps tmm2, tmm4, tmm7",
+        "tdpbf16ps tmm3, tmm4, tmm5",
+        a = in(reg) a,
+        lda = in(reg) lda,
+        b0 = in(reg) b,
+        b1 = in(reg) b.add(64),
+        b2 = in(reg) b.add(128),
+        b3 = in(reg) b.add(192),
         ldb = in(reg) ldb,
         options(nostack, readonly, preserves_flags)
     );

@@ -1301,7 +1301,7 @@ fn streamed_tiles<FA, FB>(
                     // `len` values from boff(j), so cl from boff(j) + l0.
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
-                        pack_transposed(b.as_ptr(), cols, cl, panel)
+                        pack_transposed(b.as_ptr(), cols, cl, panel, PANEL)
                     };
                 }
                 for i0 in (0..m).step_by(STREAM_ROWS) {
@@ -1332,18 +1332,26 @@ fn streamed_tiles<FA, FB>(
 const TILE_STRIDE: usize = DOT_CHUNK + 32;
 
 /// Packs `cl` elements of the rows of B that start at `rows` (at most
-/// [`PANEL`]) into `panel`, as the B operand of `tdpbf16ps` reads them:
-/// word q·PANEL + c holds row c's element 2q in its low half and 2q + 1 in
-/// its high half, rounded to bf16, zeros past `cl` (to a multiple of 32).
-/// Per 32 elements, 16 rows are rounded into 16 vectors of words and
+/// `width`, a multiple of 16) into `panel`, as the B operand of
+/// `tdpbf16ps` reads them: word q·width + c holds row c's element 2q in its
+/// low half and 2q + 1 in its high half, rounded to bf16, zeros past `cl`
+/// (to a multiple of 32) and past the last row (to a multiple of 16). Per
+/// 32 elements, 16 rows are rounded into 16 vectors of words and
 /// transposed ([`transpose16`]).
 ///
 /// # Safety
 /// Each row must hold `cl` values from its offset in `b`; `panel` must hold
-/// ⌈cl/32⌉·16 rows of PANEL words.
+/// ⌈cl/32⌉·16 rows of `width` words.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn pack_transposed(b: *const f32, rows: &[usize], cl: usize, panel: &mut [u32]) {
+pub(crate) unsafe fn pack_transposed(
+    b: *const f32,
+    rows: &[usize],
+    cl: usize,
+    panel: &mut [u32],
+    width: usize,
+) {
+    debug_assert!(rows.len() <= width && width.is_multiple_of(16));
     for (g, group) in rows.chunks(16).enumerate() {
         let mut l = 0;
         while l < cl {
@@ -1359,7 +1367,7 @@ unsafe fn pack_transposed(b: *const f32, rows: &[usize], cl: usize, panel: &mut 
             let q0 = l / 2;
             for (q, x) in v.iter().enumerate() {
                 _mm512_storeu_si512(
-                    panel.as_mut_ptr().add((q0 + q) * PANEL + 16 * g) as *mut _,
+                    panel.as_mut_ptr().add((q0 + q) * width + 16 * g) as *mut _,
                     *x,
                 );
             }

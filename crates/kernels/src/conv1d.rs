@@ -686,10 +686,13 @@ impl pulp::WithSimd for UnpoolRow<'_> {
             let j0 = (jb + pa as isize) as usize;
             let (dy, mask) = (&dy[j0..j0 + pb - pa], &mask[j0..j0 + pb - pa]);
             let out = &mut row[2 * pa..2 * pb];
-            // Branch-free, so that the compiler vectorizes the interleaved stores.
+            // Selects, so that the compiler vectorizes the interleaved
+            // stores, and so that the loser of a pair gets 0, not g · 0
+            // (a NaN where g is infinite).
             for ((o, &g), &m) in out.chunks_exact_mut(2).zip(dy).zip(mask) {
-                o[0] = g * m.max(0.0);
-                o[1] = g * (-m).max(0.0);
+                let second = m.is_sign_negative();
+                o[0] = if second { 0.0 } else { g * m };
+                o[1] = if second { g * -m } else { 0.0 };
             }
         }
     }
@@ -1020,6 +1023,11 @@ pub fn conv1d_act_maxpool2_backward(
     if dx.is_some() && !wino_dx {
         transpose_weights(p, w, &mut wt);
     }
+    // On AMX-BF16, the input and weight gradients on the tiles, reading
+    // the output gradient and the input without packing them per tap.
+    let tiles = crate::conv_tiles::applies(p, path, lp2);
+    let tiles_dx =
+        (tiles && dx.is_some()).then(|| crate::conv_tiles::TileWeights::input_grad(p, w));
     let dxp = dx.map(|d| SendPtr(d.as_mut_ptr()));
     let (xs, ys) = (p.c_in * l, p.c_out * lp2);
     grad_parts(p, batch, dw, db, |b, dw_part, db_part| {
@@ -1033,6 +1041,8 @@ pub fn conv1d_act_maxpool2_backward(
             front,
             wt: &wt,
             winograd: winograd.as_ref(),
+            tiles_dx: tiles_dx.as_ref(),
+            tiles_dw: tiles,
             mask: &mask[b * ys..(b + 1) * ys],
             dy: &dy[b * ys..(b + 1) * ys],
             par: batch == 1,
@@ -1105,6 +1115,12 @@ struct FusedBackward<'a> {
     wt: &'a [f32],
     /// Winograd's transforms, where the input or weight gradient runs through them.
     winograd: Option<&'a WinogradBackward>,
+    /// The weights as the tiles' A operand, where the input gradient runs
+    /// on them ([`crate::conv_tiles::input_grad_block`]).
+    tiles_dx: Option<&'a crate::conv_tiles::TileWeights>,
+    /// Whether the weight gradient runs on the tiles
+    /// ([`crate::conv_tiles::weight_grad_block`]).
+    tiles_dw: bool,
     mask: &'a [f32],
     dy: &'a [f32],
     par: bool,
@@ -1120,6 +1136,8 @@ impl FusedBackward<'_> {
             front,
             wt,
             winograd,
+            tiles_dx,
+            tiles_dw,
             mask,
             dy,
             par,
@@ -1174,7 +1192,20 @@ impl FusedBackward<'_> {
                         );
                     } else if let Some(dx) = dx.as_deref_mut() {
                         // dx[ci, i] = Σ_(co,t) w[co, ci, t] · dz[co, i + pl − t·dil].
-                        for g in 0..p.groups {
+                        if let Some(tw) = tiles_dx {
+                            crate::conv_tiles::input_grad_block(
+                                tw,
+                                tile,
+                                p.c_out,
+                                ld,
+                                width,
+                                off + front,
+                                n,
+                                &mut dx[i0..],
+                                l,
+                            );
+                        }
+                        for g in (0..p.groups).filter(|_| tiles_dx.is_none()) {
                             let boff = move |r: usize| {
                                 (g * cog + r / k) * ld + off + front - (r % k) * dil
                             };
@@ -1200,7 +1231,19 @@ impl FusedBackward<'_> {
                     let qb = (i0 + pl + n).min(2 * lp2);
                     if qa < qb && wino_dw.is_none() {
                         let ua = (qa as isize - q_base) as usize;
-                        for g in 0..p.groups {
+                        let on_tiles = tiles_dw
+                            && crate::conv_tiles::weight_grad_block(
+                                p,
+                                tile,
+                                ld,
+                                ua,
+                                qb - qa,
+                                xp,
+                                lpad,
+                                qa,
+                                dw,
+                            );
+                        for g in (0..p.groups).filter(|_| !on_tiles) {
                             gemm_dots(
                                 path,
                                 cog,

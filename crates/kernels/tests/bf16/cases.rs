@@ -964,6 +964,22 @@ fn small_ints(n: usize, seed: u64) -> Vec<f32> {
     data(n, seed).iter().map(|v| (v * 3.0).round()).collect()
 }
 
+/// The output gradient of a fused convolution + max pool of 2, in f64:
+/// each pooled gradient (rows of lp2) times the derivative in its mask, at
+/// the winner of its pair (the second when the mask is negative), zeros
+/// elsewhere (rows of lo).
+fn unpooled(dy: &[f32], mask: &[f32], lp2: usize, lo: usize) -> Vec<f64> {
+    let mut dz = vec![0f64; dy.len() / lp2 * lo];
+    for row in 0..dy.len() / lp2 {
+        for j in 0..lp2 {
+            let m = mask[row * lp2 + j];
+            let second = usize::from(m.is_sign_negative());
+            dz[row * lo + 2 * j + second] = dy[row * lp2 + j] as f64 * m.abs() as f64;
+        }
+    }
+    dz
+}
+
 /// The fused convolution + ReLU + max pool of 2's backward pass (a genomic
 /// CNN's second layer) in bf16, on small integers: bf16 holds them
 /// exactly, and every sum of their products is exact in f32 in any order,
@@ -973,6 +989,16 @@ fn small_ints(n: usize, seed: u64) -> Vec<f32> {
 /// pair gets dy times the derivative, `-` marking the second). The lengths
 /// give the pass's blocks of input-gradient columns: one, one and a column,
 /// and three with a tail.
+///
+/// On amxbf16, the cases from the genomic layer on run the input and
+/// weight gradients on the tiles (16 output channels or more): the genomic
+/// layer; 17 input channels (a second tile of rows, mostly zeros) and 20
+/// output channels (a second, partial tile of columns) with an even kernel;
+/// an odd kernel over 16 output channels (a tile of columns past them) with
+/// 'same' padding; and lengths past a block of 5,120 columns and the 64
+/// columns of a tile block, with padding on both sides, so that a block's
+/// halo and the tails of both products are read, once with an odd number
+/// of output channels (the input gradient pairs them).
 #[test]
 fn fused_conv_pool_backward_in_bf16_is_exact_on_integers() {
     use kernels::conv1d::{conv1d_act_maxpool2_backward, conv1d_act_maxpool2_forward};
@@ -980,16 +1006,28 @@ fn fused_conv_pool_backward_in_bf16_is_exact_on_integers() {
     if skip() {
         return;
     }
-    let p = Conv1dParams::new(6, 8, 5).padding(Padding::Same);
+    let same = Conv1dParams::new(6, 8, 5).padding(Padding::Same);
+    let cases = [
+        (same, 301usize),
+        (same, 5120),
+        (same, 5121),
+        (same, 10_301),
+        (Conv1dParams::new(16, 32, 5), 4998),
+        (Conv1dParams::new(17, 20, 4), 700),
+        (Conv1dParams::new(3, 16, 3).padding(Padding::Same), 601),
+        (Conv1dParams::new(5, 17, 4).padding(Padding::Same), 5185),
+        (Conv1dParams::new(16, 32, 5).padding(Padding::Same), 10_301),
+    ];
     let batch = 2;
-    for (seed, l) in [(1u64, 301usize), (2, 5120), (3, 5121), (4, 10_301)] {
+    for (case, (p, l)) in cases.into_iter().enumerate() {
+        let seed = 1 + case as u64;
         let lo = p.l_out(l);
         let lp2 = lo / 2;
         let (x, w, b, dy) = (
-            small_ints(batch * 6 * l, seed * 10),
+            small_ints(batch * p.c_in * l, seed * 10),
             small_ints(p.weight_len(), seed * 10 + 1),
-            small_ints(8, seed * 10 + 2),
-            small_ints(batch * 8 * lp2, seed * 10 + 3),
+            small_ints(p.c_out, seed * 10 + 2),
+            small_ints(batch * p.c_out * lp2, seed * 10 + 3),
         );
         assert!(x.iter().chain(&w).chain(&dy).all(|v| v.abs() <= 3.0));
         let (dx, dw, mask) = with_path(PATH, || {
@@ -1022,19 +1060,12 @@ fn fused_conv_pool_backward_in_bf16_is_exact_on_integers() {
             .expect("valid parameters");
             (dx, dw, mask)
         });
-        let mut dz = vec![0f64; batch * 8 * lo];
-        for row in 0..batch * 8 {
-            for j in 0..lp2 {
-                let m = mask[row * lp2 + j];
-                let second = usize::from(m.is_sign_negative());
-                dz[row * lo + 2 * j + second] = dy[row * lp2 + j] as f64 * m.abs() as f64;
-            }
-        }
-        assert!(dz.iter().any(|&v| v != 0.0), "l={l}: no gradient reached");
+        let dz = unpooled(&dy, &mask, lp2, lo);
+        assert!(dz.iter().any(|&v| v != 0.0), "{p:?}, l={l}: no gradient reached");
         let (dx_ref, dw_ref, _) =
             reference::conv1d_backward(&p, &f64s(&x), batch, l, &f64s(&w), &dz);
-        assert_eq!(f64s(&dx), dx_ref, "fused dx in bf16, l={l}");
-        assert_eq!(f64s(&dw), dw_ref, "fused dw in bf16, l={l}");
+        assert_eq!(f64s(&dx), dx_ref, "fused dx in bf16, {p:?}, l={l}");
+        assert_eq!(f64s(&dw), dw_ref, "fused dw in bf16, {p:?}, l={l}");
     }
 }
 
@@ -1173,6 +1204,63 @@ fn fused_conv_pool_forward_keeps_an_infinity_in_its_window() {
     for (i, (g, r)) in y.iter().zip(&y_ref).enumerate() {
         if r.is_finite() {
             assert_eq!(g, r, "pooled output {i}: {g} against {r}");
+        }
+    }
+}
+
+/// Infinities in the backward pass stay in the sums that hold them: an
+/// infinite input in the genomic layer's last columns, and an infinite
+/// output gradient. On amxbf16 the weight gradient's tiles sum each tap
+/// over whole steps of 32 columns, past the last one that has a gradient,
+/// where the output gradient is zero: 0 · ∞ would put a NaN in the
+/// gradients of the taps whose sums never reach the infinite input, so
+/// such a block runs on the general path. Every gradient is then what the
+/// f64 reference gives: equal where finite, the same infinity, or NaN.
+#[test]
+fn fused_conv_pool_backward_keeps_an_infinity_in_its_sums() {
+    use kernels::conv1d::{conv1d_act_maxpool2_backward, conv1d_act_maxpool2_forward};
+    use kernels::Activation;
+    if skip() {
+        return;
+    }
+    let (p, l, batch) = (Conv1dParams::new(16, 32, 5), 4998, 2);
+    let (lo, lp2) = (p.l_out(l), p.l_out(l) / 2);
+    for (case, (x_inf, dy_inf)) in [(true, false), (false, true)].into_iter().enumerate() {
+        let seed = 80 + 10 * case as u64;
+        let mut x = small_ints(batch * p.c_in * l, seed);
+        let (w, b) = (small_ints(p.weight_len(), seed + 1), small_ints(p.c_out, seed + 2));
+        let mut dy = small_ints(batch * p.c_out * lp2, seed + 3);
+        if x_inf {
+            // Taps 0–2 reach column 4,996 only from outputs 4,994 and past,
+            // which the convolution does not have (4,994 outputs).
+            x[(p.c_in + 3) * l + 4996] = f32::INFINITY;
+        }
+        if dy_inf {
+            dy[(p.c_out + 5) * lp2 + 100] = f32::INFINITY;
+        }
+        let (dx, dw, mask) = with_path(PATH, || {
+            let (mut y, mut mask) = (vec![0f32; dy.len()], vec![0f32; dy.len()]);
+            conv1d_act_maxpool2_forward(&p, Activation::Relu, &x, batch, l, &w, Some(&b), &mut y, &mut mask)
+                .expect("valid parameters");
+            let (mut dx, mut dw) = (vec![0f32; x.len()], vec![0f32; w.len()]);
+            conv1d_act_maxpool2_backward(&p, &x, batch, l, &w, &mask, &dy, Some(&mut dx), &mut dw, None)
+                .expect("valid parameters");
+            (dx, dw, mask)
+        });
+        let dz = unpooled(&dy, &mask, lp2, lo);
+        let (dx_ref, dw_ref, _) = reference::conv1d_backward(&p, &f64s(&x), batch, l, &f64s(&w), &dz);
+        for (what, got, want) in [("dx", &dx, &dx_ref), ("dw", &dw, &dw_ref)] {
+            let finite = want.iter().filter(|v| v.is_finite()).count();
+            assert!(finite > want.len() / 2, "{what}: the infinity reaches too much");
+            if what == "dw" || dy_inf {
+                assert!(finite < want.len(), "{what}: the infinity reaches nothing");
+            }
+            for (i, (&g, &r)) in got.iter().zip(want.iter()).enumerate() {
+                assert!(
+                    g as f64 == r || (g.is_nan() && r.is_nan()),
+                    "case {case}, {what}[{i}]: {g} against {r}"
+                );
+            }
         }
     }
 }
