@@ -7,6 +7,7 @@
 //! row ([`PhenoTable`]). [`run_qc`] computes PLINK-style QC, and
 //! [`simulate()`] makes data sets with LD and non-additive genetic variance.
 
+mod decode;
 pub mod delim;
 pub mod error;
 pub mod packed;

@@ -407,16 +407,9 @@ impl PackedGenotypes {
         lut: &[[f32; 4]],
         out: &mut [f32],
     ) {
-        let w = cols.len();
-        assert_eq!(out.len(), rows.len() * w, "output size");
-        for (k, j) in cols.enumerate() {
-            let row = self.snp(j);
-            let t = &lut[j];
-            for (b, &i) in rows.iter().enumerate() {
-                let code = (row[i / 4] >> (2 * (i % 4))) & 3;
-                out[b * w + k] = t[code as usize];
-            }
-        }
+        assert_eq!(out.len(), rows.len() * cols.len(), "output size");
+        let start = cols.start;
+        crate::decode::decode(&self.store(), rows, |k| start + k, &lut[cols], out);
     }
 
     /// Decodes the calls of individuals `rows` at the markers listed in
@@ -429,16 +422,15 @@ impl PackedGenotypes {
         lut: &[[f32; 4]],
         out: &mut [f32],
     ) {
-        let w = cols.len();
-        assert_eq!(out.len(), rows.len() * w, "output size");
-        assert_eq!(lut.len(), w, "one table per column");
-        for (k, &j) in cols.iter().enumerate() {
-            let row = self.snp(j);
-            let t = &lut[k];
-            for (b, &i) in rows.iter().enumerate() {
-                let code = (row[i / 4] >> (2 * (i % 4))) & 3;
-                out[b * w + k] = t[code as usize];
-            }
+        assert_eq!(out.len(), rows.len() * cols.len(), "output size");
+        assert_eq!(lut.len(), cols.len(), "one table per column");
+        crate::decode::decode(&self.store(), rows, |k| cols[k], lut, out);
+    }
+
+    fn store(&self) -> crate::decode::Store<'_> {
+        crate::decode::Store {
+            data: &self.data,
+            stride: self.stride,
         }
     }
 
