@@ -225,7 +225,7 @@ pub(crate) fn rows(
         #[cfg(target_arch = "x86_64")]
         unsafe {
             if amx {
-                amx::rows(&p, j0, j1, panel)
+                amx::rows(&p, j0, j1, panel, stream)
             } else if stream {
                 rows_avx512::<true>(&p, j0, j1, panel)
             } else {
@@ -1784,10 +1784,18 @@ mod amx {
     /// `p.ap` holding ⌈m/16⌉·16 rows of `p.kpp` words (a multiple of 16),
     /// and `panel` `p.kpp` · [`PANEL`] words whose rows from `p.kp` on are
     /// zeros.
+    ///
+    /// With `stream`, whole blocks go to C with streaming stores (through a
+    /// buffer: a tile store cannot stream), so that a large C is not read
+    /// into the cache before it is written: the dense layers' gradients,
+    /// whose C (the weight gradient, 64 × 79,904 in the genomic CNN) is
+    /// written once per step and read by the optimizer after everything
+    /// else. `p.c` is then 64-byte aligned at column j0 of every row.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn rows(p: &Rows, j0: usize, j1: usize, panel: &mut [u32]) {
+    pub(super) unsafe fn rows(p: &Rows, j0: usize, j1: usize, panel: &mut [u32], stream: bool) {
         let _tiles = crate::amx::Tiles::new();
         let mut out = [0f32; 32 * 32];
+        let mut line = Lines([0f32; 32 * 32]);
         let mt = p.m.div_ceil(16);
         let steps = p.kpp / 16;
         // Whole blocks without a bias start their sum tiles at zero or,
@@ -1813,7 +1821,8 @@ mod amx {
                     let whole = t * 16 + 32 <= p.m && wh == 32;
                     let in_place = whole && !biased;
                     if in_place {
-                        block_in_place(a, p.kpp, b, steps, c, p.ldc, p.accumulate);
+                        let line = stream.then_some(&mut line);
+                        block_in_place(a, p.kpp, b, steps, c, p.ldc, p.accumulate, line);
                     } else if t + 1 < mt {
                         block::<true>(a, p.kpp, b, steps, &mut out);
                     } else {
@@ -1828,7 +1837,14 @@ mod amx {
             }
             j += w;
         }
+        if stream {
+            _mm_sfence();
+        }
     }
+
+    /// A block's sums on cache lines of their own.
+    #[repr(C, align(64))]
+    struct Lines([f32; 32 * 32]);
 
     /// The sums of 16 (or with TWO 32) rows of A's words from `a` (rows
     /// `kpp` words apart) times 32 columns of the panel from `b`, over
@@ -1874,8 +1890,11 @@ mod amx {
     /// A whole 32 × 32 block of C at `c` (rows `ldc` floats apart): its four
     /// sum tiles zeroed or, accumulating, loaded from C, the products of 32
     /// rows of A's words from `a` with 32 columns of the panel from `b`
-    /// added over `steps` · 16 words, and the tiles stored into C.
+    /// added over `steps` · 16 words, and the tiles stored into C, or with
+    /// `stream` into its buffer and streamed from there into C (each row
+    /// then 64-byte aligned).
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn block_in_place(
         a: *const u32,
         kpp: usize,
@@ -1884,6 +1903,7 @@ mod amx {
         c: *mut f32,
         ldc: usize,
         accumulate: bool,
+        stream: Option<&mut Lines>,
     ) {
         if accumulate {
             crate::amx::load_sums(c as *const u8, 4 * ldc);
@@ -1891,7 +1911,16 @@ mod amx {
             crate::amx::zero_sums();
         }
         products::<true>(a, kpp, b, steps);
-        crate::amx::store_sums(c as *mut u8, 4 * ldc);
+        let Some(line) = stream else {
+            crate::amx::store_sums(c as *mut u8, 4 * ldc);
+            return;
+        };
+        crate::amx::store_sums(line.0.as_mut_ptr() as *mut u8, 128);
+        for (r, row) in line.0.chunks_exact(32).enumerate() {
+            let cr = c.add(r * ldc);
+            crate::simd::stream_store_avx512(cr, _mm512_load_ps(row.as_ptr()));
+            crate::simd::stream_store_avx512(cr.add(16), _mm512_load_ps(row.as_ptr().add(16)));
+        }
     }
 
     /// C (mb × n at `c`, rows `ldc` apart) += the products of A's rounded
@@ -1928,7 +1957,7 @@ mod amx {
                 let cb = c.add(ib * ldc + jb);
                 let h = (mb - ib).min(32);
                 if h == 32 && w == 32 {
-                    block_in_place(a, kpp, b, steps, cb, ldc, true);
+                    block_in_place(a, kpp, b, steps, cb, ldc, true, None);
                     continue;
                 }
                 for i in 0..h {
@@ -1938,7 +1967,7 @@ mod amx {
                         w,
                     );
                 }
-                block_in_place(a, kpp, b, steps, out.as_mut_ptr(), 32, true);
+                block_in_place(a, kpp, b, steps, out.as_mut_ptr(), 32, true, None);
                 for i in 0..h {
                     core::ptr::copy_nonoverlapping(out.as_ptr().add(32 * i), cb.add(i * ldc), w);
                 }

@@ -662,8 +662,10 @@ fn conv2d_in_bf16_matches_the_reference() {
 
 /// A product whose C is 8 MiB or more, written rather than added to (the
 /// dense layer's gradients), is stored with streaming stores from C's
-/// first 64-byte line on: C starting 0–3 floats past a line, rows a
-/// multiple of 16 apart (streamed) or not, one thread and several.
+/// first 64-byte line on (on amxbf16, whole 32 × 32 blocks through a
+/// buffer, since a tile store cannot stream): C starting 0–3 floats past a
+/// line, rows a multiple of 16 apart (streamed) or not, one thread and
+/// several.
 #[test]
 fn large_products_stream_their_stores() {
     if skip() {
