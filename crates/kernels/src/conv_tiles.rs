@@ -1,6 +1,7 @@
-//! A stride-1 convolution's fused forward pass (activation and max pooling
-//! of pairs, as [`conv1d_act_maxpool2_forward`](crate::conv1d::conv1d_act_maxpool2_forward))
-//! on the AMX-BF16 tiles, reading its input without packing it per tap.
+//! A stride-1 convolution fused with activation and max pooling of pairs
+//! (as [`conv1d_act_maxpool2_forward`](crate::conv1d::conv1d_act_maxpool2_forward)
+//! and its backward pass) on the AMX-BF16 tiles, reading its operands
+//! without packing them per tap.
 //!
 //! `tdpbf16ps` multiplies a tile of A's rows of word pairs by a tile of B
 //! whose row q holds, per column, the pair of B's rows 2q and 2q + 1. Here
@@ -20,6 +21,13 @@
 //! second tap. That zero meets x[c, j + k], outside output j's window: a
 //! finite value there adds nothing, but an infinite one would add a NaN,
 //! so a sample whose rounded input holds one runs on the general path.
+//!
+//! The backward pass reads its operands the same way: the input gradient
+//! ([`input_grad_block`]) from a copy of the output gradient interleaved
+//! by pairs of output channels, read at every tap; the weight gradient
+//! ([`weight_grad_block`]) as dwᵀ, A's tiles read from one rounded copy of
+//! the input at every tap, the output gradient transposed into B's tiles
+//! once.
 
 #[cfg(target_arch = "x86_64")]
 use crate::bf16::lane_mask;
