@@ -1009,25 +1009,20 @@ pub fn conv1d_act_maxpool2_backward(
             batch * p.c_in * l,
         )?;
     }
-    // For the input gradient, the weights per group as wt[ci][(co, t)].
     let winograd = WinogradBackward::new(p, path, w, dx.is_some());
     let wino_dx = winograd.as_ref().is_some_and(|wb| wb.dx.is_some());
-    let mut wt = vec![
-        0f32;
-        if dx.is_some() && !wino_dx {
-            p.weight_len()
-        } else {
-            0
-        }
-    ];
-    if dx.is_some() && !wino_dx {
-        transpose_weights(p, w, &mut wt);
-    }
     // On AMX-BF16, the input and weight gradients on the tiles, reading
     // the output gradient and the input without packing them per tap.
     let tiles = crate::conv_tiles::applies(p, path, lp2);
     let tiles_dx =
         (tiles && dx.is_some()).then(|| crate::conv_tiles::TileWeights::input_grad(p, w));
+    // For the general path's input gradient, the weights per group as
+    // wt[ci][(co, t)].
+    let general_dx = dx.is_some() && !wino_dx && tiles_dx.is_none();
+    let mut wt = vec![0f32; if general_dx { p.weight_len() } else { 0 }];
+    if general_dx {
+        transpose_weights(p, w, &mut wt);
+    }
     let dxp = dx.map(|d| SendPtr(d.as_mut_ptr()));
     let (xs, ys) = (p.c_in * l, p.c_out * lp2);
     grad_parts(p, batch, dw, db, |b, dw_part, db_part| {
