@@ -297,9 +297,9 @@ pub fn all() -> Vec<Case> {
         cases.push(conv1d_pool_case(
             if backward { "g_conv2pool_b" } else { "g_conv2pool_f" },
             if backward {
-                "fused conv1d 16→32 k5 + relu + max-pool 2 on 32×16×4998: backward (input and weights; f32 paths: Winograd, rated by the direct flops)"
+                "fused conv1d 16→32 k5 + relu + max-pool 2 on 32×16×4998: backward (input and weights; Winograd F(4,5) on f32 paths where it pays, GENOCNN_WINOGRAD forces it: rated by the direct flops)"
             } else {
-                "fused conv1d 16→32 k5 + relu + max-pool 2 on 32×16×4998: forward (f32 paths: Winograd F(4,5), 2.5× fewer products; rated by the direct flops)"
+                "fused conv1d 16→32 k5 + relu + max-pool 2 on 32×16×4998: forward (Winograd F(4,5), 2.5× fewer products, on f32 paths where it pays, GENOCNN_WINOGRAD forces it: rated by the direct flops)"
             },
             Conv1dParams::new(16, 32, 5),
             32,

@@ -1091,7 +1091,7 @@ struct WinogradBackward {
 impl WinogradBackward {
     fn new(p: &Conv1dParams, path: SimdPath, w: &[f32], need_dx: bool) -> Option<Self> {
         let dx = need_dx && crate::winograd::applies_to_input_grad(p, path);
-        let dw = crate::winograd::applies(p, path);
+        let dw = crate::winograd::applies_to_weight_grad(p, path);
         (dx || dw).then(|| {
             let tr = crate::winograd::Transforms::new(p.k);
             let dx = dx.then(|| tr.weights_flipped(p, w));

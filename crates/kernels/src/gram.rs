@@ -130,15 +130,7 @@ pub fn with_int8_path<R>(path: Option<Int8Path>, f: impl FnOnce() -> R) -> R {
             "int8 path {p} is not available on this CPU"
         );
     }
-    /// Puts the previous override back when dropped, panics included.
-    struct Restore(Option<Option<Int8Path>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            INT8_OVERRIDE.with(|o| o.set(self.0));
-        }
-    }
-    let _restore = Restore(INT8_OVERRIDE.with(|o| o.replace(Some(path))));
-    f()
+    crate::simd::with_override(&INT8_OVERRIDE, Some(path), f)
 }
 
 /// Rows of X per register tile.

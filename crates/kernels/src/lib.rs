@@ -41,6 +41,7 @@ pub use pool::{Pool1dParams, Pool2dParams, PoolKind};
 /// ([`SimdPath::dispatch`]).
 pub use pulp::{Simd as PulpSimd, WithSimd};
 pub use simd::{with_path, Precision, SimdPath};
+pub use winograd::with_winograd;
 
 /// The fewest multiply-adds for which a matrix product splits its columns
 /// over threads. Below it, waking the pool's sleeping threads and joining

@@ -256,16 +256,25 @@ pub fn with_path<R>(path: SimdPath, f: impl FnOnce() -> R) -> R {
         path.is_available(),
         "SIMD path {path} is not available on this CPU"
     );
-    /// Puts the previous override back when dropped, so that a panic in
-    /// `f` (caught further up, as a test harness or a worker pool does)
-    /// leaves no path forced on the thread.
-    struct Restore(Option<SimdPath>);
-    impl Drop for Restore {
+    with_override(&OVERRIDE, Some(path), f)
+}
+
+/// Runs `f` with `cell` (a thread's override of some choice) set to
+/// `value`, and puts the previous value back afterwards, also when `f`
+/// panics (caught further up, as a test harness or a worker pool does), so
+/// that no choice stays forced on the thread.
+pub(crate) fn with_override<T: Copy + 'static, R>(
+    cell: &'static std::thread::LocalKey<Cell<T>>,
+    value: T,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Restore<T: Copy + 'static>(&'static std::thread::LocalKey<Cell<T>>, T);
+    impl<T: Copy + 'static> Drop for Restore<T> {
         fn drop(&mut self) {
-            OVERRIDE.with(|o| o.set(self.0));
+            self.0.with(|o| o.set(self.1));
         }
     }
-    let _restore = Restore(OVERRIDE.with(|o| o.replace(Some(path))));
+    let _restore = Restore(cell, cell.with(|o| o.replace(value)));
     f()
 }
 

@@ -31,6 +31,9 @@
 //!
 //! [`conv1d_act_maxpool2_forward`]: crate::conv1d::conv1d_act_maxpool2_forward
 
+use std::cell::Cell;
+use std::sync::OnceLock;
+
 use pulp::{Simd, WithSimd};
 
 use crate::conv1d::Conv1dParams;
@@ -55,25 +58,106 @@ const GRAD_BLOCK: usize = 512;
 /// Whether the fused forward pass runs these options through F(4, k): a
 /// stride-1, undilated, ungrouped convolution of 3 to 5 taps with at least
 /// 4 input channels (with fewer, the transforms cost more than they save),
-/// on an f32 path (bf16's rounding would compound with the transforms').
+/// on an f32 path (bf16's rounding would compound with the transforms'),
+/// unless [`with_winograd`] or `GENOCNN_WINOGRAD` turn it off.
 pub(crate) fn applies(p: &Conv1dParams, path: SimdPath) -> bool {
-    applies_with(p, path, p.c_in)
+    shape_applies(p, path, p.c_in) && forced().unwrap_or(true)
+}
+
+/// Whether the fused backward pass runs the weight gradient through
+/// F(k, 4): the forward pass's conditions, on a path where
+/// [`backward_pays`].
+pub(crate) fn applies_to_weight_grad(p: &Conv1dParams, path: SimdPath) -> bool {
+    shape_applies(p, path, p.c_in) && forced().unwrap_or_else(|| backward_pays(path))
 }
 
 /// Whether the fused backward pass runs the input gradient (a correlation
 /// of the c_out rows of the output gradient) through F(4, k): as
-/// [`applies`], with c_out as the correlation's input channels.
+/// [`applies_to_weight_grad`], with c_out as the correlation's input
+/// channels.
 pub(crate) fn applies_to_input_grad(p: &Conv1dParams, path: SimdPath) -> bool {
-    applies_with(p, path, p.c_out)
+    shape_applies(p, path, p.c_out) && forced().unwrap_or_else(|| backward_pays(path))
 }
 
-fn applies_with(p: &Conv1dParams, path: SimdPath, channels: usize) -> bool {
+fn shape_applies(p: &Conv1dParams, path: SimdPath, channels: usize) -> bool {
     p.stride == 1
         && p.dilation == 1
         && p.groups == 1
         && (3..=5).contains(&p.k)
         && channels >= 4
         && !path.is_bf16()
+}
+
+/// Whether the backward pass saves time through the transforms on `path`.
+/// It does where the multiply-adds are the scarce resource: 8-lane paths
+/// (AVX2: on the Xeon below, the genomic CNN's 16 → 32 layer's backward
+/// pass took 14.5–15.7 ms through them, 17.4–20.2 direct), and AVX-512 on
+/// AMD, whose Zen 4 runs 512-bit multiply-adds as two halves (where they
+/// were first measured). Intel's AVX-512 cores run them at full width, and
+/// there the backward transforms' extra passes over memory cost more than
+/// the products they save: on the 2-core Xeon with AMX, `genocnn bench
+/// kernels --paths avx512 --filter g_conv2pool_b` took 7.2–7.6 ms direct
+/// against 10.0–10.4 (interleaved), and the genomic epoch 1.58–1.63 s
+/// against 1.77–1.79. The forward pass keeps F(4, k) there: 3.5–3.8 ms
+/// either way in `bench kernels`, but 0.88–0.91 s per 3 epochs through the
+/// transforms against 1.06 direct in training (`GENOCNN_PROFILE=1`).
+fn backward_pays(path: SimdPath) -> bool {
+    path != SimdPath::Avx512 || !full_width_fma512()
+}
+
+/// Whether this CPU's AVX-512 multiply-adds run at full width: Intel's.
+fn full_width_fma512() -> bool {
+    static INTEL: OnceLock<bool> = OnceLock::new();
+    *INTEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: CPUID leaf 0 exists on every x86-64 CPU.
+            #[allow(unused_unsafe)]
+            let id = unsafe { std::arch::x86_64::__cpuid(0) };
+            // The vendor string "GenuineIntel" is in EBX, EDX, ECX.
+            id.ebx == u32::from_le_bytes(*b"Genu")
+                && id.edx == u32::from_le_bytes(*b"ineI")
+                && id.ecx == u32::from_le_bytes(*b"ntel")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
+static FORCED: OnceLock<Option<bool>> = OnceLock::new();
+
+thread_local! {
+    static OVERRIDE: Cell<Option<bool>> = const { Cell::new(None) };
+}
+
+/// The choice forced on this thread: a [`with_winograd`] override, else
+/// `GENOCNN_WINOGRAD`.
+fn forced() -> Option<bool> {
+    OVERRIDE.with(Cell::get).or_else(|| {
+        *FORCED.get_or_init(|| {
+            let v = std::env::var("GENOCNN_WINOGRAD").ok()?;
+            match v.to_ascii_lowercase().as_str() {
+                "on" | "1" | "yes" => Some(true),
+                "off" | "0" | "no" => Some(false),
+                "auto" | "" => None,
+                _ => {
+                    eprintln!(
+                        "warning: GENOCNN_WINOGRAD={v}: expected on, off or auto; using auto"
+                    );
+                    None
+                }
+            }
+        })
+    })
+}
+
+/// Runs `f` with Winograd's F(4, k) forced on or off for the fused 1D
+/// convolution + pool on this thread, wherever it applies (f32 paths,
+/// stride 1, undilated, ungrouped, 3 to 5 taps, at least 4 channels
+/// summed): tests run both, and `genocnn bench` can time both
+/// (`GENOCNN_WINOGRAD`). Kernels read it on the calling thread.
+pub fn with_winograd<R>(on: bool, f: impl FnOnce() -> R) -> R {
+    crate::simd::with_override(&OVERRIDE, Some(on), f)
 }
 
 /// The F(4, k) matrices in f32.

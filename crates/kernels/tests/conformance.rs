@@ -392,17 +392,27 @@ fn fused_conv_pool_case(
     act.backward(&z, &vec![1f32; z.len()], &mut derivative)
         .unwrap();
     let z_scale = z.iter().fold(1f64, |m, v| m.max(v.abs() as f64));
-    for path in SimdPath::available() {
+    // Each f32 path with Winograd's transforms forced on and off, where
+    // they apply (bench kernels and the README say which is the default).
+    let runs = SimdPath::available()
+        .into_iter()
+        .flat_map(|path| [(path, true), (path, false)]);
+    for (path, wino) in runs {
+        let under = |f: &mut dyn FnMut()| with_path(path, || kernels::with_winograd(wino, f));
         let close = |what: &str, got: &[f32], want: &[f32], tol: f64| {
             let e = rel(got, &f64s(want));
-            assert!(e <= tol, "{path} {what} {e}, tolerance {tol:e}");
+            assert!(
+                e <= tol,
+                "{path} (Winograd {wino}) {what} {e}, tolerance {tol:e}"
+            );
         };
         // Where a pass runs Winograd's minimal filtering (f32 paths, stride
         // 1, undilated, ungrouped, 3 to 5 taps, at least 4 channels summed),
         // its rounding may grow by the transforms' amplification: the
         // direct kernels' tolerances are scaled by it (13 to 19 here).
         let winograd = |channels: usize, m: usize, r: usize| {
-            let on = !path.is_bf16()
+            let on = wino
+                && !path.is_bf16()
                 && p.stride == 1
                 && p.dilation == 1
                 && p.groups == 1
@@ -419,8 +429,8 @@ fn fused_conv_pool_case(
             1e-4 * winograd(p.c_out, 4, p.k),
             1e-4 * winograd(p.c_in, p.k, 4),
         );
-        let (y, mask) = with_path(path, || {
-            let (mut y, mut mask) = (vec![0f32; dy.len()], vec![0f32; dy.len()]);
+        let (mut y, mut mask) = (vec![0f32; dy.len()], vec![0f32; dy.len()]);
+        under(&mut || {
             kernels::conv1d::conv1d_act_maxpool2_forward(
                 &p,
                 act,
@@ -447,8 +457,7 @@ fn fused_conv_pool_case(
                 &mut [],
             )
             .expect("valid kernel parameters");
-            assert_eq!(y_only, y, "{path} y without a mask");
-            (y, mask)
+            assert_eq!(y_only, y, "{path} (Winograd {wino}) y without a mask");
         });
         close("y", &y, &y_ref, tol_y);
         // Each window's choice (the mask's sign: negative for the second)
@@ -501,7 +510,7 @@ fn fused_conv_pool_case(
         .expect("valid kernel parameters");
         // Backward, with and without the input gradient (the first layer
         // of a network needs none).
-        with_path(path, || {
+        under(&mut || {
             let (mut dx, mut dw, mut db) = (
                 vec![0f32; x.len()],
                 vec![0f32; w.len()],
@@ -562,6 +571,93 @@ fn winograd_amplification_is_toom_cooks() {
             (got - want).abs() <= 1e-12 * want,
             "F({m}, {r}): {got} against {want}"
         );
+    }
+}
+
+/// `with_winograd` chooses how each pass of the fused 1D convolution + pool
+/// runs on every f32 path: forced on and off, the genomic CNN's second
+/// layer (16 → 32, 5 taps) gives a forward pass, an input gradient and a
+/// weight gradient rounded differently (so each pass really ran another
+/// way), all within the tolerances of `fused_conv_pool_case`, which runs
+/// both on random shapes.
+#[test]
+fn with_winograd_switches_every_pass() {
+    use kernels::conv1d::{conv1d_act_maxpool2_backward, conv1d_act_maxpool2_forward};
+    let p = Conv1dParams::new(16, 32, 5);
+    let (batch, l) = (2, 700);
+    let lp2 = p.l_out(l) / 2;
+    let x = data(batch * p.c_in * l, 1);
+    let w = data(p.weight_len(), 2);
+    let b = data(p.c_out, 3);
+    let dy = data(batch * p.c_out * lp2, 4);
+    for path in SimdPath::available() {
+        // The mask of one run serves both backward passes.
+        let mut mask = vec![0f32; dy.len()];
+        let run = |on: bool, mask: &mut [f32], mask_in: &[f32]| {
+            with_path(path, || {
+                kernels::with_winograd(on, || {
+                    let mut y = vec![0f32; dy.len()];
+                    conv1d_act_maxpool2_forward(
+                        &p,
+                        kernels::Activation::Relu,
+                        &x,
+                        batch,
+                        l,
+                        &w,
+                        Some(&b),
+                        &mut y,
+                        mask,
+                    )
+                    .expect("valid kernel parameters");
+                    let (mut dx, mut dw) = (vec![0f32; x.len()], vec![0f32; w.len()]);
+                    let m = if mask_in.is_empty() { &*mask } else { mask_in };
+                    conv1d_act_maxpool2_backward(
+                        &p,
+                        &x,
+                        batch,
+                        l,
+                        &w,
+                        m,
+                        &dy,
+                        Some(&mut dx),
+                        &mut dw,
+                        None,
+                    )
+                    .expect("valid kernel parameters");
+                    (y, dx, dw)
+                })
+            })
+        };
+        let direct = run(false, &mut mask, &[]);
+        let mut mask_on = vec![0f32; dy.len()];
+        let transformed = run(true, &mut mask_on, &mask);
+        for (what, a, b, tol) in [
+            (
+                "y",
+                &direct.0,
+                &transformed.0,
+                1e-5 * winograd_amplification(4, 5),
+            ),
+            (
+                "dx",
+                &direct.1,
+                &transformed.1,
+                2e-4 * winograd_amplification(4, 5),
+            ),
+            (
+                "dw",
+                &direct.2,
+                &transformed.2,
+                2e-4 * winograd_amplification(5, 4),
+            ),
+        ] {
+            assert!(
+                !same_bits(a, b),
+                "{path} {what}: the same bits with and without Winograd"
+            );
+            let e = rel(b, &f64s(a));
+            assert!(e <= tol, "{path} {what}: {e} apart, tolerance {tol:e}");
+        }
     }
 }
 
