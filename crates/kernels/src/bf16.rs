@@ -1380,7 +1380,7 @@ pub(crate) unsafe fn pack_transposed(
 /// each vector, in order.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn transpose16(r: &mut [__m512i; 16]) {
+pub(crate) unsafe fn transpose16(r: &mut [__m512i; 16]) {
     let mut t = [_mm512_setzero_si512(); 16];
     // Pairs of words, then pairs of pairs, within each 128-bit lane.
     for i in 0..8 {

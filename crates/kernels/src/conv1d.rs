@@ -1100,6 +1100,12 @@ impl WinogradBackward {
     }
 }
 
+/// A kernel that adds a block's weight gradient to dw, from the block's
+/// output gradient (its rows `ld` apart, from column `ua`), `nq` output
+/// positions from `qa`, and the padded input: whether it ran.
+type WeightGradBlock =
+    fn(&Conv1dParams, &[f32], usize, usize, usize, &[f32], usize, usize, &mut [f32]) -> bool;
+
 /// One sample of the fused backward pass of [`conv1d_act_maxpool2_backward`].
 struct FusedBackward<'a> {
     path: SimdPath,
@@ -1226,19 +1232,20 @@ impl FusedBackward<'_> {
                     let qb = (i0 + pl + n).min(2 * lp2);
                     if qa < qb && wino_dw.is_none() {
                         let ua = (qa as isize - q_base) as usize;
-                        let on_tiles = tiles_dw
-                            && crate::conv_tiles::weight_grad_block(
-                                p,
-                                tile,
-                                ld,
-                                ua,
-                                qb - qa,
-                                xp,
-                                lpad,
-                                qa,
-                                dw,
-                            );
-                        for g in (0..p.groups).filter(|_| !on_tiles) {
+                        // On the AMX tiles, or on AVX-512 in f32 with the
+                        // input channels in the lanes (one thread per
+                        // sample: not for a batch of 1); else the general
+                        // dot products.
+                        let kernel: Option<WeightGradBlock> = if tiles_dw {
+                            Some(crate::conv_tiles::weight_grad_block)
+                        } else if !par && crate::conv1d_dw::applies(p, path) {
+                            Some(crate::conv1d_dw::weight_grad)
+                        } else {
+                            None
+                        };
+                        let done =
+                            kernel.is_some_and(|f| f(p, tile, ld, ua, qb - qa, xp, lpad, qa, dw));
+                        for g in (0..p.groups).filter(|_| !done) {
                             gemm_dots(
                                 path,
                                 cog,

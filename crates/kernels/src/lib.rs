@@ -14,6 +14,7 @@ pub mod amx;
 pub mod bf16;
 pub mod cases;
 pub mod conv1d;
+mod conv1d_dw;
 mod conv1d_in1;
 pub mod conv2d;
 mod conv_tiles;
