@@ -1085,8 +1085,8 @@ pub(crate) fn dots<FA, FB>(
         starts.sort_unstable();
         starts.windows(2).all(|w| w[1] >= w[0] + len)
     };
-    if segs.count == 1 && len > DOT_CHUNK && disjoint(m, &aoff) && disjoint(n, &boff) {
-        return dots_streamed(path, m, n, len, a, aoff, b, boff, c, ldc, parallel);
+    if segs.count == 1 && streams_dense(len) && disjoint(m, &aoff) && disjoint(n, &boff) {
+        return dots_streamed(path, m, n, len, a, aoff, b, boff, None, c, ldc, parallel);
     }
     let (alo, ahi) = span(m, &aoff, segs.a_stride);
     let (blo, bhi) = span(n, &boff, segs.b_stride);
@@ -1181,6 +1181,7 @@ fn dots_streamed<FA, FB>(
     aoff: FA,
     b: &[f32],
     boff: FB,
+    packed: Option<&PackedPanels>,
     c: &mut [f32],
     ldc: usize,
     parallel: bool,
@@ -1192,7 +1193,7 @@ fn dots_streamed<FA, FB>(
     // Chunks [k0, k1) of every row, added to C' (m × n, ldc' apart) at cp.
     let run = |k0: usize, k1: usize, cp: SendPtr<f32>, ldc: usize| {
         if path == crate::simd::SimdPath::AmxBf16 {
-            return streamed_tiles(m, n, len, (a, aoff), (b, boff), (k0, k1), cp, ldc);
+            return streamed_tiles(m, n, len, (a, aoff), (b, boff), packed, (k0, k1), cp, ldc);
         }
         with_halves(STREAM_ROWS.min(m) * DOT_CHUNK, |ab| {
             let mut bo = vec![0usize; n];
@@ -1272,6 +1273,7 @@ fn streamed_tiles<FA, FB>(
     len: usize,
     (a, aoff): (&[f32], FA),
     (b, boff): (&[f32], FB),
+    packed: Option<&PackedPanels>,
     (k0, k1): (usize, usize),
     cp: SendPtr<f32>,
     ldc: usize,
@@ -1286,24 +1288,37 @@ fn streamed_tiles<FA, FB>(
     with_halves(rows * TILE_STRIDE + LINE_SLACK / 2, |ab| {
         let ab = line_aligned(ab, rows * TILE_STRIDE);
         let panels = n.div_ceil(PANEL) * panel_words;
-        with_words(panels + LINE_SLACK / 4, |bp| {
-            let bp = line_aligned(bp, panels);
+        // With B packed already, no buffer of its own.
+        let own = if packed.is_some() {
+            0
+        } else {
+            panels + LINE_SLACK / 4
+        };
+        with_words(own, |buf| {
             let mut bo = vec![0usize; n];
             for kc in k0..k1 {
                 let l0 = kc * DOT_CHUNK;
                 let cl = (len - l0).min(DOT_CHUNK);
                 let steps = cl.div_ceil(32);
-                bo.iter_mut()
-                    .enumerate()
-                    .for_each(|(j, o)| *o = boff(j) + l0);
-                for (cols, panel) in bo.chunks(PANEL).zip(bp.chunks_exact_mut(panel_words)) {
-                    // SAFETY: the caller checked that each of B's rows holds
-                    // `len` values from boff(j), so cl from boff(j) + l0.
-                    #[cfg(target_arch = "x86_64")]
-                    unsafe {
-                        pack_transposed(b.as_ptr(), cols, cl, panel, PANEL)
-                    };
-                }
+                let bp: &[u32] = match packed {
+                    Some(pk) => pk.chunk(kc),
+                    None => {
+                        let bp = line_aligned(buf, panels);
+                        bo.iter_mut()
+                            .enumerate()
+                            .for_each(|(j, o)| *o = boff(j) + l0);
+                        for (cols, panel) in bo.chunks(PANEL).zip(bp.chunks_exact_mut(panel_words))
+                        {
+                            // SAFETY: the caller checked that each of B's rows holds
+                            // `len` values from boff(j), so cl from boff(j) + l0.
+                            #[cfg(target_arch = "x86_64")]
+                            unsafe {
+                                pack_transposed(b.as_ptr(), cols, cl, panel, PANEL)
+                            };
+                        }
+                        bp
+                    }
+                };
                 for i0 in (0..m).step_by(STREAM_ROWS) {
                     let mb = (m - i0).min(STREAM_ROWS);
                     for i in 0..mb {
@@ -1324,6 +1339,129 @@ fn streamed_tiles<FA, FB>(
             }
         })
     });
+}
+
+/// Whether a dense layer's forward product with `n_in` inputs runs
+/// [`dots_streamed`] (its rows never overlap): a sum longer than a chunk.
+pub(crate) fn streams_dense(n_in: usize) -> bool {
+    n_in > DOT_CHUNK
+}
+
+/// A long product's B operand (a dense layer's weights: `n` rows of `len`
+/// values, one after the other) rounded and packed once, chunk by chunk,
+/// into the panels that [`streamed_tiles`] otherwise packs on every call
+/// ([`pack_transposed`]), for many products with the same B: an inference
+/// over many batches. The products are the same, bit for bit.
+pub(crate) struct PackedPanels {
+    n: usize,
+    len: usize,
+    words: Vec<u32>,
+    /// Where the first chunk's panels start: a 64-byte line.
+    start: usize,
+}
+
+impl PackedPanels {
+    /// Words per chunk: n's panels of [`DOT_CHUNK`] / 2 rows.
+    fn chunk_words(n: usize) -> usize {
+        n.div_ceil(PANEL) * (DOT_CHUNK / 2 * PANEL)
+    }
+
+    /// Packs `b` (n × len). Needs AVX512-BF16 (the caller's path).
+    ///
+    /// # Panics
+    /// If `b` is shorter than n · len, or the CPU lacks AVX512-BF16.
+    pub(crate) fn new(b: &[f32], n: usize, len: usize) -> Self {
+        assert!(b.len() >= n * len, "PackedPanels: B too short");
+        assert!(available(), "PackedPanels: no AVX512-BF16");
+        let per = Self::chunk_words(n);
+        let chunks = len.div_ceil(DOT_CHUNK);
+        let mut words = vec![0u32; chunks * per + 16];
+        let start = words.as_ptr().align_offset(64).min(16);
+        let offs: Vec<usize> = (0..n).map(|j| j * len).collect();
+        for kc in 0..chunks {
+            let l0 = kc * DOT_CHUNK;
+            let cl = (len - l0).min(DOT_CHUNK);
+            let at: Vec<usize> = offs.iter().map(|o| o + l0).collect();
+            let chunk = &mut words[start + kc * per..start + (kc + 1) * per];
+            for (cols, panel) in at
+                .chunks(PANEL)
+                .zip(chunk.chunks_exact_mut(DOT_CHUNK / 2 * PANEL))
+            {
+                // SAFETY: AVX512-BF16 is available (asserted); each row
+                // holds len values from its offset, so cl from offset + l0.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    pack_transposed(b.as_ptr(), cols, cl, panel, PANEL)
+                };
+            }
+        }
+        PackedPanels {
+            n,
+            len,
+            words,
+            start,
+        }
+    }
+
+    /// Chunk kc's panels.
+    fn chunk(&self, kc: usize) -> &[u32] {
+        let per = Self::chunk_words(self.n);
+        &self.words[self.start + kc * per..self.start + (kc + 1) * per]
+    }
+}
+
+/// C (m × n, rows `ldc` apart) = the dot products of A's rows (`len`
+/// values from aoff(i), not overlapping) with the rows of a packed B, on
+/// the AMX tiles: [`dots`]'s streamed path without packing B. The same
+/// sums, bit for bit, as [`dots`] on `SimdPath::AmxBf16` with B unpacked.
+///
+/// # Panics
+/// If the tiles are not available, the packed B is not n × len, len is not
+/// longer than [`DOT_CHUNK`], or a row of A or C falls outside its slice.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dots_packed(
+    m: usize,
+    n: usize,
+    len: usize,
+    a: &[f32],
+    aoff: impl Fn(usize) -> usize + Copy + Sync,
+    b: &PackedPanels,
+    c: &mut [f32],
+    ldc: usize,
+    parallel: bool,
+) {
+    let path = crate::simd::SimdPath::AmxBf16;
+    assert!(path.is_available(), "dots_packed: no AMX tiles");
+    assert!(b.n == n && b.len == len, "dots_packed: B is not n × len");
+    assert!(len > DOT_CHUNK, "dots_packed: a sum of one chunk");
+    assert!(
+        m == 0 || (m - 1) * ldc + n <= c.len(),
+        "dots_packed: C too short"
+    );
+    for i in 0..m {
+        assert!(
+            aoff(i) + len <= a.len(),
+            "dots_packed: row {i} of A out of bounds"
+        );
+    }
+    for i in 0..m {
+        c[i * ldc..i * ldc + n].fill(0.0);
+    }
+    // B's rows are never read: the packed panels stand for them.
+    dots_streamed(
+        path,
+        m,
+        n,
+        len,
+        a,
+        aoff,
+        &[],
+        |_| 0,
+        Some(b),
+        c,
+        ldc,
+        parallel,
+    );
 }
 
 /// The stride, in bf16 values, of [`streamed_tiles`]' rounded rows of A: a

@@ -31,6 +31,10 @@ pub type BnTrain<T> = (T, BnSaved<T>, T, T);
 /// The gradients of a weighted layer: (input if asked for, weights, bias).
 pub type Grads<T> = (Option<T>, T, T);
 
+/// A dense layer's weights in a form a backend prepared for many forward
+/// passes with the same weights ([`Backend::dense_prepare`]).
+pub type Prepared = Box<dyn std::any::Any + Send + Sync>;
+
 /// The gradients of batch norm: (input, gamma, beta).
 pub type BnGrads<T> = (T, T, T);
 
@@ -164,6 +168,23 @@ pub trait Backend: Clone + Send + Sync + 'static {
         w: &Self::Tensor,
         b: Option<&Self::Tensor>,
     ) -> Result<Self::Tensor>;
+    /// The weights w (out, in) of a dense layer prepared for many forward
+    /// passes with the same weights ([`Backend::dense_prepared`]), where
+    /// this backend has such a form and it saves time; `None` by default.
+    fn dense_prepare(&self, _w: &Self::Tensor) -> Option<Prepared> {
+        None
+    }
+    /// [`Backend::dense`] with the weights `w` prepared by
+    /// [`Backend::dense_prepare`]: the same outputs.
+    fn dense_prepared(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        _prepared: &Prepared,
+        b: Option<&Self::Tensor>,
+    ) -> Result<Self::Tensor> {
+        self.dense(x, w, b)
+    }
     /// Returns (dx if asked for, dw, db).
     fn dense_backward(
         &self,

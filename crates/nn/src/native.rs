@@ -154,6 +154,43 @@ pub struct Native {
 }
 
 impl Native {
+    /// The dense layer's forward pass, with prepared weights where given.
+    fn dense_with(
+        &self,
+        x: &HostTensor,
+        w: &HostTensor,
+        b: Option<&HostTensor>,
+        prepared: Option<&kernels::dense::DenseWeights>,
+    ) -> Result<HostTensor> {
+        want("dense", x, 2)?;
+        let (batch, n_in, n_out) = (x.shape[0], x.shape[1], w.shape[0]);
+        if w.shape[1] != n_in {
+            return Err(NnError::Shape {
+                op: "dense",
+                message: format!(
+                    "input has {n_in} features, the layer expects {}",
+                    w.shape[1]
+                ),
+            });
+        }
+        let mut y = self.scratch(&[batch, n_out]);
+        let bias = b.map(|b| &b.data[..]);
+        match prepared {
+            Some(p) => kernels::dense::dense_forward_prepared(
+                &x.data,
+                batch,
+                n_in,
+                &w.data,
+                p,
+                n_out,
+                bias,
+                &mut y.data,
+            )?,
+            None => dense_forward(&x.data, batch, n_in, &w.data, n_out, bias, &mut y.data)?,
+        }
+        Ok(y)
+    }
+
     /// A backend on the caller's rayon pool.
     pub fn new() -> Self {
         Native::default()
@@ -689,29 +726,29 @@ impl Backend for Native {
         Ok(dx)
     }
 
+    /// On the AMX tiles, the weights rounded and packed into tile rows
+    /// once ([`kernels::dense::DenseWeights`]), not by every batch.
+    fn dense_prepare(&self, w: &HostTensor) -> Option<crate::backend::Prepared> {
+        let (n_out, n_in) = (*w.shape.first()?, *w.shape.get(1)?);
+        kernels::dense::DenseWeights::prepare(&w.data, n_in, n_out)
+            .map(|p| Box::new(p) as crate::backend::Prepared)
+    }
+
+    fn dense_prepared(
+        &self,
+        x: &HostTensor,
+        w: &HostTensor,
+        prepared: &crate::backend::Prepared,
+        b: Option<&HostTensor>,
+    ) -> Result<HostTensor> {
+        let Some(p) = prepared.downcast_ref::<kernels::dense::DenseWeights>() else {
+            return self.dense(x, w, b);
+        };
+        self.dense_with(x, w, b, Some(p))
+    }
+
     fn dense(&self, x: &HostTensor, w: &HostTensor, b: Option<&HostTensor>) -> Result<HostTensor> {
-        want("dense", x, 2)?;
-        let (batch, n_in, n_out) = (x.shape[0], x.shape[1], w.shape[0]);
-        if w.shape[1] != n_in {
-            return Err(NnError::Shape {
-                op: "dense",
-                message: format!(
-                    "input has {n_in} features, the layer expects {}",
-                    w.shape[1]
-                ),
-            });
-        }
-        let mut y = self.scratch(&[batch, n_out]);
-        dense_forward(
-            &x.data,
-            batch,
-            n_in,
-            &w.data,
-            n_out,
-            b.map(|b| &b.data[..]),
-            &mut y.data,
-        )?;
-        Ok(y)
+        self.dense_with(x, w, b, None)
     }
 
     fn dense_backward(

@@ -710,3 +710,67 @@ fn inference_passes_skip_the_masks_and_give_the_same_outputs() {
     }
     assert!(fused_cases > 0, "no case has a fused convolution and pool");
 }
+
+/// The weights a dense layer prepares for inference (on the `amxbf16` path,
+/// rounded and packed into the tiles' rows once, not by every batch) give
+/// the recording pass's outputs bit for bit, batch after batch, and follow
+/// the weights when they change (lent out by `params_mut`, as the
+/// optimizer and weight loading have them), on every path this CPU runs.
+#[test]
+fn prepared_dense_weights_follow_the_weights() {
+    let specs = layers(
+        r#"
+        [[layers]]
+        type = "dense"
+        units = 70
+        activation = "relu"
+        [[layers]]
+        type = "dense"
+        units = 3
+    "#,
+    );
+    let n_in = 3000;
+    let mut backends = vec![Native::new()];
+    backends.extend(
+        kernels::SimdPath::available_bf16()
+            .into_iter()
+            .map(|p| Native::new().with_path(p).unwrap()),
+    );
+    for b in backends {
+        let mut net = Network::builder(b.clone(), &specs, &[n_in])
+            .seed(7)
+            .build()
+            .unwrap();
+        let out = |net: &Network<Native>, x: &nn::HostTensor, ctx: Ctx| {
+            b.to_vec(&net.forward(x, &ctx).unwrap().output).unwrap()
+        };
+        let x = b.tensor(data(5 * n_in, 31), &[5, n_in]).unwrap();
+        let before = out(&net, &x, Ctx::eval());
+        for (batch, seed) in [(1, 32), (5, 31), (2, 33)] {
+            let x = b.tensor(data(batch * n_in, seed), &[batch, n_in]).unwrap();
+            let inferred = out(&net, &x, Ctx::eval());
+            assert_eq!(
+                inferred,
+                out(&net, &x, Ctx::eval().recording()),
+                "batch {batch}"
+            );
+        }
+        for p in net.params_mut() {
+            let shape = b.shape(&p.value);
+            let v: Vec<f32> = b
+                .to_vec(&p.value)
+                .unwrap()
+                .iter()
+                .map(|w| 0.5 * w + 0.01)
+                .collect();
+            p.value = b.tensor(v, &shape).unwrap();
+        }
+        let after = out(&net, &x, Ctx::eval());
+        assert_ne!(after, before, "the outputs did not follow the weights");
+        assert_eq!(
+            after,
+            out(&net, &x, Ctx::eval().recording()),
+            "after the change"
+        );
+    }
+}

@@ -1401,3 +1401,61 @@ fn fused_conv2d_pool_in_bf16_is_exact_on_integers() {
         assert_ne!(y16, y32, "case {case}: the fused pass took the f32 path");
     }
 }
+
+/// Dense weights prepared once for an inference give the forward pass's
+/// outputs bit for bit: on the AMX tiles, where they are packed once (rows
+/// at a panel's 64 ± 1, sums past 1 to 3 chunks of 2048 with tails, batches
+/// past a block of 128 rows); elsewhere nothing is prepared. Prepared on
+/// the tiles and used on another path, the weights themselves serve.
+#[test]
+fn prepared_dense_weights_give_the_same_outputs() {
+    use kernels::dense::{dense_forward_prepared, DenseWeights};
+    if skip() {
+        return;
+    }
+    for (batch, n_in, n_out) in [
+        (1, 2049, 1),
+        (3, 4097, 17),
+        (33, 5000, 64),
+        (130, 6145, 65),
+        (7, 3 * 2048 + 31, 130),
+    ] {
+        let x = data(batch * n_in, 41);
+        let w = data(n_out * n_in, 42);
+        let b = data(n_out, 43);
+        let forward = |prepared: Option<&DenseWeights>| {
+            let mut y = vec![f32::NAN; batch * n_out];
+            match prepared {
+                Some(p) => dense_forward_prepared(&x, batch, n_in, &w, p, n_out, Some(&b), &mut y),
+                None => dense_forward(&x, batch, n_in, &w, n_out, Some(&b), &mut y),
+            }
+            .expect("valid shapes");
+            y
+        };
+        with_path(PATH, || {
+            let prepared = DenseWeights::prepare(&w, n_in, n_out);
+            assert_eq!(
+                prepared.is_some(),
+                PATH == SimdPath::AmxBf16,
+                "{PATH}: prepared {batch} × {n_in} → {n_out}"
+            );
+            let Some(p) = prepared else { return };
+            assert!(
+                same_bits(&forward(Some(&p)), &forward(None)),
+                "{PATH}: {batch} × {n_in} → {n_out} prepared"
+            );
+            for other in [SimdPath::Avx512Bf16, SimdPath::Avx512] {
+                with_path(other, || {
+                    assert!(
+                        same_bits(&forward(Some(&p)), &forward(None)),
+                        "prepared on {PATH}, run on {other}: {batch} × {n_in} → {n_out}"
+                    );
+                });
+            }
+        });
+    }
+    // A sum of one chunk is not packed per call: nothing to prepare.
+    with_path(PATH, || {
+        assert!(DenseWeights::prepare(&data(3 * 2048, 1), 2048, 3).is_none());
+    });
+}

@@ -4,10 +4,12 @@ use kernels::Activation;
 use serde::{Deserialize, Serialize};
 
 use super::{activate, deactivate, describe, At, Builder, Layer, SpecNode};
-use crate::backend::Backend;
+use std::sync::OnceLock;
+
+use crate::backend::{Backend, Prepared};
 use crate::error::Result;
 use crate::param::Param;
-use crate::pass::{Backward, Forward};
+use crate::pass::{Backward, Forward, Mode};
 use crate::spec::{yes, ActivationSpec};
 
 /// A fully connected layer.
@@ -34,6 +36,12 @@ pub struct Dense<B: Backend> {
     w: Param<B>,
     b: Option<Param<B>>,
     shape: Vec<usize>,
+    /// The weights as the backend prepared them for evaluation passes
+    /// ([`Backend::dense_prepare`]), made by the first such pass and
+    /// dropped whenever the parameters are lent out to be changed
+    /// (`visit_params_mut`): an inference over many batches prepares them
+    /// once.
+    prepared: OnceLock<Option<Prepared>>,
 }
 
 pub fn build<B: Backend>(
@@ -73,6 +81,7 @@ pub fn build<B: Backend>(
         w,
         b,
         shape: vec![d.units],
+        prepared: OnceLock::new(),
     }))
 }
 
@@ -91,9 +100,20 @@ impl<B: Backend> Layer<B> for Dense<B> {
 
     /// Saves the input, and the pre-activation output unless linear.
     fn forward(&self, x: B::Tensor, f: &mut Forward<'_, B>) -> Result<B::Tensor> {
-        let z = f
-            .backend
-            .dense(&x, &self.w.value, self.b.as_ref().map(|b| &b.value))?;
+        let b = self.b.as_ref().map(|b| &b.value);
+        // An evaluation pass that records nothing (an inference) uses the
+        // prepared weights; a training pass's weights change every step.
+        let prepared = (f.ctx.mode == Mode::Eval && !f.record)
+            .then(|| {
+                self.prepared
+                    .get_or_init(|| f.backend.dense_prepare(&self.w.value))
+                    .as_ref()
+            })
+            .flatten();
+        let z = match prepared {
+            Some(p) => f.backend.dense_prepared(&x, &self.w.value, p, b)?,
+            None => f.backend.dense(&x, &self.w.value, b)?,
+        };
         activate(f, x, z, self.act)
     }
 
@@ -120,6 +140,8 @@ impl<B: Backend> Layer<B> for Dense<B> {
     }
 
     fn visit_params_mut<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut Param<B>)) {
+        // The weights may change: what was prepared from them is dropped.
+        self.prepared = OnceLock::new();
         f(&mut self.w);
         if let Some(b) = &mut self.b {
             f(b);
