@@ -1282,12 +1282,11 @@ fn streamed_tiles<FA, FB>(
     FB: Fn(usize) -> usize,
 {
     let rows = STREAM_ROWS.min(m).div_ceil(32) * 32;
-    let panel_words = DOT_CHUNK / 2 * PANEL;
     // Both buffers start on a cache line, so that each tile row (64 bytes;
     // rows 4,160 and 256 bytes apart) is one line.
     with_halves(rows * TILE_STRIDE + LINE_SLACK / 2, |ab| {
         let ab = line_aligned(ab, rows * TILE_STRIDE);
-        let panels = n.div_ceil(PANEL) * panel_words;
+        let panels = PackedPanels::chunk_words(n);
         // With B packed already, no buffer of its own.
         let own = if packed.is_some() {
             0
@@ -1307,15 +1306,9 @@ fn streamed_tiles<FA, FB>(
                         bo.iter_mut()
                             .enumerate()
                             .for_each(|(j, o)| *o = boff(j) + l0);
-                        for (cols, panel) in bo.chunks(PANEL).zip(bp.chunks_exact_mut(panel_words))
-                        {
-                            // SAFETY: the caller checked that each of B's rows holds
-                            // `len` values from boff(j), so cl from boff(j) + l0.
-                            #[cfg(target_arch = "x86_64")]
-                            unsafe {
-                                pack_transposed(b.as_ptr(), cols, cl, panel, PANEL)
-                            };
-                        }
+                        // SAFETY: the caller checked that each of B's rows holds
+                        // `len` values from boff(j), so cl from boff(j) + l0.
+                        unsafe { pack_chunk(b, &bo, cl, bp) };
                         bp
                     }
                 };
@@ -1339,6 +1332,23 @@ fn streamed_tiles<FA, FB>(
             }
         })
     });
+}
+
+/// Packs `cl` values (one chunk) of the rows of B that start at `offs`
+/// into the consecutive panels of `dst` ([`pack_transposed`], [`PANEL`]
+/// rows per panel of [`DOT_CHUNK`] / 2 tile rows).
+///
+/// # Safety
+/// AVX512-BF16 is available; each row holds `cl` values from its offset;
+/// `dst` holds ⌈offs.len() / PANEL⌉ panels.
+unsafe fn pack_chunk(b: &[f32], offs: &[usize], cl: usize, dst: &mut [u32]) {
+    for (cols, panel) in offs
+        .chunks(PANEL)
+        .zip(dst.chunks_exact_mut(DOT_CHUNK / 2 * PANEL))
+    {
+        #[cfg(target_arch = "x86_64")]
+        pack_transposed(b.as_ptr(), cols, cl, panel, PANEL);
+    }
 }
 
 /// Whether a dense layer's forward product with `n_in` inputs runs
@@ -1383,17 +1393,9 @@ impl PackedPanels {
             let cl = (len - l0).min(DOT_CHUNK);
             let at: Vec<usize> = offs.iter().map(|o| o + l0).collect();
             let chunk = &mut words[start + kc * per..start + (kc + 1) * per];
-            for (cols, panel) in at
-                .chunks(PANEL)
-                .zip(chunk.chunks_exact_mut(DOT_CHUNK / 2 * PANEL))
-            {
-                // SAFETY: AVX512-BF16 is available (asserted); each row
-                // holds len values from its offset, so cl from offset + l0.
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    pack_transposed(b.as_ptr(), cols, cl, panel, PANEL)
-                };
-            }
+            // SAFETY: AVX512-BF16 is available (asserted); each row holds
+            // len values from its offset, so cl from offset + l0.
+            unsafe { pack_chunk(b, &at, cl, chunk) };
         }
         PackedPanels {
             n,
